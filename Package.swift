@@ -1,0 +1,23 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "distr",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DistrCore", targets: ["DistrCore"]),
+        .executable(name: "distr-worker", targets: ["distr-worker"]),
+        .executable(name: "distr-master", targets: ["distr-master"]),
+    ],
+    targets: [
+        .target(name: "CDistrSys"),
+        .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict),
+        .executableTarget(name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict),
+        .executableTarget(name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict),
+        .testTarget(name: "DistrCoreTests", dependencies: ["DistrCore"], swiftSettings: strict),
+        .testTarget(
+            name: "EndToEndTests", dependencies: ["DistrCore"], swiftSettings: strict),
+    ]
+)

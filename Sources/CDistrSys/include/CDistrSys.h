@@ -1,0 +1,25 @@
+#ifndef CDISTRSYS_H
+#define CDISTRSYS_H
+
+#include <spawn.h>
+#include <sys/types.h>
+
+/// pipe2(fds, O_CLOEXEC).
+int cdistr_pipe_cloexec(int fds[2]);
+/// accept4(fd, NULL, NULL, SOCK_CLOEXEC).
+int cdistr_accept_cloexec(int fd);
+/// posix_spawn_file_actions_addchdir_np.
+int cdistr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+/// prctl(PR_SET_CHILD_SUBREAPER, 1).
+int cdistr_set_child_subreaper(void);
+/// prctl(PR_SET_PDEATHSIG, sig).
+int cdistr_set_parent_death_signal(int sig);
+/// Sends `len` bytes and one descriptor over a Unix socket (SCM_RIGHTS). Returns bytes sent or -1.
+ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len);
+/// Receives up to `len` bytes and at most one descriptor (set to -1 when none came, close-on-exec
+/// when one did). Returns bytes received, 0 at end of stream, or -1.
+ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len);
+/// TCP keepalive with the given idle, interval and probe count.
+int cdistr_set_keepalive(int fd, int idle, int interval, int count);
+
+#endif

@@ -1,0 +1,188 @@
+@preconcurrency import Glibc
+import Foundation
+
+/// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
+public enum MasterCommand {
+    public static let usage = """
+        usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
+               distr-master exec [OPTIONS] [--] COMMAND...
+               distr-master keygen [--secret-file PATH] [--force]
+        """
+
+    public static let help = """
+        distr-master: runs a program on every node of a distr cluster and prints their output.
+
+        \(usage)
+
+        Subcommands:
+          run PROGRAM [ARGS...]  run one parallel program; PROGRAM is shipped when it names a local
+                                 file and is not an absolute path; slots=N peers run N ranks
+          exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped
+          keygen                 write a new cluster secret (default ~/.config/distr/secret, mode 0600)
+
+        Where the workers are (one of):
+          --peers FILE           peers file, one 'HOST[:PORT] [slots=N]' per line (default ./peers.txt)
+          --hosts LIST           comma-separated peers instead of a file: h1,h2:7000,[::1]:6970
+          --local N              start N workers on loopback for this job, then stop them
+
+        Options:
+          --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
+          --connect-timeout S    seconds to reach and authenticate each worker (default 5)
+          --file PATH            ship a file or directory (repeatable); directories keep their layout
+          --env NAME=VALUE       set a variable for every rank (repeatable)
+          --timeout S            end the job after S seconds (exit 124)
+          --keep-going           run: do not end the other ranks when one fails
+          --group                print each node's output as a block, in node order, after the job
+          --gather               print identical output once, with its ranks folded ([0-3,5])
+          --keep                 keep the job directories on the workers and print where they are
+          -q, --quiet            no summary line when every rank succeeded
+          -h, --help             show this help
+          --version              show the version
+
+        Exit status: 0 when every rank exited 0; else the highest rank status (128+N for signal N).
+        64 usage or configuration error, 69 a node unreachable or refusing the job,
+        124 --timeout reached, 130 interrupted.
+        """
+
+    enum Command {
+        case run(MasterOptions)
+        case keygen(path: String?, force: Bool)
+        case help
+        case version
+    }
+
+    static func parse(_ arguments: [String]) throws(UsageError) -> Command {
+        guard let subcommand = arguments.first else { throw UsageError("missing subcommand") }
+        var scanner = ArgumentScanner(Array(arguments.dropFirst()))
+        switch subcommand {
+        case "-h", "--help", "help": return .help
+        case "--version", "version": return .version
+        case "keygen":
+            var path: String?
+            var force = false
+            while let token = scanner.next() {
+                switch token {
+                case .option("--secret-file", let inline): path = try scanner.value(of: "--secret-file", inline: inline)
+                case .option("--force", _): force = true
+                case .option("-h", _), .option("--help", _): return .help
+                case .option(let name, _): throw UsageError("unknown option '\(name)' for keygen")
+                case .positional(let value): throw UsageError("unexpected argument '\(value)' for keygen")
+                }
+            }
+            return .keygen(path: path, force: force)
+        case "run", "exec":
+            var options = MasterOptions(mode: .exec(command: []))
+            var positional: [String] = []
+            var peerSources = 0
+            parsing: while let token = scanner.next() {
+                switch token {
+                case .positional(let value):
+                    positional = [value] + scanner.rest()
+                    break parsing
+                case .option("-h", _), .option("--help", _): return .help
+                case .option("--peers", let inline):
+                    options.peers = .file(try scanner.value(of: "--peers", inline: inline))
+                    peerSources += 1
+                case .option("--hosts", let inline):
+                    options.peers = .hosts(try scanner.value(of: "--hosts", inline: inline))
+                    peerSources += 1
+                case .option("--local", let inline):
+                    let count: Int = try scanner.number(of: "--local", inline: inline, minimum: 1)
+                    guard count <= 256 else { throw UsageError("--local takes at most 256 workers") }
+                    options.peers = .local(count)
+                    peerSources += 1
+                case .option("--secret-file", let inline): options.secretFile = try scanner.value(of: "--secret-file", inline: inline)
+                case .option("--connect-timeout", let inline):
+                    options.connectTimeout = try scanner.number(of: "--connect-timeout", inline: inline, minimum: 0.001)
+                case .option("--file", let inline): options.files.append(try scanner.value(of: "--file", inline: inline))
+                case .option("--env", let inline):
+                    let value = try scanner.value(of: "--env", inline: inline)
+                    guard let eq = value.firstIndex(of: "="), eq != value.startIndex else {
+                        throw UsageError("--env needs NAME=VALUE, not '\(value)'")
+                    }
+                    options.environment.append(value)
+                case .option("--timeout", let inline): options.timeout = try scanner.number(of: "--timeout", inline: inline, minimum: 0.001)
+                case .option("--keep-going", _): options.keepGoing = true
+                case .option("--group", _): options.output = .group
+                case .option("--gather", _): options.output = .gather
+                case .option("--keep", _): options.keepDirectory = true
+                case .option("-q", _), .option("--quiet", _): options.quiet = true
+                case .option(let name, _): throw UsageError("unknown option '\(name)' for \(subcommand)")
+                }
+            }
+            if peerSources > 1 { throw UsageError("use only one of --peers, --hosts and --local") }
+            guard let first = positional.first else {
+                throw UsageError(subcommand == "run" ? "run needs a PROGRAM" : "exec needs a COMMAND")
+            }
+            options.mode = subcommand == "run" ? .run(program: first, arguments: Array(positional.dropFirst())) : .exec(command: positional)
+            return .run(options)
+        default:
+            throw UsageError("unknown subcommand '\(subcommand)'")
+        }
+    }
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        Signals.ignorePipe()
+        let command: Command
+        do { command = try parse(arguments) } catch {
+            fputs("distr-master: \(error)\n\(usage)\nRun 'distr-master --help' for the options.\n", stderr)
+            return ExitCode.usage
+        }
+        switch command {
+        case .help:
+            print(help)
+            return 0
+        case .version:
+            print("distr-master \(DistrVersion.string) (protocol \(Handshake.version))")
+            return 0
+        case .keygen(let explicit, let force):
+            let path = ClusterSecret.path(explicit: explicit)
+            do { try ClusterSecret.generate(path: path, force: force) } catch {
+                fputs("distr-master: \(error)\n", stderr)
+                return ExitCode.usage
+            }
+            print("wrote a new cluster secret to \(path) (mode 0600)")
+            print("copy it to the same place on every node, e.g.: scp -p \(path) NODE:.config/distr/secret")
+            return 0
+        case .run(let options):
+            return run(options)
+        }
+    }
+
+    static func run(_ options: MasterOptions) -> Int32 {
+        let peers: [Peer]
+        let secret: [UInt8]
+        var cluster: LocalCluster?
+        do {
+            switch options.peers {
+            case .local(let count):
+                let local = try LocalCluster(count: count, grace: options.grace)
+                cluster = local
+                peers = local.peers
+                secret = local.secret
+            case .file(let path):
+                peers = try PeersFile.load(path: path)
+                secret = try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile))
+            case .hosts(let list):
+                peers = try PeersFile.parseHostList(list)
+                secret = try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile))
+            }
+        } catch let error as LocalClusterError {
+            fputs("distr-master: \(error)\n", stderr)
+            return ExitCode.unavailable
+        } catch {
+            fputs("distr-master: \(error)\n", stderr)
+            return ExitCode.usage
+        }
+        let local = cluster
+        defer { local?.stop() }
+        let launcher = Launcher(options: options, peers: peers, secret: secret)
+        Signals.watch([SIGINT, SIGTERM]) { _ in
+            if launcher.interrupt() {
+                local?.stop()
+                exit(ExitCode.interrupted)
+            }
+        }
+        return launcher.run()
+    }
+}

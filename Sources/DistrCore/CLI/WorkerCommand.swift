@@ -1,0 +1,107 @@
+@preconcurrency import Glibc
+import CDistrSys
+import Dispatch
+import Foundation
+
+/// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
+public enum WorkerCommand {
+    public static let usage =
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS]"
+
+    public static let help = """
+        distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
+        authenticated connections from distr-master and from ranks of running jobs.
+
+        \(usage)
+
+          --port N               port to listen on (default 6969; 0 picks a free port)
+          --bind ADDR            address to listen on (default 0.0.0.0; '::' for IPv6)
+          --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
+          --work-dir DIR         where job directories are made (default $TMPDIR or /tmp)
+          --max-bundle-bytes N   largest bundle accepted (default 8 GiB)
+          --max-files N          most files in a bundle (default 100000)
+          --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)
+          -h, --help             show this help
+          --version              show the version
+
+        When ready it prints one line on stdout, 'distr-worker listening on HOST:PORT', then logs on
+        stderr. SIGTERM or SIGINT: stop accepting, end running jobs, remove their directories, exit 0.
+        """
+
+    public static func main(_ arguments: [String]) -> Int32 {
+        var bind = "0.0.0.0"
+        var port = Peer.defaultPort
+        var secretFile: String?
+        var workDirectory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var limits = Limits()
+        var grace = 2.0
+        var exitWithParent = false
+        var scanner = ArgumentScanner(arguments)
+        do {
+            while let token = scanner.next() {
+                switch token {
+                case .option("-h", _), .option("--help", _):
+                    print(help)
+                    return 0
+                case .option("--version", _):
+                    print("distr-worker \(DistrVersion.string) (protocol \(Handshake.version))")
+                    return 0
+                case .option("--port", let inline): port = try scanner.number(of: "--port", inline: inline, minimum: 0)
+                case .option("--bind", let inline): bind = try scanner.value(of: "--bind", inline: inline)
+                case .option("--secret-file", let inline): secretFile = try scanner.value(of: "--secret-file", inline: inline)
+                case .option("--work-dir", let inline): workDirectory = try scanner.value(of: "--work-dir", inline: inline)
+                case .option("--max-bundle-bytes", let inline):
+                    limits.maxBundleBytes = try scanner.number(of: "--max-bundle-bytes", inline: inline, minimum: 0)
+                case .option("--max-files", let inline): limits.maxFiles = try scanner.number(of: "--max-files", inline: inline, minimum: 0)
+                case .option("--grace", let inline): grace = try scanner.number(of: "--grace", inline: inline, minimum: 0.0)
+                case .option("--exit-with-parent", _): exitWithParent = true
+                case .option(let name, _): throw UsageError("unknown option '\(name)'")
+                case .positional(let value): throw UsageError("unexpected argument '\(value)'")
+                }
+            }
+            if port > 65535 { throw UsageError("--port must be from 0 to 65535") }
+        } catch {
+            fputs("distr-worker: \(error)\n\(usage)\n", stderr)
+            return ExitCode.usage
+        }
+        if exitWithParent {
+            // Used by --local: the workers end with the master that started them.
+            let parent = getppid()
+            _ = cdistr_set_parent_death_signal(SIGTERM)
+            if getppid() != parent { return 0 }
+        }
+        let secret: [UInt8]
+        let secretPath = ClusterSecret.path(explicit: secretFile)
+        do { secret = try ClusterSecret.load(path: secretPath) } catch {
+            fputs("distr-worker: \(error)\n", stderr)
+            return ExitCode.usage
+        }
+        var info = stat()
+        guard stat(workDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            fputs("distr-worker: work directory '\(workDirectory)' does not exist; create it or pass --work-dir\n", stderr)
+            return ExitCode.usage
+        }
+        var configuration = WorkerConfiguration(secret: secret, workDirectory: workDirectory) { message in
+            fputs("distr-worker: \(message)\n", stderr)
+        }
+        configuration.bind = bind
+        configuration.port = port
+        configuration.limits = limits
+        configuration.grace = grace
+        let worker: Worker
+        do { worker = try Worker(configuration) } catch {
+            fputs("distr-worker: \(error)\n", stderr)
+            return ExitCode.unavailable
+        }
+        let stop = DispatchSemaphore(value: 0)
+        Signals.watch([SIGTERM, SIGINT]) { _ in stop.signal() }
+        worker.start()
+        print("distr-worker listening on \(worker.listeningDescription)")
+        fflush(stdout)
+        fputs("distr-worker: secret \(secretPath), jobs in \(workDirectory)\n", stderr)
+        stop.wait()
+        fputs("distr-worker: shutting down\n", stderr)
+        worker.shutdown()
+        return 0
+    }
+}

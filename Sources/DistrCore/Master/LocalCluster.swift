@@ -1,0 +1,116 @@
+@preconcurrency import Glibc
+import Dispatch
+import Foundation
+import Synchronization
+
+/// `--local N`: N workers on loopback with a throw-away secret, started for one job and stopped
+/// after it. Their logs go to files in a temporary directory that is removed at the end.
+public final class LocalCluster: Sendable {
+    public let peers: [Peer]
+    public let secret: [UInt8]
+    let root: String
+    let pids: [pid_t]
+    let exited: [DispatchSemaphore]
+
+    /// `distr-worker` beside this executable, or `$DISTR_WORKER_BIN`.
+    public static func workerExecutable() -> String {
+        if let explicit = ProcessInfo.processInfo.environment["DISTR_WORKER_BIN"], !explicit.isEmpty { return explicit }
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return (me as NSString).deletingLastPathComponent + "/distr-worker"
+    }
+
+    /// Starts the workers and waits for each one's "listening" line.
+    /// - Throws: `LocalClusterError` naming the worker that did not start, with its log.
+    public init(count: Int, grace: Double = 2, executable: String = LocalCluster.workerExecutable()) throws {
+        guard access(executable, X_OK) == 0 else { throw LocalClusterError.noWorker(executable) }
+        var template = Array("\(NSTemporaryDirectory())/distr-local-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw SystemError.current("mkdtemp") }
+        root = String(cString: made)
+        secret = randomBytes(ClusterSecret.size)
+        let secretPath = root + "/secret"
+        var started: [(pid_t, DispatchSemaphore)] = []
+        var peers: [Peer] = []
+        do {
+            try FileIO.write(secretPath, Array(secret.hex.utf8), mode: 0o600, exclusive: true)
+            var pending: [(pipe: Int32, log: String)] = []
+            for index in 0..<count {
+                let work = root + "/node\(index)"
+                try FileIO.makeDirectories(work)
+                let log = root + "/worker\(index).log"
+                let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                let out = try FD.pipe()
+                let done = DispatchSemaphore(value: 0)
+                let arguments = [
+                    executable, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretPath, "--work-dir", work,
+                    "--grace", String(grace), "--exit-with-parent",
+                ]
+                let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+                let pid = try Spawner.spawn(
+                    SpawnRequest(arguments: arguments, environment: environment, stdout: out.write, stderr: logFD)
+                ) { _ in done.signal() }
+                FD.close(out.write)
+                FD.close(logFD)
+                started.append((pid, done))
+                pending.append((out.read, log))
+            }
+            // Every worker starts in parallel; read their lines in turn.
+            for (index, item) in pending.enumerated() {
+                defer { FD.close(item.pipe) }
+                guard let port = Self.readListeningPort(item.pipe, timeout: 15) else {
+                    let text = (try? FileIO.readAll(item.log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    throw LocalClusterError.didNotStart(index: index, log: text)
+                }
+                peers.append(Peer(host: "127.0.0.1", port: port))
+            }
+        } catch {
+            for (pid, done) in started {
+                kill(pid, SIGKILL)
+                done.wait()
+            }
+            FileIO.removeTree(root)
+            throw error
+        }
+        self.peers = peers
+        pids = started.map(\.0)
+        exited = started.map(\.1)
+    }
+
+    /// Reads `distr-worker listening on HOST:PORT` from a worker's stdout and returns PORT.
+    public static func readListeningPort(_ fd: Int32, timeout: Double) -> Int? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        let deadline = Clock.now + timeout
+        while line.count < 512 {
+            guard (try? FD.waitReadable(fd, timeout: Int32(max(0, deadline - Clock.now) * 1000))) == true else { return nil }
+            guard read(fd, &byte, 1) == 1 else { return nil }
+            if byte == 10 { break }
+            line.append(byte)
+        }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("distr-worker listening on "), let colon = text.lastIndex(of: ":") else { return nil }
+        return Int(text[text.index(after: colon)...])
+    }
+
+    /// Stops every worker (SIGTERM: they end their jobs and exit) and removes the directory.
+    public func stop() {
+        for pid in pids { kill(pid, SIGTERM) }
+        for (pid, done) in zip(pids, exited) where done.wait(timeout: .now() + 10) == .timedOut {
+            kill(pid, SIGKILL)
+            done.wait()
+        }
+        FileIO.removeTree(root)
+    }
+}
+
+public enum LocalClusterError: Error, CustomStringConvertible {
+    case noWorker(String)
+    case didNotStart(index: Int, log: String)
+
+    public var description: String {
+        switch self {
+        case .noWorker(let path):
+            "--local needs distr-worker beside distr-master, but '\(path)' is not an executable; build both (swift build) or set DISTR_WORKER_BIN"
+        case .didNotStart(let index, let log): "local worker \(index) did not start:\n\(log)"
+        }
+    }
+}

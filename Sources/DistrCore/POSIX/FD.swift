@@ -1,0 +1,97 @@
+@preconcurrency import Glibc
+import CDistrSys
+
+/// Thin helpers over raw descriptors. Every descriptor distr opens is close-on-exec, so spawned
+/// ranks inherit only what the spawn file actions give them.
+public enum FD {
+    /// Closes `fd`, ignoring errors (there is nothing useful to do; EINTR must not be retried).
+    public static func close(_ fd: Int32) {
+        if fd >= 0 { _ = Glibc.close(fd) }
+    }
+
+    /// Writes all of `bytes`, retrying short writes and EINTR. Blocks on a blocking descriptor;
+    /// on a nonblocking one it waits with `poll` when the kernel buffer is full.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n >= 0 {
+                offset += n
+                continue
+            }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK {
+                try waitWritable(fd)
+                continue
+            }
+            throw SystemError("write", errno: code)
+        }
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+        let result = bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try writeAll(fd, buffer) } }
+        try result.get()
+    }
+
+    /// Reads up to `count` bytes; returns 0 at end of stream. The corresponding C function is `read`.
+    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) throws(SystemError) -> Int {
+        try retryingEINTR("read") { Glibc.read(fd, buffer, count) }
+    }
+
+    /// Reads into the start of `buffer`; returns the count, 0 at end of stream.
+    public static func read(_ fd: Int32, into buffer: inout [UInt8]) throws(SystemError) -> Int {
+        let result = buffer.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in try read(fd, into: raw.baseAddress!, count: raw.count) }
+        }
+        return try result.get()
+    }
+
+    /// Waits until `fd` can be written, or throws after `timeout` milliseconds (-1: forever).
+    static func waitWritable(_ fd: Int32, timeout: Int32 = -1) throws(SystemError) {
+        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let n = try retryingEINTR("poll") { poll(&pfd, 1, timeout) }
+        if n == 0 { throw SystemError("poll", errno: ETIMEDOUT) }
+    }
+
+    /// Waits until `fd` can be read (or has hung up); returns false after `timeout` ms.
+    public static func waitReadable(_ fd: Int32, timeout: Int32) throws(SystemError) -> Bool {
+        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let n = try retryingEINTR("poll") { poll(&pfd, 1, timeout) }
+        return n > 0
+    }
+
+    public static func setNonblocking(_ fd: Int32, _ on: Bool = true) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
+    }
+
+    /// A close-on-exec pipe: (read end, write end).
+    public static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try retryingEINTR("pipe2") { cdistr_pipe_cloexec(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    /// A close-on-exec connected pair of Unix stream sockets.
+    public static func socketPair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try retryingEINTR("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    /// Number of descriptors this process has open (from /proc/self/fd); used by leak tests.
+    public static func openCount(pid: Int32? = nil) -> Int {
+        let path = pid.map { "/proc/\($0)/fd" } ?? "/proc/self/fd"
+        guard let dir = opendir(path) else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { count += 1 }
+        }
+        return count - (pid == nil ? 1 : 0)
+    }
+}

@@ -1,0 +1,133 @@
+/// One worker the master talks to.
+public struct Peer: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public var slots: Int
+    /// The address as the user wrote it (`DISTR_HOST`).
+    public var label: String
+
+    public static let defaultPort = 6969
+
+    public init(host: String, port: Int = Peer.defaultPort, slots: Int = 1, label: String? = nil) {
+        self.host = host
+        self.port = port
+        self.slots = slots
+        self.label = label ?? (host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+    }
+
+    /// `host:port`, with brackets around IPv6 literals.
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6 literal.
+    /// - Returns: nil with a reason when the text is not an address.
+    public static func parseAddress(_ text: String) -> Result<(host: String, port: Int), PeerSyntax> {
+        if text.isEmpty { return .failure(.init("empty address")) }
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return .failure(.init("missing ']' after IPv6 address")) }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if host.isEmpty { return .failure(.init("empty IPv6 address")) }
+            if rest.isEmpty { return .success((host, defaultPort)) }
+            guard rest.hasPrefix(":") else { return .failure(.init("expected ':PORT' after ']'")) }
+            return parsePort(String(rest.dropFirst())).map { (host, $0) }
+        }
+        let colons = text.filter { $0 == ":" }.count
+        if colons > 1 { return .success((text, defaultPort)) }
+        if colons == 1 {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            if parts[0].isEmpty { return .failure(.init("empty host before ':'")) }
+            return parsePort(String(parts[1])).map { (String(parts[0]), $0) }
+        }
+        return .success((text, defaultPort))
+    }
+
+    static func parsePort(_ text: String) -> Result<Int, PeerSyntax> {
+        guard let port = Int(text), (1...65535).contains(port) else {
+            return .failure(.init("port '\(text)' is not a number from 1 to 65535"))
+        }
+        return .success(port)
+    }
+}
+
+/// A reason an address or peers line does not parse.
+public struct PeerSyntax: Error, Equatable, Sendable {
+    public var reason: String
+    init(_ reason: String) { self.reason = reason }
+}
+
+/// A bad peers file or `--hosts` list.
+public enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unreadable(path: String, reason: String)
+    case badLine(path: String, line: Int, text: String, reason: String)
+    case empty(path: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason):
+            "cannot read peers file '\(path)': \(reason). Create it (see peers.txt.example), or use --hosts h1,h2 or --local N"
+        case .badLine(let path, let line, let text, let reason):
+            "\(path):\(line): '\(text)': \(reason). Expected 'HOST[:PORT] [slots=N]'"
+        case .empty(let path): "\(path) lists no workers; add one 'HOST[:PORT]' per line"
+        }
+    }
+}
+
+/// Parses `peers.txt`: one worker per line, `HOST[:PORT] [slots=N]`, `#` comments, blank lines.
+public enum PeersFile {
+    public static func parse(_ text: String, path: String) throws(PeersFileError) -> [Peer] {
+        var peers: [Peer] = []
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if fields.isEmpty { continue }
+            let shown = rawLine.trimmed(" \t\r")
+            func bad(_ reason: String) -> PeersFileError {
+                .badLine(path: path, line: number + 1, text: shown, reason: reason)
+            }
+            var peer: Peer
+            switch Peer.parseAddress(String(fields[0])) {
+            case .success(let address): peer = Peer(host: address.host, port: address.port, label: String(fields[0]))
+            case .failure(let syntax): throw bad(syntax.reason)
+            }
+            for option in fields.dropFirst() {
+                guard option.hasPrefix("slots=") else { throw bad("unknown option '\(option)' (only slots=N is known)") }
+                guard let slots = Int(option.dropFirst(6)), slots >= 1, slots <= 4096 else {
+                    throw bad("slots must be a whole number from 1 to 4096")
+                }
+                peer.slots = slots
+            }
+            peers.append(peer)
+        }
+        if peers.isEmpty { throw .empty(path: path) }
+        return peers
+    }
+
+    /// Parses `--hosts h1,h2:7000,[::1]:6970`.
+    public static func parseHostList(_ list: String) throws(PeersFileError) -> [Peer] {
+        let text = list.split(separator: ",").joined(separator: "\n")
+        return try parse(text, path: "--hosts")
+    }
+
+    public static func load(path: String) throws(PeersFileError) -> [Peer] {
+        do {
+            return try parse(String(decoding: try FileIO.readAll(path), as: UTF8.self), path: path)
+        } catch let error as SystemError {
+            throw .unreadable(path: path, reason: error.reason)
+        } catch let error as PeersFileError {
+            throw error
+        } catch {
+            throw .unreadable(path: path, reason: "\(error)")
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmed(_ set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let first = s.first, chars.contains(first) { s = s.dropFirst() }
+        while let last = s.last, chars.contains(last) { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,120 @@
+@preconcurrency import Glibc
+import CDistrSys
+
+/// Messages on the agent channel: the Unix seqpacket socket a worker gives each rank (fd 3,
+/// named by `DISTR_AGENT_FD`). One packet is one message; a descriptor may ride along.
+public enum AgentMessage: Sendable, Equatable {
+    /// rank → worker: first message; the worker answers `welcome`.
+    case hello(rank: Int)
+    /// worker → rank: what the rank needs to reach the others.
+    case welcome(jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement])
+    /// rank → worker: a connection to a rank on the same worker, please.
+    case connectLocal(to: Int)
+    /// worker → rank: here is the connection (descriptor attached) or why not (no descriptor).
+    case connected(to: Int, error: String)
+    /// worker → rank: another rank opened a connection to you (descriptor attached).
+    case incoming(from: Int)
+    /// worker → rank: a rank of the job has exited with this status code.
+    case peerExited(rank: Int, status: Int32)
+    /// worker → rank: the job is being ended.
+    case abort(reason: String)
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        switch self {
+        case .hello(let rank):
+            w.u8(1)
+            w.int(rank)
+        case .welcome(let jobID, let key, let workerIndex, let placements):
+            w.u8(2)
+            w.string(jobID)
+            w.data(key)
+            w.int(workerIndex)
+            w.u32(UInt32(placements.count))
+            for p in placements {
+                w.int(p.rank)
+                w.string(p.host)
+                w.int(p.port)
+                w.int(p.worker)
+                w.string(p.label)
+            }
+        case .connectLocal(let to):
+            w.u8(3)
+            w.int(to)
+        case .connected(let to, let error):
+            w.u8(4)
+            w.int(to)
+            w.string(error)
+        case .incoming(let from):
+            w.u8(5)
+            w.int(from)
+        case .peerExited(let rank, let status):
+            w.u8(6)
+            w.int(rank)
+            w.u32(UInt32(bitPattern: status))
+        case .abort(let reason):
+            w.u8(7)
+            w.string(reason)
+        }
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> AgentMessage {
+        var r = ByteReader(bytes)
+        let type = try r.u8()
+        switch type {
+        case 1: return .hello(rank: try r.int())
+        case 2:
+            let jobID = try r.string()
+            let key = try r.data()
+            let workerIndex = try r.int()
+            var placements: [RankPlacement] = []
+            for _ in 0..<(try r.count(elementSize: 32)) {
+                placements.append(
+                    RankPlacement(rank: try r.int(), host: try r.string(), port: try r.int(), worker: try r.int(), label: try r.string()))
+            }
+            return .welcome(jobID: jobID, jobKey: key, workerIndex: workerIndex, placements: placements)
+        case 3: return .connectLocal(to: try r.int())
+        case 4: return .connected(to: try r.int(), error: try r.string())
+        case 5: return .incoming(from: try r.int())
+        case 6: return .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
+        case 7: return .abort(reason: try r.string())
+        default: throw .unknownMessage(type: type)
+        }
+    }
+}
+
+/// Sending and receiving agent messages with an optional descriptor.
+public enum AgentChannel {
+    public static let maxPacket = 4 << 20
+
+    /// A connected pair of close-on-exec seqpacket sockets: (worker end, rank end).
+    public static func pair() throws(SystemError) -> (Int32, Int32) {
+        var fds: [Int32] = [-1, -1]
+        _ = try retryingEINTR("socketpair") {
+            socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
+        }
+        return (fds[0], fds[1])
+    }
+
+    public static func send(_ fd: Int32, _ message: AgentMessage, passing descriptor: Int32 = -1) throws(SystemError) {
+        let bytes = message.encoded()
+        _ = try retryingEINTR("sendmsg") { bytes.withUnsafeBytes { cdistr_send_fd(fd, descriptor, $0.baseAddress, $0.count) } }
+    }
+
+    /// The next message and the descriptor that came with it (-1 if none); nil at end of stream.
+    public static func receive(_ fd: Int32) throws -> (AgentMessage, Int32)? {
+        var buffer = [UInt8](repeating: 0, count: maxPacket)
+        var descriptor: Int32 = -1
+        let n = try retryingEINTR("recvmsg") {
+            buffer.withUnsafeMutableBytes { cdistr_recv_fd(fd, &descriptor, $0.baseAddress, $0.count) }
+        }
+        if n == 0 { return nil }
+        do {
+            return (try AgentMessage.decode(Array(buffer[0..<n])), descriptor)
+        } catch {
+            FD.close(descriptor)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,258 @@
+/// How a rank's process ended.
+public enum RankStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+    /// The worker could not start it (message says why).
+    case failedToStart(String)
+
+    /// The shell convention: the exit code, or 128+N for signal N, or 127 when it could not start.
+    public var code: Int32 {
+        switch self {
+        case .exited(let c): c
+        case .signaled(let s): 128 + s
+        case .failedToStart: 127
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .exited(let c): "exit \(c)"
+        case .signaled(let s): "killed by signal \(s) (\(signalName(s)))"
+        case .failedToStart(let why): "could not start: \(why)"
+        }
+    }
+}
+
+func signalName(_ s: Int32) -> String {
+    let names: [Int32: String] = [
+        1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 6: "SIGABRT", 8: "SIGFPE", 9: "SIGKILL",
+        11: "SIGSEGV", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
+    ]
+    return names[s] ?? "signal \(s)"
+}
+
+/// One file in a bundle's manifest.
+public struct ManifestEntry: Sendable, Equatable {
+    public var path: String
+    public var mode: UInt32
+    public var size: Int
+    public var digest: [UInt8]
+
+    public init(path: String, mode: UInt32, size: Int, digest: [UInt8]) {
+        self.path = path
+        self.mode = mode
+        self.size = size
+        self.digest = digest
+    }
+}
+
+/// Where one rank runs: the worker address the master reached and its rank-local details.
+public struct RankPlacement: Sendable, Equatable {
+    public var rank: Int
+    public var host: String
+    public var port: Int
+    /// Index of the worker connection this rank belongs to (ranks with the same index share a worker).
+    public var worker: Int
+    /// The peer as written by the user (DISTR_HOST).
+    public var label: String
+
+    public init(rank: Int, host: String, port: Int, worker: Int, label: String) {
+        self.rank = rank
+        self.host = host
+        self.port = port
+        self.worker = worker
+        self.label = label
+    }
+}
+
+/// Everything a worker needs to run its part of a job. The file bytes follow in `fileData` frames,
+/// in manifest order.
+public struct JobSpec: Sendable, Equatable {
+    public var jobID: String
+    public var arguments: [String]
+    public var environment: [String]
+    /// Ranks this worker runs.
+    public var localRanks: [Int]
+    /// Every rank of the job, in rank order.
+    public var placements: [RankPlacement]
+    public var keepDirectory: Bool
+    public var jobKey: [UInt8]
+    public var manifest: [ManifestEntry]
+    /// This worker's index in `placements[].worker`.
+    public var workerIndex: Int
+
+    public init(
+        jobID: String, arguments: [String], environment: [String], localRanks: [Int], placements: [RankPlacement],
+        keepDirectory: Bool, jobKey: [UInt8], manifest: [ManifestEntry], workerIndex: Int
+    ) {
+        self.jobID = jobID
+        self.arguments = arguments
+        self.environment = environment
+        self.localRanks = localRanks
+        self.placements = placements
+        self.keepDirectory = keepDirectory
+        self.jobKey = jobKey
+        self.manifest = manifest
+        self.workerIndex = workerIndex
+    }
+
+    public var nodeCount: Int { placements.count }
+}
+
+/// Frames on a control connection between master and worker.
+public enum ControlMessage: Sendable, Equatable {
+    // master → worker
+    case jobStart(JobSpec)
+    case fileData([UInt8])
+    case cancel(reason: String)
+    case peerExited(rank: Int, status: Int32)
+    // worker → master
+    case jobStarted(directory: String)
+    case output(rank: Int, stream: UInt8, timestamp: UInt64, bytes: [UInt8])
+    case rankExited(rank: Int, status: RankStatus, endedByDistr: Bool)
+    case jobEnded(keptDirectory: String?)
+    case failure(String)
+
+    public static let fileDataType: UInt8 = 2
+
+    public var type: UInt8 {
+        switch self {
+        case .jobStart: 1
+        case .fileData: Self.fileDataType
+        case .cancel: 3
+        case .peerExited: 4
+        case .jobStarted: 10
+        case .output: 11
+        case .rankExited: 12
+        case .jobEnded: 13
+        case .failure: 14
+        }
+    }
+
+    public func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        switch self {
+        case .jobStart(let spec):
+            w.string(spec.jobID)
+            w.strings(spec.arguments)
+            w.strings(spec.environment)
+            w.u32(UInt32(spec.localRanks.count))
+            for r in spec.localRanks { w.int(r) }
+            w.u32(UInt32(spec.placements.count))
+            for p in spec.placements {
+                w.int(p.rank)
+                w.string(p.host)
+                w.int(p.port)
+                w.int(p.worker)
+                w.string(p.label)
+            }
+            w.bool(spec.keepDirectory)
+            w.data(spec.jobKey)
+            w.u32(UInt32(spec.manifest.count))
+            for e in spec.manifest {
+                w.string(e.path)
+                w.u32(e.mode)
+                w.int(e.size)
+                w.data(e.digest)
+            }
+            w.int(spec.workerIndex)
+        case .fileData(let bytes): return bytes
+        case .cancel(let reason): w.string(reason)
+        case .peerExited(let rank, let status):
+            w.int(rank)
+            w.u32(UInt32(bitPattern: status))
+        case .jobStarted(let directory): w.string(directory)
+        case .output(let rank, let stream, let timestamp, let bytes):
+            w.int(rank)
+            w.u8(stream)
+            w.u64(timestamp)
+            w.raw(bytes)
+        case .rankExited(let rank, let status, let ended):
+            w.int(rank)
+            switch status {
+            case .exited(let c):
+                w.u8(0)
+                w.u32(UInt32(bitPattern: c))
+            case .signaled(let s):
+                w.u8(1)
+                w.u32(UInt32(bitPattern: s))
+            case .failedToStart(let why):
+                w.u8(2)
+                w.string(why)
+            }
+            w.bool(ended)
+        case .jobEnded(let kept):
+            w.bool(kept != nil)
+            w.string(kept ?? "")
+        case .failure(let message): w.string(message)
+        }
+        return w.bytes
+    }
+
+    /// - Throws: `WireError.unknownMessage` or `.truncated` on a malformed payload.
+    public static func decode(type: UInt8, payload: [UInt8]) throws(WireError) -> ControlMessage {
+        var r = ByteReader(payload)
+        let message: ControlMessage
+        switch type {
+        case 1:
+            let jobID = try r.string()
+            let arguments = try r.strings()
+            let environment = try r.strings()
+            var localRanks: [Int] = []
+            for _ in 0..<(try r.count(elementSize: 8)) { localRanks.append(try r.int()) }
+            var placements: [RankPlacement] = []
+            for _ in 0..<(try r.count(elementSize: 32)) {
+                placements.append(
+                    RankPlacement(rank: try r.int(), host: try r.string(), port: try r.int(), worker: try r.int(), label: try r.string()))
+            }
+            let keep = try r.bool()
+            let key = try r.data()
+            var manifest: [ManifestEntry] = []
+            for _ in 0..<(try r.count(elementSize: 20)) {
+                manifest.append(ManifestEntry(path: try r.string(), mode: try r.u32(), size: try r.int(), digest: try r.data()))
+            }
+            let workerIndex = try r.int()
+            message = .jobStart(
+                JobSpec(
+                    jobID: jobID, arguments: arguments, environment: environment, localRanks: localRanks,
+                    placements: placements, keepDirectory: keep, jobKey: key, manifest: manifest, workerIndex: workerIndex))
+        case fileDataType: return .fileData(payload)
+        case 3: message = .cancel(reason: try r.string())
+        case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
+        case 10: message = .jobStarted(directory: try r.string())
+        case 11:
+            let rank = try r.int()
+            let stream = try r.u8()
+            let timestamp = try r.u64()
+            return .output(rank: rank, stream: stream, timestamp: timestamp, bytes: try r.raw(r.remaining))
+        case 12:
+            let rank = try r.int()
+            let status: RankStatus
+            switch try r.u8() {
+            case 0: status = .exited(Int32(bitPattern: try r.u32()))
+            case 1: status = .signaled(Int32(bitPattern: try r.u32()))
+            default: status = .failedToStart(try r.string())
+            }
+            message = .rankExited(rank: rank, status: status, endedByDistr: try r.bool())
+        case 13:
+            let has = try r.bool()
+            let path = try r.string()
+            message = .jobEnded(keptDirectory: has ? path : nil)
+        case 14: message = .failure(try r.string())
+        default: throw .unknownMessage(type: type)
+        }
+        guard r.isAtEnd else { throw .truncated }
+        return message
+    }
+}
+
+extension Connection {
+    public func send(_ message: ControlMessage) throws(SystemError) {
+        try send(type: message.type, payload: message.encoded())
+    }
+
+    public func receiveMessage() throws -> ControlMessage {
+        let (type, payload) = try receive()
+        return try ControlMessage.decode(type: type, payload: payload)
+    }
+}

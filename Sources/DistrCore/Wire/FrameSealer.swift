@@ -1,0 +1,62 @@
+/// The two directional keys a handshake produces.
+public struct SessionKeys: Sendable, Equatable {
+    public var send: [UInt8]
+    public var receive: [UInt8]
+}
+
+/// MACs outgoing frames and checks incoming ones under per-direction keys with implicit sequence
+/// numbers, so a frame cannot be forged, replayed, reordered or moved to the other direction.
+///
+/// The MAC is HMAC-SHA256(key, seq | type | length | payload) truncated to 16 bytes. For types
+/// listed in `headerOnlyTypes` (bulk file chunks) the payload is left out of the MAC: those bytes
+/// are covered by the SHA-256 digest in the authenticated manifest instead, which keeps bulk
+/// transfer from being bound by HMAC speed.
+public struct FrameSealer: Sendable {
+    private let sendMAC: HMAC
+    private let receiveMAC: HMAC
+    private var sendSequence: UInt64 = 0
+    private var receiveSequence: UInt64 = 0
+    let headerOnlyTypes: Set<UInt8>
+
+    public init(keys: SessionKeys, headerOnlyTypes: Set<UInt8> = []) {
+        sendMAC = HMAC(key: keys.send)
+        receiveMAC = HMAC(key: keys.receive)
+        self.headerOnlyTypes = headerOnlyTypes
+    }
+
+    private func tag(_ base: HMAC, sequence: UInt64, type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var mac = base
+        var header = ByteWriter(capacity: 13)
+        header.u64(sequence)
+        header.u8(type)
+        header.u32(UInt32(payload.count))
+        mac.update(header.bytes)
+        if !headerOnlyTypes.contains(type) { mac.update(payload) }
+        return Array(mac.finalize().prefix(FrameDecoder.macSize))
+    }
+
+    /// The whole frame, ready to write.
+    public mutating func seal(type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = ByteWriter(capacity: FrameDecoder.headerSize + payload.count + FrameDecoder.macSize)
+        out.u32(UInt32(payload.count))
+        out.u8(type)
+        out.raw(payload)
+        out.raw(tag(sendMAC, sequence: sendSequence, type: type, payload: payload))
+        sendSequence += 1
+        return out.bytes
+    }
+
+    public mutating func seal(type: UInt8, payload: [UInt8]) -> [UInt8] {
+        payload.withUnsafeBytes { seal(type: type, payload: $0) }
+    }
+
+    /// Checks the next incoming frame.
+    /// - Throws: `WireError.badMAC` when it was not sealed by the peer at this position.
+    public mutating func open(_ frame: RawFrame) throws(WireError) {
+        let expected = frame.payload.withUnsafeBytes {
+            tag(receiveMAC, sequence: receiveSequence, type: frame.type, payload: $0)
+        }
+        guard constantTimeEqual(expected, frame.mac) else { throw .badMAC }
+        receiveSequence += 1
+    }
+}

@@ -1,0 +1,18 @@
+/// Limits on everything a peer controls. The worker's are configurable on its command line.
+public struct Limits: Sendable {
+    /// Largest frame payload accepted on a control connection.
+    public var maxFrame: Int = 4 << 20
+    /// Largest total size of a job's shipped files.
+    public var maxBundleBytes: Int = 8 << 30
+    /// Most files in one bundle.
+    public var maxFiles: Int = 100_000
+    /// Longest relative path in a bundle.
+    public var maxPathLength: Int = 4096
+    /// Most connections still in their handshake at once.
+    public var maxPendingHandshakes: Int = 64
+    /// Seconds a peer has to finish the handshake.
+    public var handshakeTimeout: Double = 5
+
+    public init() {}
+    public static let `default` = Limits()
+}

@@ -1,0 +1,180 @@
+@preconcurrency import Glibc
+import Dispatch
+import Foundation
+import Synchronization
+
+/// One job on one worker: its directory, its ranks, and the master connection it reports to.
+final class Job: Sendable {
+    let spec: JobSpec
+    let directory: String
+    let connection: Connection
+    let grace: Double
+    private let log: @Sendable (String) -> Void
+    private let ranks = Mutex<[Int: RankProcess]>([:])
+    private let remaining: Atomic<Int>
+    private let cancelled = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    private let onFinish: @Sendable (Job) -> Void
+
+    init(
+        spec: JobSpec, directory: String, connection: Connection, grace: Double, log: @escaping @Sendable (String) -> Void,
+        onFinish: @escaping @Sendable (Job) -> Void
+    ) {
+        self.spec = spec
+        self.directory = directory
+        self.connection = connection
+        self.grace = grace
+        self.log = log
+        self.onFinish = onFinish
+        remaining = Atomic(spec.localRanks.count)
+    }
+
+    /// Environment of a rank: the worker's, the master's `--env` values, then distr's own.
+    func environment(rank: Int) -> [String] {
+        var values: [String: String] = ProcessInfo.processInfo.environment
+        for item in spec.environment {
+            guard let eq = item.firstIndex(of: "=") else { continue }
+            values[String(item[..<eq])] = String(item[item.index(after: eq)...])
+        }
+        values["DISTR_NODE_ID"] = String(rank)
+        values["DISTR_N_NODE"] = String(spec.nodeCount)
+        values["DISTR_JOB_ID"] = spec.jobID
+        values["DISTR_HOST"] = spec.placements.first { $0.rank == rank }?.label ?? ""
+        values["DISTR_JOB_DIR"] = directory
+        values["PYTHONUNBUFFERED"] = "1"
+        values.removeValue(forKey: "DISTR_AGENT_FD")
+        return values.map { "\($0.key)=\($0.value)" }
+    }
+
+    /// Starts every local rank; a rank that cannot start is reported as such.
+    func start() {
+        for rank in spec.localRanks {
+            do {
+                let process = try RankProcess(
+                    rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory)
+                ranks.withLock { $0[rank] = process }
+                let pump = Thread { [self] in run(process) }
+                pump.name = "distr-rank-\(rank)"
+                pump.start()
+                let agent = Thread { [self] in serveAgent(process) }
+                agent.name = "distr-agent-\(rank)"
+                agent.start()
+            } catch {
+                let why =
+                    error.errno == ENOENT
+                    ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
+                    : error.errno == EACCES ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
+                try? connection.send(.output(rank: rank, stream: 2, timestamp: Clock.wallNanoseconds, bytes: Array("distr-worker: cannot start rank \(rank): \(why)\n".utf8)))
+                try? connection.send(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
+                rankDone()
+            }
+        }
+    }
+
+    private func run(_ process: RankProcess) {
+        process.pumpOutput { stream, bytes in
+            try? connection.send(.output(rank: process.rank, stream: stream, timestamp: Clock.wallNanoseconds, bytes: bytes))
+        }
+        let status = process.status ?? .exited(-1)
+        try? connection.send(.rankExited(rank: process.rank, status: status, endedByDistr: process.endedByDistr.load(ordering: .acquiring)))
+        relayPeerExit(rank: process.rank, status: status.code)
+        rankDone()
+    }
+
+    private func rankDone() {
+        if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { finish() }
+    }
+
+    /// Answers the rank's agent requests until it closes its end.
+    private func serveAgent(_ process: RankProcess) {
+        while let (message, descriptor) = (try? AgentChannel.receive(process.agentFD)) ?? nil {
+            FD.close(descriptor)
+            switch message {
+            case .hello:
+                try? AgentChannel.send(
+                    process.agentFD,
+                    .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
+            case .connectLocal(let target):
+                connectLocal(from: process, to: target)
+            default:
+                log("job \(spec.jobID): rank \(process.rank) sent an unexpected agent message; ignored")
+            }
+        }
+    }
+
+    private func connectLocal(from process: RankProcess, to target: Int) {
+        guard let peer = ranks.withLock({ $0[target] }), !peer.hasExited else {
+            try? AgentChannel.send(process.agentFD, .connected(to: target, error: "rank \(target) is not running on this worker"))
+            return
+        }
+        do {
+            let (mine, theirs) = try FD.socketPair()
+            defer {
+                FD.close(mine)
+                FD.close(theirs)
+            }
+            // The target learns of the connection before the dialer can send on it.
+            try AgentChannel.send(peer.agentFD, .incoming(from: process.rank), passing: theirs)
+            try AgentChannel.send(process.agentFD, .connected(to: target, error: ""), passing: mine)
+        } catch {
+            try? AgentChannel.send(process.agentFD, .connected(to: target, error: "\(error)"))
+        }
+    }
+
+    /// Hands an authenticated rank connection to its target rank.
+    /// - Throws: when the rank is gone.
+    func deliverIncoming(fd: Int32, from: Int, to: Int) throws {
+        guard let peer = ranks.withLock({ $0[to] }), !peer.hasExited else {
+            throw WireError.refused("rank \(to) has exited")
+        }
+        try AgentChannel.send(peer.agentFD, .incoming(from: from), passing: fd)
+    }
+
+    func isLocal(rank: Int) -> Bool { spec.localRanks.contains(rank) }
+
+    /// Tells every local rank that `rank` exited, so receives waiting on it fail at once.
+    func relayPeerExit(rank: Int, status: Int32) {
+        for process in ranks.withLock({ Array($0.values) }) where process.rank != rank {
+            try? AgentChannel.send(process.agentFD, .peerExited(rank: rank, status: status))
+        }
+    }
+
+    /// Ends the job: SIGTERM to every rank's process group, SIGKILL after the grace period.
+    func cancel(reason: String) {
+        guard !cancelled.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        log("job \(spec.jobID): ending (\(reason))")
+        let live = ranks.withLock { Array($0.values) }.filter { !$0.hasExited }
+        for process in live {
+            process.endedByDistr.store(true, ordering: .releasing)
+            try? AgentChannel.send(process.agentFD, .abort(reason: reason))
+            process.signalGroup(SIGTERM)
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
+            for process in live where !process.hasExited { process.signalGroup(SIGKILL) }
+        }
+    }
+
+    /// Runs once, when every rank has exited: ends leftovers, reports, removes the directory.
+    private func finish() {
+        let all = ranks.withLock { Array($0.values) }
+        // Background children left in a rank's group, and anything that escaped the group.
+        for process in all { process.signalGroup(SIGKILL) }
+        Descendants.killEscaped(jobID: spec.jobID)
+        if !spec.keepDirectory { FileIO.removeTree(directory) }
+        try? connection.send(.jobEnded(keptDirectory: spec.keepDirectory ? directory : nil))
+        // Half-close: the master reads jobEnded, then end of stream, and closes its side.
+        shutdown(connection.fd, Int32(SHUT_WR))
+        for process in all { process.closeDescriptors() }
+        log("job \(spec.jobID): finished" + (spec.keepDirectory ? ", directory kept at \(directory)" : ""))
+        onFinish(self)
+        finished.signal()
+    }
+
+    /// Blocks until the job has finished, or `timeout` seconds pass.
+    @discardableResult
+    func waitFinished(timeout: Double) -> Bool {
+        let done = finished.wait(timeout: .now() + timeout) == .success
+        if done { finished.signal() }
+        return done
+    }
+}

@@ -1,0 +1,114 @@
+@preconcurrency import Glibc
+import Foundation
+import Synchronization
+
+/// One running rank on a worker: its process group, output pipes, agent channel and exit status.
+final class RankProcess: Sendable {
+    let rank: Int
+    let pid: pid_t
+    /// The worker's end of the agent channel.
+    let agentFD: Int32
+    let stdoutFD: Int32
+    let stderrFD: Int32
+    /// Becomes readable when the reaper has stored the exit status.
+    let exitNotifyFD: Int32
+    private let exitNotifyWriteFD: Int32
+    private let exit = ExitRecord()
+    let endedByDistr = Atomic<Bool>(false)
+
+    var status: RankStatus? { exit.status.withLock { $0 } }
+    var hasExited: Bool { exit.exited.load(ordering: .acquiring) }
+
+    /// Spawns the rank. Descriptors are closed on failure.
+    /// - Throws: `SystemError` from pipe creation or `posix_spawn`.
+    init(rank: Int, arguments: [String], environment: [String], directory: String) throws(SystemError) {
+        self.rank = rank
+        let out = try FD.pipe()
+        let err = try FD.pipe()
+        let notify = try FD.pipe()
+        let agent = try AgentChannel.pair()
+        stdoutFD = out.read
+        stderrFD = err.read
+        exitNotifyFD = notify.read
+        exitNotifyWriteFD = notify.write
+        agentFD = agent.0
+        let request = SpawnRequest(
+            arguments: arguments, environment: environment + ["DISTR_AGENT_FD=3"], directory: directory,
+            stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)])
+        let record = exit
+        let notifyWrite = notify.write
+        do {
+            pid = try Spawner.spawn(request) { result in
+                record.status.withLock { $0 = result }
+                record.exited.store(true, ordering: .releasing)
+                var byte: UInt8 = 1
+                _ = write(notifyWrite, &byte, 1)
+            }
+        } catch {
+            for fd in [out.read, out.write, err.read, err.write, notify.read, notify.write, agent.0, agent.1] { FD.close(fd) }
+            throw error
+        }
+        // The child holds its own copies now.
+        FD.close(out.write)
+        FD.close(err.write)
+        FD.close(agent.1)
+        FD.setNonblocking(stdoutFD)
+        FD.setNonblocking(stderrFD)
+    }
+
+    /// Signals the rank's whole process group.
+    func signalGroup(_ signal: Int32) { kill(-pid, signal) }
+
+    func closeDescriptors() {
+        for fd in [stdoutFD, stderrFD, exitNotifyFD, exitNotifyWriteFD, agentFD] { FD.close(fd) }
+    }
+
+    /// Forwards the rank's output until it exits, then drains what it wrote before exiting.
+    /// Does not wait for end-of-file: a background child that keeps the pipe open cannot hold
+    /// the job. Calls `emit` for each batch of whole lines and for the partial last line.
+    func pumpOutput(emit: (UInt8, [UInt8]) -> Void) {
+        var buffers = [LineBuffer(), LineBuffer()]
+        var open = [true, true]
+        let pipes = [stdoutFD, stderrFD]
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+
+        func drain(_ index: Int) {
+            while open[index] {
+                let n = read(pipes[index], &chunk, chunk.count)
+                if n > 0 {
+                    if let lines = buffers[index].append(chunk[0..<n]) { emit(UInt8(index + 1), lines) }
+                    continue
+                }
+                if n == 0 || (errno != EINTR && errno != EAGAIN) { open[index] = false }
+                if n < 0 && errno == EINTR { continue }
+                return
+            }
+        }
+
+        while true {
+            var fds = [
+                pollfd(fd: open[0] ? pipes[0] : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: open[1] ? pipes[1] : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: exitNotifyFD, events: Int16(POLLIN), revents: 0),
+            ]
+            let n = poll(&fds, 3, -1)
+            if n < 0 { continue }
+            if fds[0].revents != 0 { drain(0) }
+            if fds[1].revents != 0 { drain(1) }
+            if fds[2].revents != 0 {
+                drain(0)
+                drain(1)
+                break
+            }
+        }
+        for index in 0..<2 {
+            if let rest = buffers[index].flush() { emit(UInt8(index + 1), rest) }
+        }
+    }
+}
+
+/// Where the reaper leaves a rank's status for its output thread.
+private final class ExitRecord: Sendable {
+    let status = Mutex<RankStatus?>(nil)
+    let exited = Atomic<Bool>(false)
+}

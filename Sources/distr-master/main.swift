@@ -1,0 +1,4 @@
+import DistrCore
+import Foundation
+
+exit(MasterCommand.main(Array(CommandLine.arguments.dropFirst())))

@@ -1,0 +1,4 @@
+import DistrCore
+import Foundation
+
+exit(WorkerCommand.main(Array(CommandLine.arguments.dropFirst())))
