@@ -22,4 +22,7 @@ ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len);
 /// TCP keepalive with the given idle, interval and probe count.
 int cdistr_set_keepalive(int fd, int idle, int interval, int count);
 
+/// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
+int cdistr_pidfd_open(pid_t pid);
+
 #endif

@@ -14,7 +14,9 @@ extension Launcher {
         var ok = 0
         for rank in 0..<rankCount {
             guard let record = state.ranks[rank], let status = record.status else { continue }
-            if record.endedByDistr && status.code != 0 {
+            // Ended by distr on the master's request (fail-fast, timeout, Ctrl-C). A rank its
+            // worker ended on its own (worker shutting down) failed like any other.
+            if record.endedByDistr && status.code != 0 && state.cancelReason != nil {
                 ended.append(rank)
             } else if status.code != 0 {
                 failed.append(rank)

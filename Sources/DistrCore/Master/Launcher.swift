@@ -123,7 +123,8 @@ public final class Launcher: Sendable {
         for link in links {
             for rank in link.ranks {
                 placements.append(
-                    RankPlacement(rank: rank, host: hosts[link.index] ?? link.peer.host, port: link.peer.port, worker: link.index, label: link.peer.label))
+                    RankPlacement(
+                        rank: rank, host: hosts[link.index] ?? link.peer.host, port: link.peer.port, worker: link.index, label: link.peer.label))
             }
         }
         placements.sort { $0.rank < $1.rank }

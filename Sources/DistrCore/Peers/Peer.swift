@@ -76,7 +76,7 @@ public enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible 
 public enum PeersFile {
     public static func parse(_ text: String, path: String) throws(PeersFileError) -> [Peer] {
         var peers: [Peer] = []
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
@@ -123,11 +123,13 @@ public enum PeersFile {
 }
 
 extension StringProtocol {
+    /// Drops leading and trailing scalars found in `set` (compared as scalars, because "\r\n"
+    /// is a single Character in Swift).
     func trimmed(_ set: String) -> String {
-        let chars = Set(set)
-        var s = Substring(self)
-        while let first = s.first, chars.contains(first) { s = s.dropFirst() }
-        while let last = s.last, chars.contains(last) { s = s.dropLast() }
-        return String(s)
+        let scalars = Set(set.unicodeScalars)
+        var s = Substring(self).unicodeScalars[...]
+        while let first = s.first, scalars.contains(first) { s = s.dropFirst() }
+        while let last = s.last, scalars.contains(last) { s = s.dropLast() }
+        return String(String.UnicodeScalarView(s))
     }
 }

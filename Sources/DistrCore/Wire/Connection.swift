@@ -115,10 +115,12 @@ extension Connection {
         fd: Int32, timeout: Double, key: (Handshake.Hello) -> [UInt8]?
     ) throws -> (hello: Handshake.Hello, keys: SessionKeys) {
         TCPSocket.setReceiveTimeout(fd, seconds: timeout)
-        let fixed = try readExact(fd, Handshake.helloFixedSize)
+        let preamble = try readExact(fd, 6)
         var hello: Handshake.Hello
         let contextLength: Int
         do {
+            try Handshake.Hello.checkPreamble(preamble)
+            let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6))
             (hello, contextLength) = try Handshake.Hello.parseFixed(fixed)
         } catch WireError.versionMismatch(let theirs, let ours) {
             try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))

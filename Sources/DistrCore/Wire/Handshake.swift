@@ -50,6 +50,15 @@ public enum Handshake {
             return w.bytes
         }
 
+        /// Checks the first six bytes (magic and version) so that a stranger is turned away
+        /// before the worker waits for the rest of a hello.
+        public static func checkPreamble(_ bytes: [UInt8]) throws(WireError) {
+            var r = ByteReader(bytes)
+            guard try r.raw(4) == magic else { throw .badMagic }
+            let version = try r.u16()
+            guard version == Handshake.version else { throw .versionMismatch(theirs: version, ours: Handshake.version) }
+        }
+
         /// Parses the fixed part; returns the hello without context and the context length to read next.
         public static func parseFixed(_ bytes: [UInt8]) throws(WireError) -> (Hello, contextLength: Int) {
             var r = ByteReader(bytes)

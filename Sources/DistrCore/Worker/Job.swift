@@ -64,7 +64,10 @@ final class Job: Sendable {
                     error.errno == ENOENT
                     ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
                     : error.errno == EACCES ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
-                try? connection.send(.output(rank: rank, stream: 2, timestamp: Clock.wallNanoseconds, bytes: Array("distr-worker: cannot start rank \(rank): \(why)\n".utf8)))
+                try? connection.send(
+                    .output(
+                        rank: rank, stream: 2, timestamp: Clock.wallNanoseconds,
+                        bytes: Array("distr-worker: cannot start rank \(rank): \(why)\n".utf8)))
                 try? connection.send(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
                 rankDone()
             }
@@ -165,7 +168,6 @@ final class Job: Sendable {
         // Half-close: the master reads jobEnded, then end of stream, and closes its side.
         shutdown(connection.fd, Int32(SHUT_WR))
         for process in all { process.closeDescriptors() }
-        log("job \(spec.jobID): finished" + (spec.keepDirectory ? ", directory kept at \(directory)" : ""))
         onFinish(self)
         finished.signal()
     }

@@ -174,8 +174,10 @@ public final class Worker: Sendable {
             FD.close(fd)
             return
         }
-        defer { connection.close() }
-        guard let job = receiveJob(connection) else { return }
+        guard let job = receiveJob(connection) else {
+            connection.close()
+            return
+        }
         job.start()
         while true {
             do {
@@ -192,6 +194,9 @@ public final class Worker: Sendable {
         if !job.waitFinished(timeout: configuration.grace + 10) {
             log("job \(job.spec.jobID): ranks still running \(configuration.grace + 10) s after the end was requested")
         }
+        connection.close()
+        // Logged last, once every resource of the job is released (tests wait for this line).
+        log("job \(job.spec.jobID): finished" + (job.spec.keepDirectory ? ", directory kept at \(job.directory)" : ""))
     }
 
     /// Reads the job description and its files into a fresh directory. On failure tells the
@@ -226,7 +231,9 @@ public final class Worker: Sendable {
             }
             if !registered { throw WireError.refused("job \(spec.jobID) is already running here") }
             try connection.send(.jobStarted(directory: path))
-            log("job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s): \(spec.arguments.joined(separator: " "))")
+            log(
+                "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s): \(spec.arguments.joined(separator: " "))"
+            )
             return job
         } catch {
             if let directory { FileIO.removeTree(directory) }

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite struct CLITests {
+    func options(_ arguments: [String]) throws -> MasterOptions {
+        guard case .run(let options) = try MasterCommand.parse(arguments) else { throw UsageError("not a run") }
+        return options
+    }
+
+    @Test func run_parsesOptionsBothWaysAndStopsAtProgram() throws {
+        let o = try options([
+            "run", "--local", "3", "--file=a.csv", "--file", "lib/", "--env", "A=1", "--timeout=2.5", "--keep-going", "--group",
+            "./prog", "--file", "x",
+        ])
+        #expect(o.peers == .local(3))
+        #expect(o.files == ["a.csv", "lib/"])
+        #expect(o.environment == ["A=1"])
+        #expect(o.timeout == 2.5)
+        #expect(o.keepGoing)
+        #expect(o.output == .group)
+        #expect(o.mode == .run(program: "./prog", arguments: ["--file", "x"]))
+    }
+
+    @Test func doubleDash_endsMasterOptions() throws {
+        let o = try options(["exec", "--hosts", "a,b", "--", "-la", "x"])
+        #expect(o.mode == .exec(command: ["-la", "x"]))
+        #expect(o.peers == .hosts("a,b"))
+    }
+
+    @Test(arguments: [
+        [String](), ["frobnicate"], ["run"], ["exec", "--"], ["run", "--local"], ["run", "--local", "0", "x"],
+        ["run", "--local", "x", "p"], ["run", "--bogus", "p"], ["run", "--env", "NOEQUALS", "p"],
+        ["run", "--local", "2", "--hosts", "a", "p"], ["run", "--timeout", "-1", "p"], ["keygen", "extra"],
+    ])
+    func badArguments_areUsageErrors(arguments: [String]) {
+        #expect(throws: UsageError.self) { try MasterCommand.parse(arguments) }
+    }
+
+    @Test func scanner_handlesInlineValuesAndTerminator() throws {
+        var scanner = ArgumentScanner(["--a=1", "--b", "2", "--", "--c"])
+        #expect(scanner.next() == .option("--a", inline: "1"))
+        #expect(scanner.next() == .option("--b", inline: nil))
+        #expect(try scanner.value(of: "--b", inline: nil) == "2")
+        #expect(scanner.next() == .positional("--c"))
+        #expect(scanner.next() == nil)
+    }
+
+    @Test func fold_compressesRankRanges() {
+        #expect(OutputPrinter.fold([0, 1, 2, 3, 5]) == "[0-3,5]")
+        #expect(OutputPrinter.fold([7]) == "[7]")
+        #expect(OutputPrinter.fold([4, 2, 3, 9, 10]) == "[2-4,9-10]")
+    }
+
+    @Test func label_prefixesEveryLineAndEndsPartialLine() {
+        let out = OutputPrinter.label(Array("a\nb\nc".utf8) + [0xff], rank: 3)
+        #expect(out == Array("[3] a\n[3] b\n[3] c".utf8) + [0xff, 10])
+    }
+
+    @Test func lineBuffer_holdsPartialLinesAndFlushesThem() {
+        var buffer = LineBuffer(maxLine: 8)
+        #expect(buffer.append(Array("ab".utf8)[...]) == nil)
+        #expect(buffer.append(Array("c\nd".utf8)[...]) == Array("abc\n".utf8))
+        #expect(buffer.append(Array("efghijkl".utf8)[...]) == Array("defghijkl".utf8))
+        #expect(buffer.flush() == nil)
+        #expect(buffer.append(Array("z".utf8)[...]) == nil)
+        #expect(buffer.flush() == Array("z".utf8))
+    }
+
+    @Test func secret_refusesMissingLooseAndMalformedFiles() throws {
+        let dir = "/tmp/distr-secret-test-\(getpid())"
+        try FileIO.makeDirectories(dir)
+        defer { FileIO.removeTree(dir) }
+        #expect(throws: SecretError.missing(dir + "/none")) { try ClusterSecret.load(path: dir + "/none") }
+        try ClusterSecret.generate(path: dir + "/ok")
+        #expect(try ClusterSecret.load(path: dir + "/ok").count == 32)
+        #expect(throws: SecretError.exists(dir + "/ok")) { try ClusterSecret.generate(path: dir + "/ok") }
+        try FileIO.write(dir + "/loose", Array(randomBytes(32).hex.utf8), mode: 0o644, exclusive: true)
+        #expect(throws: SecretError.tooOpen(dir + "/loose", mode: 0o644)) { try ClusterSecret.load(path: dir + "/loose") }
+        try FileIO.write(dir + "/short", Array("abcd".utf8), mode: 0o600, exclusive: true)
+        #expect(throws: SecretError.malformed(dir + "/short")) { try ClusterSecret.load(path: dir + "/short") }
+    }
+}

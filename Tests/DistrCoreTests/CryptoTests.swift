@@ -1,0 +1,80 @@
+import Testing
+
+@testable import DistrCore
+
+@Suite struct CryptoTests {
+    // FIPS 180-4 examples (NIST CSRC "SHA256.pdf") and the classic long-message vectors.
+    @Test(arguments: [
+        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        (
+            "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        ),
+        (
+            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+            "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+        ),
+    ])
+    func sha256_matchesFIPSVectors(input: String, digest: String) {
+        #expect(SHA256.hash(Array(input.utf8)).hex == digest)
+    }
+
+    @Test func sha256_millionAs_inUnevenChunks() {
+        var hasher = SHA256()
+        let chunk = [UInt8](repeating: 0x61, count: 997)
+        var left = 1_000_000
+        while left > 0 {
+            let n = min(left, chunk.count)
+            hasher.update(chunk[0..<n])
+            left -= n
+        }
+        #expect(hasher.finalize().hex == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    // RFC 4231 test cases 1, 2, 3, 4, 6 and 7 (case 5 is about truncation).
+    @Test(arguments: [
+        (
+            String(repeating: "0b", count: 20), "4869205468657265",
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        ),
+        ("4a656665", "7768617420646f2079612077616e7420666f72206e6f7468696e673f", "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"),
+        (
+            String(repeating: "aa", count: 20), String(repeating: "dd", count: 50),
+            "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe"
+        ),
+        (
+            "0102030405060708090a0b0c0d0e0f10111213141516171819", String(repeating: "cd", count: 50),
+            "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b"
+        ),
+        (
+            String(repeating: "aa", count: 131),
+            "54657374205573696e67204c6172676572205468616e20426c6f636b2d53697a65204b6579202d2048617368204b6579204669727374",
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        ),
+        (
+            String(repeating: "aa", count: 131),
+            "5468697320697320612074657374207573696e672061206c6172676572207468616e20626c6f636b2d73697a65206b657920616e642061206c6172676572207468616e20626c6f636b2d73697a6520646174612e20546865206b6579206e6565647320746f20626520686173686564206265666f7265206265696e6720757365642062792074686520484d414320616c676f726974686d2e",
+            "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"
+        ),
+    ])
+    func hmac_matchesRFC4231(key: String, data: String, mac: String) throws {
+        let k = try #require([UInt8](hex: key))
+        let d = try #require([UInt8](hex: data))
+        #expect(HMAC.authenticate(d, key: k).hex == mac)
+    }
+
+    @Test func constantTimeEqual_comparesContentAndLength() {
+        #expect(constantTimeEqual([1, 2, 3], [1, 2, 3]))
+        #expect(!constantTimeEqual([1, 2, 3], [1, 2, 4]))
+        #expect(!constantTimeEqual([1, 2, 3], [1, 2]))
+        #expect(constantTimeEqual([], []))
+    }
+
+    @Test func hex_roundTripsAndRejectsBadInput() {
+        #expect([UInt8](hex: "00ff10")! == [0, 255, 16])
+        #expect([UInt8](hex: "0g") == nil)
+        #expect([UInt8](hex: "abc") == nil)
+        #expect([UInt8]([1, 171]).hex == "01ab")
+    }
+}

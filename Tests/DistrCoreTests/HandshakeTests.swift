@@ -1,0 +1,69 @@
+import Testing
+
+@testable import DistrCore
+
+@Suite struct HandshakeTests {
+    let secret = Array(repeating: UInt8(7), count: 32)
+
+    func serverFor(_ client: Handshake.Client, key: [UInt8]) throws -> Handshake.Server {
+        let bytes = client.hello.encoded()
+        var (hello, length) = try Handshake.Hello.parseFixed(Array(bytes.prefix(Handshake.helloFixedSize)))
+        hello.context = Array(bytes.suffix(length))
+        return Handshake.Server(key: key, hello: hello)
+    }
+
+    @Test func sameSecret_bothSidesDeriveMatchingDirectionalKeys() throws {
+        let client = Handshake.Client(key: secret, kind: .control, context: [1, 2])
+        let server = try serverFor(client, key: secret)
+        let (proof, clientKeys) = try client.finish(reply: server.reply)
+        let serverKeys = try server.verify(proof: proof)
+        #expect(clientKeys.send == serverKeys.receive)
+        #expect(clientKeys.receive == serverKeys.send)
+        #expect(clientKeys.send != clientKeys.receive)
+    }
+
+    @Test func wrongSecret_clientRejectsServerProof() throws {
+        let client = Handshake.Client(key: secret, kind: .control)
+        let server = try serverFor(client, key: Array(repeating: 8, count: 32))
+        #expect(throws: WireError.self) { try client.finish(reply: server.reply) }
+    }
+
+    @Test func wrongSecret_serverRejectsClientProof() throws {
+        let client = Handshake.Client(key: Array(repeating: 8, count: 32), kind: .control)
+        let honest = Handshake.Client(key: secret, kind: .control, nonce: client.hello.nonce)
+        let server = try serverFor(client, key: secret)
+        // A client without the secret cannot produce the proof; replaying the server's is useless.
+        let forged = (try? honest.finish(reply: server.reply))?.proof.map { $0 ^ 1 } ?? []
+        #expect(throws: WireError.self) { try server.verify(proof: forged) }
+        #expect(throws: WireError.self) { try server.verify(proof: Array(server.reply.suffix(32))) }
+    }
+
+    @Test func tamperedContext_changesTranscriptAndFailsTheProof() throws {
+        let client = Handshake.Client(key: secret, kind: .rank, context: [1, 2, 3])
+        var bytes = client.hello.encoded()
+        bytes[bytes.count - 1] ^= 1
+        var (hello, length) = try Handshake.Hello.parseFixed(Array(bytes.prefix(Handshake.helloFixedSize)))
+        hello.context = Array(bytes.suffix(length))
+        let server = Handshake.Server(key: secret, hello: hello)
+        #expect(throws: WireError.self) { try client.finish(reply: server.reply) }
+    }
+
+    @Test func hello_rejectsBadMagicAndOtherVersion() {
+        var bytes = Handshake.Client(key: secret, kind: .control).hello.encoded()
+        var wrongMagic = bytes
+        wrongMagic[0] = UInt8(ascii: "X")
+        #expect(throws: WireError.badMagic) { try Handshake.Hello.parseFixed(Array(wrongMagic.prefix(Handshake.helloFixedSize))) }
+        bytes[5] = 99
+        #expect(throws: WireError.versionMismatch(theirs: 99, ours: Handshake.version)) {
+            try Handshake.Hello.parseFixed(Array(bytes.prefix(Handshake.helloFixedSize)))
+        }
+    }
+
+    @Test func client_reportsRefusalAndVersionFromReply() {
+        let client = Handshake.Client(key: secret, kind: .rank)
+        #expect(throws: WireError.refused("the worker has no such job or rank")) {
+            try client.finish(reply: Handshake.Server.refusal(.unknownJob))
+        }
+        #expect(throws: WireError.self) { try client.finish(reply: Array(repeating: 0, count: Handshake.replySize)) }
+    }
+}

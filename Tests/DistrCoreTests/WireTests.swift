@@ -1,0 +1,132 @@
+import Testing
+
+@testable import DistrCore
+
+@Suite struct WireTests {
+    static let keys = SessionKeys(send: Array(repeating: 1, count: 32), receive: Array(repeating: 2, count: 32))
+    static let mirrored = SessionKeys(send: keys.receive, receive: keys.send)
+
+    func sealed(_ payloads: [[UInt8]], type: UInt8 = 7) -> [UInt8] {
+        var sealer = FrameSealer(keys: Self.keys)
+        return payloads.flatMap { sealer.seal(type: type, payload: $0) }
+    }
+
+    @Test func decoder_yieldsSameFramesForSplitsAtEveryByteBoundary() throws {
+        let payloads: [[UInt8]] = [[], [1, 2, 3], Array(repeating: 9, count: 300)]
+        let stream = sealed(payloads)
+        for split in 0...stream.count {
+            var decoder = FrameDecoder(maxPayload: 1024)
+            var opener = FrameSealer(keys: Self.mirrored)
+            var got: [[UInt8]] = []
+            for part in [Array(stream[0..<split]), Array(stream[split...])] {
+                decoder.append(part)
+                while let frame = try decoder.next() {
+                    try opener.open(frame)
+                    got.append(frame.payload)
+                }
+            }
+            #expect(got == payloads, "split at \(split)")
+            #expect(decoder.bufferedBytes == 0)
+        }
+    }
+
+    @Test func decoder_yieldsFramesFedOneByteAtATime() throws {
+        let stream = sealed([[5], [6, 7]])
+        var decoder = FrameDecoder(maxPayload: 16)
+        var count = 0
+        for byte in stream {
+            decoder.append([byte])
+            while try decoder.next() != nil { count += 1 }
+        }
+        #expect(count == 2)
+    }
+
+    @Test func decoder_rejectsFrameLargerThanLimitBeforeReadingIt() {
+        var decoder = FrameDecoder(maxPayload: 100)
+        decoder.append([0x7f, 0xff, 0xff, 0xff, 1])
+        #expect(throws: WireError.frameTooLarge(size: 0x7fff_ffff, limit: 100)) { try decoder.next() }
+    }
+
+    @Test func opener_rejectsTamperedPayload() throws {
+        var stream = sealed([[1, 2, 3]])
+        stream[6] ^= 0x40
+        var decoder = FrameDecoder(maxPayload: 64)
+        decoder.append(stream)
+        let frame = try #require(try decoder.next())
+        var opener = FrameSealer(keys: Self.mirrored)
+        #expect(throws: WireError.badMAC) { try opener.open(frame) }
+    }
+
+    @Test func opener_rejectsReplayedAndReorderedFrames() throws {
+        var sealer = FrameSealer(keys: Self.keys)
+        let first = sealer.seal(type: 1, payload: [1])
+        let second = sealer.seal(type: 1, payload: [2])
+        var decoder = FrameDecoder(maxPayload: 64)
+        decoder.append(first + first)
+        var opener = FrameSealer(keys: Self.mirrored)
+        try opener.open(try #require(try decoder.next()))
+        #expect(throws: WireError.badMAC) { try opener.open(try #require(try decoder.next())) }
+
+        var reordered = FrameDecoder(maxPayload: 64)
+        reordered.append(second + first)
+        var fresh = FrameSealer(keys: Self.mirrored)
+        #expect(throws: WireError.badMAC) { try fresh.open(try #require(try reordered.next())) }
+    }
+
+    @Test func opener_rejectsFrameReflectedBackToItsSender() throws {
+        var sealer = FrameSealer(keys: Self.keys)
+        let frame = sealer.seal(type: 1, payload: [1])
+        var decoder = FrameDecoder(maxPayload: 64)
+        decoder.append(frame)
+        // The sender's own receive key is the other direction's.
+        var sameSide = FrameSealer(keys: Self.keys)
+        #expect(throws: WireError.badMAC) { try sameSide.open(try #require(try decoder.next())) }
+    }
+
+    @Test func opener_headerOnlyTypeStillBindsTypeAndLength() throws {
+        var sealer = FrameSealer(keys: Self.keys, headerOnlyTypes: [2])
+        var frame = sealer.seal(type: 2, payload: [1, 2, 3])
+        frame[4] = 3  // change the type
+        var decoder = FrameDecoder(maxPayload: 64)
+        decoder.append(frame)
+        var opener = FrameSealer(keys: Self.mirrored, headerOnlyTypes: [2])
+        #expect(throws: WireError.badMAC) { try opener.open(try #require(try decoder.next())) }
+    }
+
+    @Test func controlMessages_roundTrip() throws {
+        let spec = JobSpec(
+            jobID: "abc", arguments: ["./p", "x y"], environment: ["A=1"], localRanks: [0, 2],
+            placements: [RankPlacement(rank: 0, host: "::1", port: 6969, worker: 0, label: "[::1]:6969")],
+            keepDirectory: true, jobKey: [1, 2], manifest: [ManifestEntry(path: "a/b", mode: 0o755, size: 3, digest: [9])],
+            workerIndex: 1)
+        let messages: [ControlMessage] = [
+            .jobStart(spec), .fileData([1, 2]), .cancel(reason: "r"), .peerExited(rank: 3, status: 137),
+            .jobStarted(directory: "/d"), .output(rank: 1, stream: 2, timestamp: 99, bytes: [0xff, 10]),
+            .rankExited(rank: 1, status: .signaled(9), endedByDistr: true), .rankExited(rank: 2, status: .failedToStart("x"), endedByDistr: false),
+            .jobEnded(keptDirectory: nil), .jobEnded(keptDirectory: "/k"), .failure("f"),
+        ]
+        for message in messages {
+            #expect(try ControlMessage.decode(type: message.type, payload: message.encoded()) == message)
+        }
+    }
+
+    @Test func controlMessages_rejectTruncatedAndUnknown() {
+        let bytes = ControlMessage.cancel(reason: "hello").encoded()
+        #expect(throws: WireError.truncated) { try ControlMessage.decode(type: 3, payload: Array(bytes.dropLast())) }
+        #expect(throws: WireError.truncated) { try ControlMessage.decode(type: 3, payload: bytes + [0]) }
+        #expect(throws: WireError.unknownMessage(type: 99)) { try ControlMessage.decode(type: 99, payload: []) }
+        // A count field claiming more elements than bytes left must not allocate or crash.
+        var w = ByteWriter()
+        w.string("job")
+        w.u32(0xffff_ffff)
+        #expect(throws: WireError.truncated) { try ControlMessage.decode(type: 1, payload: w.bytes) }
+    }
+
+    @Test func agentMessages_roundTrip() throws {
+        let messages: [AgentMessage] = [
+            .hello(rank: 1), .welcome(jobID: "j", jobKey: [1], workerIndex: 2, placements: []), .connectLocal(to: 3),
+            .connected(to: 3, error: ""), .incoming(from: 4), .peerExited(rank: 5, status: 1), .abort(reason: "x"),
+        ]
+        for message in messages { #expect(try AgentMessage.decode(message.encoded()) == message) }
+    }
+}

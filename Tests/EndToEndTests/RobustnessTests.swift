@@ -1,0 +1,212 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite(.timeLimit(.minutes(3))) struct RobustnessTests {
+    init() { Signals.ignorePipe() }
+
+    @Test func wrongSecret_exits69NamingThePeer_andTheWorkerKeepsServing() throws {
+        let cluster = try TestCluster(workers: 1)
+        let other = try TemporaryDirectory()
+        try ClusterSecret.generate(path: other.path + "/secret")
+        let run = try TestProcess.master([
+            "exec", "--hosts", cluster.workers[0].peer, "--secret-file", other.path + "/secret", "--", "echo should-not-run",
+        ])
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("node \(cluster.workers[0].peer): authentication failed"), "\(run.stderr)")
+        #expect(!run.stdout.contains("should-not-run"))
+        #expect(cluster.workers[0].process.stderr.waitFor("refused connection from 127.0.0.1"))
+        let good = try cluster.master(["exec", "--", "echo still-serving"])
+        #expect(good.stdout == "[0] still-serving\n")
+    }
+
+    @Test func refusedPort_exits69WithinTheConnectTimeout() throws {
+        let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
+        FD.close(fd)  // nothing listens there now
+        let run = try TestProcess.master(
+            ["exec", "--hosts", "127.0.0.1:\(address.port)", "--connect-timeout", "2", "--", "true"],
+            environment: ["DISTR_SECRET_FILE": try secretFile()])
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("node 127.0.0.1:\(address.port): cannot connect"), "\(run.stderr)")
+    }
+
+    @Test func silentPeer_exits69AfterTheConnectTimeout() throws {
+        // A socket that listens but never answers: the handshake must time out, not hang.
+        let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
+        defer { FD.close(fd) }
+        let run = try TestProcess.master(
+            ["exec", "--hosts", "127.0.0.1:\(address.port)", "--connect-timeout", "0.5", "--", "true"],
+            environment: ["DISTR_SECRET_FILE": try secretFile()])
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("no handshake answer within 0.5 s"), "\(run.stderr)")
+    }
+
+    @Test func garbageOnThePort_isLoggedAndTheWorkerKeepsServing() throws {
+        let cluster = try TestCluster(workers: 1)
+        for payload in ["GET / HTTP/1.0\r\n\r\n", String(repeating: "A", count: 10000), "DSTR\u{0}\u{9}"] {
+            let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+            try? FD.writeAll(fd, Array(payload.utf8))
+            var byte: UInt8 = 0
+            TCPSocket.setReceiveTimeout(fd, seconds: 10)
+            _ = read(fd, &byte, 1)
+            FD.close(fd)
+        }
+        #expect(cluster.workers[0].process.stderr.waitFor("bad magic"))
+        #expect(cluster.workers[0].process.stderr.waitFor("version mismatch"))
+        let good = try cluster.master(["exec", "--", "echo alive"])
+        #expect(good.stdout == "[0] alive\n")
+    }
+
+    @Test func ctrlC_endsEveryRankAndGrandchild_andExits130() throws {
+        let cluster = try TestCluster(workers: 2)
+        let master = try cluster.startMaster([
+            "run", "--", "sh", "-c", "sleep 300 & echo \"pids $$ $!\"; wait",
+        ])
+        for rank in 0..<2 { #expect(master.stdout.waitFor("[\(rank)] pids ")) }
+        let pids = pidsFrom(master.stdout.text)
+        #expect(pids.count == 4)
+        master.signal(SIGINT)
+        let status = master.wait(timeout: 30)
+        #expect(status.code == 130)
+        #expect(master.stderr.text.contains("interrupted: the job was ended on"), "\(master.stderr.text)")
+        for pid in pids { #expect(Processes.waitGone(pid), "pid \(pid) survived") }
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+    }
+
+    @Test func masterKilled_workerEndsTheJobAndRemovesItsDirectory() throws {
+        let cluster = try TestCluster(workers: 1)
+        let master = try cluster.startMaster(["run", "--", "sh", "-c", "sleep 300 & echo \"pids $$ $!\"; wait"])
+        #expect(master.stdout.waitFor("pids "))
+        let pids = pidsFrom(master.stdout.text)
+        #expect(pids.count == 2)
+        master.signal(SIGKILL)
+        master.wait()
+        for pid in pids { #expect(Processes.waitGone(pid, timeout: 15), "pid \(pid) survived") }
+        #expect(cluster.workers[0].process.stderr.waitFor("finished", timeout: 15))
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+    }
+
+    @Test func escapedDescendant_isEndedWithTheJob() throws {
+        let cluster = try TestCluster(workers: 1)
+        // setsid puts the sleeper in its own session and group, out of reach of the group kill.
+        let run = try cluster.master(["exec", "--", "setsid sh -c 'echo escaped $$; exec sleep 300' & sleep 0.2"])
+        #expect(run.status == 0)
+        let pid = try #require(run.stdout.split(separator: " ").last.flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+        #expect(Processes.waitGone(pid), "escaped pid \(pid) survived")
+    }
+
+    @Test func backgroundChildHoldingStdout_doesNotHangTheJob() throws {
+        let run = try TestProcess.master(["exec", "--local", "2", "--", "sleep 300 & echo done"])
+        #expect(run.status == 0)
+        #expect(run.stdoutLines.sorted() == ["[0] done", "[1] done"])
+    }
+
+    @Test func twoHundredJobs_leaveNoDescriptorsProcessesOrDirectories() throws {
+        let cluster = try TestCluster(workers: 1)
+        let worker = cluster.workers[0]
+        _ = try cluster.master(["exec", "--", "true"])
+        #expect(worker.process.stderr.waitFor(count: 1, of: ": finished"))
+        let descriptorsBefore = FD.openCount(pid: worker.process.pid)
+        for index in 0..<200 {
+            let run = try cluster.master(["exec", "-q", "--", index % 2 == 0 ? "echo $DISTR_NODE_ID" : "sleep 5 & exit 1"])
+            if run.status != (index % 2 == 0 ? 0 : 1) {
+                Issue.record("job \(index): status \(run.status): \(run.stderr)")
+                break
+            }
+        }
+        // Every job's last log line comes after its connection is closed.
+        #expect(worker.process.stderr.waitFor(count: 201, of: ": finished"))
+        #expect(FD.openCount(pid: worker.process.pid) == descriptorsBefore)
+        #expect(Processes.children(of: worker.process.pid).isEmpty)
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+    }
+
+    @Test func workerSIGTERM_endsRunningJobsAndExits0() throws {
+        let cluster = try TestCluster(workers: 1)
+        let master = try cluster.startMaster(["run", "--", "sh", "-c", "echo \"pids $$\"; sleep 300"])
+        #expect(master.stdout.waitFor("pids "))
+        let pids = pidsFrom(master.stdout.text)
+        cluster.workers[0].process.signal(SIGTERM)
+        #expect(cluster.workers[0].process.wait(timeout: 20) == .exited(0))
+        for pid in pids { #expect(Processes.waitGone(pid)) }
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+        let status = master.wait(timeout: 20)
+        #expect(status.code == 128 + SIGTERM, "\(master.stderr.text)")
+    }
+
+    @Test(arguments: ["missing", "loose", "malformed"])
+    func worker_refusesToStartWithABadSecret(kind: String) throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/secret"
+        switch kind {
+        case "loose": try FileIO.write(path, Array(randomBytes(32).hex.utf8), mode: 0o644, exclusive: true)
+        case "malformed": try FileIO.write(path, Array("not hex".utf8), mode: 0o600, exclusive: true)
+        default: break
+        }
+        let worker = try TestProcess([Binaries.worker, "--port", "0", "--secret-file", path])
+        #expect(worker.wait(timeout: 20) == .exited(64))
+        let advice = ["missing": "distr-master keygen", "loose": "chmod 600", "malformed": "64 hex characters"][kind] ?? ""
+        #expect(worker.stderr.text.contains(advice), "\(worker.stderr.text)")
+        #expect(worker.stdout.text.isEmpty)
+    }
+
+    @Test func bundleOverTheWorkerLimit_isRefusedWithAClearError() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--max-files", "1"])
+        let project = try TemporaryDirectory()
+        try project.write("a", "1")
+        try project.write("b", "2")
+        let run = try cluster.master(["run", "--file", "a", "--file", "b", "cat", "a"], directory: project.path)
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("2 files exceeds the worker's limit of 1"), "\(run.stderr)")
+        #expect(run.stderr.contains("--max-files"))
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+    }
+
+    @Test func badPeersFile_exits64NamingFileAndLine() throws {
+        let dir = try TemporaryDirectory()
+        try dir.write("peers.txt", "good:6969\nbad:port\n")
+        let run = try TestProcess.master(
+            ["exec", "--peers", dir.path + "/peers.txt", "--", "true"], environment: ["DISTR_SECRET_FILE": try secretFile()])
+        #expect(run.status == 64)
+        #expect(run.stderr.contains("peers.txt:2: 'bad:port': port 'port' is not a number"), "\(run.stderr)")
+    }
+
+    @Test func usageErrors_exit64WithTheUsageLine_andHelpExits0() throws {
+        let bad = try TestProcess.master(["run", "--frobnicate", "x"])
+        #expect(bad.status == 64)
+        #expect(bad.stderr.contains("unknown option '--frobnicate'"))
+        #expect(bad.stderr.contains("usage: distr-master run"))
+        let help = try TestProcess.master(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("--connect-timeout"))
+        let workerHelp = TestProcess.run(try TestProcess([Binaries.worker, "--help"]))
+        #expect(workerHelp.status == 0 && workerHelp.stdout.contains("--work-dir"))
+        let workerBad = TestProcess.run(try TestProcess([Binaries.worker, "--port", "70000"]))
+        #expect(workerBad.status == 64 && workerBad.stderr.contains("usage: distr-worker"))
+    }
+
+    @Test func keygen_writesAPrivateSecretAndRefusesToOverwrite() throws {
+        let dir = try TemporaryDirectory()
+        let path = dir.path + "/nested/secret"
+        let first = try TestProcess.master(["keygen", "--secret-file", path])
+        #expect(first.status == 0)
+        #expect(FileIO.mode(path).map { $0 & 0o777 } == 0o600)
+        #expect(try ClusterSecret.load(path: path).count == 32)
+        let second = try TestProcess.master(["keygen", "--secret-file", path])
+        #expect(second.status == 64)
+        #expect(second.stderr.contains("already exists"))
+    }
+
+    func pidsFrom(_ text: String) -> [pid_t] {
+        text.split(separator: "\n").filter { $0.contains("pids ") }.flatMap { line in
+            line.split(separator: " ").dropFirst(2).compactMap { pid_t($0) }
+        }
+    }
+
+    func secretFile() throws -> String {
+        let path = NSTemporaryDirectory() + "/distr-e2e-secret-\(getpid())"
+        if !FileIO.exists(path) { try? ClusterSecret.generate(path: path) }
+        return path
+    }
+}

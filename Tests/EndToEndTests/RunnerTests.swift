@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite(.timeLimit(.minutes(3))) struct RunnerTests {
+    init() { Signals.ignorePipe() }
+
+    @Test func local4_labelsEveryRankAndSetsTheEnvironment() throws {
+        let run = try TestProcess.master([
+            "run", "--local", "4", "--env", "EXTRA=yes", "--", "sh", "-c",
+            "echo \"id=$DISTR_NODE_ID n=$DISTR_N_NODE job=$DISTR_JOB_ID py=$PYTHONUNBUFFERED extra=$EXTRA dir=$(pwd)\"; echo to-stderr >&2",
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = run.stdoutLines.sorted()
+        #expect(lines.count == 4)
+        var jobs = Set<String>()
+        var directories = Set<String>()
+        for (rank, line) in lines.enumerated() {
+            #expect(line.hasPrefix("[\(rank)] id=\(rank) n=4 job="), "\(line)")
+            #expect(line.contains("py=1 extra=yes dir=/"), "\(line)")
+            jobs.insert(String(line.split(separator: " ")[3]))
+            directories.insert(String(line.split(separator: "dir=").last ?? ""))
+        }
+        #expect(jobs.count == 1)
+        #expect(directories.count == 4)
+        #expect(run.stderr.contains("[2] to-stderr"))
+        #expect(!run.stdout.contains("to-stderr"))
+        #expect(run.stderr.contains("4 rank(s) on 4 node(s): 4 ok, 0 failed"))
+    }
+
+    @Test func peersFile_slotsExpandInPeersOrderAndDistrHostIsThePeerAsWritten() throws {
+        let cluster = try TestCluster(workers: 2, slots: [2, 1])
+        let run = try cluster.master(["run", "--", "sh", "-c", "echo $DISTR_HOST $DISTR_N_NODE"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let lines = Set(run.stdoutLines)
+        let first = cluster.workers[0].peer
+        let second = cluster.workers[1].peer
+        #expect(lines == ["[0] \(first) 3", "[1] \(first) 3", "[2] \(second) 3"])
+    }
+
+    @Test func shipsProgramFilesAndDirectoriesWithTheirModes() throws {
+        let cluster = try TestCluster(workers: 2)
+        let project = try TemporaryDirectory()
+        try project.write("prog.sh", "#!/bin/sh\nstat -c '%a %n' prog.sh data.csv lib/sub/x lib/tool\ncat data.csv lib/sub/x\n", mode: 0o755)
+        try project.write("data.csv", "a,b\n", mode: 0o640)
+        try project.write("lib/sub/x", "deep\n", mode: 0o600)
+        try project.write("lib/tool", "t\n", mode: 0o711)
+        let run = try cluster.master(["run", "--file", "data.csv", "--file=lib/", "./prog.sh"], directory: project.path)
+        #expect(run.status == 0, "\(run.stderr)")
+        for rank in 0..<2 {
+            for expected in ["755 prog.sh", "640 data.csv", "600 lib/sub/x", "711 lib/tool", "a,b", "deep"] {
+                #expect(run.stdoutLines.contains("[\(rank)] \(expected)"), "\(run.stdout)")
+            }
+        }
+    }
+
+    @Test func exitStatus_isTheHighestRankStatusWithKeepGoing() throws {
+        let run = try TestProcess.master(["run", "--local", "4", "--keep-going", "--", "sh", "-c", "exit $DISTR_NODE_ID"])
+        #expect(run.status == 3)
+        #expect(run.stderr.contains("1 ok, 3 failed"))
+        #expect(run.stderr.contains("rank 3 on 127.0.0.1:"))
+        #expect(run.stderr.contains("exit 3"))
+    }
+
+    @Test func signalledRank_gives128PlusTheSignal() throws {
+        let run = try TestProcess.master([
+            "run", "--local", "2", "--keep-going", "--", "sh", "-c", "echo last words >&2; [ $DISTR_NODE_ID = 1 ] && kill -9 $$; exit 0",
+        ])
+        #expect(run.status == 137)
+        #expect(run.stderr.contains("killed by signal 9 (SIGKILL)"))
+        #expect(run.stderr.contains("  [1] last words"))
+    }
+
+    @Test func run_firstFailureEndsTheOtherRanks() throws {
+        let run = try TestProcess.master([
+            "run", "--local", "3", "--", "sh", "-c", "[ $DISTR_NODE_ID = 0 ] && exit 5; sleep 120",
+        ])
+        #expect(run.status == 5)
+        #expect(run.stderr.contains("ranks [1-2] were ended by distr: rank 0 failed"), "\(run.stderr)")
+    }
+
+    @Test func exec_nodesAreIndependent() throws {
+        let run = try TestProcess.master([
+            "exec", "--local", "2", "--", "if [ $DISTR_NODE_ID = 0 ]; then exit 2; fi; sleep 0.3; echo finished",
+        ])
+        #expect(run.status == 2)
+        #expect(run.stdout.contains("[1] finished"))
+    }
+
+    @Test func group_printsBlocksInNodeOrder() throws {
+        let run = try TestProcess.master([
+            "exec", "--local", "3", "--group", "--", "sleep 0.$((3 - DISTR_NODE_ID)); echo a$DISTR_NODE_ID; echo b$DISTR_NODE_ID",
+        ])
+        #expect(run.status == 0)
+        let lines = run.stdoutLines
+        #expect(lines.count == 9)
+        for rank in 0..<3 {
+            #expect(lines[rank * 3].hasPrefix("----- node \(rank) (127.0.0.1:"))
+            #expect(lines[rank * 3 + 1] == "a\(rank)")
+            #expect(lines[rank * 3 + 2] == "b\(rank)")
+        }
+    }
+
+    @Test func gather_foldsIdenticalOutput() throws {
+        let run = try TestProcess.master([
+            "exec", "--local", "4", "--gather", "--", "if [ $DISTR_NODE_ID = 2 ]; then echo odd; else echo same; fi",
+        ])
+        #expect(run.stdout == "----- [0-1,3] -----\nsame\n----- [2] -----\nodd\n")
+    }
+
+    @Test func nonUTF8BytesAndAPartialLastLinePassThrough() throws {
+        let run = try TestProcess.master(["exec", "--local", "1", "--", "printf '\\377\\376 bytes\\nno newline'"])
+        #expect(run.status == 0)
+        #expect(run.stdoutBytes == Array("[0] ".utf8) + [0xff, 0xfe] + Array(" bytes\n[0] no newline\n".utf8))
+    }
+
+    @Test func linesFromManyRanksNeverInterleave() throws {
+        let run = try TestProcess.master([
+            "exec", "--local", "4", "--",
+            "i=0; while [ $i -lt 500 ]; do echo rank$DISTR_NODE_ID-line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done",
+        ])
+        #expect(run.status == 0)
+        let lines = run.stdoutLines
+        #expect(lines.count == 2000)
+        for line in lines {
+            let rank = line.dropFirst().prefix { $0 != "]" }
+            #expect(line.hasPrefix("[\(rank)] rank\(rank)-line-") && line.hasSuffix("-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), "\(line)")
+        }
+    }
+
+    @Test func timeout_endsTheJobWith124() throws {
+        let run = try TestProcess.master(["run", "--local", "2", "--timeout", "0.5", "--", "sleep", "120"])
+        #expect(run.status == 124)
+        #expect(run.stderr.contains("time limit of 0.5 s"))
+    }
+
+    @Test func missingProgram_isReportedPerRank() throws {
+        let run = try TestProcess.master(["run", "--local", "1", "distr-no-such-program"])
+        #expect(run.status == 127)
+        #expect(run.stderr.contains("'distr-no-such-program' not found on this node"))
+    }
+
+    @Test func keep_leavesTheDirectoryAndSaysWhere() throws {
+        let cluster = try TestCluster(workers: 1)
+        let run = try cluster.master(["exec", "--keep", "--", "echo kept > marker"])
+        #expect(run.status == 0)
+        let kept = try #require(cluster.leftoverJobDirectories.first)
+        #expect(run.stderr.contains("job directory kept at \(kept)"))
+        #expect(try FileIO.readAll(kept + "/marker") == Array("kept\n".utf8))
+    }
+}
