@@ -16,8 +16,17 @@ let package = Package(
         .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict),
         .executableTarget(name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict),
+        .executableTarget(name: "ring", dependencies: ["DistrCore"], path: "Examples/ring", swiftSettings: strict),
+        .executableTarget(name: "pi", dependencies: ["DistrCore"], path: "Examples/pi", swiftSettings: strict),
+        .executableTarget(name: "primes", dependencies: ["DistrCore"], path: "Examples/primes", swiftSettings: strict),
+        .executableTarget(name: "matmul", dependencies: ["DistrCore"], path: "Examples/matmul", swiftSettings: strict),
+        .executableTarget(name: "montecarlo", dependencies: ["DistrCore"], path: "Examples/montecarlo", swiftSettings: strict),
+        .executableTarget(
+            name: "distr-check", dependencies: ["DistrCore"], path: "Tests/Programs/distr-check", swiftSettings: strict),
         .testTarget(name: "DistrCoreTests", dependencies: ["DistrCore"], swiftSettings: strict),
         .testTarget(
-            name: "EndToEndTests", dependencies: ["DistrCore"], swiftSettings: strict),
+            name: "EndToEndTests",
+            dependencies: ["DistrCore", "distr-worker", "distr-master", "ring", "pi", "primes", "matmul", "montecarlo", "distr-check"],
+            swiftSettings: strict),
     ]
 )

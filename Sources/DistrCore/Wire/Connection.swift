@@ -85,6 +85,15 @@ extension Connection {
         fd: Int32, peer: String, key: [UInt8], kind: ConnectionKind, context: [UInt8] = [],
         timeout: Double, maxPayload: Int = Limits.default.maxFrame, headerOnlyTypes: Set<UInt8> = []
     ) throws -> Connection {
+        let keys = try clientHandshake(fd: fd, key: key, kind: kind, context: context, timeout: timeout)
+        return Connection(fd: fd, peer: peer, keys: keys, maxPayload: maxPayload, headerOnlyTypes: headerOnlyTypes)
+    }
+
+    /// The client side of the handshake on a raw socket, up to and including the verdict.
+    /// The socket is closed on failure.
+    public static func clientHandshake(
+        fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double
+    ) throws -> SessionKeys {
         do {
             TCPSocket.setReceiveTimeout(fd, seconds: timeout)
             let handshake = Handshake.Client(key: key, kind: kind, context: context)
@@ -95,7 +104,7 @@ extension Connection {
             let verdict = try readExact(fd, 1)
             guard verdict == [1] else { throw WireError.authenticationFailed("the worker rejected this key") }
             TCPSocket.setReceiveTimeout(fd, seconds: 0)
-            return Connection(fd: fd, peer: peer, keys: keys, maxPayload: maxPayload, headerOnlyTypes: headerOnlyTypes)
+            return keys
         } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
             FD.close(fd)
             throw WireError.authenticationFailed("no handshake answer within \(timeout) s")

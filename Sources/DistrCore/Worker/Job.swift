@@ -14,6 +14,7 @@ final class Job: Sendable {
     private let remaining: Atomic<Int>
     private let cancelled = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
+    private let started = DispatchSemaphore(value: 0)
     private let onFinish: @Sendable (Job) -> Void
 
     init(
@@ -48,6 +49,7 @@ final class Job: Sendable {
 
     /// Starts every local rank; a rank that cannot start is reported as such.
     func start() {
+        defer { started.signal() }
         for rank in spec.localRanks {
             do {
                 let process = try RankProcess(
@@ -170,6 +172,13 @@ final class Job: Sendable {
         for process in all { process.closeDescriptors() }
         onFinish(self)
         finished.signal()
+    }
+
+    /// Blocks until every rank has been spawned (or failed to), or `timeout` seconds pass.
+    func waitStarted(timeout: Double) -> Bool {
+        let done = started.wait(timeout: .now() + timeout) == .success
+        if done { started.signal() }
+        return done
     }
 
     /// Blocks until the job has finished, or `timeout` seconds pass.

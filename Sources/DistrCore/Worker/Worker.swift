@@ -28,6 +28,9 @@ public final class Worker: Sendable {
     private let listener: Int32
     public let address: SocketAddress
     private let jobs = Mutex<[String: Job]>([:])
+    /// Rank connections that arrived before their job did (workers get a job at slightly
+    /// different times; a fast rank may dial a worker that is still receiving it).
+    private let jobArrivals = Mutex<[String: [DispatchSemaphore]]>([:])
     private let pendingHandshakes = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let acceptLoopDone = DispatchSemaphore(value: 0)
@@ -131,10 +134,30 @@ public final class Worker: Sendable {
     }
 
     private func rankKey(context: [UInt8]) -> [UInt8]? {
-        guard let (jobID, _, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }), job.isLocal(rank: to) else {
+        guard let (jobID, _, to) = parseRankContext(context), let job = waitForJob(jobID), job.isLocal(rank: to) else {
             return nil
         }
         return job.spec.jobKey
+    }
+
+    /// The job, waiting up to the handshake timeout for it to be registered.
+    private func waitForJob(_ jobID: String) -> Job? {
+        let arrived = DispatchSemaphore(value: 0)
+        if let job = jobs.withLock({ table -> Job? in
+            if let job = table[jobID] { return job }
+            jobArrivals.withLock { $0[jobID, default: []].append(arrived) }
+            return nil
+        }) {
+            return job
+        }
+        _ = arrived.wait(timeout: .now() + configuration.limits.handshakeTimeout)
+        return jobs.withLock { table in
+            jobArrivals.withLock { waiting in
+                waiting[jobID]?.removeAll { $0 === arrived }
+                if waiting[jobID]?.isEmpty == true { waiting[jobID] = nil }
+            }
+            return table[jobID]
+        }
     }
 
     private func serveRank(fd: Int32, peer: String, context: [UInt8]) {
@@ -142,6 +165,9 @@ public final class Worker: Sendable {
         guard let (jobID, from, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }) else { return }
         do {
             // The target rank holds the socket before the dialer is told it may send.
+            guard job.waitStarted(timeout: configuration.limits.handshakeTimeout) else {
+                throw WireError.refused("rank \(to) has not started")
+            }
             try job.deliverIncoming(fd: fd, from: from, to: to)
             try FD.writeAll(fd, [1])
         } catch {
@@ -224,12 +250,13 @@ public final class Worker: Sendable {
             ) { [self] finished in
                 _ = jobs.withLock { $0.removeValue(forKey: finished.spec.jobID) }
             }
-            let registered = jobs.withLock { table in
-                if table[spec.jobID] != nil { return false }
+            let registered = jobs.withLock { table -> [DispatchSemaphore]? in
+                if table[spec.jobID] != nil { return nil }
                 table[spec.jobID] = job
-                return true
+                return jobArrivals.withLock { $0.removeValue(forKey: spec.jobID) ?? [] }
             }
-            if !registered { throw WireError.refused("job \(spec.jobID) is already running here") }
+            registered?.forEach { $0.signal() }
+            if registered == nil { throw WireError.refused("job \(spec.jobID) is already running here") }
             try connection.send(.jobStarted(directory: path))
             log(
                 "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s): \(spec.arguments.joined(separator: " "))"

@@ -1,0 +1,128 @@
+import Synchronization
+
+/// Messages that arrived and receives that wait, matched by source and tag.
+///
+/// A receive takes the first queued message that matches (so messages of one sender are taken
+/// in the order they were sent); if there is none it waits. It fails instead when the rank it
+/// waits for has exited and none of its connections is still open (all it sent has been read),
+/// or when the job is aborted.
+final class Mailbox: Sendable {
+    struct Waiter {
+        var id: UInt64
+        var source: Int?
+        var tag: Int?
+        var continuation: CheckedContinuation<Envelope, any Error>
+    }
+
+    struct State {
+        var queue: [Envelope] = []
+        var waiters: [Waiter] = []
+        var exited: [Int: Int32] = [:]
+        var openFrom: [Int: Int] = [:]
+        var aborted: String?
+        var nextID: UInt64 = 0
+    }
+
+    let selfRank: Int
+    let count: Int
+    private let state = Mutex(State())
+
+    init(selfRank: Int, count: Int) {
+        self.selfRank = selfRank
+        self.count = count
+    }
+
+    static func matches(_ envelope: Envelope, source: Int?, tag: Int?) -> Bool {
+        if let source, envelope.source != source { return false }
+        if let tag { return envelope.frame.tag == tag }
+        // .any takes user messages only; collectives use negative tags.
+        return envelope.frame.tag >= 0
+    }
+
+    /// Why a receive for (source, tag) can never be satisfied now, if it cannot.
+    static func failure(_ s: State, source: Int?, selfRank: Int, count: Int) -> NodeError? {
+        if let reason = s.aborted { return .aborted(reason) }
+        func gone(_ rank: Int) -> Bool { s.exited[rank] != nil && (s.openFrom[rank] ?? 0) == 0 }
+        if let source {
+            if source != selfRank && gone(source) { return .peerExited(rank: source, status: s.exited[source] ?? 0) }
+            return nil
+        }
+        let others = (0..<count).filter { $0 != selfRank }
+        if !others.isEmpty && others.allSatisfy(gone) { return .allPeersExited }
+        return nil
+    }
+
+    func deliver(_ envelope: Envelope) {
+        let waiter = state.withLock { s -> Waiter? in
+            if let index = s.waiters.firstIndex(where: { Self.matches(envelope, source: $0.source, tag: $0.tag) }) {
+                return s.waiters.remove(at: index)
+            }
+            s.queue.append(envelope)
+            return nil
+        }
+        waiter?.continuation.resume(returning: envelope)
+    }
+
+    func receive(source: Int?, tag: Int?) async throws -> Envelope {
+        let id = state.withLock { s -> UInt64 in
+            s.nextID += 1
+            return s.nextID
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let outcome = state.withLock { s -> Result<Envelope, any Error>? in
+                    if let index = s.queue.firstIndex(where: { Self.matches($0, source: source, tag: tag) }) {
+                        return .success(s.queue.remove(at: index))
+                    }
+                    if let error = Self.failure(s, source: source, selfRank: selfRank, count: count) { return .failure(error) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    s.waiters.append(Waiter(id: id, source: source, tag: tag, continuation: continuation))
+                    return nil
+                }
+                if let outcome { continuation.resume(with: outcome) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> Waiter? in
+                guard let index = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }
+
+    func connectionClosed(from rank: Int) {
+        state.withLock { $0.openFrom[rank, default: 1] -= 1 }
+        failHopelessWaiters()
+    }
+
+    func peerExited(_ rank: Int, status: Int32) {
+        state.withLock { $0.exited[rank] = status }
+        failHopelessWaiters()
+    }
+
+    func abort(_ reason: String) {
+        state.withLock { s in if s.aborted == nil { s.aborted = reason } }
+        failHopelessWaiters()
+    }
+
+    var hasExited: Set<Int> { state.withLock { Set($0.exited.keys) } }
+
+    private func failHopelessWaiters() {
+        let failed = state.withLock { s -> [(Waiter, NodeError)] in
+            var out: [(Waiter, NodeError)] = []
+            var keep: [Waiter] = []
+            for waiter in s.waiters {
+                if let error = Self.failure(s, source: waiter.source, selfRank: selfRank, count: count) {
+                    out.append((waiter, error))
+                } else {
+                    keep.append(waiter)
+                }
+            }
+            s.waiters = keep
+            return out
+        }
+        for (waiter, error) in failed { waiter.continuation.resume(throwing: error) }
+    }
+}

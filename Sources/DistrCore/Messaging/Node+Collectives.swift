@@ -1,0 +1,195 @@
+import Synchronization
+
+/// Collective operations. Every rank must call the same collectives in the same order. Each
+/// call uses its own negative tags, which user tags (0 or more) and `.any` never match.
+/// Trees are binomial (log-depth); `allReduce` of large numeric arrays uses a ring
+/// (reduce-scatter then all-gather), which moves each element about twice whatever the rank count.
+extension Node {
+    /// A fresh tag block for one collective call.
+    func collectiveTag() -> Int {
+        -1 - 4 * collectiveCounter.add(1, ordering: .relaxed).oldValue
+    }
+
+    func relative(_ root: Int) -> Int { (id - root + count) % count }
+    func absolute(_ relative: Int, root: Int) -> Int { (relative + root) % count }
+
+    /// Waits until every rank has called `barrier` (dissemination algorithm, log rounds).
+    public func barrier() async throws {
+        let tag = collectiveTag()
+        var distance = 1
+        while distance < count {
+            try await post(true, to: (id + distance) % count, tag: tag)
+            _ = try await take(Bool.self, from: (id - distance + count) % count, tag: tag)
+            distance *= 2
+        }
+    }
+
+    /// Gives every rank the root's value. Ranks other than the root pass nil.
+    /// - Throws: `NodeError.badArgument` when the root passes nil.
+    public func broadcast<T: Codable & Sendable>(_ value: T?, root: Int = 0) async throws -> T {
+        try check(rank: root)
+        let tag = collectiveTag()
+        return try await broadcast(value, root: root, tag: tag)
+    }
+
+    func broadcast<T: Codable & Sendable>(_ value: T?, root: Int, tag: Int) async throws -> T {
+        let me = relative(root)
+        var current = value
+        var mask = 1
+        while mask < count {
+            if me & mask != 0 {
+                current = try await take(T.self, from: absolute(me - mask, root: root), tag: tag)
+                break
+            }
+            mask <<= 1
+        }
+        guard let current else { throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil") }
+        mask >>= 1
+        while mask > 0 {
+            if me + mask < count { try await post(current, to: absolute(me + mask, root: root), tag: tag) }
+            mask >>= 1
+        }
+        return current
+    }
+
+    /// Combines every rank's value; the root gets the result, the others nil.
+    public func reduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>, root: Int = 0) async throws -> T? {
+        try check(rank: root)
+        return try await reduce(value, operation, root: root, tag: collectiveTag())
+    }
+
+    func reduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>, root: Int, tag: Int) async throws -> T? {
+        let me = relative(root)
+        var accumulated = value
+        var mask = 1
+        while mask < count {
+            if me & mask == 0 {
+                let child = me | mask
+                if child < count {
+                    let theirs = try await take(T.self, from: absolute(child, root: root), tag: tag)
+                    accumulated = operation.combine(accumulated, theirs)
+                }
+            } else {
+                try await post(accumulated, to: absolute(me & ~mask, root: root), tag: tag)
+                return nil
+            }
+            mask <<= 1
+        }
+        return accumulated
+    }
+
+    /// Combines every rank's value and gives the result to all.
+    public func allReduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>) async throws -> T {
+        let tag = collectiveTag()
+        if operation.elementwise, count > 1, let array = value as? any RawNumericArray, array.elementCount >= Self.ringThreshold * count {
+            return try await ringAllReduce(value, operation, tag: tag)
+        }
+        let reduced = try await reduce(value, operation, root: 0, tag: tag)
+        return try await broadcast(reduced, root: 0, tag: tag - 1)
+    }
+
+    /// Arrays with at least this many elements per rank take the ring.
+    static let ringThreshold = 4096
+
+    private func ringAllReduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>, tag: Int) async throws -> T {
+        guard let array = value as? any RawNumericArray else { return value }
+        return try await ringAllReduce(array, operation, tag: tag) as? T ?? value
+    }
+
+    private func ringAllReduce<A: RawNumericArray>(_ array: A, _ operation: Reduction<some Sendable>, tag: Int) async throws -> A {
+        guard let op = operation as? Reduction<A> else { return array }
+        // Chunk boundaries in elements.
+        let total = array.elementCount
+        let bounds = (0...count).map { $0 * total / count }
+        var chunks: [A] = try (0..<count).map { index in
+            let size = A.elementSize
+            let chunk = array.withRawBytes { A.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[bounds[index] * size..<bounds[index + 1] * size])) }
+            guard let chunk else { throw NodeError.badArgument("allReduce: cannot split the array") }
+            return chunk
+        }
+        let next = (id + 1) % count
+        let prev = (id + count - 1) % count
+        for step in 0..<(count - 1) {
+            let sending = (id - step + 2 * count) % count
+            let receiving = (id - step - 1 + 2 * count) % count
+            try await post(chunks[sending], to: next, tag: tag)
+            let theirs = try await take(A.self, from: prev, tag: tag)
+            chunks[receiving] = op.combine(chunks[receiving], theirs)
+        }
+        for step in 0..<(count - 1) {
+            let sending = (id + 1 - step + 2 * count) % count
+            let receiving = (id - step + 2 * count) % count
+            try await post(chunks[sending], to: next, tag: tag - 1)
+            chunks[receiving] = try await take(A.self, from: prev, tag: tag - 1)
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(total * A.elementSize)
+        for chunk in chunks { chunk.appendRawBytes(to: &bytes) }
+        return bytes.withUnsafeBytes { A.fromRawBytes($0) } ?? array
+    }
+
+    /// One value from each rank, in rank order, at the root; nil elsewhere.
+    public func gather<T: Codable & Sendable>(_ value: T, root: Int = 0) async throws -> [T]? {
+        try check(rank: root)
+        return try await gather(value, root: root, tag: collectiveTag())
+    }
+
+    func gather<T: Codable & Sendable>(_ value: T, root: Int, tag: Int) async throws -> [T]? {
+        let me = relative(root)
+        // Values of the subtree rooted here, indexed from this relative rank.
+        var parts: [T] = [value]
+        var mask = 1
+        while mask < count {
+            if me & mask == 0 {
+                if (me | mask) < count {
+                    parts += try await take([T].self, from: absolute(me | mask, root: root), tag: tag)
+                }
+            } else {
+                try await post(parts, to: absolute(me & ~mask, root: root), tag: tag)
+                return nil
+            }
+            mask <<= 1
+        }
+        // parts[k] belongs to relative rank k; rotate back to absolute order.
+        return (0..<count).map { parts[(($0 - root) + count) % count] }
+    }
+
+    /// One value from each rank, in rank order, at every rank.
+    public func allGather<T: Codable & Sendable>(_ value: T) async throws -> [T] {
+        let tag = collectiveTag()
+        let gathered = try await gather(value, root: 0, tag: tag)
+        return try await broadcast(gathered, root: 0, tag: tag - 1)
+    }
+
+    /// The root passes one value per rank (in rank order); each rank gets its own.
+    /// - Throws: `NodeError.badArgument` when the root passes nil or the wrong number of values.
+    public func scatter<T: Codable & Sendable>(_ values: [T]?, root: Int = 0) async throws -> T {
+        try check(rank: root)
+        let tag = collectiveTag()
+        let me = relative(root)
+        // The values of the subtree rooted here, starting with this rank's own.
+        var mine: [T]
+        var mask = 1
+        if me == 0 {
+            guard let values, values.count == count else {
+                throw NodeError.badArgument("scatter: the root must pass exactly \(count) values, one per rank")
+            }
+            mine = (0..<count).map { values[absolute($0, root: root)] }
+            while mask < count { mask <<= 1 }
+        } else {
+            while me & mask == 0 { mask <<= 1 }
+            mine = try await take([T].self, from: absolute(me - mask, root: root), tag: tag)
+        }
+        mask >>= 1
+        while mask > 0 {
+            let child = me + mask
+            if child < count, mask < mine.count {
+                let portion = Array(mine[mask..<Swift.min(mine.count, 2 * mask)])
+                try await post(portion, to: absolute(child, root: root), tag: tag)
+            }
+            mask >>= 1
+        }
+        guard let own = mine.first else { throw NodeError.badArgument("scatter: no value arrived for rank \(id)") }
+        return own
+    }
+}

@@ -1,0 +1,109 @@
+@preconcurrency import Glibc
+import Foundation
+import Synchronization
+
+extension Node {
+    /// The link to `rank`, connecting on first use. Concurrent first sends share one attempt.
+    func link(to rank: Int) async throws -> OutgoingLink {
+        if let ready = links.withLock({ slot -> OutgoingLink? in
+            if case .ready(let link) = slot[rank] { return link }
+            return nil
+        }) {
+            return ready
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            let start = links.withLock { table -> Bool in
+                switch table[rank] {
+                case .ready(let link):
+                    continuation.resume(returning: link)
+                    return false
+                case .failed(let error):
+                    continuation.resume(throwing: error)
+                    return false
+                case .connecting(var waiting):
+                    waiting.append(continuation)
+                    table[rank] = .connecting(waiting)
+                    return false
+                case nil:
+                    table[rank] = .connecting([continuation])
+                    return true
+                }
+            }
+            if start { connect(to: rank) }
+        }
+    }
+
+    private func connect(to rank: Int) {
+        let placement = placements[rank]
+        if placement.worker == workerIndex {
+            // Same worker: ask it for a socket pair; the answer arrives on the agent reader.
+            do { try AgentChannel.send(agentFD, .connectLocal(to: rank)) } catch {
+                complete(rank, .failure(.connectFailed(rank: rank, reason: "agent channel: \(error)")))
+            }
+            return
+        }
+        let thread = Thread { [self] in
+            do {
+                let fd = try TCPSocket.connect(host: placement.host, port: placement.port, timeout: 10)
+                let context = Worker.rankContext(jobID: jobID, from: id, to: rank)
+                _ = try Connection.clientHandshake(fd: fd, key: jobKey, kind: .rank, context: context, timeout: 10)
+                complete(rank, .success(fd))
+            } catch {
+                complete(rank, .failure(.connectFailed(rank: rank, reason: "via \(placement.label): \(error)")))
+            }
+        }
+        thread.name = "distr-connect-\(rank)"
+        thread.start()
+    }
+
+    func complete(_ rank: Int, _ result: Result<Int32, NodeError>) {
+        let link = try? result.map { OutgoingLink(fd: $0, rank: rank) }.get()
+        let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
+            guard case .connecting(let waiting) = table[rank] else { return [] }
+            switch result {
+            case .success: table[rank] = link.map { .ready($0) }
+            case .failure(let error): table[rank] = .failed(error)
+            }
+            return waiting
+        }
+        for continuation in waiting {
+            if let link {
+                continuation.resume(returning: link)
+            } else if case .failure(let error) = result {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    /// Follows the worker's messages: incoming connections, local connect answers, exits, abort.
+    func startAgentReader() {
+        let thread = Thread { [self] in
+            while true {
+                let next: (AgentMessage, Int32)?
+                do { next = try AgentChannel.receive(agentFD) } catch { break }
+                guard let (message, fd) = next else { break }
+                handleAgentMessage(message, fd: fd)
+            }
+            mailbox.abort("the worker closed the agent channel")
+        }
+        thread.name = "distr-agent"
+        thread.start()
+    }
+
+    func handleAgentMessage(_ message: AgentMessage, fd: Int32) {
+        switch message {
+        case .incoming(let from) where fd >= 0 && (0..<count).contains(from):
+            // Counted before any later exit notice is read: the channel is ordered.
+            mailbox.connectionOpened(from: from)
+            IncomingReader.start(fd: fd, from: from, mailbox: mailbox)
+        case .connected(let to, let error) where (0..<count).contains(to):
+            complete(to, fd >= 0 ? .success(fd) : .failure(.connectFailed(rank: to, reason: error)))
+        case .peerExited(let rank, let status):
+            mailbox.peerExited(rank, status: status)
+        case .abort(let reason):
+            mailbox.abort(reason)
+        default:
+            FD.close(fd)
+        }
+    }
+}

@@ -1,0 +1,264 @@
+@preconcurrency import Glibc
+import Foundation
+import Synchronization
+
+/// One rank of a distr job: its identity and its messages to and from the other ranks.
+///
+/// ```swift
+/// let node = try await Node.join()
+/// try await node.send("hello", to: (node.id + 1) % node.count)
+/// let text = try await node.recv(String.self, from: (node.id + node.count - 1) % node.count)
+/// try await node.leave()
+/// ```
+///
+/// Sends are buffered: `send` returns once the message is handed to the kernel or to a writer
+/// thread, never waiting for the receiver to call `recv`. Messages from one rank to another
+/// arrive in the order they were sent. Connections are made on first use: through the worker's
+/// agent channel for ranks on the same worker (a Unix socket pair), or by dialing the other
+/// rank's worker on its one port and authenticating with the job key (the worker hands the socket
+/// to the target rank).
+public final class Node: Sendable {
+    /// This rank's number, 0..<count.
+    public let id: Int
+    /// Number of ranks in the job.
+    public let count: Int
+    public let jobID: String
+    let jobKey: [UInt8]
+    let workerIndex: Int
+    let placements: [RankPlacement]
+    let agentFD: Int32
+    let mailbox: Mailbox
+    let collectiveCounter = Atomic<Int>(0)
+    let links = Mutex<[Int: LinkSlot]>([:])
+    private let hasLeft = Atomic<Bool>(false)
+    private static let current = Mutex<Node?>(nil)
+
+    enum LinkSlot {
+        case ready(OutgoingLink)
+        case connecting([CheckedContinuation<OutgoingLink, any Error>])
+        case failed(NodeError)
+    }
+
+    init(id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32) {
+        self.id = id
+        self.count = count
+        self.jobID = jobID
+        self.jobKey = jobKey
+        self.workerIndex = workerIndex
+        self.placements = placements
+        self.agentFD = agentFD
+        mailbox = Mailbox(selfRank: id, count: count)
+    }
+
+    /// Joins the job this process was started for, using the environment and the agent channel
+    /// that `distr-worker` gave it. Calling it again returns the same node.
+    /// - Throws: `NodeError.notLaunchedByDistr` when the program was not started by distr.
+    public static func join() async throws -> Node {
+        if let node = current.withLock({ $0 }) { return node }
+        let environment = ProcessInfo.processInfo.environment
+        for name in ["DISTR_NODE_ID", "DISTR_N_NODE", "DISTR_AGENT_FD"] where environment[name] == nil {
+            throw NodeError.notLaunchedByDistr(missing: name)
+        }
+        guard let id = environment["DISTR_NODE_ID"].flatMap({ Int($0) }), let count = environment["DISTR_N_NODE"].flatMap({ Int($0) }),
+            count > 0, (0..<count).contains(id)
+        else {
+            throw NodeError.badAgentChannel("DISTR_NODE_ID and DISTR_N_NODE do not name a rank of the job")
+        }
+        guard let fd = environment["DISTR_AGENT_FD"].flatMap({ Int32($0) }) else {
+            throw NodeError.badAgentChannel("DISTR_AGENT_FD is not a descriptor number")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else {
+            throw NodeError.badAgentChannel("descriptor \(fd) is not the socket distr-worker passed")
+        }
+        // Programs this rank starts must not inherit the channel.
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        // Other ranks may connect before the welcome arrives: keep what comes first for later.
+        let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
+            try AgentChannel.send(fd, .hello(rank: id))
+            var early: [EarlyMessage] = []
+            while true {
+                guard let (message, extra) = try AgentChannel.receive(fd) else {
+                    throw NodeError.badAgentChannel("the worker closed the channel")
+                }
+                if case .welcome = message {
+                    FD.close(extra)
+                    return (message, early)
+                }
+                early.append(EarlyMessage(message: message, fd: extra))
+            }
+        }
+        guard case .welcome(let jobID, let jobKey, let workerIndex, let placements) = welcome, placements.count == count else {
+            throw NodeError.badAgentChannel("unexpected answer from the worker")
+        }
+        let node = Node(
+            id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd)
+        let existing = current.withLock { slot -> Node? in
+            if let existing = slot { return existing }
+            slot = node
+            return nil
+        }
+        if let existing { return existing }
+        for item in early { node.handleAgentMessage(item.message, fd: item.fd) }
+        node.startAgentReader()
+        return node
+    }
+
+    struct EarlyMessage: Sendable {
+        var message: AgentMessage
+        var fd: Int32
+    }
+
+    /// Joins, runs `body`, leaves, and exits. An error is printed on stderr as
+    /// `rank N: message` and the process exits 1, instead of crashing with a backtrace.
+    public static func run(_ body: (Node) async throws -> Void) async -> Never {
+        var rank = "rank ?"
+        do {
+            let node = try await join()
+            rank = "rank \(node.id)"
+            try await body(node)
+            try await node.leave()
+            fflush(stdout)
+            exit(0)
+        } catch {
+            fflush(stdout)
+            fputs("\(rank): \(error)\n", stderr)
+            exit(1)
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends a value to a rank. Arrays of plain numeric types go as raw memory; other values
+    /// with the compact binary coder.
+    /// - Throws: `NodeError.badRank`, `.badTag`, `.connectFailed`, `.sendFailed`.
+    public func send<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int = 0) async throws {
+        try check(rank: rank)
+        try check(tag: tag)
+        try await post(value, to: rank, tag: tag)
+    }
+
+    /// Sends raw bytes, received with `recvBytes` (or as `[UInt8]`).
+    public func send(bytes: [UInt8], to rank: Int, tag: Int = 0) async throws {
+        try check(rank: rank)
+        try check(tag: tag)
+        try await post(frame: RankFrame(encoding: .bytes, tag: tag, length: bytes.count), body: .bytes(bytes), to: rank)
+    }
+
+    func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int) async throws {
+        if let array = value as? any RawNumericArray {
+            let body = FrameBody.numeric(array)
+            let frame = RankFrame(encoding: .numeric, element: type(of: array).elementCode, tag: tag, length: body.count)
+            try await post(frame: frame, body: body, to: rank)
+            return
+        }
+        let bytes = try BinaryEncoder().encode(value)
+        let frame = RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: T.self), tag: tag, length: bytes.count)
+        try await post(frame: frame, body: .bytes(bytes), to: rank)
+    }
+
+    func post(frame: RankFrame, body: FrameBody, to rank: Int) async throws {
+        if hasLeft.load(ordering: .acquiring) { throw NodeError.left }
+        if rank == id {
+            mailbox.deliver(Envelope(source: id, frame: frame, payload: body.withRawBytes { Array($0) }))
+            return
+        }
+        let link = try await link(to: rank)
+        try await link.send(header: frame.header(), body: body)
+    }
+
+    // MARK: Receiving
+
+    /// Receives the next matching value. `from` is a rank or `.any`; `tag` a tag or `.any`.
+    /// - Throws: `NodeError.typeMismatch` when the message holds another type,
+    ///   `.peerExited` when the sender has exited with nothing pending, `.aborted`.
+    public func recv<T: Decodable & Sendable>(
+        _ type: T.Type, from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any
+    ) async throws -> T {
+        try await recvMessage(type, from: source, tag: tag).value
+    }
+
+    /// Like `recv`, and also says which rank and tag the message came with.
+    public func recvMessage<T: Decodable & Sendable>(
+        _ type: T.Type, from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any
+    ) async throws -> Received<T> {
+        if let rank = source.rankFilter { try check(rank: rank) }
+        if let tag = tag.tagFilter { try check(tag: tag) }
+        let envelope = try await mailbox.receive(source: source.rankFilter, tag: tag.tagFilter)
+        return Received(value: try Self.decode(type, envelope), source: envelope.source, tag: envelope.frame.tag)
+    }
+
+    /// Receives a message's payload as bytes, whatever its encoding.
+    public func recvBytes(from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any) async throws -> Received<[UInt8]> {
+        if let rank = source.rankFilter { try check(rank: rank) }
+        if let tag = tag.tagFilter { try check(tag: tag) }
+        let envelope = try await mailbox.receive(source: source.rankFilter, tag: tag.tagFilter)
+        return Received(value: envelope.payload, source: envelope.source, tag: envelope.frame.tag)
+    }
+
+    /// Receive on a collective's own (negative) tag.
+    func take<T: Decodable & Sendable>(_ type: T.Type, from rank: Int, tag: Int) async throws -> T {
+        try Self.decode(type, try await mailbox.receive(source: rank, tag: tag))
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, _ envelope: Envelope) throws -> T {
+        let frame = envelope.frame
+        func mismatch(_ detail: String) -> NodeError {
+            .typeMismatch(expected: "\(T.self)", source: envelope.source, tag: frame.tag, detail: detail)
+        }
+        if let arrayType = T.self as? any RawNumericArray.Type {
+            switch frame.encoding {
+            case .numeric:
+                guard frame.element == arrayType.elementCode else {
+                    throw mismatch("it holds an array of element code \(frame.element), not \(arrayType.elementCode)")
+                }
+            case .bytes:
+                guard arrayType.elementCode == UInt8.wireCode else { throw mismatch("it holds raw bytes") }
+            case .codable:
+                throw mismatch("it holds an encoded value, not a numeric array")
+            }
+            let decoded = envelope.payload.withUnsafeBytes { arrayType.fromRawBytes($0) }
+            guard let value = decoded as? T else { throw mismatch("its size is not a whole number of elements") }
+            return value
+        }
+        guard frame.encoding == .codable else {
+            throw mismatch(frame.encoding == .numeric ? "it holds a numeric array" : "it holds raw bytes (use recvBytes)")
+        }
+        if frame.fingerprint != 0 && frame.fingerprint != RankFrame.fingerprint(of: T.self) {
+            throw mismatch("it was sent as a different type")
+        }
+        do {
+            return try BinaryDecoder().decode(T.self, from: envelope.payload)
+        } catch {
+            throw mismatch("\(error)")
+        }
+    }
+
+    // MARK: Leaving
+
+    /// Waits until everything this rank sent has been handed to the kernel, then closes its
+    /// connections. Exiting without it is fine; it only guarantees the flush.
+    public func leave() async throws {
+        guard !hasLeft.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let ready = links.withLock { table in
+            table.values.compactMap { slot -> OutgoingLink? in
+                if case .ready(let link) = slot { return link }
+                return nil
+            }
+        }
+        for link in ready {
+            try? await link.flush()
+            link.finish()
+        }
+    }
+
+    // MARK: Validation
+
+    func check(rank: Int) throws {
+        guard (0..<count).contains(rank) else { throw NodeError.badRank(rank, count: count) }
+    }
+
+    func check(tag: Int) throws {
+        guard tag >= 0 else { throw NodeError.badTag(tag) }
+    }
+}

@@ -1,0 +1,75 @@
+/// The header in front of every message between ranks (docs/messages.md has the full format).
+///
+/// ```
+/// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave)
+/// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array
+/// 2  u8   element      element type code when encoding = 2, else 0
+/// 3  u8   reserved     0
+/// 4  u32  fingerprint  hash of the Swift type name, 0 = unspecified (not checked)
+/// 8  i64  tag          user tags >= 0; negative tags are used by collectives
+/// 16 u64  length       payload bytes that follow
+/// ```
+/// All header integers are big-endian; numeric payloads are little-endian raw memory.
+struct RankFrame: Sendable, Equatable {
+    static let headerSize = 24
+    static let message: UInt8 = 1
+    static let goodbye: UInt8 = 2
+
+    enum Encoding: UInt8, Sendable {
+        case bytes = 0
+        case codable = 1
+        case numeric = 2
+    }
+
+    var kind: UInt8 = RankFrame.message
+    var encoding: Encoding
+    var element: UInt8 = 0
+    var fingerprint: UInt32 = 0
+    var tag: Int
+    var length: Int
+
+    func header() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.headerSize)
+        w.u8(kind)
+        w.u8(encoding.rawValue)
+        w.u8(element)
+        w.u8(0)
+        w.u32(fingerprint)
+        w.i64(Int64(tag))
+        w.u64(UInt64(length))
+        return w.bytes
+    }
+
+    /// - Throws: `WireError.truncated` on a short header, `.unknownMessage` on a bad kind or encoding.
+    static func parse(_ bytes: [UInt8]) throws(WireError) -> RankFrame {
+        var r = ByteReader(bytes)
+        let kind = try r.u8()
+        guard kind == message || kind == goodbye else { throw .unknownMessage(type: kind) }
+        let rawEncoding = try r.u8()
+        guard let encoding = Encoding(rawValue: rawEncoding) else { throw .unknownMessage(type: rawEncoding) }
+        let element = try r.u8()
+        _ = try r.u8()
+        let fingerprint = try r.u32()
+        let tag = Int(try r.i64())
+        let length = try r.u64()
+        guard length <= UInt64(Int.max) else { throw .frameTooLarge(size: Int.max, limit: Int.max) }
+        return RankFrame(kind: kind, encoding: encoding, element: element, fingerprint: fingerprint, tag: tag, length: Int(length))
+    }
+
+    /// FNV-1a of the fully qualified type name: a cheap check that both sides mean the same type.
+    static func fingerprint(of type: Any.Type) -> UInt32 {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in String(reflecting: type).utf8 {
+            hash ^= UInt32(byte)
+            hash &*= 0x0100_0193
+        }
+        return hash == 0 ? 1 : hash
+    }
+}
+
+/// A message that arrived, before it is decoded.
+struct Envelope: Sendable {
+    var source: Int
+    var frame: RankFrame
+    var payload: [UInt8]
+}

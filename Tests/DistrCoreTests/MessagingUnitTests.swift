@@ -1,0 +1,146 @@
+import Testing
+
+@testable import DistrCore
+
+@Suite struct BinaryCoderTests {
+    struct Inner: Codable, Equatable, Sendable {
+        var flag: Bool
+        var small: Int8
+        var unsigned: UInt16
+    }
+
+    enum Shape: Codable, Equatable, Sendable {
+        case circle(radius: Double)
+        case square(Int)
+        case none
+    }
+
+    struct Everything: Codable, Equatable, Sendable {
+        var int: Int
+        var double: Double
+        var float: Float
+        var text: String
+        var optionalPresent: String?
+        var optionalMissing: Int?
+        var numbers: [Double]
+        var words: [String]
+        var nested: [[Int]]
+        var inner: Inner
+        var map: [String: Inner]
+        var shapes: [Shape]
+        var optionals: [Int?]
+        var bytes: [UInt8]
+    }
+
+    @Test func roundTripsNestedValues() throws {
+        let value = Everything(
+            int: -42, double: 3.25, float: 1.5, text: "héllo", optionalPresent: "yes", optionalMissing: nil, numbers: [1, 2.5],
+            words: ["a", ""], nested: [[1], [], [2, 3]], inner: Inner(flag: true, small: -3, unsigned: 65535),
+            map: ["k": Inner(flag: false, small: 1, unsigned: 2)], shapes: [.circle(radius: 2), .square(3), .none],
+            optionals: [1, nil, 3], bytes: [0, 255])
+        let bytes = try BinaryEncoder().encode(value)
+        #expect(try BinaryDecoder().decode(Everything.self, from: bytes) == value)
+    }
+
+    @Test func numericArraysAreRawMemory() throws {
+        let bytes = try BinaryEncoder().encode([1.0, 2.0] as [Double])
+        #expect(bytes.count == 4 + 16)
+    }
+
+    @Test func truncatedOrPaddedInputIsAnErrorNotACrash() throws {
+        let bytes = try BinaryEncoder().encode(["abc", "def"])
+        for cut in 0..<bytes.count {
+            #expect(throws: (any Error).self) { try BinaryDecoder().decode([String].self, from: Array(bytes.prefix(cut))) }
+        }
+        #expect(throws: (any Error).self) { try BinaryDecoder().decode([String].self, from: bytes + [0]) }
+        // A count far beyond the data must not allocate.
+        #expect(throws: (any Error).self) { try BinaryDecoder().decode([Int].self, from: [0xff, 0xff, 0xff, 0x7f]) }
+        #expect(throws: (any Error).self) { try BinaryDecoder().decode(Bool.self, from: [7]) }
+    }
+
+    @Test func rankFrameHeaderRoundTripsAndRejectsBadKinds() throws {
+        let frame = RankFrame(encoding: .numeric, element: 1, fingerprint: 99, tag: -17, length: 1 << 33)
+        #expect(try RankFrame.parse(frame.header()) == frame)
+        var bad = frame.header()
+        bad[0] = 9
+        #expect(throws: WireError.unknownMessage(type: 9)) { try RankFrame.parse(bad) }
+        bad = frame.header()
+        bad[1] = 9
+        #expect(throws: WireError.unknownMessage(type: 9)) { try RankFrame.parse(bad) }
+    }
+
+    @Test func decodeReportsTypeMismatchClearly() throws {
+        let text = try BinaryEncoder().encode("hello")
+        let envelope = Envelope(
+            source: 2, frame: RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: String.self), tag: 4, length: text.count),
+            payload: text)
+        #expect(try Node.decode(String.self, envelope) == "hello")
+        #expect(throws: NodeError.typeMismatch(expected: "Int", source: 2, tag: 4, detail: "it was sent as a different type")) {
+            try Node.decode(Int.self, envelope)
+        }
+        #expect(throws: NodeError.self) { try Node.decode([Double].self, envelope) }
+    }
+}
+
+@Suite struct MailboxTests {
+    func envelope(from source: Int, tag: Int, _ value: Int) -> Envelope {
+        let bytes = (try? BinaryEncoder().encode(value)) ?? []
+        return Envelope(source: source, frame: RankFrame(encoding: .codable, tag: tag, length: bytes.count), payload: bytes)
+    }
+
+    @Test func matchesBySourceAndTagInArrivalOrder() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 3)
+        mailbox.deliver(envelope(from: 1, tag: 5, 10))
+        mailbox.deliver(envelope(from: 2, tag: 5, 20))
+        mailbox.deliver(envelope(from: 1, tag: 6, 11))
+        #expect(try await mailbox.receive(source: 1, tag: 6).source == 1)
+        #expect(try Node.decode(Int.self, try await mailbox.receive(source: nil, tag: 5)) == 10)
+        #expect(try await mailbox.receive(source: nil, tag: nil).source == 2)
+    }
+
+    @Test func anyTagNeverTakesCollectiveMessages() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        mailbox.deliver(envelope(from: 1, tag: -3, 1))
+        mailbox.peerExited(1, status: 0)
+        mailbox.connectionClosed(from: 1)
+        await #expect(throws: NodeError.allPeersExited) { try await mailbox.receive(source: nil, tag: nil) }
+        #expect(try await mailbox.receive(source: 1, tag: -3).frame.tag == -3)
+    }
+
+    @Test func waitingReceiveFailsWhenTheSenderExitsWithItsConnectionClosed() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        mailbox.connectionOpened(from: 1)
+        async let waiting = mailbox.receive(source: 1, tag: 0)
+        mailbox.peerExited(1, status: 3)
+        // Still open: what it sent may be in flight.
+        mailbox.deliver(envelope(from: 1, tag: 0, 7))
+        #expect(try await waiting.source == 1)
+        mailbox.connectionClosed(from: 1)
+        await #expect(throws: NodeError.peerExited(rank: 1, status: 3)) { try await mailbox.receive(source: 1, tag: 0) }
+    }
+
+    @Test func abortFailsEveryWaiter() async {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let first = Task { try await mailbox.receive(source: 1, tag: 0) }
+        let second = Task { try await mailbox.receive(source: nil, tag: nil) }
+        mailbox.abort("stop")
+        await #expect(throws: NodeError.aborted("stop")) { try await first.value }
+        await #expect(throws: NodeError.aborted("stop")) { try await second.value }
+    }
+
+    @Test func cancellationRemovesTheWaiter() async {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let task = Task { try await mailbox.receive(source: 1, tag: 0) }
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+    }
+
+    @Test func reductionsCombineElementWise() {
+        #expect(Reduction<[Double]>.sum.combine([1, 2], [3, 4]) == [4, 6])
+        #expect(Reduction<[Int]>.max.combine([1, 5], [3, 4]) == [3, 5])
+        #expect(Reduction<[Int]>.min.combine([1, 5, 9], [3, 4]) == [1, 4, 9])
+        #expect(Reduction<Int>.product.combine(3, 4) == 12)
+        #expect(Reduction<[Float]>.sum.elementwise)
+        #expect(!Reduction<String>.custom { $0 + $1 }.elementwise)
+    }
+}

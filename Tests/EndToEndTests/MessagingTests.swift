@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite(.timeLimit(.minutes(3))) struct MessagingTests {
+    init() { Signals.ignorePipe() }
+
+    static let check = Binaries.example("distr-check")
+
+    func expectAllRanks(_ run: MasterRun, _ line: String, ranks: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(run.status == 0, "\(run.stderr)", sourceLocation: sourceLocation)
+        #expect(
+            run.stdoutLines.sorted() == (0..<ranks).map { "[\($0)] \(line)" }.sorted(), "\(run.stdout)\n\(run.stderr)", sourceLocation: sourceLocation
+        )
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 7])
+    func api_everyCallAndItsErrors(ranks: Int) throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "\(ranks)", Self.check, "api"])
+        expectAllRanks(run, "ok api", ranks: ranks)
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 7])
+    func collectives_matchLocalResults(ranks: Int) throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "\(ranks)", Self.check, "collectives"])
+        expectAllRanks(run, "ok collectives", ranks: ranks)
+    }
+
+    @Test func slots_mixLocalSocketPairsAndTCPBetweenWorkers() throws {
+        // Ranks 0-2 share worker 0 (socket pairs from the worker), 3-4 are on worker 1 (TCP via its port).
+        let cluster = try TestCluster(workers: 2, slots: [3, 2])
+        for scenario in ["api", "collectives"] {
+            let run = try cluster.master(["run", "-q", Self.check, scenario])
+            expectAllRanks(run, "ok \(scenario)", ranks: 5)
+        }
+    }
+
+    @Test func ring_64MiBMessagesOn8Ranks() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "8", Self.check, "bigring", "64"])
+        expectAllRanks(run, "ok bigring 64 MiB", ranks: 8)
+    }
+
+    @Test func deadPeer_failsThePendingReceiveNamingTheRank() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "2", Self.check, "dead-peer"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "[0] ok failed: rank 1 has exited (status 0) and no matching message from it is pending\n")
+    }
+
+    @Test func deadPeer_messagesSentBeforeExitAreStillDelivered() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "2", Self.check, "dead-peer-after-send"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("[0] ok failed: rank 1 has exited"))
+    }
+
+    @Test func abort_failsPendingReceivesPromptly() throws {
+        let run = try TestProcess.master(["run", "--local", "3", Self.check, "abort"])
+        #expect(run.status == 2)
+        // The waiting ranks learn of it before the SIGKILL that follows the grace period.
+        for rank in [0, 2] { #expect(run.stdout.contains("[\(rank)] ok failed: "), "\(run.stdout)") }
+    }
+
+    @Test func notLaunchedByDistr_isAClearError() throws {
+        let run = TestProcess.run(try TestProcess([Self.check, "not-launched"]))
+        #expect(run.stdout.contains("must be launched by distr-master"))
+        #expect(run.stdout.contains("DISTR_NODE_ID is not set"))
+    }
+
+    @Test func examples_ring() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "4", Binaries.example("ring")])
+        #expect(run.status == 0)
+        for rank in 0..<4 {
+            #expect(run.stdoutLines.contains("[\(rank)] My ID is \(rank)"))
+            #expect(run.stdoutLines.contains("[\(rank)] Next to \((rank + 3) % 4) is \(rank)"))
+        }
+    }
+
+    @Test func examples_pi() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "4", Binaries.example("pi"), "100000"])
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("[0] pi ≈ 3.14159265"), "\(run.stdout)")
+        #expect(run.stdoutLines.count == 1)
+    }
+
+    @Test func examples_primes_findsDivisorAndStopsTheOthers() throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "4", Binaries.example("primes"), "\(UInt64(1_000_003) * 10_000_019)"])
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("[0] 10000049000057 is composite: 1000003 × 10000019"), "\(run.stdout)")
+        #expect(run.stdout.contains("stopped early"))
+        let prime = try TestProcess.master(["run", "-q", "--local", "3", Binaries.example("primes"), "1000000007"])
+        #expect(prime.stdout.contains("[0] 1000000007 is prime"))
+    }
+
+    @Test(arguments: [1, 3, 4, 6])
+    func examples_matmul_anyRankCount(ranks: Int) throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "\(ranks)", Binaries.example("matmul"), "37", "23", "41"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("max error 0.0, ok"), "\(run.stdout)")
+    }
+
+    @Test func examples_montecarlo_isReproducibleWithASeed() throws {
+        let arguments = ["run", "-q", "--local", "3", Binaries.example("montecarlo"), "--seed", "7", "--samples", "200000"]
+        let first = try TestProcess.master(arguments)
+        let second = try TestProcess.master(arguments)
+        #expect(first.status == 0)
+        #expect(first.stdout == second.stdout)
+        #expect(first.stdout.contains("± "))
+        let estimate = Double(first.stdout.split(separator: " ")[3]) ?? 0
+        #expect(abs(estimate - Double.pi) < 0.05)
+    }
+}

@@ -1,0 +1,158 @@
+@preconcurrency import Glibc
+import DistrCore
+import Foundation
+
+// Scenarios for the end-to-end tests of the message library. Each prints "ok <what>" lines
+// and exits 0, or prints what went wrong and exits 1.
+
+let scenario = CommandLine.arguments.dropFirst().first ?? ""
+let argument = CommandLine.arguments.dropFirst(2).first.flatMap { Int($0) } ?? 0
+
+if scenario == "not-launched" {
+    do {
+        _ = try await Node.join()
+        print("joined without distr?")
+        exit(1)
+    } catch {
+        print("\(error)")
+        exit(0)
+    }
+}
+
+await Node.run { node in
+    let next = (node.id + 1) % node.count
+    let prev = (node.id + node.count - 1) % node.count
+    switch scenario {
+    case "api":
+        // Send to self.
+        try await node.send("to myself", to: node.id, tag: 3)
+        try expect(try await node.recv(String.self, from: node.id, tag: 3) == "to myself", "send to self")
+        // Structured values, optionals, nested containers.
+        let point = Point(x: 1.5, label: "p\(node.id)", note: node.id % 2 == 0 ? nil : "odd", tags: [1, 2, node.id], nested: ["a": node.id])
+        try await node.send(point, to: next, tag: 1)
+        let got = try await node.recvMessage(Point.self, from: prev, tag: 1)
+        try expect(got.value.label == "p\(prev)" && got.source == prev && got.tag == 1, "struct round trip with source and tag")
+        try expect(got.value.note == (prev % 2 == 0 ? nil : "odd") && got.value.nested == ["a": prev], "optional and dictionary fields")
+        // Numeric arrays of several types, and raw bytes.
+        try await node.send([Double](repeating: Double(node.id), count: 1000), to: next, tag: 2)
+        try await node.send([Int32](arrayLiteral: 1, -2, 3), to: next, tag: 2)
+        try await node.send(bytes: [0, 255, 7], to: next, tag: 2)
+        try expect(try await node.recv([Double].self, from: prev, tag: 2) == [Double](repeating: Double(prev), count: 1000), "[Double]")
+        try expect(try await node.recv([Int32].self, from: prev, tag: 2) == [1, -2, 3], "[Int32]")
+        try expect(try await node.recvBytes(from: prev, tag: 2).value == [0, 255, 7], "raw bytes")
+        // Order between one pair of ranks.
+        for i in 0..<200 { try await node.send(i, to: next, tag: 4) }
+        var received: [Int] = []
+        for _ in 0..<200 { received.append(try await node.recv(Int.self, from: prev, tag: 4)) }
+        try expect(received == Array(0..<200), "messages arrive in the order sent")
+        // .any source and .any tag.
+        try await node.send(node.id, to: 0, tag: 5)
+        if node.id == 0 {
+            var sources = Set<Int>()
+            for _ in 0..<node.count {
+                let message = try await node.recvMessage(Int.self, from: .any, tag: 5)
+                try expect(message.value == message.source && message.tag == 5, ".any gives the real source and tag")
+                sources.insert(message.source)
+            }
+            try expect(sources == Set(0..<node.count), ".any receives from every rank")
+        }
+        try await node.send(42, to: node.id, tag: 11)
+        let anyTag = try await node.recvMessage(Int.self, from: node.id, tag: .any)
+        try expect(anyTag.value == 42 && anyTag.tag == 11, ".any tag gives the real tag")
+        // Nonblocking style with async let: receive while sending.
+        async let incoming = node.recv(String.self, from: prev, tag: 6)
+        try await node.send("overlap", to: next, tag: 6)
+        try expect(try await incoming == "overlap", "async let overlap")
+        // Errors.
+        try await expectError("bad rank", contains: "rank \(node.count) does not exist") { try await node.send(1, to: node.count) }
+        try await expectError("bad source", contains: "rank -1 does not exist") { _ = try await node.recv(Int.self, from: -1) }
+        try await expectError("bad tag", contains: "tag -5 is not allowed") { try await node.send(1, to: next, tag: -5) }
+        try await node.send("a string", to: next, tag: 7)
+        try await expectError("type mismatch", contains: "is not a Int") { _ = try await node.recv(Int.self, from: prev, tag: 7) }
+        try await node.send([1.0, 2.0], to: next, tag: 8)
+        try await expectError("array type mismatch", contains: "is not a Array<Float>") { _ = try await node.recv([Float].self, from: prev, tag: 8) }
+        try await node.barrier()
+        say("ok api")
+
+    case "collectives":
+        let n = node.count
+        try await node.barrier()
+        let root = n - 1
+        let broadcasted = try await node.broadcast(node.id == root ? "from \(root)" : nil, root: root)
+        try expect(broadcasted == "from \(root)", "broadcast")
+        let sum = try await node.reduce(node.id + 1, .sum, root: 0)
+        try expect(node.id == 0 ? sum == n * (n + 1) / 2 : sum == nil, "reduce sum at root 0")
+        let maxAtLast = try await node.reduce(Double(node.id), .max, root: root)
+        try expect(node.id == root ? maxAtLast == Double(n - 1) : maxAtLast == nil, "reduce max at the last root")
+        let product = try await node.allReduce(node.id + 1, .product)
+        try expect(product == (1...n).reduce(1, *), "allReduce product")
+        let small = try await node.allReduce([Double(node.id), 1, -Double(node.id)], .sum)
+        try expect(small == [Double(n * (n - 1) / 2), Double(n), -Double(n * (n - 1) / 2)], "allReduce small array")
+        // Large enough for the ring.
+        let length = 100_003
+        let mine = (0..<length).map { Double($0 % 97) * Double(node.id + 1) }
+        let ring = try await node.allReduce(mine, .sum)
+        let factor = Double(n * (n + 1) / 2)
+        try expect(ring.count == length && ring.indices.allSatisfy { ring[$0] == Double($0 % 97) * factor }, "ring allReduce sum")
+        let ringMin = try await node.allReduce((0..<length).map { Int32($0 % 5) - Int32(node.id) }, .min)
+        try expect(ringMin.indices.allSatisfy { ringMin[$0] == Int32($0 % 5) - Int32(n - 1) }, "ring allReduce min")
+        let joined = try await node.allReduce("\(node.id)", .custom { $0 + $1 })
+        try expect(joined == (0..<n).map(String.init).joined(), "allReduce custom closure in rank order")
+        let gathered = try await node.gather("g\(node.id)", root: 1 % n)
+        try expect(node.id == 1 % n ? gathered == (0..<n).map { "g\($0)" } : gathered == nil, "gather at root 1")
+        let everyone = try await node.allGather([node.id, node.id * 10])
+        try expect(everyone == (0..<n).map { [$0, $0 * 10] }, "allGather")
+        let scatterRoot = n / 2
+        let piece = try await node.scatter(node.id == scatterRoot ? (0..<n).map { "piece \($0)" } : nil, root: scatterRoot)
+        try expect(piece == "piece \(node.id)", "scatter")
+        try await expectError("bad root", contains: "does not exist") { _ = try await node.broadcast(1, root: n) }
+        say("ok collectives")
+
+    case "bigring":
+        // Everyone sends first, then receives: works because sends are buffered.
+        let size = argument << 20
+        let payload = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            for i in 0..<size { buffer[i] = UInt8(truncatingIfNeeded: i &* 31 &+ node.id) }
+            count = size
+        }
+        try await node.send(payload, to: next)
+        let received = try await node.recv([UInt8].self, from: prev)
+        try expect(received.count == size, "size")
+        var ok = true
+        for i in stride(from: 0, to: size, by: 4093) where received[i] != UInt8(truncatingIfNeeded: i &* 31 &+ prev) { ok = false }
+        try expect(ok, "content")
+        say("ok bigring \(argument) MiB")
+
+    case "dead-peer":
+        // Rank 1 exits at once without sending; rank 0's receive from it must fail, not hang.
+        if node.id == 1 { exit(0) }
+        if node.id == 0 {
+            await expectFailure { _ = try await node.recv(Int.self, from: 1) }
+        }
+
+    case "dead-peer-after-send":
+        // A message sent before exiting is still delivered; the next receive fails.
+        if node.id == 1 {
+            try await node.send("last words", to: 0)
+            exit(0)
+        }
+        if node.id == 0 {
+            let words = try await node.recv(String.self, from: 1)
+            try expect(words == "last words", "message sent before exit")
+            await expectFailure { _ = try await node.recv(String.self, from: 1) }
+        }
+
+    case "abort":
+        // Rank 1 fails; the job is ended and rank 0's pending receive fails with the abort.
+        signal(SIGTERM, SIG_IGN)
+        // Everyone is past the line above before rank 1 fails.
+        try await node.barrier()
+        if node.id == 1 {
+            exit(2)
+        }
+        await expectFailure { _ = try await node.recv(Int.self, from: 1, tag: 9) }
+
+    default:
+        throw CheckFailure(description: "unknown scenario '\(scenario)'")
+    }
+}
