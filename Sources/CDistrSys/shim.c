@@ -5,6 +5,8 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -75,3 +77,27 @@ int cdistr_set_keepalive(int fd, int idle, int interval, int count) {
 }
 
 int cdistr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cdistr_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int cdistr_epoll_add(int epfd, int fd) {
+    struct epoll_event event = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+int cdistr_epoll_arm(int epfd, int fd, int armed) {
+    struct epoll_event event = {.events = armed ? (EPOLLIN | EPOLLRDHUP) : 0, .data.fd = fd};
+    return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event);
+}
+
+int cdistr_epoll_del(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL); }
+
+int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout) {
+    struct epoll_event events[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, events, max, timeout);
+    for (int i = 0; i < n; i++) fds[i] = events[i].data.fd;
+    return n;
+}
+
+int cdistr_yield(void) { return sched_yield(); }

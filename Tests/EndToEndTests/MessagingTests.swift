@@ -27,6 +27,14 @@ import Testing
         expectAllRanks(run, "ok collectives", ranks: ranks)
     }
 
+    @Test func order_holdsWhileTheTaskAndTheProgressThreadBothRead() throws {
+        let cluster = try TestCluster(workers: 2, slots: [2, 1])
+        for peers in [["run", "-q", "--local", "2"], ["run", "-q", "--peers", cluster.peersFile, "--secret-file", cluster.secretFile]] {
+            let run = try TestProcess.master(peers + [Self.check, "order"])
+            expectAllRanks(run, "ok order", ranks: peers.contains("--local") ? 2 : 3)
+        }
+    }
+
     @Test func slots_mixLocalSocketPairsAndTCPBetweenWorkers() throws {
         // Ranks 0-2 share worker 0 (socket pairs from the worker), 3-4 are on worker 1 (TCP via its port).
         let cluster = try TestCluster(workers: 2, slots: [3, 2])

@@ -129,6 +129,17 @@ import Testing
         }
     }
 
+    @Test func instantRanksOnManyWorkers_neverOvertakeAnotherWorkersJobStart() throws {
+        // Ranks that exit at once make the master relay their exits to workers it may not have
+        // sent the job to yet; those relays must wait for the job.
+        let cluster = try TestCluster(workers: 8)
+        for _ in 0..<15 {
+            let run = try cluster.master(["exec", "-q", "--", "true"])
+            #expect(run.status == 0, "\(run.stderr)")
+            if run.status != 0 { break }
+        }
+    }
+
     @Test func timeout_endsTheJobWith124() throws {
         let run = try TestProcess.master(["run", "--local", "2", "--timeout", "0.5", "--", "sleep", "120"])
         #expect(run.status == 124)

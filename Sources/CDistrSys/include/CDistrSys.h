@@ -25,4 +25,16 @@ int cdistr_set_keepalive(int fd, int idle, int interval, int count);
 /// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
 int cdistr_pidfd_open(pid_t pid);
 
+/// epoll_create1(EPOLL_CLOEXEC).
+int cdistr_epoll_create(void);
+/// epoll_ctl(ADD, MOD or DEL) for read readiness; `armed` 0 leaves the fd registered but silent.
+/// The event data is the descriptor itself.
+int cdistr_epoll_add(int epfd, int fd);
+int cdistr_epoll_arm(int epfd, int fd, int armed);
+int cdistr_epoll_del(int epfd, int fd);
+/// epoll_wait; fills `fds` with the ready descriptors.
+int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout);
+/// sched_yield.
+int cdistr_yield(void);
+
 #endif

@@ -19,6 +19,9 @@ public final class Launcher: Sendable {
     let rankCount: Int
     let stderrFD: Int32
     private let connections = Mutex<[Int: Connection]>([:])
+    /// Per worker: whether its job has been sent, and the relays and cancels held until then
+    /// (a worker must see its job before any message about it).
+    private let outbox = Mutex<[Int: (started: Bool, pending: [ControlMessage])]>([:])
     private let interrupted = Atomic<Int>(0)
     var isInterrupted: Bool { interrupted.load(ordering: .acquiring) > 0 }
     private let monitorBox = Mutex<JobMonitor?>(nil)
@@ -136,8 +139,8 @@ public final class Launcher: Sendable {
             workerCount: links.count, failFast: failFast, printer: OutputPrinter(mode: options.output),
             cancelAll: { [self] reason in broadcast(.cancel(reason: reason)) },
             relayExit: { [self] from, rank, code in
-                for (index, connection) in connections.withLock({ $0 }) where index != from {
-                    try? connection.send(.peerExited(rank: rank, status: code))
+                for index in connections.withLock({ Array($0.keys) }) where index != from {
+                    deliver(.peerExited(rank: rank, status: code), to: index)
                 }
             })
         monitorBox.withLock { $0 = monitor }
@@ -172,6 +175,7 @@ public final class Launcher: Sendable {
         } catch {
             // The worker may have refused the job and closed; its reason is read below.
         }
+        markStarted(link.index, connection: connection)
         var error: String?
         loop: while true {
             do {
@@ -223,7 +227,28 @@ public final class Launcher: Sendable {
     }
 
     private func broadcast(_ message: ControlMessage) {
-        for connection in connections.withLock({ Array($0.values) }) { try? connection.send(message) }
+        for index in connections.withLock({ Array($0.keys) }) { deliver(message, to: index) }
+    }
+
+    /// Sends now if the worker has its job, else holds the message until it does.
+    private func deliver(_ message: ControlMessage, to index: Int) {
+        guard let connection = connections.withLock({ $0[index] }) else { return }
+        outbox.withLock { table in
+            var entry = table[index] ?? (false, [])
+            if entry.started {
+                try? connection.send(message)
+            } else {
+                entry.pending.append(message)
+                table[index] = entry
+            }
+        }
+    }
+
+    private func markStarted(_ index: Int, connection: Connection) {
+        outbox.withLock { table in
+            for message in table[index]?.pending ?? [] { try? connection.send(message) }
+            table[index] = (true, [])
+        }
     }
 
     private func closeAll() {

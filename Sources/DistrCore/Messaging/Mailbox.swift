@@ -90,6 +90,19 @@ final class Mailbox: Sendable {
         }
     }
 
+    /// The first queued match, without waiting.
+    func take(source: Int?, tag: Int?) -> Envelope? {
+        state.withLock { s in
+            guard let index = s.queue.firstIndex(where: { Self.matches($0, source: source, tag: tag) }) else { return nil }
+            return s.queue.remove(at: index)
+        }
+    }
+
+    /// True when a receive for `source` can never be satisfied now.
+    func isHopeless(source: Int?) -> Bool {
+        state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }
+    }
+
     func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }
 
     func connectionClosed(from rank: Int) {

@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CDistrSys
 import Foundation
 import Synchronization
 
@@ -95,7 +96,7 @@ extension Node {
         case .incoming(let from) where fd >= 0 && (0..<count).contains(from):
             // Counted before any later exit notice is read: the channel is ordered.
             mailbox.connectionOpened(from: from)
-            IncomingReader.start(fd: fd, from: from, mailbox: mailbox)
+            progress.add(IncomingChannel(fd: fd, source: from, pool: pool))
         case .connected(let to, let error) where (0..<count).contains(to):
             complete(to, fd >= 0 ? .success(fd) : .failure(.connectFailed(rank: to, reason: error)))
         case .peerExited(let rank, let status):
@@ -105,5 +106,53 @@ extension Node {
         default:
             FD.close(fd)
         }
+    }
+}
+
+extension Node {
+    /// How long a receive reads the sockets itself before it parks (microseconds; set
+    /// DISTR_SPIN_USEC, 0 to never spin).
+    static let spinBudget: Double = {
+        let text = ProcessInfo.processInfo.environment["DISTR_SPIN_USEC"] ?? ""
+        return (Double(text) ?? 100) / 1e6
+    }()
+
+    /// The next matching message. Tries the mailbox, then reads the relevant connections itself
+    /// for a short while (the message is usually already on its way), and only then parks until
+    /// the progress thread delivers it: a message that arrives while the task is reading costs no
+    /// thread handoff at all.
+    func envelope(source: Int?, tag: Int?) async throws -> Envelope {
+        if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
+        if Self.spinBudget > 0, source != id {
+            let channels = progress.channels(from: source)
+            if !channels.isEmpty {
+                for channel in channels { progress.arm(channel, false) }
+                defer { for channel in channels { progress.arm(channel, true) } }
+                // The budget counts idle time: while bytes keep arriving (a large message), the
+                // task goes on reading them itself.
+                var deadline = Clock.now + Self.spinBudget
+                var idle = 0
+                repeat {
+                    var moved = false
+                    for channel in channels {
+                        switch channel.drain(into: mailbox) {
+                        case .closed: progress.remove(channel)
+                        case .drained(let bytes): moved = moved || bytes
+                        }
+                    }
+                    if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
+                    if mailbox.isHopeless(source: source) || Task.isCancelled { break }
+                    if moved {
+                        deadline = Clock.now + Self.spinBudget
+                        idle = 0
+                    } else {
+                        idle += 1
+                        // Mostly a tight loop; now and then let another thread on this core run.
+                        if idle % 8 == 0 { _ = cdistr_yield() }
+                    }
+                } while Clock.now < deadline
+            }
+        }
+        return try await mailbox.receive(source: source, tag: tag)
     }
 }

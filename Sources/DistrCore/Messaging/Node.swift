@@ -28,6 +28,8 @@ public final class Node: Sendable {
     let placements: [RankPlacement]
     let agentFD: Int32
     let mailbox: Mailbox
+    let progress: ProgressThread
+    let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let links = Mutex<[Int: LinkSlot]>([:])
     private let hasLeft = Atomic<Bool>(false)
@@ -48,6 +50,7 @@ public final class Node: Sendable {
         self.placements = placements
         self.agentFD = agentFD
         mailbox = Mailbox(selfRank: id, count: count)
+        progress = ProgressThread(mailbox: mailbox)
     }
 
     /// Joins the job this process was started for, using the environment and the agent channel
@@ -160,7 +163,10 @@ public final class Node: Sendable {
     func post(frame: RankFrame, body: FrameBody, to rank: Int) async throws {
         if hasLeft.load(ordering: .acquiring) { throw NodeError.left }
         if rank == id {
-            mailbox.deliver(Envelope(source: id, frame: frame, payload: body.withRawBytes { Array($0) }))
+            switch body {
+            case .bytes(let bytes): mailbox.deliver(Envelope(source: id, frame: frame, payload: bytes))
+            case .numeric(let array): mailbox.deliver(Envelope(source: id, frame: frame, payload: [], array: array))
+            }
             return
         }
         let link = try await link(to: rank)
@@ -184,21 +190,39 @@ public final class Node: Sendable {
     ) async throws -> Received<T> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await mailbox.receive(source: source.rankFilter, tag: tag.tagFilter)
+        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
         return Received(value: try Self.decode(type, envelope), source: envelope.source, tag: envelope.frame.tag)
+    }
+
+    /// Receives a numeric array into `buffer`, and keeps `buffer`'s old storage to receive a later
+    /// message of the same type and length into. Receiving large arrays repeatedly this way
+    /// reuses memory instead of faulting in fresh pages for every message (the MPI way of
+    /// receiving into a caller's buffer).
+    /// - Returns: the source and tag of the message.
+    @discardableResult
+    public func recv<Element: RawNumeric>(
+        into buffer: inout [Element], from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any
+    ) async throws -> (source: Int, tag: Int) {
+        // The old storage is offered before waiting, so that a message arriving meanwhile is
+        // read straight into it. (`buffer` is empty if the receive throws.)
+        pool.give(buffer)
+        buffer = []
+        let message = try await recvMessage([Element].self, from: source, tag: tag)
+        buffer = message.value
+        return (message.source, message.tag)
     }
 
     /// Receives a message's payload as bytes, whatever its encoding.
     public func recvBytes(from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any) async throws -> Received<[UInt8]> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await mailbox.receive(source: source.rankFilter, tag: tag.tagFilter)
-        return Received(value: envelope.payload, source: envelope.source, tag: envelope.frame.tag)
+        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
+        return Received(value: envelope.bytes, source: envelope.source, tag: envelope.frame.tag)
     }
 
     /// Receive on a collective's own (negative) tag.
     func take<T: Decodable & Sendable>(_ type: T.Type, from rank: Int, tag: Int) async throws -> T {
-        try Self.decode(type, try await mailbox.receive(source: rank, tag: tag))
+        try Self.decode(type, try await envelope(source: rank, tag: tag))
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ envelope: Envelope) throws -> T {
@@ -217,6 +241,7 @@ public final class Node: Sendable {
             case .codable:
                 throw mismatch("it holds an encoded value, not a numeric array")
             }
+            if let value = envelope.array as? T { return value }
             let decoded = envelope.payload.withUnsafeBytes { arrayType.fromRawBytes($0) }
             guard let value = decoded as? T else { throw mismatch("its size is not a whole number of elements") }
             return value

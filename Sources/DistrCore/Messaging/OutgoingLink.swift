@@ -1,4 +1,6 @@
 @preconcurrency import Glibc
+import CDistrSys
+import Dispatch
 import Foundation
 import Synchronization
 
@@ -39,11 +41,13 @@ final class OutgoingLink: Sendable {
         var busy = false
         var queue: [(Pending, CheckedContinuation<Void, any Error>)] = []
         var failure: String?
+        var writerStarted = false
     }
 
     let fd: Int32
     let rank: Int
     private let state = Mutex(State())
+    private let work = DispatchSemaphore(value: 0)
 
     init(fd: Int32, rank: Int) {
         self.fd = fd
@@ -63,9 +67,22 @@ final class OutgoingLink: Sendable {
         }
         if try claimed.get() {
             do {
-                if try write(&item, blocking: false) {
-                    releaseOrHandOver()
-                    return
+                // Keep writing from the task while the socket takes bytes (the receiver is
+                // draining); hand over to the writer thread only after a stretch without progress.
+                var deadline = Clock.now + Node.spinBudget
+                while true {
+                    let before = item.offset
+                    if try write(&item, blocking: false) {
+                        releaseOrHandOver()
+                        return
+                    }
+                    if item.offset != before {
+                        deadline = Clock.now + Node.spinBudget
+                    } else if Clock.now > deadline {
+                        break
+                    } else {
+                        _ = cdistr_yield()
+                    }
                 }
             } catch {
                 fail(error)
@@ -151,78 +168,44 @@ final class OutgoingLink: Sendable {
         for continuation in waiting { continuation.resume(throwing: error) }
     }
 
-    /// Drains the queue on a dedicated thread, then gives the link back.
+    /// Hands the queue to the link's writer thread (started on first need, then kept), which
+    /// drains it with blocking writes and gives the link back.
     private func startWriter(first: (Pending, CheckedContinuation<Void, any Error>)?) {
-        let thread = Thread { [self] in
-            var current = first
-            while true {
-                if current == nil {
-                    current = state.withLock { s in
-                        if s.queue.isEmpty {
-                            s.busy = false
-                            return nil
-                        }
-                        return s.queue.removeFirst()
-                    }
+        let start = state.withLock { s -> Bool in
+            if let first { s.queue.insert(first, at: 0) }
+            defer { s.writerStarted = true }
+            return !s.writerStarted
+        }
+        if start {
+            let thread = Thread { [self] in writerLoop() }
+            thread.name = "distr-send-\(rank)"
+            thread.start()
+        }
+        work.signal()
+    }
+
+    private func writerLoop() {
+        while true {
+            work.wait()
+            while let (item, continuation) = state.withLock({ s -> (Pending, CheckedContinuation<Void, any Error>)? in
+                if s.queue.isEmpty {
+                    s.busy = false
+                    return nil
                 }
-                guard let pair = current else { return }
-                var item = pair.0
-                let continuation = pair.1
+                return s.queue.removeFirst()
+            }) {
+                var current = item
                 do {
-                    _ = try write(&item, blocking: true)
+                    _ = try write(&current, blocking: true)
                     continuation.resume()
                 } catch {
                     continuation.resume(throwing: error)
                     fail(error)
-                    return
                 }
-                current = nil
             }
         }
-        thread.name = "distr-send-\(rank)"
-        thread.start()
     }
 
     /// Half-closes: the receiver reads everything sent, then end of stream.
     func finish() { shutdown(fd, Int32(SHUT_WR)) }
-}
-
-/// Reads frames from one incoming connection on a dedicated thread and hands them to the mailbox.
-enum IncomingReader {
-    static func start(fd: Int32, from rank: Int, mailbox: Mailbox) {
-        let thread = Thread {
-            defer {
-                FD.close(fd)
-                mailbox.connectionClosed(from: rank)
-            }
-            var header = [UInt8](repeating: 0, count: RankFrame.headerSize)
-            while true {
-                guard readFully(fd, into: &header, count: RankFrame.headerSize) else { return }
-                guard let frame = try? RankFrame.parse(header) else { return }
-                if frame.kind == RankFrame.goodbye { return }
-                var payload = [UInt8](unsafeUninitializedCapacity: frame.length) { _, initialized in initialized = frame.length }
-                guard readFully(fd, into: &payload, count: frame.length) else { return }
-                mailbox.deliver(Envelope(source: rank, frame: frame, payload: payload))
-            }
-        }
-        thread.name = "distr-recv-\(rank)"
-        thread.start()
-    }
-
-    static func readFully(_ fd: Int32, into buffer: inout [UInt8], count: Int) -> Bool {
-        var offset = 0
-        return buffer.withUnsafeMutableBytes { raw in
-            while offset < count {
-                let n = read(fd, raw.baseAddress! + offset, count - offset)
-                if n > 0 {
-                    offset += n
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return false
-                }
-            }
-            return true
-        }
-    }
 }

@@ -67,9 +67,27 @@ struct RankFrame: Sendable, Equatable {
     }
 }
 
-/// A message that arrived, before it is decoded.
+/// A message that arrived, before it is decoded. Numeric arrays arrive already typed (read
+/// straight into an array of the announced element type), so receiving them copies nothing.
 struct Envelope: Sendable {
     var source: Int
     var frame: RankFrame
     var payload: [UInt8]
+    var array: (any RawNumericArray)?
+
+    init(source: Int, frame: RankFrame, payload: [UInt8], array: (any RawNumericArray)? = nil) {
+        self.source = source
+        self.frame = frame
+        self.payload = payload
+        self.array = array
+    }
+
+    /// The payload bytes, whichever way they are held.
+    var bytes: [UInt8] {
+        guard let array else { return payload }
+        if let bytes = array as? [UInt8] { return bytes }
+        var out: [UInt8] = []
+        array.appendRawBytes(to: &out)
+        return out
+    }
 }

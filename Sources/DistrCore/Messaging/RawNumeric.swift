@@ -26,6 +26,20 @@ public protocol RawNumericArray: Codable, Sendable {
     func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
     /// Builds the array from raw little-endian memory; nil when the size is not a multiple.
     static func fromRawBytes(_ bytes: UnsafeRawBufferPointer) -> Self?
+    /// An array of `count` elements whose memory `fill` writes (false: give up, nil result).
+    static func filled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Bool) -> Self?
+    /// An array of `count` elements whose bytes are written later (plain numbers need no
+    /// initialisation before that).
+    static func uninitialized(count: Int) -> Self
+    mutating func withMutableRawBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R
+}
+
+/// The array types the wire's element codes stand for.
+enum RawNumericTypes {
+    static let byCode: [UInt8: any RawNumericArray.Type] = [
+        1: [Double].self, 2: [Float].self, 3: [Int].self, 4: [Int64].self, 5: [Int32].self, 6: [Int16].self,
+        7: [Int8].self, 8: [UInt].self, 9: [UInt64].self, 10: [UInt32].self, 11: [UInt16].self, 12: [UInt8].self,
+    ]
 }
 
 extension Array: RawNumericArray where Element: RawNumeric {
@@ -36,6 +50,23 @@ extension Array: RawNumericArray where Element: RawNumeric {
     public func appendRawBytes(to bytes: inout [UInt8]) { withUnsafeBytes { bytes.append(contentsOf: $0) } }
 
     public func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try withUnsafeBytes(body) }
+
+    public static func uninitialized(count: Int) -> [Element] {
+        [Element](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
+    public mutating func withMutableRawBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
+        withUnsafeMutableBytes(body)
+    }
+
+    public static func filled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Bool) -> [Element]? {
+        var ok = true
+        let array = [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            ok = fill(UnsafeMutableRawBufferPointer(buffer))
+            initialized = count
+        }
+        return ok ? array : nil
+    }
 
     public static func fromRawBytes(_ bytes: UnsafeRawBufferPointer) -> [Element]? {
         let size = MemoryLayout<Element>.stride

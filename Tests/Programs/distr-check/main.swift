@@ -74,6 +74,22 @@ await Node.run { node in
         try await node.barrier()
         say("ok api")
 
+    case "order":
+        // Bursts of small messages while the receiver alternates between reading the socket
+        // itself and sleeping (so the progress thread reads): order must hold throughout.
+        let total = 20_000
+        if node.id == 0 {
+            for i in 0..<total { try await node.send(i, to: 1, tag: 1) }
+        } else if node.id == 1 {
+            for i in 0..<total {
+                if i % 1000 == 0 { usleep(2000) }
+                let value = try await node.recv(Int.self, from: 0, tag: 1)
+                try expect(value == i, "message \(i) arrived as \(value)")
+            }
+        }
+        try await node.barrier()
+        say("ok order")
+
     case "collectives":
         let n = node.count
         try await node.barrier()

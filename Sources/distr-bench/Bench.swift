@@ -1,0 +1,166 @@
+@preconcurrency import Glibc
+import DistrCore
+import Dispatch
+import Foundation
+
+/// One line of the report.
+struct BenchCase: Codable {
+    var name: String
+    var unit: String
+    var distr: Double
+    var baseline: Double?
+    /// distr / baseline for times, baseline / distr... no: always distr divided by baseline.
+    var ratio: Double?
+    var target: String?
+}
+
+/// Runs every case and prints the table (or JSON).
+struct Bench {
+    let directory: String
+    let root: String
+    let secretFile: String
+    var quick = false
+    var cases: [BenchCase] = []
+    var notes: [String] = []
+
+    init(quick: Bool) throws {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        directory = (me as NSString).deletingLastPathComponent
+        var template = Array("\(NSTemporaryDirectory())/distr-bench-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+        root = String(cString: made)
+        secretFile = root + "/secret"
+        try ClusterSecret.generate(path: secretFile)
+        self.quick = quick
+    }
+
+    var master: String { directory + "/distr-master" }
+    var workerBinary: String { directory + "/distr-worker" }
+    var me: String { directory + "/distr-bench" }
+
+    func startWorker(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> (Subprocess, Int) {
+        let work = root + "/w\(index)"
+        try FileIO.makeDirectories(work)
+        let process = try Subprocess(
+            prefix + [workerBinary, "--port", "0", "--bind", bind, "--secret-file", secretFile, "--work-dir", work],
+            stderrPath: root + "/worker\(index).log")
+        guard let line = process.firstLine(timeout: 20), let port = line.split(separator: ":").last.flatMap({ Int($0) }) else {
+            throw NodeError.badArgument("worker \(index) did not start; see \(root)/worker\(index).log")
+        }
+        return (process, port)
+    }
+
+    static func median(_ values: [Double]) -> Double { RankBench.median(values) }
+
+    mutating func add(_ name: String, unit: String, distr: Double, baseline: Double?, target: String? = nil) {
+        let ratio = baseline.map { $0 > 0 ? distr / $0 : 0 }
+        cases.append(BenchCase(name: name, unit: unit, distr: distr, baseline: baseline, ratio: ratio, target: target))
+    }
+
+    // MARK: launch
+
+    /// `distr-master exec true` on N local workers against spawning N `/bin/true` directly.
+    mutating func launch(workers ports: [Int]) throws {
+        let runs = quick ? 5 : 15
+        for count in [1, 4, 16] where count <= ports.count {
+            let hosts = ports.prefix(count).map { "127.0.0.1:\($0)" }.joined(separator: ",")
+            var distr: [Double] = []
+            var direct: [Double] = []
+            for _ in 0..<runs {
+                let start = DistrCore.Clock.now
+                let status = try Subprocess(
+                    [master, "exec", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", "true"], stderrPath: root + "/master.log"
+                ).wait()
+                distr.append(DistrCore.Clock.now - start)
+                guard status == .exited(0) else {
+                    let log = (try? FileIO.readAll(root + "/master.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    throw NodeError.badArgument("exec true failed: \(status)\n\(log)")
+                }
+                direct.append(try spawnTrue(count))
+            }
+            add("launch: exec true on \(count) rank(s)", unit: "ms", distr: Self.median(distr) * 1e3, baseline: Self.median(direct) * 1e3)
+        }
+    }
+
+    /// Spawns `count` /bin/true with posix_spawn and waits for all: the floor for any launcher.
+    func spawnTrue(_ count: Int) throws -> Double {
+        let group = DispatchGroup()
+        let start = DistrCore.Clock.now
+        for _ in 0..<count {
+            group.enter()
+            _ = try Spawner.spawn(SpawnRequest(arguments: ["/bin/true"], environment: [], stdout: 1, stderr: 2)) { _ in group.leave() }
+        }
+        group.wait()
+        return DistrCore.Clock.now - start
+    }
+
+    // MARK: messaging
+
+    /// Runs the messaging ranks and records their RESULT lines under `label`.
+    mutating func messaging(label: String, peers: String, transport: String, environment: [String] = [], prefix: [String] = []) throws {
+        let peersFile = root + "/peers-\(label.filter { $0.isLetter })"
+        try FileIO.write(peersFile, Array(peers.utf8), mode: 0o644, exclusive: false)
+        let env = environment.flatMap { ["--env", $0] }
+        let job = try Subprocess(
+            prefix + [master, "run", "-q", "--peers", peersFile, "--secret-file", secretFile] + env + ["--", me, "--rank", "messaging", transport],
+            stderrPath: root + "/master.log")
+        let status = job.wait()
+        guard status == .exited(0) else { throw NodeError.badArgument("messaging job (\(label)) failed: \(status); see \(root)/master.log") }
+        for line in job.text.split(separator: "\n") {
+            guard let start = line.range(of: "RESULT ") else { continue }
+            let fields = line[start.upperBound...].split(separator: "\t")
+            guard fields.count == 3, let distr = Double(fields[1]), let baseline = Double(fields[2]) else { continue }
+            let name = String(fields[0])
+            if name.hasPrefix("latency") {
+                let target = name.hasPrefix("latency 8 B") ? "≤ 1.5x" : nil
+                add("\(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, target: target)
+            } else {
+                add("\(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, target: name.hasSuffix("64 MiB") ? "≥ 0.70x" : nil)
+            }
+        }
+    }
+
+    mutating func allReduce(ports: [Int]) throws {
+        let hosts = ports.prefix(4).map { "127.0.0.1:\($0)" }.joined(separator: ",")
+        let job = try Subprocess(
+            [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", me, "--rank", "allreduce"], stderrPath: root + "/master.log")
+        guard job.wait() == .exited(0) else { throw NodeError.badArgument("allreduce job failed; see \(root)/master.log") }
+        for line in job.text.split(separator: "\n") {
+            guard let start = line.range(of: "RESULT ") else { continue }
+            let fields = line[start.upperBound...].split(separator: "\t")
+            if fields.count == 3, let ms = Double(fields[1]) { add(String(fields[0]), unit: "ms", distr: ms, baseline: nil) }
+        }
+    }
+
+    // MARK: output
+
+    func printTable() {
+        func format(_ value: Double?) -> String {
+            guard let value else { return "-" }
+            return value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value)
+        }
+        let header = ["case", "unit", "distr", "baseline", "ratio", "target"]
+        var rows = [header]
+        for item in cases {
+            rows.append([
+                item.name, item.unit, format(item.distr), format(item.baseline), item.ratio.map { String(format: "%.2fx", $0) } ?? "-",
+                item.target ?? "",
+            ])
+        }
+        let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+        for note in notes { print("note: \(note)") }
+    }
+
+    func printJSON() {
+        struct Report: Codable {
+            var cases: [BenchCase]
+            var notes: [String]
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let data = try? encoder.encode(Report(cases: cases, notes: notes)) { print(String(decoding: data, as: UTF8.self)) }
+    }
+}

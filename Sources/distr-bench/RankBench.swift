@@ -1,0 +1,252 @@
+@preconcurrency import Glibc
+import DistrCore
+import Foundation
+
+/// What runs inside the benchmark job's ranks: the same measurement through distr and through a
+/// plain socket between the same two processes, printed as `RESULT name distr baseline` lines.
+enum RankBench {
+    static func run(_ arguments: [String]) async {
+        await Node.run { node in
+            let mode = arguments.first ?? ""
+            switch mode {
+            case "messaging": try await messaging(node, transport: arguments.dropFirst().first ?? "tcp")
+            case "allreduce": try await allReduce(node)
+            default: throw NodeError.badArgument("unknown bench mode \(mode)")
+            }
+        }
+    }
+
+    static func report(_ node: Node, _ name: String, distr: Double, baseline: Double?) {
+        guard node.id == 0 else { return }
+        print("RESULT \(name)\t\(distr)\t\(baseline ?? -1)")
+        fflush(stdout)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+    }
+
+    // MARK: messaging between ranks 0 and 1
+
+    static func messaging(_ node: Node, transport: String) async throws {
+        let peer = 1 - node.id
+        let baseline = try await baselineSocket(node, transport: transport)
+        defer { close(baseline) }
+        for (size, iterations) in [(8, 4000), (1024, 3000), (65536, 400)] {
+            let payload = [UInt8](repeating: 7, count: size)
+            var distrBatches: [Double] = []
+            var rawBatches: [Double] = []
+            // Warm up both paths (connections are made on first use).
+            _ = try await pingPong(node, peer: peer, payload: payload, iterations: 200)
+            _ = try rawPingPong(baseline, first: node.id == 0, size: size, iterations: 200)
+            for _ in 0..<5 {
+                distrBatches.append(try await pingPong(node, peer: peer, payload: payload, iterations: iterations))
+                rawBatches.append(try rawPingPong(baseline, first: node.id == 0, size: size, iterations: iterations))
+            }
+            report(node, "latency \(size) B", distr: median(distrBatches) * 1e6, baseline: median(rawBatches) * 1e6)
+            // distr's receive polls the socket briefly before sleeping; compare with a baseline that
+            // does the same (nonblocking reads in a loop) too.
+            var spinBatches: [Double] = []
+            FD.setNonblocking(baseline)
+            for _ in 0..<5 { spinBatches.append(try rawPingPong(baseline, first: node.id == 0, size: size, iterations: iterations)) }
+            FD.setNonblocking(baseline, false)
+            report(node, "latency \(size) B vs busy-polling socket", distr: median(distrBatches) * 1e6, baseline: median(spinBatches) * 1e6)
+        }
+        for megabytes in [1, 16, 64] {
+            let size = megabytes << 20
+            let count = max(4, 128 / megabytes)
+            let payload = [UInt8](repeating: 3, count: size)
+            var distrRates: [Double] = []
+            var rawRates: [Double] = []
+            var buffer: [UInt8] = []
+            for _ in 0..<3 {
+                distrRates.append(try await stream(node, peer: peer, payload: payload, count: count, buffer: &buffer))
+                rawRates.append(try rawStream(baseline, first: node.id == 0, size: size, count: count))
+            }
+            report(node, "bandwidth \(megabytes) MiB", distr: median(distrRates), baseline: median(rawRates))
+        }
+    }
+
+    /// One-way latency in seconds, from round trips.
+    static func pingPong(_ node: Node, peer: Int, payload: [UInt8], iterations: Int) async throws -> Double {
+        try await node.barrier()
+        let start = DistrCore.Clock.now
+        for _ in 0..<iterations {
+            if node.id == 0 {
+                try await node.send(payload, to: peer)
+                _ = try await node.recv([UInt8].self, from: peer)
+            } else {
+                let message = try await node.recv([UInt8].self, from: peer)
+                try await node.send(message, to: peer)
+            }
+        }
+        return (DistrCore.Clock.now - start) / Double(2 * iterations)
+    }
+
+    /// Bandwidth in MB/s: `count` messages one way, then a one-byte acknowledgement.
+    static func stream(_ node: Node, peer: Int, payload: [UInt8], count: Int, buffer: inout [UInt8]) async throws -> Double {
+        try await node.barrier()
+        let start = DistrCore.Clock.now
+        if node.id == 0 {
+            for _ in 0..<count { try await node.send(payload, to: peer) }
+            _ = try await node.recv([UInt8].self, from: peer)
+        } else {
+            // Received into a reused buffer, as the baseline does.
+            for _ in 0..<count { try await node.recv(into: &buffer, from: peer) }
+            try await node.send([UInt8(1)], to: peer)
+        }
+        return Double(payload.count * count) / (DistrCore.Clock.now - start) / 1e6
+    }
+
+    // MARK: the plain-socket baseline
+
+    /// Rank 1 listens (Unix socket for "unix", TCP on its worker's address for "tcp"); rank 0 connects.
+    static func baselineSocket(_ node: Node, transport: String) async throws -> Int32 {
+        if node.id == 1 {
+            let (listener, address) = try listen(transport: transport)
+            try await node.send(address, to: 0)
+            let fd = accept(listener, nil, nil)
+            close(listener)
+            configure(fd)
+            return fd
+        }
+        let address = try await node.recv(String.self, from: 1)
+        return try connect(transport: transport, address: address)
+    }
+
+    static func listen(transport: String) throws -> (Int32, String) {
+        if transport == "unix" {
+            let path = NSTemporaryDirectory() + "/distr-bench-\(getpid()).sock"
+            unlink(path)
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var address = unixAddress(path)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard bound == 0, Glibc.listen(fd, 1) == 0 else { throw NodeError.badArgument("cannot listen on \(path)") }
+            return (fd, path)
+        }
+        let (fd, address) = try TCPSocket.listen(host: "0.0.0.0", port: 0)
+        return (fd, String(address.port))
+    }
+
+    static func connect(transport: String, address: String) throws -> Int32 {
+        if transport == "unix" {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var target = unixAddress(address)
+            let status = withUnsafePointer(to: &target) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            guard status == 0 else { throw NodeError.badArgument("cannot connect to \(address)") }
+            unlink(address)
+            return fd
+        }
+        let host = ProcessInfo.processInfo.environment["DISTR_BENCH_PEER_HOST"] ?? "127.0.0.1"
+        let fd = try TCPSocket.connect(host: host, port: Int(address) ?? 0, timeout: 5)
+        configure(fd)
+        return fd
+    }
+
+    static func unixAddress(_ path: String) -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = byte }
+        }
+        return address
+    }
+
+    static func configure(_ fd: Int32) {
+        var on: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Blocking reads, or busy-polling ones when the socket is nonblocking.
+    static func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws {
+        var offset = 0
+        while offset < count {
+            let n = read(fd, buffer + offset, count - offset)
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            if n <= 0 { throw NodeError.badArgument("baseline socket closed") }
+            offset += n
+        }
+    }
+
+    static func writeFully(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) throws {
+        var offset = 0
+        while offset < count {
+            let n = write(fd, buffer + offset, count - offset)
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
+            if n <= 0 { throw NodeError.badArgument("baseline socket closed") }
+            offset += n
+        }
+    }
+
+    /// The same round trips over the plain socket: fixed-size messages, blocking read and write.
+    static func rawPingPong(_ fd: Int32, first: Bool, size: Int, iterations: Int) throws -> Double {
+        var buffer = [UInt8](repeating: 7, count: size)
+        return try buffer.withUnsafeMutableBytes { raw in
+            let pointer = raw.baseAddress!
+            var sync: UInt8 = 0
+            if first {
+                try writeFully(fd, &sync, 1)
+                try readFully(fd, &sync, 1)
+            } else {
+                try readFully(fd, &sync, 1)
+                try writeFully(fd, &sync, 1)
+            }
+            let start = DistrCore.Clock.now
+            for _ in 0..<iterations {
+                if first {
+                    try writeFully(fd, pointer, size)
+                    try readFully(fd, pointer, size)
+                } else {
+                    try readFully(fd, pointer, size)
+                    try writeFully(fd, pointer, size)
+                }
+            }
+            return (DistrCore.Clock.now - start) / Double(2 * iterations)
+        }
+    }
+
+    static func rawStream(_ fd: Int32, first: Bool, size: Int, count: Int) throws -> Double {
+        var buffer = [UInt8](repeating: 3, count: size)
+        return try buffer.withUnsafeMutableBytes { raw in
+            let pointer = raw.baseAddress!
+            var sync: UInt8 = 0
+            if first {
+                try writeFully(fd, &sync, 1)
+                try readFully(fd, &sync, 1)
+            } else {
+                try readFully(fd, &sync, 1)
+                try writeFully(fd, &sync, 1)
+            }
+            let start = DistrCore.Clock.now
+            if first {
+                for _ in 0..<count { try writeFully(fd, pointer, size) }
+                try readFully(fd, &sync, 1)
+            } else {
+                for _ in 0..<count { try readFully(fd, pointer, size) }
+                try writeFully(fd, &sync, 1)
+            }
+            return Double(size * count) / (DistrCore.Clock.now - start) / 1e6
+        }
+    }
+
+    // MARK: allReduce
+
+    static func allReduce(_ node: Node) async throws {
+        let values = [Double](repeating: Double(node.id), count: 1 << 20)
+        _ = try await node.allReduce(values, .sum)
+        var times: [Double] = []
+        for _ in 0..<7 {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            let result = try await node.allReduce(values, .sum)
+            times.append(DistrCore.Clock.now - start)
+            guard result[12345] == Double(node.count * (node.count - 1) / 2) else { throw NodeError.badArgument("wrong allReduce result") }
+        }
+        report(node, "allReduce 1M doubles, \(node.count) ranks", distr: median(times) * 1e3, baseline: nil)
+    }
+}
