@@ -33,7 +33,8 @@ enum RankBench {
         let peer = 1 - node.id
         let baseline = try await baselineSocket(node, transport: transport)
         defer { close(baseline) }
-        for (size, iterations) in [(8, 4000), (1024, 3000), (65536, 400)] {
+        let sizes = ProcessInfo.processInfo.environment["DISTR_BENCH_ONLY"] == "latency" ? [(8, 20000)] : [(8, 4000), (1024, 3000), (65536, 400)]
+        for (size, iterations) in sizes {
             let payload = [UInt8](repeating: 7, count: size)
             var distrBatches: [Double] = []
             var rawBatches: [Double] = []
@@ -53,6 +54,7 @@ enum RankBench {
             FD.setNonblocking(baseline, false)
             report(node, "latency \(size) B vs busy-polling socket", distr: median(distrBatches) * 1e6, baseline: median(spinBatches) * 1e6)
         }
+        if ProcessInfo.processInfo.environment["DISTR_BENCH_ONLY"] == "latency" { return }
         for megabytes in [1, 16, 64] {
             let size = megabytes << 20
             let count = max(4, 128 / megabytes)

@@ -226,11 +226,9 @@ struct FrameStreamReader {
 
     /// Large fresh buffers would otherwise take a page fault every 4 KiB as the socket fills
     /// them; transparent huge pages cut that 512-fold where the kernel allows it.
-    static let hugePages = getenv("DISTR_NO_HUGEPAGES") == nil
-
     static func preferHugePages(_ target: UnsafeMutableRawBufferPointer) {
         let huge = 2 << 20
-        guard target.count >= 4 * huge, Self.hugePages, let base = target.baseAddress else { return }
+        guard target.count >= 4 * huge, let base = target.baseAddress else { return }
         let first = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
         let last = (Int(bitPattern: base) + target.count) & ~(huge - 1)
         if last > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) {

@@ -126,6 +126,8 @@ extension Node {
         if Self.spinBudget > 0, source != id {
             let channels = progress.channels(from: source)
             if !channels.isEmpty {
+                // Silence the progress thread for these sockets while this task reads them, so it
+                // is not woken for data the task is about to take.
                 for channel in channels { progress.arm(channel, false) }
                 defer { for channel in channels { progress.arm(channel, true) } }
                 // The budget counts idle time: while bytes keep arriving (a large message), the
