@@ -58,6 +58,27 @@ import Testing
         #expect(good.stdout == "[0] alive\n")
     }
 
+    @Test func forgedFrameAfterAValidHandshake_isDroppedAndTheWorkerKeepsServing() throws {
+        let cluster = try TestCluster(workers: 1)
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        // A well-formed frame whose MAC is wrong.
+        var frame = ByteWriter()
+        frame.u32(5)
+        frame.u8(1)
+        frame.raw(Array("hello".utf8))
+        frame.raw([UInt8](repeating: 0, count: 16))
+        try FD.writeAll(connection.fd, frame.bytes)
+        // The worker says why, then drops the connection.
+        #expect(try connection.receiveMessage() == .failure(WireError.badMAC.description))
+        #expect(throws: (any Error).self) { try connection.receiveMessage() }
+        connection.close()
+        #expect(cluster.workers[0].process.stderr.waitFor("integrity check"))
+        let good = try cluster.master(["exec", "--", "echo alive"])
+        #expect(good.stdout == "[0] alive\n")
+    }
+
     @Test func ctrlC_endsEveryRankAndGrandchild_andExits130() throws {
         let cluster = try TestCluster(workers: 2)
         let master = try cluster.startMaster([
@@ -160,6 +181,16 @@ import Testing
         #expect(run.status == 69)
         #expect(run.stderr.contains("2 files exceeds the worker's limit of 1"), "\(run.stderr)")
         #expect(run.stderr.contains("--max-files"))
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+    }
+
+    @Test func bundleOverTheByteLimit_isRefusedWithAClearError() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--max-bundle-bytes", "1000"])
+        let project = try TemporaryDirectory()
+        try project.write("big", String(repeating: "x", count: 2000))
+        let run = try cluster.master(["run", "--file", "big", "true"], directory: project.path)
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("2000 bytes exceeds the worker's limit of 1000 bytes"), "\(run.stderr)")
         #expect(cluster.leftoverJobDirectories.isEmpty)
     }
 

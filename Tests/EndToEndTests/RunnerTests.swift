@@ -29,6 +29,49 @@ import Testing
         #expect(run.stderr.contains("4 rank(s) on 4 node(s): 4 ok, 0 failed"))
     }
 
+    @Test func ranks_haveDevNullStdinAndTheirOwnProcessGroup() throws {
+        let run = try TestProcess.master([
+            "exec", "--local", "2", "--", "echo stdin=$(readlink /proc/self/fd/0) group=$(cut -d' ' -f5 /proc/$$/stat) self=$$",
+        ])
+        #expect(run.status == 0)
+        for line in run.stdoutLines {
+            let fields = line.split(separator: " ")
+            #expect(fields[1] == "stdin=/dev/null", "\(line)")
+            #expect(fields[2].dropFirst(6) == fields[3].dropFirst(5), "rank is not its own group leader: \(line)")
+        }
+    }
+
+    @Test func ipv6_workerAndPeersInBrackets() throws {
+        let root = try TemporaryDirectory()
+        try ClusterSecret.generate(path: root.path + "/secret")
+        try FileIO.makeDirectories(root.path + "/work")
+        let worker = try TestProcess([
+            Binaries.worker, "--port", "0", "--bind", "::1", "--secret-file", root.path + "/secret", "--work-dir", root.path + "/work",
+        ])
+        defer {
+            worker.signal(SIGTERM)
+            worker.wait()
+        }
+        #expect(worker.stdout.waitFor("\n"))
+        #expect(worker.stdout.text.hasPrefix("distr-worker listening on [::1]:"), "\(worker.stdout.text)")
+        let port = worker.stdout.text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let run = try TestProcess.master(["exec", "--hosts", "[::1]:\(port)", "--secret-file", root.path + "/secret", "--", "echo $DISTR_HOST"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "[0] [::1]:\(port)\n")
+    }
+
+    @Test func bundle_aMultiChunkFileArrivesIntact() throws {
+        let cluster = try TestCluster(workers: 2)
+        let project = try TemporaryDirectory()
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try FileIO.write(project.path + "/blob.bin", bytes, mode: 0o600, exclusive: true)
+        let run = try cluster.master(["run", "--file", "blob.bin", "sha256sum", "blob.bin"], directory: project.path)
+        #expect(run.status == 0, "\(run.stderr)")
+        let digest = SHA256.hash(bytes).hex
+        #expect(run.stdoutLines.sorted() == ["[0] \(digest)  blob.bin", "[1] \(digest)  blob.bin"])
+    }
+
     @Test func peersFile_slotsExpandInPeersOrderAndDistrHostIsThePeerAsWritten() throws {
         let cluster = try TestCluster(workers: 2, slots: [2, 1])
         let run = try cluster.master(["run", "--", "sh", "-c", "echo $DISTR_HOST $DISTR_N_NODE"])

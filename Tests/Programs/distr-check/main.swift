@@ -90,6 +90,19 @@ await Node.run { node in
         try await node.barrier()
         say("ok order")
 
+    case "python-peer":
+        // Rank 0 in Swift, rank 1 in Python (Tests/Programs/python-peer.py).
+        if node.id == 0 {
+            try await node.send("hello from swift", to: 1)
+            try await node.send([1.5, 2.5], to: 1)
+            try await node.send(42, to: 1, tag: 3)
+            try expect(try await node.recv(String.self, from: 1) == "hello from python", "string from python")
+            try expect(try await node.recv([Int32].self, from: 1) == [1, -2, 3], "int32 array from python")
+            try expect(try await node.recv(Double.self, from: 1, tag: 5) == 0.25, "double from python")
+            try expect(try await node.recv([String].self, from: 1) == ["a", "b"], "string list from python")
+            say("ok python-peer")
+        }
+
     case "collectives":
         let n = node.count
         try await node.barrier()
