@@ -185,19 +185,24 @@ enum RankBench {
         }
     }
 
+    /// One byte each way, so both sides start timing at the same moment.
+    static func startTogether(_ fd: Int32, first: Bool) throws {
+        var sync: UInt8 = 0
+        if first {
+            try writeFully(fd, &sync, 1)
+            try readFully(fd, &sync, 1)
+        } else {
+            try readFully(fd, &sync, 1)
+            try writeFully(fd, &sync, 1)
+        }
+    }
+
     /// The same round trips over the plain socket: fixed-size messages, blocking read and write.
     static func rawPingPong(_ fd: Int32, first: Bool, size: Int, iterations: Int) throws -> Double {
         var buffer = [UInt8](repeating: 7, count: size)
         return try buffer.withUnsafeMutableBytes { raw in
             let pointer = raw.baseAddress!
-            var sync: UInt8 = 0
-            if first {
-                try writeFully(fd, &sync, 1)
-                try readFully(fd, &sync, 1)
-            } else {
-                try readFully(fd, &sync, 1)
-                try writeFully(fd, &sync, 1)
-            }
+            try startTogether(fd, first: first)
             let start = DistrCore.Clock.now
             for _ in 0..<iterations {
                 if first {
@@ -217,13 +222,7 @@ enum RankBench {
         return try buffer.withUnsafeMutableBytes { raw in
             let pointer = raw.baseAddress!
             var sync: UInt8 = 0
-            if first {
-                try writeFully(fd, &sync, 1)
-                try readFully(fd, &sync, 1)
-            } else {
-                try readFully(fd, &sync, 1)
-                try writeFully(fd, &sync, 1)
-            }
+            try startTogether(fd, first: first)
             let start = DistrCore.Clock.now
             if first {
                 for _ in 0..<count { try writeFully(fd, pointer, size) }

@@ -40,7 +40,10 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
 /// Random bytes from the kernel (getrandom via SystemRandomNumberGenerator).
 public func randomBytes(_ count: Int) -> [UInt8] {
     var generator = SystemRandomNumberGenerator()
-    return (0..<count).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+    var out: [UInt8] = []
+    out.reserveCapacity(count + 8)
+    while out.count < count { withUnsafeBytes(of: generator.next()) { out.append(contentsOf: $0) } }
+    return Array(out.prefix(count))
 }
 
 extension Array where Element == UInt8 {

@@ -4,45 +4,51 @@
 /// worker is a child subreaper, so such processes stay its descendants; the job id in their
 /// environment says which job they belong to.
 enum Descendants {
-    /// Sends SIGKILL to every descendant of this process whose environment holds `DISTR_JOB_ID=jobID`.
+    /// Sends SIGKILL to every process of the job that is still around once its ranks have exited.
+    /// Such processes have lost their parents, so the kernel has reparented them to this worker
+    /// (a child subreaper): they are among its direct children. Killing one can orphan its own
+    /// children in turn, so this repeats until a pass finds none (bounded).
     /// - Returns: how many were signalled.
     @discardableResult
     static func killEscaped(jobID: String) -> Int {
-        let me = getpid()
-        var parents: [pid_t: pid_t] = [:]
-        guard let dir = opendir("/proc") else { return 0 }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard let pid = pid_t(name), let ppid = parentOf(pid) else { continue }
-            parents[pid] = ppid
-        }
-        closedir(dir)
         let marker = Array("DISTR_JOB_ID=\(jobID)".utf8)
-        var killed = 0
-        for pid in parents.keys where pid != me {
-            var current = parents[pid] ?? 0
-            var depth = 0
-            while current > 1 && current != me && depth < 64 {
-                current = parents[current] ?? 0
-                depth += 1
+        var killed = Set<pid_t>()
+        for _ in 0..<8 {
+            let found = directChildren().filter { pid in
+                !killed.contains(pid)
+                    && ((try? FileIO.readAll("/proc/\(pid)/environ"))?.split(separator: 0).contains { Array($0) == marker } ?? false)
             }
-            guard current == me else { continue }
-            guard let environ = try? FileIO.readAll("/proc/\(pid)/environ") else { continue }
-            let holdsMarker = environ.split(separator: 0).contains { Array($0) == marker }
-            if holdsMarker {
+            if found.isEmpty { break }
+            for pid in found {
                 kill(pid, SIGKILL)
-                killed += 1
+                killed.insert(pid)
             }
+            // Let the kernel reparent the children of what was just killed.
+            for pid in found { waitGone(pid) }
         }
-        return killed
+        return killed.count
     }
 
-    static func parentOf(_ pid: pid_t) -> pid_t? {
-        guard let bytes = try? FileIO.readAll("/proc/\(pid)/stat") else { return nil }
-        // The command name is in parentheses and may hold spaces; fields after the last ')' are fixed.
-        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
-        guard fields.count > 1 else { return nil }
-        return pid_t(String(decoding: fields[1], as: UTF8.self))
+    /// This process's children, from /proc/self/task/*/children (one list per thread).
+    static func directChildren() -> [pid_t] {
+        guard let dir = opendir("/proc/self/task") else { return [] }
+        defer { closedir(dir) }
+        var children: [pid_t] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard Int(name) != nil, let list = try? FileIO.readAll("/proc/self/task/\(name)/children") else { continue }
+            children += list.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
+        }
+        return children
+    }
+
+    /// Waits briefly until `pid` has died (it stays a zombie until the reaper collects it).
+    static func waitGone(_ pid: pid_t) {
+        for _ in 0..<200 {
+            guard let stat = try? FileIO.readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
+                close + 2 < stat.count, stat[close + 2] != UInt8(ascii: "Z")
+            else { return }
+            usleep(500)
+        }
     }
 }
