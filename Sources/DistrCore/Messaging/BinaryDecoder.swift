@@ -57,19 +57,22 @@ final class BinarySource: Decoder {
     func readUInt() throws -> UInt { UInt(try read(UInt64.self)) }
 
     func decodeValue<T: Decodable>(_ type: T.Type) throws -> T {
-        if let optional = type as? any OptionalDecodable.Type {
-            return try optional.decodeOptional(from: self) as! T  // the cast restores T from its own metatype
+        /// Each branch below is taken only when `T` is the type it builds, so the cast succeeds.
+        func typed(_ value: Any?) throws -> T {
+            guard let value = value as? T else { throw truncated(T.self) }
+            return value
         }
-        if type == Int.self { return try readInt() as! T }
-        if type == Double.self { return try readDouble() as! T }
-        if type == String.self { return try readString() as! T }
-        if type == Bool.self { return try readBool() as! T }
+        if let optional = type as? any OptionalDecodable.Type { return try typed(try optional.decodeOptional(from: self)) }
+        if type == Int.self { return try typed(try readInt()) }
+        if type == Double.self { return try typed(try readDouble()) }
+        if type == String.self { return try typed(try readString()) }
+        if type == Bool.self { return try typed(try readBool()) }
         if let array = type as? any RawNumericArray.Type {
             let count = Int(try read(UInt32.self))
             let size = count.multipliedReportingOverflow(by: array.elementSize)
             guard !size.overflow else { throw truncated(type) }
             let range = try take(size.partialValue, for: type)
-            return bytes.withUnsafeBytes { array.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[range])) } as! T
+            return try typed(bytes.withUnsafeBytes { array.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[range])) })
         }
         if let dictionary = type as? any PairDecodable.Type, let value = try dictionary.decodePairs(from: self) as? T {
             return value
