@@ -79,7 +79,26 @@ struct Bench {
                 direct.append(try spawnTrue(count))
             }
             add("launch: exec true on \(count) rank(s)", unit: "ms", distr: Self.median(distr) * 1e3, baseline: Self.median(direct) * 1e3)
+            if let mpirun = Self.which("mpirun") {
+                var times: [Double] = []
+                for _ in 0..<runs {
+                    let start = DistrCore.Clock.now
+                    try Subprocess(
+                        [mpirun, "--oversubscribe", "-np", "\(count)", "true"],
+                        environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
+                    ).wait()
+                    times.append(DistrCore.Clock.now - start)
+                }
+                add(
+                    "launch: exec true on \(count) rank(s) vs mpirun -np \(count) true", unit: "ms", distr: Self.median(distr) * 1e3,
+                    baseline: Self.median(times) * 1e3)
+            }
         }
+    }
+
+    static func which(_ name: String) -> String? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
     }
 
     /// Spawns `count` /bin/true with posix_spawn and waits for all: the floor for any launcher.

@@ -4,8 +4,6 @@ public enum ConnectionKind: UInt8, Sendable {
     case control = 1
     /// A rank asking a worker for a connection to one of its ranks (per-job key).
     case rank = 2
-    /// A status probe (cluster secret).
-    case status = 3
 }
 
 /// The mutual challenge-response that opens every connection. Pure: bytes in, bytes out.

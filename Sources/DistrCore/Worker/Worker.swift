@@ -100,7 +100,7 @@ public final class Worker: Sendable {
         do {
             (hello, keys) = try Connection.serverHandshake(fd: fd, timeout: configuration.limits.handshakeTimeout) { hello in
                 switch hello.kind {
-                case .control, .status: return configuration.secret
+                case .control: return configuration.secret
                 case .rank: return rankKey(context: hello.context)
                 }
             }
@@ -114,7 +114,6 @@ public final class Worker: Sendable {
         endHandshake()
         switch hello.kind {
         case .control: serveControl(fd: fd, peer: peer, keys: keys)
-        case .status: serveStatus(fd: fd, peer: peer, keys: keys)
         case .rank: serveRank(fd: fd, peer: peer, context: hello.context)
         }
     }
@@ -173,19 +172,6 @@ public final class Worker: Sendable {
         } catch {
             log("job \(jobID): connection from rank \(from) (\(peer)) to rank \(to) dropped: \(error)")
         }
-    }
-
-    private func serveStatus(fd: Int32, peer: String, keys: SessionKeys) {
-        guard let connection = try? Connection.accept(fd: fd, peer: peer, keys: keys) else {
-            FD.close(fd)
-            return
-        }
-        defer { connection.close() }
-        let running = jobs.withLock { $0.count }
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, host.count)
-        let name = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        try? connection.send(.failure("host=\(name) jobs=\(running) version=\(DistrVersion.string) protocol=\(Handshake.version)"))
     }
 
     /// Receives a job, its files, runs it, and follows the master's instructions until the
