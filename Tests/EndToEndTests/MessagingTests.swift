@@ -112,10 +112,15 @@ import Testing
     }
 
     @Test func examples_primes_findsDivisorAndStopsTheOthers() throws {
-        let run = try TestProcess.master(["run", "-q", "--local", "4", Binaries.example("primes"), "\(UInt64(1_000_003) * 10_000_019)"])
+        // The divisor lies early in rank 0's share of a search that would take the others minutes:
+        // they can only finish by being told.
+        let run = try TestProcess.master(["run", "-q", "--local", "4", Binaries.example("primes"), "\(UInt64(1_000_003) * 999_999_999_989)"])
         #expect(run.status == 0)
-        #expect(run.stdout.contains("[0] 10000049000057 is composite: 1000003 × 10000019"), "\(run.stdout)")
-        #expect(run.stdout.contains("stopped early"))
+        #expect(run.stdout.contains("[0] 1000002999988999967 is composite: 1000003 × 999999999989"), "\(run.stdout)")
+        for rank in 1...3 {
+            #expect(
+                run.stdout.contains("[0] rank \(rank): checked") && run.stdout.components(separatedBy: "stopped early").count == 4, "\(run.stdout)")
+        }
         let prime = try TestProcess.master(["run", "-q", "--local", "3", Binaries.example("primes"), "1000000007"])
         #expect(prime.stdout.contains("[0] 1000000007 is prime"))
     }

@@ -143,12 +143,13 @@ import Testing
         #expect(cluster.leftoverJobDirectories.isEmpty)
     }
 
-    @Test func workerSIGTERM_endsRunningJobsAndExits0() throws {
+    @Test(arguments: [SIGTERM, SIGINT])
+    func workerSignal_endsRunningJobsAndExits0(signal: Int32) throws {
         let cluster = try TestCluster(workers: 1)
         let master = try cluster.startMaster(["run", "--", "sh", "-c", "echo \"pids $$\"; sleep 300"])
         #expect(master.stdout.waitFor("pids "))
         let pids = pidsFrom(master.stdout.text)
-        cluster.workers[0].process.signal(SIGTERM)
+        cluster.workers[0].process.signal(signal)
         #expect(cluster.workers[0].process.wait(timeout: 20) == .exited(0))
         for pid in pids { #expect(Processes.waitGone(pid)) }
         #expect(cluster.leftoverJobDirectories.isEmpty)

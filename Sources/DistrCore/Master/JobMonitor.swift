@@ -49,13 +49,14 @@ final class JobMonitor: Sendable {
         guard stream == 2 else { return }
         state.withLock { s in
             var record = s.ranks[rank] ?? RankRecord()
-            var text = record.partialStderr + bytes
-            while let newline = text.firstIndex(of: 10) {
-                record.stderrTail.append(Array(text[..<newline]))
-                text.removeSubrange(...newline)
-            }
+            let text = record.partialStderr + bytes
+            // Only the last few lines matter: split once, keep the tail.
+            let lines = text.split(separator: 10, omittingEmptySubsequences: false)
+            let complete = lines.dropLast()
+            record.stderrTail += complete.suffix(Self.tailLines).map { Array($0) }
             if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst(record.stderrTail.count - Self.tailLines) }
-            record.partialStderr = text.count > 4096 ? [] : text
+            let rest = lines.last.map { Array($0) } ?? []
+            record.partialStderr = rest.count > 4096 ? [] : rest
             s.ranks[rank] = record
         }
     }

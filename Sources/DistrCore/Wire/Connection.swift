@@ -9,7 +9,7 @@ public final class Connection: Sendable {
     public let fd: Int32
     public let peer: String
     private let sender: Mutex<FrameSealer>
-    private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder)>
+    private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder, scratch: [UInt8])>
     private let closed = Atomic<Bool>(false)
 
     init(fd: Int32, peer: String, keys: SessionKeys, maxPayload: Int, headerOnlyTypes: Set<UInt8>) {
@@ -17,7 +17,7 @@ public final class Connection: Sendable {
         self.peer = peer
         let sealer = FrameSealer(keys: keys, headerOnlyTypes: headerOnlyTypes)
         sender = Mutex(sealer)
-        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload)))
+        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), [UInt8](repeating: 0, count: 256 * 1024)))
     }
 
     deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }
@@ -56,10 +56,9 @@ public final class Connection: Sendable {
                     try state.sealer.open(frame)
                     return (frame.type, frame.payload)
                 }
-                var chunk = [UInt8](repeating: 0, count: 256 * 1024)
-                let n = try chunk.withUnsafeMutableBytes { try FD.read(fd, into: $0.baseAddress!, count: $0.count) }
+                let n = try FD.read(fd, into: &state.scratch)
                 if n == 0 { throw WireError.closed }
-                chunk.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                state.scratch.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             }
         }
     }
