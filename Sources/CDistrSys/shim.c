@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <string.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -101,3 +102,10 @@ int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout) {
 }
 
 int cdistr_yield(void) { return sched_yield(); }
+
+void cdistr_set_thread_name(const char *name) {
+    char cut[16];
+    strncpy(cut, name, 15);
+    cut[15] = 0;
+    pthread_setname_np(pthread_self(), cut);
+}

@@ -1,4 +1,4 @@
+@preconcurrency import Glibc
 import DistrCore
-import Foundation
 
 exit(MasterCommand.main(Array(CommandLine.arguments.dropFirst())))

@@ -1,4 +1,4 @@
+@preconcurrency import Glibc
 import DistrCore
-import Foundation
 
 exit(WorkerCommand.main(Array(CommandLine.arguments.dropFirst())))

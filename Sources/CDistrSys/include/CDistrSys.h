@@ -37,4 +37,7 @@ int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout);
 /// sched_yield.
 int cdistr_yield(void);
 
+/// pthread_setname_np(pthread_self(), name) (names longer than 15 bytes are cut).
+void cdistr_set_thread_name(const char *name);
+
 #endif

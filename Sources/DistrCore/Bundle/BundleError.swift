@@ -20,7 +20,8 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case .emptyPath: "bundle refused: a file has an empty path"
         case .absolutePath(let p): "bundle refused: '\(p)' is an absolute path; bundle paths must be relative"
         case .parentReference(let p): "bundle refused: '\(p)' contains '..'; bundle paths must stay inside the job directory"
-        case .nulInPath(let p): "bundle refused: '\(p.replacingOccurrences(of: "\0", with: "\\0"))' contains a NUL byte"
+        case .nulInPath(let p):
+            "bundle refused: '\(p.split(separator: "\0", omittingEmptySubsequences: false).joined(separator: "\\0"))' contains a NUL byte"
         case .badComponent(let p): "bundle refused: '\(p)' has an empty or '.' component"
         case .pathTooLong(let p, let limit): "bundle refused: path '\(p.prefix(80))...' is longer than \(limit) bytes"
         case .duplicate(let p): "bundle refused: '\(p)' appears twice (or a file is also used as a directory)"

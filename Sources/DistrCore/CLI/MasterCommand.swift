@@ -1,5 +1,4 @@
 @preconcurrency import Glibc
-import Foundation
 
 /// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
 public enum MasterCommand {

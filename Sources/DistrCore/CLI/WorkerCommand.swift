@@ -1,7 +1,6 @@
 @preconcurrency import Glibc
 import CDistrSys
 import Dispatch
-import Foundation
 
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 public enum WorkerCommand {
@@ -32,7 +31,7 @@ public enum WorkerCommand {
         var bind = "0.0.0.0"
         var port = Peer.defaultPort
         var secretFile: String?
-        var workDirectory = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var workDirectory = Environment.value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var limits = Limits()
         var grace = 2.0
         var exitWithParent = false

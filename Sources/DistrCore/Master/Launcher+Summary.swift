@@ -1,4 +1,3 @@
-import Foundation
 import Synchronization
 
 extension Launcher {
@@ -8,7 +7,8 @@ extension Launcher {
     /// job (69), then the highest status of the ranks that failed on their own. Ranks that distr
     /// ended because another rank failed do not count towards the status.
     func conclude(_ state: JobMonitor.State, names: [Int: String], timedOut: Bool) -> Int32 {
-        let elapsed = String(format: "%.2f", Clock.now - startTime)
+        let hundredths = Int(((Clock.now - startTime) * 100).rounded())
+        let elapsed = "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
         var failed: [Int] = []
         var ended: [Int] = []
         var ok = 0

@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import Dispatch
-import Foundation
 import Synchronization
 
 /// Runs one job on a set of workers: connect to all in parallel, ship the bundle, stream the
@@ -90,7 +89,7 @@ public final class Launcher: Sendable {
         let group = DispatchGroup()
         for link in links {
             group.enter()
-            Thread { [self] in
+            Threads.start(name: "distr-connect") { [self] in
                 defer { group.leave() }
                 do {
                     let fd = try TCPSocket.connect(host: link.peer.host, port: link.peer.port, timeout: options.connectTimeout)
@@ -103,7 +102,7 @@ public final class Launcher: Sendable {
                 } catch {
                     failures.withLock { $0[link.index] = "\(error)" }
                 }
-            }.start()
+            }
         }
         group.wait()
         let connectFailures = failures.withLock { $0 }
@@ -151,7 +150,9 @@ public final class Launcher: Sendable {
                 jobID: jobID, arguments: arguments, environment: options.environment, localRanks: link.ranks,
                 placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
                 manifest: sources.map(\.entry), workerIndex: link.index)
-            Thread { [self] in serve(link: link, connection: connection, spec: spec, sources: sources, monitor: monitor) }.start()
+            Threads.start(name: "distr-serve") { [self] in
+                serve(link: link, connection: connection, spec: spec, sources: sources, monitor: monitor)
+            }
         }
 
         let finished = monitor.waitAll(timeout: options.timeout)

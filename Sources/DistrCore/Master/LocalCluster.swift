@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import Dispatch
-import Foundation
 import Synchronization
 
 /// `--local N`: N workers on loopback with a throw-away secret, started for one job and stopped
@@ -14,16 +13,15 @@ public final class LocalCluster: Sendable {
 
     /// `distr-worker` beside this executable, or `$DISTR_WORKER_BIN`.
     public static func workerExecutable() -> String {
-        if let explicit = ProcessInfo.processInfo.environment["DISTR_WORKER_BIN"], !explicit.isEmpty { return explicit }
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return (me as NSString).deletingLastPathComponent + "/distr-worker"
+        if let explicit = Environment.value("DISTR_WORKER_BIN"), !explicit.isEmpty { return explicit }
+        return Environment.executableDirectory + "/distr-worker"
     }
 
     /// Starts the workers and waits for each one's "listening" line.
     /// - Throws: `LocalClusterError` naming the worker that did not start, with its log.
     public init(count: Int, grace: Double = 2, executable: String = LocalCluster.workerExecutable()) throws {
         guard access(executable, X_OK) == 0 else { throw LocalClusterError.noWorker(executable) }
-        var template = Array("\(NSTemporaryDirectory())/distr-local-XXXXXX".utf8CString)
+        var template = Array("\(Environment.temporaryDirectory)/distr-local-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError.current("mkdtemp") }
         root = String(cString: made)
         secret = randomBytes(ClusterSecret.size)
@@ -44,7 +42,7 @@ public final class LocalCluster: Sendable {
                     executable, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretPath, "--work-dir", work,
                     "--grace", String(grace), "--exit-with-parent",
                 ]
-                let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+                let environment = Environment.all.map { "\($0.key)=\($0.value)" }
                 let pid = try Spawner.spawn(
                     SpawnRequest(arguments: arguments, environment: environment, stdout: out.write, stderr: logFD)
                 ) { _ in done.signal() }

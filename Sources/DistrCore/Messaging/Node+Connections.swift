@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import CDistrSys
-import Foundation
 import Synchronization
 
 extension Node {
@@ -43,7 +42,7 @@ extension Node {
             }
             return
         }
-        let thread = Thread { [self] in
+        let threadBody: @Sendable () -> Void = { [self] in
             do {
                 let fd = try TCPSocket.connect(host: placement.host, port: placement.port, timeout: 10)
                 let context = Worker.rankContext(jobID: jobID, from: id, to: rank)
@@ -53,8 +52,7 @@ extension Node {
                 complete(rank, .failure(.connectFailed(rank: rank, reason: "via \(placement.label): \(error)")))
             }
         }
-        thread.name = "distr-connect-\(rank)"
-        thread.start()
+        Threads.start(name: "distr-connect-\(rank)", threadBody)
     }
 
     func complete(_ rank: Int, _ result: Result<Int32, NodeError>) {
@@ -78,7 +76,7 @@ extension Node {
 
     /// Follows the worker's messages: incoming connections, local connect answers, exits, abort.
     func startAgentReader() {
-        let thread = Thread { [self] in
+        let threadBody: @Sendable () -> Void = { [self] in
             while true {
                 let next: (AgentMessage, Int32)?
                 do { next = try AgentChannel.receive(agentFD) } catch { break }
@@ -87,8 +85,7 @@ extension Node {
             }
             mailbox.abort("the worker closed the agent channel")
         }
-        thread.name = "distr-agent"
-        thread.start()
+        Threads.start(name: "distr-agent", threadBody)
     }
 
     func handleAgentMessage(_ message: AgentMessage, fd: Int32) {
@@ -113,7 +110,7 @@ extension Node {
     /// How long a receive reads the sockets itself before it parks (microseconds; set
     /// DISTR_SPIN_USEC, 0 to never spin).
     static let spinBudget: Double = {
-        let text = ProcessInfo.processInfo.environment["DISTR_SPIN_USEC"] ?? ""
+        let text = Environment.value("DISTR_SPIN_USEC") ?? ""
         return (Double(text) ?? 100) / 1e6
     }()
 

@@ -1,5 +1,4 @@
 @preconcurrency import Glibc
-import Foundation
 import Synchronization
 
 /// One rank of a distr job: its identity and its messages to and from the other ranks.
@@ -58,7 +57,7 @@ public final class Node: Sendable {
     /// - Throws: `NodeError.notLaunchedByDistr` when the program was not started by distr.
     public static func join() async throws -> Node {
         if let node = current.withLock({ $0 }) { return node }
-        let environment = ProcessInfo.processInfo.environment
+        let environment = Environment.all
         for name in ["DISTR_NODE_ID", "DISTR_N_NODE", "DISTR_AGENT_FD"] where environment[name] == nil {
             throw NodeError.notLaunchedByDistr(missing: name)
         }

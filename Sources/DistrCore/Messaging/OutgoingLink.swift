@@ -1,7 +1,6 @@
 @preconcurrency import Glibc
 import CDistrSys
 import Dispatch
-import Foundation
 import Synchronization
 
 /// What follows a frame header: plain bytes, or a numeric array sent from its own memory.
@@ -177,9 +176,8 @@ final class OutgoingLink: Sendable {
             return !s.writerStarted
         }
         if start {
-            let thread = Thread { [self] in writerLoop() }
-            thread.name = "distr-send-\(rank)"
-            thread.start()
+            let threadBody: @Sendable () -> Void = { [self] in writerLoop() }
+            Threads.start(name: "distr-send-\(rank)", threadBody)
         }
         work.signal()
     }

@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import CDistrSys
-import Foundation
 import Synchronization
 
 /// Reads incoming connections that no receiving task is reading: one thread per rank, blocked in
@@ -15,9 +14,8 @@ final class ProgressThread: Sendable {
     init(mailbox: Mailbox) {
         self.mailbox = mailbox
         epoll = cdistr_epoll_create()
-        let thread = Thread { [self] in run() }
-        thread.name = "distr-progress"
-        thread.start()
+        let threadBody: @Sendable () -> Void = { [self] in run() }
+        Threads.start(name: "distr-progress", threadBody)
     }
 
     func add(_ channel: IncomingChannel) {

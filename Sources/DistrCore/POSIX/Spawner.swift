@@ -1,4 +1,3 @@
-import Foundation
 @preconcurrency import Glibc
 import CDistrSys
 import Dispatch
@@ -91,9 +90,8 @@ final class ChildReaper: Sendable {
     private let childrenAppeared = DispatchSemaphore(value: 0)
 
     private init() {
-        let thread = Thread { [self] in run() }
-        thread.name = "distr-reaper"
-        thread.start()
+        let threadBody: @Sendable () -> Void = { [self] in run() }
+        Threads.start(name: "distr-reaper", threadBody)
     }
 
     func spawnRegistered(

@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import Dispatch
-import Foundation
 import Synchronization
 
 /// One job on one worker: its directory, its ranks, and the master connection it reports to.
@@ -32,7 +31,7 @@ final class Job: Sendable {
 
     /// Environment of a rank: the worker's, the master's `--env` values, then distr's own.
     func environment(rank: Int) -> [String] {
-        var values: [String: String] = ProcessInfo.processInfo.environment
+        var values: [String: String] = Environment.all
         for item in spec.environment {
             guard let eq = item.firstIndex(of: "=") else { continue }
             values[String(item[..<eq])] = String(item[item.index(after: eq)...])
@@ -55,12 +54,10 @@ final class Job: Sendable {
                 let process = try RankProcess(
                     rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory)
                 ranks.withLock { $0[rank] = process }
-                let pump = Thread { [self] in run(process) }
-                pump.name = "distr-rank-\(rank)"
-                pump.start()
-                let agent = Thread { [self] in serveAgent(process) }
-                agent.name = "distr-agent-\(rank)"
-                agent.start()
+                let pumpBody: @Sendable () -> Void = { [self] in run(process) }
+                Threads.start(name: "distr-rank-\(rank)", pumpBody)
+                let agentBody: @Sendable () -> Void = { [self] in serveAgent(process) }
+                Threads.start(name: "distr-agent-\(rank)", agentBody)
             } catch {
                 let why =
                     error.errno == ENOENT

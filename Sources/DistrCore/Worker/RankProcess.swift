@@ -1,5 +1,4 @@
 @preconcurrency import Glibc
-import Foundation
 import Synchronization
 
 /// One running rank on a worker: its process group, output pipes, agent channel and exit status.

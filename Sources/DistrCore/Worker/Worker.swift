@@ -1,7 +1,6 @@
 @preconcurrency import Glibc
 import CDistrSys
 import Dispatch
-import Foundation
 import Synchronization
 
 /// How a worker runs.
@@ -54,9 +53,8 @@ public final class Worker: Sendable {
 
     /// Serves on a dedicated thread.
     public func start() {
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "distr-accept"
-        thread.start()
+        let threadBody: @Sendable () -> Void = { [self] in acceptLoop() }
+        Threads.start(name: "distr-accept", threadBody)
     }
 
     private func acceptLoop() {
@@ -79,9 +77,8 @@ public final class Worker: Sendable {
                 continue
             }
             TCPSocket.configure(fd)
-            let thread = Thread { [self] in serve(fd: fd, peer: peer) }
-            thread.name = "distr-conn"
-            thread.start()
+            let threadBody: @Sendable () -> Void = { [self] in serve(fd: fd, peer: peer) }
+            Threads.start(name: "distr-conn", threadBody)
         }
     }
 
