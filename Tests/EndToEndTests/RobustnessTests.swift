@@ -79,6 +79,27 @@ import Testing
         #expect(good.stdout == "[0] alive\n")
     }
 
+    @Test(arguments: [("../escape", [0]), ("", [0]), ("job", [5]), ("job", [0, 0])])
+    func malformedJobDescription_isRefusedAndNothingIsCreated(jobID: String, localRanks: [Int]) throws {
+        let cluster = try TestCluster(workers: 1)
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        defer { connection.close() }
+        let spec = JobSpec(
+            jobID: jobID, arguments: ["true"], environment: [], localRanks: localRanks,
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: 1, worker: 0, label: "x")], keepDirectory: false,
+            jobKey: randomBytes(32), manifest: [], workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        guard case .failure(let reason) = try connection.receiveMessage() else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(reason.contains("malformed job id") || reason.contains("rank numbers"), "\(reason)")
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+        #expect(!FileIO.exists(cluster.root.path + "/escape"))
+    }
+
     @Test func ctrlC_endsEveryRankAndGrandchild_andExits130() throws {
         let cluster = try TestCluster(workers: 2)
         let master = try cluster.startMaster([

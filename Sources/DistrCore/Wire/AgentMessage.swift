@@ -104,7 +104,9 @@ public enum AgentChannel {
 
     /// The next message and the descriptor that came with it (-1 if none); nil at end of stream.
     public static func receive(_ fd: Int32) throws -> (AgentMessage, Int32)? {
-        var buffer = [UInt8](repeating: 0, count: maxPacket)
+        // Uninitialised: only the pages the packet fills are touched (packets are usually tiny,
+        // but a welcome for a large job can be big).
+        var buffer = [UInt8](unsafeUninitializedCapacity: maxPacket) { _, count in count = maxPacket }
         var descriptor: Int32 = -1
         let n = try retryingEINTR("recvmsg") {
             buffer.withUnsafeMutableBytes { cdistr_recv_fd(fd, &descriptor, $0.baseAddress, $0.count) }

@@ -216,7 +216,7 @@ public final class Worker: Sendable {
             guard case .jobStart(let spec) = try connection.receiveMessage() else {
                 throw WireError.refused("expected a job description")
             }
-            guard !spec.arguments.isEmpty, !spec.localRanks.isEmpty else { throw WireError.refused("the job has no command or no ranks") }
+            try Self.validate(spec)
             if jobs.withLock({ $0[spec.jobID] }) != nil { throw WireError.refused("job \(spec.jobID) is already running here") }
             try BundlePath.validate(manifest: spec.manifest, limits: configuration.limits)
             let path = try makeJobDirectory(jobID: spec.jobID)
@@ -252,6 +252,23 @@ public final class Worker: Sendable {
                 try? connection.send(.failure("\(error)"))
             }
             return nil
+        }
+    }
+
+    /// Checks what the job description says about itself before anything is created from it.
+    static func validate(_ spec: JobSpec) throws(WireError) {
+        let allowed = spec.jobID.utf8.allSatisfy { c in
+            (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 || c == 95
+        }
+        guard !spec.jobID.isEmpty, spec.jobID.utf8.count <= 64, allowed else {
+            throw .refused("malformed job id (expected 1 to 64 letters, digits, '-' or '_')")
+        }
+        guard !spec.arguments.isEmpty, !spec.localRanks.isEmpty else { throw .refused("the job has no command or no ranks") }
+        guard spec.placements.map(\.rank) == Array(0..<spec.placements.count),
+            Set(spec.localRanks).count == spec.localRanks.count,
+            spec.localRanks.allSatisfy({ (0..<spec.placements.count).contains($0) })
+        else {
+            throw .refused("the job's rank numbers are inconsistent")
         }
     }
 
