@@ -100,6 +100,57 @@ import Testing
         #expect(!FileIO.exists(cluster.root.path + "/escape"))
     }
 
+    @Test func silentClient_timesOutInTheHandshakeAndIsLogged() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "0.3"])
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        defer { FD.close(fd) }
+        try FD.writeAll(fd, Array("DSTR".utf8))
+        // The worker gives up and closes: end of stream, not a hang.
+        TCPSocket.setReceiveTimeout(fd, seconds: 10)
+        var byte: UInt8 = 0
+        #expect(read(fd, &byte, 1) == 0)
+        #expect(cluster.workers[0].process.stderr.waitFor("handshake timed out"))
+    }
+
+    @Test func connectionsStuckInTheirHandshake_areLimitedAndTheWorkerRecovers() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "1"])
+        var idle: [Int32] = []
+        defer { idle.forEach(FD.close) }
+        for _ in 0..<Limits.default.maxPendingHandshakes {
+            idle.append(try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5))
+        }
+        let extra = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        defer { FD.close(extra) }
+        TCPSocket.setReceiveTimeout(extra, seconds: 10)
+        var byte: UInt8 = 0
+        #expect(read(extra, &byte, 1) == 0)
+        #expect(cluster.workers[0].process.stderr.waitFor("too many connections in their handshake"))
+        // Once the idle ones time out, real work goes through again.
+        #expect(cluster.workers[0].process.stderr.waitFor(count: Limits.default.maxPendingHandshakes, of: "handshake timed out"))
+        let good = try cluster.master(["exec", "--", "echo alive"])
+        #expect(good.stdout == "[0] alive\n")
+    }
+
+    @Test func rankConnectionForAnUnknownJob_isRefused() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "0.3"])
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        let context = Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1)
+        #expect(throws: WireError.refused("the worker has no such job or rank")) {
+            _ = try Connection.clientHandshake(fd: fd, key: randomBytes(32), kind: .rank, context: context, timeout: 5)
+        }
+        // clientHandshake closed the socket already.
+        #expect(cluster.workers[0].process.stderr.waitFor("unknown job or rank"))
+    }
+
+    @Test func garbageFromARankOnItsAgentChannel_doesNotDisturbTheWorker() throws {
+        let cluster = try TestCluster(workers: 1)
+        let run = try cluster.master(["exec", "--", "printf 'not a message' >&3; echo still here"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "[0] still here\n")
+        let again = try cluster.master(["exec", "--", "echo alive"])
+        #expect(again.stdout == "[0] alive\n")
+    }
+
     @Test func ctrlC_endsEveryRankAndGrandchild_andExits130() throws {
         let cluster = try TestCluster(workers: 2)
         let master = try cluster.startMaster([

@@ -5,7 +5,7 @@ import Dispatch
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 public enum WorkerCommand {
     public static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S]"
 
     public static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -20,6 +20,7 @@ public enum WorkerCommand {
           --max-bundle-bytes N   largest bundle accepted (default 8 GiB)
           --max-files N          most files in a bundle (default 100000)
           --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)
+          --handshake-timeout S  time a connecting peer has to authenticate (default 5)
           -h, --help             show this help
           --version              show the version
 
@@ -53,6 +54,8 @@ public enum WorkerCommand {
                     limits.maxBundleBytes = try scanner.number(of: "--max-bundle-bytes", inline: inline, minimum: 0)
                 case .option("--max-files", let inline): limits.maxFiles = try scanner.number(of: "--max-files", inline: inline, minimum: 0)
                 case .option("--grace", let inline): grace = try scanner.number(of: "--grace", inline: inline, minimum: 0.0)
+                case .option("--handshake-timeout", let inline):
+                    limits.handshakeTimeout = try scanner.number(of: "--handshake-timeout", inline: inline, minimum: 0.01)
                 case .option("--exit-with-parent", _): exitWithParent = true
                 case .option(let name, _): throw UsageError("unknown option '\(name)'")
                 case .positional(let value): throw UsageError("unexpected argument '\(value)'")
