@@ -125,6 +125,47 @@ import Testing
         #expect(sources[0].entry.digest == SHA256.hash(Array("x".utf8)))
     }
 
+    @Test func cache_keepsVerifiedFilesAndEvictsTheLeastRecentlyUsed() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 10))
+        #expect(FileIO.mode(dir + "/cache").map { $0 & 0o777 } == 0o700)
+        var entries: [ManifestEntry] = []
+        for (index, text) in ["aaaa", "bbbb", "cccc"].enumerated() {
+            try FileIO.write(dir + "/f\(index)", Array(text.utf8), mode: 0o644, exclusive: true)
+            let entry = entry("f\(index)", Array(text.utf8))
+            entries.append(entry)
+            #expect(cache.lookup(entry) == nil)
+            cache.store(dir + "/f\(index)", entry: entry)
+            #expect(try FileIO.readAll(try #require(cache.lookup(entry))) == Array(text.utf8))
+        }
+        // 12 bytes over a limit of 10: the oldest one went.
+        #expect(cache.lookup(entries[0]) == nil)
+        #expect(cache.lookup(entries[2]) != nil)
+        // A file of the wrong size is not a hit.
+        #expect(cache.lookup(ManifestEntry(path: "x", mode: 0o644, size: 5, digest: entries[2].digest)) == nil)
+        #expect(FileCache(directory: dir + "/off", limit: 0) == nil)
+    }
+
+    @Test func extractor_copiesCachedEntriesAndTakesTheRestFromTheStream() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        try FileIO.makeDirectories(dir + "/job")
+        try FileIO.write(dir + "/cached", Array("from cache".utf8), mode: 0o600, exclusive: true)
+        let manifest = [entry("a", Array("from cache".utf8), mode: 0o755), entry("b/c", Array("streamed".utf8))]
+        var completed: [String] = []
+        let source = open(dir + "/cached", O_RDONLY)
+        let extractor = try BundleExtractor(directory: dir + "/job", manifest: manifest, limits: Limits(), cached: [0: source]) {
+            completed.append($0.path)
+        }
+        try extractor.write(Array("streamed".utf8))
+        #expect(extractor.isComplete)
+        #expect(completed == ["b/c"])
+        #expect(try FileIO.readAll(dir + "/job/a") == Array("from cache".utf8))
+        #expect(FileIO.mode(dir + "/job/a").map { $0 & 0o777 } == 0o755)
+        #expect(try FileIO.readAll(dir + "/job/b/c") == Array("streamed".utf8))
+    }
+
     @Test func collector_placesPaths() {
         #expect(BundleCollector.bundlePath(for: "./prog") == "prog")
         #expect(BundleCollector.bundlePath(for: "build/prog") == "build/prog")

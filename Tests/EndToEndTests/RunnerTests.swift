@@ -72,6 +72,40 @@ import Testing
         #expect(run.stdoutLines.sorted() == ["[0] \(digest)  blob.bin", "[1] \(digest)  blob.bin"])
     }
 
+    @Test func cache_shipsAFileOnceAndNeverServesARanksChanges() throws {
+        let cluster = try TestCluster(workers: 1)
+        let log = cluster.workers[0].process.stderr
+        let project = try TemporaryDirectory()
+        try project.write("data.txt", "first\n")
+        let first = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+        #expect(first.stdout == "[0] first\n")
+        #expect(log.waitFor("1 file(s) (0 from cache)"))
+        // The second job gets it from the cache, and its rank changes its own copy.
+        let second = try cluster.master(
+            ["run", "--file", "data.txt", "sh", "-c", "cat data.txt; echo changed > data.txt"], directory: project.path)
+        #expect(second.stdout == "[0] first\n")
+        #expect(log.waitFor("1 file(s) (1 from cache)"))
+        let third = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+        #expect(third.stdout == "[0] first\n")
+        // A changed file has another digest: shipped again.
+        try project.write("data.txt", "second\n")
+        let fourth = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+        #expect(fourth.stdout == "[0] second\n")
+        #expect(log.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
+    }
+
+    @Test func cache_isOffWithCacheBytesZero() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--cache-bytes", "0"])
+        let project = try TemporaryDirectory()
+        try project.write("data.txt", "x\n")
+        for _ in 0..<2 {
+            let run = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+            #expect(run.stdout == "[0] x\n")
+        }
+        #expect(cluster.workers[0].process.stderr.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
+        #expect(!FileIO.exists(cluster.workers[0].workDirectory + "/.distr-cache"))
+    }
+
     @Test func peersFile_slotsExpandInPeersOrderAndDistrHostIsThePeerAsWritten() throws {
         let cluster = try TestCluster(workers: 2, slots: [2, 1])
         let run = try cluster.master(["run", "--", "sh", "-c", "echo $DISTR_HOST $DISTR_N_NODE"])

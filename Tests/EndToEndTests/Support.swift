@@ -224,10 +224,11 @@ final class TestCluster: Sendable {
         try TestProcess.run(startMaster(arguments, directory: directory))
     }
 
-    /// Job directories left in every worker's work directory.
+    /// Everything left in the workers' work directories except the file cache, which outlives jobs.
     var leftoverJobDirectories: [String] {
         workers.flatMap { worker in
-            ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? []).map { worker.workDirectory + "/" + $0 }
+            ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? []).filter { $0 != ".distr-cache" }
+                .map { worker.workDirectory + "/" + $0 }
         }
     }
 }

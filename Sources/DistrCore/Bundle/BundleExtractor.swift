@@ -14,19 +14,41 @@ public final class BundleExtractor {
     private var currentFD: Int32 = -1
     private var hasher = SHA256()
 
+    /// Entries whose bytes come from an open local file (the worker's cache) instead of the stream.
+    private var cached: [Int: Int32]
+    private let completed: (ManifestEntry) -> Void
+
+    /// - Parameters:
+    ///   - cached: manifest indices already available locally, with an open descriptor to copy
+    ///     from (closed by the extractor); the stream then carries only the other files.
+    ///   - completed: called for each streamed file once its digest has been verified.
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit.
-    public init(directory: String, manifest: [ManifestEntry], limits: Limits) throws(BundleError) {
-        try BundlePath.validate(manifest: manifest, limits: limits)
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw .cannotCreate(directory, .current("open")) }
-        rootFD = fd
+    public init(
+        directory: String, manifest: [ManifestEntry], limits: Limits, cached: [Int: Int32] = [:],
+        completed: @escaping (ManifestEntry) -> Void = { _ in }
+    ) throws(BundleError) {
+        self.cached = cached
+        self.completed = completed
         self.manifest = manifest
+        do {
+            try BundlePath.validate(manifest: manifest, limits: limits)
+        } catch {
+            cached.values.forEach(FD.close)
+            throw error
+        }
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            cached.values.forEach(FD.close)
+            throw .cannotCreate(directory, .current("open"))
+        }
+        rootFD = fd
         try openNextFiles()
     }
 
     deinit {
         FD.close(currentFD)
         FD.close(rootFD)
+        cached.values.forEach(FD.close)
     }
 
     public var isComplete: Bool { index == manifest.count }
@@ -60,14 +82,23 @@ public final class BundleExtractor {
         FD.close(currentFD)
         currentFD = -1
         guard constantTimeEqual(hasher.finalize(), entry.digest) else { throw .digestMismatch(entry.path) }
+        completed(entry)
         index += 1
         try openNextFiles()
     }
 
-    /// Opens the next file; empty files are created and finished at once.
+    /// Opens the next file; empty files are created and finished at once, cached ones copied.
     private func openNextFiles() throws(BundleError) {
         while index < manifest.count {
             let entry = manifest[index]
+            if let source = cached.removeValue(forKey: index) {
+                defer { FD.close(source) }
+                let target = try create(entry)
+                defer { FD.close(target) }
+                do { try FileCache.copy(from: source, to: target) } catch { throw .cannotCreate(entry.path, error) }
+                index += 1
+                continue
+            }
             currentFD = try create(entry)
             written = 0
             hasher = SHA256()

@@ -5,7 +5,7 @@ import Dispatch
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 public enum WorkerCommand {
     public static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--cache-bytes N]"
 
     public static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -21,6 +21,8 @@ public enum WorkerCommand {
           --max-files N          most files in a bundle (default 100000)
           --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)
           --handshake-timeout S  time a connecting peer has to authenticate (default 5)
+          --cache-bytes N        keep shipped files by digest in WORKDIR/.distr-cache, up to N bytes,
+                                 so they are not shipped again (default 1 GiB; 0 turns it off)
           -h, --help             show this help
           --version              show the version
 
@@ -36,6 +38,7 @@ public enum WorkerCommand {
         var limits = Limits()
         var grace = 2.0
         var exitWithParent = false
+        var cacheBytes = 1 << 30
         var scanner = ArgumentScanner(arguments)
         do {
             while let token = scanner.next() {
@@ -54,6 +57,7 @@ public enum WorkerCommand {
                     limits.maxBundleBytes = try scanner.number(of: "--max-bundle-bytes", inline: inline, minimum: 0)
                 case .option("--max-files", let inline): limits.maxFiles = try scanner.number(of: "--max-files", inline: inline, minimum: 0)
                 case .option("--grace", let inline): grace = try scanner.number(of: "--grace", inline: inline, minimum: 0.0)
+                case .option("--cache-bytes", let inline): cacheBytes = try scanner.number(of: "--cache-bytes", inline: inline, minimum: 0)
                 case .option("--handshake-timeout", let inline):
                     limits.handshakeTimeout = try scanner.number(of: "--handshake-timeout", inline: inline, minimum: 0.01)
                 case .option("--exit-with-parent", _): exitWithParent = true
@@ -90,6 +94,7 @@ public enum WorkerCommand {
         configuration.port = port
         configuration.limits = limits
         configuration.grace = grace
+        configuration.cacheBytes = cacheBytes
         let worker: Worker
         do { worker = try Worker(configuration) } catch {
             fputs("distr-worker: \(error)\n", stderr)

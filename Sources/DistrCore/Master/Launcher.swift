@@ -170,15 +170,25 @@ public final class Launcher: Sendable {
 
     /// Sends the job and its files, then relays what the worker reports until it ends.
     private func serve(link: Link, connection: Connection, spec: JobSpec, sources: [BundleSource], monitor: JobMonitor) {
+        var error: String?
         do {
             try connection.send(.jobStart(spec))
-            try sendFiles(sources, over: connection)
+            if !sources.isEmpty {
+                // The worker says which files it lacks; the others it has cached by digest.
+                switch try connection.receiveMessage() {
+                case .filesNeeded(let indices):
+                    try sendFiles(indices.compactMap { sources.indices.contains($0) ? sources[$0] : nil }, over: connection)
+                case .failure(let message):
+                    error = "the worker refused the job: \(message)"
+                default:
+                    error = "the worker sent an unexpected message"
+                }
+            }
         } catch {
             // The worker may have refused the job and closed; its reason is read below.
         }
         markStarted(link.index, connection: connection)
-        var error: String?
-        loop: while true {
+        loop: while error == nil {
             do {
                 switch try connection.receiveMessage() {
                 case .jobStarted(let directory):

@@ -112,6 +112,9 @@ public enum ControlMessage: Sendable, Equatable {
     case rankExited(rank: Int, status: RankStatus, endedByDistr: Bool)
     case jobEnded(keptDirectory: String?)
     case failure(String)
+    /// worker → master, after jobStart with files: the manifest indices to send (the rest it
+    /// has in its cache).
+    case filesNeeded([Int])
 
     public static let fileDataType: UInt8 = 2
 
@@ -126,6 +129,7 @@ public enum ControlMessage: Sendable, Equatable {
         case .rankExited: 12
         case .jobEnded: 13
         case .failure: 14
+        case .filesNeeded: 15
         }
     }
 
@@ -185,6 +189,9 @@ public enum ControlMessage: Sendable, Equatable {
             w.bool(kept != nil)
             w.string(kept ?? "")
         case .failure(let message): w.string(message)
+        case .filesNeeded(let indices):
+            w.u32(UInt32(indices.count))
+            for index in indices { w.int(index) }
         }
         return w.bytes
     }
@@ -239,6 +246,10 @@ public enum ControlMessage: Sendable, Equatable {
             let path = try r.string()
             message = .jobEnded(keptDirectory: has ? path : nil)
         case 14: message = .failure(try r.string())
+        case 15:
+            var indices: [Int] = []
+            for _ in 0..<(try r.count(elementSize: 8)) { indices.append(try r.int()) }
+            message = .filesNeeded(indices)
         default: throw .unknownMessage(type: type)
         }
         guard r.isAtEnd else { throw .truncated }

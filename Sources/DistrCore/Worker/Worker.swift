@@ -12,6 +12,8 @@ public struct WorkerConfiguration: Sendable {
     public var limits = Limits()
     /// Seconds between SIGTERM and SIGKILL when a job is ended.
     public var grace: Double = 2
+    /// Bytes of shipped files kept by digest for later jobs (0: no cache).
+    public var cacheBytes = 1 << 30
     public var log: @Sendable (String) -> Void
 
     public init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
@@ -33,12 +35,15 @@ public final class Worker: Sendable {
     private let pendingHandshakes = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let acceptLoopDone = DispatchSemaphore(value: 0)
+    /// Shipped files kept by digest (nil: caching off).
+    private let cache: FileCache?
 
     /// Binds the port. Call `run()` (or `start()`) to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
     public init(_ configuration: WorkerConfiguration) throws(SocketError) {
         self.configuration = configuration
         (listener, address) = try TCPSocket.listen(host: configuration.bind, port: configuration.port)
+        cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
         // Descendants that escape a rank's process group are reparented here, not to init.
         _ = cdistr_set_child_subreaper()
         signal(SIGPIPE, SIG_IGN)
@@ -212,6 +217,7 @@ public final class Worker: Sendable {
     /// master why and leaves nothing behind.
     private func receiveJob(_ connection: Connection) -> Job? {
         var directory: String?
+        var cachedCount = 0
         do {
             guard case .jobStart(let spec) = try connection.receiveMessage() else {
                 throw WireError.refused("expected a job description")
@@ -221,7 +227,24 @@ public final class Worker: Sendable {
             try BundlePath.validate(manifest: spec.manifest, limits: configuration.limits)
             let path = try makeJobDirectory(jobID: spec.jobID)
             directory = path
-            let extractor = try BundleExtractor(directory: path, manifest: spec.manifest, limits: configuration.limits)
+            // Files the cache has are copied locally; the master sends only the others.
+            var cached: [Int: Int32] = [:]
+            if let cache {
+                for (index, entry) in spec.manifest.enumerated() {
+                    if let hit = cache.lookup(entry) {
+                        let fd = open(hit, O_RDONLY | O_CLOEXEC)
+                        if fd >= 0 { cached[index] = fd }
+                    }
+                }
+            }
+            if !spec.manifest.isEmpty {
+                try connection.send(.filesNeeded(spec.manifest.indices.filter { cached[$0] == nil }))
+            }
+            cachedCount = cached.count
+            let cache = self.cache
+            let extractor = try BundleExtractor(directory: path, manifest: spec.manifest, limits: configuration.limits, cached: cached) {
+                cache?.store(path + "/" + $0.path, entry: $0)
+            }
             while !extractor.isComplete {
                 guard case .fileData(let bytes) = try connection.receiveMessage() else {
                     throw BundleError.incomplete(extractor.currentPath)
@@ -242,7 +265,7 @@ public final class Worker: Sendable {
             if registered == nil { throw WireError.refused("job \(spec.jobID) is already running here") }
             try connection.send(.jobStarted(directory: path))
             log(
-                "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s): \(spec.arguments.joined(separator: " "))"
+                "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedCount) from cache): \(spec.arguments.joined(separator: " "))"
             )
             return job
         } catch {
