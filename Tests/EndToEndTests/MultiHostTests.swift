@@ -10,9 +10,16 @@ final class NamespaceHosts: Sendable {
     let names: [String]
     let addresses = ["10.231.0.1", "10.231.0.2"]
 
-    static var available: Bool {
-        getuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].contains { (path: String) in access(path, X_OK) == 0 }
-    }
+    /// Root, iproute2, and a kernel/sandbox that lets us make a namespace (probed once).
+    static let available: Bool = {
+        guard getuid() == 0, ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip"].contains(where: { (path: String) in access(path, X_OK) == 0 }) else {
+            return false
+        }
+        let probe = "dtprobe\(getpid() % 100_000)"
+        guard (try? ip(["netns", "add", probe])) != nil else { return false }
+        _ = try? ip(["netns", "delete", probe])
+        return true
+    }()
 
     static func ip(_ arguments: [String]) throws {
         let run = TestProcess.run(try TestProcess(["ip"] + arguments))
