@@ -10,6 +10,8 @@ final class Subprocess: Sendable {
     private let output = Mutex<[UInt8]>([])
     private let done = DispatchSemaphore(value: 0)
     private let outputClosed = DispatchSemaphore(value: 0)
+    /// Signalled whenever output arrives or ends.
+    private let arrived = DispatchSemaphore(value: 0)
     private let status = Mutex<RankStatus?>(nil)
 
     init(_ arguments: [String], environment: [String: String] = [:], stderrPath: String = "/dev/null") throws {
@@ -36,9 +38,11 @@ final class Subprocess: Sendable {
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 output.withLock { $0 += chunk[0..<n] }
+                arrived.signal()
             }
             close(reader)
             outputClosed.signal()
+            arrived.signal()
         }.start()
     }
 
@@ -49,16 +53,16 @@ final class Subprocess: Sendable {
 
     /// Waits until stdout holds a whole first line (the worker's "listening" line).
     func firstLine(timeout: Double) -> String? {
-        let deadline = DistrCore.Clock.now + timeout
-        while DistrCore.Clock.now < deadline {
+        let deadline = DispatchTime.now() + timeout
+        while true {
             let current = text
             if let newline = current.firstIndex(of: "\n") { return String(current[..<newline]) }
-            if done.wait(timeout: .now() + 0.005) == .success {
-                done.signal()
+            if outputClosed.wait(timeout: .now()) == .success {
+                outputClosed.signal()
                 return nil
             }
+            if arrived.wait(timeout: deadline) == .timedOut { return nil }
         }
-        return nil
     }
 
     @discardableResult

@@ -120,8 +120,6 @@ final class Mailbox: Sendable {
         failHopelessWaiters()
     }
 
-    var hasExited: Set<Int> { state.withLock { Set($0.exited.keys) } }
-
     private func failHopelessWaiters() {
         let failed = state.withLock { s -> [(Waiter, NodeError)] in
             var out: [(Waiter, NodeError)] = []

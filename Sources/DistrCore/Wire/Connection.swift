@@ -30,9 +30,6 @@ public final class Connection: Sendable {
         }
     }
 
-    /// Wakes a reader blocked in `receive` without releasing the descriptor yet.
-    public func shutdownBoth() { shutdown(fd, Int32(SHUT_RDWR)) }
-
     public func send(type: UInt8, payload: [UInt8]) throws(SystemError) {
         let result = payload.withUnsafeBytes { buffer in Result { () throws(SystemError) in try send(type: type, payload: buffer) } }
         try result.get()

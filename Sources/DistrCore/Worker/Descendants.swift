@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CDistrSys
 
 /// Finds processes of a job that left their rank's process group (setsid, double fork). The
 /// worker is a child subreaper, so such processes stay its descendants; the job id in their
@@ -42,13 +43,12 @@ enum Descendants {
         return children
     }
 
-    /// Waits briefly until `pid` has died (it stays a zombie until the reaper collects it).
+    /// Waits (at most 100 ms) until `pid` has died, so its children are reparented here. A pidfd
+    /// becomes readable when the process exits. The corresponding C function is `pidfd_open`.
     static func waitGone(_ pid: pid_t) {
-        for _ in 0..<200 {
-            guard let stat = try? FileIO.readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")),
-                close + 2 < stat.count, stat[close + 2] != UInt8(ascii: "Z")
-            else { return }
-            usleep(500)
-        }
+        let fd = cdistr_pidfd_open(pid)
+        guard fd >= 0 else { return }
+        defer { FD.close(fd) }
+        _ = try? FD.waitReadable(fd, timeout: 100)
     }
 }

@@ -316,8 +316,6 @@ public final class Worker: Sendable {
         for job in running { job.cancel(reason: "the worker is shutting down") }
         for job in running { job.waitFinished(timeout: configuration.grace + 5) }
     }
-
-    public var runningJobs: Int { jobs.withLock { $0.count } }
 }
 
 /// The release this build belongs to.
