@@ -1,7 +1,11 @@
 @preconcurrency import Glibc
+import Synchronization
 
 /// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
 public enum MasterCommand {
+    /// What Ctrl-C does now (nil: exit at once).
+    private static let onInterrupt = Mutex<(@Sendable () -> Void)?>(nil)
+
     public static let usage = """
         usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
                distr-master exec [OPTIONS] [--] COMMAND...
@@ -121,7 +125,14 @@ public enum MasterCommand {
     }
 
     public static func main(_ arguments: [String]) -> Int32 {
+        // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
+        Signals.block([SIGINT, SIGTERM])
         Signals.ignorePipe()
+        Signals.handle([SIGINT, SIGTERM]) { _ in
+            // Until a job runs there is nothing to end: leave at once (--local workers end with us).
+            guard let interrupt = onInterrupt.withLock({ $0 }) else { exit(ExitCode.interrupted) }
+            interrupt()
+        }
         let command: Command
         do { command = try parse(arguments) } catch {
             fputs("distr-master: \(error)\n\(usage)\nRun 'distr-master --help' for the options.\n", stderr)
@@ -176,12 +187,15 @@ public enum MasterCommand {
         let local = cluster
         defer { local?.stop() }
         let launcher = Launcher(options: options, peers: peers, secret: secret)
-        Signals.watch([SIGINT, SIGTERM]) { _ in
-            if launcher.interrupt() {
-                local?.stop()
-                exit(ExitCode.interrupted)
+        onInterrupt.withLock {
+            $0 = {
+                if launcher.interrupt() {
+                    local?.stop()
+                    exit(ExitCode.interrupted)
+                }
             }
         }
+        defer { onInterrupt.withLock { $0 = nil } }
         return launcher.run()
     }
 }

@@ -31,6 +31,10 @@ public enum WorkerCommand {
         """
 
     public static func main(_ arguments: [String]) -> Int32 {
+        // Before any thread exists, so that every thread inherits the mask and a SIGTERM that
+        // arrives during start-up waits for the signal thread instead of being lost.
+        Signals.block([SIGTERM, SIGINT])
+        Signals.ignorePipe()
         var bind = "0.0.0.0"
         var port = Peer.defaultPort
         var secretFile: String?
@@ -101,7 +105,7 @@ public enum WorkerCommand {
             return ExitCode.unavailable
         }
         let stop = DispatchSemaphore(value: 0)
-        Signals.watch([SIGTERM, SIGINT]) { _ in stop.signal() }
+        Signals.handle([SIGTERM, SIGINT]) { _ in stop.signal() }
         worker.start()
         print("distr-worker listening on \(worker.listeningDescription)")
         fflush(stdout)

@@ -1,27 +1,42 @@
 @preconcurrency import Glibc
-import Dispatch
-import Synchronization
 
-/// Delivers signals to a handler on a serial queue instead of in signal context: the signal is
-/// ignored first (so the default action cannot fire), then watched with a dispatch source.
-public enum Signals {
-    /// Dispatch sources are not Sendable; they are only touched on `queue`.
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    private static let queue = DispatchQueue(label: "distr.signals")
+/// Termination signals, taken synchronously: blocked in every thread and collected by one thread
+/// with `sigwait`, so none is lost however early it arrives.
+///
+/// Ignoring a signal and arming a dispatch source later loses any signal that arrives in between
+/// (the source is armed asynchronously). A blocked signal instead stays pending until the
+/// waiting thread takes it.
+package enum Signals {
+    /// Blocks `signals` in the calling thread. Call it first thing in `main`, before any thread
+    /// exists: threads inherit the mask. Spawned children get an empty mask back (the spawner
+    /// sets it). The corresponding C function is `pthread_sigmask`.
+    package static func block(_ signals: [Int32]) {
+        var set = signalSet(signals)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
 
-    public static func watch(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            queue.sync {
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-                source.setEventHandler { handler(number) }
-                source.resume()
-                sources.append(source)
+    /// Starts one thread that takes `signals` (which must be blocked, see `block`) and calls
+    /// `handler` for each, in order of arrival. The corresponding C function is `sigwait`.
+    package static func handle(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        let set = signalSet(signals)
+        Threads.start(name: "distr-signals") {
+            var waited = set
+            while true {
+                var number: Int32 = 0
+                // sigwait returns an error number (never EINTR) only for an invalid set.
+                if sigwait(&waited, &number) == 0 { handler(number) }
             }
         }
     }
 
     /// SIGPIPE off: a closed peer is an EPIPE result, not a dead process. Spawned children get
     /// it back through POSIX_SPAWN_SETSIGDEF.
-    public static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
+    package static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
+
+    private static func signalSet(_ signals: [Int32]) -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for number in signals { sigaddset(&set, number) }
+        return set
+    }
 }
