@@ -236,7 +236,7 @@ class Node:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             context = _w_string(self.job_id) + struct.pack(">qq", self.id, rank)
             nonce = os.urandom(32)
-            sock.sendall(b"DSTR" + struct.pack(">HB", 1, 2) + nonce + struct.pack(">H", len(context)) + context)
+            sock.sendall(b"DSTR" + struct.pack(">HB", 2, 2) + nonce + struct.pack(">H", len(context)) + context)
             reply = self._read_exact(sock, 71)
             if reply is None or reply[:4] != b"DSTR" or reply[6] != 0:
                 raise DistrError(f"cannot connect to rank {rank} via {label}: refused")

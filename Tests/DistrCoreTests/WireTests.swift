@@ -101,7 +101,7 @@ import Testing
             workerIndex: 1)
         let messages: [ControlMessage] = [
             .jobStart(spec), .fileData([1, 2]), .cancel(reason: "r"), .peerExited(rank: 3, status: 137),
-            .jobStarted(directory: "/d"), .output(rank: 1, stream: 2, timestamp: 99, bytes: [0xff, 10]),
+            .jobReady(directory: "/d"), .launch, .output(rank: 1, stream: 2, timestamp: 99, bytes: [0xff, 10]),
             .rankExited(rank: 1, status: .signaled(9), endedByDistr: true), .rankExited(rank: 2, status: .failedToStart("x"), endedByDistr: false),
             .jobEnded(keptDirectory: nil), .jobEnded(keptDirectory: "/k"), .failure("f"),
         ]

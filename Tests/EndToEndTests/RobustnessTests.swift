@@ -109,37 +109,104 @@ import Testing
         TCPSocket.setReceiveTimeout(fd, seconds: 10)
         var byte: UInt8 = 0
         #expect(read(fd, &byte, 1) == 0)
-        #expect(cluster.workers[0].process.stderr.waitFor("handshake timed out"))
+        #expect(cluster.workers[0].process.stderr.waitFor("the handshake was not completed within 0.3 s"))
     }
 
-    @Test func connectionsStuckInTheirHandshake_areLimitedAndTheWorkerRecovers() throws {
+    @Test func clientTricklingBytes_isCutOffAtTheWholeHandshakeDeadline() throws {
+        // One byte every 0.2 s keeps each read short; only a deadline for the whole handshake ends it.
         let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "1"])
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        defer { FD.close(fd) }
+        var hello = Handshake.Client(key: randomBytes(32), kind: .control).hello.encoded()
+        var cutOff = false
+        while !hello.isEmpty {
+            if (try? FD.writeAll(fd, [hello.removeFirst()])) == nil {
+                cutOff = true
+                break
+            }
+            // Has the worker hung up? Wait up to 0.2 s for the end of stream, then send the next byte.
+            if try FD.waitReadable(fd, timeout: 200) {
+                cutOff = true
+                break
+            }
+        }
+        #expect(cutOff, "the worker waited for the whole 41-byte hello at 5 bytes/s")
+        #expect(cluster.workers[0].process.stderr.waitFor("the handshake was not completed within 1.0 s"))
+    }
+
+    @Test func manyConnectionsFromOneAddress_areRefusedAsBusyNotAsAWrongKey() throws {
+        let cluster = try TestCluster(workers: 1)
         var idle: [Int32] = []
         defer { idle.forEach(FD.close) }
-        for _ in 0..<Limits.default.maxPendingHandshakes {
+        for _ in 0..<Limits.default.maxPendingHandshakesPerSource {
             idle.append(try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5))
         }
+        // The worker counts a connection once it has accepted it: wait for the accepts to be
+        // visible as slots, by the refusal of the next one.
         let extra = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
-        defer { FD.close(extra) }
-        TCPSocket.setReceiveTimeout(extra, seconds: 10)
-        var byte: UInt8 = 0
-        #expect(read(extra, &byte, 1) == 0)
-        #expect(cluster.workers[0].process.stderr.waitFor("too many connections in their handshake"))
-        // Once the idle ones time out, real work goes through again.
-        #expect(cluster.workers[0].process.stderr.waitFor(count: Limits.default.maxPendingHandshakes, of: "handshake timed out"))
+        #expect(throws: WireError.busy) {
+            _ = try Connection.clientHandshake(fd: extra, key: randomBytes(32), kind: .control, context: [], timeout: 5)
+        }
+        #expect(cluster.workers[0].process.stderr.waitFor("busy: 8 connections from 127.0.0.1 are already in their handshake"))
+        // Once they are gone, real work goes through again.
+        idle.forEach(FD.close)
+        idle = []
         let good = try cluster.master(["exec", "--", "echo alive"])
-        #expect(good.stdout == "[0] alive\n")
+        #expect(good.stdout == "[0] alive\n", "\(good.stderr)")
     }
 
-    @Test func rankConnectionForAnUnknownJob_isRefused() throws {
-        let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "0.3"])
-        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
-        let context = Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1)
-        #expect(throws: WireError.refused("the worker has no such job or rank")) {
-            _ = try Connection.clientHandshake(fd: fd, key: randomBytes(32), kind: .rank, context: context, timeout: 5)
+    @Test func floodOfRefusedConnections_isLoggedRateLimited() throws {
+        let cluster = try TestCluster(workers: 1)
+        for _ in 0..<300 {
+            let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+            // Garbage: refused at once (bad magic).
+            try? FD.writeAll(fd, Array("GET / HTTP/1.0\r\n\r\n".utf8))
+            TCPSocket.setReceiveTimeout(fd, seconds: 10)
+            var byte: UInt8 = 0
+            _ = read(fd, &byte, 1)
+            FD.close(fd)
         }
-        // clientHandshake closed the socket already.
-        #expect(cluster.workers[0].process.stderr.waitFor("unknown job or rank"))
+        let good = try cluster.master(["exec", "--", "echo alive"])
+        #expect(good.stdout == "[0] alive\n")
+        let refusals = cluster.workers[0].process.stderr.text.components(separatedBy: "refused connection from").count - 1
+        #expect(refusals >= 1 && refusals <= 21, "\(refusals) refusal lines for 300 refused connections")
+    }
+
+    @Test func rankConnectionForAnUnknownJob_isAnsweredLikeAWrongKey() throws {
+        let cluster = try TestCluster(workers: 1)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        defer { FD.close(fd) }
+        // The reply to a hello for a job that does not exist looks like any other (status ok,
+        // a nonce and a proof): a stranger cannot tell which job ids exist.
+        let hello = Handshake.Client(key: randomBytes(32), kind: .rank, context: Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1))
+        try FD.writeAll(fd, hello.hello.encoded())
+        let reply = try Connection.readExact(fd, Handshake.replySize, deadline: .after(10))
+        #expect(reply[6] == Handshake.ReplyStatus.ok.rawValue)
+        #expect(throws: WireError.authenticationFailed("the worker does not hold the same cluster secret")) {
+            _ = try hello.finish(reply: reply)
+        }
+        let other = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        #expect(throws: WireError.self) {
+            _ = try Connection.clientHandshake(
+                fd: other, key: randomBytes(32), kind: .rank, context: Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1), timeout: 5)
+        }
+        #expect(cluster.workers[0].process.stderr.waitFor("or the job is unknown"))
+    }
+
+    @Test func authenticatedMasterThatStopsMidFrame_isDroppedAfterTheFrameTimeout() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--frame-timeout", "0.5"])
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        for partial in [[UInt8](), [0, 0, 0, 9, 1, 0x41]] {
+            let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+            let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+            defer { connection.close() }
+            // Nothing at all, or the start of a frame, then silence: the worker must let go.
+            try FD.writeAll(connection.fd, partial)
+            let why = try connection.receiveMessage(idle: .after(20))
+            #expect(why.name == "failure" && "\(why)".contains("stalled"), "\(why)")
+            #expect(throws: (any Error).self) { _ = try connection.receive(idle: .after(20)) }
+        }
+        #expect(cluster.workers[0].process.stderr.waitFor(count: 2, of: "the master connection ended before the job started"))
     }
 
     @Test func garbageFromARankOnItsAgentChannel_doesNotDisturbTheWorker() throws {

@@ -5,7 +5,7 @@ import Dispatch
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 public enum WorkerCommand {
     public static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--cache-bytes N]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N]"
 
     public static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -20,7 +20,9 @@ public enum WorkerCommand {
           --max-bundle-bytes N   largest bundle accepted (default 8 GiB)
           --max-files N          most files in a bundle (default 100000)
           --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)
-          --handshake-timeout S  time a connecting peer has to authenticate (default 5)
+          --handshake-timeout S  time a connecting peer has to finish the whole handshake (default 5)
+          --frame-timeout S      time an authenticated peer has to finish a message it has begun,
+                                 and a master to send its job once connected (default 30)
           --cache-bytes N        keep shipped files by digest in WORKDIR/.distr-cache, up to N bytes,
                                  so they are not shipped again (default 1 GiB; 0 turns it off)
           -h, --help             show this help
@@ -64,6 +66,8 @@ public enum WorkerCommand {
                 case .option("--cache-bytes", let inline): cacheBytes = try scanner.number(of: "--cache-bytes", inline: inline, minimum: 0)
                 case .option("--handshake-timeout", let inline):
                     limits.handshakeTimeout = try scanner.number(of: "--handshake-timeout", inline: inline, minimum: 0.01)
+                case .option("--frame-timeout", let inline):
+                    limits.frameTimeout = try scanner.number(of: "--frame-timeout", inline: inline, minimum: 0.01)
                 case .option("--exit-with-parent", _): exitWithParent = true
                 case .option(let name, _): throw UsageError("unknown option '\(name)'")
                 case .positional(let value): throw UsageError("unexpected argument '\(value)'")

@@ -2,14 +2,29 @@
 import Dispatch
 import Synchronization
 
-/// Runs one job on a set of workers: connect to all in parallel, ship the bundle, stream the
-/// output, and turn what happened into one exit status.
-public final class Launcher: Sendable {
+/// Runs one job on a set of workers: connect to all in parallel, ship the bundle, launch the
+/// ranks once every worker is ready, stream the output, and turn what happened into one exit
+/// status.
+///
+/// The decisions live in two pure state machines: `MasterLinkProtocol` per worker connection
+/// and `JobPolicy` for the job. The threads here only move bytes and carry out their actions.
+package final class Launcher: Sendable {
     /// One worker and the ranks it runs.
     struct Link: Sendable {
         var index: Int
         var peer: Peer
         var ranks: [Int]
+    }
+
+    /// A connected worker: its connection and its protocol state. Actions that send are carried
+    /// out under `machine`'s lock, so messages leave in the order the machine decided them.
+    final class Session: Sendable {
+        let connection: Connection
+        let machine: Mutex<MasterLinkProtocol>
+        init(connection: Connection, spec: JobSpec) {
+            self.connection = connection
+            machine = Mutex(MasterLinkProtocol(spec: spec))
+        }
     }
 
     let options: MasterOptions
@@ -18,20 +33,21 @@ public final class Launcher: Sendable {
     let rankCount: Int
     let stderrFD: Int32
     private let connections = Mutex<[Int: Connection]>([:])
-    /// Per worker: whether its job has been sent, and the relays and cancels held until then
-    /// (a worker must see its job before any message about it).
-    private let outbox = Mutex<[Int: (started: Bool, pending: [ControlMessage])]>([:])
+    private let sessions = Mutex<[Int: Session]>([:])
+    private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
+    private let allFinished = Latch()
+    private let printer: OutputPrinter
     private let interrupted = Atomic<Int>(0)
     var isInterrupted: Bool { interrupted.load(ordering: .acquiring) > 0 }
-    private let monitorBox = Mutex<JobMonitor?>(nil)
     let startTime = Clock.now
 
     /// Plans ranks over `peers`: `run` expands slots in peers order; `exec` runs one rank per
     /// distinct worker. Peers that name the same worker share one connection.
-    public init(options: MasterOptions, peers: [Peer], secret: [UInt8], stderrFD: Int32 = 2) {
+    package init(options: MasterOptions, peers: [Peer], secret: [UInt8], stderrFD: Int32 = 2) {
         self.options = options
         self.secret = secret
         self.stderrFD = stderrFD
+        printer = OutputPrinter(mode: options.output, stderrFD: stderrFD)
         var links: [Link] = []
         var byAddress: [String: Int] = [:]
         var next = 0
@@ -58,11 +74,12 @@ public final class Launcher: Sendable {
     }
 
     func note(_ text: String) {
+        // Nothing sensible is left to do when stderr itself cannot be written.
         try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))
     }
 
     /// Runs the job and returns the exit status for `distr-master`.
-    public func run() -> Int32 {
+    package func run() -> Int32 {
         let arguments: [String]
         var shipped = options.files
         switch options.mode {
@@ -83,7 +100,68 @@ public final class Launcher: Sendable {
             return ExitCode.usage
         }
 
-        // Connect to every worker at once.
+        let reached = connectAll()
+        if reached.count < links.count {
+            closeAll()
+            return ExitCode.unavailable
+        }
+        if isInterrupted {
+            closeAll()
+            note("interrupted before the job started")
+            return ExitCode.interrupted
+        }
+        var placements: [RankPlacement] = []
+        for link in links {
+            for rank in link.ranks {
+                placements.append(
+                    RankPlacement(
+                        rank: rank, host: reached[link.index] ?? link.peer.host, port: link.peer.port, worker: link.index,
+                        label: link.peer.label))
+            }
+        }
+        placements.sort { $0.rank < $1.rank }
+        let jobID = randomBytes(8).hex
+        let jobKey = randomBytes(32)
+        let failFast: Bool
+        if case .run = options.mode { failFast = !options.keepGoing } else { failFast = false }
+        policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast) }
+        sessions.withLock { table in
+            for link in links {
+                guard let connection = connections.withLock({ $0[link.index] }) else { continue }
+                let spec = JobSpec(
+                    jobID: jobID, arguments: arguments, environment: options.environment, localRanks: link.ranks,
+                    placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
+                    manifest: sources.map(\.entry), workerIndex: link.index)
+                table[link.index] = Session(connection: connection, spec: spec)
+            }
+        }
+        // Ctrl-C while connecting: end the job as soon as it exists.
+        if isInterrupted { perform(policy.withLock { $0.cancel(reason: "interrupted by the user") }) }
+        for link in links {
+            guard let session = sessions.withLock({ $0[link.index] }) else { continue }
+            Threads.start(name: "distr-serve") { [self] in serve(worker: link.index, session: session, sources: sources) }
+        }
+
+        var timedOut = false
+        if !allFinished.wait(until: options.timeout.map { .after($0) } ?? .never) {
+            timedOut = true
+            perform(policy.withLock { $0.cancel(reason: "the job's time limit of \(options.timeout ?? 0) s passed") })
+            allFinished.wait(until: .after(options.grace + 5))
+        }
+        closeAll()
+        let names = Dictionary(uniqueKeysWithValues: placements.map { ($0.rank, $0.label) })
+        printer.finish(ranks: placements.map(\.rank), names: names)
+        let summary = JobSummary(
+            policy: policy.withLock { $0 }, rankCount: rankCount,
+            nodes: links.map { (label: $0.peer.label, ranks: $0.ranks) }, names: names, quiet: options.quiet,
+            interrupted: isInterrupted, timeLimit: timedOut ? options.timeout : nil, elapsed: Clock.now - startTime)
+        for line in summary.lines { note(line) }
+        return summary.status
+    }
+
+    /// Connects to every worker at once, retrying a busy worker until the connect timeout.
+    /// - Returns: the address each reached worker was reached at, by link index.
+    private func connectAll() -> [Int: String] {
         let failures = Mutex<[Int: String]>([:])
         let reached = Mutex<[Int: String]>([:])
         let group = DispatchGroup()
@@ -92,11 +170,7 @@ public final class Launcher: Sendable {
             Threads.start(name: "distr-connect") { [self] in
                 defer { group.leave() }
                 do {
-                    let fd = try TCPSocket.connect(host: link.peer.host, port: link.peer.port, timeout: options.connectTimeout)
-                    let host = TCPSocket.peerAddress(fd)?.host ?? link.peer.host
-                    let connection = try Connection.client(
-                        fd: fd, peer: link.peer.label, key: secret, kind: .control, timeout: options.connectTimeout,
-                        headerOnlyTypes: [ControlMessage.fileDataType])
+                    let (connection, host) = try connect(link.peer)
                     connections.withLock { $0[link.index] = connection }
                     reached.withLock { $0[link.index] = host }
                 } catch {
@@ -106,159 +180,127 @@ public final class Launcher: Sendable {
         }
         group.wait()
         let connectFailures = failures.withLock { $0 }
+        for (index, why) in connectFailures.sorted(by: { $0.key < $1.key }) {
+            note("node \(links[index].peer.label): \(why)")
+        }
         if !connectFailures.isEmpty {
-            for (index, why) in connectFailures.sorted(by: { $0.key < $1.key }) {
-                note("node \(links[index].peer.label): \(why)")
-            }
             note("\(connectFailures.count) of \(links.count) node(s) could not be reached; nothing was started")
-            closeAll()
-            return ExitCode.unavailable
         }
+        return reached.withLock { $0 }
+    }
 
-        if isInterrupted {
-            closeAll()
-            note("interrupted before the job started")
-            return ExitCode.interrupted
-        }
-        let hosts = reached.withLock { $0 }
-        var placements: [RankPlacement] = []
-        for link in links {
-            for rank in link.ranks {
-                placements.append(
-                    RankPlacement(
-                        rank: rank, host: hosts[link.index] ?? link.peer.host, port: link.peer.port, worker: link.index, label: link.peer.label))
+    private func connect(_ peer: Peer) throws -> (Connection, String) {
+        let deadline = Deadline.after(options.connectTimeout)
+        var pause = 0.01
+        while true {
+            let fd = try TCPSocket.connect(host: peer.host, port: peer.port, timeout: max(0.001, deadline.remaining))
+            let host = TCPSocket.peerAddress(fd)?.host ?? peer.host
+            do {
+                let connection = try Connection.client(
+                    fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining),
+                    headerOnlyTypes: [ControlMessage.fileDataType])
+                return (connection, host)
+            } catch WireError.busy where deadline.remaining > pause {
+                // Too many connections in their handshake there: another try shortly.
+                _ = try? FD.waitReadable(-1, until: .after(pause))  // A pause: waiting on no descriptor cannot fail.
+                pause = min(pause * 2, 0.5)
             }
         }
-        placements.sort { $0.rank < $1.rank }
-        let jobID = randomBytes(8).hex
-        let jobKey = randomBytes(32)
-        let failFast: Bool
-        if case .run = options.mode { failFast = !options.keepGoing } else { failFast = false }
-        let monitor = JobMonitor(
-            workerCount: links.count, failFast: failFast, printer: OutputPrinter(mode: options.output),
-            cancelAll: { [self] reason in broadcast(.cancel(reason: reason)) },
-            relayExit: { [self] from, rank, code in
-                for index in connections.withLock({ Array($0.keys) }) where index != from {
-                    deliver(.peerExited(rank: rank, status: code), to: index)
-                }
-            })
-        monitorBox.withLock { $0 = monitor }
-
-        for link in links {
-            guard let connection = connections.withLock({ $0[link.index] }) else { continue }
-            let spec = JobSpec(
-                jobID: jobID, arguments: arguments, environment: options.environment, localRanks: link.ranks,
-                placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
-                manifest: sources.map(\.entry), workerIndex: link.index)
-            Threads.start(name: "distr-serve") { [self] in
-                serve(link: link, connection: connection, spec: spec, sources: sources, monitor: monitor)
-            }
-        }
-
-        let finished = monitor.waitAll(timeout: options.timeout)
-        var timedOut = false
-        if !finished {
-            timedOut = true
-            monitor.cancel(reason: "the job's time limit of \(options.timeout ?? 0) s passed")
-            _ = monitor.waitAll(timeout: options.grace + 5)
-        }
-        closeAll()
-        let names = Dictionary(uniqueKeysWithValues: placements.map { ($0.rank, $0.label) })
-        monitor.printer.finish(ranks: placements.map(\.rank), names: names)
-        return conclude(monitor.snapshot, names: names, timedOut: timedOut)
     }
 
     /// Sends the job and its files, then relays what the worker reports until it ends.
-    private func serve(link: Link, connection: Connection, spec: JobSpec, sources: [BundleSource], monitor: JobMonitor) {
-        var error: String?
-        do {
-            try connection.send(.jobStart(spec))
-            if !sources.isEmpty {
-                // The worker says which files it lacks; the others it has cached by digest.
-                switch try connection.receiveMessage() {
-                case .filesNeeded(let indices):
-                    try sendFiles(indices.compactMap { sources.indices.contains($0) ? sources[$0] : nil }, over: connection)
-                case .failure(let message):
-                    error = "the worker refused the job: \(message)"
-                default:
-                    error = "the worker sent an unexpected message"
-                }
-            }
-        } catch {
-            // The worker may have refused the job and closed; its reason is read below.
-        }
-        markStarted(link.index, connection: connection)
-        loop: while error == nil {
-            do {
-                switch try connection.receiveMessage() {
-                case .jobStarted(let directory):
-                    if options.keepDirectory { monitor.keptDirectory(worker: link.index, path: directory) }
-                case .output(let rank, let stream, _, let bytes):
-                    monitor.output(rank: rank, stream: stream, bytes: bytes)
-                case .rankExited(let rank, let status, let ended):
-                    monitor.rankExited(worker: link.index, rank: rank, status: status, endedByDistr: ended)
-                case .jobEnded(let kept):
-                    if let kept { monitor.keptDirectory(worker: link.index, path: kept) }
-                    break loop
-                case .failure(let message):
-                    error = "the worker refused the job: \(message)"
-                    break loop
-                default:
-                    error = "the worker sent an unexpected message"
-                    break loop
-                }
-            } catch let failure {
-                error = "connection lost during the job (\(failure))"
+    private func serve(worker: Int, session: Session, sources: [BundleSource]) {
+        perform(worker: worker, session: session, session.machine.withLock { $0.start() }, sources: sources)
+        while session.machine.withLock({ $0.state }) != .ended {
+            let message: ControlMessage
+            do { message = try session.connection.receiveMessage() } catch {
+                perform(worker: worker, session: session, session.machine.withLock { $0.connectionEnded("\(error)") }, sources: sources)
                 break
             }
+            perform(worker: worker, session: session, session.machine.withLock { $0.received(message) }, sources: sources)
         }
-        connection.close()
-        monitor.workerFinished(link.index, error: error)
+        session.connection.close()
     }
 
-    private func sendFiles(_ sources: [BundleSource], over connection: Connection) throws {
+    private func perform(worker: Int, session: Session, _ actions: [MasterLinkProtocol.Action], sources: [BundleSource]) {
+        for action in actions {
+            switch action {
+            case .send(let message):
+                // A broken connection shows up in the reading loop, which ends this worker.
+                try? session.connection.send(message)
+            case .sendFiles(let indices):
+                do { try sendFiles(indices.map { sources[$0] }, over: session.connection) } catch {
+                    let reason = "\(error)"
+                    perform(worker: worker, session: session, session.machine.withLock { $0.deliver(.cancel(reason: reason)) }, sources: sources)
+                    perform(worker: worker, session: session, session.machine.withLock { $0.failedLocally(reason) }, sources: sources)
+                }
+            case .ready:
+                perform(policy.withLock { $0.workerReady(worker) })
+            case .output(let rank, let stream, let bytes):
+                printer.output(rank: rank, stream: stream, bytes: bytes)
+                policy.withLock { $0.output(rank: rank, stream: stream, bytes: bytes) }
+            case .rankExited(let rank, let status, let ended):
+                perform(policy.withLock { $0.rankExited(worker: worker, rank: rank, status: status, endedByDistr: ended) })
+            case .finished(let kept, let error):
+                session.connection.close()
+                perform(
+                    policy.withLock { policy in
+                        if let kept { policy.keptDirectory(worker: worker, path: kept) }
+                        return policy.workerFinished(worker, error: error)
+                    })
+            }
+        }
+    }
+
+    /// Carries out the job policy's decisions.
+    private func perform(_ actions: [JobPolicy.Action]) {
+        for action in actions {
+            switch action {
+            case .launchAll:
+                for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.launch() } }
+            case .cancelAll(let reason):
+                for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
+            case .relayExit(let rank, let code, let except):
+                for (index, session) in sessions.withLock({ $0 }) where index != except {
+                    sendUnderLock(session) { $0.deliver(.peerExited(rank: rank, status: code)) }
+                }
+            case .allFinished:
+                allFinished.open()
+            }
+        }
+    }
+
+    /// Runs `step` on the session's machine and sends what it decides before releasing the lock.
+    private func sendUnderLock(_ session: Session, _ step: (inout MasterLinkProtocol) -> [MasterLinkProtocol.Action]) {
+        session.machine.withLock { machine in
+            for case .send(let message) in step(&machine) {
+                // As in perform: a broken connection shows up in the reading loop.
+                try? session.connection.send(message)
+            }
+        }
+    }
+
+    private func sendFiles(_ sources: [BundleSource], over connection: Connection) throws(ShippingError) {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         for source in sources {
             let fd = open(source.localPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw BundleError.cannotRead(source.localPath, .current("open")) }
+            guard fd >= 0 else { throw .cannotRead(source.localPath, .current("open")) }
             defer { FD.close(fd) }
             var left = source.entry.size
             while left > 0 {
-                let n = try FD.read(fd, into: &buffer)
-                if n == 0 { break }
+                let n: Int
+                do { n = try FD.read(fd, into: &buffer) } catch { throw .cannotRead(source.localPath, error) }
+                if n == 0 { throw .changed(source.localPath) }
                 let take = min(n, left)
-                try buffer.withUnsafeBytes { raw in
-                    try connection.send(type: ControlMessage.fileDataType, payload: UnsafeRawBufferPointer(rebasing: raw[0..<take]))
+                let sent = buffer.withUnsafeBytes { raw in
+                    Result { () throws(SystemError) in
+                        try connection.send(type: ControlMessage.fileDataType, payload: UnsafeRawBufferPointer(rebasing: raw[0..<take]))
+                    }
                 }
+                // The connection broke: the reading loop reports it.
+                if case .failure = sent { return }
                 left -= take
             }
-            // A file that shrank since it was hashed: pad, and let the worker's digest check report it.
-            if left > 0 { try connection.send(type: ControlMessage.fileDataType, payload: [UInt8](repeating: 0, count: left)) }
-        }
-    }
-
-    private func broadcast(_ message: ControlMessage) {
-        for index in connections.withLock({ Array($0.keys) }) { deliver(message, to: index) }
-    }
-
-    /// Sends now if the worker has its job, else holds the message until it does.
-    private func deliver(_ message: ControlMessage, to index: Int) {
-        guard let connection = connections.withLock({ $0[index] }) else { return }
-        outbox.withLock { table in
-            var entry = table[index] ?? (false, [])
-            if entry.started {
-                try? connection.send(message)
-            } else {
-                entry.pending.append(message)
-                table[index] = entry
-            }
-        }
-    }
-
-    private func markStarted(_ index: Int, connection: Connection) {
-        outbox.withLock { table in
-            for message in table[index]?.pending ?? [] { try? connection.send(message) }
-            table[index] = (true, [])
         }
     }
 
@@ -267,12 +309,26 @@ public final class Launcher: Sendable {
     }
 
     /// Ctrl-C: the first ends the job on every node; a second gives up waiting.
-    public func interrupt() -> Bool {
+    package func interrupt() -> Bool {
         let count = interrupted.add(1, ordering: .acquiringAndReleasing).newValue
         if count == 1 {
             note("interrupted; ending the job on every node (Ctrl-C again to stop waiting)")
-            monitorBox.withLock { $0 }?.cancel(reason: "interrupted by the user")
+            perform(policy.withLock { $0.cancel(reason: "interrupted by the user") })
         }
         return count > 1
+    }
+}
+
+/// A shipped file that could not be sent as it was hashed.
+enum ShippingError: Error, CustomStringConvertible {
+    case cannotRead(String, SystemError)
+    case changed(String)
+
+    var description: String {
+        switch self {
+        case .cannotRead(let path, let error):
+            "cannot read '\(path)' to ship it (\(error.reason)); did it vanish after distr-master started?"
+        case .changed(let path): "'\(path)' shrank while it was being shipped; ship files that nothing is writing"
+        }
     }
 }

@@ -3,15 +3,15 @@ import CDistrSys
 
 /// Thin helpers over raw descriptors. Every descriptor distr opens is close-on-exec, so spawned
 /// ranks inherit only what the spawn file actions give them.
-public enum FD {
+package enum FD {
     /// Closes `fd`, ignoring errors (there is nothing useful to do; EINTR must not be retried).
-    public static func close(_ fd: Int32) {
+    package static func close(_ fd: Int32) {
         if fd >= 0 { _ = Glibc.close(fd) }
     }
 
     /// Writes all of `bytes`, retrying short writes and EINTR. Blocks on a blocking descriptor;
     /// on a nonblocking one it waits with `poll` when the kernel buffer is full.
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
@@ -29,18 +29,18 @@ public enum FD {
         }
     }
 
-    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+    package static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
         let result = bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try writeAll(fd, buffer) } }
         try result.get()
     }
 
     /// Reads up to `count` bytes; returns 0 at end of stream. The corresponding C function is `read`.
-    public static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) throws(SystemError) -> Int {
+    package static func read(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int) throws(SystemError) -> Int {
         try retryingEINTR("read") { Glibc.read(fd, buffer, count) }
     }
 
     /// Reads into the start of `buffer`; returns the count, 0 at end of stream.
-    public static func read(_ fd: Int32, into buffer: inout [UInt8]) throws(SystemError) -> Int {
+    package static func read(_ fd: Int32, into buffer: inout [UInt8]) throws(SystemError) -> Int {
         let result = buffer.withUnsafeMutableBytes { raw in
             Result { () throws(SystemError) in try read(fd, into: raw.baseAddress!, count: raw.count) }
         }
@@ -54,27 +54,39 @@ public enum FD {
         if n == 0 { throw SystemError("poll", errno: ETIMEDOUT) }
     }
 
+    /// Waits until `fd` can be read (or has hung up); false when the deadline passes first.
+    /// The corresponding C function is `poll`.
+    package static func waitReadable(_ fd: Int32, until deadline: Deadline) throws(SystemError) -> Bool {
+        while true {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let n = try retryingEINTR("poll") { poll(&pfd, 1, deadline.pollTimeout) }
+            if n > 0 { return true }
+            // poll rounds to milliseconds: wait out any remainder.
+            if deadline.hasPassed { return false }
+        }
+    }
+
     /// Waits until `fd` can be read (or has hung up); returns false after `timeout` ms.
-    public static func waitReadable(_ fd: Int32, timeout: Int32) throws(SystemError) -> Bool {
+    package static func waitReadable(_ fd: Int32, timeout: Int32) throws(SystemError) -> Bool {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let n = try retryingEINTR("poll") { poll(&pfd, 1, timeout) }
         return n > 0
     }
 
-    public static func setNonblocking(_ fd: Int32, _ on: Bool = true) {
+    package static func setNonblocking(_ fd: Int32, _ on: Bool = true) {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
     }
 
     /// A close-on-exec pipe: (read end, write end).
-    public static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
+    package static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
         _ = try retryingEINTR("pipe2") { cdistr_pipe_cloexec(&fds) }
         return (fds[0], fds[1])
     }
 
     /// A close-on-exec connected pair of Unix stream sockets.
-    public static func socketPair() throws(SystemError) -> (Int32, Int32) {
+    package static func socketPair() throws(SystemError) -> (Int32, Int32) {
         var fds: [Int32] = [-1, -1]
         _ = try retryingEINTR("socketpair") {
             socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
@@ -83,7 +95,7 @@ public enum FD {
     }
 
     /// Number of descriptors this process has open (from /proc/self/fd); used by leak tests.
-    public static func openCount(pid: Int32? = nil) -> Int {
+    package static func openCount(pid: Int32? = nil) -> Int {
         let path = pid.map { "/proc/\($0)/fd" } ?? "/proc/self/fd"
         guard let dir = opendir(path) else { return -1 }
         defer { closedir(dir) }

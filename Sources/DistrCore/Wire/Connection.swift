@@ -4,17 +4,24 @@ import Synchronization
 /// An authenticated, integrity-protected stream of typed frames over a socket.
 ///
 /// Sending is safe from any thread (a frame is sealed and written under one lock, so sequence
-/// numbers match wire order). Receiving is meant for one reader thread at a time.
-public final class Connection: Sendable {
-    public let fd: Int32
-    public let peer: String
+/// numbers match wire order). Receiving is meant for one reader thread at a time. A peer may be
+/// silent between frames for as long as the caller allows, but once a frame has begun it must
+/// be complete within `frameTimeout` seconds: a peer that stops mid-frame cannot hold a thread
+/// and a descriptor for ever.
+package final class Connection: Sendable {
+    package let fd: Int32
+    package let peer: String
+    let frameTimeout: Double
+    private let keys: SessionKeys
     private let sender: Mutex<FrameSealer>
     private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder, scratch: [UInt8])>
     private let closed = Atomic<Bool>(false)
 
-    init(fd: Int32, peer: String, keys: SessionKeys, maxPayload: Int, headerOnlyTypes: Set<UInt8>) {
+    init(fd: Int32, peer: String, keys: SessionKeys, maxPayload: Int, headerOnlyTypes: Set<UInt8>, frameTimeout: Double) {
         self.fd = fd
         self.peer = peer
+        self.keys = keys
+        self.frameTimeout = frameTimeout
         let sealer = FrameSealer(keys: keys, headerOnlyTypes: headerOnlyTypes)
         sender = Mutex(sealer)
         receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), [UInt8](repeating: 0, count: 256 * 1024)))
@@ -23,19 +30,22 @@ public final class Connection: Sendable {
     deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }
 
     /// Closes the socket once; later sends and receives fail.
-    public func close() {
+    package func close() {
         if !closed.exchange(true, ordering: .acquiringAndReleasing) {
             shutdown(fd, Int32(SHUT_RDWR))
             FD.close(fd)
         }
     }
 
-    public func send(type: UInt8, payload: [UInt8]) throws(SystemError) {
+    /// Ends the sending direction (the peer reads end of stream after the last frame).
+    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+
+    package func send(type: UInt8, payload: [UInt8]) throws(SystemError) {
         let result = payload.withUnsafeBytes { buffer in Result { () throws(SystemError) in try send(type: type, payload: buffer) } }
         try result.get()
     }
 
-    public func send(type: UInt8, payload: UnsafeRawBufferPointer) throws(SystemError) {
+    package func send(type: UInt8, payload: UnsafeRawBufferPointer) throws(SystemError) {
         let result = sender.withLock { sealer in
             let frame = sealer.seal(type: type, payload: payload)
             return Result { () throws(SystemError) in try FD.writeAll(fd, frame) }
@@ -43,15 +53,25 @@ public final class Connection: Sendable {
         try result.get()
     }
 
-    /// The next frame, authenticated. Blocks.
-    /// - Throws: `WireError.closed` at end of stream, `WireError.badMAC` on a forged frame,
-    ///   `WireError.frameTooLarge`, or a `SystemError` from `read`.
-    public func receive() throws -> (type: UInt8, payload: [UInt8]) {
+    /// The next frame, authenticated. Waits until `idle` for a frame to begin; once one has
+    /// begun, at most `frameTimeout` seconds for the rest of it.
+    /// - Throws: `WireError.closed` at end of stream, `.badMAC` on a forged frame,
+    ///   `.frameTooLarge`, `.stalled` when a deadline passes, or a `SystemError` from `read`.
+    package func receive(idle: Deadline = .never) throws -> (type: UInt8, payload: [UInt8]) {
         try receiver.withLock { state in
+            var frameDeadline: Deadline?
             while true {
                 if let frame = try state.decoder.next() {
                     try state.sealer.open(frame)
                     return (frame.type, frame.payload)
+                }
+                if state.decoder.bufferedBytes > 0 && frameDeadline == nil { frameDeadline = .after(frameTimeout) }
+                let deadline = frameDeadline ?? idle
+                guard try FD.waitReadable(fd, until: deadline) else {
+                    throw WireError.stalled(
+                        frameDeadline == nil
+                            ? "no message within the time allowed"
+                            : "a frame was not completed within \(frameTimeout) s")
                 }
                 let n = try FD.read(fd, into: &state.scratch)
                 if n == 0 { throw WireError.closed }
@@ -59,15 +79,29 @@ public final class Connection: Sendable {
             }
         }
     }
+
+    /// The one-time pad that wraps a job key for this session and job: HMAC-SHA256 under the
+    /// direction's session key. Session keys are fresh for every connection (both nonces), so no
+    /// pad is used twice, and XOR with it hides the key from anyone who reads the wire.
+    func jobKeyPad(jobID: String, sending: Bool) -> [UInt8] {
+        var mac = HMAC(key: sending ? keys.send : keys.receive)
+        mac.update(Array("distr job key".utf8))
+        mac.update(Array(jobID.utf8))
+        return mac.finalize()
+    }
 }
 
 extension Connection {
-    /// Reads exactly `count` bytes during the handshake (bounded by the socket's receive timeout).
-    static func readExact(_ fd: Int32, _ count: Int) throws -> [UInt8] {
+    /// Reads exactly `count` bytes, all of them before `deadline`.
+    static func readExact(_ fd: Int32, _ count: Int, deadline: Deadline) throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var offset = 0
         while offset < count {
-            let n = try out.withUnsafeMutableBytes { try FD.read(fd, into: $0.baseAddress! + offset, count: count - offset) }
+            guard try FD.waitReadable(fd, until: deadline) else { throw WireError.stalled("the handshake was not completed in time") }
+            let n = try out.withUnsafeMutableBytes { raw in
+                // count > 0 here, so the buffer has a base address.
+                try FD.read(fd, into: raw.baseAddress.unsafelyUnwrapped + offset, count: count - offset)
+            }
             if n == 0 { throw WireError.closed }
             offset += n
         }
@@ -76,80 +110,86 @@ extension Connection {
 
     /// Runs the client side of the handshake on a connected socket and returns the connection.
     /// The socket is closed on failure.
-    /// - Throws: `WireError` (not distr, version, wrong secret, refused) or `SystemError`.
-    public static func client(
+    /// - Throws: `WireError` (not distr, version, wrong secret, refused, busy) or `SystemError`.
+    package static func client(
         fd: Int32, peer: String, key: [UInt8], kind: ConnectionKind, context: [UInt8] = [],
-        timeout: Double, maxPayload: Int = Limits.default.maxFrame, headerOnlyTypes: Set<UInt8> = []
+        timeout: Double, limits: Limits = .default, headerOnlyTypes: Set<UInt8> = []
     ) throws -> Connection {
         let keys = try clientHandshake(fd: fd, key: key, kind: kind, context: context, timeout: timeout)
-        return Connection(fd: fd, peer: peer, keys: keys, maxPayload: maxPayload, headerOnlyTypes: headerOnlyTypes)
+        return Connection(
+            fd: fd, peer: peer, keys: keys, maxPayload: limits.maxFrame, headerOnlyTypes: headerOnlyTypes,
+            frameTimeout: limits.frameTimeout)
     }
 
-    /// The client side of the handshake on a raw socket, up to and including the verdict.
-    /// The socket is closed on failure.
-    public static func clientHandshake(
+    /// The client side of the handshake on a raw socket, up to and including the verdict, all
+    /// within `timeout` seconds. The socket is closed on failure.
+    package static func clientHandshake(
         fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double
     ) throws -> SessionKeys {
+        let deadline = Deadline.after(timeout)
         do {
-            TCPSocket.setReceiveTimeout(fd, seconds: timeout)
             let handshake = Handshake.Client(key: key, kind: kind, context: context)
             try FD.writeAll(fd, handshake.hello.encoded())
-            let reply = try readExact(fd, Handshake.replySize)
+            let reply = try readExact(fd, Handshake.replySize, deadline: deadline)
             let (proof, keys) = try handshake.finish(reply: reply)
             try FD.writeAll(fd, proof)
-            let verdict = try readExact(fd, 1)
+            let verdict = try readExact(fd, 1, deadline: deadline)
             guard verdict == [1] else { throw WireError.authenticationFailed("the worker rejected this key") }
-            TCPSocket.setReceiveTimeout(fd, seconds: 0)
             return keys
-        } catch let error as SystemError where error.errno == EAGAIN || error.errno == EWOULDBLOCK {
+        } catch WireError.stalled {
             FD.close(fd)
-            throw WireError.authenticationFailed("no handshake answer within \(timeout) s")
+            throw WireError.authenticationFailed("no handshake answer within \((timeout * 1000).rounded() / 1000) s")
         } catch WireError.closed {
             FD.close(fd)
-            throw WireError.authenticationFailed("the peer closed the connection during the handshake (wrong key, or not a distr worker)")
+            throw WireError.authenticationFailed(
+                "the peer closed the connection during the handshake (it does not hold this key, or is not a distr worker)")
         } catch {
             FD.close(fd)
             throw error
         }
     }
 
-    /// Runs the server side up to (not including) the verdict byte. `key` picks the key for the
-    /// hello (nil: refuse as unknown job). The caller sends the verdict with `accept(fd:)` once it
-    /// has done whatever must precede it.
-    public static func serverHandshake(
-        fd: Int32, timeout: Double, key: (Handshake.Hello) -> [UInt8]?
+    /// Runs the server side up to (not including) the verdict byte, all before `deadline`.
+    /// `key` picks the key for the hello; nil (an unknown job) is answered exactly like a wrong
+    /// key, under a random one, so the answer tells a stranger nothing about which jobs exist.
+    /// The caller sends the verdict with `accept(fd:)` once it has done whatever must precede it.
+    package static func serverHandshake(
+        fd: Int32, deadline: Deadline, key: (Handshake.Hello) -> [UInt8]?
     ) throws -> (hello: Handshake.Hello, keys: SessionKeys) {
-        TCPSocket.setReceiveTimeout(fd, seconds: timeout)
-        let preamble = try readExact(fd, 6)
+        let preamble = try readExact(fd, 6, deadline: deadline)
         var hello: Handshake.Hello
         let contextLength: Int
         do {
             try Handshake.Hello.checkPreamble(preamble)
-            let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6))
+            let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6, deadline: deadline))
             (hello, contextLength) = try Handshake.Hello.parseFixed(fixed)
         } catch WireError.versionMismatch(let theirs, let ours) {
+            // Best effort: the peer learns why before the connection closes; the error below is what counts.
             try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))
             throw WireError.versionMismatch(theirs: theirs, ours: ours)
         }
-        hello.context = try readExact(fd, contextLength)
-        guard let chosen = key(hello) else {
-            try? FD.writeAll(fd, Handshake.Server.refusal(.unknownJob))
-            throw WireError.refused("unknown job or rank in a rank connection request")
-        }
-        let server = Handshake.Server(key: chosen, hello: hello)
+        hello.context = try readExact(fd, contextLength, deadline: deadline)
+        let known = key(hello)
+        let server = Handshake.Server(key: known ?? randomBytes(32), hello: hello)
         try FD.writeAll(fd, server.reply)
-        let proof = try readExact(fd, 32)
+        let proof: [UInt8]
+        do { proof = try readExact(fd, 32, deadline: deadline) } catch WireError.closed {
+            // A client that leaves right after the worker's proof found that proof wrong.
+            throw WireError.authenticationFailed("the client left after checking the worker's proof")
+        }
         let keys = try server.verify(proof: proof)
+        // Only reachable when the client proved a key that is random and never sent: impossible.
+        guard known != nil else { throw WireError.authenticationFailed("unknown job") }
         return (hello, keys)
     }
 
     /// Sends the verdict that completes a server handshake and wraps the socket.
-    public static func accept(
-        fd: Int32, peer: String, keys: SessionKeys, maxPayload: Int = Limits.default.maxFrame,
-        headerOnlyTypes: Set<UInt8> = []
+    package static func accept(
+        fd: Int32, peer: String, keys: SessionKeys, limits: Limits = .default, headerOnlyTypes: Set<UInt8> = []
     ) throws -> Connection {
         try FD.writeAll(fd, [1])
-        TCPSocket.setReceiveTimeout(fd, seconds: 0)
-        return Connection(fd: fd, peer: peer, keys: keys, maxPayload: maxPayload, headerOnlyTypes: headerOnlyTypes)
+        return Connection(
+            fd: fd, peer: peer, keys: keys, maxPayload: limits.maxFrame, headerOnlyTypes: headerOnlyTypes,
+            frameTimeout: limits.frameTimeout)
     }
 }

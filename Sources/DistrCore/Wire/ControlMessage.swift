@@ -106,8 +106,11 @@ public enum ControlMessage: Sendable, Equatable {
     case fileData([UInt8])
     case cancel(reason: String)
     case peerExited(rank: Int, status: Int32)
+    /// Every worker has the job: start the ranks.
+    case launch
     // worker → master
-    case jobStarted(directory: String)
+    /// The job is unpacked in `directory` and known to rank connections; waiting for `launch`.
+    case jobReady(directory: String)
     case output(rank: Int, stream: UInt8, timestamp: UInt64, bytes: [UInt8])
     case rankExited(rank: Int, status: RankStatus, endedByDistr: Bool)
     case jobEnded(keptDirectory: String?)
@@ -124,7 +127,8 @@ public enum ControlMessage: Sendable, Equatable {
         case .fileData: Self.fileDataType
         case .cancel: 3
         case .peerExited: 4
-        case .jobStarted: 10
+        case .launch: 5
+        case .jobReady: 10
         case .output: 11
         case .rankExited: 12
         case .jobEnded: 13
@@ -165,7 +169,8 @@ public enum ControlMessage: Sendable, Equatable {
         case .peerExited(let rank, let status):
             w.int(rank)
             w.u32(UInt32(bitPattern: status))
-        case .jobStarted(let directory): w.string(directory)
+        case .launch: break
+        case .jobReady(let directory): w.string(directory)
         case .output(let rank, let stream, let timestamp, let bytes):
             w.int(rank)
             w.u8(stream)
@@ -226,7 +231,8 @@ public enum ControlMessage: Sendable, Equatable {
         case fileDataType: return .fileData(payload)
         case 3: message = .cancel(reason: try r.string())
         case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
-        case 10: message = .jobStarted(directory: try r.string())
+        case 5: message = .launch
+        case 10: message = .jobReady(directory: try r.string())
         case 11:
             let rank = try r.int()
             let stream = try r.u8()
@@ -258,12 +264,29 @@ public enum ControlMessage: Sendable, Equatable {
 }
 
 extension Connection {
-    public func send(_ message: ControlMessage) throws(SystemError) {
+    /// Sends one message. A job description's key travels wrapped under this session (see
+    /// `jobKeyPad`): a listener on the wire cannot read it.
+    package func send(_ message: ControlMessage) throws(SystemError) {
+        var message = message
+        if case .jobStart(var spec) = message {
+            spec.jobKey = xor(spec.jobKey, jobKeyPad(jobID: spec.jobID, sending: true))
+            message = .jobStart(spec)
+        }
         try send(type: message.type, payload: message.encoded())
     }
 
-    public func receiveMessage() throws -> ControlMessage {
-        let (type, payload) = try receive()
-        return try ControlMessage.decode(type: type, payload: payload)
+    /// The next message (a job description's key unwrapped).
+    /// - Throws: what `receive(idle:)` throws, or `WireError` for a malformed message.
+    package func receiveMessage(idle: Deadline = .never) throws -> ControlMessage {
+        let (type, payload) = try receive(idle: idle)
+        let message = try ControlMessage.decode(type: type, payload: payload)
+        if case .jobStart(var spec) = message {
+            guard spec.jobKey.count == 32 else { throw WireError.refused("the job key must be 32 bytes") }
+            spec.jobKey = xor(spec.jobKey, jobKeyPad(jobID: spec.jobID, sending: false))
+            return .jobStart(spec)
+        }
+        return message
     }
+
+    private func xor(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] { zip(a, b).map { $0 ^ $1 } }
 }

@@ -19,7 +19,8 @@ public enum ConnectionKind: UInt8, Sendable {
 /// The session keys are derived the same way, one per direction.
 public enum Handshake {
     public static let magic: [UInt8] = Array("DSTR".utf8)
-    public static let version: UInt16 = 1
+    /// 2: the key wrap in jobStart and the ready/launch barrier (docs/protocol.md).
+    public static let version: UInt16 = 2
     public static let nonceSize = 32
     public static let helloFixedSize = 4 + 2 + 1 + 32 + 2
     public static let replySize = 4 + 2 + 1 + 32 + 32
@@ -29,6 +30,8 @@ public enum Handshake {
         case ok = 0
         case versionMismatch = 1
         case unknownJob = 2
+        /// Too many connections are in their handshake (from this address, or in all): try again.
+        case busy = 3
     }
 
     public struct Hello: Sendable, Equatable {
@@ -109,6 +112,7 @@ public enum Handshake {
                 throw .versionMismatch(theirs: version, ours: Handshake.version)
             }
             if status == ReplyStatus.unknownJob.rawValue { throw .refused("the worker has no such job or rank") }
+            if status == ReplyStatus.busy.rawValue { throw .busy }
             let serverNonce = try r.raw(nonceSize)
             let serverProof = try r.raw(32)
             let t = transcript(kind: hello.kind, context: hello.context, client: hello.nonce, server: serverNonce)
@@ -146,7 +150,7 @@ public enum Handshake {
             return w.bytes
         }
 
-        /// A reply that only says no (version mismatch or unknown job), carrying no proof.
+        /// A reply that only says no (version mismatch, busy), carrying no proof.
         public static func refusal(_ status: ReplyStatus) -> [UInt8] {
             var w = ByteWriter(capacity: replySize)
             w.raw(magic)

@@ -10,8 +10,14 @@ public struct Limits: Sendable {
     public var maxPathLength: Int = 4096
     /// Most connections still in their handshake at once.
     public var maxPendingHandshakes: Int = 64
-    /// Seconds a peer has to finish the handshake.
+    /// Most connections from one address in their handshake at once (addresses of running
+    /// jobs' nodes and masters are not limited: their rank connections come in bursts).
+    public var maxPendingHandshakesPerSource: Int = 8
+    /// Seconds a peer has to finish the whole handshake.
     public var handshakeTimeout: Double = 5
+    /// Seconds a peer has to finish a frame once it has begun one, and a master, once
+    /// authenticated, to send its job description.
+    public var frameTimeout: Double = 30
 
     public init() {}
     public static let `default` = Limits()

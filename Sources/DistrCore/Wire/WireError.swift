@@ -9,6 +9,10 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case authenticationFailed(String)
     case refused(String)
     case closed
+    /// The worker has too many connections in their handshake; the client may try again.
+    case busy
+    /// The peer stopped in the middle of a frame or a handshake for longer than allowed.
+    case stalled(String)
 
     public var description: String {
         switch self {
@@ -22,6 +26,9 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .authenticationFailed(let why): "authentication failed: \(why)"
         case .refused(let why): "refused: \(why)"
         case .closed: "connection closed by the peer"
+        case .busy:
+            "the worker is busy: too many connections are in their handshake (from this address, or in all); try again, and look for clients that connect without finishing"
+        case .stalled(let what): "the peer stalled: \(what)"
         }
     }
 }

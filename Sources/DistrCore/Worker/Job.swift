@@ -7,20 +7,24 @@ final class Job: Sendable {
     let spec: JobSpec
     let directory: String
     let connection: Connection
+    /// The master's address and the job's nodes: their connections are never starved.
+    let trustedHosts: Set<String>
     let grace: Double
     private let log: @Sendable (String) -> Void
-    private let ranks = Mutex<[Int: RankProcess]>([:])
+    /// The local ranks, and every exit relayed so far (a rank started later is told of them).
+    private let ranks = Mutex<(processes: [Int: RankProcess], exits: [(rank: Int, status: Int32)])>(([:], []))
     private let remaining: Atomic<Int>
     private let cancelled = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
-    private let started = DispatchSemaphore(value: 0)
+    private let finished = Latch()
+    private let started = Latch()
     private let onFinish: @Sendable (Job) -> Void
 
     init(
-        spec: JobSpec, directory: String, connection: Connection, grace: Double, log: @escaping @Sendable (String) -> Void,
-        onFinish: @escaping @Sendable (Job) -> Void
+        spec: JobSpec, directory: String, connection: Connection, master: String, grace: Double,
+        log: @escaping @Sendable (String) -> Void, onFinish: @escaping @Sendable (Job) -> Void
     ) {
         self.spec = spec
+        trustedHosts = Set(spec.placements.map(\.host) + [master])
         self.directory = directory
         self.connection = connection
         self.grace = grace
@@ -48,12 +52,19 @@ final class Job: Sendable {
 
     /// Starts every local rank; a rank that cannot start is reported as such.
     func start() {
-        defer { started.signal() }
+        defer { started.open() }
         for rank in spec.localRanks {
             do {
                 let process = try RankProcess(
                     rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory)
-                ranks.withLock { $0[rank] = process }
+                // Under the same lock as relays: the rank hears of every exit, before or after.
+                ranks.withLock { state in
+                    state.processes[rank] = process
+                    for exit in state.exits where exit.rank != rank {
+                        // A rank that cannot be told has exited itself; its own thread reports that.
+                        try? AgentChannel.send(process.agentFD, .peerExited(rank: exit.rank, status: exit.status))
+                    }
+                }
                 let pumpBody: @Sendable () -> Void = { [self] in run(process) }
                 Threads.start(name: "distr-rank-\(rank)", pumpBody)
                 let agentBody: @Sendable () -> Void = { [self] in serveAgent(process) }
@@ -105,7 +116,7 @@ final class Job: Sendable {
     }
 
     private func connectLocal(from process: RankProcess, to target: Int) {
-        guard let peer = ranks.withLock({ $0[target] }), !peer.hasExited else {
+        guard let peer = ranks.withLock({ $0.processes[target] }), !peer.hasExited else {
             try? AgentChannel.send(process.agentFD, .connected(to: target, error: "rank \(target) is not running on this worker"))
             return
         }
@@ -126,7 +137,7 @@ final class Job: Sendable {
     /// Hands an authenticated rank connection to its target rank.
     /// - Throws: when the rank is gone.
     func deliverIncoming(fd: Int32, from: Int, to: Int) throws {
-        guard let peer = ranks.withLock({ $0[to] }), !peer.hasExited else {
+        guard let peer = ranks.withLock({ $0.processes[to] }), !peer.hasExited else {
             throw WireError.refused("rank \(to) has exited")
         }
         try AgentChannel.send(peer.agentFD, .incoming(from: from), passing: fd)
@@ -136,8 +147,12 @@ final class Job: Sendable {
 
     /// Tells every local rank that `rank` exited, so receives waiting on it fail at once.
     func relayPeerExit(rank: Int, status: Int32) {
-        for process in ranks.withLock({ Array($0.values) }) where process.rank != rank {
-            try? AgentChannel.send(process.agentFD, .peerExited(rank: rank, status: status))
+        ranks.withLock { state in
+            state.exits.append((rank, status))
+            for process in state.processes.values where process.rank != rank {
+                // A rank that cannot be told has exited itself; its own thread reports that.
+                try? AgentChannel.send(process.agentFD, .peerExited(rank: rank, status: status))
+            }
         }
     }
 
@@ -145,7 +160,7 @@ final class Job: Sendable {
     func cancel(reason: String) {
         guard !cancelled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         log("job \(spec.jobID): ending (\(reason))")
-        let live = ranks.withLock { Array($0.values) }.filter { !$0.hasExited }
+        let live = ranks.withLock { Array($0.processes.values) }.filter { !$0.hasExited }
         for process in live {
             process.endedByDistr.store(true, ordering: .releasing)
             try? AgentChannel.send(process.agentFD, .abort(reason: reason))
@@ -156,33 +171,22 @@ final class Job: Sendable {
         }
     }
 
-    /// Runs once, when every rank has exited: ends leftovers, reports, removes the directory.
+    /// Runs once, when every rank has exited: ends leftovers, then `onFinish` cleans up and
+    /// reports.
     private func finish() {
-        let all = ranks.withLock { Array($0.values) }
+        let all = ranks.withLock { Array($0.processes.values) }
         // Background children left in a rank's group, and anything that escaped the group.
         for process in all { process.signalGroup(SIGKILL) }
         Descendants.killEscaped(jobID: spec.jobID)
-        if !spec.keepDirectory { FileIO.removeTree(directory) }
-        try? connection.send(.jobEnded(keptDirectory: spec.keepDirectory ? directory : nil))
-        // Half-close: the master reads jobEnded, then end of stream, and closes its side.
-        shutdown(connection.fd, Int32(SHUT_WR))
         for process in all { process.closeDescriptors() }
         onFinish(self)
-        finished.signal()
+        finished.open()
     }
 
-    /// Blocks until every rank has been spawned (or failed to), or `timeout` seconds pass.
-    func waitStarted(timeout: Double) -> Bool {
-        let done = started.wait(timeout: .now() + timeout) == .success
-        if done { started.signal() }
-        return done
-    }
+    /// Blocks until every rank has been spawned (or failed to), or the deadline passes.
+    func waitStarted(until deadline: Deadline) -> Bool { started.wait(until: deadline) }
 
-    /// Blocks until the job has finished, or `timeout` seconds pass.
+    /// Blocks until the job has finished, or the deadline passes.
     @discardableResult
-    func waitFinished(timeout: Double) -> Bool {
-        let done = finished.wait(timeout: .now() + timeout) == .success
-        if done { finished.signal() }
-        return done
-    }
+    func waitFinished(until deadline: Deadline) -> Bool { finished.wait(until: deadline) }
 }

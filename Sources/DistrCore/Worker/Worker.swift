@@ -1,6 +1,5 @@
 @preconcurrency import Glibc
 import CDistrSys
-import Dispatch
 import Synchronization
 
 /// How a worker runs.
@@ -24,29 +23,40 @@ public struct WorkerConfiguration: Sendable {
 }
 
 /// The worker daemon: accepts authenticated connections on one port and runs jobs.
+///
+/// Threads only move bytes: each control connection's thread feeds a `WorkerJobProtocol` and
+/// carries out its actions; handshake slots are decided by `HandshakeSlots`.
 public final class Worker: Sendable {
     public let configuration: WorkerConfiguration
     private let listener: Int32
     public let address: SocketAddress
+    /// Jobs that are ready or running, by id: rank connections find their job here.
     private let jobs = Mutex<[String: Job]>([:])
-    /// Rank connections that arrived before their job did (workers get a job at slightly
-    /// different times; a fast rank may dial a worker that is still receiving it).
-    private let jobArrivals = Mutex<[String: [DispatchSemaphore]]>([:])
-    private let pendingHandshakes = Atomic<Int>(0)
+    /// Handshake slots and the socket of each slot's connection (to end a displaced one).
+    private let handshakes: Mutex<(slots: HandshakeSlots, sockets: [UInt64: Int32])>
+    private let refusalLog = Mutex(LogRateLimiter(burst: 20, interval: 10))
     private let stopping = Atomic<Bool>(false)
-    private let acceptLoopDone = DispatchSemaphore(value: 0)
+    private let acceptLoopDone = Latch()
     /// Shipped files kept by digest (nil: caching off).
     private let cache: FileCache?
 
-    /// Binds the port. Call `run()` (or `start()`) to serve.
+    /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
     public init(_ configuration: WorkerConfiguration) throws(SocketError) {
         self.configuration = configuration
         (listener, address) = try TCPSocket.listen(host: configuration.bind, port: configuration.port)
+        handshakes = Mutex(
+            (
+                HandshakeSlots(
+                    capacity: configuration.limits.maxPendingHandshakes,
+                    perSource: configuration.limits.maxPendingHandshakesPerSource), [:]
+            ))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
         // Descendants that escape a rank's process group are reparented here, not to init.
-        _ = cdistr_set_child_subreaper()
-        signal(SIGPIPE, SIG_IGN)
+        if cdistr_set_child_subreaper() != 0 {
+            configuration.log("cannot become a child subreaper (\(SystemError.current("prctl"))); escaped processes may outlive their jobs")
+        }
+        Signals.ignorePipe()
     }
 
     /// The address to print: the bound host and the real port.
@@ -56,6 +66,11 @@ public final class Worker: Sendable {
 
     private func log(_ message: String) { configuration.log(message) }
 
+    /// Logs a refused connection, rate-limited: a flood of them must not flood the log.
+    private func logRefusal(_ message: String) {
+        for line in refusalLog.withLock({ $0.lines(for: message, now: Clock.now) }) { log(line) }
+    }
+
     /// Serves on a dedicated thread.
     public func start() {
         let threadBody: @Sendable () -> Void = { [self] in acceptLoop() }
@@ -63,60 +78,94 @@ public final class Worker: Sendable {
     }
 
     private func acceptLoop() {
-        defer { acceptLoopDone.signal() }
+        defer { acceptLoopDone.open() }
         while !stopping.load(ordering: .acquiring) {
             let fd: Int32
             do { fd = try TCPSocket.accept(listener) } catch {
                 if stopping.load(ordering: .acquiring) { return }
                 if error.errno == EMFILE || error.errno == ENFILE {
-                    log("accept: \(error); out of descriptors, pausing briefly")
-                    usleep(100_000)
+                    logRefusal("accept: \(error); out of descriptors, pausing briefly")
+                    // Waiting on nothing: a short pause before accepting again.
+                    _ = try? FD.waitReadable(-1, until: .after(0.1))
                 }
                 continue
             }
-            let peer = TCPSocket.peerAddress(fd)?.description ?? "unknown peer"
-            if pendingHandshakes.add(1, ordering: .acquiringAndReleasing).newValue > configuration.limits.maxPendingHandshakes {
-                pendingHandshakes.subtract(1, ordering: .acquiringAndReleasing)
-                log("refused connection from \(peer): too many connections in their handshake")
-                FD.close(fd)
-                continue
+            let source = TCPSocket.peerAddress(fd)
+            let peer = source?.description ?? "unknown peer"
+            let host = source?.host ?? "unknown"
+            let trusted = isTrusted(host)
+            let admission = handshakes.withLock { state -> HandshakeSlots.Admission in
+                let admission = state.slots.admit(source: host, trusted: trusted)
+                if case .admitted(let ticket, let displaced) = admission {
+                    if let displaced, let victim = state.sockets.removeValue(forKey: displaced) {
+                        // Wakes the displaced handshake's thread, which then closes its socket;
+                        // done under the lock so the descriptor cannot be closed and reused first.
+                        Glibc.shutdown(victim, Int32(SHUT_RDWR))
+                    }
+                    state.sockets[ticket] = fd
+                }
+                return admission
             }
-            TCPSocket.configure(fd)
-            let threadBody: @Sendable () -> Void = { [self] in serve(fd: fd, peer: peer) }
-            Threads.start(name: "distr-conn", threadBody)
+            switch admission {
+            case .refused(let reason):
+                // A fresh socket's buffer takes the short refusal without blocking; if the
+                // client has gone, there is no one to tell.
+                try? FD.writeAll(fd, Handshake.Server.refusal(.busy))
+                FD.close(fd)
+                logRefusal("refused connection from \(peer): busy: \(reason)")
+            case .admitted(let ticket, _):
+                TCPSocket.configure(fd)
+                let threadBody: @Sendable () -> Void = { [self] in serve(fd: fd, peer: peer, ticket: ticket) }
+                Threads.start(name: "distr-conn", threadBody)
+            }
+        }
+    }
+
+    /// Addresses of running jobs' masters and nodes: their connections are never starved.
+    private func isTrusted(_ host: String) -> Bool {
+        jobs.withLock { table in table.values.contains { $0.trustedHosts.contains(host) } }
+    }
+
+    /// Gives back a handshake slot. False when the slot was displaced (its socket shut down).
+    @discardableResult
+    private func releaseSlot(_ ticket: UInt64) -> Bool {
+        handshakes.withLock { state in
+            state.slots.release(ticket)
+            return state.sockets.removeValue(forKey: ticket) != nil
         }
     }
 
     /// Authenticates one connection and dispatches it by kind.
-    private func serve(fd: Int32, peer: String) {
-        var handshakeDone = false
-        func endHandshake() {
-            if !handshakeDone {
-                handshakeDone = true
-                pendingHandshakes.subtract(1, ordering: .acquiringAndReleasing)
-            }
-        }
-        defer { endHandshake() }
+    private func serve(fd: Int32, peer: String, ticket: UInt64) {
         let hello: Handshake.Hello
         let keys: SessionKeys
         do {
-            (hello, keys) = try Connection.serverHandshake(fd: fd, timeout: configuration.limits.handshakeTimeout) { hello in
+            (hello, keys) = try Connection.serverHandshake(fd: fd, deadline: .after(configuration.limits.handshakeTimeout)) { hello in
                 switch hello.kind {
                 case .control: return configuration.secret
                 case .rank: return rankKey(context: hello.context)
                 }
             }
         } catch {
-            let reason =
-                (error as? SystemError).map { $0.errno == EAGAIN ? "handshake timed out" : $0.description } ?? "\(error)"
-            log("refused connection from \(peer): \(reason)")
+            let displaced = !releaseSlot(ticket)
             FD.close(fd)
+            logRefusal("refused connection from \(peer): \(displaced ? "displaced by a newer connection while stalled" : describe(error))")
             return
         }
-        endHandshake()
+        releaseSlot(ticket)
         switch hello.kind {
         case .control: serveControl(fd: fd, peer: peer, keys: keys)
         case .rank: serveRank(fd: fd, peer: peer, context: hello.context)
+        }
+    }
+
+    private func describe(_ handshakeError: any Error) -> String {
+        switch handshakeError {
+        case WireError.stalled: "the handshake was not completed within \(configuration.limits.handshakeTimeout) s"
+        case WireError.authenticationFailed:
+            "the client does not hold this worker's cluster secret (or, for a rank connection, the job's key; or the job is unknown)"
+        case WireError.closed: "the client closed the connection during the handshake"
+        default: "\(handshakeError)"
         }
     }
 
@@ -130,43 +179,30 @@ public final class Worker: Sendable {
 
     private func parseRankContext(_ context: [UInt8]) -> (jobID: String, from: Int, to: Int)? {
         var r = ByteReader(context)
-        guard let jobID = try? r.string(), let from = try? r.int(), let to = try? r.int(), r.isAtEnd else { return nil }
-        return (jobID, from, to)
+        do {
+            let parsed = (try r.string(), try r.int(), try r.int())
+            return r.isAtEnd ? parsed : nil
+        } catch {
+            return nil
+        }
     }
 
+    /// The key of a ready or running job that runs rank `to` here; nil otherwise (the
+    /// handshake then answers exactly as for a wrong key, at once).
     private func rankKey(context: [UInt8]) -> [UInt8]? {
-        guard let (jobID, _, to) = parseRankContext(context), let job = waitForJob(jobID), job.isLocal(rank: to) else {
+        guard let (jobID, _, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }), job.isLocal(rank: to) else {
             return nil
         }
         return job.spec.jobKey
-    }
-
-    /// The job, waiting up to the handshake timeout for it to be registered.
-    private func waitForJob(_ jobID: String) -> Job? {
-        let arrived = DispatchSemaphore(value: 0)
-        if let job = jobs.withLock({ table -> Job? in
-            if let job = table[jobID] { return job }
-            jobArrivals.withLock { $0[jobID, default: []].append(arrived) }
-            return nil
-        }) {
-            return job
-        }
-        _ = arrived.wait(timeout: .now() + configuration.limits.handshakeTimeout)
-        return jobs.withLock { table in
-            jobArrivals.withLock { waiting in
-                waiting[jobID]?.removeAll { $0 === arrived }
-                if waiting[jobID]?.isEmpty == true { waiting[jobID] = nil }
-            }
-            return table[jobID]
-        }
     }
 
     private func serveRank(fd: Int32, peer: String, context: [UInt8]) {
         defer { FD.close(fd) }
         guard let (jobID, from, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }) else { return }
         do {
-            // The target rank holds the socket before the dialer is told it may send.
-            guard job.waitStarted(timeout: configuration.limits.handshakeTimeout) else {
+            // Every worker has the job before any starts its ranks, but this one may not have
+            // spawned them yet. The target rank holds the socket before the dialer may send.
+            guard job.waitStarted(until: .after(configuration.limits.handshakeTimeout)) else {
                 throw WireError.refused("rank \(to) has not started")
             }
             try job.deliverIncoming(fd: fd, from: from, to: to)
@@ -176,106 +212,212 @@ public final class Worker: Sendable {
         }
     }
 
-    /// Receives a job, its files, runs it, and follows the master's instructions until the
-    /// connection ends. A lost connection ends the job.
+    /// Runs one job's control connection: feeds the job protocol with what the master sends and
+    /// carries out its actions, until the job has ended and the master has closed.
     private func serveControl(fd: Int32, peer: String, keys: SessionKeys) {
         let connection: Connection
         do {
             connection = try Connection.accept(
-                fd: fd, peer: peer, keys: keys, maxPayload: configuration.limits.maxFrame,
-                headerOnlyTypes: [ControlMessage.fileDataType])
+                fd: fd, peer: peer, keys: keys, limits: configuration.limits, headerOnlyTypes: [ControlMessage.fileDataType])
         } catch {
             FD.close(fd)
+            log("connection from \(peer) lost before it started: \(error)")
             return
         }
-        guard let job = receiveJob(connection) else {
-            connection.close()
-            return
-        }
-        job.start()
-        while true {
-            do {
-                switch try connection.receiveMessage() {
-                case .cancel(let reason): job.cancel(reason: reason)
-                case .peerExited(let rank, let status): job.relayPeerExit(rank: rank, status: status)
-                default: throw WireError.refused("unexpected message during a job")
-                }
-            } catch {
-                job.cancel(reason: error as? WireError == .closed ? "the master connection ended" : "master connection: \(error)")
-                break
-            }
-        }
-        if !job.waitFinished(timeout: configuration.grace + 10) {
-            log("job \(job.spec.jobID): ranks still running \(configuration.grace + 10) s after the end was requested")
-        }
-        connection.close()
-        // Logged last, once every resource of the job is released (tests wait for this line).
-        log("job \(job.spec.jobID): finished" + (job.spec.keepDirectory ? ", directory kept at \(job.directory)" : ""))
+        let session = ControlSession(worker: self, connection: connection, masterHost: TCPSocket.peerAddress(fd)?.host ?? "")
+        session.run()
     }
 
-    /// Reads the job description and its files into a fresh directory. On failure tells the
-    /// master why and leaves nothing behind.
-    private func receiveJob(_ connection: Connection) -> Job? {
-        var directory: String?
-        var cachedCount = 0
-        do {
-            guard case .jobStart(let spec) = try connection.receiveMessage() else {
-                throw WireError.refused("expected a job description")
+    /// The state of one control connection while its thread runs it.
+    private final class ControlSession: Sendable {
+        let worker: Worker
+        let connection: Connection
+        let masterHost: String
+        let machine = Mutex(WorkerJobProtocol())
+        /// What preparation made: the directory, the extractor, the job once registered.
+        let prepared = Mutex<(spec: JobSpec?, directory: String?, extractor: BundleExtractor?, job: Job?, cachedFiles: Int)>(
+            (nil, nil, nil, nil, 0))
+        let ended = Latch()
+
+        init(worker: Worker, connection: Connection, masterHost: String) {
+            self.worker = worker
+            self.connection = connection
+            self.masterHost = masterHost
+        }
+
+        func run() {
+            while true {
+                let state = machine.withLock { $0.state }
+                if state == .ended { break }
+                let message: ControlMessage
+                do {
+                    // A master has a bounded time to describe its job; a running job may be
+                    // silent for as long as it runs (the frame deadline still applies).
+                    let idle: Deadline =
+                        state == .awaitingJob ? .after(worker.configuration.limits.frameTimeout) : .never
+                    message = try connection.receiveMessage(idle: idle)
+                } catch {
+                    let closed = error as? WireError == .closed
+                    if !closed {
+                        // Tell the master why before letting go; it may be gone already.
+                        try? connection.send(.failure("\(error)"))
+                    }
+                    perform(machine.withLock { $0.connectionEnded(closed ? "closed" : "\(error)") })
+                    break
+                }
+                perform(machine.withLock { $0.received(message) })
             }
-            try Self.validate(spec)
-            if jobs.withLock({ $0[spec.jobID] }) != nil { throw WireError.refused("job \(spec.jobID) is already running here") }
-            try BundlePath.validate(manifest: spec.manifest, limits: configuration.limits)
-            let path = try makeJobDirectory(jobID: spec.jobID)
-            directory = path
-            // Files the cache has are copied locally; the master sends only the others.
-            var cached: [Int: Int32] = [:]
-            if let cache {
-                for (index, entry) in spec.manifest.enumerated() {
-                    if let hit = cache.lookup(entry) {
-                        let fd = open(hit, O_RDONLY | O_CLOEXEC)
-                        if fd >= 0 { cached[index] = fd }
+            let job = prepared.withLock { $0.job }
+            if let job {
+                let bound = worker.configuration.grace + 10
+                if !job.waitFinished(until: .after(bound)) {
+                    worker.log("job \(job.spec.jobID): ranks still running \(bound) s after the end was requested")
+                }
+                // The master reads jobEnded, then end of stream, and closes: wait for that
+                // (bounded) so the master is not cut off before it has read everything.
+                // Anything but end of stream is a late message; the job is over either way.
+                _ = try? connection.receive(idle: .after(5))
+            }
+            connection.close()
+            if let job {
+                // Logged last, once every resource of the job is released (tests wait for this line).
+                worker.log(
+                    "job \(job.spec.jobID): finished" + (job.spec.keepDirectory ? ", directory kept at \(job.directory)" : ""))
+            }
+        }
+
+        func perform(_ actions: [WorkerJobProtocol.Action]) {
+            for action in actions { perform(action) }
+        }
+
+        private func perform(_ action: WorkerJobProtocol.Action) {
+            switch action {
+            case .prepare(let spec):
+                do {
+                    let (needed, complete) = try prepare(spec)
+                    perform(machine.withLock { $0.prepared(needed: needed, hasManifest: !spec.manifest.isEmpty, complete: complete) })
+                } catch {
+                    perform(machine.withLock { $0.failed("\(error)") })
+                }
+            case .writeFiles(let bytes):
+                // The extractor is used only here, on this connection's thread, inside the lock.
+                let written = prepared.withLock { state -> Result<Bool, BundleError> in
+                    guard let extractor = state.extractor else { return .failure(.unexpectedData) }
+                    return Result { () throws(BundleError) in
+                        try extractor.write(bytes)
+                        return extractor.isComplete
                     }
                 }
-            }
-            if !spec.manifest.isEmpty {
-                try connection.send(.filesNeeded(spec.manifest.indices.filter { cached[$0] == nil }))
-            }
-            cachedCount = cached.count
-            let cache = self.cache
-            let extractor = try BundleExtractor(directory: path, manifest: spec.manifest, limits: configuration.limits, cached: cached) {
-                cache?.store(path + "/" + $0.path, entry: $0)
-            }
-            while !extractor.isComplete {
-                guard case .fileData(let bytes) = try connection.receiveMessage() else {
-                    throw BundleError.incomplete(extractor.currentPath)
+                switch written {
+                case .success(let complete): perform(machine.withLock { $0.filesWritten(complete: complete) })
+                case .failure(let error): perform(machine.withLock { $0.failed("\(error)") })
                 }
-                try extractor.write(bytes)
+            case .register:
+                do { try register() } catch { perform(machine.withLock { $0.failed("\(error)") }) }
+            case .send(let message):
+                // A failed send means the connection is gone; the reading loop sees that and
+                // ends the job through the protocol.
+                try? connection.send(message)
+            case .startRanks:
+                prepared.withLock { $0.job }?.start()
+            case .relayPeerExit(let rank, let status):
+                prepared.withLock { $0.job }?.relayPeerExit(rank: rank, status: status)
+            case .cancel(let reason):
+                prepared.withLock { $0.job }?.cancel(reason: reason)
+            case .abandon(let reason, let isError):
+                let (spec, directory, job) = prepared.withLock { state in
+                    defer { state.extractor = nil }
+                    return (state.spec, state.directory, state.job)
+                }
+                if let job { worker.unregister(job) }
+                if let directory { worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?") }
+                if isError || spec != nil {
+                    worker.log("job \(spec?.jobID ?? "?") from \(connection.peer) \(isError ? "refused" : "not started"): \(reason)")
+                }
+            case .reportEnd:
+                let job = prepared.withLock { $0.job }
+                // As for .send: a broken connection is seen by the reading loop.
+                try? connection.send(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
+                connection.finishSending()
             }
-            let job = Job(
-                spec: spec, directory: path, connection: connection, grace: configuration.grace, log: configuration.log
-            ) { [self] finished in
-                _ = jobs.withLock { $0.removeValue(forKey: finished.spec.jobID) }
-            }
-            let registered = jobs.withLock { table -> [DispatchSemaphore]? in
-                if table[spec.jobID] != nil { return nil }
-                table[spec.jobID] = job
-                return jobArrivals.withLock { $0.removeValue(forKey: spec.jobID) ?? [] }
-            }
-            registered?.forEach { $0.signal() }
-            if registered == nil { throw WireError.refused("job \(spec.jobID) is already running here") }
-            try connection.send(.jobStarted(directory: path))
-            log(
-                "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedCount) from cache): \(spec.arguments.joined(separator: " "))"
-            )
-            return job
-        } catch {
-            if let directory { FileIO.removeTree(directory) }
-            if error as? WireError != .closed {
-                log("job from \(connection.peer) refused: \(error)")
-                try? connection.send(.failure("\(error)"))
-            }
-            return nil
         }
+
+        /// Checks the description and makes the job's directory, with cached files in place.
+        /// - Returns: the manifest indices the master must send, and whether none are left.
+        private func prepare(_ spec: JobSpec) throws -> (needed: [Int], complete: Bool) {
+            try Worker.validate(spec)
+            try BundlePath.validate(manifest: spec.manifest, limits: worker.configuration.limits)
+            if worker.jobs.withLock({ $0[spec.jobID] }) != nil { throw WireError.refused("job \(spec.jobID) is already running here") }
+            let directory = try worker.makeJobDirectory(jobID: spec.jobID)
+            prepared.withLock {
+                $0.spec = spec
+                $0.directory = directory
+            }
+            // Files the cache has are copied locally; the master sends only the others.
+            var cached: [Int: Int32] = [:]
+            defer { cached.values.forEach(FD.close) }
+            if let cache = worker.cache {
+                for (index, entry) in spec.manifest.enumerated() {
+                    guard let hit = cache.lookup(entry) else { continue }
+                    let fd = open(hit, O_RDONLY | O_CLOEXEC)
+                    if fd >= 0 { cached[index] = fd }
+                }
+            }
+            let cache = worker.cache
+            let extractor = try BundleExtractor(
+                directory: directory, manifest: spec.manifest, limits: worker.configuration.limits, cached: cached
+            ) {
+                cache?.store(directory + "/" + $0.path, entry: $0)
+            }
+            let needed = spec.manifest.indices.filter { cached[$0] == nil }
+            cached = [:]  // the extractor owns (and closes) them now
+            let complete = extractor.isComplete
+            prepared.withLock {
+                $0.extractor = extractor
+                $0.cachedFiles = spec.manifest.count - needed.count
+            }
+            return (needed, complete)
+        }
+
+        /// Makes the job known to rank connections, then tells the master it is ready.
+        private func register() throws {
+            let (spec, directory, cachedFiles) = prepared.withLock { state in
+                defer { state.extractor = nil }
+                return (state.spec, state.directory, state.cachedFiles)
+            }
+            guard let spec, let directory else { throw WireError.refused("no job to register") }
+            let job = Job(
+                spec: spec, directory: directory, connection: connection, master: masterHost,
+                grace: worker.configuration.grace, log: worker.configuration.log
+            ) { [self] finished in
+                worker.unregister(finished)
+                if !finished.spec.keepDirectory { worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID) }
+                perform(machine.withLock { $0.ranksFinished() })
+            }
+            let added = worker.jobs.withLock { table -> Bool in
+                if table[spec.jobID] != nil { return false }
+                table[spec.jobID] = job
+                return true
+            }
+            guard added else { throw WireError.refused("job \(spec.jobID) is already running here") }
+            prepared.withLock { $0.job = job }
+            try connection.send(.jobReady(directory: directory))
+            worker.log(
+                "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedFiles) from cache): \(spec.arguments.joined(separator: " "))"
+            )
+        }
+    }
+
+    private func unregister(_ job: Job) {
+        jobs.withLock { table in
+            if table[job.spec.jobID] === job { table[job.spec.jobID] = nil }
+        }
+    }
+
+    /// Removes a job's directory, logging what could not be removed.
+    private func removeJobDirectory(_ directory: String, jobID: String) {
+        FileIO.removeTree(directory)
+        if FileIO.exists(directory) { log("job \(jobID): could not remove all of \(directory)") }
     }
 
     /// Checks what the job description says about itself before anything is created from it.
@@ -314,7 +456,8 @@ public final class Worker: Sendable {
         FD.close(listener)
         let running = jobs.withLock { Array($0.values) }
         for job in running { job.cancel(reason: "the worker is shutting down") }
-        for job in running { job.waitFinished(timeout: configuration.grace + 5) }
+        let deadline = Deadline.after(configuration.grace + 5)
+        for job in running { job.waitFinished(until: deadline) }
     }
 }
 

@@ -1,0 +1,104 @@
+/// What the master decides about a running job, as a pure reducer: events from the workers
+/// (and from the user and the clock) in, actions out. It holds every rank's fate and every
+/// worker's state; the summary and the exit status are read from it at the end.
+package struct JobPolicy: Sendable {
+    package struct RankRecord: Sendable, Equatable {
+        package var status: RankStatus?
+        package var endedByDistr = false
+        package var stderrTail: [[UInt8]] = []
+        package var partialStderr: [UInt8] = []
+    }
+
+    package enum Action: Equatable, Sendable {
+        /// Every worker is ready: launch the ranks everywhere.
+        case launchAll
+        case cancelAll(reason: String)
+        /// Tell every worker but `except` that `rank` exited with `code`.
+        case relayExit(rank: Int, code: Int32, except: Int)
+        /// Every worker is done.
+        case allFinished
+    }
+
+    static let tailLines = 5
+    package let workerCount: Int
+    package let failFast: Bool
+    package private(set) var ranks: [Int: RankRecord] = [:]
+    package private(set) var readyWorkers = Set<Int>()
+    package private(set) var finishedWorkers = Set<Int>()
+    package private(set) var workerErrors: [Int: String] = [:]
+    package private(set) var keptDirectories: [Int: String] = [:]
+    package private(set) var firstFailure: Int?
+    package private(set) var cancelReason: String?
+    package private(set) var launched = false
+
+    package init(workerCount: Int, failFast: Bool) {
+        self.workerCount = workerCount
+        self.failFast = failFast
+    }
+
+    package mutating func workerReady(_ worker: Int) -> [Action] {
+        readyWorkers.insert(worker)
+        guard !launched, cancelReason == nil, readyWorkers.count == workerCount else { return [] }
+        launched = true
+        return [.launchAll]
+    }
+
+    /// Keeps the last lines of each rank's stderr for the summary.
+    package mutating func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
+        guard stream == 2 else { return }
+        var record = ranks[rank] ?? RankRecord()
+        var start = 0
+        var pending = record.partialStderr
+        for (index, byte) in bytes.enumerated() where byte == 10 {
+            pending.append(contentsOf: bytes[start..<index])
+            record.stderrTail.append(pending)
+            if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
+            pending = []
+            start = index + 1
+        }
+        pending.append(contentsOf: bytes[start...])
+        // A line longer than this is not a useful summary line: keep its start only.
+        record.partialStderr = Array(pending.prefix(4096))
+        ranks[rank] = record
+    }
+
+    package mutating func rankExited(worker: Int, rank: Int, status: RankStatus, endedByDistr: Bool) -> [Action] {
+        var record = ranks[rank] ?? RankRecord()
+        guard record.status == nil else { return [] }
+        record.status = status
+        record.endedByDistr = endedByDistr
+        if !record.partialStderr.isEmpty {
+            record.stderrTail.append(record.partialStderr)
+            record.partialStderr = []
+        }
+        ranks[rank] = record
+        var actions: [Action] = [.relayExit(rank: rank, code: status.code, except: worker)]
+        if status.code != 0 && !endedByDistr && firstFailure == nil {
+            firstFailure = rank
+            if failFast { actions += cancel(reason: "rank \(rank) failed (\(status))") }
+        }
+        return actions
+    }
+
+    package mutating func keptDirectory(worker: Int, path: String) { keptDirectories[worker] = path }
+
+    /// A worker is done: its job ended (error nil) or it failed or was lost.
+    package mutating func workerFinished(_ worker: Int, error: String?) -> [Action] {
+        guard finishedWorkers.insert(worker).inserted else { return [] }
+        var actions: [Action] = []
+        if let error {
+            workerErrors[worker] = error
+            // Without that node the job cannot go on (run), or cannot start at all.
+            if failFast || !launched { actions += cancel(reason: "a node failed") }
+        }
+        if finishedWorkers.count == workerCount { actions.append(.allFinished) }
+        return actions
+    }
+
+    /// Ends the job everywhere (once): a failure, the time limit, or the user.
+    package mutating func cancel(reason: String) -> [Action] {
+        guard cancelReason == nil else { return [] }
+        cancelReason = reason
+        return [.cancelAll(reason: reason)]
+    }
+}

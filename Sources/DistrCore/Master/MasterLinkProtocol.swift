@@ -1,0 +1,116 @@
+/// The master's side of one worker's control connection, as a pure state machine.
+///
+/// ```
+/// idle ──start──▶ awaitingFileList ──filesNeeded──▶ awaitingReady ──jobReady──▶ ready
+///   (no files: idle ──start──▶ awaitingReady)
+///   ready ──launch──▶ launched ──output / rankExited…──▶ launched ──jobEnded──▶ ended
+///   any ──failure / violation / connection lost──▶ ended (with an error, unless cancelled first)
+/// ```
+/// Messages for the worker that arrive before the job description is sent (a cancel, a relayed
+/// exit) are held and sent after it: a worker must see its job before anything about it.
+package struct MasterLinkProtocol: Sendable {
+    package enum State: Equatable, Sendable {
+        case idle
+        case awaitingFileList
+        case awaitingReady
+        case ready
+        case launched
+        case ended
+    }
+
+    package enum Action: Equatable, Sendable {
+        case send(ControlMessage)
+        /// Stream these manifest entries' bytes, in order.
+        case sendFiles([Int])
+        /// The worker has unpacked the job (in this directory) and waits for `launch`.
+        case ready(directory: String)
+        case output(rank: Int, stream: UInt8, bytes: [UInt8])
+        case rankExited(rank: Int, status: RankStatus, endedByDistr: Bool)
+        /// The worker is done with the job; `error` says why it failed, if it did.
+        case finished(keptDirectory: String?, error: String?)
+    }
+
+    package private(set) var state: State = .idle
+    let spec: JobSpec
+    private var held: [ControlMessage] = []
+    private var cancelled = false
+    private var keptDirectory: String?
+
+    package init(spec: JobSpec) { self.spec = spec }
+
+    /// Sends the job description (and whatever was held for after it).
+    package mutating func start() -> [Action] {
+        guard state == .idle else { return [] }
+        state = spec.manifest.isEmpty ? .awaitingReady : .awaitingFileList
+        let now = held.filter { if case .peerExited = $0 { false } else { true } }
+        held.removeAll { if case .peerExited = $0 { false } else { true } }
+        return [.send(.jobStart(spec))] + now.map { .send($0) }
+    }
+
+    /// A message for the worker: sent now, or held until the job description is out.
+    package mutating func deliver(_ message: ControlMessage) -> [Action] {
+        if case .cancel = message { cancelled = true }
+        switch (state, message) {
+        case (.ended, _): return []
+        case (.idle, _), (.awaitingFileList, .peerExited), (.awaitingReady, .peerExited), (.ready, .peerExited):
+            // A relayed exit is about ranks that only exist once this worker has launched.
+            held.append(message)
+            return []
+        default: return [.send(message)]
+        }
+    }
+
+    package mutating func launch() -> [Action] {
+        guard state == .ready, !cancelled else { return [] }
+        state = .launched
+        defer { held = [] }
+        return [.send(.launch)] + held.map { .send($0) }
+    }
+
+    package mutating func received(_ message: ControlMessage) -> [Action] {
+        switch (state, message) {
+        case (.awaitingFileList, .filesNeeded(let indices)):
+            guard indices.allSatisfy(spec.manifest.indices.contains), zip(indices, indices.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                return end(error: "protocol violation: the worker asked for files the job does not have")
+            }
+            state = .awaitingReady
+            return [.sendFiles(indices)]
+        case (.awaitingReady, .jobReady(let directory)):
+            state = .ready
+            if spec.keepDirectory { keptDirectory = directory }
+            return [.ready(directory: directory)]
+        case (.launched, .output(let rank, let stream, _, let bytes)) where spec.localRanks.contains(rank):
+            return [.output(rank: rank, stream: stream, bytes: bytes)]
+        case (.launched, .rankExited(let rank, let status, let ended)) where spec.localRanks.contains(rank):
+            return [.rankExited(rank: rank, status: status, endedByDistr: ended)]
+        case (.launched, .jobEnded(let kept)):
+            state = .ended
+            return [.finished(keptDirectory: kept ?? keptDirectory, error: nil)]
+        case (.ended, _):
+            return []
+        case (_, .failure(let reason)):
+            return end(error: "the worker refused the job: \(reason)")
+        default:
+            return end(error: "protocol violation: the worker sent \(message.name) while \(state)")
+        }
+    }
+
+    /// The connection ended or broke (`reason`), or a file could not be sent.
+    package mutating func connectionEnded(_ reason: String) -> [Action] {
+        guard state != .ended else { return [] }
+        // A worker that was cancelled before it launched closes without a jobEnded.
+        if cancelled && state != .launched { return end(error: nil) }
+        return end(error: "connection lost during the job (\(reason))")
+    }
+
+    /// Something on the master's side failed (a shipped file could not be read).
+    package mutating func failedLocally(_ reason: String) -> [Action] {
+        guard state != .ended else { return [] }
+        return end(error: reason)
+    }
+
+    private mutating func end(error: String?) -> [Action] {
+        state = .ended
+        return [.finished(keptDirectory: keptDirectory, error: error)]
+    }
+}
