@@ -1,3 +1,4 @@
+@preconcurrency import Glibc
 import DistrCore
 
 // C = A × B with a 2-D block decomposition that works for any number of ranks: the ranks form
@@ -5,10 +6,27 @@ import DistrCore
 // gives 1 × p), and rank (r, c) computes the block of C for row band r and column band c.
 // Rank 0 makes A and B, sends each rank its bands, gathers the blocks and checks them against a
 // product computed locally.
-let arguments = CommandLine.arguments.dropFirst().compactMap { Int($0) }
-let m = arguments.count > 0 ? arguments[0] : 240
-let k = arguments.count > 1 ? arguments[1] : 200
-let n = arguments.count > 2 ? arguments[2] : 220
+let usage = "usage: matmul [M [K [N]]]  (an M×K times K×N product; each 1...4096; default 240 200 220)"
+
+/// One line on stderr and exit 64, for arguments that make no sense.
+func usageError(_ problem: String) -> Never {
+    fputs("matmul: \(problem); \(usage)\n", stderr)
+    exit(64)
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("-h") || arguments.contains("--help") {
+    print(usage)
+    exit(0)
+}
+guard arguments.count <= 3 else { usageError("expected at most three sizes, got \(arguments.count)") }
+let sizes = zip(["M", "K", "N"], arguments).map { name, text in
+    guard let value = Int(text), (1...4096).contains(value) else { usageError("\(name) must be a whole number from 1 to 4096, not '\(text)'") }
+    return value
+}
+let m = sizes.count > 0 ? sizes[0] : 240
+let k = sizes.count > 1 ? sizes[1] : 200
+let n = sizes.count > 2 ? sizes[2] : 220
 
 struct Work: Codable, Sendable {
     var rows: Range<Int>

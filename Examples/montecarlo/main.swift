@@ -1,17 +1,37 @@
+@preconcurrency import Glibc
 import DistrCore
 
 // A Monte Carlo estimate of pi (the fraction of random points of the unit square inside the
 // quarter circle, times 4) with a user-defined reducer: each rank summarises its samples as
 // count, mean and sum of squared deviations, and the summaries merge exactly (Chan et al.).
 // Reproducible: the same --seed and rank count give the same answer.
+let usage = "usage: montecarlo [--samples N] [--seed S]  (N: 1 or more, default 2000000; S: 0 to 2^64-1, default 42)"
+
+/// One line on stderr and exit 64, for arguments that make no sense.
+func usageError(_ problem: String) -> Never {
+    fputs("montecarlo: \(problem); \(usage)\n", stderr)
+    exit(64)
+}
+
 var samples = 2_000_000
 var seed: UInt64 = 42
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
-    switch argument {
-    case "--seed": seed = arguments.popFirst().flatMap { UInt64($0) } ?? seed
-    case "--samples": samples = arguments.popFirst().flatMap { Int($0) } ?? samples
-    default: break
+    // `--name value` or `--name=value`.
+    let parts = argument.split(separator: "=", maxSplits: 1).map(String.init)
+    let name = parts.first ?? argument
+    if name == "-h" || name == "--help" {
+        print(usage)
+        exit(0)
+    }
+    guard name == "--seed" || name == "--samples" else { usageError("unknown argument '\(argument)'") }
+    guard let text = parts.count == 2 ? parts[1] : arguments.popFirst() else { usageError("\(name) needs a value") }
+    if name == "--seed" {
+        guard let value = UInt64(text) else { usageError("--seed must be a whole number from 0 to 2^64-1, not '\(text)'") }
+        seed = value
+    } else {
+        guard let value = Int(text), value >= 1 else { usageError("--samples must be a whole number, 1 or more, not '\(text)'") }
+        samples = value
     }
 }
 

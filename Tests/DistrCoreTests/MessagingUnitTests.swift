@@ -58,17 +58,6 @@ import Testing
         #expect(throws: (any Error).self) { try BinaryDecoder().decode(Bool.self, from: [7]) }
     }
 
-    @Test func rankFrameHeaderRoundTripsAndRejectsBadKinds() throws {
-        let frame = RankFrame(encoding: .numeric, element: 1, fingerprint: 99, tag: -17, length: 1 << 33)
-        #expect(try RankFrame.parse(frame.header()) == frame)
-        var bad = frame.header()
-        bad[0] = 9
-        #expect(throws: WireError.unknownMessage(type: 9)) { try RankFrame.parse(bad) }
-        bad = frame.header()
-        bad[1] = 9
-        #expect(throws: WireError.unknownMessage(type: 9)) { try RankFrame.parse(bad) }
-    }
-
     @Test func decodeReportsTypeMismatchClearly() throws {
         let text = try BinaryEncoder().encode("hello")
         let envelope = Envelope(

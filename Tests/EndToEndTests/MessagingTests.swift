@@ -89,10 +89,45 @@ import Testing
         for rank in [0, 2] { #expect(run.stdout.contains("[\(rank)] ok failed: "), "\(run.stdout)") }
     }
 
+    static let notStartedByDistr =
+        "this program was not started by distr-master (DISTR_NODE_ID is not set); run it with: distr-master run --local 4 <program>"
+
     @Test func notLaunchedByDistr_isAClearError() throws {
         let run = TestProcess.run(try TestProcess([Self.check, "not-launched"]))
-        #expect(run.stdout.contains("must be launched by distr-master"))
-        #expect(run.stdout.contains("DISTR_NODE_ID is not set"))
+        #expect(run.stdout == Self.notStartedByDistr + "\n")
+    }
+
+    static let examples = ["ring", "pi", "primes", "matmul", "montecarlo"]
+
+    /// A user's first mistake: running the program itself instead of through distr-master.
+    @Test(arguments: examples)
+    func examples_startedWithoutDistrPrintOneLineAndExit1(example: String) throws {
+        let run = TestProcess.run(try TestProcess([Binaries.example(example)]))
+        #expect(run.status == 1)
+        #expect(run.stderr == "distr: " + Self.notStartedByDistr + "\n")
+        #expect(run.stdout == "")
+    }
+
+    @Test(arguments: [
+        ("ring", ["extra"]), ("pi", ["0"]), ("pi", ["-3"]), ("pi", ["many"]), ("pi", ["1", "2"]), ("primes", ["1"]), ("primes", ["0"]),
+        ("primes", ["x"]), ("primes", ["18446744073709551616"]), ("matmul", ["0"]), ("matmul", ["2", "x"]), ("matmul", ["2", "2", "5000"]),
+        ("matmul", ["1", "2", "3", "4"]), ("montecarlo", ["--samples", "0"]), ("montecarlo", ["--samples"]), ("montecarlo", ["--seed=-1"]),
+        ("montecarlo", ["--bogus"]),
+    ])
+    func examples_rejectNonsenseArgumentsWithAUsageLine(example: String, arguments: [String]) throws {
+        let run = TestProcess.run(try TestProcess([Binaries.example(example)] + arguments))
+        #expect(run.status == 64)
+        #expect(run.stderr.hasPrefix("\(example): ") && run.stderr.contains("usage: "), "\(run.stderr)")
+        #expect(run.stderr.split(separator: "\n").count == 1, "\(run.stderr)")
+        #expect(run.stdout == "")
+    }
+
+    @Test(arguments: examples)
+    func examples_helpGoesToStdoutWithStatus0(example: String) throws {
+        let run = TestProcess.run(try TestProcess([Binaries.example(example), "--help"]))
+        #expect(run.status == 0)
+        #expect(run.stdout.hasPrefix("usage: "), "\(run.stdout)")
+        #expect(run.stderr == "")
     }
 
     @Test func examples_ring() throws {
@@ -123,6 +158,17 @@ import Testing
         }
         let prime = try TestProcess.master(["run", "-q", "--local", "3", Binaries.example("primes"), "1000000007"])
         #expect(prime.stdout.contains("[0] 1000000007 is prime"))
+    }
+
+    /// Small numbers, where a candidate divisor can be the number itself.
+    @Test(arguments: [
+        ("2", "2 is prime"), ("3", "3 is prime"), ("5", "5 is prime"), ("7", "7 is prime"), ("4", "4 is composite: 2 × 2"),
+        ("49", "49 is composite: 7 × 7"), ("18446744073709551605", "18446744073709551605 is composite: 5 × 3689348814741910321"),
+    ])
+    func examples_primes_smallAndLargestNumbers(number: String, verdict: String) throws {
+        let run = try TestProcess.master(["run", "-q", "--local", "2", Binaries.example("primes"), number])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdoutLines.last == "[0] \(verdict)", "\(run.stdout)")
     }
 
     @Test(arguments: [1, 3, 4, 6])

@@ -1,10 +1,27 @@
 /// Decodes what `BinaryEncoder` wrote.
+///
+/// Safe on bytes from a peer: every count and length read is checked against the bytes left
+/// before anything is allocated for it, and values may nest at most `maxDepth` levels (a
+/// recursive type such as `indirect enum` or `final class Node { var next: Node? }` would
+/// otherwise let a small message exhaust the receiver's stack).
 public struct BinaryDecoder: Sendable {
-    public init() {}
+    /// How deep values may nest by default: structs, classes, enums and collections each count a level.
+    public static let defaultMaxDepth = 256
 
-    /// - Throws: `DecodingError` when the bytes do not hold a `T` (too short, or bytes left over).
+    /// Thrown when a value nests deeper than `limit` levels.
+    public struct NestingTooDeep: Error, Equatable, CustomStringConvertible {
+        public var limit: Int
+        public var description: String { "the value nests deeper than \(limit) levels" }
+    }
+
+    public let maxDepth: Int
+
+    public init(maxDepth: Int = BinaryDecoder.defaultMaxDepth) { self.maxDepth = maxDepth }
+
+    /// - Throws: `DecodingError` when the bytes do not hold a `T` (too short, or bytes left over),
+    ///   `NestingTooDeep` when they nest deeper than `maxDepth`.
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        let source = BinarySource(bytes)
+        let source = BinarySource(bytes, maxDepth: maxDepth)
         let value = try source.decodeValue(type)
         guard source.offset == bytes.count else {
             throw DecodingError.dataCorrupted(
@@ -16,11 +33,17 @@ public struct BinaryDecoder: Sendable {
 
 final class BinarySource: Decoder {
     let bytes: [UInt8]
+    let maxDepth: Int
     var offset = 0
+    /// Values being decoded by their own `init(from:)` right now, one inside the other.
+    var depth = 0
     var codingPath: [any CodingKey] = []
     var userInfo: [CodingUserInfoKey: Any] = [:]
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8], maxDepth: Int = BinaryDecoder.defaultMaxDepth) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
 
     func truncated(_ what: Any.Type) -> DecodingError {
         .dataCorrupted(.init(codingPath: codingPath, debugDescription: "message ended while reading \(what)"))
@@ -77,6 +100,12 @@ final class BinarySource: Decoder {
         if let dictionary = type as? any PairDecodable.Type, let value = try dictionary.decodePairs(from: self) as? T {
             return value
         }
+        // Every recursive type decodes itself here (optionals and dictionaries of it included,
+        // whose wrapped values come back through this function): counting these calls bounds
+        // the recursion whatever the bytes say.
+        guard depth < maxDepth else { throw BinaryDecoder.NestingTooDeep(limit: maxDepth) }
+        depth += 1
+        defer { depth -= 1 }
         return try T(from: self)
     }
 
@@ -102,6 +131,7 @@ struct KeyedBinaryDecoding<Key: CodingKey>: KeyedDecodingContainerProtocol {
     var allKeys: [Key] {
         let saved = source.offset
         defer { source.offset = saved }
+        // A peek: bytes that hold no key mean no keys; the decode that follows reports them.
         guard let name = try? source.readString(), let key = Key(stringValue: name) else { return [] }
         return [key]
     }

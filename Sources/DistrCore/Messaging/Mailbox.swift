@@ -5,7 +5,7 @@ import Synchronization
 /// A receive takes the first queued message that matches (so messages of one sender are taken
 /// in the order they were sent); if there is none it waits. It fails instead when the rank it
 /// waits for has exited and none of its connections is still open (all it sent has been read),
-/// or when the job is aborted.
+/// when a connection from it was closed because it broke the protocol, or when the job is aborted.
 final class Mailbox: Sendable {
     struct Waiter {
         var id: UInt64
@@ -19,6 +19,8 @@ final class Mailbox: Sendable {
         var waiters: [Waiter] = []
         var exited: [Int: Int32] = [:]
         var openFrom: [Int: Int] = [:]
+        /// Ranks whose connection was closed because they broke the protocol, and why.
+        var broken: [Int: NodeError] = [:]
         var aborted: String?
         var nextID: UInt64 = 0
     }
@@ -42,13 +44,17 @@ final class Mailbox: Sendable {
     /// Why a receive for (source, tag) can never be satisfied now, if it cannot.
     static func failure(_ s: State, source: Int?, selfRank: Int, count: Int) -> NodeError? {
         if let reason = s.aborted { return .aborted(reason) }
-        func gone(_ rank: Int) -> Bool { s.exited[rank] != nil && (s.openFrom[rank] ?? 0) == 0 }
+        func gone(_ rank: Int) -> Bool { s.exited[rank] != nil && (s.openFrom[rank] ?? 0) == 0 || s.broken[rank] != nil }
         if let source {
-            if source != selfRank && gone(source) { return .peerExited(rank: source, status: s.exited[source] ?? 0) }
+            guard source != selfRank else { return nil }
+            if let error = s.broken[source] { return error }
+            if gone(source) { return .peerExited(rank: source, status: s.exited[source] ?? 0) }
             return nil
         }
         let others = (0..<count).filter { $0 != selfRank }
-        if !others.isEmpty && others.allSatisfy(gone) { return .allPeersExited }
+        if !others.isEmpty && others.allSatisfy(gone) {
+            return others.lazy.compactMap { s.broken[$0] }.first ?? .allPeersExited
+        }
         return nil
     }
 
@@ -105,8 +111,13 @@ final class Mailbox: Sendable {
 
     func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }
 
-    func connectionClosed(from rank: Int) {
-        state.withLock { $0.openFrom[rank, default: 1] -= 1 }
+    /// `failure`: the connection was closed because the sender broke the protocol; receives from
+    /// it fail with this error from now on.
+    func connectionClosed(from rank: Int, failure: NodeError? = nil) {
+        state.withLock { s in
+            s.openFrom[rank, default: 1] -= 1
+            if let failure, s.broken[rank] == nil { s.broken[rank] = failure }
+        }
         failHopelessWaiters()
     }
 

@@ -114,18 +114,30 @@ extension Node {
             let receiving = (id - step - 1 + 2 * count) % count
             try await post(chunks[sending], to: next, tag: tag)
             let theirs = try await take(A.self, from: prev, tag: tag)
+            try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
             chunks[receiving] = op.combine(chunks[receiving], theirs)
         }
         for step in 0..<(count - 1) {
             let sending = (id + 1 - step + 2 * count) % count
             let receiving = (id - step + 2 * count) % count
             try await post(chunks[sending], to: next, tag: tag - 1)
-            chunks[receiving] = try await take(A.self, from: prev, tag: tag - 1)
+            let theirs = try await take(A.self, from: prev, tag: tag - 1)
+            try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
+            chunks[receiving] = theirs
         }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(total * A.elementSize)
         for chunk in chunks { chunk.appendRawBytes(to: &bytes) }
         return bytes.withUnsafeBytes { A.fromRawBytes($0) } ?? array
+    }
+
+    /// Throws unless `chunk` has the length of chunk `index` of the ring.
+    private func checkChunk(_ chunk: some RawNumericArray, index: Int, bounds: [Int], from sender: Int) throws {
+        let expected = bounds[index + 1] - bounds[index]
+        guard chunk.elementCount == expected else {
+            throw NodeError.badCollective(
+                rank: sender, detail: "sent a chunk of \(chunk.elementCount) elements in allReduce where chunk \(index) has \(expected)")
+        }
     }
 
     /// One value from each rank, in rank order, at the root; nil elsewhere.
@@ -141,8 +153,17 @@ extension Node {
         var mask = 1
         while mask < count {
             if me & mask == 0 {
-                if (me | mask) < count {
-                    parts += try await take([T].self, from: absolute(me | mask, root: root), tag: tag)
+                let child = me | mask
+                if child < count {
+                    // The child's subtree is relative ranks child ..< child + mask, cut at count.
+                    let sender = absolute(child, root: root)
+                    let theirs = try await take([T].self, from: sender, tag: tag)
+                    let expected = Swift.min(mask, count - child)
+                    guard theirs.count == expected else {
+                        throw NodeError.badCollective(
+                            rank: sender, detail: "sent \(theirs.count) values to gather where its part of the tree has \(expected) ranks")
+                    }
+                    parts += theirs
                 }
             } else {
                 try await post(parts, to: absolute(me & ~mask, root: root), tag: tag)
@@ -158,7 +179,19 @@ extension Node {
     public func allGather<T: Codable & Sendable>(_ value: T) async throws -> [T] {
         let tag = collectiveTag()
         let gathered = try await gather(value, root: 0, tag: tag)
-        return try await broadcast(gathered, root: 0, tag: tag - 1)
+        let all = try await broadcast(gathered, root: 0, tag: tag - 1)
+        guard all.count == count else {
+            // Rank 0 checked what it gathered, so the array was changed on its way down the tree.
+            throw NodeError.badCollective(
+                rank: broadcastParent(root: 0), detail: "passed on \(all.count) values in allGather where the job has \(count) ranks")
+        }
+        return all
+    }
+
+    /// The rank that sends this one the value of a broadcast from `root` (the root itself for the root).
+    func broadcastParent(root: Int) -> Int {
+        let me = relative(root)
+        return absolute(me - (me & -me), root: root)
     }
 
     /// The root passes one value per rank (in rank order); each rank gets its own.
@@ -178,7 +211,14 @@ extension Node {
             while mask < count { mask <<= 1 }
         } else {
             while me & mask == 0 { mask <<= 1 }
-            mine = try await take([T].self, from: absolute(me - mask, root: root), tag: tag)
+            // This rank's subtree is relative ranks me ..< me + mask, cut at count.
+            let sender = absolute(me - mask, root: root)
+            mine = try await take([T].self, from: sender, tag: tag)
+            let expected = Swift.min(mask, count - me)
+            guard mine.count == expected else {
+                throw NodeError.badCollective(
+                    rank: sender, detail: "sent \(mine.count) values to scatter where this rank's part of the tree has \(expected) ranks")
+            }
         }
         mask >>= 1
         while mask > 0 {

@@ -93,7 +93,7 @@ extension Node {
         case .incoming(let from) where fd >= 0 && (0..<count).contains(from):
             // Counted before any later exit notice is read: the channel is ordered.
             mailbox.connectionOpened(from: from)
-            progress.add(IncomingChannel(fd: fd, source: from, pool: pool))
+            progress.add(IncomingChannel(fd: fd, source: from, pool: pool, maxMessageBytes: maxMessageBytes))
         case .connected(let to, let error) where (0..<count).contains(to):
             complete(to, fd >= 0 ? .success(fd) : .failure(.connectFailed(rank: to, reason: error)))
         case .peerExited(let rank, let status):

@@ -26,6 +26,8 @@ public final class Node: Sendable {
     let workerIndex: Int
     let placements: [RankPlacement]
     let agentFD: Int32
+    /// The largest payload accepted from another rank (`DISTR_MAX_MESSAGE_BYTES`).
+    let maxMessageBytes: Int
     let mailbox: Mailbox
     let progress: ProgressThread
     let pool = BufferPool()
@@ -40,7 +42,10 @@ public final class Node: Sendable {
         case failed(NodeError)
     }
 
-    init(id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32) {
+    init(
+        id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32,
+        maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes
+    ) {
         self.id = id
         self.count = count
         self.jobID = jobID
@@ -48,19 +53,29 @@ public final class Node: Sendable {
         self.workerIndex = workerIndex
         self.placements = placements
         self.agentFD = agentFD
+        self.maxMessageBytes = maxMessageBytes
         mailbox = Mailbox(selfRank: id, count: count)
         progress = ProgressThread(mailbox: mailbox)
     }
 
     /// Joins the job this process was started for, using the environment and the agent channel
     /// that `distr-worker` gave it. Calling it again returns the same node.
-    /// - Throws: `NodeError.notLaunchedByDistr` when the program was not started by distr.
+    ///
+    /// `DISTR_MAX_MESSAGE_BYTES` (a byte count, default 1 GiB) sets the largest message this rank
+    /// accepts from another: a larger one closes the connection from that rank, and receives from
+    /// it fail with an error naming it.
+    ///
+    /// A program run without distr-master should let `Node.run` report this error (one line on
+    /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
+    /// - Throws: `NodeError.notLaunchedByDistr` when the program was not started by distr,
+    ///   `.badArgument` when `DISTR_MAX_MESSAGE_BYTES` is not a positive byte count.
     public static func join() async throws -> Node {
         if let node = current.withLock({ $0 }) { return node }
         let environment = Environment.all
         for name in ["DISTR_NODE_ID", "DISTR_N_NODE", "DISTR_AGENT_FD"] where environment[name] == nil {
             throw NodeError.notLaunchedByDistr(missing: name)
         }
+        let maxMessageBytes = try messageLimit(environment["DISTR_MAX_MESSAGE_BYTES"])
         guard let id = environment["DISTR_NODE_ID"].flatMap({ Int($0) }), let count = environment["DISTR_N_NODE"].flatMap({ Int($0) }),
             count > 0, (0..<count).contains(id)
         else {
@@ -94,7 +109,8 @@ public final class Node: Sendable {
             throw NodeError.badAgentChannel("unexpected answer from the worker")
         }
         let node = Node(
-            id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd)
+            id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd,
+            maxMessageBytes: maxMessageBytes)
         let existing = current.withLock { slot -> Node? in
             if let existing = slot { return existing }
             slot = node
@@ -106,15 +122,26 @@ public final class Node: Sendable {
         return node
     }
 
+    /// The message size limit `DISTR_MAX_MESSAGE_BYTES` sets (the default when unset).
+    /// - Throws: `NodeError.badArgument` when the text is not a whole number of bytes, 1 or more.
+    static func messageLimit(_ text: String?) throws(NodeError) -> Int {
+        guard let text else { return RankFrameDecoder.defaultMaxMessageBytes }
+        guard let limit = Int(text), limit > 0 else {
+            throw .badArgument("DISTR_MAX_MESSAGE_BYTES=\(text) is not a byte count (a whole number, 1 or more)")
+        }
+        return limit
+    }
+
     struct EarlyMessage: Sendable {
         var message: AgentMessage
         var fd: Int32
     }
 
-    /// Joins, runs `body`, leaves, and exits. An error is printed on stderr as
-    /// `rank N: message` and the process exits 1, instead of crashing with a backtrace.
+    /// Joins, runs `body`, leaves, and exits. An error is printed on stderr as one line,
+    /// `rank N: message` (`distr: message` when joining failed), and the process exits 1,
+    /// instead of crashing with a backtrace.
     public static func run(_ body: (Node) async throws -> Void) async -> Never {
-        var rank = "rank ?"
+        var rank = "distr"
         do {
             let node = try await join()
             rank = "rank \(node.id)"
@@ -253,6 +280,8 @@ public final class Node: Sendable {
         }
         do {
             return try BinaryDecoder().decode(T.self, from: envelope.payload)
+        } catch let tooDeep as BinaryDecoder.NestingTooDeep {
+            throw NodeError.nestedTooDeep(source: envelope.source, tag: frame.tag, limit: tooDeep.limit)
         } catch {
             throw mismatch("\(error)")
         }

@@ -12,11 +12,19 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
     case sendFailed(rank: Int, reason: String)
     case left
     case badArgument(String)
+    /// A peer announced a payload over this rank's limit (`DISTR_MAX_MESSAGE_BYTES`).
+    case messageTooLarge(rank: Int, size: UInt64, limit: Int)
+    /// A peer sent a frame header the format does not define.
+    case badFrame(rank: Int, detail: String)
+    /// A binary Codable message nests deeper than the decoder accepts.
+    case nestedTooDeep(source: Int, tag: Int, limit: Int)
+    /// A peer's part of a collective does not fit the shape the algorithm implies.
+    case badCollective(rank: Int, detail: String)
 
     public var description: String {
         switch self {
         case .notLaunchedByDistr(let missing):
-            "this program must be launched by distr-master (e.g. 'distr-master run --local 4 PROGRAM'): \(missing) is not set"
+            "this program was not started by distr-master (\(missing) is not set); run it with: distr-master run --local 4 <program>"
         case .badAgentChannel(let why): "the agent channel from distr-worker is unusable: \(why)"
         case .badRank(let rank, let count): "rank \(rank) does not exist: this job has ranks 0...\(count - 1)"
         case .badTag(let tag): "tag \(tag) is not allowed: user tags are 0 or more (negative tags belong to collectives)"
@@ -30,6 +38,14 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .sendFailed(let rank, let reason): "sending to rank \(rank) failed: \(reason)"
         case .left: "this node has already called leave()"
         case .badArgument(let why): why
+        case .messageTooLarge(let rank, let size, let limit):
+            "rank \(rank) sent a message of \(size) bytes, over the limit of \(limit) (DISTR_MAX_MESSAGE_BYTES); the connection from rank \(rank) was closed"
+        case .badFrame(let rank, let detail):
+            "rank \(rank) sent a malformed message header (\(detail)); the connection from rank \(rank) was closed"
+        case .nestedTooDeep(let source, let tag, let limit):
+            "the message from rank \(source) with tag \(tag) nests deeper than \(limit) levels"
+        case .badCollective(let rank, let detail):
+            "rank \(rank) \(detail) (do all ranks call the same collectives in the same order?)"
         }
     }
 }

@@ -10,6 +10,7 @@
 /// 16 u64  length       payload bytes that follow
 /// ```
 /// All header integers are big-endian; numeric payloads are little-endian raw memory.
+/// `RankFrameDecoder` reads and checks headers.
 struct RankFrame: Sendable, Equatable {
     static let headerSize = 24
     static let message: UInt8 = 1
@@ -38,22 +39,6 @@ struct RankFrame: Sendable, Equatable {
         w.i64(Int64(tag))
         w.u64(UInt64(length))
         return w.bytes
-    }
-
-    /// - Throws: `WireError.truncated` on a short header, `.unknownMessage` on a bad kind or encoding.
-    static func parse(_ bytes: [UInt8]) throws(WireError) -> RankFrame {
-        var r = ByteReader(bytes)
-        let kind = try r.u8()
-        guard kind == message || kind == goodbye else { throw .unknownMessage(type: kind) }
-        let rawEncoding = try r.u8()
-        guard let encoding = Encoding(rawValue: rawEncoding) else { throw .unknownMessage(type: rawEncoding) }
-        let element = try r.u8()
-        _ = try r.u8()
-        let fingerprint = try r.u32()
-        let tag = Int(try r.i64())
-        let length = try r.u64()
-        guard length <= UInt64(Int.max) else { throw .frameTooLarge(size: Int.max, limit: Int.max) }
-        return RankFrame(kind: kind, encoding: encoding, element: element, fingerprint: fingerprint, tag: tag, length: Int(length))
     }
 
     /// FNV-1a of the fully qualified type name: a cheap check that both sides mean the same type.

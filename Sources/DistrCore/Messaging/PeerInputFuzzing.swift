@@ -1,0 +1,65 @@
+/// Entry points for fuzz targets over the decoders of what other ranks send. Each takes arbitrary
+/// bytes and must only ever return or throw: a crash, a hang or an unbounded allocation is a bug.
+package enum PeerInputFuzzing {
+    /// A small message limit, so that fuzzing explores the size check rather than large allocations.
+    package static let maxMessageBytes = 1 << 20
+
+    /// Feeds `bytes` after the first to a `RankFrameDecoder`, in chunks of `bytes[0] + 1` bytes,
+    /// and takes every frame out.
+    /// - Returns: how many whole frames the bytes held (a goodbye ends the stream).
+    /// - Throws: `NodeError` when the bytes break the frame format.
+    package static func decodeRankFrames(_ bytes: [UInt8]) throws -> Int {
+        var decoder = RankFrameDecoder(source: 1, maxMessageBytes: maxMessageBytes)
+        let chunk = Int(bytes.first ?? 0) + 1
+        var frames = 0
+        var offset = min(1, bytes.count)
+        while true {
+            switch try decoder.next() {
+            case .frame: frames += 1
+            case .goodbye: return frames
+            case .needBytes, .needPayload:
+                guard offset < bytes.count else { return frames }
+                let end = min(bytes.count, offset + chunk)
+                decoder.append(Array(bytes[offset..<end]))
+                offset = end
+            }
+        }
+    }
+
+    /// A struct with nested fields of several kinds.
+    package struct Record: Codable, Equatable, Sendable {
+        package var name: String
+        package var values: [Int]
+        package var weights: [Double]
+        package var inner: Inner?
+        package var table: [String: Int]
+
+        package struct Inner: Codable, Equatable, Sendable {
+            package var flag: Bool
+            package var small: Int8
+            package var words: [String]
+        }
+    }
+
+    /// A recursive type: without a depth limit, a small message of it could nest deep enough to
+    /// exhaust the receiver's stack.
+    package indirect enum Tree: Codable, Equatable, Sendable {
+        case leaf(Int)
+        case node(Tree, Tree)
+        case list([Tree])
+        case maybe(Tree?)
+    }
+
+    /// Decodes `bytes` as each of `String`, `[Int]`, `Record` and `Tree` in turn.
+    /// - Returns: how many of the four decodes succeeded.
+    package static func decodeCodable(_ bytes: [UInt8]) -> Int {
+        let decoder = BinaryDecoder()
+        var decoded = 0
+        // Each decode either succeeds or throws; which error it throws does not matter here.
+        if (try? decoder.decode(String.self, from: bytes)) != nil { decoded += 1 }
+        if (try? decoder.decode([Int].self, from: bytes)) != nil { decoded += 1 }
+        if (try? decoder.decode(Record.self, from: bytes)) != nil { decoded += 1 }
+        if (try? decoder.decode(Tree.self, from: bytes)) != nil { decoded += 1 }
+        return decoded
+    }
+}

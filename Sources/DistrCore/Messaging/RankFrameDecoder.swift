@@ -1,0 +1,242 @@
+@preconcurrency import Glibc
+
+/// Cuts the byte stream of one rank connection into frames (docs/messages.md §3), and makes every
+/// decision about them: pure and socket-free, like the control plane's `FrameDecoder`.
+///
+/// Bytes come in two ways. `append` copies them in (tests, fuzzing). A socket reader instead
+/// lets `readIntoBuffer` hand it the decoder's free buffer space, and, when `next()` answers
+/// `.needPayload`, lets `readIntoPayload` hand it the rest of a large payload's final array, so
+/// that large numeric payloads are read straight into the array the receiver gets (no copy).
+///
+/// A header is checked before anything is allocated for its payload: the announced length
+/// against `maxMessageBytes`, and the kind, encoding and element code against the ones the
+/// format defines. Errors name the sending rank, `source`.
+struct RankFrameDecoder {
+    enum Step {
+        /// A whole message: its header, and its payload either as bytes or, for numeric arrays,
+        /// already typed.
+        case frame(RankFrame, payload: [UInt8], array: (any RawNumericArray)?)
+        /// The sender said goodbye: nothing more comes on this connection.
+        case goodbye
+        /// More bytes are needed: `append` them, or read them with `readIntoBuffer`.
+        case needBytes
+        /// The rest of a large payload is due: read it with `readIntoPayload` (or `append` it).
+        case needPayload
+    }
+
+    /// A message whose payload is still arriving.
+    struct Pending {
+        var frame: RankFrame
+        var bytes: [UInt8] = []
+        var array: (any RawNumericArray)?
+        var filled = 0
+    }
+
+    /// The default largest payload accepted from a peer (1 GiB); `DISTR_MAX_MESSAGE_BYTES` changes it.
+    static let defaultMaxMessageBytes = 1 << 30
+    /// Payload still due of at least this many bytes is read directly into its array.
+    static let directThreshold = 32 * 1024
+    static let bufferSize = 64 * 1024
+
+    /// The rank at the other end, named in errors.
+    let source: Int
+    let maxMessageBytes: Int
+    /// Where arrays handed back by `recv(into:)` wait to be reused (nil: always allocate).
+    let pool: BufferPool?
+    private var buffer: [UInt8]
+    private var start = 0
+    private var end = 0
+    private var pending: Pending?
+    private var saidGoodbye = false
+    private var failure: NodeError?
+
+    init(source: Int, maxMessageBytes: Int = defaultMaxMessageBytes, pool: BufferPool? = nil) {
+        self.source = source
+        self.maxMessageBytes = maxMessageBytes
+        self.pool = pool
+        buffer = [UInt8](repeating: 0, count: Self.bufferSize)
+    }
+
+    /// True between frames with nothing buffered: an end of stream here is a clean one.
+    var isAtFrameBoundary: Bool { pending == nil && start == end }
+
+    /// The next frame, or what is needed before there can be one. After a goodbye it answers
+    /// `.goodbye` again; after an error it throws the same error again.
+    /// - Throws: `NodeError.messageTooLarge` when a header announces more than `maxMessageBytes`,
+    ///   `NodeError.badFrame` for an unknown kind, encoding or element code, or a numeric payload
+    ///   that is not a whole number of elements.
+    mutating func next() throws(NodeError) -> Step {
+        if let failure { throw failure }
+        if saidGoodbye { return .goodbye }
+        if pending == nil {
+            guard end - start >= RankFrame.headerSize else { return .needBytes }
+            let frame: RankFrame?
+            do { frame = try parseHeader() } catch {
+                failure = error
+                throw error
+            }
+            start += RankFrame.headerSize
+            guard let frame else {
+                saidGoodbye = true
+                return .goodbye
+            }
+            pending = allocate(frame)
+        }
+        // Take the pending frame out while working on it: a second reference to its array would
+        // make every write copy the whole payload.
+        guard var current = pending else { return .needBytes }
+        pending = nil
+        let buffered = min(end - start, current.frame.length - current.filled)
+        if buffered > 0 {
+            Self.write(&current, from: buffer, range: start..<start + buffered)
+            start += buffered
+        }
+        let due = current.frame.length - current.filled
+        if due == 0 { return .frame(current.frame, payload: current.bytes, array: current.array) }
+        pending = current
+        return due >= Self.directThreshold ? .needPayload : .needBytes
+    }
+
+    /// The header at `start`, checked; nil for a goodbye.
+    private func parseHeader() throws(NodeError) -> RankFrame? {
+        let at = start
+        let (kind, rawEncoding, element, fingerprint, tag, length) = buffer.withUnsafeBytes { raw in
+            (
+                raw[at], raw[at + 1], raw[at + 2],
+                UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)),
+                Int64(bigEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: Int64.self)),
+                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: at + 16, as: UInt64.self))
+            )
+        }
+        switch kind {
+        case RankFrame.message: break
+        case RankFrame.goodbye: return nil
+        default: throw .badFrame(rank: source, detail: "unknown frame kind \(kind)")
+        }
+        guard let encoding = RankFrame.Encoding(rawValue: rawEncoding) else {
+            throw .badFrame(rank: source, detail: "unknown encoding \(rawEncoding)")
+        }
+        // Checked before anything is allocated for the payload.
+        guard length <= UInt64(maxMessageBytes) else { throw .messageTooLarge(rank: source, size: length, limit: maxMessageBytes) }
+        let size = Int(length)
+        if encoding == .numeric {
+            guard let type = RawNumericTypes.byCode[element] else {
+                throw .badFrame(rank: source, detail: "unknown numeric element code \(element)")
+            }
+            guard size % type.elementSize == 0 else {
+                throw .badFrame(rank: source, detail: "a numeric payload of \(size) bytes is not a whole number of \(type.elementSize)-byte elements")
+            }
+        }
+        return RankFrame(kind: kind, encoding: encoding, element: element, fingerprint: fingerprint, tag: Int(tag), length: size)
+    }
+
+    // MARK: Feeding bytes
+
+    /// Copies `bytes` in (the buffer grows when they do not fit).
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        compact()
+        let free = buffer.count - end
+        if bytes.count > free { buffer.append(contentsOf: repeatElement(0, count: bytes.count - free)) }
+        let offset = end
+        buffer.withUnsafeMutableBytes { raw in
+            UnsafeMutableRawBufferPointer(rebasing: raw[offset..<offset + bytes.count]).copyMemory(from: bytes)
+        }
+        end += bytes.count
+    }
+
+    mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+
+    /// Lets `body` write into the buffer's free space (a `read` into it); its result, when
+    /// positive, is the number of bytes written. Returns that result.
+    mutating func readIntoBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        compact()
+        let offset = end
+        let n = buffer.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) }
+        if n > 0 { end += min(n, buffer.count - offset) }
+        return n
+    }
+
+    /// Lets `body` write the rest of the pending payload straight into its final storage; its
+    /// result, when positive, is the number of bytes written. Without a pending payload this is
+    /// `readIntoBuffer`.
+    mutating func readIntoPayload(_ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        guard var current = pending, start == end else { return readIntoBuffer(body) }
+        pending = nil
+        defer { pending = current }
+        let offset = current.filled
+        let n: Int
+        if current.array != nil {
+            n = current.array?.withMutableRawBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) } ?? 0
+        } else {
+            n = current.bytes.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) }
+        }
+        if n > 0 { current.filled += min(n, current.frame.length - offset) }
+        return n
+    }
+
+    /// Makes room at the end of the buffer, moving what is left to the front when needed.
+    private mutating func compact() {
+        if start == end {
+            start = 0
+            end = 0
+        } else if end == buffer.count || start > buffer.count / 2 {
+            let (s, e) = (start, end)
+            buffer.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                base.copyMemory(from: base + s, byteCount: e - s)
+            }
+            end -= start
+            start = 0
+        }
+    }
+
+    // MARK: Payload storage
+
+    private func allocate(_ frame: RankFrame) -> Pending {
+        var pending = Pending(frame: frame)
+        if frame.encoding == .numeric, let type = RawNumericTypes.byCode[frame.element] {
+            let count = frame.length / type.elementSize
+            if let recycled = pool?.take(code: frame.element, count: count) {
+                pending.array = recycled
+                return pending
+            }
+            var array = type.uninitialized(count: count)
+            array.withMutableRawBytes { Self.preferHugePages($0) }
+            pending.array = array
+        } else {
+            var bytes = [UInt8].uninitialized(count: frame.length)
+            bytes.withMutableRawBytes { Self.preferHugePages($0) }
+            pending.bytes = bytes
+        }
+        return pending
+    }
+
+    private static func write(_ pending: inout Pending, from source: [UInt8], range: Range<Int>) {
+        let offset = pending.filled
+        source.withUnsafeBytes { raw in
+            let from = UnsafeRawBufferPointer(rebasing: raw[range])
+            if pending.array != nil {
+                pending.array?.withMutableRawBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: $0[offset..<offset + from.count]).copyMemory(from: from)
+                }
+            } else {
+                pending.bytes.withUnsafeMutableBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: $0[offset..<offset + from.count]).copyMemory(from: from)
+                }
+            }
+        }
+        pending.filled += range.count
+    }
+
+    /// Large fresh buffers would otherwise take a page fault every 4 KiB as the socket fills
+    /// them; transparent huge pages cut that 512-fold where the kernel allows it.
+    private static func preferHugePages(_ target: UnsafeMutableRawBufferPointer) {
+        let huge = 2 << 20
+        guard target.count >= 4 * huge, let base = target.baseAddress else { return }
+        let first = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
+        let last = (Int(bitPattern: base) + target.count) & ~(huge - 1)
+        if last > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) {
+            madvise(pointer, last - first, 14)  // MADV_HUGEPAGE
+        }
+    }
+}
