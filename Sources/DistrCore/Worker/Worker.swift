@@ -227,24 +227,13 @@ public final class Worker: Sendable {
             try BundlePath.validate(manifest: spec.manifest, limits: configuration.limits)
             let path = try makeJobDirectory(jobID: spec.jobID)
             directory = path
-            // Files the cache has are copied locally; the master sends only the others.
-            var cached: [Int: Int32] = [:]
-            if let cache {
-                for (index, entry) in spec.manifest.enumerated() {
-                    if let hit = cache.lookup(entry) {
-                        let fd = open(hit, O_RDONLY | O_CLOEXEC)
-                        if fd >= 0 { cached[index] = fd }
-                    }
-                }
-            }
-            if !spec.manifest.isEmpty {
-                try connection.send(.filesNeeded(spec.manifest.indices.filter { cached[$0] == nil }))
-            }
-            cachedCount = cached.count
+            // Files the cache has (with the right bytes) are copied in now; the master sends only the others.
             let cache = self.cache
-            let extractor = try BundleExtractor(directory: path, manifest: spec.manifest, limits: configuration.limits, cached: cached) {
+            let extractor = try BundleExtractor(directory: path, manifest: spec.manifest, limits: configuration.limits, cache: cache) {
                 cache?.store(path + "/" + $0.path, entry: $0)
             }
+            if !spec.manifest.isEmpty { try connection.send(.filesNeeded(extractor.streamedIndices)) }
+            cachedCount = extractor.cachedCount
             while !extractor.isComplete {
                 guard case .fileData(let bytes) = try connection.receiveMessage() else {
                     throw BundleError.incomplete(extractor.currentPath)
