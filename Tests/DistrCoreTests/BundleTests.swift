@@ -5,14 +5,10 @@ import Testing
 
 @Suite struct BundleTests {
     func entry(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644) -> ManifestEntry {
-        ManifestEntry(path: path, mode: mode, size: bytes.count, digest: SHA256.hash(bytes))
+        manifestEntry(path, bytes, mode: mode)
     }
 
-    func temporaryDirectory() throws -> String {
-        var template = Array("\(NSTemporaryDirectory())/distr-test-XXXXXX".utf8CString)
-        let made = try #require(mkdtemp(&template))
-        return String(cString: made)
-    }
+    func temporaryDirectory() throws -> String { try makeTemporaryDirectory() }
 
     @Test(arguments: [
         ("", BundleError.emptyPath),
@@ -23,12 +19,43 @@ import Testing
         ("a//b", BundleError.badComponent("a//b")),
         ("./a", BundleError.badComponent("./a")),
         ("a/", BundleError.badComponent("a/")),
+        // A combining mark after a slash makes one Swift Character of "/\u{301}"; the kernel sees
+        // the 0x2F byte. Each of these has a '..', '.', empty or absolute component to the kernel.
+        ("../\u{301}X", BundleError.parentReference("../\u{301}X")),
+        ("/\u{301}X/f", BundleError.absolutePath("/\u{301}X/f")),
+        ("a/../\u{301}x", BundleError.parentReference("a/../\u{301}x")),
+        ("a/..\u{301}/../../\u{301}x", BundleError.parentReference("a/..\u{301}/../../\u{301}x")),
+        ("./\u{301}x", BundleError.badComponent("./\u{301}x")),
+        ("a/./\u{301}x", BundleError.badComponent("a/./\u{301}x")),
+        ("a//\u{301}x", BundleError.badComponent("a//\u{301}x")),
+        ("a/" + String(repeating: "n", count: 256), BundleError.componentTooLong("a/" + String(repeating: "n", count: 256), limit: 255)),
+        (
+            Array(repeating: "d", count: 257).joined(separator: "/"),
+            BundleError.tooDeep(Array(repeating: "d", count: 257).joined(separator: "/"), limit: 256)
+        ),
     ])
     func validate_refusesUnsafePath(path: String, error: BundleError) {
         #expect(throws: error) { try BundlePath.validate(path) }
     }
 
-    @Test func validate_refusesDuplicatesAndFileUsedAsDirectory() {
+    @Test(arguments: ["a/..\u{301}", "\u{301}/x", "...", ".a/b", "a/" + String(repeating: "n", count: 255)])
+    func validate_acceptsNamesThatAreNotDotsToTheKernel(path: String) throws {
+        try BundlePath.validate(path)
+    }
+
+    @Test func validate_refusesSizesThatOverflowOrAreNegative() {
+        var limits = Limits()
+        let overflowing = [
+            ManifestEntry(path: "a", mode: 0o644, size: 1, digest: []), ManifestEntry(path: "b", mode: 0o644, size: Int.max, digest: []),
+        ]
+        #expect(throws: BundleError.sizeOverflow("b")) { try BundlePath.validate(manifest: overflowing, limits: limits) }
+        limits.maxBundleBytes = Int.max
+        #expect(throws: BundleError.sizeOverflow("b")) { try BundlePath.validate(manifest: overflowing, limits: limits) }
+        let negative = [ManifestEntry(path: "a", mode: 0o644, size: -5, digest: [])]
+        #expect(throws: BundleError.negativeSize("a", -5)) { try BundlePath.validate(manifest: negative, limits: limits) }
+    }
+
+    @Test func validate_refusesDuplicatesAndFileUsedAsDirectory() throws {
         let limits = Limits()
         #expect(throws: BundleError.duplicate("a")) {
             try BundlePath.validate(manifest: [entry("a", [1]), entry("a", [2])], limits: limits)
@@ -39,6 +66,48 @@ import Testing
         #expect(throws: BundleError.duplicate("a")) {
             try BundlePath.validate(manifest: [entry("a/b", [1]), entry("a", [2])], limits: limits)
         }
+        #expect(throws: BundleError.duplicate("x/a/b")) {
+            try BundlePath.validate(manifest: [entry("x/a/b", [1]), entry("x/a/b/c", [2])], limits: limits)
+        }
+        // Canonically equivalent to Swift, different names to the kernel: both are fine.
+        try BundlePath.validate(manifest: [entry("\u{E9}", [1]), entry("e\u{301}", [2])], limits: limits)
+    }
+
+    @Test(arguments: ["../\u{301}X", "/\u{301}X/f", "a/../\u{301}x", "./\u{301}x", "a//\u{301}x"])
+    func extractor_refusesPathsThatLeaveTheDirectoryAsBytes(path: String) throws {
+        let outside = try temporaryDirectory()
+        defer { FileIO.removeTree(outside) }
+        let dir = outside + "/job"
+        try FileIO.makeDirectories(dir)
+        #expect(throws: BundleError.self) {
+            _ = try BundleExtractor(directory: dir, manifest: [entry(path, [1])], limits: Limits())
+        }
+        #expect(try names(in: dir).isEmpty)
+        #expect(try names(in: outside) == ["job"])
+        #expect(!FileIO.exists("/\u{301}X"))
+    }
+
+    @Test func extractor_writesDotLookingNamesInsideTheDirectory() throws {
+        let outside = try temporaryDirectory()
+        defer { FileIO.removeTree(outside) }
+        let dir = outside + "/job"
+        try FileIO.makeDirectories(dir)
+        let extractor = try BundleExtractor(directory: dir, manifest: [entry("a/..\u{301}", [7])], limits: Limits())
+        try extractor.write([7])
+        #expect(extractor.isComplete)
+        #expect(try FileIO.readAll(dir + "/a/..\u{301}") == [7])
+        #expect(try names(in: outside) == ["job"])
+    }
+
+    @Test func extractor_createsTwentyThousandEmptyFilesInARow() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let manifest = (0..<20_000).map { entry("e/\($0)", []) } + [entry("last", [1, 2])]
+        let extractor = try BundleExtractor(directory: dir, manifest: manifest, limits: Limits())
+        #expect(extractor.currentPath == "last")
+        try extractor.write([1, 2])
+        #expect(extractor.isComplete)
+        #expect(try Directory(path: dir + "/e").entries().count == 20_000)
     }
 
     @Test func validate_enforcesCountSizeAndPathLimits() {
@@ -125,53 +194,17 @@ import Testing
         #expect(sources[0].entry.digest == SHA256.hash(Array("x".utf8)))
     }
 
-    @Test func cache_keepsVerifiedFilesAndEvictsTheLeastRecentlyUsed() throws {
-        let dir = try temporaryDirectory()
-        defer { FileIO.removeTree(dir) }
-        let cache = try #require(FileCache(directory: dir + "/cache", limit: 10))
-        #expect(FileIO.mode(dir + "/cache").map { $0 & 0o777 } == 0o700)
-        var entries: [ManifestEntry] = []
-        for (index, text) in ["aaaa", "bbbb", "cccc"].enumerated() {
-            try FileIO.write(dir + "/f\(index)", Array(text.utf8), mode: 0o644, exclusive: true)
-            let entry = entry("f\(index)", Array(text.utf8))
-            entries.append(entry)
-            #expect(cache.lookup(entry) == nil)
-            cache.store(dir + "/f\(index)", entry: entry)
-            #expect(try FileIO.readAll(try #require(cache.lookup(entry))) == Array(text.utf8))
-        }
-        // 12 bytes over a limit of 10: the oldest one went.
-        #expect(cache.lookup(entries[0]) == nil)
-        #expect(cache.lookup(entries[2]) != nil)
-        // A file of the wrong size is not a hit.
-        #expect(cache.lookup(ManifestEntry(path: "x", mode: 0o644, size: 5, digest: entries[2].digest)) == nil)
-        #expect(FileCache(directory: dir + "/off", limit: 0) == nil)
-    }
-
-    @Test func extractor_copiesCachedEntriesAndTakesTheRestFromTheStream() throws {
-        let dir = try temporaryDirectory()
-        defer { FileIO.removeTree(dir) }
-        try FileIO.makeDirectories(dir + "/job")
-        try FileIO.write(dir + "/cached", Array("from cache".utf8), mode: 0o600, exclusive: true)
-        let manifest = [entry("a", Array("from cache".utf8), mode: 0o755), entry("b/c", Array("streamed".utf8))]
-        var completed: [String] = []
-        let source = open(dir + "/cached", O_RDONLY)
-        let extractor = try BundleExtractor(directory: dir + "/job", manifest: manifest, limits: Limits(), cached: [0: source]) {
-            completed.append($0.path)
-        }
-        try extractor.write(Array("streamed".utf8))
-        #expect(extractor.isComplete)
-        #expect(completed == ["b/c"])
-        #expect(try FileIO.readAll(dir + "/job/a") == Array("from cache".utf8))
-        #expect(FileIO.mode(dir + "/job/a").map { $0 & 0o777 } == 0o755)
-        #expect(try FileIO.readAll(dir + "/job/b/c") == Array("streamed".utf8))
-    }
-
     @Test func collector_placesPaths() {
         #expect(BundleCollector.bundlePath(for: "./prog") == "prog")
         #expect(BundleCollector.bundlePath(for: "build/prog") == "build/prog")
         #expect(BundleCollector.bundlePath(for: "lib/") == "lib")
         #expect(BundleCollector.bundlePath(for: "/abs/data.csv") == "data.csv")
         #expect(BundleCollector.bundlePath(for: "../up/data.csv") == "data.csv")
+        // Split as bytes: each of these is absolute, or has '..' or '.', to the kernel.
+        #expect(BundleCollector.bundlePath(for: "/\u{301}abs/x") == "x")
+        #expect(BundleCollector.bundlePath(for: "../\u{301}x") == "\u{301}x")
+        #expect(BundleCollector.bundlePath(for: "./\u{301}x") == "\u{301}x")
+        #expect(BundleCollector.bundlePath(for: "a//\u{301}x/") == "a/\u{301}x")
     }
 
     @Test func collector_reportsMissingFile() {

@@ -9,16 +9,21 @@ public struct BundleSource: Sendable, Equatable {
 /// Collects the files named by `--file` and the program into a manifest, hashing each once.
 public enum BundleCollector {
     /// Where a local path lands in the job directory: a relative path without `..` keeps its
-    /// layout (`lib/util.py`), anything else lands under its last component.
+    /// layout (`lib/util.py`), anything else lands under its last component. Works on the path's
+    /// bytes split at `/`, as the kernel does (see `BundlePath`).
     public static func bundlePath(for local: String) -> String {
-        var path = local
-        while path.hasPrefix("./") { path.removeFirst(2) }
-        while path.hasSuffix("/") && path.count > 1 { path.removeLast() }
-        let components = path.split(separator: "/")
-        if path.hasPrefix("/") || components.contains("..") || components.contains(".") || path.isEmpty || path == "." {
-            return components.last.map(String.init) ?? path
+        let slash: UInt8 = 0x2F
+        var path = Array(local.utf8)[...]
+        while path.starts(with: [0x2E, slash]) { path = path.dropFirst(2) }
+        while path.count > 1 && path.last == slash { path = path.dropLast() }
+        let components = path.split(separator: slash)
+        let escapes =
+            path.isEmpty || path.first == slash
+            || components.contains { $0.elementsEqual([0x2E, 0x2E]) || $0.elementsEqual([0x2E]) }
+        if escapes {
+            return String(decoding: components.last ?? path, as: UTF8.self)
         }
-        return components.joined(separator: "/")
+        return String(decoding: Array(components.joined(separator: [slash])), as: UTF8.self)
     }
 
     /// Expands files and directories (recursively; symlinked files are shipped as their content,
@@ -43,15 +48,12 @@ public enum BundleCollector {
                 var link = stat()
                 if lstat(local, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK { return }
             }
-            guard let dir = opendir(local) else { throw .cannotRead(local, .current("opendir")) }
-            var names: [String] = []
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { names.append(name) }
+            let names: [String]
+            do {
+                names = try Directory(path: local).entries().map(\.string)
+            } catch {
+                throw .cannotRead(local, error)
             }
-            closedir(dir)
             for name in names.sorted() {
                 try add(local: local + "/" + name, bundle: bundle + "/" + name, into: &result, seen: &seen, top: false)
             }

@@ -33,37 +33,14 @@ public enum FileIO {
         }
     }
 
-    /// Removes a directory tree without following symlinks. The corresponding C functions are
-    /// `unlinkat` and `rmdir`.
-    public static func removeTree(_ path: String) {
-        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-        if fd >= 0 {
-            removeContents(fd)
-            FD.close(fd)
-        }
-        rmdir(path)
-    }
-
-    private static func removeContents(_ dirFD: Int32) {
-        let dupFD = dup(dirFD)
-        guard dupFD >= 0, let dir = fdopendir(dupFD) else { return }
-        defer { closedir(dir) }
-        var names: [(String, Bool)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
-            names.append((name, entry.pointee.d_type == UInt8(DT_DIR)))
-        }
-        for (name, isDirectory) in names {
-            if isDirectory || unlinkat(dirFD, name, 0) != 0 {
-                let child = openat(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                if child >= 0 {
-                    // A rank may have left a directory without write permission.
-                    fchmod(child, 0o700)
-                    removeContents(child)
-                    FD.close(child)
-                }
-                unlinkat(dirFD, name, AT_REMOVEDIR)
+    /// Calls `body` with `name` as a NUL-terminated C string; returns its result and, when the result is
+    /// negative, the `errno` it left (read at once, before the temporary string is freed), else 0.
+    /// `name` must not contain NUL (a directory entry's name or a validated bundle path component never does).
+    static func call(_ name: [UInt8], _ body: (UnsafePointer<CChar>) -> Int32) -> (result: Int32, errno: Int32) {
+        (name + [0]).withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { cName in
+                let result = body(cName.baseAddress!)
+                return (result, result < 0 ? Glibc.errno : 0)
             }
         }
     }

@@ -3,89 +3,155 @@ import CDistrSys
 import Synchronization
 
 /// Verified bundle files kept by SHA-256 digest, so a file shipped before need not be shipped
-/// again. The directory is private (0700) to the worker; ranks get copies, never the cached
-/// files themselves, so nothing a rank does can change what a later job receives. Bounded by
-/// size: the least recently used files go first.
+/// again. Bounded by size: the least recently used files go first.
+///
+/// The directory is private (0700), but ranks run as the worker's user and can rewrite a cached
+/// file, so a cached file is never trusted by its name: `copyVerified` hashes exactly the bytes it
+/// writes into the job directory and drops the entry when they do not match its digest.
+///
+/// An in-memory index (name → size and last use, plus a use-ordered queue) is built by one scan at
+/// start-up and kept up to date, so storing, looking up and evicting never rescan the directory.
 final class FileCache: Sendable {
     let directory: String
     let limit: Int
-    private let lock = Mutex<Void>(())
-    /// The last use stamp given, in nanoseconds: file times come from a coarse clock, and files
-    /// used microseconds apart must still be ordered.
-    private let lastStamp = Mutex<Int64>(0)
+    private let index = Mutex(Index())
 
-    /// nil when `limit` is 0 (caching off) or the directory cannot be made.
+    /// nil when `limit` is 0 (caching off) or the directory cannot be made or read.
     init?(directory: String, limit: Int) {
         guard limit > 0 else { return nil }
         self.directory = directory
         self.limit = limit
-        do { try FileIO.makeDirectories(directory, mode: 0o700) } catch { return nil }
-        chmod(directory, 0o700)
+        do {
+            try FileIO.makeDirectories(directory, mode: 0o700)
+            guard chmod(directory, 0o700) == 0 else { return nil }
+            let entries = try Directory(path: directory).entries()
+            var found: [(name: String, size: Int, stamp: Int64)] = []
+            for entry in entries where Self.isCacheName(entry.name) {
+                var info = stat()
+                guard lstat(directory + "/" + entry.string, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+                found.append((entry.string, Int(info.st_size), Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)))
+            }
+            index.withLock { index in
+                for file in found.sorted(by: { $0.stamp < $1.stamp }) {
+                    index.insert(file.name, size: file.size, stamp: file.stamp)
+                }
+                evictOverLimit(&index)
+            }
+        } catch {
+            return nil
+        }
+    }
+
+    /// A cache file's name: the digest's 64 lowercase hex digits.
+    private static func isCacheName(_ name: [UInt8]) -> Bool {
+        name.count == 64 && name.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
     }
 
     func path(for digest: [UInt8]) -> String { directory + "/" + digest.hex }
 
-    /// The cached copy of `entry`, if there is one of the right size (and marks it as used).
-    func lookup(_ entry: ManifestEntry) -> String? {
-        let path = path(for: entry.digest)
-        var info = stat()
-        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int(info.st_size) == entry.size else { return nil }
-        markUsed(path)
-        return path
-    }
-
-    /// Sets the file's modification time to a strictly increasing "now" (the LRU order).
-    private func markUsed(_ path: String) {
-        let now = Int64(Clock.wallNanoseconds)
-        let stamp = lastStamp.withLock { last -> Int64 in
-            last = max(now, last + 1)
-            return last
+    /// Opens the cached file for `entry` if the index has one of its size: one descriptor, which
+    /// the caller closes before opening the next. Not yet trusted: copy it with `copyVerified`.
+    func open(_ entry: ManifestEntry) -> Int32? {
+        guard entry.digest.count == 32 else { return nil }
+        let name = entry.digest.hex
+        guard index.withLock({ $0.files[name]?.size }) == entry.size else { return nil }
+        let fd = Glibc.open(directory + "/" + name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            // Gone (or replaced by a symlink) behind the worker's back: forget it.
+            index.withLock { $0.remove(name) }
+            return nil
         }
-        var times = [
-            timespec(tv_sec: Int(stamp / 1_000_000_000), tv_nsec: Int(stamp % 1_000_000_000)),
-            timespec(tv_sec: Int(stamp / 1_000_000_000), tv_nsec: Int(stamp % 1_000_000_000)),
-        ]
-        utimensat(AT_FDCWD, path, &times, 0)
+        return fd
     }
 
-    /// Keeps a copy of a file whose digest has just been verified.
+    /// Copies `source` (from `open`) into `target`, hashing exactly the bytes written, so what the
+    /// job receives is what was checked, whatever happens to the cached file meanwhile.
+    /// - Returns: true when the bytes match `entry` (the entry is marked used); false when they do
+    ///   not or cannot be read (the entry is removed from the cache, and `target` holds garbage).
+    /// - Throws: `SystemError` when writing `target` fails (the cached file is not to blame).
+    func copyVerified(_ entry: ManifestEntry, from source: Int32, to target: Int32) throws(SystemError) -> Bool {
+        var hasher = SHA256()
+        var total = 0
+        // Small files need a small buffer; one byte more than expected shows a file that grew.
+        var buffer = [UInt8](repeating: 0, count: entry.size < 1 << 20 ? entry.size + 1 : 1 << 20)
+        while total <= entry.size {
+            let n: Int
+            do {
+                n = try FD.read(source, into: &buffer)
+            } catch {
+                break  // An unreadable cached file is a miss: the digest check below fails.
+            }
+            if n == 0 { break }
+            total += n
+            if total > entry.size { break }
+            let result = buffer.withUnsafeBytes { raw in
+                let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
+                hasher.update(chunk)
+                return Result { () throws(SystemError) in try FD.writeAll(target, chunk) }
+            }
+            try result.get()
+        }
+        let name = entry.digest.hex
+        guard total == entry.size, constantTimeEqual(hasher.finalize(), entry.digest) else {
+            index.withLock { index in
+                index.remove(name)
+                unlink(directory + "/" + name)
+            }
+            return false
+        }
+        let stamp = index.withLock { $0.touch(name) }
+        // The file's time keeps the LRU order across restarts.
+        var times = [Self.timespec(stamp), Self.timespec(stamp)]
+        futimens(source, &times)
+        return true
+    }
+
+    /// Keeps a copy of a file whose digest has just been verified, then evicts the least recently
+    /// used files until the cache fits its limit.
     func store(_ source: String, entry: ManifestEntry) {
-        guard entry.size <= limit else { return }
-        let target = path(for: entry.digest)
+        guard entry.size <= limit, entry.digest.count == 32 else { return }
+        let name = entry.digest.hex
+        let target = directory + "/" + name
         let temporary = target + ".part-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        guard (try? Self.copy(from: source, to: temporary, mode: 0o600)) != nil else {
+        do {
+            try Self.copy(from: source, to: temporary, mode: 0o600)
+        } catch {
+            // Caching is best effort: the job has its file; only a later job's transfer is lost.
             unlink(temporary)
             return
         }
-        rename(temporary, target)
-        markUsed(target)
-        lock.withLock { _ in evict() }
+        guard rename(temporary, target) == 0 else {
+            unlink(temporary)
+            return
+        }
+        let stamp = index.withLock { index in
+            let stamp = index.insert(name, size: entry.size, stamp: nil)
+            evictOverLimit(&index)
+            return stamp
+        }
+        // The file's time keeps the LRU order across restarts.
+        var times = [Self.timespec(stamp), Self.timespec(stamp)]
+        utimensat(AT_FDCWD, target, &times, AT_SYMLINK_NOFOLLOW)
     }
 
-    /// Removes the least recently used files until the cache fits its limit.
-    private func evict() {
-        guard let dir = opendir(directory) else { return }
-        var files: [(path: String, size: Int, used: Int)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." || name.contains(".part-") { continue }
-            var info = stat()
-            let path = directory + "/" + name
-            if stat(path, &info) == 0 { files.append((path, Int(info.st_size), info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec)) }
+    /// Removes the least recently used files until the total fits the limit: O(files evicted),
+    /// amortized, under the lock.
+    private func evictOverLimit(_ index: inout Index) {
+        while index.total > limit, let victim = index.leastRecentlyUsed() {
+            index.remove(victim)
+            unlink(directory + "/" + victim)
         }
-        closedir(dir)
-        var total = files.reduce(0) { $0 + $1.size }
-        for file in files.sorted(by: { $0.used < $1.used }) where total > limit {
-            unlink(file.path)
-            total -= file.size
-        }
+    }
+
+    private static func timespec(_ stamp: Int64) -> Glibc.timespec {
+        Glibc.timespec(tv_sec: Int(stamp / 1_000_000_000), tv_nsec: Int(stamp % 1_000_000_000))
     }
 
     /// Copies a file's bytes into a new file (the kernel copies: copy_file_range where it can).
     static func copy(from source: String, to target: String, mode: mode_t) throws(SystemError) {
-        let input = try retryingEINTR("open") { open(source, O_RDONLY | O_CLOEXEC) }
+        let input = try retryingEINTR("open") { Glibc.open(source, O_RDONLY | O_CLOEXEC) }
         defer { FD.close(input) }
-        let output = try retryingEINTR("open") { open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
+        let output = try retryingEINTR("open") { Glibc.open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
         defer { FD.close(output) }
         try copy(from: input, to: output)
     }
@@ -104,6 +170,80 @@ final class FileCache: Sendable {
             let n = try FD.read(input, into: &buffer)
             if n == 0 { return }
             try FD.writeAll(output, Array(buffer[0..<n]))
+        }
+    }
+}
+
+extension FileCache {
+    /// What the cache holds, by file name, and the order of last use.
+    struct Index {
+        struct Record {
+            var size: Int
+            var stamp: Int64
+        }
+
+        var files: [String: Record] = [:]
+        /// Bytes held (saturating: sizes are at most the limit, but the sum is checked anyway).
+        var total = 0
+        /// (stamp, name) in increasing stamp order. A use appends a new pair; pairs whose stamp is
+        /// no longer the file's are stale and skipped, and dropped when they outnumber the live ones.
+        private var order: [(stamp: Int64, name: String)] = []
+        private var head = 0
+        private var lastStamp: Int64 = 0
+
+        /// A strictly increasing "now": file times come from a coarse clock, and files used
+        /// microseconds apart must still be ordered.
+        private mutating func nextStamp() -> Int64 {
+            lastStamp = max(Int64(clamping: Clock.wallNanoseconds), lastStamp + 1)
+            return lastStamp
+        }
+
+        /// Adds or replaces a file; `stamp` nil means "used now". Stamps must be given in increasing
+        /// order. Returns the stamp given.
+        @discardableResult
+        mutating func insert(_ name: String, size: Int, stamp: Int64?) -> Int64 {
+            remove(name)
+            let stamp = stamp ?? nextStamp()
+            lastStamp = max(lastStamp, stamp)
+            files[name] = Record(size: size, stamp: stamp)
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            total = overflow ? Int.max : sum
+            order.append((stamp, name))
+            compactIfStale()
+            return stamp
+        }
+
+        /// Marks a file used now; returns the stamp given.
+        mutating func touch(_ name: String) -> Int64 {
+            let stamp = nextStamp()
+            guard files[name] != nil else { return stamp }
+            files[name]?.stamp = stamp
+            order.append((stamp, name))
+            compactIfStale()
+            return stamp
+        }
+
+        mutating func remove(_ name: String) {
+            guard let record = files.removeValue(forKey: name) else { return }
+            total -= min(record.size, total)
+        }
+
+        /// The least recently used file's name, or nil when the cache is empty.
+        mutating func leastRecentlyUsed() -> String? {
+            while head < order.count {
+                let (stamp, name) = order[head]
+                head += 1
+                if files[name]?.stamp == stamp { return name }
+            }
+            return nil
+        }
+
+        /// Keeps the queue linear in the number of files: each rebuild is paid for by the stale
+        /// pairs (at least as many as the live ones) it drops.
+        private mutating func compactIfStale() {
+            guard order.count - head > 2 * files.count + 64 else { return }
+            order = order[head...].filter { files[$0.name]?.stamp == $0.stamp }
+            head = 0
         }
     }
 }

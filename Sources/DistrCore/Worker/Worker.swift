@@ -353,28 +353,19 @@ public final class Worker: Sendable {
                 $0.spec = spec
                 $0.directory = directory
             }
-            // Files the cache has are copied locally; the master sends only the others.
-            var cached: [Int: Int32] = [:]
-            defer { cached.values.forEach(FD.close) }
-            if let cache = worker.cache {
-                for (index, entry) in spec.manifest.enumerated() {
-                    guard let hit = cache.lookup(entry) else { continue }
-                    let fd = open(hit, O_RDONLY | O_CLOEXEC)
-                    if fd >= 0 { cached[index] = fd }
-                }
-            }
+            // Files the cache has (verified against their digests) are copied in now; the
+            // master sends only the others.
             let cache = worker.cache
             let extractor = try BundleExtractor(
-                directory: directory, manifest: spec.manifest, limits: worker.configuration.limits, cached: cached
+                directory: directory, manifest: spec.manifest, limits: worker.configuration.limits, cache: cache
             ) {
                 cache?.store(directory + "/" + $0.path, entry: $0)
             }
-            let needed = spec.manifest.indices.filter { cached[$0] == nil }
-            cached = [:]  // the extractor owns (and closes) them now
+            let needed = extractor.streamedIndices
             let complete = extractor.isComplete
             prepared.withLock {
                 $0.extractor = extractor
-                $0.cachedFiles = spec.manifest.count - needed.count
+                $0.cachedFiles = extractor.cachedCount
             }
             return (needed, complete)
         }
@@ -416,8 +407,8 @@ public final class Worker: Sendable {
 
     /// Removes a job's directory, logging what could not be removed.
     private func removeJobDirectory(_ directory: String, jobID: String) {
-        FileIO.removeTree(directory)
-        if FileIO.exists(directory) { log("job \(jobID): could not remove all of \(directory)") }
+        let report = FileIO.removeTree(directory)
+        if !report.isComplete { log("job \(jobID): \(report)") }
     }
 
     /// Checks what the job description says about itself before anything is created from it.

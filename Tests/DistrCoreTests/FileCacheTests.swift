@@ -1,0 +1,122 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite struct FileCacheTests {
+    /// Whether the cache has a usable copy of `entry`: opens it and copies it, verified, to /dev/null.
+    func hasVerifiedCopy(_ cache: FileCache, _ entry: ManifestEntry) throws -> Bool {
+        guard let source = cache.open(entry) else { return false }
+        defer { FD.close(source) }
+        let sink = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { FD.close(sink) }
+        return try cache.copyVerified(entry, from: source, to: sink)
+    }
+
+    @Test func cache_keepsVerifiedFilesAndEvictsTheLeastRecentlyUsed() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 10))
+        #expect(FileIO.mode(dir + "/cache").map { $0 & 0o777 } == 0o700)
+        var entries: [ManifestEntry] = []
+        for (index, text) in ["aaaa", "bbbb", "cccc"].enumerated() {
+            try FileIO.write(dir + "/f\(index)", Array(text.utf8), mode: 0o644, exclusive: true)
+            let entry = manifestEntry("f\(index)", Array(text.utf8))
+            entries.append(entry)
+            #expect(cache.open(entry) == nil)
+            cache.store(dir + "/f\(index)", entry: entry)
+            #expect(try hasVerifiedCopy(cache, entry))
+        }
+        // 12 bytes over a limit of 10: the oldest one went, from the index and from the disk.
+        #expect(cache.open(entries[0]) == nil)
+        #expect(!FileIO.exists(cache.path(for: entries[0].digest)))
+        #expect(try hasVerifiedCopy(cache, entries[2]))
+        // A file of the wrong size is not a hit.
+        #expect(cache.open(ManifestEntry(path: "x", mode: 0o644, size: 5, digest: entries[2].digest)) == nil)
+        #expect(FileCache(directory: dir + "/off", limit: 0) == nil)
+    }
+
+    @Test func cache_rebuildsItsIndexAtStartUpAndKeepsTheUseOrder() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        var entries: [ManifestEntry] = []
+        do {
+            let cache = try #require(FileCache(directory: dir + "/cache", limit: 100))
+            for (index, text) in ["aaaa", "bbbb", "cccc"].enumerated() {
+                try FileIO.write(dir + "/f\(index)", Array(text.utf8), mode: 0o644, exclusive: true)
+                entries.append(manifestEntry("f\(index)", Array(text.utf8)))
+                cache.store(dir + "/f\(index)", entry: entries[index])
+            }
+            // The first file becomes the most recently used.
+            #expect(try hasVerifiedCopy(cache, entries[0]))
+        }
+        // A smaller limit after a restart: the least recently used file (the second) goes first.
+        let restarted = try #require(FileCache(directory: dir + "/cache", limit: 8))
+        #expect(restarted.open(entries[1]) == nil)
+        #expect(try hasVerifiedCopy(restarted, entries[0]))
+        #expect(try hasVerifiedCopy(restarted, entries[2]))
+    }
+
+    @Test func cache_poisonedFileIsNotUsedAndIsReplacedByTheStreamedOne() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let good = Array("the real program".utf8)
+        let entry = manifestEntry("prog", good, mode: 0o755)
+        try FileIO.write(dir + "/prog", good, mode: 0o644, exclusive: true)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        cache.store(dir + "/prog", entry: entry)
+        // A rank of an earlier job rewrites the cached file: same name, same size, other bytes.
+        let cached = cache.path(for: entry.digest)
+        let poison = Array("the evil program".utf8)
+        #expect(poison.count == good.count)
+        try FileIO.write(cached, poison, mode: 0o600, exclusive: false)
+
+        try FileIO.makeDirectories(dir + "/job")
+        let extractor = try BundleExtractor(directory: dir + "/job", manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(dir + "/job/" + $0.path, entry: $0)
+        }
+        // Not a hit: the worker asks the master for the file.
+        #expect(extractor.cachedCount == 0)
+        #expect(extractor.streamedIndices == [0])
+        try extractor.write(good)
+        #expect(extractor.isComplete)
+        #expect(try FileIO.readAll(dir + "/job/prog") == good)
+        // The poisoned copy was dropped, and the verified streamed file took its place.
+        #expect(try FileIO.readAll(cached) == good)
+    }
+
+    @Test func cache_fileThatGrewIsNotAHit() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let entry = manifestEntry("f", [1, 2, 3])
+        try FileIO.write(dir + "/f", [1, 2, 3], mode: 0o644, exclusive: true)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        cache.store(dir + "/f", entry: entry)
+        try FileIO.write(cache.path(for: entry.digest), [1, 2, 3, 4], mode: 0o600, exclusive: false)
+        #expect(try !hasVerifiedCopy(cache, entry))
+        #expect(cache.open(entry) == nil)
+    }
+
+    @Test func extractor_copiesTwentyThousandCachedFilesOneDescriptorAtATime() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        // Files a previous run of the worker cached: found by the start-up scan.
+        try FileIO.makeDirectories(dir + "/cache")
+        let count = 20_000
+        var manifest: [ManifestEntry] = []
+        for index in 0..<count {
+            let bytes = Array("file \(index)\n".utf8)
+            let entry = manifestEntry("d/f\(index)", bytes)
+            try FileIO.write(dir + "/cache/" + entry.digest.hex, bytes, mode: 0o600, exclusive: true)
+            manifest.append(entry)
+        }
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 30))
+        try FileIO.makeDirectories(dir + "/job")
+        let extractor = try BundleExtractor(directory: dir + "/job", manifest: manifest, limits: Limits(), cache: cache)
+        #expect(extractor.isComplete)
+        #expect(extractor.cachedCount == count)
+        #expect(extractor.streamedIndices.isEmpty)
+        #expect(try FileIO.readAll(dir + "/job/d/f12345") == Array("file 12345\n".utf8))
+        #expect(try Directory(path: dir + "/job/d").entries().count == count)
+    }
+}

@@ -1,0 +1,21 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+/// A fresh private directory under the system's temporary directory; the caller removes it.
+func makeTemporaryDirectory() throws -> String {
+    var template = Array("\(NSTemporaryDirectory())/distr-test-XXXXXX".utf8CString)
+    let made = try #require(mkdtemp(&template))
+    return String(cString: made)
+}
+
+/// A manifest entry describing `bytes`.
+func manifestEntry(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644) -> ManifestEntry {
+    ManifestEntry(path: path, mode: mode, size: bytes.count, digest: SHA256.hash(bytes))
+}
+
+/// The names in a directory, as text.
+func names(in path: String) throws -> Set<String> {
+    Set(try Directory(path: path).entries().map(\.string))
+}
