@@ -224,11 +224,15 @@ final class TestCluster: Sendable {
         try TestProcess.run(startMaster(arguments, directory: directory))
     }
 
-    /// Everything left in the workers' work directories except the file cache, which outlives jobs.
+    /// Everything left in the workers' work directories (job directories, and records of jobs
+    /// in `.distr-jobs`) except the file cache, which outlives jobs.
     var leftoverJobDirectories: [String] {
         workers.flatMap { worker in
-            ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? []).filter { $0 != ".distr-cache" }
-                .map { worker.workDirectory + "/" + $0 }
+            let top = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? [])
+                .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" }.map { worker.workDirectory + "/" + $0 }
+            let records = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory + "/.distr-jobs")) ?? [])
+                .map { worker.workDirectory + "/.distr-jobs/" + $0 }
+            return top + records
         }
     }
 }
@@ -253,6 +257,11 @@ enum Processes {
         if fd < 0 { return errno == ESRCH }
         defer { close(fd) }
         return (try? FD.waitReadable(fd, timeout: Int32(timeout * 1000))) == true
+    }
+
+    /// True when `pid` runs the distr-worker binary (a worker, or a worker's sentinel).
+    static func isWorker(_ pid: pid_t) -> Bool {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == Binaries.worker
     }
 
     /// Live (non-zombie) processes whose parent is `pid`.

@@ -22,6 +22,16 @@ ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len);
 /// TCP keepalive with the given idle, interval and probe count.
 int cdistr_set_keepalive(int fd, int idle, int interval, int count);
 
+/// Starts `path` (a full path) with vfork and execve: its own process group, every signal
+/// disposition default, an empty signal mask, `fd_sources[i]` as descriptor `fd_targets[i]`
+/// (at most 16), stdin from /dev/null when `stdin_devnull`, working directory `dir` (NULL:
+/// unchanged), `parent_death_signal` (0: none) sent to it when the spawning thread ends, and,
+/// when `cgroup_procs_fd` >= 0 (an open `cgroup.procs`), moved into that cgroup before exec.
+/// Returns the pid, or -1 with errno set (the exec's errno when the program could not start).
+pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, const int *fd_sources,
+                   const int *fd_targets, int fd_count, int stdin_devnull, int parent_death_signal,
+                   int cgroup_procs_fd);
+
 /// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
 int cdistr_pidfd_open(pid_t pid);
 

@@ -5,7 +5,7 @@ import Dispatch
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 public enum WorkerCommand {
     public static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--no-cgroups]"
 
     public static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -25,6 +25,8 @@ public enum WorkerCommand {
                                  and a master to send its job once connected (default 30)
           --cache-bytes N        keep shipped files by digest in WORKDIR/.distr-cache, up to N bytes,
                                  so they are not shipped again (default 1 GiB; 0 turns it off)
+          --no-cgroups           do not make a cgroup per job (by default one is made where the worker
+                                 may, so that nothing a job starts can outlive it)
           -h, --help             show this help
           --version              show the version
 
@@ -44,6 +46,7 @@ public enum WorkerCommand {
         var limits = Limits()
         var grace = 2.0
         var exitWithParent = false
+        var useControlGroups = true
         var cacheBytes = 1 << 30
         var scanner = ArgumentScanner(arguments)
         do {
@@ -69,6 +72,7 @@ public enum WorkerCommand {
                 case .option("--frame-timeout", let inline):
                     limits.frameTimeout = try scanner.number(of: "--frame-timeout", inline: inline, minimum: 0.01)
                 case .option("--exit-with-parent", _): exitWithParent = true
+                case .option("--no-cgroups", _): useControlGroups = false
                 case .option(let name, _): throw UsageError("unknown option '\(name)'")
                 case .positional(let value): throw UsageError("unexpected argument '\(value)'")
                 }
@@ -98,11 +102,14 @@ public enum WorkerCommand {
         var configuration = WorkerConfiguration(secret: secret, workDirectory: workDirectory) { message in
             fputs("distr-worker: \(message)\n", stderr)
         }
+        // Still one thread here: the sentinel is forked before the worker starts any.
+        configuration.sentinel = Sentinel.start(workDirectory: workDirectory) { configuration.log($0) }
         configuration.bind = bind
         configuration.port = port
         configuration.limits = limits
         configuration.grace = grace
         configuration.cacheBytes = cacheBytes
+        configuration.useControlGroups = useControlGroups
         let worker: Worker
         do { worker = try Worker(configuration) } catch {
             fputs("distr-worker: \(error)\n", stderr)

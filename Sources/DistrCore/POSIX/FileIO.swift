@@ -45,6 +45,10 @@ public enum FileIO {
         }
     }
 
+    /// Removes a file; a file that is already gone is not an error. The corresponding C
+    /// function is `unlink`.
+    package static func unlink(_ path: String) { _ = Glibc.unlink(path) }
+
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0

@@ -14,10 +14,16 @@ public struct SpawnRequest: Sendable {
     public var stderr: Int32
     /// Extra descriptors to hand over, as (source in this process, number in the child).
     public var inherited: [(source: Int32, target: Int32)] = []
+    /// A signal the child gets when the thread that spawned it ends, or this process dies
+    /// (`PR_SET_PDEATHSIG`): ranks die with their worker, even with `kill -9`.
+    public var parentDeathSignal: Int32?
+    /// An open `cgroup.procs` (see `ControlGroup`): the child joins that cgroup before it runs.
+    public var controlGroupProcs: Int32?
 
     public init(
         arguments: [String], environment: [String], directory: String? = nil, stdin: Int32? = nil, stdout: Int32,
-        stderr: Int32, inherited: [(source: Int32, target: Int32)] = []
+        stderr: Int32, inherited: [(source: Int32, target: Int32)] = [], parentDeathSignal: Int32? = nil,
+        controlGroupProcs: Int32? = nil
     ) {
         self.arguments = arguments
         self.environment = environment
@@ -26,59 +32,65 @@ public struct SpawnRequest: Sendable {
         self.stdout = stdout
         self.stderr = stderr
         self.inherited = inherited
+        self.parentDeathSignal = parentDeathSignal
+        self.controlGroupProcs = controlGroupProcs
     }
 }
 
-/// Starts processes with `posix_spawn`: own process group, default signal dispositions (so
-/// SIGPIPE and SIGTERM work in the child even though the parent ignores or blocks them), an
-/// empty signal mask, stdin from `/dev/null`, and only the listed descriptors inherited (every
-/// other descriptor distr opens is close-on-exec).
+/// Starts processes: own process group, default signal dispositions (so SIGPIPE and SIGTERM
+/// work in the child even though the parent ignores or blocks them), an empty signal mask,
+/// stdin from `/dev/null`, and only the listed descriptors inherited (every other descriptor
+/// distr opens is close-on-exec). The child side is `cdistr_spawn` (vfork and execve: between
+/// them only async-signal-safe calls may run, which Swift cannot promise); the PATH search and
+/// everything else happen here.
 ///
 /// All children of the process are reaped by one dedicated thread (`waitpid(-1)`), which hands
 /// each status to the callback registered at spawn time. Orphaned descendants that the kernel
 /// reparents to a subreaper are reaped by it too, so they never linger as zombies.
 public enum Spawner {
     /// - Returns: the child's pid (also its process group id).
-    /// - Throws: `SystemError` from `posix_spawn` (ENOENT when the program does not exist).
+    /// - Throws: `SystemError` (ENOENT when the program does not exist, EACCES when it is not
+    ///   executable, or the errno of the step that failed in the child).
     public static func spawn(_ request: SpawnRequest, onExit: @escaping @Sendable (RankStatus) -> Void) throws(SystemError) -> pid_t {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var all = sigset_t()
-        sigfillset(&all)
-        posix_spawnattr_setsigdefault(&attributes, &all)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setpgroup(&attributes, 0)
-        posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
+        let program = try resolve(request.arguments.first ?? "")
+        var sources: [Int32] = [request.stdout, request.stderr]
+        var targets: [Int32] = [1, 2]
         if let stdin = request.stdin {
-            posix_spawn_file_actions_adddup2(&actions, stdin, 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            sources.append(stdin)
+            targets.append(0)
         }
-        posix_spawn_file_actions_adddup2(&actions, request.stdout, 1)
-        posix_spawn_file_actions_adddup2(&actions, request.stderr, 2)
-        for (source, target) in request.inherited { posix_spawn_file_actions_adddup2(&actions, source, target) }
-        if let directory = request.directory { cdistr_spawn_addchdir(&actions, directory) }
-
+        for (source, target) in request.inherited {
+            sources.append(source)
+            targets.append(target)
+        }
         let argv = request.arguments.map { strdup($0) } + [nil]
         let envp = request.environment.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        let program = request.arguments.first ?? ""
-        return try ChildReaper.shared.spawnRegistered(onExit: onExit) { pid in
-            program.contains("/")
-                ? posix_spawn(&pid, program, &actions, &attributes, argv, envp)
-                : posix_spawnp(&pid, program, &actions, &attributes, argv, envp)
+        return try ChildReaper.shared.spawnRegistered(onExit: onExit) {
+            cdistr_spawn(
+                program, argv, envp, request.directory, sources, targets, Int32(sources.count), request.stdin == nil ? 1 : 0,
+                request.parentDeathSignal ?? 0, request.controlGroupProcs ?? -1)
         }
+    }
+
+    /// The file `execvp` would run for `program`: itself when it contains a slash, else the
+    /// first executable file of that name in this process's PATH.
+    static func resolve(_ program: String) throws(SystemError) -> String {
+        guard !program.isEmpty else { throw SystemError("execve", errno: ENOENT) }
+        if program.utf8.contains(UInt8(ascii: "/")) { return program }
+        let path = Environment.value("PATH") ?? "/usr/local/bin:/usr/bin:/bin"
+        var sawDenied = false
+        for directory in path.split(separator: ":", omittingEmptySubsequences: false) {
+            let candidate = (directory.isEmpty ? "." : String(directory)) + "/" + program
+            var info = stat()
+            guard stat(candidate, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            if access(candidate, X_OK) == 0 { return candidate }
+            sawDenied = true
+        }
+        throw SystemError("execve", errno: sawDenied ? EACCES : ENOENT)
     }
 }
 
@@ -95,14 +107,13 @@ final class ChildReaper: Sendable {
     }
 
     func spawnRegistered(
-        onExit: @escaping @Sendable (RankStatus) -> Void, _ body: (inout pid_t) -> Int32
+        onExit: @escaping @Sendable (RankStatus) -> Void, _ body: () -> pid_t
     ) throws(SystemError) -> pid_t {
         // The lock is held across the spawn so that the reaper cannot look up a pid that exits
         // before it is registered.
         let result: Result<pid_t, SystemError> = waiting.withLock { table in
-            var pid: pid_t = 0
-            let status = body(&pid)
-            if status != 0 { return .failure(SystemError("posix_spawn", errno: status)) }
+            let pid = body()
+            if pid < 0 { return .failure(.current("spawn")) }
             table[pid] = onExit
             return .success(pid)
         }

@@ -7,6 +7,9 @@ final class Job: Sendable {
     let spec: JobSpec
     let directory: String
     let connection: Connection
+    /// The job's cgroup, when the worker may make one, and its `cgroup.procs` for the spawner.
+    let controlGroup: ControlGroup?
+    private let controlGroupProcs: Int32?
     /// The master's address and the job's nodes: their connections are never starved.
     let trustedHosts: Set<String>
     let grace: Double
@@ -20,10 +23,18 @@ final class Job: Sendable {
     private let onFinish: @Sendable (Job) -> Void
 
     init(
-        spec: JobSpec, directory: String, connection: Connection, master: String, grace: Double,
+        spec: JobSpec, directory: String, connection: Connection, master: String, controlGroup: ControlGroup?, grace: Double,
         log: @escaping @Sendable (String) -> Void, onFinish: @escaping @Sendable (Job) -> Void
     ) {
         self.spec = spec
+        var procs: Int32?
+        if let controlGroup {
+            do { procs = try controlGroup.openProcs() } catch {
+                log("job \(spec.jobID): cannot use its cgroup (\(error)); tracking its processes without it")
+            }
+        }
+        self.controlGroup = procs == nil ? nil : controlGroup
+        controlGroupProcs = procs
         trustedHosts = Set(spec.placements.map(\.host) + [master])
         self.directory = directory
         self.connection = connection
@@ -56,7 +67,8 @@ final class Job: Sendable {
         for rank in spec.localRanks {
             do {
                 let process = try RankProcess(
-                    rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory)
+                    rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory,
+                    controlGroupProcs: controlGroupProcs)
                 // Under the same lock as relays: the rank hears of every exit, before or after.
                 ranks.withLock { state in
                     state.processes[rank] = process
@@ -171,14 +183,18 @@ final class Job: Sendable {
         }
     }
 
+    /// The ranks' process groups (each rank leads its own).
+    var processGroups: [Int32] { ranks.withLock { $0.processes.values.map(\.pid) } }
+
     /// Runs once, when every rank has exited: ends leftovers, then `onFinish` cleans up and
     /// reports.
     private func finish() {
         let all = ranks.withLock { Array($0.processes.values) }
-        // Background children left in a rank's group, and anything that escaped the group.
+        // Background children left in a rank's group; what escaped the group is swept by
+        // `onFinish`.
         for process in all { process.signalGroup(SIGKILL) }
-        Descendants.killEscaped(jobID: spec.jobID)
         for process in all { process.closeDescriptors() }
+        if let controlGroupProcs { FD.close(controlGroupProcs) }
         onFinish(self)
         finished.open()
     }

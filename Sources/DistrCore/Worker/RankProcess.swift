@@ -20,7 +20,7 @@ final class RankProcess: Sendable {
 
     /// Spawns the rank. Descriptors are closed on failure.
     /// - Throws: `SystemError` from pipe creation or `posix_spawn`.
-    init(rank: Int, arguments: [String], environment: [String], directory: String) throws(SystemError) {
+    init(rank: Int, arguments: [String], environment: [String], directory: String, controlGroupProcs: Int32?) throws(SystemError) {
         self.rank = rank
         let out = try FD.pipe()
         let err = try FD.pipe()
@@ -33,7 +33,10 @@ final class RankProcess: Sendable {
         agentFD = agent.0
         let request = SpawnRequest(
             arguments: arguments, environment: environment + ["DISTR_AGENT_FD=3"], directory: directory,
-            stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)])
+            stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
+            // The rank dies with the thread that runs its job, and with the worker, even
+            // after kill -9 of the worker.
+            parentDeathSignal: SIGKILL, controlGroupProcs: controlGroupProcs)
         let record = exit
         let notifyWrite = notify.write
         do {

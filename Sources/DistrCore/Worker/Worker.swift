@@ -13,6 +13,10 @@ public struct WorkerConfiguration: Sendable {
     public var grace: Double = 2
     /// Bytes of shipped files kept by digest for later jobs (0: no cache).
     public var cacheBytes = 1 << 30
+    /// Track jobs' processes with a cgroup per job where one can be made.
+    public var useControlGroups = true
+    /// The worker's sentinel process (see `Sentinel`), which job sweeps must spare.
+    public var sentinel: Int32?
     public var log: @Sendable (String) -> Void
 
     public init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
@@ -39,6 +43,10 @@ public final class Worker: Sendable {
     private let acceptLoopDone = Latch()
     /// Shipped files kept by digest (nil: caching off).
     private let cache: FileCache?
+    /// Records of running jobs, for whoever must clean up after a crash of this worker.
+    private let records: JobRecords?
+    /// Where job cgroups are made (nil: none; the sweep and the records do the tracking).
+    private let controlGroups: String?
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
@@ -52,6 +60,21 @@ public final class Worker: Sendable {
                     perSource: configuration.limits.maxPendingHandshakesPerSource), [:]
             ))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
+        do {
+            let records = try JobRecords(workDirectory: configuration.workDirectory)
+            // What a worker that crashed here left behind: its ranks' processes and directories.
+            for line in Reclaimer.reclaimAbandoned(records) { configuration.log(line) }
+            self.records = records
+        } catch {
+            configuration.log("cannot keep job records in \(configuration.workDirectory)/.distr-jobs (\(error)); a crash of this worker will leave its jobs' processes running")
+            records = nil
+        }
+        switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", errno: EPERM)) {
+        case .success(let place): controlGroups = place
+        case .failure(let why):
+            controlGroups = nil
+            configuration.log("no cgroup per job (\(why)); jobs' processes are tracked by process group and subreaper instead")
+        }
         // Descendants that escape a rank's process group are reparented here, not to init.
         if cdistr_set_child_subreaper() != 0 {
             configuration.log("cannot become a child subreaper (\(SystemError.current("prctl"))); escaped processes may outlive their jobs")
@@ -319,7 +342,9 @@ public final class Worker: Sendable {
                 // ends the job through the protocol.
                 try? connection.send(message)
             case .startRanks:
-                prepared.withLock { $0.job }?.start()
+                guard let job = prepared.withLock({ $0.job }) else { return }
+                job.start()
+                worker.record(job)
             case .relayPeerExit(let rank, let status):
                 prepared.withLock { $0.job }?.relayPeerExit(rank: rank, status: status)
             case .cancel(let reason):
@@ -329,7 +354,11 @@ public final class Worker: Sendable {
                     defer { state.extractor = nil }
                     return (state.spec, state.directory, state.job)
                 }
-                if let job { worker.unregister(job) }
+                if let job {
+                    worker.unregister(job)
+                    job.controlGroup?.killAndRemove()
+                    worker.records?.remove(job.spec.jobID)
+                }
                 if let directory { worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?") }
                 if isError || spec != nil {
                     worker.log("job \(spec?.jobID ?? "?") from \(connection.peer) \(isError ? "refused" : "not started"): \(reason)")
@@ -377,12 +406,20 @@ public final class Worker: Sendable {
                 return (state.spec, state.directory, state.cachedFiles)
             }
             guard let spec, let directory else { throw WireError.refused("no job to register") }
+            var controlGroup: ControlGroup?
+            if let place = worker.controlGroups {
+                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(getpid())") } catch {
+                    worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
+                }
+            }
             let job = Job(
-                spec: spec, directory: directory, connection: connection, master: masterHost,
+                spec: spec, directory: directory, connection: connection, master: masterHost, controlGroup: controlGroup,
                 grace: worker.configuration.grace, log: worker.configuration.log
             ) { [self] finished in
+                worker.sweep(finished)
                 worker.unregister(finished)
                 if !finished.spec.keepDirectory { worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID) }
+                worker.records?.remove(finished.spec.jobID)
                 perform(machine.withLock { $0.ranksFinished() })
             }
             let added = worker.jobs.withLock { table -> Bool in
@@ -392,11 +429,39 @@ public final class Worker: Sendable {
             }
             guard added else { throw WireError.refused("job \(spec.jobID) is already running here") }
             prepared.withLock { $0.job = job }
+            worker.record(job)
             try connection.send(.jobReady(directory: directory))
             worker.log(
                 "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedFiles) from cache): \(spec.arguments.joined(separator: " "))"
             )
         }
+    }
+
+    /// Writes (or updates) the job's record, so that a crash of this worker can be cleaned up.
+    private func record(_ job: Job) {
+        guard let records else { return }
+        var record = JobRecord(
+            jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: ProcessTable.ownStartTime)
+        record.processGroups = job.processGroups
+        record.controlGroup = job.controlGroup?.path
+        do { try records.write(record) } catch {
+            log("job \(job.spec.jobID): cannot write its record (\(error)); a crash of this worker would leave it running")
+        }
+    }
+
+    /// Ends what is left of a finished job: processes that left their rank's process group
+    /// (setsid, double fork, env -i) were reparented here, the child subreaper.
+    private func sweep(_ job: Job) {
+        if let group = job.controlGroup, !group.killAndRemove() {
+            log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
+        }
+        var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: 0)
+        record.processGroups = job.processGroups
+        // With no other job running, every child of the worker but its sentinel came from this job.
+        let soleJob = jobs.withLock { $0.count == 1 }
+        let sentinel = configuration.sentinel
+        let killed = Reclaimer.killAll(of: record, among: ProcessTable.children) { pid in soleJob && pid != sentinel }
+        if killed > 0 { log("job \(job.spec.jobID): ended \(killed) process(es) that outlived their rank") }
     }
 
     private func unregister(_ job: Job) {

@@ -1,0 +1,69 @@
+@preconcurrency import Glibc
+
+/// A cgroup v2 directory that holds one job's processes, the way Slurm's proctrack/cgroup
+/// tracks a job: whatever a rank starts stays in its cgroup, through `setsid`, `env -i`,
+/// daemonizing or the death of its parent, and `cgroup.kill` ends them all at once.
+///
+/// Made where the worker may make one: under the worker's own cgroup in the unified hierarchy
+/// (as root, or with a delegated cgroup). Elsewhere `placeForJobs()` says why not, and the
+/// worker falls back to process groups, its child subreaper sweep and its job records.
+package struct ControlGroup: Sendable, Equatable {
+    package let path: String
+
+    package init(path: String) { self.path = path }
+
+    /// The directory under which this process may make job cgroups, or why there is none.
+    package static func placeForJobs() -> Result<String, SystemError> {
+        // Both files exist on every Linux with /proc; unreadable means no cgroup v2 here.
+        let mounts = (try? FileIO.readAll("/proc/self/mountinfo")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let own = (try? FileIO.readAll("/proc/self/cgroup")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        // mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPER"
+        let mount = mounts.split(separator: "\n").first { $0.contains(" - cgroup2 ") }.flatMap { line in
+            line.split(separator: " ").dropFirst(4).first.map(String.init)
+        }
+        let relative = own.split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
+        guard let mount, let relative else { return .failure(SystemError("cgroup2 mount", errno: ENOENT)) }
+        let place = mount + (relative == "/" ? "" : relative)
+        guard access(place, W_OK) == 0 else { return .failure(.current("access \(place)")) }
+        return .success(place)
+    }
+
+    /// Makes the cgroup `name` under `parent`.
+    package static func create(under parent: String, name: String) throws(SystemError) -> ControlGroup {
+        let path = parent + "/" + name
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .current("mkdir \(path)") }
+        return ControlGroup(path: path)
+    }
+
+    /// `cgroup.procs` opened for writing, close-on-exec: a process that writes "0" to it
+    /// joins the cgroup (the spawner's child does, before it runs the program).
+    package func openProcs() throws(SystemError) -> Int32 {
+        try retryingEINTR("open \(path)/cgroup.procs") { open(path + "/cgroup.procs", O_WRONLY | O_CLOEXEC) }
+    }
+
+    /// True while any process is in the cgroup.
+    package var isPopulated: Bool {
+        // A cgroup that cannot be read any more has been removed: nothing is in it.
+        guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return false }
+        return String(decoding: events, as: UTF8.self).contains("populated 1")
+    }
+
+    /// Kills every process in the cgroup (`cgroup.kill`), waits until it is empty (bounded),
+    /// and removes it.
+    /// - Returns: false when the cgroup could not be emptied or removed before the deadline.
+    @discardableResult
+    package func killAndRemove(until deadline: Deadline = .after(5)) -> Bool {
+        let fd = open(path + "/cgroup.kill", O_WRONLY | O_CLOEXEC)
+        if fd >= 0 {
+            // A failed write leaves processes that the loop below reports by timing out.
+            _ = write(fd, "1", 1)
+            FD.close(fd)
+        }
+        while isPopulated {
+            if deadline.hasPassed { return false }
+            // A pause: waiting on no descriptor cannot fail.
+            _ = try? FD.waitReadable(-1, until: .after(0.005))
+        }
+        return rmdir(path) == 0 || errno == ENOENT
+    }
+}

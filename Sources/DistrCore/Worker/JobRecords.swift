@@ -1,0 +1,76 @@
+/// What a worker writes down about each running job in its state directory
+/// (`WORKDIR/.distr-jobs`, mode 0700): enough for a later worker, or the worker's sentinel, to
+/// find what a crashed worker left behind.
+struct JobRecord: Sendable, Equatable {
+    var jobID: String
+    var directory: String
+    var workerPID: Int32
+    var workerStart: UInt64
+    /// The ranks' process groups (each rank leads its own).
+    var processGroups: [Int32] = []
+    /// The job's cgroup directory, if it has one.
+    var controlGroup: String?
+
+    var text: String {
+        "job \(jobID)\ndirectory \(directory)\nworker \(workerPID) \(workerStart)\ngroups \(processGroups.map(String.init).joined(separator: " "))\n"
+            + (controlGroup.map { "cgroup \($0)\n" } ?? "")
+    }
+
+    /// Parses `text`; nil when a field is missing or malformed (a record cut short by a crash).
+    init?(text: String) {
+        var fields: [String: Substring] = [:]
+        for line in text.split(separator: "\n") {
+            guard let space = line.firstIndex(of: " ") else { continue }
+            fields[String(line[..<space])] = line[line.index(after: space)...]
+        }
+        let worker = fields["worker"]?.split(separator: " ") ?? []
+        guard let jobID = fields["job"], let directory = fields["directory"], worker.count == 2,
+            let pid = Int32(worker[0]), let start = UInt64(worker[1])
+        else { return nil }
+        self.jobID = String(jobID)
+        self.directory = String(directory)
+        workerPID = pid
+        workerStart = start
+        processGroups = (fields["groups"] ?? "").split(separator: " ").compactMap { Int32($0) }
+        controlGroup = fields["cgroup"].map(String.init)
+    }
+
+    init(jobID: String, directory: String, workerPID: Int32, workerStart: UInt64) {
+        self.jobID = jobID
+        self.directory = directory
+        self.workerPID = workerPID
+        self.workerStart = workerStart
+    }
+}
+
+/// The state directory's job records: one file per running job, named by its id.
+final class JobRecords: Sendable {
+    let directory: String
+
+    /// - Throws: `SystemError` when the state directory cannot be made.
+    init(workDirectory: String) throws(SystemError) {
+        directory = workDirectory + "/.distr-jobs"
+        try FileIO.makeDirectories(directory, mode: 0o700)
+    }
+
+    private func path(_ jobID: String) -> String { directory + "/" + jobID }
+
+    /// Writes (or rewrites) a record; job ids are checked to be plain names before this.
+    func write(_ record: JobRecord) throws(SystemError) {
+        try FileIO.write(path(record.jobID), Array(record.text.utf8), mode: 0o600, exclusive: false)
+    }
+
+    func remove(_ jobID: String) { FileIO.unlink(path(jobID)) }
+
+    /// Every record, with the file it came from (nil record: unreadable or malformed).
+    func all() -> [(file: String, record: JobRecord?)] {
+        // A state directory that cannot be listed has nothing to reclaim.
+        let entries = (try? Directory(path: directory).entries()) ?? []
+        return entries.filter { $0.string != "." && $0.string != ".." }.map { entry in
+            let file = directory + "/" + entry.string
+            // A record that cannot be read is reported as malformed by the caller.
+            let text = (try? FileIO.readAll(file)).map { String(decoding: $0, as: UTF8.self) }
+            return (file, text.flatMap(JobRecord.init(text:)))
+        }
+    }
+}

@@ -1,0 +1,59 @@
+@preconcurrency import Glibc
+
+/// A small process the worker forks before it starts any thread, that outlives it. The worker
+/// holds the write end of a pipe; when the worker dies, however it dies (`kill -9` included),
+/// the kernel closes that end, and the sentinel ends whatever the worker's jobs left running
+/// (from the job records: escaped processes, background children) and removes their
+/// directories, then exits. The ranks themselves die with the worker (`PR_SET_PDEATHSIG`).
+///
+/// A sentinel killed together with its worker leaves the same work to the next worker that
+/// starts on the same work directory (`Reclaimer.reclaimAbandoned` at start-up).
+package enum Sentinel {
+    /// Forks the sentinel. Call it before any thread exists: the child runs Swift code, which is
+    /// only safe after `fork` in a process that has one thread.
+    /// - Returns: the sentinel's pid, or nil (logged) when it could not be started.
+    package static func start(workDirectory: String, log: (String) -> Void) -> Int32? {
+        let lifeline: (read: Int32, write: Int32)
+        do { lifeline = try FD.pipe() } catch {
+            log("cannot start the sentinel (\(error)); a crash of this worker will leave its jobs' processes running")
+            return nil
+        }
+        let pid = fork()
+        if pid < 0 {
+            log("cannot start the sentinel (\(SystemError.current("fork"))); a crash of this worker will leave its jobs' processes running")
+            FD.close(lifeline.read)
+            FD.close(lifeline.write)
+            return nil
+        }
+        if pid == 0 {
+            FD.close(lifeline.write)
+            watch(lifeline.read, workDirectory: workDirectory)
+        }
+        // The write end stays open, close-on-exec (ranks must not hold it), until this process ends.
+        FD.close(lifeline.read)
+        return pid
+    }
+
+    private static func watch(_ lifeline: Int32, workDirectory: String) -> Never {
+        // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
+        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
+        if null >= 0 {
+            dup2(null, 0)
+            dup2(null, 1)
+        }
+        var byte: UInt8 = 0
+        while true {
+            let n = read(lifeline, &byte, 1)
+            if n < 0 && errno == EINTR { continue }
+            // End of stream (the worker is gone) or an error: either way the watch is over.
+            break
+        }
+        do {
+            let records = try JobRecords(workDirectory: workDirectory)
+            for line in Reclaimer.reclaimAbandoned(records) { fputs("distr-worker sentinel: \(line)\n", stderr) }
+        } catch {
+            fputs("distr-worker sentinel: cannot read the job records in \(workDirectory): \(error)\n", stderr)
+        }
+        exit(0)
+    }
+}

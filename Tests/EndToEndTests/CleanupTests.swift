@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+/// What a job leaves behind when its processes hide, or its worker dies.
+@Suite(.timeLimit(.minutes(3))) struct CleanupTests {
+    init() { Signals.ignorePipe() }
+
+    /// Runs `command` with `exec` on a one-worker cluster and returns the master (still running)
+    /// once it has printed `ready`, with the pids the command printed as `NAME PID` lines.
+    private func startJob(_ cluster: TestCluster, _ command: String) throws -> (TestProcess, [String: pid_t]) {
+        let master = try cluster.startMaster(["exec", "--", command])
+        try #require(master.stdout.waitFor("] ready"), "\(master.stdout.text) \(master.stderr.text)")
+        var pids: [String: pid_t] = [:]
+        for line in master.stdout.text.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.count == 3, let pid = pid_t(words[2]) { pids[String(words[1])] = pid }
+        }
+        return (master, pids)
+    }
+
+    private static let hiding =
+        "sleep 1000 & echo background $!; env -i /bin/sh -c 'cd /; setsid sleep 1001 & echo escaped $!'; echo rank $$; echo ready; wait"
+
+    @Test func killedWorker_takesItsRanksAlong_andItsSentinelEndsTheRest() throws {
+        let cluster = try TestCluster(workers: 1)
+        let (master, pids) = try startJob(cluster, Self.hiding)
+        try #require(pids.count == 3, "\(pids)")
+        kill(cluster.workers[0].process.pid, SIGKILL)
+        for (name, pid) in pids { #expect(Processes.waitGone(pid), "\(name) \(pid) outlived its killed worker") }
+        #expect(cluster.workers[0].process.stderr.waitFor("sentinel: reclaimed job"))
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+        let run = TestProcess.run(master)
+        #expect(run.status == 69, "\(run.stderr)")
+    }
+
+    @Test func restartedWorker_reclaimsWhatAKilledWorkerAndSentinelLeft() throws {
+        let cluster = try TestCluster(workers: 1)
+        let worker = cluster.workers[0]
+        let (master, pids) = try startJob(cluster, Self.hiding)
+        try #require(pids.count == 3, "\(pids)")
+        // The sentinel goes first, so nothing cleans up until a worker starts again.
+        let sentinels = Processes.children(of: worker.process.pid).filter(Processes.isWorker)
+        try #require(sentinels.count == 1)
+        kill(sentinels[0], SIGKILL)
+        #expect(Processes.waitGone(sentinels[0]))
+        kill(worker.process.pid, SIGKILL)
+        #expect(Processes.waitGone(pids["rank"] ?? -1), "the rank outlived its killed worker")
+        #expect(!Processes.waitGone(pids["escaped"] ?? -1, timeout: 0.2), "nothing should have ended it yet")
+        _ = TestProcess.run(master)
+
+        let restarted = try TestWorker(secretFile: cluster.secretFile, workDirectory: worker.workDirectory)
+        defer { restarted.stop() }
+        #expect(restarted.process.stderr.waitFor("reclaimed job"))
+        for (name, pid) in pids { #expect(Processes.waitGone(pid), "\(name) \(pid) was not reclaimed") }
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+    }
+
+    /// With a cgroup per job, and without one (the subreaper sweep finds it by elimination).
+    @Test(arguments: [[], ["--no-cgroups"]])
+    func processThatDropsItsEnvironmentAndDirectoryTwelveSessionsDeep_isEndedWithTheJob(workerArguments: [String]) throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: workerArguments)
+        // Each level starts the next in a new session and exits; the last drops DISTR_JOB_ID
+        // and leaves the job directory, then tells the rank its pid.
+        try cluster.root.write(
+            "escape.sh",
+            """
+            if [ "$1" -gt 0 ]; then setsid /bin/sh "$DISTR_JOB_DIR/escape.sh" $(( $1 - 1 )) & exit 0; fi
+            echo $$ > "$DISTR_JOB_DIR/leaf.pid.tmp" && mv "$DISTR_JOB_DIR/leaf.pid.tmp" "$DISTR_JOB_DIR/leaf.pid"
+            cd / && exec env -i sleep 1000
+            """)
+        let run = try cluster.master([
+            "exec", "--file", cluster.root.path + "/escape.sh", "--",
+            "/bin/sh escape.sh 12; while [ ! -f leaf.pid ]; do sleep 0.01; done; echo leaf $(cat leaf.pid)",
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        let leaf = try #require(run.stdoutLines.first.flatMap { pid_t($0.split(separator: " ").last ?? "") }, "\(run.stdout)")
+        #expect(Processes.waitGone(leaf), "the escaped process \(leaf) outlived its job")
+    }
+}
