@@ -50,16 +50,24 @@ package struct JobPolicy: Sendable {
         var start = 0
         var pending = record.partialStderr
         for (index, byte) in bytes.enumerated() where byte == 10 {
-            pending.append(contentsOf: bytes[start..<index])
+            Self.appendLineStart(bytes[start..<index], to: &pending)
             record.stderrTail.append(pending)
             if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
             pending = []
             start = index + 1
         }
-        pending.append(contentsOf: bytes[start...])
-        // A line longer than this is not a useful summary line: keep its start only.
-        record.partialStderr = Array(pending.prefix(4096))
+        Self.appendLineStart(bytes[start...], to: &pending)
+        record.partialStderr = pending
         ranks[rank] = record
+    }
+
+    static let lineBytes = 4096
+
+    /// A line longer than `lineBytes` is not a useful summary line: keep its start only. The cap
+    /// applies to every piece of the line, so a long line that ends in a later chunk is not
+    /// kept as its start glued to its end.
+    private static func appendLineStart(_ piece: ArraySlice<UInt8>, to line: inout [UInt8]) {
+        line.append(contentsOf: piece.prefix(max(0, lineBytes - line.count)))
     }
 
     package mutating func rankExited(worker: Int, rank: Int, status: RankStatus, endedByDistr: Bool) -> [Action] {

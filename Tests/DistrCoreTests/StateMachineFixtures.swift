@@ -1,0 +1,81 @@
+import Testing
+
+@testable import DistrCore
+
+/// Shared inputs for the state machine tests (WorkerJobProtocol, MasterLinkProtocol).
+enum StateMachineFixtures {
+    static let fileBytes: [UInt8] = [1, 2, 3]
+    static let directory = "/var/distr/jobs/j1"
+
+    /// A job of four ranks on two workers; this worker (index 1) runs ranks 2 and 3.
+    static func makeSpec(files: Int = 3, keepDirectory: Bool = false) -> JobSpec {
+        let placements = (0..<4).map { rank in
+            RankPlacement(rank: rank, host: "10.0.0.\(rank / 2 + 1)", port: 7000, worker: rank / 2, label: "node\(rank / 2)")
+        }
+        let manifest = (0..<files).map { ManifestEntry(path: "file\($0)", mode: 0o644, size: 3, digest: [UInt8](repeating: 0, count: 32)) }
+        return JobSpec(
+            jobID: "j1", arguments: ["./app"], environment: [], localRanks: [2, 3], placements: placements,
+            keepDirectory: keepDirectory, jobKey: [UInt8](repeating: 9, count: 32), manifest: manifest, workerIndex: 1)
+    }
+
+    static let spec = makeSpec()
+
+    /// One message of every kind, in both directions. The ranks named (2, 3) are this worker's.
+    static let oneOfEachKind: [ControlMessage] = [
+        .jobStart(spec),
+        .fileData(fileBytes),
+        .cancel(reason: "stop"),
+        .peerExited(rank: 0, status: 1),
+        .launch,
+        .jobReady(directory: directory),
+        .output(rank: 2, stream: 1, timestamp: 5, bytes: [104, 105]),
+        .rankExited(rank: 3, status: .exited(0), endedByDistr: false),
+        .jobEnded(keptDirectory: nil),
+        .failure("no space left"),
+        .filesNeeded([0]),
+    ]
+}
+
+/// The actions of one step of a state machine and the state it leaves the machine in.
+struct StateMachineOutcome<Action: Equatable & Sendable, State: Equatable & Sendable>: Equatable, Sendable {
+    var actions: [Action]
+    var state: State
+    init(_ actions: [Action], _ state: State) {
+        self.actions = actions
+        self.state = state
+    }
+}
+
+/// A job-protocol state machine as the table-driven tests drive it.
+protocol ControlStateMachine {
+    associatedtype State: Equatable & Sendable
+    associatedtype Action: Equatable & Sendable
+    var state: State { get }
+    mutating func received(_ message: ControlMessage) -> [Action]
+}
+
+extension WorkerJobProtocol: ControlStateMachine {}
+extension MasterLinkProtocol: ControlStateMachine {}
+
+extension ControlStateMachine {
+    typealias Step = (inout Self) -> [Action]
+
+    /// This machine taken through `steps`, in order, until it is in `state` (through its API
+    /// only, as the threads that drive it would).
+    func reaching(_ state: State, through steps: [Step]) -> Self {
+        var machine = self
+        for step in steps where machine.state != state { _ = step(&machine) }
+        return machine
+    }
+
+    /// Feeds one message of every kind to a copy of this machine and checks each outcome.
+    func expectEveryKind(_ expected: (ControlMessage) -> StateMachineOutcome<Action, State>, sourceLocation: SourceLocation = #_sourceLocation) {
+        for message in StateMachineFixtures.oneOfEachKind {
+            var machine = self
+            let actions = machine.received(message)
+            #expect(
+                StateMachineOutcome(actions, machine.state) == expected(message), "\(message.name) while \(state)",
+                sourceLocation: sourceLocation)
+        }
+    }
+}
