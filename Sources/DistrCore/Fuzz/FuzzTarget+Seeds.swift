@@ -51,8 +51,10 @@ extension FuzzTarget {
         // Regression: "/" followed by a combining mark is one Character, so String.split and
         // == ".." miss the component the kernel sees.
         add("bundle-path", "unicode-dotdot", Array("../\u{301}X".utf8))
-        // Regression: found by this target; "/\u{32E}" does not have the prefix "/" for String.
+        // Regressions found by this target: "/\u{32E}" does not have the prefix "/" for String,
+        // and "a//\u{651}a" has no empty component for String.split.
         add("bundle-path", "unicode-absolute", Array("/\u{32E}".utf8))
+        add("bundle-path", "unicode-empty-component", Array("a//\u{651}a".utf8))
 
         add("manifest", "job-start", ControlMessage.jobStart(sampleSpec()).encoded())
         var spec = sampleSpec()
