@@ -18,6 +18,7 @@ let package = Package(
         .executableTarget(name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-bench", dependencies: ["DistrCore"], swiftSettings: strict),
+        .executableTarget(name: "distr-fuzz", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "ring", dependencies: ["DistrCore"], path: "Examples/ring", swiftSettings: strict),
         .executableTarget(name: "pi", dependencies: ["DistrCore"], path: "Examples/pi", swiftSettings: strict),
         .executableTarget(name: "primes", dependencies: ["DistrCore"], path: "Examples/primes", swiftSettings: strict),

@@ -1,0 +1,61 @@
+/// Targets for what ranks send each other: binary Codable payloads and rank frame headers.
+extension FuzzTarget {
+    /// Decodes one of a fixed set of types (chosen by the first byte); whatever decodes must
+    /// encode, decode and encode again to the same bytes (bytes, not values: NaN != NaN).
+    static func binaryCodable(_ data: [UInt8]) {
+        guard let selector = data.first else { return }
+        let payload = Array(data.dropFirst())
+        switch selector % 5 {
+        case 0: roundTrip(String.self, payload)
+        case 1: roundTrip([Int].self, payload)
+        case 2: roundTrip([Double].self, payload)
+        case 3: roundTrip(FuzzRecord.self, payload)
+        default: roundTrip(FuzzTree.self, payload)
+        }
+    }
+
+    static func roundTrip<T: Codable>(_ type: T.Type, _ payload: [UInt8]) {
+        guard let value = try? BinaryDecoder().decode(type, from: payload) else { return }
+        let encoded = try? BinaryEncoder().encode(value)
+        let again = encoded.flatMap { try? BinaryDecoder().decode(type, from: $0) }
+        let reencoded = again.flatMap { try? BinaryEncoder().encode($0) }
+        fuzzCheck(encoded != nil && encoded == reencoded, "\(T.self) does not survive re-encoding: \(value)")
+    }
+
+    /// Whatever parses must come back from its own header.
+    static func rankFrame(_ data: [UInt8]) {
+        guard let frame = try? RankFrame.parse(data) else { return }
+        fuzzCheck(data.count >= RankFrame.headerSize, "a \(data.count)-byte header parsed")
+        fuzzCheck(frame.length >= 0, "negative length \(frame.length)")
+        fuzzCheck((try? RankFrame.parse(frame.header())) == frame, "\(frame) does not survive its own header")
+    }
+}
+
+/// A struct with nested optional and array fields, for `binary-codable`.
+struct FuzzRecord: Codable, Equatable, Sendable {
+    struct Inner: Codable, Equatable, Sendable {
+        var small: Int8
+        var unsigned: UInt16
+        var note: String?
+    }
+    var id: Int
+    var label: String?
+    var flag: Bool
+    var values: [Int]
+    var words: [String]
+    var matrix: [[Double]]
+    var inner: Inner?
+    var inners: [Inner]
+    var optionals: [Int?]
+    var table: [String: Int]
+}
+
+/// A recursive enum, for `binary-codable`: decoders of recursive types need a depth limit.
+indirect enum FuzzTree: Codable, Equatable, Sendable {
+    case leaf(Int)
+    case node(FuzzTree, FuzzTree)
+    case labeled(String, FuzzTree)
+    /// A short case name keeps the deep-recursion seed small (7 bytes a level).
+    case box(FuzzTree)
+    case empty
+}

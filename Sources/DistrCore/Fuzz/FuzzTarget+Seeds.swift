@@ -1,0 +1,146 @@
+/// One input of the seed corpus: `Fuzz/Corpus/<target>/<name>`.
+package struct FuzzSeed: Sendable {
+    package let target: String
+    package let name: String
+    package let bytes: [UInt8]
+}
+
+/// The seed corpus, generated from the encoders so that it follows the formats as they change
+/// (`distr-fuzz --write-seeds Fuzz/Corpus`). Besides valid inputs it holds regression seeds: the
+/// inputs of bugs found so far, some of which still crash (`Fuzz/Corpus/KNOWN_CRASHES`).
+extension FuzzTarget {
+    package static func seeds() -> [FuzzSeed] {
+        var out: [FuzzSeed] = []
+        func add(_ target: String, _ name: String, _ bytes: [UInt8]) { out.append(FuzzSeed(target: target, name: name, bytes: bytes)) }
+
+        let messages = sampleControlMessages()
+        var sealer = FrameSealer(keys: peerFrameKeys, headerOnlyTypes: [ControlMessage.fileDataType])
+        let stream = messages.prefix(3).flatMap { sealer.seal(type: $0.message.type, payload: $0.message.encoded()) }
+        add("frames", "three-frames", [0] + stream)
+        add("frames", "three-frames-split", [3, 1, 7, 60] + stream)
+        add("frames", "too-large", [0, 0x00, 0x10, 0x00, 0x00, 3] + [UInt8](repeating: 0, count: 32))
+        add("frames", "bad-mac", [0] + stream.prefix(stream.count - 1) + [stream.last.map { $0 ^ 1 } ?? 0])
+
+        for (name, message) in messages { add("control-message", name, [message.type] + message.encoded()) }
+
+        let client = handshakeClient
+        let server = Handshake.Server(key: handshakeKey, hello: client.hello, nonce: serverNonce)
+        let proof = (try? client.finish(reply: server.reply))?.proof ?? []
+        add("handshake", "hello", client.hello.encoded())
+        add("handshake", "hello-with-proof", client.hello.encoded() + proof)
+        add("handshake", "reply", server.reply)
+        add("handshake", "refusal-unknown-job", Handshake.Server.refusal(.unknownJob))
+        add("handshake", "refusal-version", Handshake.Server.refusal(.versionMismatch))
+
+        let placements = samplePlacements()
+        let agentMessages: [(String, AgentMessage)] = [
+            ("hello", .hello(rank: 1)),
+            ("welcome", .welcome(jobID: "job-1", jobKey: [UInt8](repeating: 7, count: 32), workerIndex: 0, placements: placements)),
+            ("connect-local", .connectLocal(to: 2)), ("connected", .connected(to: 2, error: "")),
+            ("connected-error", .connected(to: 3, error: "rank 3 has exited")), ("incoming", .incoming(from: 0)),
+            ("peer-exited", .peerExited(rank: 1, status: 137)), ("abort", .abort(reason: "rank 0 failed")),
+        ]
+        for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
+
+        add("peers", "example", Array("# cluster\nnode1\nnode2:7000 slots=4\n10.0.0.5   # lab pc\n\n[::1]:6970\n[fe80::1]\n".utf8))
+        add("peers", "crlf-tabs", Array("a:1\tslots=2\r\nfe80::2\r\n[::1]\r\n".utf8))
+
+        for (name, path) in [("plain", "app"), ("nested", "data/in/input.txt"), ("dots", "a.b/.hidden/..x/x..")] {
+            add("bundle-path", name, Array(path.utf8))
+        }
+        // Regression: "/" followed by a combining mark is one Character, so String.split and
+        // == ".." miss the component the kernel sees.
+        add("bundle-path", "unicode-dotdot", Array("../\u{301}X".utf8))
+        // Regressions found by this target: "/\u{32E}" does not have the prefix "/" for String,
+        // and "a//\u{651}a" has no empty component for String.split.
+        add("bundle-path", "unicode-absolute", Array("/\u{32E}".utf8))
+        add("bundle-path", "unicode-empty-component", Array("a//\u{651}a".utf8))
+
+        add("manifest", "job-start", ControlMessage.jobStart(sampleSpec()).encoded())
+        var spec = sampleSpec()
+        spec.manifest = []
+        add("manifest", "no-files", ControlMessage.jobStart(spec).encoded())
+        // Regression: two sizes that each pass the limit check but whose sum overflows Int.
+        spec.manifest = [
+            ManifestEntry(path: "a", mode: 0o644, size: 1, digest: [UInt8](repeating: 1, count: 32)),
+            ManifestEntry(path: "b", mode: 0o644, size: Int.max, digest: [UInt8](repeating: 2, count: 32)),
+        ]
+        add("manifest", "overflow-sum", ControlMessage.jobStart(spec).encoded())
+        spec.manifest = [ManifestEntry(path: "../\u{301}X", mode: 0o644, size: 1, digest: [UInt8](repeating: 1, count: 32))]
+        add("manifest", "unicode-dotdot", ControlMessage.jobStart(spec).encoded())
+
+        let encoder = BinaryEncoder()
+        let record = FuzzRecord(
+            id: 7, label: "r", flag: true, values: [1, -2, 3], words: ["a", ""], matrix: [[1.5], [], [2, -0.0]],
+            inner: .init(small: -3, unsigned: 65535, note: nil), inners: [.init(small: 1, unsigned: 2, note: "n")],
+            optionals: [1, nil], table: ["k": 1])
+        let tree = FuzzTree.node(.labeled("x", .leaf(1)), .node(.box(.empty), .leaf(-1)))
+        add("binary-codable", "string", [0] + ((try? encoder.encode("héllo")) ?? []))
+        add("binary-codable", "ints", [1] + ((try? encoder.encode([1, Int.min, Int.max])) ?? []))
+        add("binary-codable", "doubles", [2] + ((try? encoder.encode([1.0, -.infinity, .nan])) ?? []))
+        add("binary-codable", "record", [3] + ((try? encoder.encode(record)) ?? []))
+        add("binary-codable", "tree", [4] + ((try? encoder.encode(tree)) ?? []))
+        // Regression: a value nested deeper than the stack, built level by level because the
+        // encoder would overflow the stack too.
+        add("binary-codable", "deep-recursion", [4] + deeplyNestedTree(depth: 60_000))
+
+        let frames: [(String, RankFrame)] = [
+            ("message", RankFrame(encoding: .bytes, tag: 5, length: 12)),
+            ("codable", RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: FuzzRecord.self), tag: 0, length: 100)),
+            ("numeric", RankFrame(encoding: .numeric, element: Double.wireCode, tag: -3, length: 800)),
+            ("goodbye", RankFrame(kind: RankFrame.goodbye, encoding: .bytes, tag: 0, length: 0)),
+        ]
+        for (name, frame) in frames { add("rank-frame", name, frame.header()) }
+        // Regression: a length no receiver can allocate (parse accepts it; the receiver must not
+        // allocate before checking a limit).
+        var huge = RankFrame(encoding: .bytes, tag: 0, length: Int.max).header()
+        add("rank-frame", "huge-length", huge)
+        huge[16] = 0xFF
+        add("rank-frame", "length-over-int-max", huge)
+        return out
+    }
+
+    static func samplePlacements() -> [RankPlacement] {
+        [
+            RankPlacement(rank: 0, host: "127.0.0.1", port: 6969, worker: 0, label: "localhost"),
+            RankPlacement(rank: 1, host: "::1", port: 7000, worker: 1, label: "[::1]:7000"),
+        ]
+    }
+
+    static func sampleSpec() -> JobSpec {
+        JobSpec(
+            jobID: "job-1", arguments: ["./app", "--n", "3"], environment: ["A=1"], localRanks: [0, 1],
+            placements: samplePlacements(), keepDirectory: false, jobKey: [UInt8](repeating: 9, count: 32),
+            manifest: [
+                ManifestEntry(path: "app", mode: 0o755, size: 1000, digest: [UInt8](repeating: 3, count: 32)),
+                ManifestEntry(path: "data/in.txt", mode: 0o644, size: 12, digest: [UInt8](repeating: 4, count: 32)),
+            ], workerIndex: 0)
+    }
+
+    static func sampleControlMessages() -> [(name: String, message: ControlMessage)] {
+        [
+            ("job-start", .jobStart(sampleSpec())), ("file-data", .fileData(Array("hello".utf8))),
+            ("cancel", .cancel(reason: "interrupted")), ("peer-exited", .peerExited(rank: 1, status: -9)),
+            ("job-started", .jobStarted(directory: "/tmp/distr-job-1")),
+            ("output", .output(rank: 0, stream: 1, timestamp: 1_700_000_000, bytes: Array("line\n".utf8))),
+            ("rank-exited", .rankExited(rank: 0, status: .exited(3), endedByDistr: false)),
+            ("rank-signaled", .rankExited(rank: 1, status: .signaled(9), endedByDistr: true)),
+            ("rank-failed-to-start", .rankExited(rank: 2, status: .failedToStart("no such file"), endedByDistr: false)),
+            ("job-ended", .jobEnded(keptDirectory: nil)), ("job-ended-kept", .jobEnded(keptDirectory: "/tmp/kept")),
+            ("failure", .failure("bundle refused")), ("files-needed", .filesNeeded([0, 2])),
+        ]
+    }
+
+    /// `.box(.box(... .empty))`, `depth` levels, without recursion.
+    static func deeplyNestedTree(depth: Int) -> [UInt8] {
+        let encoder = BinaryEncoder()
+        guard let leaf = try? encoder.encode(FuzzTree.empty), let one = try? encoder.encode(FuzzTree.box(.empty)),
+            one.count > leaf.count, one.suffix(leaf.count).elementsEqual(leaf)
+        else { return [] }
+        let level = one.prefix(one.count - leaf.count)
+        var out: [UInt8] = []
+        out.reserveCapacity(level.count * depth + leaf.count)
+        for _ in 0..<depth { out += level }
+        return out + leaf
+    }
+}
