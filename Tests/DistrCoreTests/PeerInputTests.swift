@@ -16,8 +16,8 @@ import Testing
     static func chainBytes(levels: Int) -> [UInt8] { [UInt8](repeating: 1, count: levels - 1) + [0] }
 
     /// A node of `count` ranks with no worker behind it: tests hand it messages and connections.
-    static func node(id: Int, count: Int) -> Node {
-        Node(id: id, count: count, jobID: "test", jobKey: [], workerIndex: 0, placements: [], agentFD: -1, maxMessageBytes: 1 << 20)
+    static func node(id: Int, count: Int) throws -> Node {
+        try Node(id: id, count: count, jobID: "test", jobKey: [], workerIndex: 0, placements: [], agentFD: -1, maxMessageBytes: 1 << 20)
     }
 
     static func envelope<T: Encodable>(_ value: T, from source: Int, tag: Int) throws -> Envelope {
@@ -108,7 +108,7 @@ import Testing
     // MARK: Frames over a socket
 
     @Test func hostileHeader_failsReceivesFromThatRankWithoutCrashing() async throws {
-        let node = Self.node(id: 0, count: 4)
+        let node = try Self.node(id: 0, count: 4)
         let (theirs, mine) = try FD.socketPair()
         defer { FD.close(theirs) }
         node.handleAgentMessage(.incoming(from: 3), fd: mine)
@@ -131,7 +131,7 @@ import Testing
     }
 
     @Test func malformedHeader_failsAnySourceReceiveWhenNoOtherRankIsLeft() async throws {
-        let node = Self.node(id: 0, count: 2)
+        let node = try Self.node(id: 0, count: 2)
         let (theirs, mine) = try FD.socketPair()
         defer { FD.close(theirs) }
         node.handleAgentMessage(.incoming(from: 1), fd: mine)
@@ -153,7 +153,7 @@ import Testing
     @Test func gather_rejectsABlockOfTheWrongSizeNamingTheSender() async throws {
         // Root 0 of 4 receives rank 1's subtree (1 value), then rank 2's (ranks 2 and 3).
         for (counts, liar) in [([1, 3], 2), ([0, 2], 1), ([1, 1], 2), ([5, 2], 1)] {
-            let node = Self.node(id: 0, count: 4)
+            let node = try Self.node(id: 0, count: 4)
             node.mailbox.deliver(try Self.envelope([String](repeating: "x", count: counts[0]), from: 1, tag: -1))
             node.mailbox.deliver(try Self.envelope([String](repeating: "y", count: counts[1]), from: 2, tag: -1))
             let expected = liar == 1 ? 1 : 2
@@ -161,7 +161,7 @@ import Testing
                 rank: liar, detail: "sent \(counts[liar - 1]) values to gather where its part of the tree has \(expected) ranks")
             await #expect(throws: error) { try await node.gather("mine") }
         }
-        let honest = Self.node(id: 0, count: 4)
+        let honest = try Self.node(id: 0, count: 4)
         honest.mailbox.deliver(try Self.envelope(["b"], from: 1, tag: -1))
         honest.mailbox.deliver(try Self.envelope(["c", "d"], from: 2, tag: -1))
         #expect(try await honest.gather("a") == ["a", "b", "c", "d"])
@@ -170,7 +170,7 @@ import Testing
     @Test func scatter_rejectsAPortionOfTheWrongSizeNamingTheSender() async throws {
         // Rank 1 of 4 gets its own value only; rank 2 gets values for ranks 2 and 3.
         for (id, sent, expected) in [(1, 3, 1), (2, 1, 2), (2, 0, 2)] {
-            let node = Self.node(id: id, count: 4)
+            let node = try Self.node(id: id, count: 4)
             node.mailbox.deliver(try Self.envelope([Int](repeating: 7, count: sent).map(String.init), from: 0, tag: -1))
             let error = NodeError.badCollective(
                 rank: 0, detail: "sent \(sent) values to scatter where this rank's part of the tree has \(expected) ranks")
@@ -179,7 +179,7 @@ import Testing
     }
 
     @Test func allGather_rejectsAResultOfTheWrongSizeNamingTheSender() async throws {
-        let node = Self.node(id: 1, count: 2)
+        let node = try Self.node(id: 1, count: 2)
         let peer = try Self.link(node, to: 0)
         defer { FD.close(peer) }
         node.mailbox.deliver(try Self.envelope(["a", "b", "c"], from: 0, tag: -2))
@@ -188,7 +188,7 @@ import Testing
     }
 
     @Test func ringAllReduce_rejectsAChunkOfTheWrongSizeNamingTheSender() async throws {
-        let node = Self.node(id: 0, count: 2)
+        let node = try Self.node(id: 0, count: 2)
         let peer = try Self.link(node, to: 1)
         defer { FD.close(peer) }
         let values = [Double](repeating: 1, count: 2 * Node.ringThreshold)

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-
 /// Writes a bundle's files into a job directory as their bytes stream in.
 ///
 /// Every path component is opened relative to its parent's descriptor with `O_NOFOLLOW`, and
@@ -7,7 +5,8 @@
 /// directory or overwrite what is already there. Each file's SHA-256 is checked against the
 /// authenticated manifest when its last byte arrives.
 public final class BundleExtractor {
-    let rootFD: Int32
+    private let root: FileDescriptor
+    var rootFD: Int32 { root.rawValue }
     let manifest: [ManifestEntry]
     private var index = 0
     private var written = 0
@@ -41,17 +40,14 @@ public final class BundleExtractor {
         self.manifest = manifest
         fromCache = Array(repeating: false, count: manifest.count)
         try BundlePath.validate(manifest: manifest, limits: limits)
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { throw .cannotCreate(directory, .current("open")) }
-        rootFD = fd
+        do { root = try FileDescriptor.open(directory, .readOnly, options: [.directory, .noFollow]) } catch {
+            throw .cannotCreate(directory, error)
+        }
         if let cache { try copyCached(from: cache) }
         try advance()
     }
 
-    deinit {
-        FD.close(currentFD)
-        FD.close(rootFD)
-    }
+    deinit { FD.close(currentFD) }
 
     public var isComplete: Bool { index == manifest.count }
 
@@ -133,23 +129,24 @@ public final class BundleExtractor {
     private func create(_ entry: ManifestEntry) throws(BundleError) -> Int32 {
         let (parent, name) = try openParent(of: entry)
         defer { if parent != rootFD { FD.close(parent) } }
-        let mode = mode_t(entry.mode & 0o777)
-        let (fd, code) = FileIO.call(name) { openat(parent, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
-        guard fd >= 0 else {
-            if code == EEXIST { throw .duplicate(entry.path) }
-            throw .cannotCreate(entry.path, SystemError("openat", errno: code))
+        let permissions = entry.mode & 0o777
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(
+                name, in: parent, .writeOnly, options: [.create, .exclusiveCreate, .noFollow], permissions: permissions)
+        } catch {
+            throw error.code == .exists ? .duplicate(entry.path) : .cannotCreate(entry.path, error)
         }
         // The umask may have cleared bits the master asked for.
-        fchmod(fd, mode)
-        return fd
+        do { try file.setPermissions(permissions) } catch { throw .cannotCreate(entry.path, error) }
+        return file.release()
     }
 
     /// Unlinks `entry`'s file (a cached copy that failed its check), so the stream can create it.
     private func remove(_ entry: ManifestEntry) throws(BundleError) {
         let (parent, name) = try openParent(of: entry)
         defer { if parent != rootFD { FD.close(parent) } }
-        let code = FileIO.call(name) { unlinkat(parent, $0, 0) }.errno
-        if code != 0 { throw .cannotCreate(entry.path, SystemError("unlinkat", errno: code)) }
+        do { try FD.unlink(name, in: parent) } catch { throw .cannotCreate(entry.path, error) }
     }
 
     /// Opens, creating as needed, the directory that holds `entry`: one component at a time, as
@@ -160,17 +157,20 @@ public final class BundleExtractor {
         let components = BundlePath.components(entry.path)
         var parent = rootFD
         for name in components.dropLast() {
-            let made = FileIO.call(name) { mkdirat(parent, $0, 0o755) }.errno
-            var (next, code) = (Int32(-1), made)
-            if made == 0 || made == EEXIST {
-                (next, code) = FileIO.call(name) { openat(parent, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+            let next: Result<Int32, SystemError> = Result { () throws(SystemError) in
+                do throws(SystemError) { try FD.makeDirectory(name, in: parent, permissions: 0o755) } catch {
+                    // Made by an earlier entry (or a file of that name, which openat refuses below).
+                    guard error.code == .exists else { throw error }
+                }
+                return try FileDescriptor.open(name, in: parent, .readOnly, options: [.directory, .noFollow]).release()
             }
             if parent != rootFD { FD.close(parent) }
-            guard next >= 0 else {
-                if code == ENOTDIR || code == ELOOP { throw .duplicate(entry.path) }
-                throw .cannotCreate(entry.path, SystemError(made == 0 || made == EEXIST ? "openat" : "mkdirat", errno: code))
+            switch next {
+            case .success(let fd): parent = fd
+            case .failure(let error):
+                if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(entry.path) }
+                throw .cannotCreate(entry.path, error)
             }
-            parent = next
         }
         return (parent, components.last ?? [])
     }

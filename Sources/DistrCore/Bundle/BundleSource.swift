@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-
 /// A local file the master ships, with its place in the bundle.
 public struct BundleSource: Sendable, Equatable {
     public var localPath: String
@@ -41,13 +39,12 @@ public enum BundleCollector {
     private static func add(
         local: String, bundle: String, into result: inout [BundleSource], seen: inout Set<String>, top: Bool
     ) throws(BundleError) {
-        var info = stat()
-        guard stat(local, &info) == 0 else { throw .cannotRead(local, .current("stat")) }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            if !top {
-                var link = stat()
-                if lstat(local, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK { return }
-            }
+        let status: FileStatus
+        do { status = try FileStatus(path: local) } catch { throw .cannotRead(local, error) }
+        if status.kind == .directory {
+            // A symlinked directory below the top is not followed. (If `lstat` fails right after
+            // `stat` succeeded, the entry is walked as the directory `stat` saw.)
+            if !top, (try? FileStatus(path: local, followingSymlinks: false).kind) == .symbolicLink { return }
             let names: [String]
             do {
                 names = try Directory(path: local).entries().map(\.string)
@@ -59,26 +56,25 @@ public enum BundleCollector {
             }
             return
         }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { return }
+        guard status.kind == .regular else { return }
         try BundlePath.validate(bundle)
         guard seen.insert(bundle).inserted else { return }
         let digest = try hashFile(local)
         result.append(
             BundleSource(
                 localPath: local,
-                entry: ManifestEntry(path: bundle, mode: UInt32(info.st_mode & 0o777), size: Int(info.st_size), digest: digest)))
+                entry: ManifestEntry(path: bundle, mode: status.permissions & 0o777, size: status.size, digest: digest)))
     }
 
     static func hashFile(_ path: String) throws(BundleError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .cannotRead(path, .current("open")) }
-        defer { FD.close(fd) }
+        let file: FileDescriptor
+        do { file = try FileDescriptor.open(path, .readOnly) } catch { throw .cannotRead(path, error) }
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n: Int
             do {
-                n = try FD.read(fd, into: &buffer)
+                n = try file.read(into: &buffer)
             } catch { throw .cannotRead(path, error) }
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }

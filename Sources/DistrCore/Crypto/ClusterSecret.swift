@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-
 /// The cluster secret: 32 random bytes, stored as hex in a file only its owner can read.
 public enum ClusterSecret {
     public static let size = 32
@@ -7,19 +5,21 @@ public enum ClusterSecret {
     /// `--secret-file`, else `$DISTR_SECRET_FILE`, else `~/.config/distr/secret`.
     public static func path(explicit: String?) -> String {
         if let explicit { return explicit }
-        if let fromEnvironment = getenv("DISTR_SECRET_FILE").map({ String(cString: $0) }), !fromEnvironment.isEmpty {
+        if let fromEnvironment = Environment.value("DISTR_SECRET_FILE"), !fromEnvironment.isEmpty {
             return fromEnvironment
         }
-        let home = getenv("HOME").map { String(cString: $0) } ?? "/root"
+        let home = Environment.value("HOME") ?? "/root"
         return home + "/.config/distr/secret"
     }
 
     /// Reads and checks the secret file.
     /// - Throws: `SecretError` saying how to fix a missing, loose or malformed file.
     public static func load(path: String) throws(SecretError) -> [UInt8] {
-        var info = stat()
-        guard stat(path, &info) == 0 else { throw .missing(path) }
-        guard info.st_mode & 0o077 == 0 else { throw .tooOpen(path, mode: UInt32(info.st_mode & 0o777)) }
+        let status: FileStatus
+        do { status = try FileStatus(path: path) } catch {
+            throw error.code == .noSuchFile ? .missing(path) : .unreadable(path, error.reason)
+        }
+        guard status.permissions & 0o077 == 0 else { throw .tooOpen(path, mode: status.permissions & 0o777) }
         let bytes: [UInt8]
         do { bytes = try FileIO.readAll(path) } catch { throw .unreadable(path, error.reason) }
         let text = String(decoding: bytes, as: UTF8.self).trimmed(" \t\r\n")

@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// One connection another rank opened to this one. The socket is nonblocking; whoever wants
@@ -11,19 +10,20 @@ final class IncomingChannel: Sendable {
         case closed
     }
 
-    let fd: Int32
+    private let descriptor: FileDescriptor
     let source: Int
     private let reader: Mutex<FrameStreamReader>
     private let isClosed = Atomic<Bool>(false)
 
     init(fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes) {
-        self.fd = fd
+        descriptor = FileDescriptor(adopting: fd)
         self.source = source
         FD.setNonblocking(fd)
         reader = Mutex(FrameStreamReader(fd: fd, decoder: RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)))
     }
 
-    deinit { FD.close(fd) }
+    /// The socket (owned by the channel, closed when it goes).
+    var fd: Int32 { descriptor.rawValue }
 
     var closed: Bool { isClosed.load(ordering: .acquiring) }
 
@@ -48,7 +48,8 @@ final class IncomingChannel: Sendable {
         if ended && !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             // A sender that broke the protocol is heard no more: whatever follows its bad header
             // cannot be framed. (The descriptor itself is closed when the channel goes.)
-            if failure != nil { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+            // (Shutting down fails only if the peer already reset it: heard no more either way.)
+            if failure != nil { try? Socket.shutdown(fd, .both) }
             mailbox.connectionClosed(from: source, failure: failure)
             return .closed
         }
@@ -89,34 +90,36 @@ struct FrameStreamReader {
                 return .failed(error)
             }
             let descriptor = fd
-            var failure: Int32 = 0
-            let n: Int
+            // What the read did (it stays end of stream if the decoder had no room to read into).
+            var outcome = IOResult.endOfStream
             switch step {
             case .frame(let frame, let payload, let array): return .frame(frame, payload, array)
             case .goodbye:
                 ended = true
                 return .closed
-            case .needBytes:
-                n = decoder.readIntoBuffer { space in
-                    let n = read(descriptor, space.baseAddress, space.count)
-                    failure = n < 0 ? errno : 0
-                    return n
-                }
-            case .needPayload:
-                n = decoder.readIntoPayload { space in
-                    let n = read(descriptor, space.baseAddress, space.count)
-                    failure = n < 0 ? errno : 0
-                    return n
-                }
+            case .needBytes: _ = decoder.readIntoBuffer { Self.read(descriptor, into: $0, &outcome) }
+            case .needPayload: _ = decoder.readIntoPayload { Self.read(descriptor, into: $0, &outcome) }
             }
-            if n > 0 {
-                bytesRead += n
-                continue
+            switch outcome {
+            case .bytes(let n): bytesRead += n
+            case .wouldBlock: return .wouldBlock
+            case .endOfStream: ended = true
             }
-            if n < 0 && failure == EINTR { continue }
-            if n < 0 && (failure == EAGAIN || failure == EWOULDBLOCK) { return .wouldBlock }
-            ended = true
         }
         return .closed
+    }
+
+    /// One read that never waits, for the decoder's `readInto...`: the byte count it moved (0
+    /// otherwise), and in `outcome` what happened.
+    @inline(__always)
+    private static func read(_ fd: Int32, into space: UnsafeMutableRawBufferPointer, _ outcome: inout IOResult) -> Int {
+        do {
+            outcome = try FD.readNonblocking(fd, into: space)
+        } catch {
+            // A read error (a reset) ends the stream like end of file: the sender is gone.
+            outcome = .endOfStream
+        }
+        if case .bytes(let n) = outcome { return n }
+        return 0
     }
 }

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Synchronization
 
 extension Node {
@@ -56,7 +54,7 @@ extension Node {
     }
 
     func complete(_ rank: Int, _ result: Result<Int32, NodeError>) {
-        let link = try? result.map { OutgoingLink(fd: $0, rank: rank) }.get()
+        let link: OutgoingLink? = if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank) } else { nil }
         let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
             guard case .connecting(let waiting) = table[rank] else { return [] }
             switch result {
@@ -147,7 +145,7 @@ extension Node {
                     } else {
                         idle += 1
                         // Mostly a tight loop; now and then let another thread on this core run.
-                        if idle % 8 == 0 { _ = cdistr_yield() }
+                        if idle % 8 == 0 { Threads.yield() }
                     }
                 } while Clock.now < deadline
             }

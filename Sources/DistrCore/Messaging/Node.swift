@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// One rank of a distr job: its identity and its messages to and from the other ranks.
@@ -45,7 +44,7 @@ public final class Node: Sendable {
     init(
         id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32,
         maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes
-    ) {
+    ) throws(SystemError) {
         self.id = id
         self.count = count
         self.jobID = jobID
@@ -55,7 +54,7 @@ public final class Node: Sendable {
         self.agentFD = agentFD
         self.maxMessageBytes = maxMessageBytes
         mailbox = Mailbox(selfRank: id, count: count)
-        progress = ProgressThread(mailbox: mailbox)
+        progress = try ProgressThread(mailbox: mailbox)
     }
 
     /// Joins the job this process was started for, using the environment and the agent channel
@@ -84,12 +83,11 @@ public final class Node: Sendable {
         guard let fd = environment["DISTR_AGENT_FD"].flatMap({ Int32($0) }) else {
             throw NodeError.badAgentChannel("DISTR_AGENT_FD is not a descriptor number")
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK else {
+        guard (try? FileStatus(descriptor: fd).kind) == .socket else {  // not open: not the channel either
             throw NodeError.badAgentChannel("descriptor \(fd) is not the socket distr-worker passed")
         }
         // Programs this rank starts must not inherit the channel.
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
             try AgentChannel.send(fd, .hello(rank: id))
@@ -108,7 +106,7 @@ public final class Node: Sendable {
         guard case .welcome(let jobID, let jobKey, let workerIndex, let placements) = welcome, placements.count == count else {
             throw NodeError.badAgentChannel("unexpected answer from the worker")
         }
-        let node = Node(
+        let node = try Node(
             id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd,
             maxMessageBytes: maxMessageBytes)
         let existing = current.withLock { slot -> Node? in
@@ -147,12 +145,10 @@ public final class Node: Sendable {
             rank = "rank \(node.id)"
             try await body(node)
             try await node.leave()
-            fflush(stdout)
-            exit(0)
+            CurrentProcess.exit(0)
         } catch {
-            fflush(stdout)
-            fputs("\(rank): \(error)\n", stderr)
-            exit(1)
+            CurrentProcess.printError("\(rank): \(error)\n")
+            CurrentProcess.exit(1)
         }
     }
 

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Dispatch
 import Synchronization
 
@@ -43,18 +41,19 @@ final class OutgoingLink: Sendable {
         var writerStarted = false
     }
 
-    let fd: Int32
+    private let descriptor: FileDescriptor
     let rank: Int
     private let state = Mutex(State())
     private let work = DispatchSemaphore(value: 0)
 
     init(fd: Int32, rank: Int) {
-        self.fd = fd
+        descriptor = FileDescriptor(adopting: fd)
         self.rank = rank
         FD.setNonblocking(fd)
     }
 
-    deinit { FD.close(fd) }
+    /// The socket (owned by the link, closed when it goes).
+    var fd: Int32 { descriptor.rawValue }
 
     func send(header: [UInt8], body: FrameBody) async throws {
         var item = Pending(header: header, body: body)
@@ -80,7 +79,7 @@ final class OutgoingLink: Sendable {
                     } else if Clock.now > deadline {
                         break
                     } else {
-                        _ = cdistr_yield()
+                        Threads.yield()
                     }
                 }
             } catch {
@@ -112,36 +111,25 @@ final class OutgoingLink: Sendable {
     /// waits with poll whenever the socket is full.
     private func write(_ item: inout Pending, blocking: Bool) throws -> Bool {
         while item.offset < item.total {
-            let n: Int = item.body.withRawBytes { body in
+            let offset = item.offset
+            let result: Result<IOResult, SystemError> = item.body.withRawBytes { body in
                 item.header.withUnsafeBytes { header in
-                    var vectors: [iovec] = []
-                    if item.offset < header.count {
-                        vectors.append(
-                            iovec(iov_base: UnsafeMutableRawPointer(mutating: header.baseAddress! + item.offset), iov_len: header.count - item.offset)
-                        )
-                        if body.count > 0 {
-                            vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress!), iov_len: body.count))
+                    Result { () throws(SystemError) in
+                        if offset < header.count {
+                            return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: header[offset...]), body)
                         }
-                    } else {
-                        let start = item.offset - header.count
-                        vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: body.baseAddress! + start), iov_len: body.count - start))
+                        return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: body[(offset - header.count)...]))
                     }
-                    return writev(fd, vectors, Int32(vectors.count))
                 }
             }
-            if n > 0 {
-                item.offset += n
-                continue
-            }
-            let code = errno
-            if n < 0 && code == EINTR { continue }
-            if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) {
+            switch result {
+            case .success(.bytes(let n)): item.offset += n
+            case .success(.wouldBlock), .success(.endOfStream):
                 if !blocking { return false }
                 try FD.waitWritable(fd)
-                continue
+            case .failure(let error):
+                throw NodeError.sendFailed(rank: rank, reason: error.code.isPeerGone ? "the rank has gone away" : error.reason)
             }
-            throw NodeError.sendFailed(
-                rank: rank, reason: code == EPIPE || code == ECONNRESET ? "the rank has gone away" : String(cString: strerror(code)))
         }
         return true
     }
@@ -205,5 +193,8 @@ final class OutgoingLink: Sendable {
     }
 
     /// Half-closes: the receiver reads everything sent, then end of stream.
-    func finish() { shutdown(fd, Int32(SHUT_WR)) }
+    func finish() {
+        // Fails only when the rank has already gone (ENOTCONN): it reads nothing more anyway.
+        try? Socket.shutdown(fd, .write)
+    }
 }

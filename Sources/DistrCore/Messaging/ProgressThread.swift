@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Synchronization
 
 /// Reads incoming connections that no receiving task is reading: one thread per rank, blocked in
@@ -7,24 +5,32 @@ import Synchronization
 /// that reads a channel directly disarms it here first, so the thread is not woken for data the
 /// task is about to take.
 final class ProgressThread: Sendable {
-    let epoll: Int32
+    let epoll: Epoll
     let mailbox: Mailbox
     private let channels = Mutex<[Int32: IncomingChannel]>([:])
 
-    init(mailbox: Mailbox) {
+    /// - Throws: `SystemError` when the epoll instance cannot be made (out of descriptors).
+    init(mailbox: Mailbox) throws(SystemError) {
         self.mailbox = mailbox
-        epoll = cdistr_epoll_create()
+        epoll = try Epoll()
         let threadBody: @Sendable () -> Void = { [self] in run() }
         Threads.start(name: "distr-progress", threadBody)
     }
 
     func add(_ channel: IncomingChannel) {
         channels.withLock { $0[channel.fd] = channel }
-        _ = cdistr_epoll_add(epoll, channel.fd)
+        do { try epoll.add(channel.fd) } catch {
+            // Only a kernel limit (max_user_watches, memory) fails here. Unwatched, the channel
+            // would be read only by receives that happen to spin on it: end the job loudly
+            // instead of letting a receive hang.
+            mailbox.abort("cannot watch the connection from rank \(channel.source): \(error)")
+        }
     }
 
     func arm(_ channel: IncomingChannel, _ armed: Bool) {
-        if !channel.closed { _ = cdistr_epoll_arm(epoll, channel.fd, armed ? 1 : 0) }
+        guard !channel.closed else { return }
+        // Fails only when the channel was removed meanwhile (it closed): nothing left to arm.
+        try? epoll.setArmed(channel.fd, armed)
     }
 
     /// Channels from `source` (all when nil).
@@ -33,19 +39,22 @@ final class ProgressThread: Sendable {
     }
 
     func remove(_ channel: IncomingChannel) {
-        _ = cdistr_epoll_del(epoll, channel.fd)
+        // Fails only when it was removed already (a receive and this thread both saw it close).
+        try? epoll.remove(channel.fd)
         channels.withLock { _ = $0.removeValue(forKey: channel.fd) }
     }
 
     private func run() {
         var ready = [Int32](repeating: -1, count: 64)
         while true {
-            let n = cdistr_epoll_wait(epoll, &ready, 64, -1)
-            if n < 0 {
-                if errno == EINTR { continue }
+            let n: Int
+            do { n = try epoll.wait(into: &ready) } catch {
+                // Only a broken epoll descriptor fails here (EINTR is retried): receives then
+                // fail instead of waiting for a thread that no longer reads.
+                mailbox.abort("the progress thread stopped: \(error)")
                 return
             }
-            for fd in ready.prefix(Int(n)) {
+            for fd in ready.prefix(n) {
                 guard let channel = channels.withLock({ $0[fd] }) else { continue }
                 if case .closed = channel.drain(into: mailbox) { remove(channel) }
             }

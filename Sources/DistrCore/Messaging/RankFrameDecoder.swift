@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-
 /// Cuts the byte stream of one rank connection into frames (docs/messages.md §3), and makes every
 /// decision about them: pure and socket-free, like the control plane's `FrameDecoder`.
 ///
@@ -201,11 +199,11 @@ struct RankFrameDecoder {
                 return pending
             }
             var array = type.uninitialized(count: count)
-            array.withMutableRawBytes { Self.preferHugePages($0) }
+            array.withMutableRawBytes { Memory.preferHugePages($0) }
             pending.array = array
         } else {
             var bytes = [UInt8].uninitialized(count: frame.length)
-            bytes.withMutableRawBytes { Self.preferHugePages($0) }
+            bytes.withMutableRawBytes { Memory.preferHugePages($0) }
             pending.bytes = bytes
         }
         return pending
@@ -226,17 +224,5 @@ struct RankFrameDecoder {
             }
         }
         pending.filled += range.count
-    }
-
-    /// Large fresh buffers would otherwise take a page fault every 4 KiB as the socket fills
-    /// them; transparent huge pages cut that 512-fold where the kernel allows it.
-    private static func preferHugePages(_ target: UnsafeMutableRawBufferPointer) {
-        let huge = 2 << 20
-        guard target.count >= 4 * huge, let base = target.baseAddress else { return }
-        let first = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
-        let last = (Int(bitPattern: base) + target.count) & ~(huge - 1)
-        if last > first, let pointer = UnsafeMutableRawPointer(bitPattern: first) {
-            madvise(pointer, last - first, 14)  // MADV_HUGEPAGE
-        }
     }
 }

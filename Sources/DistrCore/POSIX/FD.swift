@@ -87,11 +87,7 @@ package enum FD {
 
     /// A close-on-exec connected pair of Unix stream sockets.
     package static func socketPair() throws(SystemError) -> (Int32, Int32) {
-        var fds: [Int32] = [-1, -1]
-        _ = try retryingEINTR("socketpair") {
-            socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
-        }
-        return (fds[0], fds[1])
+        try UnixSocket.pair(.stream)
     }
 
     /// Number of descriptors this process has open (from /proc/self/fd); used by leak tests.

@@ -1,6 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
-
 /// Messages on the agent channel: the Unix seqpacket socket a worker gives each rank (fd 3,
 /// named by `DISTR_AGENT_FD`). One packet is one message; a descriptor may ride along.
 public enum AgentMessage: Sendable, Equatable {
@@ -90,16 +87,13 @@ public enum AgentChannel {
 
     /// A connected pair of close-on-exec seqpacket sockets: (worker end, rank end).
     public static func pair() throws(SystemError) -> (Int32, Int32) {
-        var fds: [Int32] = [-1, -1]
-        _ = try retryingEINTR("socketpair") {
-            socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds)
-        }
-        return (fds[0], fds[1])
+        try UnixSocket.pair(.seqpacket)
     }
 
     public static func send(_ fd: Int32, _ message: AgentMessage, passing descriptor: Int32 = -1) throws(SystemError) {
         let bytes = message.encoded()
-        _ = try retryingEINTR("sendmsg") { bytes.withUnsafeBytes { cdistr_send_fd(fd, descriptor, $0.baseAddress, $0.count) } }
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try UnixSocket.send(fd, raw, passing: descriptor) } }
+        try result.get()
     }
 
     /// The next message and the descriptor that came with it (-1 if none); nil at end of stream.
@@ -107,11 +101,13 @@ public enum AgentChannel {
         // Uninitialised: only the pages the packet fills are touched (packets are usually tiny,
         // but a welcome for a large job can be big).
         var buffer = [UInt8](unsafeUninitializedCapacity: maxPacket) { _, count in count = maxPacket }
-        var descriptor: Int32 = -1
-        let n = try retryingEINTR("recvmsg") {
-            buffer.withUnsafeMutableBytes { cdistr_recv_fd(fd, &descriptor, $0.baseAddress, $0.count) }
+        let (n, descriptor) = try buffer.withUnsafeMutableBytes { raw in
+            try Result { () throws(SystemError) in try UnixSocket.receive(fd, into: raw) }.get()
         }
-        if n == 0 { return nil }
+        if n == 0 {
+            FD.close(descriptor)
+            return nil
+        }
         do {
             return (try AgentMessage.decode(Array(buffer[0..<n])), descriptor)
         } catch {

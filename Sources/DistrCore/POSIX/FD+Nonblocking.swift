@@ -1,0 +1,75 @@
+@preconcurrency import Glibc
+
+/// What a read or write on a nonblocking descriptor did: moved bytes, hit end of stream, or
+/// would have had to wait. Waiting is a result, not an error (the NIO discipline).
+package enum IOResult: Equatable, Sendable {
+    /// This many bytes (at least 1) were moved.
+    case bytes(Int)
+    /// The peer closed its end (reads only).
+    case endOfStream
+    /// Nothing could be moved without waiting (`EAGAIN`).
+    case wouldBlock
+}
+
+extension FD {
+    /// Reads what is there without waiting, retrying EINTR. The corresponding C function is `read`.
+    /// - Throws: `SystemError` from `read` for anything but EINTR and EAGAIN.
+    @inline(__always)
+    package static func readNonblocking(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n > 0 { return .bytes(n) }
+            if n == 0 { return .endOfStream }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError("read", errno: code)
+        }
+    }
+
+    /// Writes `first` then `second` with one call, without waiting, retrying EINTR. The vector
+    /// lives on the stack: no allocation. Returns `.bytes` with the count taken (possibly short)
+    /// or `.wouldBlock`. The corresponding C function is `writev`.
+    /// - Throws: `SystemError` from `writev` for anything but EINTR and EAGAIN.
+    @inline(__always)
+    package static func writeNonblocking(
+        _ fd: Int32, _ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)
+    ) throws(SystemError) -> IOResult {
+        while true {
+            let n = withUnsafeTemporaryAllocation(of: iovec.self, capacity: 2) { vectors -> Int in
+                vectors[0] = iovec(iov_base: UnsafeMutableRawPointer(mutating: first.baseAddress), iov_len: first.count)
+                vectors[1] = iovec(iov_base: UnsafeMutableRawPointer(mutating: second.baseAddress), iov_len: second.count)
+                return writev(fd, vectors.baseAddress, second.count > 0 ? 2 : 1)
+            }
+            if n >= 0 { return .bytes(n) }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError("writev", errno: code)
+        }
+    }
+
+    /// Sets close-on-exec on a descriptor distr did not open itself (one it inherited).
+    /// The corresponding C function is `fcntl`.
+    /// - Throws: `SystemError` from `fcntl`.
+    package static func setCloseOnExec(_ fd: Int32) throws(SystemError) {
+        let flags = try retryingEINTR("fcntl") { fcntl(fd, F_GETFD) }
+        _ = try retryingEINTR("fcntl") { fcntl(fd, F_SETFD, flags | FD_CLOEXEC) }
+    }
+
+    /// Creates the directory `name` (one component, as bytes) in `directory`.
+    /// The corresponding C function is `mkdirat`.
+    /// - Throws: `SystemError` from `mkdirat` (`.exists` when the name is taken).
+    package static func makeDirectory(_ name: [UInt8], in directory: Int32, permissions: UInt32 = 0o755) throws(SystemError) {
+        let code = FileIO.call(name) { mkdirat(directory, $0, mode_t(permissions)) }.errno
+        if code != 0 { throw SystemError("mkdirat", errno: code) }
+    }
+
+    /// Removes the file `name` (one component, as bytes) from `directory`, never following a symlink.
+    /// The corresponding C function is `unlinkat`.
+    /// - Throws: `SystemError` from `unlinkat`.
+    package static func unlink(_ name: [UInt8], in directory: Int32) throws(SystemError) {
+        let code = FileIO.call(name) { unlinkat(directory, $0, 0) }.errno
+        if code != 0 { throw SystemError("unlinkat", errno: code) }
+    }
+}

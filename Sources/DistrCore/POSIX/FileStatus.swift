@@ -1,0 +1,47 @@
+@preconcurrency import Glibc
+
+/// What `stat` says about a file: its kind, permission bits and size.
+package struct FileStatus: Sendable, Equatable {
+    package enum Kind: Sendable, Equatable {
+        case regular, directory, symbolicLink, socket, pipe, other
+    }
+
+    package var kind: Kind
+    /// The permission bits (`st_mode & 0o7777`).
+    package var permissions: UInt32
+    package var size: Int
+
+    init(_ info: stat) {
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: kind = .regular
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symbolicLink
+        case S_IFSOCK: kind = .socket
+        case S_IFIFO: kind = .pipe
+        default: kind = .other
+        }
+        permissions = UInt32(info.st_mode & 0o7777)
+        size = Int(info.st_size)
+    }
+
+    /// The status of `path`; of the link itself when `followingSymlinks` is false.
+    /// The corresponding C functions are `stat` and `lstat`.
+    /// - Throws: `SystemError` from `stat` or `lstat`.
+    package init(path: String, followingSymlinks: Bool = true) throws(SystemError) {
+        var info = Glibc.stat()
+        if followingSymlinks {
+            guard stat(path, &info) == 0 else { throw .current("stat") }
+        } else {
+            guard lstat(path, &info) == 0 else { throw .current("lstat") }
+        }
+        self.init(info)
+    }
+
+    /// The status of the file `fd` refers to. The corresponding C function is `fstat`.
+    /// - Throws: `SystemError` from `fstat`.
+    package init(descriptor fd: Int32) throws(SystemError) {
+        var info = Glibc.stat()
+        guard fstat(fd, &info) == 0 else { throw .current("fstat") }
+        self.init(info)
+    }
+}

@@ -1,0 +1,229 @@
+import Testing
+
+@testable import DistrCore
+
+/// The POSIX wrappers on real pipes, socket pairs and files: ownership, would-block as a
+/// result, and errors that name their errno.
+@Suite struct POSIXTests {
+    /// Two owned descriptors (noncopyable values cannot travel in a tuple).
+    struct Ends: ~Copyable {
+        let first: FileDescriptor
+        let second: FileDescriptor
+    }
+
+    /// A pipe: `first` reads, `second` writes.
+    func ownedPipe() throws -> Ends {
+        let (read, write) = try FD.pipe()
+        return Ends(first: FileDescriptor(adopting: read), second: FileDescriptor(adopting: write))
+    }
+
+    func ownedSocketPair(_ kind: UnixSocket.Kind = .stream) throws -> Ends {
+        let (a, b) = try UnixSocket.pair(kind)
+        return Ends(first: FileDescriptor(adopting: a), second: FileDescriptor(adopting: b))
+    }
+
+    func readAll(_ fd: Int32, count: Int) throws -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: count)
+        while result.count < count {
+            let n = try FD.read(fd, into: &chunk)
+            if n == 0 { break }
+            result += chunk[0..<n]
+        }
+        return result
+    }
+
+    @Test func fileDescriptor_closeEndsTheStreamForTheReader() throws {
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        try writer.writeAll([7])
+        writer.close()
+        var buffer = [UInt8](repeating: 0, count: 4)
+        #expect(try reader.read(into: &buffer) == 1)
+        #expect(try reader.read(into: &buffer) == 0)
+    }
+
+    @Test func fileDescriptor_closesWhenItGoesAway() throws {
+        let (readEnd, writeEnd) = try FD.pipe()
+        defer { FD.close(readEnd) }
+        do {
+            let writer = FileDescriptor(adopting: writeEnd)
+            try writer.writeAll([1, 2])
+        }
+        // The only write end is gone: the reader sees the bytes, then end of stream.
+        #expect(try readAll(readEnd, count: 3) == [1, 2])
+    }
+
+    @Test func fileDescriptor_releaseHandsOverWithoutClosing() throws {
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        let raw = writer.release()
+        try FD.writeAll(raw, [9])
+        FD.close(raw)
+        var buffer = [UInt8](repeating: 0, count: 4)
+        #expect(try reader.read(into: &buffer) == 1)
+        #expect(buffer[0] == 9)
+    }
+
+    @Test func readNonblocking_reportsWouldBlockThenBytesThenEndOfStream() throws {
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        FD.setNonblocking(reader.rawValue)
+        var buffer = [UInt8](repeating: 0, count: 8)
+        let empty = try buffer.withUnsafeMutableBytes { try FD.readNonblocking(reader.rawValue, into: $0) }
+        #expect(empty == .wouldBlock)
+        try writer.writeAll([1, 2, 3])
+        let three = try buffer.withUnsafeMutableBytes { try FD.readNonblocking(reader.rawValue, into: $0) }
+        #expect(three == .bytes(3))
+        writer.close()
+        let end = try buffer.withUnsafeMutableBytes { try FD.readNonblocking(reader.rawValue, into: $0) }
+        #expect(end == .endOfStream)
+    }
+
+    @Test func writeNonblocking_sendsBothPartsInOrder() throws {
+        let sockets = try ownedSocketPair()
+        let mine = sockets.first
+        let theirs = sockets.second
+        let header: [UInt8] = [1, 2]
+        let body: [UInt8] = [3, 4, 5]
+        let result = try header.withUnsafeBytes { h in try body.withUnsafeBytes { try FD.writeNonblocking(mine.rawValue, h, $0) } }
+        #expect(result == .bytes(5))
+        #expect(try readAll(theirs.rawValue, count: 5) == [1, 2, 3, 4, 5])
+    }
+
+    @Test func writeNonblocking_reportsWouldBlockWhenTheSocketIsFull() throws {
+        let sockets = try ownedSocketPair()
+        let mine = sockets.first
+        let theirs = sockets.second
+        FD.setNonblocking(mine.rawValue)
+        let chunk = [UInt8](repeating: 0xAB, count: 64 * 1024)
+        var written = 0
+        var last = IOResult.bytes(0)
+        // Socket buffers are a few MiB at most: the bound only keeps a broken wrapper from spinning.
+        for _ in 0..<10_000 {
+            last = try chunk.withUnsafeBytes { try FD.writeNonblocking(mine.rawValue, $0) }
+            guard case .bytes(let n) = last else { break }
+            written += n
+        }
+        #expect(last == .wouldBlock)
+        #expect(written > 0)
+        _ = theirs
+    }
+
+    @Test func systemError_namesItsErrno() throws {
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        writer.close()
+        // Writing to a read end is EBADF on Linux.
+        let error = #expect(throws: SystemError.self) { try FD.writeAll(reader.rawValue, [1]) }
+        #expect(error?.code == .badFileDescriptor)
+        #expect(error?.code.name == "EBADF")
+        #expect(Errno.wouldBlock.name == "EAGAIN")
+        #expect(Errno(rawValue: 9999).name == "errno 9999")
+        #expect(Errno.noSuchFile.description == "ENOENT (No such file or directory)")
+        #expect(Errno.connectionReset.isPeerGone && Errno.brokenPipe.isPeerGone && !Errno.exists.isPeerGone)
+    }
+
+    @Test func fileDescriptorOpen_failsWithTheErrnoOfTheCause() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(directory) }
+        let missing = #expect(throws: SystemError.self) { _ = try FileDescriptor.open(directory + "/missing", .readOnly) }
+        #expect(missing?.code == .noSuchFile)
+        #expect(missing?.call == "open")
+
+        let root = try FileDescriptor.open(directory, .readOnly, options: [.directory])
+        let name = Array("file".utf8)
+        let file = try FileDescriptor.open(name, in: root.rawValue, .writeOnly, options: [.create, .exclusiveCreate], permissions: 0o640)
+        try file.setPermissions(0o640)
+        file.close()
+        #expect(try FileStatus(path: directory + "/file").permissions == 0o640)
+        #expect(try FileStatus(path: directory + "/file").kind == .regular)
+        let again = #expect(throws: SystemError.self) {
+            _ = try FileDescriptor.open(name, in: root.rawValue, .writeOnly, options: [.create, .exclusiveCreate])
+        }
+        #expect(again?.code == .exists)
+        let notDirectory = #expect(throws: SystemError.self) {
+            _ = try FileDescriptor.open(name, in: root.rawValue, .readOnly, options: [.directory])
+        }
+        #expect(notDirectory?.code == .notDirectory)
+
+        try FD.makeDirectory(Array("sub".utf8), in: root.rawValue)
+        let twice = #expect(throws: SystemError.self) { try FD.makeDirectory(Array("sub".utf8), in: root.rawValue) }
+        #expect(twice?.code == .exists)
+        #expect(try FileStatus(path: directory + "/sub").kind == .directory)
+        try FD.unlink(name, in: root.rawValue)
+        let gone = #expect(throws: SystemError.self) { try FD.unlink(name, in: root.rawValue) }
+        #expect(gone?.code == .noSuchFile)
+    }
+
+    @Test func fileStatus_tellsASocketFromAPipe() throws {
+        let sockets = try ownedSocketPair()
+        let mine = sockets.first
+        let theirs = sockets.second
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        #expect(try FileStatus(descriptor: mine.rawValue).kind == .socket)
+        #expect(try FileStatus(descriptor: reader.rawValue).kind == .pipe)
+        _ = theirs
+        _ = writer
+    }
+
+    @Test func socketShutdownWrite_endsThePeersStream() throws {
+        let sockets = try ownedSocketPair()
+        let mine = sockets.first
+        let theirs = sockets.second
+        try FD.writeAll(mine.rawValue, [5])
+        try Socket.shutdown(mine.rawValue, .write)
+        #expect(try readAll(theirs.rawValue, count: 2) == [5])
+    }
+
+    @Test func unixSocket_passesADescriptorWithAPacket() throws {
+        let sockets = try ownedSocketPair(.seqpacket)
+        let mine = sockets.first
+        let theirs = sockets.second
+        let pipe = try ownedPipe()
+        let reader = pipe.first
+        let writer = pipe.second
+        try [UInt8]([1, 2, 3]).withUnsafeBytes { try UnixSocket.send(mine.rawValue, $0, passing: writer.rawValue) }
+        writer.close()
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let (count, passed) = try buffer.withUnsafeMutableBytes { try UnixSocket.receive(theirs.rawValue, into: $0) }
+        #expect(count == 3)
+        try #require(passed >= 0)
+        let copy = FileDescriptor(adopting: passed)
+        try copy.writeAll([42])
+        copy.close()
+        #expect(try readAll(reader.rawValue, count: 2) == [42])
+    }
+
+    @Test func epoll_reportsReadyDescriptorsOnlyWhileArmed() throws {
+        let epoll = try Epoll()
+        let sockets = try ownedSocketPair()
+        let mine = sockets.first
+        let theirs = sockets.second
+        try epoll.add(mine.rawValue)
+        var ready = [Int32](repeating: -1, count: 8)
+        #expect(try epoll.wait(into: &ready, timeout: 0) == 0)
+        try FD.writeAll(theirs.rawValue, [1])
+        #expect(try epoll.wait(into: &ready, timeout: 1000) == 1)
+        #expect(ready[0] == mine.rawValue)
+        try epoll.setArmed(mine.rawValue, false)
+        #expect(try epoll.wait(into: &ready, timeout: 0) == 0)
+        try epoll.setArmed(mine.rawValue, true)
+        #expect(try epoll.wait(into: &ready, timeout: 1000) == 1)
+        try epoll.remove(mine.rawValue)
+        let removed = #expect(throws: SystemError.self) { try epoll.remove(mine.rawValue) }
+        #expect(removed?.code == .noSuchFile)
+    }
+
+    @Test func signal_namesItself() {
+        #expect(Signal.terminate.description == "SIGTERM")
+        #expect(Signal.kill.description == "SIGKILL")
+        #expect(Signal(rawValue: 64).description == "signal 64")
+    }
+}
