@@ -90,13 +90,16 @@ extension FuzzTarget {
             ("numeric", RankFrame(encoding: .numeric, element: Double.wireCode, tag: -3, length: 800)),
             ("goodbye", RankFrame(kind: RankFrame.goodbye, encoding: .bytes, tag: 0, length: 0)),
         ]
-        for (name, frame) in frames { add("rank-frame", name, frame.header()) }
-        // Regression: a length no receiver can allocate (parse accepts it; the receiver must not
-        // allocate before checking a limit).
+        // The first byte is the chunk size the stream is fed in (see `decodeRankFrames`).
+        for (name, frame) in frames {
+            add("rank-frame", name, [0xFF] + frame.header() + [UInt8](repeating: 7, count: frame.length))
+        }
+        // Regression: a length no receiver can allocate; the decoder must refuse it before
+        // allocating.
         var huge = RankFrame(encoding: .bytes, tag: 0, length: Int.max).header()
-        add("rank-frame", "huge-length", huge)
+        add("rank-frame", "huge-length", [7] + huge)
         huge[16] = 0xFF
-        add("rank-frame", "length-over-int-max", huge)
+        add("rank-frame", "length-over-int-max", [7] + huge)
         return out
     }
 
@@ -121,7 +124,7 @@ extension FuzzTarget {
         [
             ("job-start", .jobStart(sampleSpec())), ("file-data", .fileData(Array("hello".utf8))),
             ("cancel", .cancel(reason: "interrupted")), ("peer-exited", .peerExited(rank: 1, status: -9)),
-            ("job-started", .jobStarted(directory: "/tmp/distr-job-1")),
+            ("job-ready", .jobReady(directory: "/tmp/distr-job-1")), ("launch", .launch),
             ("output", .output(rank: 0, stream: 1, timestamp: 1_700_000_000, bytes: Array("line\n".utf8))),
             ("rank-exited", .rankExited(rank: 0, status: .exited(3), endedByDistr: false)),
             ("rank-signaled", .rankExited(rank: 1, status: .signaled(9), endedByDistr: true)),
