@@ -82,3 +82,10 @@ import Testing
         #expect(throws: SecretError.malformed(dir + "/short")) { try ClusterSecret.load(path: dir + "/short") }
     }
 }
+
+@Suite struct FlagValueTests {
+    @Test(arguments: ["--keep-going=no", "--group=1", "--gather=yes", "--keep=false", "--quiet=0"])
+    func flagGivenAValue_isAUsageError(flag: String) {
+        #expect(throws: UsageError.self) { _ = try MasterCommand.parse(["run", flag, "prog"]) }
+    }
+}

@@ -361,7 +361,11 @@ import Testing
 
     @Test func keygen_writesAPrivateSecretAndRefusesToOverwrite() throws {
         let dir = try TemporaryDirectory()
-        let path = dir.path + "/nested/secret"
+        // A directory that does not exist is not made (only the default one is), as with ssh-keygen -f.
+        let missing = try TestProcess.master(["keygen", "--secret-file", dir.path + "/nested/secret"])
+        #expect(missing.status == 64 && missing.stderr.contains("\(dir.path)/nested does not exist; create it first"))
+        #expect(!FileIO.exists(dir.path + "/nested"))
+        let path = dir.path + "/secret"
         let first = try TestProcess.master(["keygen", "--secret-file", path])
         #expect(first.status == 0)
         #expect(FileIO.mode(path).map { $0 & 0o777 } == 0o600)

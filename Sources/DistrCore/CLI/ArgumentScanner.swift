@@ -52,6 +52,11 @@ public struct ArgumentScanner {
         return arguments[index - 1]
     }
 
+    /// A flag takes no value: `--keep-going=no` is a mistake, not a way to turn it off.
+    public func flag(_ name: String, inline: String?) throws(UsageError) {
+        if let inline { throw UsageError("option \(name) takes no value (got '\(inline)'); leave it out to turn it off") }
+    }
+
     public mutating func number<T: LosslessStringConvertible & Comparable>(
         of name: String, inline: String?, minimum: T
     ) throws(UsageError) -> T {

@@ -66,7 +66,9 @@ public enum MasterCommand {
             while let token = scanner.next() {
                 switch token {
                 case .option("--secret-file", let inline): path = try scanner.value(of: "--secret-file", inline: inline)
-                case .option("--force", _): force = true
+                case .option("--force", let inline):
+                    try scanner.flag("--force", inline: inline)
+                    force = true
                 case .option("-h", _), .option("--help", _): return .help
                 case .option(let name, _): throw UsageError("unknown option '\(name)' for keygen")
                 case .positional(let value): throw UsageError("unexpected argument '\(value)' for keygen")
@@ -105,11 +107,21 @@ public enum MasterCommand {
                     }
                     options.environment.append(value)
                 case .option("--timeout", let inline): options.timeout = try scanner.number(of: "--timeout", inline: inline, minimum: 0.001)
-                case .option("--keep-going", _): options.keepGoing = true
-                case .option("--group", _): options.output = .group
-                case .option("--gather", _): options.output = .gather
-                case .option("--keep", _): options.keepDirectory = true
-                case .option("-q", _), .option("--quiet", _): options.quiet = true
+                case .option("--keep-going", let inline):
+                    try scanner.flag("--keep-going", inline: inline)
+                    options.keepGoing = true
+                case .option("--group", let inline):
+                    try scanner.flag("--group", inline: inline)
+                    options.output = .group
+                case .option("--gather", let inline):
+                    try scanner.flag("--gather", inline: inline)
+                    options.output = .gather
+                case .option("--keep", let inline):
+                    try scanner.flag("--keep", inline: inline)
+                    options.keepDirectory = true
+                case .option("-q", let inline), .option("--quiet", let inline):
+                    try scanner.flag("--quiet", inline: inline)
+                    options.quiet = true
                 case .option(let name, _): throw UsageError("unknown option '\(name)' for \(subcommand)")
                 }
             }

@@ -71,8 +71,12 @@ public enum WorkerCommand {
                     limits.handshakeTimeout = try scanner.number(of: "--handshake-timeout", inline: inline, minimum: 0.01)
                 case .option("--frame-timeout", let inline):
                     limits.frameTimeout = try scanner.number(of: "--frame-timeout", inline: inline, minimum: 0.01)
-                case .option("--exit-with-parent", _): exitWithParent = true
-                case .option("--no-cgroups", _): useControlGroups = false
+                case .option("--exit-with-parent", let inline):
+                    try scanner.flag("--exit-with-parent", inline: inline)
+                    exitWithParent = true
+                case .option("--no-cgroups", let inline):
+                    try scanner.flag("--no-cgroups", inline: inline)
+                    useControlGroups = false
                 case .option(let name, _): throw UsageError("unknown option '\(name)'")
                 case .positional(let value): throw UsageError("unexpected argument '\(value)'")
                 }

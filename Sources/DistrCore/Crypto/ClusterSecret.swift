@@ -8,9 +8,11 @@ public enum ClusterSecret {
         if let fromEnvironment = Environment.value("DISTR_SECRET_FILE"), !fromEnvironment.isEmpty {
             return fromEnvironment
         }
-        let home = Environment.value("HOME") ?? "/root"
-        return home + "/.config/distr/secret"
+        return defaultPath
     }
+
+    /// `~/.config/distr/secret`.
+    public static var defaultPath: String { (Environment.value("HOME") ?? "/root") + "/.config/distr/secret" }
 
     /// Reads and checks the secret file.
     /// - Throws: `SecretError` saying how to fix a missing, loose or malformed file.
@@ -28,9 +30,16 @@ public enum ClusterSecret {
     }
 
     /// Writes a fresh secret (mode 0600), creating the directory (0700); refuses to overwrite.
+    /// Writes a new secret to `path`. Only the default location's directory
+    /// (`~/.config/distr`) is created; any other directory must exist, as with `ssh-keygen -f`.
     public static func generate(path: String, force: Bool = false) throws(SecretError) {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
-            do { try FileIO.makeDirectories(String(path[..<slash])) } catch { throw .unwritable(path, error.reason) }
+            let directory = String(path[..<slash])
+            if path == defaultPath {
+                do { try FileIO.makeDirectories(directory) } catch { throw .unwritable(path, error.reason) }
+            } else if (try? FileStatus(path: directory))?.kind != .directory {  // missing or unreadable: the same answer
+                throw .unwritable(path, "the directory \(directory) does not exist; create it first")
+            }
         }
         if !force && FileIO.exists(path) { throw .exists(path) }
         do { try FileIO.write(path, Array((randomBytes(size).hex + "\n").utf8), mode: 0o600, exclusive: !force) } catch {

@@ -40,10 +40,19 @@ package struct JobSummary: Sendable {
         for (worker, path) in policy.keptDirectories.sorted(by: { $0.key < $1.key }) {
             lines.append("node \(nodes[worker].label): job directory kept at \(path)")
         }
+        // Ranks that could not start say the same thing on every node: once, ranks folded.
+        var startFailures: [String: [Int]] = [:]
         for rank in failed {
             guard let record = policy.ranks[rank], let status = record.status else { continue }
+            if case .failedToStart = status {
+                startFailures[status.description, default: []].append(rank)
+                continue
+            }
             lines.append("rank \(rank) on \(names[rank] ?? "?"): \(status)")
             for line in record.stderrTail { lines.append("  [\(rank)] " + String(decoding: line, as: UTF8.self)) }
+        }
+        for (why, ranks) in startFailures.sorted(by: { $0.value[0] < $1.value[0] }) {
+            lines.append("\(ranks.count == 1 ? "rank" : "ranks") \(OutputPrinter.fold(ranks)) \(why)")
         }
         if !ended.isEmpty, let reason = policy.cancelReason {
             lines.append("ranks \(OutputPrinter.fold(ended)) were ended by distr: \(reason)")

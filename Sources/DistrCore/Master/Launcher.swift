@@ -86,7 +86,17 @@ package final class Launcher: Sendable {
         case .exec(let command):
             arguments = ["/bin/sh", "-c", command.joined(separator: " ")]
         case .run(let program, let rest):
-            if !program.hasPrefix("/") && FileIO.mode(program).map({ $0 & S_IFMT == S_IFREG }) == true {
+            let isPath = program.utf8.contains(UInt8(ascii: "/"))
+            let isLocalFile = FileIO.mode(program).map { $0 & S_IFMT == S_IFREG } == true
+            // A relative path runs in the job directory, where only shipped files are: one that
+            // does not exist here cannot exist there.
+            if isPath && !program.hasPrefix("/") && !isLocalFile {
+                note(
+                    "'\(program)' does not exist here, so it cannot be shipped; "
+                        + "give the path of a local program, or an absolute path that exists on every node")
+                return ExitCode.usage
+            }
+            if !program.hasPrefix("/") && isLocalFile {
                 let path = BundleCollector.bundlePath(for: program)
                 shipped.insert(program, at: 0)
                 arguments = ["./" + path] + rest

@@ -206,15 +206,15 @@ public enum TCPSocket {
 }
 
 /// Monotonic time in seconds.
-public enum Clock {
-    public static var now: Double {
+package enum Clock {
+    package static var now: Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     /// Wall-clock time in nanoseconds since the epoch (for output stamps).
-    public static var wallNanoseconds: UInt64 {
+    package static var wallNanoseconds: UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -86,10 +86,8 @@ final class Job: Sendable {
                     error.errno == ENOENT
                     ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
                     : error.errno == EACCES ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
-                try? connection.send(
-                    .output(
-                        rank: rank, stream: 2, timestamp: Clock.wallNanoseconds,
-                        bytes: Array("distr-worker: cannot start rank \(rank): \(why)\n".utf8)))
+                // The status carries the reason; the master prints it once for all ranks it concerns.
+                // A failed send means the connection is gone; the reading loop ends the job.
                 try? connection.send(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
                 rankDone()
             }
@@ -172,7 +170,11 @@ final class Job: Sendable {
     func cancel(reason: String) {
         guard !cancelled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         log("job \(spec.jobID): ending (\(reason))")
-        let live = ranks.withLock { Array($0.processes.values) }.filter { !$0.hasExited }
+        // A rank that has already died (reaped, or a zombie not yet reaped) ended on its own: it
+        // is not counted as ended by distr even if its status reaches the master after this.
+        let live = ranks.withLock { Array($0.processes.values) }.filter { process in
+            !process.hasExited && ProcessTable.info(process.pid).map { !$0.isZombie } == true
+        }
         for process in live {
             process.endedByDistr.store(true, ordering: .releasing)
             try? AgentChannel.send(process.agentFD, .abort(reason: reason))

@@ -66,7 +66,9 @@ public final class Worker: Sendable {
             for line in Reclaimer.reclaimAbandoned(records) { configuration.log(line) }
             self.records = records
         } catch {
-            configuration.log("cannot keep job records in \(configuration.workDirectory)/.distr-jobs (\(error)); a crash of this worker will leave its jobs' processes running")
+            configuration.log(
+                "cannot keep job records in \(configuration.workDirectory)/.distr-jobs (\(error)); "
+                    + "a crash of this worker will leave its jobs' processes running")
             records = nil
         }
         switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", errno: EPERM)) {

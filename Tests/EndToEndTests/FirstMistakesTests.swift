@@ -1,0 +1,24 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+/// The mistakes a new user makes first get one clear line each.
+@Suite(.timeLimit(.minutes(2))) struct FirstMistakesTests {
+    init() { Signals.ignorePipe() }
+
+    @Test func runOfARelativeProgramThatDoesNotExist_isAUsageErrorBeforeAnyNodeIsAsked() throws {
+        let dir = try TemporaryDirectory()
+        let run = try TestProcess.master(["run", "--local", "3", "./missing"], directory: dir.path)
+        #expect(run.status == 64)
+        #expect(run.stderr.components(separatedBy: "'./missing' does not exist here").count == 2, "\(run.stderr)")
+    }
+
+    @Test func programMissingOnEveryNode_isReportedOnceWithTheRanksFolded() throws {
+        let run = try TestProcess.master(["run", "--local", "3", "/nonexistent/program"])
+        #expect(run.status == 127)
+        let lines = run.stderr.split(separator: "\n").filter { $0.contains("/nonexistent/program") }
+        let expected = "distr: ranks [0-2] could not start: '/nonexistent/program' not found on this node (not shipped, and not in PATH)"
+        #expect(lines == [Substring(expected)], "\(run.stderr)")
+    }
+}
