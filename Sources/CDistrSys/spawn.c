@@ -4,7 +4,28 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+// The kernel's struct sigaction (the same field order on x86_64 and aarch64). glibc's
+// sigaction refuses the signals it reserves (32, 33), but an ignored one stays ignored across
+// exec, so every disposition is reset with the system call itself.
+struct kernel_sigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+};
+
+// Marks descriptors `first`..`last` close-on-exec; ignores kernels without close_range (every
+// descriptor distr opens is close-on-exec already; this catches those other code opened).
+static void cloexec_range(unsigned int first, unsigned int last) {
+    if (first <= last) syscall(SYS_close_range, first, last, CLOSE_RANGE_CLOEXEC);
+}
 
 // The child side of a spawn cannot be written in Swift: between vfork and exec only
 // async-signal-safe system calls may run, on the parent's memory. Everything else (the PATH
@@ -19,13 +40,10 @@ pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], con
     pid_t parent = getpid();
     pid_t pid = vfork();
     if (pid == 0) {
-        struct sigaction dfl;
-        dfl.sa_handler = SIG_DFL;
-        dfl.sa_flags = 0;
-        sigemptyset(&dfl.sa_mask);
+        struct kernel_sigaction dfl = {SIG_DFL, 0, NULL, 0};
         // Ignored signals (SIGPIPE in the worker) stay ignored across exec: give them back.
         for (int s = 1; s < NSIG; s++) {
-            if (s != SIGKILL && s != SIGSTOP) sigaction(s, &dfl, NULL);
+            if (s != SIGKILL && s != SIGSTOP) syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof(unsigned long));
         }
         if (setpgid(0, 0) != 0) goto fail;
         // Join the job's cgroup before the program runs: nothing it starts can be outside.
@@ -58,6 +76,20 @@ pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], con
         // dup2 clears close-on-exec on the target.
         for (int i = 0; i < fd_count; i++) {
             if (dup2(moved[i], fd_targets[i]) < 0) goto fail;
+        }
+        // Nothing but the listed descriptors reaches the program, whoever opened the others.
+        unsigned int next = 3;
+        for (int pass = 0; pass < fd_count + 1; pass++) {
+            unsigned int lowest = ~0U;
+            for (int i = 0; i < fd_count; i++) {
+                if ((unsigned int)fd_targets[i] >= next && (unsigned int)fd_targets[i] < lowest) lowest = fd_targets[i];
+            }
+            if (lowest == ~0U) {
+                cloexec_range(next, ~0U);
+                break;
+            }
+            if (lowest > next) cloexec_range(next, lowest - 1);
+            next = lowest + 1;
         }
         if (dir != NULL && chdir(dir) != 0) goto fail;
         sigset_t none;

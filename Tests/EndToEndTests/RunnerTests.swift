@@ -34,8 +34,11 @@ import Testing
             "exec", "--local", "2", "--", "echo stdin=$(readlink /proc/self/fd/0) group=$(cut -d' ' -f5 /proc/$$/stat) self=$$",
         ])
         #expect(run.status == 0)
+        // One line per rank, or the loop below checks nothing.
+        #expect(run.stdoutLines.count == 2, "\(run.stdout)")
         for line in run.stdoutLines {
             let fields = line.split(separator: " ")
+            try #require(fields.count == 4, "\(line)")
             #expect(fields[1] == "stdin=/dev/null", "\(line)")
             #expect(fields[2].dropFirst(6) == fields[3].dropFirst(5), "rank is not its own group leader: \(line)")
         }
