@@ -100,6 +100,7 @@ import Testing
         let mailbox = Mailbox(selfRank: 0, count: 2)
         mailbox.connectionOpened(from: 1)
         async let waiting = mailbox.receive(source: 1, tag: 0)
+        try await waitForWaiters(mailbox, 1)
         mailbox.peerExited(1, status: 3)
         // Still open: what it sent may be in flight.
         mailbox.deliver(envelope(from: 1, tag: 0, 7))
@@ -108,20 +109,33 @@ import Testing
         await #expect(throws: NodeError.peerExited(rank: 1, status: 3)) { try await mailbox.receive(source: 1, tag: 0) }
     }
 
-    @Test func abortFailsEveryWaiter() async {
+    /// Yields until `count` receives are parked in `mailbox` (bounded), so a test reaches the
+    /// waiting path rather than the check made before parking.
+    func waitForWaiters(_ mailbox: Mailbox, _ count: Int) async throws {
+        let deadline = Deadline.after(20)
+        while mailbox.waiterCount < count {
+            try #require(!deadline.hasPassed, "receives never parked")
+            await Task.yield()
+        }
+    }
+
+    @Test func abortFailsEveryWaiter() async throws {
         let mailbox = Mailbox(selfRank: 0, count: 2)
         let first = Task { try await mailbox.receive(source: 1, tag: 0) }
         let second = Task { try await mailbox.receive(source: nil, tag: nil) }
+        try await waitForWaiters(mailbox, 2)
         mailbox.abort("stop")
         await #expect(throws: NodeError.aborted("stop")) { try await first.value }
         await #expect(throws: NodeError.aborted("stop")) { try await second.value }
     }
 
-    @Test func cancellationRemovesTheWaiter() async {
+    @Test func cancellationRemovesTheWaiter() async throws {
         let mailbox = Mailbox(selfRank: 0, count: 2)
         let task = Task { try await mailbox.receive(source: 1, tag: 0) }
+        try await waitForWaiters(mailbox, 1)
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
+        #expect(mailbox.waiterCount == 0)
     }
 
     @Test func reductionsCombineElementWise() {

@@ -108,7 +108,7 @@ final class TestProcess: Sendable {
     @discardableResult
     func wait(timeout: Double = 60) -> RankStatus {
         if exited.wait(timeout: .now() + timeout) == .timedOut {
-            Issue.record("process \(pid) still running after \(timeout) s; killed")
+            Issue.record("process \(pid) still running after \(timeout) s; killed. Its stderr:\n\(String(stderr.text.suffix(4000)))")
             kill(pid, SIGKILL)
             exited.wait()
         }

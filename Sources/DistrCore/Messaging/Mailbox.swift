@@ -109,6 +109,9 @@ final class Mailbox: Sendable {
         state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }
     }
 
+    /// Receives parked and waiting for a message (tests use it to reach the waiting path).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }
 
     /// `failure`: the connection was closed because the sender broke the protocol; receives from
