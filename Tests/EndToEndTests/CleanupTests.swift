@@ -79,3 +79,35 @@ import Testing
         #expect(Processes.waitGone(leaf), "the escaped process \(leaf) outlived its job")
     }
 }
+
+/// A worker that is not root cannot remove what it cannot read: the directory removal must fix
+/// permissions first. Run as `nobody` through setpriv (needs root to start).
+@Suite(.timeLimit(.minutes(2))) struct UnprivilegedCleanupTests {
+    static let canDropPrivileges = getuid() == 0 && FileIO.exists("/usr/bin/setpriv")
+
+    @Test(.enabled(if: canDropPrivileges, "needs root and setpriv"))
+    func rankThatLocksItsDirectory_isCleanedUpByAnUnprivilegedWorker() throws {
+        let root = try TemporaryDirectory()
+        chmod(root.path, 0o711)
+        let work = root.path + "/work"
+        let secret = root.path + "/secret"
+        try FileIO.makeDirectories(work)
+        try ClusterSecret.generate(path: secret)
+        for path in [work, secret] { chown(path, 65534, 65534) }
+        let worker = try TestWorker(
+            secretFile: secret, workDirectory: work, prefix: ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+        defer { worker.stop() }
+        // A tree with a locked subdirectory, deeper than a few levels, and the job directory
+        // itself made unreadable and unwritable.
+        let run = try TestProcess.master([
+            "exec", "--hosts", worker.peer, "--secret-file", secret, "--",
+            "mkdir -p a/b/c/d && touch a/b/c/d/f && chmod 000 a/b a && chmod 000 . && echo locked",
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout == "[0] locked\n")
+        #expect(worker.process.stderr.waitFor(": finished"))
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: work))?.filter { !$0.hasPrefix(".distr-") } ?? []
+        #expect(left.isEmpty, "left behind: \(left); worker log: \(worker.process.stderr.text)")
+        #expect(!worker.process.stderr.text.contains("could not remove"), "\(worker.process.stderr.text)")
+    }
+}

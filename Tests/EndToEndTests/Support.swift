@@ -156,11 +156,12 @@ final class TestWorker: Sendable {
     let port: Int
     let workDirectory: String
 
-    init(secretFile: String, workDirectory: String, arguments: [String] = []) throws {
+    /// `prefix` runs the worker through another program (`setpriv` to drop privileges).
+    init(secretFile: String, workDirectory: String, arguments: [String] = [], prefix: [String] = []) throws {
         try FileIO.makeDirectories(workDirectory)
         self.workDirectory = workDirectory
         process = try TestProcess(
-            [Binaries.worker, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretFile, "--work-dir", workDirectory, "--grace", "1"]
+            prefix + [Binaries.worker, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretFile, "--work-dir", workDirectory, "--grace", "1"]
                 + arguments)
         guard process.stdout.waitFor("\n", timeout: 20) else {
             process.signal(SIGKILL)
