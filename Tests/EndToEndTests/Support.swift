@@ -161,7 +161,9 @@ final class TestWorker: Sendable {
         try FileIO.makeDirectories(workDirectory)
         self.workDirectory = workDirectory
         process = try TestProcess(
-            prefix + [Binaries.worker, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretFile, "--work-dir", workDirectory, "--grace", "1"]
+            prefix + [
+                Binaries.worker, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretFile, "--work-dir", workDirectory, "--grace", "1",
+            ]
                 + arguments)
         guard process.stdout.waitFor("\n", timeout: 20) else {
             process.signal(SIGKILL)
