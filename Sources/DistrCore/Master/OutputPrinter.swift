@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// Prints rank output on the master: live labelled lines, or per-node blocks at the end.

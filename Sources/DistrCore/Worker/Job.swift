@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Dispatch
 import Synchronization
 
@@ -83,9 +82,9 @@ final class Job: Sendable {
                 Threads.start(name: "distr-agent-\(rank)", agentBody)
             } catch {
                 let why =
-                    error.errno == ENOENT
+                    error.code == .noSuchFile
                     ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
-                    : error.errno == EACCES ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
+                    : error.code == .permissionDenied ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
                 // The status carries the reason; the master prints it once for all ranks it concerns.
                 // A failed send means the connection is gone; the reading loop ends the job.
                 try? connection.send(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
@@ -178,10 +177,10 @@ final class Job: Sendable {
         for process in live {
             process.endedByDistr.store(true, ordering: .releasing)
             try? AgentChannel.send(process.agentFD, .abort(reason: reason))
-            process.signalGroup(SIGTERM)
+            process.signalGroup(.terminate)
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
-            for process in live where !process.hasExited { process.signalGroup(SIGKILL) }
+            for process in live where !process.hasExited { process.signalGroup(.kill) }
         }
     }
 
@@ -194,7 +193,7 @@ final class Job: Sendable {
         let all = ranks.withLock { Array($0.processes.values) }
         // Background children left in a rank's group; what escaped the group is swept by
         // `onFinish`.
-        for process in all { process.signalGroup(SIGKILL) }
+        for process in all { process.signalGroup(.kill) }
         for process in all { process.closeDescriptors() }
         if let controlGroupProcs { FD.close(controlGroupProcs) }
         onFinish(self)

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Synchronization
 
 /// How a worker runs.
@@ -71,22 +69,22 @@ public final class Worker: Sendable {
                     + "a crash of this worker will leave its jobs' processes running")
             records = nil
         }
-        switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", errno: EPERM)) {
+        switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", code: .notPermitted)) {
         case .success(let place): controlGroups = place
         case .failure(let why):
             controlGroups = nil
             configuration.log("no cgroup per job (\(why)); jobs' processes are tracked by process group and subreaper instead")
         }
         // Descendants that escape a rank's process group are reparented here, not to init.
-        if cdistr_set_child_subreaper() != 0 {
-            configuration.log("cannot become a child subreaper (\(SystemError.current("prctl"))); escaped processes may outlive their jobs")
+        do { try CurrentProcess.becomeChildSubreaper() } catch {
+            configuration.log("cannot become a child subreaper (\(error)); escaped processes may outlive their jobs")
         }
         Signals.ignorePipe()
     }
 
     /// The address to print: the bound host and the real port.
     public var listeningDescription: String {
-        address.family == AF_INET6 ? "[\(address.host)]:\(address.port)" : "\(address.host):\(address.port)"
+        address.description
     }
 
     private func log(_ message: String) { configuration.log(message) }
@@ -108,7 +106,7 @@ public final class Worker: Sendable {
             let fd: Int32
             do { fd = try TCPSocket.accept(listener) } catch {
                 if stopping.load(ordering: .acquiring) { return }
-                if error.errno == EMFILE || error.errno == ENFILE {
+                if error.code.isOutOfDescriptors {
                     logRefusal("accept: \(error); out of descriptors, pausing briefly")
                     // Waiting on nothing: a short pause before accepting again.
                     _ = try? FD.waitReadable(-1, until: .after(0.1))
@@ -125,7 +123,7 @@ public final class Worker: Sendable {
                     if let displaced, let victim = state.sockets.removeValue(forKey: displaced) {
                         // Wakes the displaced handshake's thread, which then closes its socket;
                         // done under the lock so the descriptor cannot be closed and reused first.
-                        Glibc.shutdown(victim, Int32(SHUT_RDWR))
+                        try? Socket.shutdown(victim, .both)  // ENOTCONN: that client has gone already.
                     }
                     state.sockets[ticket] = fd
                 }
@@ -410,7 +408,7 @@ public final class Worker: Sendable {
             guard let spec, let directory else { throw WireError.refused("no job to register") }
             var controlGroup: ControlGroup?
             if let place = worker.controlGroups {
-                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(getpid())") } catch {
+                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(CurrentProcess.id)") } catch {
                     worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
                 }
             }
@@ -443,7 +441,7 @@ public final class Worker: Sendable {
     private func record(_ job: Job) {
         guard let records else { return }
         var record = JobRecord(
-            jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: ProcessTable.ownStartTime)
+            jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: ProcessTable.ownStartTime)
         record.processGroups = job.processGroups
         record.controlGroup = job.controlGroup?.path
         do { try records.write(record) } catch {
@@ -457,7 +455,7 @@ public final class Worker: Sendable {
         if let group = job.controlGroup, !group.killAndRemove() {
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
-        var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: 0)
+        var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
         record.processGroups = job.processGroups
         // With no other job running, every child of the worker but its sentinel came from this job.
         let soleJob = jobs.withLock { $0.count == 1 }
@@ -496,12 +494,10 @@ public final class Worker: Sendable {
     }
 
     private func makeJobDirectory(jobID: String) throws -> String {
-        var template = Array("\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else {
-            throw SystemError.current("mkdtemp in \(configuration.workDirectory)")
-        }
         // mkdtemp creates it with mode 0700.
-        return String(cString: made)
+        do { return try FileIO.makeTemporaryDirectory(template: "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX") } catch {
+            throw SystemError("mkdtemp in \(configuration.workDirectory)", errno: error.errno)
+        }
     }
 
     /// Graceful shutdown: stop accepting, end every job (TERM, grace, KILL), remove their
@@ -509,7 +505,7 @@ public final class Worker: Sendable {
     public func shutdown() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // shutdown() wakes a thread blocked in accept() on Linux; close() alone would not.
-        Glibc.shutdown(listener, Int32(SHUT_RDWR))
+        try? Socket.shutdown(listener, .both)  // Cannot fail on a listening socket that is still open.
         acceptLoopDone.wait()
         FD.close(listener)
         let running = jobs.withLock { Array($0.values) }
