@@ -192,28 +192,17 @@ public final class Worker: Sendable {
         }
     }
 
+    /// The context of a rank connection's hello (kept for tests; see `RankConnectionContext`).
     static func rankContext(jobID: String, from: Int, to: Int) -> [UInt8] {
-        var w = ByteWriter()
-        w.string(jobID)
-        w.int(from)
-        w.int(to)
-        return w.bytes
-    }
-
-    private func parseRankContext(_ context: [UInt8]) -> (jobID: String, from: Int, to: Int)? {
-        var r = ByteReader(context)
-        do {
-            let parsed = (try r.string(), try r.int(), try r.int())
-            return r.isAtEnd ? parsed : nil
-        } catch {
-            return nil
-        }
+        RankConnectionContext(jobID: jobID, from: from, to: to).encoded
     }
 
     /// The key of a ready or running job that runs rank `to` here; nil otherwise (the
     /// handshake then answers exactly as for a wrong key, at once).
     private func rankKey(context: [UInt8]) -> [UInt8]? {
-        guard let (jobID, _, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }), job.isLocal(rank: to) else {
+        guard let parsed = RankConnectionContext(decoding: context), let job = jobs.withLock({ $0[parsed.jobID] }),
+            job.isLocal(rank: parsed.to)
+        else {
             return nil
         }
         return job.spec.jobKey
@@ -221,7 +210,8 @@ public final class Worker: Sendable {
 
     private func serveRank(fd: Int32, peer: String, context: [UInt8]) {
         defer { FD.close(fd) }
-        guard let (jobID, from, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }) else { return }
+        guard let parsed = RankConnectionContext(decoding: context), let job = jobs.withLock({ $0[parsed.jobID] }) else { return }
+        let (jobID, from, to) = (parsed.jobID, parsed.from, parsed.to)
         do {
             // Every worker has the job before any starts its ranks, but this one may not have
             // spawned them yet. The target rank holds the socket before the dialer may send.
