@@ -42,9 +42,10 @@ public enum BundleCollector {
         let status: FileStatus
         do { status = try FileStatus(path: local) } catch { throw .cannotRead(local, error) }
         if status.kind == .directory {
-            // A symlinked directory below the top is not followed. (If `lstat` fails right after
-            // `stat` succeeded, the entry is walked as the directory `stat` saw.)
-            if !top, (try? FileStatus(path: local, followingSymlinks: false).kind) == .symbolicLink { return }
+            // A symlinked directory below the top is not followed.
+            if !top, (try? FileStatus(path: local, followingSymlinks: false).kind) == .symbolicLink {  // lstat failed: as `stat` saw it.
+                return
+            }
             let names: [String]
             do {
                 names = try Directory(path: local).entries().map(\.string)

@@ -73,8 +73,7 @@ package final class Launcher: Sendable {
     }
 
     func note(_ text: String) {
-        // Nothing sensible is left to do when stderr itself cannot be written.
-        try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))
+        try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))  // stderr itself cannot be written: nothing sensible is left to do.
     }
 
     /// Runs the job and returns the exit status for `distr-master`.
@@ -236,7 +235,7 @@ package final class Launcher: Sendable {
             switch action {
             case .send(let message):
                 // A broken connection shows up in the reading loop, which ends this worker.
-                try? session.connection.send(message)
+                session.connection.sendIfConnected(message)
             case .sendFiles(let indices):
                 do { try sendFiles(indices.map { sources[$0] }, over: session.connection) } catch {
                     let reason = "\(error)"
@@ -284,7 +283,7 @@ package final class Launcher: Sendable {
         session.machine.withLock { machine in
             for case .send(let message) in step(&machine) {
                 // As in perform: a broken connection shows up in the reading loop.
-                try? session.connection.send(message)
+                session.connection.sendIfConnected(message)
             }
         }
     }

@@ -52,7 +52,8 @@ public final class LocalCluster: Sendable {
             for (index, item) in pending.enumerated() {
                 defer { FD.close(item.pipe) }
                 guard let port = Self.readListeningPort(item.pipe, timeout: 15) else {
-                    let text = (try? FileIO.readAll(item.log)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    let log = try? FileIO.readAll(item.log)  // No log to show: the error still names the worker.
+                    let text = log.map { String(decoding: $0, as: UTF8.self) } ?? ""
                     throw LocalClusterError.didNotStart(index: index, log: text)
                 }
                 peers.append(Peer(host: "127.0.0.1", port: port))

@@ -35,7 +35,7 @@ public final class OutputPrinter: Sendable {
         lock.withLock { held in
             switch mode {
             case .live:
-                try? FD.writeAll(stream == 2 ? stderrFD : stdoutFD, Self.label(bytes, rank: rank))
+                Self.write(stream == 2 ? stderrFD : stdoutFD, Self.label(bytes, rank: rank))
             case .group, .gather:
                 var entry = held[rank] ?? ([], [])
                 var chunk = bytes
@@ -55,8 +55,8 @@ public final class OutputPrinter: Sendable {
             for rank in ranks {
                 let entry = held[rank] ?? ([], [])
                 let header = Array("----- node \(rank) (\(names[rank] ?? "?")) -----\n".utf8)
-                try? FD.writeAll(stdoutFD, header + entry.out)
-                if !entry.err.isEmpty { try? FD.writeAll(stderrFD, header + entry.err) }
+                Self.write(stdoutFD, header + entry.out)
+                if !entry.err.isEmpty { Self.write(stderrFD, header + entry.err) }
             }
         case .gather:
             for (stream, fd) in [(0, stdoutFD), (1, stderrFD)] {
@@ -71,10 +71,16 @@ public final class OutputPrinter: Sendable {
                 }
                 for text in order {
                     let header = Array("----- \(Self.fold(groups[text] ?? [])) -----\n".utf8)
-                    try? FD.writeAll(fd, header + text)
+                    Self.write(fd, header + text)
                 }
             }
         }
+    }
+
+    /// Writes a batch of output. Output that cannot be written (the reader of the master's output
+    /// has gone, as `head` does) is dropped: the job and its exit status are not affected.
+    private static func write(_ fd: Int32, _ bytes: [UInt8]) {
+        try? FD.writeAll(fd, bytes)  // The reader has gone: dropped, as said above.
     }
 
     /// Folds sorted ranks into ranges: [0,1,2,3,5] → "[0-3,5]".

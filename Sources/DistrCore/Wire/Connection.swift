@@ -165,8 +165,7 @@ extension Connection {
             let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6, deadline: deadline))
             (hello, contextLength) = try Handshake.Hello.parseFixed(fixed)
         } catch WireError.versionMismatch(let theirs, let ours) {
-            // Best effort: the peer learns why before the connection closes; the error below is what counts.
-            try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))
+            try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))  // Best effort: the peer learns why; the error below counts.
             throw WireError.versionMismatch(theirs: theirs, ours: ours)
         }
         hello.context = try readExact(fd, contextLength, deadline: deadline)

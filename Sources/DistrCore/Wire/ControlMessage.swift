@@ -275,6 +275,13 @@ extension Connection {
         try send(type: message.type, payload: message.encoded())
     }
 
+    /// Sends one message, for a sender that has nothing to add when it fails: a failed send means
+    /// the connection is gone, and the reading loop of this connection sees that and ends its
+    /// session (or the sender is letting go of the connection anyway).
+    package func sendIfConnected(_ message: ControlMessage) {
+        try? send(message)  // Gone: the reading loop ends the session; see above.
+    }
+
     /// The next message (a job description's key unwrapped).
     /// - Throws: what `receive(idle:)` throws, or `WireError` for a malformed message.
     package func receiveMessage(idle: Deadline = .never) throws -> ControlMessage {

@@ -108,8 +108,7 @@ public final class Worker: Sendable {
                 if stopping.load(ordering: .acquiring) { return }
                 if error.code.isOutOfDescriptors {
                     logRefusal("accept: \(error); out of descriptors, pausing briefly")
-                    // Waiting on nothing: a short pause before accepting again.
-                    _ = try? FD.waitReadable(-1, until: .after(0.1))
+                    _ = try? FD.waitReadable(-1, until: .after(0.1))  // A short pause: waiting on no descriptor cannot fail.
                 }
                 continue
             }
@@ -131,9 +130,8 @@ public final class Worker: Sendable {
             }
             switch admission {
             case .refused(let reason):
-                // A fresh socket's buffer takes the short refusal without blocking; if the
-                // client has gone, there is no one to tell.
-                try? FD.writeAll(fd, Handshake.Server.refusal(.busy))
+                // A fresh socket's buffer takes the short refusal without blocking.
+                try? FD.writeAll(fd, Handshake.Server.refusal(.busy))  // The client has gone: no one to tell.
                 FD.close(fd)
                 logRefusal("refused connection from \(peer): busy: \(reason)")
             case .admitted(let ticket, _):
@@ -273,7 +271,7 @@ public final class Worker: Sendable {
                     let closed = error as? WireError == .closed
                     if !closed {
                         // Tell the master why before letting go; it may be gone already.
-                        try? connection.send(.failure("\(error)"))
+                        connection.sendIfConnected(.failure("\(error)"))
                     }
                     perform(machine.withLock { $0.connectionEnded(closed ? "closed" : "\(error)") })
                     break
@@ -288,8 +286,7 @@ public final class Worker: Sendable {
                 }
                 // The master reads jobEnded, then end of stream, and closes: wait for that
                 // (bounded) so the master is not cut off before it has read everything.
-                // Anything but end of stream is a late message; the job is over either way.
-                _ = try? connection.receive(idle: .after(5))
+                _ = try? connection.receive(idle: .after(5))  // A late message or end of stream: the job is over either way.
             }
             connection.close()
             if let job {
@@ -330,7 +327,7 @@ public final class Worker: Sendable {
             case .send(let message):
                 // A failed send means the connection is gone; the reading loop sees that and
                 // ends the job through the protocol.
-                try? connection.send(message)
+                connection.sendIfConnected(message)
             case .startRanks:
                 guard let job = prepared.withLock({ $0.job }) else { return }
                 job.start()
@@ -356,7 +353,7 @@ public final class Worker: Sendable {
             case .reportEnd:
                 let job = prepared.withLock { $0.job }
                 // As for .send: a broken connection is seen by the reading loop.
-                try? connection.send(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
+                connection.sendIfConnected(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
                 connection.finishSending()
             }
         }
