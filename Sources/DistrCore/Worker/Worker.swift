@@ -431,8 +431,16 @@ public final class Worker: Sendable {
             jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: ProcessTable.ownStartTime)
         record.processGroups = job.processGroups
         record.controlGroup = job.controlGroup?.path
-        do { try records.write(record) } catch {
-            log("job \(job.spec.jobID): cannot write its record (\(error)); a crash of this worker would leave it running")
+        // Under the jobs lock, and only while the job is registered: a job that finishes is
+        // unregistered before its record is removed, so an update racing its end (a rank that
+        // exits at once) cannot bring the record back.
+        let failure = jobs.withLock { table -> SystemError? in
+            guard table[job.spec.jobID] === job else { return nil }
+            do throws(SystemError) { try records.write(record) } catch { return error }
+            return nil
+        }
+        if let failure {
+            log("job \(job.spec.jobID): cannot write its record (\(failure)); a crash of this worker would leave it running")
         }
     }
 
