@@ -1,17 +1,17 @@
 import Synchronization
 
 /// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
-public enum MasterCommand {
+package enum MasterCommand {
     /// What Ctrl-C does now (nil: exit at once).
     private static let onInterrupt = Mutex<(@Sendable () -> Void)?>(nil)
 
-    public static let usage = """
+    package static let usage = """
         usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
                distr-master exec [OPTIONS] [--] COMMAND...
                distr-master keygen [--secret-file PATH] [--force]
         """
 
-    public static let help = """
+    package static let help = """
         distr-master: runs a program on every node of a distr cluster and prints their output.
 
         \(usage)
@@ -135,7 +135,7 @@ public enum MasterCommand {
         }
     }
 
-    public static func main(_ arguments: [String]) -> Int32 {
+    package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
         Signals.block([.interrupt, .terminate])
         Signals.ignorePipe()

@@ -1,11 +1,11 @@
 import Dispatch
 
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
-public enum WorkerCommand {
-    public static let usage =
+package enum WorkerCommand {
+    package static let usage =
         "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--no-cgroups]"
 
-    public static let help = """
+    package static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
         authenticated connections from distr-master and from ranks of running jobs.
 
@@ -32,7 +32,7 @@ public enum WorkerCommand {
         stderr. SIGTERM or SIGINT: stop accepting, end running jobs, remove their directories, exit 0.
         """
 
-    public static func main(_ arguments: [String]) -> Int32 {
+    package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists, so that every thread inherits the mask and a SIGTERM that
         // arrives during start-up waits for the signal thread instead of being lost.
         Signals.block([.terminate, .interrupt])

@@ -3,22 +3,22 @@ import Synchronization
 
 /// `--local N`: N workers on loopback with a throw-away secret, started for one job and stopped
 /// after it. Their logs go to files in a temporary directory that is removed at the end.
-public final class LocalCluster: Sendable {
-    public let peers: [Peer]
-    public let secret: [UInt8]
+package final class LocalCluster: Sendable {
+    package let peers: [Peer]
+    package let secret: [UInt8]
     let root: String
     let pids: [Int32]
     let exited: [DispatchSemaphore]
 
     /// `distr-worker` beside this executable, or `$DISTR_WORKER_BIN`.
-    public static func workerExecutable() -> String {
+    package static func workerExecutable() -> String {
         if let explicit = Environment.value("DISTR_WORKER_BIN"), !explicit.isEmpty { return explicit }
         return Environment.executableDirectory + "/distr-worker"
     }
 
     /// Starts the workers and waits for each one's "listening" line.
     /// - Throws: `LocalClusterError` naming the worker that did not start, with its log.
-    public init(count: Int, grace: Double = 2, executable: String = LocalCluster.workerExecutable()) throws {
+    package init(count: Int, grace: Double = 2, executable: String = LocalCluster.workerExecutable()) throws {
         guard FileIO.isExecutable(executable) else { throw LocalClusterError.noWorker(executable) }
         root = try FileIO.makeTemporaryDirectory(template: "\(Environment.temporaryDirectory)/distr-local-XXXXXX")
         secret = randomBytes(ClusterSecret.size)
@@ -72,7 +72,7 @@ public final class LocalCluster: Sendable {
     }
 
     /// Reads `distr-worker listening on HOST:PORT` from a worker's stdout and returns PORT.
-    public static func readListeningPort(_ fd: Int32, timeout: Double) -> Int? {
+    package static func readListeningPort(_ fd: Int32, timeout: Double) -> Int? {
         var line: [UInt8] = []
         var byte: UInt8 = 0
         let deadline = Clock.now + timeout
@@ -89,7 +89,7 @@ public final class LocalCluster: Sendable {
     }
 
     /// Stops every worker (SIGTERM: they end their jobs and exit) and removes the directory.
-    public func stop() {
+    package func stop() {
         for pid in pids { try? Signal.terminate.send(toProcess: pid) }  // ESRCH: that worker has exited already.
         for (pid, done) in zip(pids, exited) where done.wait(timeout: .now() + 10) == .timedOut {
             try? Signal.kill.send(toProcess: pid)  // Not reaped yet (`done` was not signalled): cannot fail.
@@ -99,11 +99,11 @@ public final class LocalCluster: Sendable {
     }
 }
 
-public enum LocalClusterError: Error, CustomStringConvertible {
+package enum LocalClusterError: Error, CustomStringConvertible {
     case noWorker(String)
     case didNotStart(index: Int, log: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .noWorker(let path):
             "--local needs distr-worker beside distr-master, but '\(path)' is not an executable; build both (swift build) or set DISTR_WORKER_BIN"

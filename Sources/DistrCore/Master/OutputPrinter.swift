@@ -3,13 +3,13 @@ import Synchronization
 /// Prints rank output on the master: live labelled lines, or per-node blocks at the end.
 /// Each batch of lines is written with one `write`, under a lock, so lines of different ranks
 /// never mix inside a line. Bytes are passed through as they came.
-public final class OutputPrinter: Sendable {
+package final class OutputPrinter: Sendable {
     let mode: OutputMode
     let stdoutFD: Int32
     let stderrFD: Int32
     private let lock = Mutex<[Int: (out: [UInt8], err: [UInt8])]>([:])
 
-    public init(mode: OutputMode, stdoutFD: Int32 = 1, stderrFD: Int32 = 2) {
+    package init(mode: OutputMode, stdoutFD: Int32 = 1, stderrFD: Int32 = 2) {
         self.mode = mode
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
@@ -31,7 +31,7 @@ public final class OutputPrinter: Sendable {
         return out
     }
 
-    public func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
+    package func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
         lock.withLock { held in
             switch mode {
             case .live:
@@ -47,7 +47,7 @@ public final class OutputPrinter: Sendable {
     }
 
     /// Prints the held blocks (group and gather modes). `names` gives each rank's host.
-    public func finish(ranks: [Int], names: [Int: String]) {
+    package func finish(ranks: [Int], names: [Int: String]) {
         let held = lock.withLock { $0 }
         switch mode {
         case .live: return
@@ -84,7 +84,7 @@ public final class OutputPrinter: Sendable {
     }
 
     /// Folds sorted ranks into ranges: [0,1,2,3,5] → "[0-3,5]".
-    public static func fold(_ ranks: [Int]) -> String {
+    package static func fold(_ ranks: [Int]) -> String {
         var parts: [String] = []
         var index = 0
         let sorted = ranks.sorted()

@@ -1,9 +1,9 @@
 @preconcurrency import Glibc
 
 /// Whole-file helpers for small files (secrets, peers lists).
-public enum FileIO {
+package enum FileIO {
     /// The corresponding C functions are `open` and `read`.
-    public static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
+    package static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
         let fd = try retryingEINTR("open") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { FD.close(fd) }
         var out: [UInt8] = []
@@ -16,7 +16,7 @@ public enum FileIO {
     }
 
     /// Writes `bytes` to a new file created with `mode` (fails if it exists and `exclusive`).
-    public static func write(_ path: String, _ bytes: [UInt8], mode: mode_t, exclusive: Bool) throws(SystemError) {
+    package static func write(_ path: String, _ bytes: [UInt8], mode: mode_t, exclusive: Bool) throws(SystemError) {
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         let fd = try retryingEINTR("open") { open(path, flags, mode) }
         defer { FD.close(fd) }
@@ -25,7 +25,7 @@ public enum FileIO {
     }
 
     /// `mkdir -p` with the given mode for the directories it creates.
-    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
+    package static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component
@@ -87,12 +87,12 @@ public enum FileIO {
     /// Whether this process may execute `path`. The corresponding C function is `access`.
     package static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
-    public static func exists(_ path: String) -> Bool {
+    package static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
     }
 
-    public static func mode(_ path: String) -> mode_t? {
+    package static func mode(_ path: String) -> mode_t? {
         var info = stat()
         return stat(path, &info) == 0 ? info.st_mode : nil
     }

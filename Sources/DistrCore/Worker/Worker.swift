@@ -1,23 +1,23 @@
 import Synchronization
 
 /// How a worker runs.
-public struct WorkerConfiguration: Sendable {
-    public var bind: String = "0.0.0.0"
-    public var port: Int = Peer.defaultPort
-    public var secret: [UInt8]
-    public var workDirectory: String
-    public var limits = Limits()
+package struct WorkerConfiguration: Sendable {
+    package var bind: String = "0.0.0.0"
+    package var port: Int = Peer.defaultPort
+    package var secret: [UInt8]
+    package var workDirectory: String
+    package var limits = Limits()
     /// Seconds between SIGTERM and SIGKILL when a job is ended.
-    public var grace: Double = 2
+    package var grace: Double = 2
     /// Bytes of shipped files kept by digest for later jobs (0: no cache).
-    public var cacheBytes = 1 << 30
+    package var cacheBytes = 1 << 30
     /// Track jobs' processes with a cgroup per job where one can be made.
-    public var useControlGroups = true
+    package var useControlGroups = true
     /// The worker's sentinel process (see `Sentinel`), which job sweeps must spare.
-    public var sentinel: Int32?
-    public var log: @Sendable (String) -> Void
+    package var sentinel: Int32?
+    package var log: @Sendable (String) -> Void
 
-    public init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
+    package init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
         self.secret = secret
         self.workDirectory = workDirectory
         self.log = log
@@ -28,10 +28,10 @@ public struct WorkerConfiguration: Sendable {
 ///
 /// Threads only move bytes: each control connection's thread feeds a `WorkerJobProtocol` and
 /// carries out its actions; handshake slots are decided by `HandshakeSlots`.
-public final class Worker: Sendable {
-    public let configuration: WorkerConfiguration
+package final class Worker: Sendable {
+    package let configuration: WorkerConfiguration
     private let listener: Int32
-    public let address: SocketAddress
+    package let address: SocketAddress
     /// Jobs that are ready or running, by id: rank connections find their job here.
     private let jobs = Mutex<[String: Job]>([:])
     /// Handshake slots and the socket of each slot's connection (to end a displaced one).
@@ -48,7 +48,7 @@ public final class Worker: Sendable {
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
-    public init(_ configuration: WorkerConfiguration) throws(SocketError) {
+    package init(_ configuration: WorkerConfiguration) throws(SocketError) {
         self.configuration = configuration
         (listener, address) = try TCPSocket.listen(host: configuration.bind, port: configuration.port)
         handshakes = Mutex(
@@ -83,7 +83,7 @@ public final class Worker: Sendable {
     }
 
     /// The address to print: the bound host and the real port.
-    public var listeningDescription: String {
+    package var listeningDescription: String {
         address.description
     }
 
@@ -95,7 +95,7 @@ public final class Worker: Sendable {
     }
 
     /// Serves on a dedicated thread.
-    public func start() {
+    package func start() {
         let threadBody: @Sendable () -> Void = { [self] in acceptLoop() }
         Threads.start(name: "distr-accept", threadBody)
     }
@@ -497,7 +497,7 @@ public final class Worker: Sendable {
 
     /// Graceful shutdown: stop accepting, end every job (TERM, grace, KILL), remove their
     /// directories. Returns when all jobs are gone or the bound passes.
-    public func shutdown() {
+    package func shutdown() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // shutdown() wakes a thread blocked in accept() on Linux; close() alone would not.
         try? Socket.shutdown(listener, .both)  // Cannot fail on a listening socket that is still open.
@@ -508,9 +508,4 @@ public final class Worker: Sendable {
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }
     }
-}
-
-/// The release this build belongs to.
-public enum DistrVersion {
-    public static let string = "0.1.0"
 }
