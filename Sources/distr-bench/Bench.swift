@@ -24,7 +24,8 @@ struct Bench {
     var notes: [String] = []
 
     init(quick: Bool) throws {
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")  // Not a link: use argv[0].
+        let me = link ?? CommandLine.arguments[0]
         directory = (me as NSString).deletingLastPathComponent
         var template = Array("\(NSTemporaryDirectory())/distr-bench-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
@@ -73,7 +74,8 @@ struct Bench {
                 ).wait()
                 distr.append(DistrCore.Clock.now - start)
                 guard status == .exited(0) else {
-                    let log = (try? FileIO.readAll(root + "/master.log")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                    let bytes = try? FileIO.readAll(root + "/master.log")  // No log: the failure is reported without it.
+                    let log = bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
                     throw NodeError.badArgument("exec true failed: \(status)\n\(log)")
                 }
                 direct.append(try spawnTrue(count))
@@ -180,6 +182,12 @@ struct Bench {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        if let data = try? encoder.encode(Report(cases: cases, notes: notes)) { print(String(decoding: data, as: UTF8.self)) }
+        do {
+            let data = try encoder.encode(Report(cases: cases, notes: notes))
+            print(String(decoding: data, as: UTF8.self))
+        } catch {
+            // A time that is not a number (NaN) cannot be written as JSON: say so rather than print nothing.
+            CurrentProcess.printError("distr-bench: cannot write the report as JSON: \(error)\n")
+        }
     }
 }

@@ -9,7 +9,7 @@ struct NamespacePair {
     static let addresses = ["10.77.0.1", "10.77.0.2"]
 
     static func ip(_ arguments: [String]) -> Bool {
-        (try? Subprocess(["ip"] + arguments).wait()) == .exited(0)
+        (try? Subprocess(["ip"] + arguments).wait()) == .exited(0)  // Not runnable counts as failed.
     }
 
     /// Creates the pair; nil (with the reason) when it cannot.

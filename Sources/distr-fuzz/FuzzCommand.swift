@@ -76,7 +76,7 @@ enum FuzzCommand {
     static func files(at path: String) -> [String] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return [path] }
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []  // Unreadable or missing corpus: no seeds.
         return names.sorted().filter { !$0.hasPrefix(".") }.map { "\(path)/\($0)" }
     }
 

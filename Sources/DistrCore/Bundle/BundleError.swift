@@ -1,5 +1,5 @@
 /// Why a bundle was refused or could not be built.
-public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     case emptyPath
     case absolutePath(String)
     case parentReference(String)
@@ -19,7 +19,7 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotCreate(String, SystemError)
     case cannotRead(String, SystemError)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .emptyPath: "bundle refused: a file has an empty path"
         case .absolutePath(let p): "bundle refused: '\(p)' is an absolute path; bundle paths must be relative"
@@ -54,19 +54,19 @@ public enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
 ///
 /// Paths are checked as the kernel reads them: as bytes, split at every 0x2F. Comparing Swift
 /// `Character`s would be wrong: `"../\u{301}x"` has no `".."` component to Swift, but has one to the kernel.
-public enum BundlePath {
+package enum BundlePath {
     /// The longest name of one path component (`NAME_MAX`).
-    public static let maxComponentLength = 255
+    package static let maxComponentLength = 255
     /// The most components in one path.
-    public static let maxDepth = 256
+    package static let maxDepth = 256
 
     /// The components of `path`: its UTF-8 bytes split at every `/` byte (empty ones kept).
-    public static func components(_ path: String) -> [[UInt8]] {
+    package static func components(_ path: String) -> [[UInt8]] {
         Array(path.utf8).split(separator: 0x2F, omittingEmptySubsequences: false).map(Array.init)
     }
 
     /// - Throws: `BundleError` naming the rule the path breaks.
-    public static func validate(_ path: String, limit: Int = Limits.default.maxPathLength) throws(BundleError) {
+    package static func validate(_ path: String, limit: Int = Limits.default.maxPathLength) throws(BundleError) {
         let bytes = Array(path.utf8)
         if bytes.isEmpty { throw .emptyPath }
         if bytes.contains(0) { throw .nulInPath(path) }
@@ -83,7 +83,7 @@ public enum BundlePath {
 
     /// Validates a whole manifest against the worker's limits: every path, every size (never
     /// negative, and summed with overflow checks), duplicates, and files used as directories.
-    public static func validate(manifest: [ManifestEntry], limits: Limits) throws(BundleError) {
+    package static func validate(manifest: [ManifestEntry], limits: Limits) throws(BundleError) {
         if manifest.count > limits.maxFiles { throw .tooManyFiles(manifest.count, limit: limits.maxFiles) }
         var total = 0
         // Each directory gets a number; a name is known by its parent's number and its bytes, so the

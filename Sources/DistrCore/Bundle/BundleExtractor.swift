@@ -4,7 +4,7 @@
 /// files are created with `O_EXCL`, so nothing in the bundle can follow a symlink out of the
 /// directory or overwrite what is already there. Each file's SHA-256 is checked against the
 /// authenticated manifest when its last byte arrives.
-public final class BundleExtractor {
+package final class BundleExtractor {
     private let root: FileDescriptor
     var rootFD: Int32 { root.rawValue }
     let manifest: [ManifestEntry]
@@ -18,11 +18,11 @@ public final class BundleExtractor {
     private let completed: (ManifestEntry) -> Void
 
     /// How many files came from the cache.
-    public private(set) var cachedCount = 0
+    package private(set) var cachedCount = 0
 
     /// - Parameter completed: called for each streamed file once its digest has been verified.
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit.
-    public convenience init(
+    package convenience init(
         directory: String, manifest: [ManifestEntry], limits: Limits, completed: @escaping (ManifestEntry) -> Void = { _ in }
     ) throws(BundleError) {
         try self.init(directory: directory, manifest: manifest, limits: limits, cache: nil, completed: completed)
@@ -49,16 +49,16 @@ public final class BundleExtractor {
 
     deinit { FD.close(currentFD) }
 
-    public var isComplete: Bool { index == manifest.count }
+    package var isComplete: Bool { index == manifest.count }
 
     /// The manifest indices the stream must carry, in order: what the worker asks the master for.
-    public var streamedIndices: [Int] { manifest.indices.filter { !fromCache[$0] } }
+    package var streamedIndices: [Int] { manifest.indices.filter { !fromCache[$0] } }
 
     /// The path being received, for error messages.
-    public var currentPath: String { index < manifest.count ? manifest[index].path : "" }
+    package var currentPath: String { index < manifest.count ? manifest[index].path : "" }
 
     /// Writes the next bytes of the stream, which may span files.
-    public func write(_ bytes: [UInt8]) throws(BundleError) {
+    package func write(_ bytes: [UInt8]) throws(BundleError) {
         var offset = 0
         while offset < bytes.count {
             guard index < manifest.count else { throw .unexpectedData }

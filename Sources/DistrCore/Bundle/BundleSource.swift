@@ -1,15 +1,15 @@
 /// A local file the master ships, with its place in the bundle.
-public struct BundleSource: Sendable, Equatable {
-    public var localPath: String
-    public var entry: ManifestEntry
+package struct BundleSource: Sendable, Equatable {
+    package var localPath: String
+    package var entry: ManifestEntry
 }
 
 /// Collects the files named by `--file` and the program into a manifest, hashing each once.
-public enum BundleCollector {
+package enum BundleCollector {
     /// Where a local path lands in the job directory: a relative path without `..` keeps its
     /// layout (`lib/util.py`), anything else lands under its last component. Works on the path's
     /// bytes split at `/`, as the kernel does (see `BundlePath`).
-    public static func bundlePath(for local: String) -> String {
+    package static func bundlePath(for local: String) -> String {
         let slash: UInt8 = 0x2F
         var path = Array(local.utf8)[...]
         while path.starts(with: [0x2E, slash]) { path = path.dropFirst(2) }
@@ -27,7 +27,7 @@ public enum BundleCollector {
     /// Expands files and directories (recursively; symlinked files are shipped as their content,
     /// symlinked directories are not followed) and hashes every file.
     /// - Throws: `BundleError.cannotRead` naming the path, or a path-rule error.
-    public static func collect(_ paths: [String]) throws(BundleError) -> [BundleSource] {
+    package static func collect(_ paths: [String]) throws(BundleError) -> [BundleSource] {
         var result: [BundleSource] = []
         var seen = Set<String>()
         for path in paths {
@@ -42,9 +42,10 @@ public enum BundleCollector {
         let status: FileStatus
         do { status = try FileStatus(path: local) } catch { throw .cannotRead(local, error) }
         if status.kind == .directory {
-            // A symlinked directory below the top is not followed. (If `lstat` fails right after
-            // `stat` succeeded, the entry is walked as the directory `stat` saw.)
-            if !top, (try? FileStatus(path: local, followingSymlinks: false).kind) == .symbolicLink { return }
+            // A symlinked directory below the top is not followed.
+            if !top, (try? FileStatus(path: local, followingSymlinks: false).kind) == .symbolicLink {  // lstat failed: as `stat` saw it.
+                return
+            }
             let names: [String]
             do {
                 names = try Directory(path: local).entries().map(\.string)

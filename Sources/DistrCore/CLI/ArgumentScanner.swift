@@ -1,27 +1,27 @@
 /// A usage error: printed on stderr with the usage line, exit status 64.
-public struct UsageError: Error, CustomStringConvertible, Equatable {
-    public var message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct UsageError: Error, CustomStringConvertible, Equatable {
+    package var message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// Walks command-line arguments the way swift-argument-parser does: `--name value` and
 /// `--name=value`, `--` ends options, and the first positional argument ends option parsing
 /// when `stopAtPositional` is set (so a program's own flags pass through untouched).
-public struct ArgumentScanner {
-    public enum Token: Equatable {
+package struct ArgumentScanner {
+    package enum Token: Equatable {
         case option(String, inline: String?)
         case positional(String)
     }
 
     let arguments: [String]
     var index = 0
-    public private(set) var sawTerminator = false
+    package private(set) var sawTerminator = false
 
-    public init(_ arguments: [String]) { self.arguments = arguments }
+    package init(_ arguments: [String]) { self.arguments = arguments }
 
     /// The next option or positional argument; nil at the end.
-    public mutating func next() -> Token? {
+    package mutating func next() -> Token? {
         guard index < arguments.count else { return nil }
         let argument = arguments[index]
         index += 1
@@ -39,13 +39,13 @@ public struct ArgumentScanner {
     }
 
     /// Everything not yet read.
-    public mutating func rest() -> [String] {
+    package mutating func rest() -> [String] {
         defer { index = arguments.count }
         return Array(arguments[index...])
     }
 
     /// The value of an option: its inline `=value` or the next argument.
-    public mutating func value(of name: String, inline: String?) throws(UsageError) -> String {
+    package mutating func value(of name: String, inline: String?) throws(UsageError) -> String {
         if let inline { return inline }
         guard index < arguments.count else { throw UsageError("option \(name) needs a value") }
         index += 1
@@ -53,11 +53,11 @@ public struct ArgumentScanner {
     }
 
     /// A flag takes no value: `--keep-going=no` is a mistake, not a way to turn it off.
-    public func flag(_ name: String, inline: String?) throws(UsageError) {
+    package func flag(_ name: String, inline: String?) throws(UsageError) {
         if let inline { throw UsageError("option \(name) takes no value (got '\(inline)'); leave it out to turn it off") }
     }
 
-    public mutating func number<T: LosslessStringConvertible & Comparable>(
+    package mutating func number<T: LosslessStringConvertible & Comparable>(
         of name: String, inline: String?, minimum: T
     ) throws(UsageError) -> T {
         let text = try value(of: name, inline: inline)

@@ -1,18 +1,17 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
-public enum MasterCommand {
+package enum MasterCommand {
     /// What Ctrl-C does now (nil: exit at once).
     private static let onInterrupt = Mutex<(@Sendable () -> Void)?>(nil)
 
-    public static let usage = """
+    package static let usage = """
         usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
                distr-master exec [OPTIONS] [--] COMMAND...
                distr-master keygen [--secret-file PATH] [--force]
         """
 
-    public static let help = """
+    package static let help = """
         distr-master: runs a program on every node of a distr cluster and prints their output.
 
         \(usage)
@@ -136,18 +135,18 @@ public enum MasterCommand {
         }
     }
 
-    public static func main(_ arguments: [String]) -> Int32 {
+    package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
-        Signals.block([SIGINT, SIGTERM])
+        Signals.block([.interrupt, .terminate])
         Signals.ignorePipe()
-        Signals.handle([SIGINT, SIGTERM]) { _ in
+        Signals.handle([.interrupt, .terminate]) { _ in
             // Until a job runs there is nothing to end: leave at once (--local workers end with us).
-            guard let interrupt = onInterrupt.withLock({ $0 }) else { exit(ExitCode.interrupted) }
+            guard let interrupt = onInterrupt.withLock({ $0 }) else { CurrentProcess.exit(ExitCode.interrupted) }
             interrupt()
         }
         let command: Command
         do { command = try parse(arguments) } catch {
-            fputs("distr-master: \(error)\n\(usage)\nRun 'distr-master --help' for the options.\n", stderr)
+            CurrentProcess.printError("distr-master: \(error)\n\(usage)\nRun 'distr-master --help' for the options.\n")
             return ExitCode.usage
         }
         switch command {
@@ -160,7 +159,7 @@ public enum MasterCommand {
         case .keygen(let explicit, let force):
             let path = ClusterSecret.path(explicit: explicit)
             do { try ClusterSecret.generate(path: path, force: force) } catch {
-                fputs("distr-master: \(error)\n", stderr)
+                CurrentProcess.printError("distr-master: \(error)\n")
                 return ExitCode.usage
             }
             print("wrote a new cluster secret to \(path) (mode 0600)")
@@ -190,10 +189,10 @@ public enum MasterCommand {
                 secret = try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile))
             }
         } catch let error as LocalClusterError {
-            fputs("distr-master: \(error)\n", stderr)
+            CurrentProcess.printError("distr-master: \(error)\n")
             return ExitCode.unavailable
         } catch {
-            fputs("distr-master: \(error)\n", stderr)
+            CurrentProcess.printError("distr-master: \(error)\n")
             return ExitCode.usage
         }
         let local = cluster
@@ -203,7 +202,7 @@ public enum MasterCommand {
             $0 = {
                 if launcher.interrupt() {
                     local?.stop()
-                    exit(ExitCode.interrupted)
+                    CurrentProcess.exit(ExitCode.interrupted)
                 }
             }
         }

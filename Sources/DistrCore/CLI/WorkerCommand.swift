@@ -1,13 +1,11 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Dispatch
 
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
-public enum WorkerCommand {
-    public static let usage =
+package enum WorkerCommand {
+    package static let usage =
         "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--no-cgroups]"
 
-    public static let help = """
+    package static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
         authenticated connections from distr-master and from ranks of running jobs.
 
@@ -34,10 +32,10 @@ public enum WorkerCommand {
         stderr. SIGTERM or SIGINT: stop accepting, end running jobs, remove their directories, exit 0.
         """
 
-    public static func main(_ arguments: [String]) -> Int32 {
+    package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists, so that every thread inherits the mask and a SIGTERM that
         // arrives during start-up waits for the signal thread instead of being lost.
-        Signals.block([SIGTERM, SIGINT])
+        Signals.block([.terminate, .interrupt])
         Signals.ignorePipe()
         var bind = "0.0.0.0"
         var port = Peer.defaultPort
@@ -83,28 +81,27 @@ public enum WorkerCommand {
             }
             if port > 65535 { throw UsageError("--port must be from 0 to 65535") }
         } catch {
-            fputs("distr-worker: \(error)\n\(usage)\n", stderr)
+            CurrentProcess.printError("distr-worker: \(error)\n\(usage)\n")
             return ExitCode.usage
         }
         if exitWithParent {
             // Used by --local: the workers end with the master that started them.
-            let parent = getppid()
-            _ = cdistr_set_parent_death_signal(SIGTERM)
-            if getppid() != parent { return 0 }
+            let parent = CurrentProcess.parentID
+            try? CurrentProcess.setParentDeathSignal(.terminate)  // Fails only for an invalid signal.
+            if CurrentProcess.parentID != parent { return 0 }
         }
         let secret: [UInt8]
         let secretPath = ClusterSecret.path(explicit: secretFile)
         do { secret = try ClusterSecret.load(path: secretPath) } catch {
-            fputs("distr-worker: \(error)\n", stderr)
+            CurrentProcess.printError("distr-worker: \(error)\n")
             return ExitCode.usage
         }
-        var info = stat()
-        guard stat(workDirectory, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-            fputs("distr-worker: work directory '\(workDirectory)' does not exist; create it or pass --work-dir\n", stderr)
+        guard (try? FileStatus(path: workDirectory))?.kind == .directory else {  // Missing or unreadable: refused.
+            CurrentProcess.printError("distr-worker: work directory '\(workDirectory)' does not exist; create it or pass --work-dir\n")
             return ExitCode.usage
         }
         var configuration = WorkerConfiguration(secret: secret, workDirectory: workDirectory) { message in
-            fputs("distr-worker: \(message)\n", stderr)
+            CurrentProcess.printError("distr-worker: \(message)\n")
         }
         // Still one thread here: the sentinel is forked before the worker starts any.
         configuration.sentinel = Sentinel.start(workDirectory: workDirectory) { configuration.log($0) }
@@ -116,17 +113,16 @@ public enum WorkerCommand {
         configuration.useControlGroups = useControlGroups
         let worker: Worker
         do { worker = try Worker(configuration) } catch {
-            fputs("distr-worker: \(error)\n", stderr)
+            CurrentProcess.printError("distr-worker: \(error)\n")
             return ExitCode.unavailable
         }
         let stop = DispatchSemaphore(value: 0)
-        Signals.handle([SIGTERM, SIGINT]) { _ in stop.signal() }
+        Signals.handle([.terminate, .interrupt]) { _ in stop.signal() }
         worker.start()
         print("distr-worker listening on \(worker.listeningDescription)")
-        fflush(stdout)
-        fputs("distr-worker: secret \(secretPath), jobs in \(workDirectory)\n", stderr)
+        CurrentProcess.printError("distr-worker: secret \(secretPath), jobs in \(workDirectory)\n")
         stop.wait()
-        fputs("distr-worker: shutting down\n", stderr)
+        CurrentProcess.printError("distr-worker: shutting down\n")
         worker.shutdown()
         return 0
     }

@@ -1,9 +1,9 @@
 /// The cluster secret: 32 random bytes, stored as hex in a file only its owner can read.
-public enum ClusterSecret {
-    public static let size = 32
+package enum ClusterSecret {
+    package static let size = 32
 
     /// `--secret-file`, else `$DISTR_SECRET_FILE`, else `~/.config/distr/secret`.
-    public static func path(explicit: String?) -> String {
+    package static func path(explicit: String?) -> String {
         if let explicit { return explicit }
         if let fromEnvironment = Environment.value("DISTR_SECRET_FILE"), !fromEnvironment.isEmpty {
             return fromEnvironment
@@ -12,11 +12,11 @@ public enum ClusterSecret {
     }
 
     /// `~/.config/distr/secret`.
-    public static var defaultPath: String { (Environment.value("HOME") ?? "/root") + "/.config/distr/secret" }
+    package static var defaultPath: String { (Environment.value("HOME") ?? "/root") + "/.config/distr/secret" }
 
     /// Reads and checks the secret file.
     /// - Throws: `SecretError` saying how to fix a missing, loose or malformed file.
-    public static func load(path: String) throws(SecretError) -> [UInt8] {
+    package static func load(path: String) throws(SecretError) -> [UInt8] {
         let status: FileStatus
         do { status = try FileStatus(path: path) } catch {
             throw error.code == .noSuchFile ? .missing(path) : .unreadable(path, error.reason)
@@ -32,7 +32,7 @@ public enum ClusterSecret {
     /// Writes a fresh secret (mode 0600), creating the directory (0700); refuses to overwrite.
     /// Writes a new secret to `path`. Only the default location's directory
     /// (`~/.config/distr`) is created; any other directory must exist, as with `ssh-keygen -f`.
-    public static func generate(path: String, force: Bool = false) throws(SecretError) {
+    package static func generate(path: String, force: Bool = false) throws(SecretError) {
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             let directory = String(path[..<slash])
             if path == defaultPath {
@@ -48,7 +48,7 @@ public enum ClusterSecret {
     }
 }
 
-public enum SecretError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum SecretError: Error, Equatable, Sendable, CustomStringConvertible {
     case missing(String)
     case tooOpen(String, mode: UInt32)
     case malformed(String)
@@ -56,7 +56,7 @@ public enum SecretError: Error, Equatable, Sendable, CustomStringConvertible {
     case unwritable(String, String)
     case exists(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .missing(let p):
             "secret file '\(p)' does not exist. Run 'distr-master keygen' and copy the file to every node (mode 0600), or pass --secret-file"

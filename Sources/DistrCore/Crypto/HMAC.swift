@@ -1,9 +1,9 @@
 /// HMAC-SHA256 (RFC 2104), incremental, with its key pads computed once.
-public struct HMAC: Sendable {
+package struct HMAC: Sendable {
     private var inner: SHA256
     private var outer: SHA256
 
-    public init(key: [UInt8]) {
+    package init(key: [UInt8]) {
         var block = key.count > SHA256.blockSize ? SHA256.hash(key) : key
         block += [UInt8](repeating: 0, count: SHA256.blockSize - block.count)
         inner = SHA256()
@@ -12,16 +12,16 @@ public struct HMAC: Sendable {
         outer.update(block.map { $0 ^ 0x5c })
     }
 
-    public mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 { inner.update(bytes) }
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) { inner.update(buffer) }
+    package mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 { inner.update(bytes) }
+    package mutating func update(_ buffer: UnsafeRawBufferPointer) { inner.update(buffer) }
 
-    public mutating func finalize() -> [UInt8] {
+    package mutating func finalize() -> [UInt8] {
         let innerDigest = inner.finalize()
         outer.update(innerDigest)
         return outer.finalize()
     }
 
-    public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
+    package static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
         var mac = HMAC(key: key)
         mac.update(message)
         return mac.finalize()
@@ -30,7 +30,7 @@ public struct HMAC: Sendable {
 
 /// Compares two byte strings in time that depends only on their lengths, so a MAC check leaks
 /// nothing about where the first wrong byte is.
-public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+package func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
     guard a.count == b.count else { return false }
     var difference: UInt8 = 0
     for i in 0..<a.count { difference |= a[i] ^ b[i] }
@@ -38,7 +38,7 @@ public func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
 }
 
 /// Random bytes from the kernel (getrandom via SystemRandomNumberGenerator).
-public func randomBytes(_ count: Int) -> [UInt8] {
+package func randomBytes(_ count: Int) -> [UInt8] {
     var generator = SystemRandomNumberGenerator()
     var out: [UInt8] = []
     out.reserveCapacity(count + 8)
@@ -47,7 +47,7 @@ public func randomBytes(_ count: Int) -> [UInt8] {
 }
 
 extension Array where Element == UInt8 {
-    public var hex: String {
+    package var hex: String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(count * 2)
@@ -59,7 +59,7 @@ extension Array where Element == UInt8 {
     }
 
     /// Parses lowercase or uppercase hex; nil on odd length or a non-hex character.
-    public init?(hex: some StringProtocol) {
+    package init?(hex: some StringProtocol) {
         let chars = Array(hex.utf8)
         guard chars.count % 2 == 0 else { return nil }
         var out = [UInt8]()

@@ -1,7 +1,7 @@
 /// SHA-256 (FIPS 180-4), incremental. Used for bundle digests, HMAC and key derivation.
-public struct SHA256: Sendable {
-    public static let digestSize = 32
-    public static let blockSize = 64
+package struct SHA256: Sendable {
+    package static let digestSize = 32
+    package static let blockSize = 64
 
     private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
         0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19
@@ -9,14 +9,14 @@ public struct SHA256: Sendable {
     private var pending: [UInt8] = []
     private var totalBytes: UInt64 = 0
 
-    public init() { pending.reserveCapacity(64) }
+    package init() { pending.reserveCapacity(64) }
 
-    public mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
+    package mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         let array = bytes as? [UInt8] ?? Array(bytes)
         array.withUnsafeBytes { update($0) }
     }
 
-    public mutating func update(_ buffer: UnsafeRawBufferPointer) {
+    package mutating func update(_ buffer: UnsafeRawBufferPointer) {
         guard var base = buffer.baseAddress else { return }
         var count = buffer.count
         totalBytes &+= UInt64(count)
@@ -38,7 +38,7 @@ public struct SHA256: Sendable {
         if count > 0 { pending.append(contentsOf: UnsafeRawBufferPointer(start: base, count: count)) }
     }
 
-    public mutating func finalize() -> [UInt8] {
+    package mutating func finalize() -> [UInt8] {
         let bitLength = totalBytes &* 8
         var tail = pending
         tail.append(0x80)
@@ -63,13 +63,13 @@ public struct SHA256: Sendable {
         return out
     }
 
-    public static func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
+    package static func hash<Bytes: Sequence>(_ bytes: Bytes) -> [UInt8] where Bytes.Element == UInt8 {
         var hasher = SHA256()
         hasher.update(bytes)
         return hasher.finalize()
     }
 
-    public static func hash(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
+    package static func hash(_ buffer: UnsafeRawBufferPointer) -> [UInt8] {
         var hasher = SHA256()
         hasher.update(buffer)
         return hasher.finalize()

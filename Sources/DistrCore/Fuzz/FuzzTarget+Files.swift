@@ -2,7 +2,8 @@
 extension FuzzTarget {
     static func peers(_ data: [UInt8]) {
         let text = String(decoding: data, as: UTF8.self)
-        for list in [try? PeersFile.parse(text, path: "peers.txt"), try? PeersFile.parseHostList(text)] {
+        // Refusals are expected; what is accepted is checked.
+        for list in [try? PeersFile.parse(text, path: "peers.txt"), try? PeersFile.parseHostList(text)] {  // Refusals expected.
             guard let list else { continue }
             fuzzCheck(!list.isEmpty, "an accepted peers list is empty")
             for peer in list {
@@ -16,16 +17,16 @@ extension FuzzTarget {
     /// A path arrives as UTF-8 bytes and is repaired on decoding, as `ByteReader.string` does.
     static func bundlePath(_ data: [UInt8]) {
         let path = String(decoding: data, as: UTF8.self)
-        guard (try? BundlePath.validate(path, limit: Limits.default.maxPathLength)) != nil else { return }
+        guard (try? BundlePath.validate(path, limit: Limits.default.maxPathLength)) != nil else { return }  // Refusals are expected.
         checkAcceptedPath(path, limit: Limits.default.maxPathLength)
     }
 
     /// Decodes a jobStart payload and validates its manifest, as the worker does before it
     /// creates a single file; an accepted manifest must be safe byte for byte.
     static func manifest(_ data: [UInt8]) {
-        guard case .jobStart(let spec)? = try? ControlMessage.decode(type: 1, payload: data) else { return }
+        guard case .jobStart(let spec)? = try? ControlMessage.decode(type: 1, payload: data) else { return }  // Most input is not a job.
         let limits = Limits.default
-        guard (try? BundlePath.validate(manifest: spec.manifest, limits: limits)) != nil else { return }
+        guard (try? BundlePath.validate(manifest: spec.manifest, limits: limits)) != nil else { return }  // Refusals are expected.
         fuzzCheck(spec.manifest.count <= limits.maxFiles, "\(spec.manifest.count) files accepted")
         var total = 0
         var files = Set<[UInt8]>()

@@ -15,18 +15,17 @@ extension FuzzTarget {
     }
 
     static func roundTrip<T: Codable>(_ type: T.Type, _ payload: [UInt8]) {
-        guard let value = try? BinaryDecoder().decode(type, from: payload) else { return }
-        let encoded = try? BinaryEncoder().encode(value)
-        let again = encoded.flatMap { try? BinaryDecoder().decode(type, from: $0) }
-        let reencoded = again.flatMap { try? BinaryEncoder().encode($0) }
+        guard let value = try? BinaryDecoder().decode(type, from: payload) else { return }  // Most fuzz input is expected not to decode.
+        let encoded = try? BinaryEncoder().encode(value)  // A failure is a finding: checked below.
+        let again = encoded.flatMap { try? BinaryDecoder().decode(type, from: $0) }  // As above.
+        let reencoded = again.flatMap { try? BinaryEncoder().encode($0) }  // As above.
         fuzzCheck(encoded != nil && encoded == reencoded, "\(T.self) does not survive re-encoding: \(value)")
     }
 
     /// Rank frames, split into chunks as `PeerInputFuzzing.decodeRankFrames` does: the pure,
     /// size-capped decoder must only return or throw.
     static func rankFrame(_ data: [UInt8]) {
-        // Malformed streams are expected to throw; only a crash or a hang is a finding.
-        _ = try? PeerInputFuzzing.decodeRankFrames(data)
+        _ = try? PeerInputFuzzing.decodeRankFrames(data)  // Malformed streams are expected to throw; only a crash or a hang is a finding.
     }
 }
 

@@ -25,7 +25,7 @@ extension FuzzTarget {
 
         let client = handshakeClient
         let server = Handshake.Server(key: handshakeKey, hello: client.hello, nonce: serverNonce)
-        let proof = (try? client.finish(reply: server.reply))?.proof ?? []
+        let proof = (try? client.finish(reply: server.reply))?.proof ?? []  // Cannot fail: the reply is the server's own.
         add("handshake", "hello", client.hello.encoded())
         add("handshake", "hello-with-proof", client.hello.encoded() + proof)
         add("handshake", "reply", server.reply)
@@ -75,11 +75,11 @@ extension FuzzTarget {
             inner: .init(small: -3, unsigned: 65535, note: nil), inners: [.init(small: 1, unsigned: 2, note: "n")],
             optionals: [1, nil], table: ["k": 1])
         let tree = FuzzTree.node(.labeled("x", .leaf(1)), .node(.box(.empty), .leaf(-1)))
-        add("binary-codable", "string", [0] + ((try? encoder.encode("héllo")) ?? []))
-        add("binary-codable", "ints", [1] + ((try? encoder.encode([1, Int.min, Int.max])) ?? []))
-        add("binary-codable", "doubles", [2] + ((try? encoder.encode([1.0, -.infinity, .nan])) ?? []))
-        add("binary-codable", "record", [3] + ((try? encoder.encode(record)) ?? []))
-        add("binary-codable", "tree", [4] + ((try? encoder.encode(tree)) ?? []))
+        add("binary-codable", "string", [0] + ((try? encoder.encode("héllo")) ?? []))  // Encoding these values cannot fail.
+        add("binary-codable", "ints", [1] + ((try? encoder.encode([1, Int.min, Int.max])) ?? []))  // As above.
+        add("binary-codable", "doubles", [2] + ((try? encoder.encode([1.0, -.infinity, .nan])) ?? []))  // As above.
+        add("binary-codable", "record", [3] + ((try? encoder.encode(record)) ?? []))  // As above.
+        add("binary-codable", "tree", [4] + ((try? encoder.encode(tree)) ?? []))  // As above.
         // Regression: a value nested deeper than the stack, built level by level because the
         // encoder would overflow the stack too.
         add("binary-codable", "deep-recursion", [4] + deeplyNestedTree(depth: 60_000))
@@ -137,7 +137,7 @@ extension FuzzTarget {
     /// `.box(.box(... .empty))`, `depth` levels, without recursion.
     static func deeplyNestedTree(depth: Int) -> [UInt8] {
         let encoder = BinaryEncoder()
-        guard let leaf = try? encoder.encode(FuzzTree.empty), let one = try? encoder.encode(FuzzTree.box(.empty)),
+        guard let leaf = try? encoder.encode(FuzzTree.empty), let one = try? encoder.encode(FuzzTree.box(.empty)),  // Cannot fail; no seed if it did.
             one.count > leaf.count, one.suffix(leaf.count).elementsEqual(leaf)
         else { return [] }
         let level = one.prefix(one.count - leaf.count)

@@ -22,9 +22,10 @@ extension FuzzTarget {
     /// Whatever decodes must re-encode to bytes that decode equal.
     static func controlMessage(_ data: [UInt8]) {
         guard let type = data.first else { return }
-        guard let message = try? ControlMessage.decode(type: type, payload: Array(data.dropFirst())) else { return }
+        let decoded = try? ControlMessage.decode(type: type, payload: Array(data.dropFirst()))  // Most input is expected not to decode.
+        guard let message = decoded else { return }
         fuzzCheck(message.type == type, "type \(type) decoded as a message of type \(message.type)")
-        let again = try? ControlMessage.decode(type: message.type, payload: message.encoded())
+        let again = try? ControlMessage.decode(type: message.type, payload: message.encoded())  // A failure is a finding: checked below.
         fuzzCheck(again == message, "\(message) re-encoded decodes as \(String(describing: again))")
     }
 
@@ -37,8 +38,8 @@ extension FuzzTarget {
     /// client's proof), and by the client as the server's reply. Whatever is accepted must be
     /// what the holder of the key would have sent.
     static func handshake(_ data: [UInt8]) {
-        let preambleAccepted = (try? Handshake.Hello.checkPreamble(data)) != nil
-        if let (hello, contextLength) = try? Handshake.Hello.parseFixed(data) {
+        let preambleAccepted = (try? Handshake.Hello.checkPreamble(data)) != nil  // Refusal expected.
+        if let (hello, contextLength) = try? Handshake.Hello.parseFixed(data) {  // Refusal expected.
             fuzzCheck(preambleAccepted, "parseFixed accepted a hello whose preamble checkPreamble refused")
             fuzzCheck(contextLength <= Handshake.maxContext, "context length \(contextLength) over the limit")
             fuzzCheck(hello.nonce.count == Handshake.nonceSize, "nonce of \(hello.nonce.count) bytes")
@@ -51,26 +52,26 @@ extension FuzzTarget {
                     "hello does not re-encode to the bytes it was parsed from")
                 let server = Handshake.Server(key: handshakeKey, hello: full, nonce: serverNonce)
                 let proof = Array(rest.dropFirst(contextLength))
-                if let keys = try? server.verify(proof: proof) {
+                if let keys = try? server.verify(proof: proof) {  // A wrong proof is expected.
                     let client = Handshake.Client(key: handshakeKey, kind: full.kind, context: full.context, nonce: full.nonce)
-                    let finished = try? client.finish(reply: server.reply)
+                    let finished = try? client.finish(reply: server.reply)  // Checked below.
                     fuzzCheck(finished?.proof == proof, "the server accepted a proof that the key holder would not send")
                     fuzzCheck(finished?.keys == SessionKeys(send: keys.receive, receive: keys.send), "the two sides derived different keys")
                 }
             }
         }
-        if let (proof, keys) = try? handshakeClient.finish(reply: data) {
+        if let (proof, keys) = try? handshakeClient.finish(reply: data) {  // A forged reply is expected.
             let server = Handshake.Server(key: handshakeKey, hello: handshakeClient.hello, nonce: Array(data[7..<7 + Handshake.nonceSize]))
             fuzzCheck(Array(data.suffix(32)) == Array(server.reply.suffix(32)), "the client accepted a reply the key holder would not send")
-            let serverKeys = try? server.verify(proof: proof)
+            let serverKeys = try? server.verify(proof: proof)  // Checked below.
             fuzzCheck(serverKeys == SessionKeys(send: keys.receive, receive: keys.send), "the two sides derived different keys")
         }
     }
 
     /// Whatever decodes must re-encode to bytes that decode equal.
     static func agentMessage(_ data: [UInt8]) {
-        guard let message = try? AgentMessage.decode(data) else { return }
-        let again = try? AgentMessage.decode(message.encoded())
+        guard let message = try? AgentMessage.decode(data) else { return }  // Most input is expected not to decode.
+        let again = try? AgentMessage.decode(message.encoded())  // A failure is a finding: checked below.
         fuzzCheck(again == message, "\(message) re-encoded decodes as \(String(describing: again))")
     }
 }
@@ -101,7 +102,7 @@ struct FrameStreamOutcome: Equatable, CustomStringConvertible {
                     fuzzCheck(frame.mac.count == FrameDecoder.macSize, "MAC of \(frame.mac.count) bytes")
                     try sealer.open(frame)
                     frames.append(frame)
-                    _ = try? ControlMessage.decode(type: frame.type, payload: frame.payload)
+                    _ = try? ControlMessage.decode(type: frame.type, payload: frame.payload)  // Payloads need not be messages.
                 }
             } catch {
                 self.error = error

@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Dispatch
 import Synchronization
 
@@ -74,8 +73,7 @@ package final class Launcher: Sendable {
     }
 
     func note(_ text: String) {
-        // Nothing sensible is left to do when stderr itself cannot be written.
-        try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))
+        try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))  // stderr itself cannot be written: nothing sensible is left to do.
     }
 
     /// Runs the job and returns the exit status for `distr-master`.
@@ -87,7 +85,7 @@ package final class Launcher: Sendable {
             arguments = ["/bin/sh", "-c", command.joined(separator: " ")]
         case .run(let program, let rest):
             let isPath = program.utf8.contains(UInt8(ascii: "/"))
-            let isLocalFile = FileIO.mode(program).map { $0 & S_IFMT == S_IFREG } == true
+            let isLocalFile = (try? FileStatus(path: program))?.kind == .regular  // Missing or unreadable: not local.
             // A relative path runs in the job directory, where only shipped files are: one that
             // does not exist here cannot exist there.
             if isPath && !program.hasPrefix("/") && !isLocalFile {
@@ -237,7 +235,7 @@ package final class Launcher: Sendable {
             switch action {
             case .send(let message):
                 // A broken connection shows up in the reading loop, which ends this worker.
-                try? session.connection.send(message)
+                session.connection.sendIfConnected(message)
             case .sendFiles(let indices):
                 do { try sendFiles(indices.map { sources[$0] }, over: session.connection) } catch {
                     let reason = "\(error)"
@@ -285,7 +283,7 @@ package final class Launcher: Sendable {
         session.machine.withLock { machine in
             for case .send(let message) in step(&machine) {
                 // As in perform: a broken connection shows up in the reading loop.
-                try? session.connection.send(message)
+                session.connection.sendIfConnected(message)
             }
         }
     }
@@ -293,13 +291,12 @@ package final class Launcher: Sendable {
     private func sendFiles(_ sources: [BundleSource], over connection: Connection) throws(ShippingError) {
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         for source in sources {
-            let fd = open(source.localPath, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw .cannotRead(source.localPath, .current("open")) }
-            defer { FD.close(fd) }
+            let file: FileDescriptor
+            do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
             var left = source.entry.size
             while left > 0 {
                 let n: Int
-                do { n = try FD.read(fd, into: &buffer) } catch { throw .cannotRead(source.localPath, error) }
+                do { n = try file.read(into: &buffer) } catch { throw .cannotRead(source.localPath, error) }
                 if n == 0 { throw .changed(source.localPath) }
                 let take = min(n, left)
                 let sent = buffer.withUnsafeBytes { raw in

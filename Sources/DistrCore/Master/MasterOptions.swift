@@ -1,12 +1,12 @@
 /// Where the master finds its workers.
-public enum PeerSource: Sendable, Equatable {
+package enum PeerSource: Sendable, Equatable {
     case file(String)
     case hosts(String)
     case local(Int)
 }
 
 /// How output is shown.
-public enum OutputMode: String, Sendable, Equatable {
+package enum OutputMode: String, Sendable, Equatable {
     /// Each line as it arrives, `[ID] line`.
     case live
     /// Per node, in node order, after the job.
@@ -16,37 +16,37 @@ public enum OutputMode: String, Sendable, Equatable {
 }
 
 /// What to run and how: everything `distr-master run` and `exec` take.
-public struct MasterOptions: Sendable {
-    public enum Mode: Sendable, Equatable {
+package struct MasterOptions: Sendable {
+    package enum Mode: Sendable, Equatable {
         /// One parallel program: slots expanded, first failure ends the job unless keepGoing.
         case run(program: String, arguments: [String])
         /// A shell command on every node; nodes independent.
         case exec(command: [String])
     }
 
-    public var mode: Mode
-    public var peers: PeerSource = .file("peers.txt")
-    public var secretFile: String?
-    public var connectTimeout: Double = 5
-    public var files: [String] = []
-    public var environment: [String] = []
-    public var timeout: Double?
-    public var keepGoing = false
-    public var output: OutputMode = .live
-    public var keepDirectory = false
-    public var quiet = false
+    package var mode: Mode
+    package var peers: PeerSource = .file("peers.txt")
+    package var secretFile: String?
+    package var connectTimeout: Double = 5
+    package var files: [String] = []
+    package var environment: [String] = []
+    package var timeout: Double?
+    package var keepGoing = false
+    package var output: OutputMode = .live
+    package var keepDirectory = false
+    package var quiet = false
     /// Seconds between SIGTERM and SIGKILL for the local workers' ranks.
-    public var grace: Double = 2
+    package var grace: Double = 2
 
-    public init(mode: Mode) { self.mode = mode }
+    package init(mode: Mode) { self.mode = mode }
 }
 
 /// The documented exit codes for failures of the cluster rather than of the program.
-public enum ExitCode {
-    public static let ok: Int32 = 0
-    public static let usage: Int32 = 64
-    public static let unavailable: Int32 = 69
-    public static let software: Int32 = 70
-    public static let timeout: Int32 = 124
-    public static let interrupted: Int32 = 130
+package enum ExitCode {
+    package static let ok: Int32 = 0
+    package static let usage: Int32 = 64
+    package static let unavailable: Int32 = 69
+    package static let software: Int32 = 70
+    package static let timeout: Int32 = 124
+    package static let interrupted: Int32 = 130
 }

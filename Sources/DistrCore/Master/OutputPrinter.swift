@@ -1,16 +1,15 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// Prints rank output on the master: live labelled lines, or per-node blocks at the end.
 /// Each batch of lines is written with one `write`, under a lock, so lines of different ranks
 /// never mix inside a line. Bytes are passed through as they came.
-public final class OutputPrinter: Sendable {
+package final class OutputPrinter: Sendable {
     let mode: OutputMode
     let stdoutFD: Int32
     let stderrFD: Int32
     private let lock = Mutex<[Int: (out: [UInt8], err: [UInt8])]>([:])
 
-    public init(mode: OutputMode, stdoutFD: Int32 = 1, stderrFD: Int32 = 2) {
+    package init(mode: OutputMode, stdoutFD: Int32 = 1, stderrFD: Int32 = 2) {
         self.mode = mode
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
@@ -32,11 +31,11 @@ public final class OutputPrinter: Sendable {
         return out
     }
 
-    public func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
+    package func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
         lock.withLock { held in
             switch mode {
             case .live:
-                try? FD.writeAll(stream == 2 ? stderrFD : stdoutFD, Self.label(bytes, rank: rank))
+                Self.write(stream == 2 ? stderrFD : stdoutFD, Self.label(bytes, rank: rank))
             case .group, .gather:
                 var entry = held[rank] ?? ([], [])
                 var chunk = bytes
@@ -48,7 +47,7 @@ public final class OutputPrinter: Sendable {
     }
 
     /// Prints the held blocks (group and gather modes). `names` gives each rank's host.
-    public func finish(ranks: [Int], names: [Int: String]) {
+    package func finish(ranks: [Int], names: [Int: String]) {
         let held = lock.withLock { $0 }
         switch mode {
         case .live: return
@@ -56,8 +55,8 @@ public final class OutputPrinter: Sendable {
             for rank in ranks {
                 let entry = held[rank] ?? ([], [])
                 let header = Array("----- node \(rank) (\(names[rank] ?? "?")) -----\n".utf8)
-                try? FD.writeAll(stdoutFD, header + entry.out)
-                if !entry.err.isEmpty { try? FD.writeAll(stderrFD, header + entry.err) }
+                Self.write(stdoutFD, header + entry.out)
+                if !entry.err.isEmpty { Self.write(stderrFD, header + entry.err) }
             }
         case .gather:
             for (stream, fd) in [(0, stdoutFD), (1, stderrFD)] {
@@ -72,14 +71,20 @@ public final class OutputPrinter: Sendable {
                 }
                 for text in order {
                     let header = Array("----- \(Self.fold(groups[text] ?? [])) -----\n".utf8)
-                    try? FD.writeAll(fd, header + text)
+                    Self.write(fd, header + text)
                 }
             }
         }
     }
 
+    /// Writes a batch of output. Output that cannot be written (the reader of the master's output
+    /// has gone, as `head` does) is dropped: the job and its exit status are not affected.
+    private static func write(_ fd: Int32, _ bytes: [UInt8]) {
+        try? FD.writeAll(fd, bytes)  // The reader has gone: dropped, as said above.
+    }
+
     /// Folds sorted ranks into ranges: [0,1,2,3,5] → "[0-3,5]".
-    public static func fold(_ ranks: [Int]) -> String {
+    package static func fold(_ ranks: [Int]) -> String {
         var parts: [String] = []
         var index = 0
         let sorted = ranks.sorted()

@@ -131,8 +131,8 @@ struct KeyedBinaryDecoding<Key: CodingKey>: KeyedDecodingContainerProtocol {
     var allKeys: [Key] {
         let saved = source.offset
         defer { source.offset = saved }
-        // A peek: bytes that hold no key mean no keys; the decode that follows reports them.
-        guard let name = try? source.readString(), let key = Key(stringValue: name) else { return [] }
+        let name = try? source.readString()  // A peek: no key here means no keys; the decode that follows reports the bytes.
+        guard let name, let key = Key(stringValue: name) else { return [] }
         return [key]
     }
 

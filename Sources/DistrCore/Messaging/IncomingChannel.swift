@@ -48,8 +48,7 @@ final class IncomingChannel: Sendable {
         if ended && !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             // A sender that broke the protocol is heard no more: whatever follows its bad header
             // cannot be framed. (The descriptor itself is closed when the channel goes.)
-            // (Shutting down fails only if the peer already reset it: heard no more either way.)
-            if failure != nil { try? Socket.shutdown(fd, .both) }
+            if failure != nil { try? Socket.shutdown(fd, .both) }  // Fails only if the peer reset it: heard no more either way.
             mailbox.connectionClosed(from: source, failure: failure)
             return .closed
         }

@@ -43,7 +43,7 @@ extension Node {
         let threadBody: @Sendable () -> Void = { [self] in
             do {
                 let fd = try TCPSocket.connect(host: placement.host, port: placement.port, timeout: 10)
-                let context = Worker.rankContext(jobID: jobID, from: id, to: rank)
+                let context = RankConnectionContext(jobID: jobID, from: id, to: rank).encoded
                 _ = try Connection.clientHandshake(fd: fd, key: jobKey, kind: .rank, context: context, timeout: 10)
                 complete(rank, .success(fd))
             } catch {

@@ -296,7 +296,7 @@ public final class Node: Sendable {
             }
         }
         for link in ready {
-            try? await link.flush()
+            try? await link.flush()  // A broken link has nothing left to flush; the others still get theirs.
             link.finish()
         }
     }

@@ -194,7 +194,6 @@ final class OutgoingLink: Sendable {
 
     /// Half-closes: the receiver reads everything sent, then end of stream.
     func finish() {
-        // Fails only when the rank has already gone (ENOTCONN): it reads nothing more anyway.
-        try? Socket.shutdown(fd, .write)
+        try? Socket.shutdown(fd, .write)  // ENOTCONN: the rank has gone; it reads nothing more anyway.
     }
 }

@@ -55,11 +55,10 @@ package enum PeerInputFuzzing {
     package static func decodeCodable(_ bytes: [UInt8]) -> Int {
         let decoder = BinaryDecoder()
         var decoded = 0
-        // Each decode either succeeds or throws; which error it throws does not matter here.
-        if (try? decoder.decode(String.self, from: bytes)) != nil { decoded += 1 }
-        if (try? decoder.decode([Int].self, from: bytes)) != nil { decoded += 1 }
-        if (try? decoder.decode(Record.self, from: bytes)) != nil { decoded += 1 }
-        if (try? decoder.decode(Tree.self, from: bytes)) != nil { decoded += 1 }
+        if (try? decoder.decode(String.self, from: bytes)) != nil { decoded += 1 }  // Which error a decode throws does not matter here.
+        if (try? decoder.decode([Int].self, from: bytes)) != nil { decoded += 1 }  // As above.
+        if (try? decoder.decode(Record.self, from: bytes)) != nil { decoded += 1 }  // As above.
+        if (try? decoder.decode(Tree.self, from: bytes)) != nil { decoded += 1 }  // As above.
         return decoded
     }
 }

@@ -29,8 +29,7 @@ final class ProgressThread: Sendable {
 
     func arm(_ channel: IncomingChannel, _ armed: Bool) {
         guard !channel.closed else { return }
-        // Fails only when the channel was removed meanwhile (it closed): nothing left to arm.
-        try? epoll.setArmed(channel.fd, armed)
+        try? epoll.setArmed(channel.fd, armed)  // Fails only when the channel was removed meanwhile (it closed).
     }
 
     /// Channels from `source` (all when nil).
@@ -39,8 +38,7 @@ final class ProgressThread: Sendable {
     }
 
     func remove(_ channel: IncomingChannel) {
-        // Fails only when it was removed already (a receive and this thread both saw it close).
-        try? epoll.remove(channel.fd)
+        try? epoll.remove(channel.fd)  // Fails only when already removed (a receive and this thread both saw it close).
         channels.withLock { _ = $0.removeValue(forKey: channel.fd) }
     }
 

@@ -14,9 +14,8 @@ package struct ControlGroup: Sendable, Equatable {
 
     /// The directory under which this process may make job cgroups, or why there is none.
     package static func placeForJobs() -> Result<String, SystemError> {
-        // Both files exist on every Linux with /proc; unreadable means no cgroup v2 here.
-        let mounts = (try? FileIO.readAll("/proc/self/mountinfo")).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let own = (try? FileIO.readAll("/proc/self/cgroup")).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let mounts = (try? FileIO.readAll("/proc/self/mountinfo")).map { String(decoding: $0, as: UTF8.self) } ?? ""  // No cgroup v2 here.
+        let own = (try? FileIO.readAll("/proc/self/cgroup")).map { String(decoding: $0, as: UTF8.self) } ?? ""  // As above.
         // mountinfo: "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS ... - FSTYPE SOURCE SUPER"
         let mount = mounts.split(separator: "\n").first { $0.contains(" - cgroup2 ") }.flatMap { line in
             line.split(separator: " ").dropFirst(4).first.map(String.init)
@@ -43,8 +42,7 @@ package struct ControlGroup: Sendable, Equatable {
 
     /// True while any process is in the cgroup.
     package var isPopulated: Bool {
-        // A cgroup that cannot be read any more has been removed: nothing is in it.
-        guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return false }
+        guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return false }  // Unreadable: removed, so nothing is in it.
         return String(decoding: events, as: UTF8.self).contains("populated 1")
     }
 
@@ -61,8 +59,7 @@ package struct ControlGroup: Sendable, Equatable {
         }
         while isPopulated {
             if deadline.hasPassed { return false }
-            // A pause: waiting on no descriptor cannot fail.
-            _ = try? FD.waitReadable(-1, until: .after(0.005))
+            _ = try? FD.waitReadable(-1, until: .after(0.005))  // A pause: waiting on no descriptor cannot fail.
         }
         return rmdir(path) == 0 || errno == ENOENT
     }

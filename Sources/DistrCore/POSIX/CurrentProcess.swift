@@ -6,6 +6,50 @@ package enum CurrentProcess {
     /// The corresponding C function is `getpid`.
     package static var id: Int32 { getpid() }
 
+    /// The process that started this one (or the subreaper or init that adopted it after that
+    /// one ended). The corresponding C function is `getppid`.
+    package static var parentID: Int32 { getppid() }
+
+    /// Makes this process a child subreaper: descendants orphaned by their parents are reparented
+    /// here, not to init, so they can be found and ended. The corresponding C function is `prctl`
+    /// (`PR_SET_CHILD_SUBREAPER`).
+    /// - Throws: `SystemError` from `prctl`.
+    package static func becomeChildSubreaper() throws(SystemError) {
+        if cdistr_set_child_subreaper() != 0 { throw .current("prctl") }
+    }
+
+    /// Asks the kernel to send `signal` to this process when the thread that started it ends
+    /// (`PR_SET_PDEATHSIG`). Check `parentID` after it: a parent that ended just before does not
+    /// trigger it. The corresponding C function is `prctl`.
+    /// - Throws: `SystemError` from `prctl` (`EINVAL` only for an invalid signal).
+    package static func setParentDeathSignal(_ signal: Signal) throws(SystemError) {
+        if cdistr_set_parent_death_signal(signal.rawValue) != 0 { throw .current("prctl") }
+    }
+
+    /// Forks this process. Only for a process that has one thread: the child runs Swift code,
+    /// which is safe after `fork` only when no other thread could have held a lock.
+    /// The corresponding C function is `fork`.
+    /// - Returns: the child's pid in the parent, 0 in the child.
+    /// - Throws: `SystemError` from `fork`.
+    package static func fork() throws(SystemError) -> Int32 {
+        let pid = Glibc.fork()
+        if pid < 0 { throw .current("fork") }
+        return pid
+    }
+
+    /// Points standard input and output at `/dev/null` (standard error is kept), so that this
+    /// process holds neither stream of whoever started it. The corresponding C functions are
+    /// `open` and `dup2`.
+    /// - Throws: `SystemError` from `open` or `dup2`.
+    package static func detachStandardInputAndOutput() throws(SystemError) {
+        let null = try FileDescriptor.open("/dev/null", .readWrite).release()
+        // With standard input closed, /dev/null itself gets number 0: keep it then.
+        defer { if null > 1 { FD.close(null) } }
+        for target: Int32 in [0, 1] {
+            _ = try retryingEINTR("dup2") { dup2(null, target) }
+        }
+    }
+
     /// Flushes buffered standard output (`print`), then ends the process with `status`.
     /// The corresponding C functions are `fflush` and `exit`.
     package static func exit(_ status: Int32) -> Never {

@@ -3,7 +3,7 @@ import CDistrSys
 
 /// Dedicated threads for blocking work (accept, read, waitpid, epoll_wait), which must never run
 /// on Swift's cooperative pool. Plain pthreads: the executables do not need Foundation.
-public enum Threads {
+package enum Threads {
     private final class Box {
         let body: @Sendable () -> Void
         let name: String
@@ -14,7 +14,7 @@ public enum Threads {
     }
 
     /// Starts `body` on a new detached thread named `name`.
-    public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
+    package static func start(name: String, _ body: @escaping @Sendable () -> Void) {
         let box = Unmanaged.passRetained(Box(body, name: name)).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(

@@ -4,29 +4,29 @@
 ///
 /// Names are the kernel's bytes (a name need not be valid UTF-8); `.` and `..` are left out.
 /// The corresponding C functions are `opendir`, `fdopendir`, `readdir` and `closedir`.
-public final class Directory {
+package final class Directory {
     /// One name in a directory, with the type `readdir` reported (`DT_UNKNOWN` on some file systems).
-    public struct Entry: Sendable, Equatable {
-        public var name: [UInt8]
-        public var type: UInt8
+    package struct Entry: Sendable, Equatable {
+        package var name: [UInt8]
+        package var type: UInt8
 
         /// The name as text (invalid UTF-8 shows as U+FFFD): for messages and names distr made itself.
-        public var string: String { String(decoding: name, as: UTF8.self) }
-        public var isDirectory: Bool { type == UInt8(DT_DIR) }
+        package var string: String { String(decoding: name, as: UTF8.self) }
+        package var isDirectory: Bool { type == UInt8(DT_DIR) }
     }
 
     private let stream: OpaquePointer
 
     /// Opens the directory at `path` (following symlinks, like `opendir`).
     /// - Throws: `SystemError` from `opendir`.
-    public init(path: String) throws(SystemError) {
+    package init(path: String) throws(SystemError) {
         guard let stream = opendir(path) else { throw .current("opendir") }
         self.stream = stream
     }
 
     /// Reads the directory `fd` refers to, through a duplicate: `fd` stays open and owned by the caller.
     /// - Throws: `SystemError` from `dup` or `fdopendir`.
-    public init(duplicating fd: Int32) throws(SystemError) {
+    package init(duplicating fd: Int32) throws(SystemError) {
         let copy = try retryingEINTR("fcntl") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
         guard let stream = fdopendir(copy) else {
             let error = SystemError.current("fdopendir")
@@ -42,7 +42,7 @@ public final class Directory {
 
     /// Every entry but `.` and `..`.
     /// - Throws: `SystemError` when `readdir` fails part way.
-    public func entries() throws(SystemError) -> [Entry] {
+    package func entries() throws(SystemError) -> [Entry] {
         var result: [Entry] = []
         while true {
             errno = 0

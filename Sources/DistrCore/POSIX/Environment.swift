@@ -1,13 +1,13 @@
 @preconcurrency import Glibc
 
 /// The process environment, read with `getenv` and `environ`.
-public enum Environment {
-    public static func value(_ name: String) -> String? {
+package enum Environment {
+    package static func value(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }
 
     /// Every `NAME=VALUE` pair.
-    public static var all: [String: String] {
+    package static var all: [String: String] {
         var values: [String: String] = [:]
         var pointer = environ
         while let entry = pointer.pointee {
@@ -21,12 +21,12 @@ public enum Environment {
     }
 
     /// `$TMPDIR`, else `/tmp`.
-    public static var temporaryDirectory: String {
+    package static var temporaryDirectory: String {
         value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
     /// The directory holding this executable (from /proc/self/exe).
-    public static var executableDirectory: String {
+    package static var executableDirectory: String {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
         let path = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]

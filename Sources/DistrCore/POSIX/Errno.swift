@@ -33,6 +33,15 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
     package static let timedOut = Errno(rawValue: ETIMEDOUT)
     /// `EINVAL`: an invalid argument.
     package static let invalidArgument = Errno(rawValue: EINVAL)
+    /// `EPERM`: the operation is not permitted.
+    package static let notPermitted = Errno(rawValue: EPERM)
+    /// `EMFILE`: this process has as many descriptors open as it may.
+    package static let tooManyOpenFiles = Errno(rawValue: EMFILE)
+    /// `ENFILE`: the system has as many files open as it may.
+    package static let tooManyOpenFilesInSystem = Errno(rawValue: ENFILE)
+
+    /// True when no descriptor could be had (`EMFILE`, `ENFILE`): waiting may help.
+    package var isOutOfDescriptors: Bool { self == .tooManyOpenFiles || self == .tooManyOpenFilesInSystem }
 
     /// True when the peer of a pipe or socket has gone (`EPIPE`, `ECONNRESET`).
     package var isPeerGone: Bool { self == .brokenPipe || self == .connectionReset }
@@ -75,4 +84,7 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
 extension SystemError {
     /// The error number as an `Errno`, to compare with `.wouldBlock`, `.exists`, ...
     package var code: Errno { Errno(rawValue: errno) }
+
+    /// A failure of `call` with `code`, for a call that did not set `errno` itself.
+    package init(_ call: String, code: Errno) { self.init(call, errno: code.rawValue) }
 }

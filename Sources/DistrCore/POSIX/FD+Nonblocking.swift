@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CDistrSys
 
 /// What a read or write on a nonblocking descriptor did: moved bytes, hit end of stream, or
 /// would have had to wait. Waiting is a result, not an error (the NIO discipline).
@@ -71,5 +72,34 @@ extension FD {
     package static func unlink(_ name: [UInt8], in directory: Int32) throws(SystemError) {
         let code = FileIO.call(name) { unlinkat(directory, $0, 0) }.errno
         if code != 0 { throw SystemError("unlinkat", errno: code) }
+    }
+}
+
+extension FD {
+    /// Waits until at least one of `descriptors` can be read (or has hung up); negative entries
+    /// are skipped. Returns one flag per entry, true for each that is ready.
+    /// The corresponding C function is `poll`.
+    /// - Throws: `SystemError` from `poll` for anything but EINTR (which is retried).
+    package static func waitReadable(_ descriptors: [Int32], timeout: Int32 = -1) throws(SystemError) -> [Bool] {
+        var entries = descriptors.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        _ = try retryingEINTR("poll") { poll(&entries, nfds_t(entries.count), timeout) }
+        return entries.map { $0.revents != 0 }
+    }
+
+    /// Copies up to `count` bytes from `input` to `output` in the kernel, from and to each
+    /// descriptor's offset; returns the count copied, 0 at the end of `input`. EINTR is retried.
+    /// The corresponding C function is `copy_file_range`.
+    /// - Throws: `SystemError` from `copy_file_range` (`EXDEV`, `EINVAL`, `ENOSYS` where the file
+    ///   systems cannot do it: copy with `read` and `write` instead).
+    package static func copyRange(from input: Int32, to output: Int32, count: Int) throws(SystemError) -> Int {
+        try retryingEINTR("copy_file_range") { cdistr_copy_file_range(input, output, count) }
+    }
+
+    /// Sets a file's access and modification times to `nanoseconds` since the epoch.
+    /// The corresponding C function is `futimens`.
+    /// - Throws: `SystemError` from `futimens`.
+    package static func setTimes(_ fd: Int32, nanoseconds: Int64) throws(SystemError) {
+        var times = [FileIO.timespec(nanoseconds), FileIO.timespec(nanoseconds)]
+        if futimens(fd, &times) != 0 { throw .current("futimens") }
     }
 }

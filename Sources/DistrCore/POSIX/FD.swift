@@ -93,8 +93,7 @@ package enum FD {
     /// Number of descriptors this process has open (from /proc/self/fd); used by leak tests.
     package static func openCount(pid: Int32? = nil) -> Int {
         let path = pid.map { "/proc/\($0)/fd" } ?? "/proc/self/fd"
-        // -1 says "could not count"; leak tests compare counts and fail on it.
-        guard let entries = try? Directory(path: path).entries() else { return -1 }
+        guard let entries = try? Directory(path: path).entries() else { return -1 }  // -1 says "could not count"; leak tests fail on it.
         // The directory stream's own descriptor was open while listing.
         return entries.count - (pid == nil ? 1 : 0)
     }

@@ -1,29 +1,29 @@
 @preconcurrency import Glibc
 
 /// What `FileIO.removeTree` could not remove.
-public struct RemovalReport: Sendable, Equatable, CustomStringConvertible {
+package struct RemovalReport: Sendable, Equatable, CustomStringConvertible {
     /// An entry left behind, and the call that failed on it.
-    public struct Failure: Sendable, Equatable {
-        public var path: String
-        public var error: SystemError
+    package struct Failure: Sendable, Equatable {
+        package var path: String
+        package var error: SystemError
     }
 
     /// How many entries could not be removed. A directory left only because something inside it
     /// was left is not counted again.
-    public internal(set) var failureCount = 0
+    package internal(set) var failureCount = 0
     /// The first failures (at most `keptFailures`), in the order they happened.
-    public internal(set) var failures: [Failure] = []
+    package internal(set) var failures: [Failure] = []
     static let keptFailures = 8
 
     /// True when the whole tree is gone (or was never there).
-    public var isComplete: Bool { failureCount == 0 }
+    package var isComplete: Bool { failureCount == 0 }
 
     mutating func record(_ path: String, _ error: SystemError) {
         failureCount += 1
         if failures.count < Self.keptFailures { failures.append(Failure(path: path, error: error)) }
     }
 
-    public var description: String {
+    package var description: String {
         if isComplete { return "removed completely" }
         let listed = failures.map { "'\($0.path)' (\($0.error))" }.joined(separator: ", ")
         let more = failureCount > failures.count ? " and \(failureCount - failures.count) more" : ""
@@ -45,7 +45,7 @@ extension FileIO {
     /// The corresponding C functions are `openat`, `fchmodat`, `readdir` and `unlinkat`.
     /// - Returns: the entries left behind; callers log `report.description` unless `isComplete`.
     @discardableResult
-    public static func removeTree(_ path: String) -> RemovalReport {
+    package static func removeTree(_ path: String) -> RemovalReport {
         var report = RemovalReport()
         var bytes = Array(path.utf8)
         while bytes.count > 1 && bytes.last == 0x2F { bytes.removeLast() }

@@ -1,9 +1,9 @@
 @preconcurrency import Glibc
 
 /// Whole-file helpers for small files (secrets, peers lists).
-public enum FileIO {
+package enum FileIO {
     /// The corresponding C functions are `open` and `read`.
-    public static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
+    package static func readAll(_ path: String) throws(SystemError) -> [UInt8] {
         let fd = try retryingEINTR("open") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { FD.close(fd) }
         var out: [UInt8] = []
@@ -16,7 +16,7 @@ public enum FileIO {
     }
 
     /// Writes `bytes` to a new file created with `mode` (fails if it exists and `exclusive`).
-    public static func write(_ path: String, _ bytes: [UInt8], mode: mode_t, exclusive: Bool) throws(SystemError) {
+    package static func write(_ path: String, _ bytes: [UInt8], mode: mode_t, exclusive: Bool) throws(SystemError) {
         let flags = O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : O_TRUNC)
         let fd = try retryingEINTR("open") { open(path, flags, mode) }
         defer { FD.close(fd) }
@@ -25,7 +25,7 @@ public enum FileIO {
     }
 
     /// `mkdir -p` with the given mode for the directories it creates.
-    public static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
+    package static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component
@@ -49,12 +49,50 @@ public enum FileIO {
     /// function is `unlink`.
     package static func unlink(_ path: String) { _ = Glibc.unlink(path) }
 
-    public static func exists(_ path: String) -> Bool {
+    /// Renames `source` to `target`, replacing `target` if it exists (atomically, within one file
+    /// system). The corresponding C function is `rename`.
+    /// - Throws: `SystemError` from `rename`.
+    package static func rename(_ source: String, to target: String) throws(SystemError) {
+        if Glibc.rename(source, target) != 0 { throw .current("rename") }
+    }
+
+    /// Sets the permission bits of `path` exactly (following symlinks). The corresponding C
+    /// function is `chmod`.
+    /// - Throws: `SystemError` from `chmod`.
+    package static func setPermissions(_ path: String, _ permissions: UInt32) throws(SystemError) {
+        if chmod(path, mode_t(permissions)) != 0 { throw .current("chmod") }
+    }
+
+    /// Sets the access and modification times of `path` itself (not of a symlink's target) to
+    /// `nanoseconds` since the epoch. The corresponding C function is `utimensat`.
+    /// - Throws: `SystemError` from `utimensat`.
+    package static func setTimes(_ path: String, nanoseconds: Int64) throws(SystemError) {
+        var times = [timespec(nanoseconds), timespec(nanoseconds)]
+        if utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw .current("utimensat") }
+    }
+
+    static func timespec(_ nanoseconds: Int64) -> Glibc.timespec {
+        Glibc.timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    }
+
+    /// Makes a new directory, mode 0700, named `template` with its trailing `XXXXXX` replaced by
+    /// random characters; returns its path. The corresponding C function is `mkdtemp`.
+    /// - Throws: `SystemError` from `mkdtemp`.
+    package static func makeTemporaryDirectory(template: String) throws(SystemError) -> String {
+        var bytes = Array(template.utf8CString)
+        guard let made = mkdtemp(&bytes) else { throw .current("mkdtemp") }
+        return String(cString: made)
+    }
+
+    /// Whether this process may execute `path`. The corresponding C function is `access`.
+    package static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
+
+    package static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
     }
 
-    public static func mode(_ path: String) -> mode_t? {
+    package static func mode(_ path: String) -> mode_t? {
         var info = stat()
         return stat(path, &info) == 0 ? info.st_mode : nil
     }

@@ -10,6 +10,8 @@ package struct FileStatus: Sendable, Equatable {
     /// The permission bits (`st_mode & 0o7777`).
     package var permissions: UInt32
     package var size: Int
+    /// The last modification, in nanoseconds since the epoch.
+    package var modified: Int64
 
     init(_ info: stat) {
         switch info.st_mode & S_IFMT {
@@ -22,6 +24,7 @@ package struct FileStatus: Sendable, Equatable {
         }
         permissions = UInt32(info.st_mode & 0o7777)
         size = Int(info.st_size)
+        modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
     }
 
     /// The status of `path`; of the link itself when `followingSymlinks` is false.

@@ -15,20 +15,18 @@ package enum ProcessTable {
 
     /// Every process but this one.
     package static func all() -> [pid_t] {
-        // /proc always exists on Linux; an unreadable one means nothing can be found.
-        let entries = (try? Directory(path: "/proc").entries()) ?? []
+        let entries = (try? Directory(path: "/proc").entries()) ?? []  // /proc always exists; unreadable: nothing can be found.
         let me = getpid()
         return entries.compactMap { pid_t($0.string) }.filter { $0 != me }
     }
 
     /// This process's children, from /proc/self/task/*/children (one list per thread).
     package static func children() -> [pid_t] {
-        // As in `all`: nothing readable, nothing found.
-        let tasks = (try? Directory(path: "/proc/self/task").entries()) ?? []
+        let tasks = (try? Directory(path: "/proc/self/task").entries()) ?? []  // As in `all`: nothing readable, nothing found.
         var children: [pid_t] = []
         for task in tasks where Int(task.string) != nil {
-            // A thread that ended between the listing and the read has no children.
-            guard let list = try? FileIO.readAll("/proc/self/task/\(task.string)/children") else { continue }
+            let path = "/proc/self/task/\(task.string)/children"
+            guard let list = try? FileIO.readAll(path) else { continue }  // A thread that just ended has no children.
             children += list.split(separator: UInt8(ascii: " ")).compactMap { pid_t(String(decoding: $0, as: UTF8.self)) }
         }
         return children
@@ -36,8 +34,7 @@ package enum ProcessTable {
 
     /// The process group and start time (clock ticks since boot) of `pid`; nil when it is gone.
     package static func info(_ pid: pid_t) -> Process? {
-        // Gone between listing and reading: nothing to report.
-        guard let stat = try? FileIO.readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {
+        guard let stat = try? FileIO.readAll("/proc/\(pid)/stat"), let close = stat.lastIndex(of: UInt8(ascii: ")")) else {  // Gone: no info.
             return nil
         }
         // Fields after the command name: state ppid pgrp session ... starttime is field 22.
@@ -49,7 +46,7 @@ package enum ProcessTable {
     /// True when `pid`'s environment holds exactly `entry` (`NAME=VALUE`).
     package static func environment(of pid: pid_t, contains entry: String) -> Bool {
         // Gone or not ours to read: it cannot be shown to hold the entry.
-        guard let environ = try? FileIO.readAll("/proc/\(pid)/environ") else { return false }
+        guard let environ = try? FileIO.readAll("/proc/\(pid)/environ") else { return false }  // Gone, or not ours to read.
         let wanted = Array(entry.utf8)
         return environ.split(separator: 0).contains { $0.elementsEqual(wanted) }
     }
@@ -71,8 +68,7 @@ package enum ProcessTable {
         Glibc.kill(pid, SIGKILL)
         guard fd >= 0 else { return }
         defer { FD.close(fd) }
-        // A poll that fails or times out leaves a process that the next pass looks at again.
-        _ = try? FD.waitReadable(fd, until: .after(0.1))
+        _ = try? FD.waitReadable(fd, until: .after(0.1))  // Failed or timed out: the next pass looks again.
     }
 
     /// Signals a whole process group. The corresponding C function is `kill`.

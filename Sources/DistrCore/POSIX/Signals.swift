@@ -10,21 +10,21 @@ package enum Signals {
     /// Blocks `signals` in the calling thread. Call it first thing in `main`, before any thread
     /// exists: threads inherit the mask. Spawned children get an empty mask back (the spawner
     /// sets it). The corresponding C function is `pthread_sigmask`.
-    package static func block(_ signals: [Int32]) {
+    package static func block(_ signals: [Signal]) {
         var set = signalSet(signals)
         pthread_sigmask(SIG_BLOCK, &set, nil)
     }
 
     /// Starts one thread that takes `signals` (which must be blocked, see `block`) and calls
     /// `handler` for each, in order of arrival. The corresponding C function is `sigwait`.
-    package static func handle(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+    package static func handle(_ signals: [Signal], handler: @escaping @Sendable (Signal) -> Void) {
         let set = signalSet(signals)
         Threads.start(name: "distr-signals") {
             var waited = set
             while true {
                 var number: Int32 = 0
                 // sigwait returns an error number (never EINTR) only for an invalid set.
-                if sigwait(&waited, &number) == 0 { handler(number) }
+                if sigwait(&waited, &number) == 0 { handler(Signal(rawValue: number)) }
             }
         }
     }
@@ -33,10 +33,10 @@ package enum Signals {
     /// it back through POSIX_SPAWN_SETSIGDEF.
     package static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
 
-    private static func signalSet(_ signals: [Int32]) -> sigset_t {
+    private static func signalSet(_ signals: [Signal]) -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for number in signals { sigaddset(&set, number) }
+        for signal in signals { sigaddset(&set, signal.rawValue) }
         return set
     }
 }

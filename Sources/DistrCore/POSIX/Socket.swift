@@ -2,14 +2,14 @@
 import CDistrSys
 
 /// A TCP socket address resolved from a host name or literal.
-public struct SocketAddress: Sendable, CustomStringConvertible {
+package struct SocketAddress: Sendable, CustomStringConvertible {
     var storage: sockaddr_storage
     var length: socklen_t
 
-    public var family: Int32 { Int32(storage.ss_family) }
+    package var family: Int32 { Int32(storage.ss_family) }
 
     /// The numeric host, without brackets.
-    public var host: String {
+    package var host: String {
         var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
         var copy = storage
         _ = withUnsafePointer(to: &copy) {
@@ -20,7 +20,7 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    public var port: Int {
+    package var port: Int {
         var copy = storage
         return withUnsafePointer(to: &copy) { pointer in
             if family == AF_INET6 {
@@ -30,12 +30,12 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// Resolves `host` (name, IPv4 or IPv6 literal) for TCP. The corresponding C function is `getaddrinfo`.
-    public static func resolve(host: String, port: Int, passive: Bool = false) throws(SocketError) -> [SocketAddress] {
+    package static func resolve(host: String, port: Int, passive: Bool = false) throws(SocketError) -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = passive ? AI_PASSIVE : 0
@@ -61,14 +61,14 @@ public struct SocketAddress: Sendable, CustomStringConvertible {
 }
 
 /// Socket failures, with the peer they concern.
-public enum SocketError: Error, CustomStringConvertible, Sendable {
+package enum SocketError: Error, CustomStringConvertible, Sendable {
     case resolve(host: String, reason: String)
     case connect(address: String, SystemError)
     case timedOut(address: String, seconds: Double)
     case bind(address: String, SystemError)
     case system(SystemError)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .resolve(let host, let reason): "cannot resolve host '\(host)': \(reason)"
         case .connect(let address, let error): "cannot connect to \(address): \(String(cString: strerror(error.errno)))"
@@ -80,7 +80,7 @@ public enum SocketError: Error, CustomStringConvertible, Sendable {
 }
 
 /// TCP sockets: listen, accept, connect with a deadline. Every socket is close-on-exec.
-public enum TCPSocket {
+package enum TCPSocket {
     static func withSockaddr<T>(_ address: SocketAddress, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
         var copy = address.storage
         return withUnsafePointer(to: &copy) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, address.length) } }
@@ -93,7 +93,7 @@ public enum TCPSocket {
     }
 
     /// Binds and listens; returns the descriptor and the address actually bound (real port for 0).
-    public static func listen(host: String, port: Int, backlog: Int32 = 128) throws(SocketError) -> (fd: Int32, address: SocketAddress) {
+    package static func listen(host: String, port: Int, backlog: Int32 = 128) throws(SocketError) -> (fd: Int32, address: SocketAddress) {
         guard let address = try SocketAddress.resolve(host: host, port: port, passive: true).first else {
             throw .resolve(host: host, reason: "no address")
         }
@@ -115,7 +115,7 @@ public enum TCPSocket {
         return (fd, localAddress(fd) ?? address)
     }
 
-    public static func localAddress(_ fd: Int32) -> SocketAddress? {
+    package static func localAddress(_ fd: Int32) -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let status = withUnsafeMutablePointer(to: &storage) {
@@ -124,7 +124,7 @@ public enum TCPSocket {
         return status == 0 ? SocketAddress(storage: storage, length: length) : nil
     }
 
-    public static func peerAddress(_ fd: Int32) -> SocketAddress? {
+    package static func peerAddress(_ fd: Int32) -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let status = withUnsafeMutablePointer(to: &storage) {
@@ -134,13 +134,13 @@ public enum TCPSocket {
     }
 
     /// Accepts one connection (blocking). The corresponding C function is `accept4`.
-    public static func accept(_ fd: Int32) throws(SystemError) -> Int32 {
+    package static func accept(_ fd: Int32) throws(SystemError) -> Int32 {
         try retryingEINTR("accept") { cdistr_accept_cloexec(fd) }
     }
 
     /// Connects to `host:port`, trying each resolved address until one answers, within `timeout`
     /// seconds in all. Returns a blocking socket with TCP_NODELAY and keepalive set.
-    public static func connect(host: String, port: Int, timeout: Double) throws(SocketError) -> Int32 {
+    package static func connect(host: String, port: Int, timeout: Double) throws(SocketError) -> Int32 {
         let addresses = try SocketAddress.resolve(host: host, port: port)
         let deadline = Clock.now + timeout
         var lastError = SocketError.timedOut(address: "\(host):\(port)", seconds: timeout)
@@ -192,14 +192,14 @@ public enum TCPSocket {
 
     /// TCP_NODELAY (frames are written whole) and keepalive, so a vanished peer is noticed in
     /// about ten seconds even when no FIN arrives.
-    public static func configure(_ fd: Int32) {
+    package static func configure(_ fd: Int32) {
         var on: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
         _ = cdistr_set_keepalive(fd, 4, 2, 3)
     }
 
     /// Sets a receive timeout so that a stalled peer cannot hold a blocking read forever.
-    public static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
+    package static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }

@@ -4,25 +4,25 @@ import Dispatch
 import Synchronization
 
 /// What to start and how to wire it.
-public struct SpawnRequest: Sendable {
-    public var arguments: [String]
-    public var environment: [String]
-    public var directory: String?
+package struct SpawnRequest: Sendable {
+    package var arguments: [String]
+    package var environment: [String]
+    package var directory: String?
     /// Descriptor for the child's stdin; nil: `/dev/null`.
-    public var stdin: Int32?
-    public var stdout: Int32
-    public var stderr: Int32
+    package var stdin: Int32?
+    package var stdout: Int32
+    package var stderr: Int32
     /// Extra descriptors to hand over, as (source in this process, number in the child).
-    public var inherited: [(source: Int32, target: Int32)] = []
+    package var inherited: [(source: Int32, target: Int32)] = []
     /// A signal the child gets when the thread that spawned it ends, or this process dies
     /// (`PR_SET_PDEATHSIG`): ranks die with their worker, even with `kill -9`.
-    public var parentDeathSignal: Int32?
+    package var parentDeathSignal: Signal?
     /// An open `cgroup.procs` (see `ControlGroup`): the child joins that cgroup before it runs.
-    public var controlGroupProcs: Int32?
+    package var controlGroupProcs: Int32?
 
-    public init(
+    package init(
         arguments: [String], environment: [String], directory: String? = nil, stdin: Int32? = nil, stdout: Int32,
-        stderr: Int32, inherited: [(source: Int32, target: Int32)] = [], parentDeathSignal: Int32? = nil,
+        stderr: Int32, inherited: [(source: Int32, target: Int32)] = [], parentDeathSignal: Signal? = nil,
         controlGroupProcs: Int32? = nil
     ) {
         self.arguments = arguments
@@ -47,11 +47,11 @@ public struct SpawnRequest: Sendable {
 /// All children of the process are reaped by one dedicated thread (`waitpid(-1)`), which hands
 /// each status to the callback registered at spawn time. Orphaned descendants that the kernel
 /// reparents to a subreaper are reaped by it too, so they never linger as zombies.
-public enum Spawner {
+package enum Spawner {
     /// - Returns: the child's pid (also its process group id).
     /// - Throws: `SystemError` (ENOENT when the program does not exist, EACCES when it is not
     ///   executable, or the errno of the step that failed in the child).
-    public static func spawn(_ request: SpawnRequest, onExit: @escaping @Sendable (RankStatus) -> Void) throws(SystemError) -> pid_t {
+    package static func spawn(_ request: SpawnRequest, onExit: @escaping @Sendable (RankStatus) -> Void) throws(SystemError) -> pid_t {
         let program = try resolve(request.arguments.first ?? "")
         var sources: [Int32] = [request.stdout, request.stderr]
         var targets: [Int32] = [1, 2]
@@ -72,7 +72,7 @@ public enum Spawner {
         return try ChildReaper.shared.spawnRegistered(onExit: onExit) {
             cdistr_spawn(
                 program, argv, envp, request.directory, sources, targets, Int32(sources.count), request.stdin == nil ? 1 : 0,
-                request.parentDeathSignal ?? 0, request.controlGroupProcs ?? -1)
+                request.parentDeathSignal?.rawValue ?? 0, request.controlGroupProcs ?? -1)
         }
     }
 

@@ -1,11 +1,11 @@
 @preconcurrency import Glibc
 
 /// A failed system call: which call, and the `errno` it left.
-public struct SystemError: Error, CustomStringConvertible, Equatable, Sendable {
-    public var call: String
-    public var errno: Int32
+package struct SystemError: Error, CustomStringConvertible, Equatable, Sendable {
+    package var call: String
+    package var errno: Int32
 
-    public init(_ call: String, errno: Int32) {
+    package init(_ call: String, errno: Int32) {
         self.call = call
         self.errno = errno
     }
@@ -15,7 +15,7 @@ public struct SystemError: Error, CustomStringConvertible, Equatable, Sendable {
         SystemError(call, errno: Glibc.errno)
     }
 
-    public var description: String {
+    package var description: String {
         "\(call): \(String(cString: strerror(errno)))"
     }
 }
@@ -35,5 +35,5 @@ func retryingEINTR<T: BinaryInteger>(_ call: String, _ body: () -> T) throws(Sys
 
 extension SystemError {
     /// The errno text alone ("No such file or directory").
-    public var reason: String { String(cString: strerror(errno)) }
+    package var reason: String { String(cString: strerror(errno)) }
 }

@@ -1,14 +1,14 @@
 /// One worker the master talks to.
-public struct Peer: Sendable, Equatable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    public var slots: Int
+package struct Peer: Sendable, Equatable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
+    package var slots: Int
     /// The address as the user wrote it (`DISTR_HOST`).
-    public var label: String
+    package var label: String
 
-    public static let defaultPort = 6969
+    package static let defaultPort = 6969
 
-    public init(host: String, port: Int = Peer.defaultPort, slots: Int = 1, label: String? = nil) {
+    package init(host: String, port: Int = Peer.defaultPort, slots: Int = 1, label: String? = nil) {
         self.host = host
         self.port = port
         self.slots = slots
@@ -16,11 +16,11 @@ public struct Peer: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// `host:port`, with brackets around IPv6 literals.
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
     /// Parses `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT` or a bare IPv6 literal.
     /// - Returns: nil with a reason when the text is not an address.
-    public static func parseAddress(_ text: String) -> Result<(host: String, port: Int), PeerSyntax> {
+    package static func parseAddress(_ text: String) -> Result<(host: String, port: Int), PeerSyntax> {
         if text.isEmpty { return .failure(.init("empty address")) }
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return .failure(.init("missing ']' after IPv6 address")) }
@@ -50,18 +50,18 @@ public struct Peer: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A reason an address or peers line does not parse.
-public struct PeerSyntax: Error, Equatable, Sendable {
-    public var reason: String
+package struct PeerSyntax: Error, Equatable, Sendable {
+    package var reason: String
     init(_ reason: String) { self.reason = reason }
 }
 
 /// A bad peers file or `--hosts` list.
-public enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible {
     case unreadable(path: String, reason: String)
     case badLine(path: String, line: Int, text: String, reason: String)
     case empty(path: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unreadable(let path, let reason):
             "cannot read peers file '\(path)': \(reason). Create it (see peers.txt.example), or use --hosts h1,h2 or --local N"
@@ -73,8 +73,8 @@ public enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible 
 }
 
 /// Parses `peers.txt`: one worker per line, `HOST[:PORT] [slots=N]`, `#` comments, blank lines.
-public enum PeersFile {
-    public static func parse(_ text: String, path: String) throws(PeersFileError) -> [Peer] {
+package enum PeersFile {
+    package static func parse(_ text: String, path: String) throws(PeersFileError) -> [Peer] {
         var peers: [Peer] = []
         for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             var line = Substring(rawLine)
@@ -104,12 +104,12 @@ public enum PeersFile {
     }
 
     /// Parses `--hosts h1,h2:7000,[::1]:6970`.
-    public static func parseHostList(_ list: String) throws(PeersFileError) -> [Peer] {
+    package static func parseHostList(_ list: String) throws(PeersFileError) -> [Peer] {
         let text = list.split(separator: ",").joined(separator: "\n")
         return try parse(text, path: "--hosts")
     }
 
-    public static func load(path: String) throws(PeersFileError) -> [Peer] {
+    package static func load(path: String) throws(PeersFileError) -> [Peer] {
         do {
             return try parse(String(decoding: try FileIO.readAll(path), as: UTF8.self), path: path)
         } catch let error as SystemError {

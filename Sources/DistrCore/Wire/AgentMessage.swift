@@ -1,6 +1,6 @@
 /// Messages on the agent channel: the Unix seqpacket socket a worker gives each rank (fd 3,
 /// named by `DISTR_AGENT_FD`). One packet is one message; a descriptor may ride along.
-public enum AgentMessage: Sendable, Equatable {
+package enum AgentMessage: Sendable, Equatable {
     /// rank → worker: first message; the worker answers `welcome`.
     case hello(rank: Int)
     /// worker → rank: what the rank needs to reach the others.
@@ -16,7 +16,7 @@ public enum AgentMessage: Sendable, Equatable {
     /// worker → rank: the job is being ended.
     case abort(reason: String)
 
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var w = ByteWriter()
         switch self {
         case .hello(let rank):
@@ -56,7 +56,7 @@ public enum AgentMessage: Sendable, Equatable {
         return w.bytes
     }
 
-    public static func decode(_ bytes: [UInt8]) throws(WireError) -> AgentMessage {
+    package static func decode(_ bytes: [UInt8]) throws(WireError) -> AgentMessage {
         var r = ByteReader(bytes)
         let type = try r.u8()
         switch type {
@@ -82,22 +82,22 @@ public enum AgentMessage: Sendable, Equatable {
 }
 
 /// Sending and receiving agent messages with an optional descriptor.
-public enum AgentChannel {
-    public static let maxPacket = 4 << 20
+package enum AgentChannel {
+    package static let maxPacket = 4 << 20
 
     /// A connected pair of close-on-exec seqpacket sockets: (worker end, rank end).
-    public static func pair() throws(SystemError) -> (Int32, Int32) {
+    package static func pair() throws(SystemError) -> (Int32, Int32) {
         try UnixSocket.pair(.seqpacket)
     }
 
-    public static func send(_ fd: Int32, _ message: AgentMessage, passing descriptor: Int32 = -1) throws(SystemError) {
+    package static func send(_ fd: Int32, _ message: AgentMessage, passing descriptor: Int32 = -1) throws(SystemError) {
         let bytes = message.encoded()
         let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try UnixSocket.send(fd, raw, passing: descriptor) } }
         try result.get()
     }
 
     /// The next message and the descriptor that came with it (-1 if none); nil at end of stream.
-    public static func receive(_ fd: Int32) throws -> (AgentMessage, Int32)? {
+    package static func receive(_ fd: Int32) throws -> (AgentMessage, Int32)? {
         // Uninitialised: only the pages the packet fills are touched (packets are usually tiny,
         // but a welcome for a large job can be big).
         var buffer = [UInt8](unsafeUninitializedCapacity: maxPacket) { _, count in count = maxPacket }

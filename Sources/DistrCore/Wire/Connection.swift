@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// An authenticated, integrity-protected stream of typed frames over a socket.
@@ -32,13 +31,15 @@ package final class Connection: Sendable {
     /// Closes the socket once; later sends and receives fail.
     package func close() {
         if !closed.exchange(true, ordering: .acquiringAndReleasing) {
-            shutdown(fd, Int32(SHUT_RDWR))
+            try? Socket.shutdown(fd, .both)  // Wakes a blocked reader; ENOTCONN: the peer has gone already.
             FD.close(fd)
         }
     }
 
     /// Ends the sending direction (the peer reads end of stream after the last frame).
-    func finishSending() { shutdown(fd, Int32(SHUT_WR)) }
+    func finishSending() {
+        try? Socket.shutdown(fd, .write)  // ENOTCONN: the peer has gone, and there is no one to tell.
+    }
 
     package func send(type: UInt8, payload: [UInt8]) throws(SystemError) {
         let result = payload.withUnsafeBytes { buffer in Result { () throws(SystemError) in try send(type: type, payload: buffer) } }
@@ -164,8 +165,7 @@ extension Connection {
             let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6, deadline: deadline))
             (hello, contextLength) = try Handshake.Hello.parseFixed(fixed)
         } catch WireError.versionMismatch(let theirs, let ours) {
-            // Best effort: the peer learns why before the connection closes; the error below is what counts.
-            try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))
+            try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))  // Best effort: the peer learns why; the error below counts.
             throw WireError.versionMismatch(theirs: theirs, ours: ours)
         }
         hello.context = try readExact(fd, contextLength, deadline: deadline)

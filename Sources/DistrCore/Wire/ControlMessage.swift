@@ -1,12 +1,12 @@
 /// How a rank's process ended.
-public enum RankStatus: Sendable, Equatable, CustomStringConvertible {
+package enum RankStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
     /// The worker could not start it (message says why).
     case failedToStart(String)
 
     /// The shell convention: the exit code, or 128+N for signal N, or 127 when it could not start.
-    public var code: Int32 {
+    package var code: Int32 {
         switch self {
         case .exited(let c): c
         case .signaled(let s): 128 + s
@@ -14,7 +14,7 @@ public enum RankStatus: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .exited(let c): "exit \(c)"
         case .signaled(let s): "killed by signal \(s) (\(signalName(s)))"
@@ -32,13 +32,13 @@ func signalName(_ s: Int32) -> String {
 }
 
 /// One file in a bundle's manifest.
-public struct ManifestEntry: Sendable, Equatable {
-    public var path: String
-    public var mode: UInt32
-    public var size: Int
-    public var digest: [UInt8]
+package struct ManifestEntry: Sendable, Equatable {
+    package var path: String
+    package var mode: UInt32
+    package var size: Int
+    package var digest: [UInt8]
 
-    public init(path: String, mode: UInt32, size: Int, digest: [UInt8]) {
+    package init(path: String, mode: UInt32, size: Int, digest: [UInt8]) {
         self.path = path
         self.mode = mode
         self.size = size
@@ -47,16 +47,16 @@ public struct ManifestEntry: Sendable, Equatable {
 }
 
 /// Where one rank runs: the worker address the master reached and its rank-local details.
-public struct RankPlacement: Sendable, Equatable {
-    public var rank: Int
-    public var host: String
-    public var port: Int
+package struct RankPlacement: Sendable, Equatable {
+    package var rank: Int
+    package var host: String
+    package var port: Int
     /// Index of the worker connection this rank belongs to (ranks with the same index share a worker).
-    public var worker: Int
+    package var worker: Int
     /// The peer as written by the user (DISTR_HOST).
-    public var label: String
+    package var label: String
 
-    public init(rank: Int, host: String, port: Int, worker: Int, label: String) {
+    package init(rank: Int, host: String, port: Int, worker: Int, label: String) {
         self.rank = rank
         self.host = host
         self.port = port
@@ -67,21 +67,21 @@ public struct RankPlacement: Sendable, Equatable {
 
 /// Everything a worker needs to run its part of a job. The file bytes follow in `fileData` frames,
 /// in manifest order.
-public struct JobSpec: Sendable, Equatable {
-    public var jobID: String
-    public var arguments: [String]
-    public var environment: [String]
+package struct JobSpec: Sendable, Equatable {
+    package var jobID: String
+    package var arguments: [String]
+    package var environment: [String]
     /// Ranks this worker runs.
-    public var localRanks: [Int]
+    package var localRanks: [Int]
     /// Every rank of the job, in rank order.
-    public var placements: [RankPlacement]
-    public var keepDirectory: Bool
-    public var jobKey: [UInt8]
-    public var manifest: [ManifestEntry]
+    package var placements: [RankPlacement]
+    package var keepDirectory: Bool
+    package var jobKey: [UInt8]
+    package var manifest: [ManifestEntry]
     /// This worker's index in `placements[].worker`.
-    public var workerIndex: Int
+    package var workerIndex: Int
 
-    public init(
+    package init(
         jobID: String, arguments: [String], environment: [String], localRanks: [Int], placements: [RankPlacement],
         keepDirectory: Bool, jobKey: [UInt8], manifest: [ManifestEntry], workerIndex: Int
     ) {
@@ -96,11 +96,11 @@ public struct JobSpec: Sendable, Equatable {
         self.workerIndex = workerIndex
     }
 
-    public var nodeCount: Int { placements.count }
+    package var nodeCount: Int { placements.count }
 }
 
 /// Frames on a control connection between master and worker.
-public enum ControlMessage: Sendable, Equatable {
+package enum ControlMessage: Sendable, Equatable {
     // master → worker
     case jobStart(JobSpec)
     case fileData([UInt8])
@@ -119,9 +119,9 @@ public enum ControlMessage: Sendable, Equatable {
     /// has in its cache).
     case filesNeeded([Int])
 
-    public static let fileDataType: UInt8 = 2
+    package static let fileDataType: UInt8 = 2
 
-    public var type: UInt8 {
+    package var type: UInt8 {
         switch self {
         case .jobStart: 1
         case .fileData: Self.fileDataType
@@ -137,7 +137,7 @@ public enum ControlMessage: Sendable, Equatable {
         }
     }
 
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var w = ByteWriter()
         switch self {
         case .jobStart(let spec):
@@ -202,7 +202,7 @@ public enum ControlMessage: Sendable, Equatable {
     }
 
     /// - Throws: `WireError.unknownMessage` or `.truncated` on a malformed payload.
-    public static func decode(type: UInt8, payload: [UInt8]) throws(WireError) -> ControlMessage {
+    package static func decode(type: UInt8, payload: [UInt8]) throws(WireError) -> ControlMessage {
         var r = ByteReader(payload)
         let message: ControlMessage
         switch type {
@@ -273,6 +273,13 @@ extension Connection {
             message = .jobStart(spec)
         }
         try send(type: message.type, payload: message.encoded())
+    }
+
+    /// Sends one message, for a sender that has nothing to add when it fails: a failed send means
+    /// the connection is gone, and the reading loop of this connection sees that and ends its
+    /// session (or the sender is letting go of the connection anyway).
+    package func sendIfConnected(_ message: ControlMessage) {
+        try? send(message)  // Gone: the reading loop ends the session; see above.
     }
 
     /// The next message (a job description's key unwrapped).

@@ -1,25 +1,25 @@
 /// One frame as it came off the wire, before its MAC is checked.
-public struct RawFrame: Equatable, Sendable {
-    public var type: UInt8
-    public var payload: [UInt8]
-    public var mac: [UInt8]
+package struct RawFrame: Equatable, Sendable {
+    package var type: UInt8
+    package var payload: [UInt8]
+    package var mac: [UInt8]
 }
 
 /// Splits a byte stream into frames: `u32 length | u8 type | payload | 16-byte MAC`.
 /// Pure and socket-free: feed it whatever `read` returned, take frames out. The declared length
 /// is checked against `maxPayload` before anything is allocated for it.
-public struct FrameDecoder: Sendable {
-    public static let headerSize = 5
-    public static let macSize = 16
-    public let maxPayload: Int
+package struct FrameDecoder: Sendable {
+    package static let headerSize = 5
+    package static let macSize = 16
+    package let maxPayload: Int
     private var buffer: [UInt8] = []
     private var start = 0
 
-    public init(maxPayload: Int) { self.maxPayload = maxPayload }
+    package init(maxPayload: Int) { self.maxPayload = maxPayload }
 
-    public var bufferedBytes: Int { buffer.count - start }
+    package var bufferedBytes: Int { buffer.count - start }
 
-    public mutating func append(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func append(_ bytes: UnsafeRawBufferPointer) {
         if start > 0 && start == buffer.count {
             buffer.removeAll(keepingCapacity: true)
             start = 0
@@ -27,11 +27,11 @@ public struct FrameDecoder: Sendable {
         buffer.append(contentsOf: bytes)
     }
 
-    public mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
+    package mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
     /// The next whole frame, or nil when more bytes are needed.
     /// - Throws: `WireError.frameTooLarge` when the header announces more than `maxPayload`.
-    public mutating func next() throws(WireError) -> RawFrame? {
+    package mutating func next() throws(WireError) -> RawFrame? {
         let available = buffer.count - start
         guard available >= Self.headerSize else { return nil }
         let length =

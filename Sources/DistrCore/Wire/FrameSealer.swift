@@ -1,7 +1,7 @@
 /// The two directional keys a handshake produces.
-public struct SessionKeys: Sendable, Equatable {
-    public var send: [UInt8]
-    public var receive: [UInt8]
+package struct SessionKeys: Sendable, Equatable {
+    package var send: [UInt8]
+    package var receive: [UInt8]
 }
 
 /// MACs outgoing frames and checks incoming ones under per-direction keys with implicit sequence
@@ -11,14 +11,14 @@ public struct SessionKeys: Sendable, Equatable {
 /// listed in `headerOnlyTypes` (bulk file chunks) the payload is left out of the MAC: those bytes
 /// are covered by the SHA-256 digest in the authenticated manifest instead, which keeps bulk
 /// transfer from being bound by HMAC speed.
-public struct FrameSealer: Sendable {
+package struct FrameSealer: Sendable {
     private let sendMAC: HMAC
     private let receiveMAC: HMAC
     private var sendSequence: UInt64 = 0
     private var receiveSequence: UInt64 = 0
     let headerOnlyTypes: Set<UInt8>
 
-    public init(keys: SessionKeys, headerOnlyTypes: Set<UInt8> = []) {
+    package init(keys: SessionKeys, headerOnlyTypes: Set<UInt8> = []) {
         sendMAC = HMAC(key: keys.send)
         receiveMAC = HMAC(key: keys.receive)
         self.headerOnlyTypes = headerOnlyTypes
@@ -36,7 +36,7 @@ public struct FrameSealer: Sendable {
     }
 
     /// The whole frame, ready to write.
-    public mutating func seal(type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
+    package mutating func seal(type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
         var out = ByteWriter(capacity: FrameDecoder.headerSize + payload.count + FrameDecoder.macSize)
         out.u32(UInt32(payload.count))
         out.u8(type)
@@ -46,13 +46,13 @@ public struct FrameSealer: Sendable {
         return out.bytes
     }
 
-    public mutating func seal(type: UInt8, payload: [UInt8]) -> [UInt8] {
+    package mutating func seal(type: UInt8, payload: [UInt8]) -> [UInt8] {
         payload.withUnsafeBytes { seal(type: type, payload: $0) }
     }
 
     /// Checks the next incoming frame.
     /// - Throws: `WireError.badMAC` when it was not sealed by the peer at this position.
-    public mutating func open(_ frame: RawFrame) throws(WireError) {
+    package mutating func open(_ frame: RawFrame) throws(WireError) {
         let expected = frame.payload.withUnsafeBytes {
             tag(receiveMAC, sequence: receiveSequence, type: frame.type, payload: $0)
         }

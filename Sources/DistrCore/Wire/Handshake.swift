@@ -1,5 +1,5 @@
 /// What a connection is for; part of the authenticated transcript.
-public enum ConnectionKind: UInt8, Sendable {
+package enum ConnectionKind: UInt8, Sendable {
     /// A master starting a job on a worker (cluster secret).
     case control = 1
     /// A rank asking a worker for a connection to one of its ranks (per-job key).
@@ -17,16 +17,16 @@ public enum ConnectionKind: UInt8, Sendable {
 /// Proofs are HMAC-SHA256 under the shared key over a label and the transcript
 /// (kind, context, both nonces); the labels differ per side, so neither proof can be reflected.
 /// The session keys are derived the same way, one per direction.
-public enum Handshake {
-    public static let magic: [UInt8] = Array("DSTR".utf8)
+package enum Handshake {
+    package static let magic: [UInt8] = Array("DSTR".utf8)
     /// 2: the key wrap in jobStart and the ready/launch barrier (docs/protocol.md).
-    public static let version: UInt16 = 2
-    public static let nonceSize = 32
-    public static let helloFixedSize = 4 + 2 + 1 + 32 + 2
-    public static let replySize = 4 + 2 + 1 + 32 + 32
-    public static let maxContext = 1024
+    package static let version: UInt16 = 2
+    package static let nonceSize = 32
+    package static let helloFixedSize = 4 + 2 + 1 + 32 + 2
+    package static let replySize = 4 + 2 + 1 + 32 + 32
+    package static let maxContext = 1024
 
-    public enum ReplyStatus: UInt8, Sendable {
+    package enum ReplyStatus: UInt8, Sendable {
         case ok = 0
         case versionMismatch = 1
         case unknownJob = 2
@@ -34,13 +34,13 @@ public enum Handshake {
         case busy = 3
     }
 
-    public struct Hello: Sendable, Equatable {
-        public var version: UInt16
-        public var kind: ConnectionKind
-        public var nonce: [UInt8]
-        public var context: [UInt8]
+    package struct Hello: Sendable, Equatable {
+        package var version: UInt16
+        package var kind: ConnectionKind
+        package var nonce: [UInt8]
+        package var context: [UInt8]
 
-        public func encoded() -> [UInt8] {
+        package func encoded() -> [UInt8] {
             var w = ByteWriter(capacity: helloFixedSize + context.count)
             w.raw(magic)
             w.u16(version)
@@ -53,7 +53,7 @@ public enum Handshake {
 
         /// Checks the first six bytes (magic and version) so that a stranger is turned away
         /// before the worker waits for the rest of a hello.
-        public static func checkPreamble(_ bytes: [UInt8]) throws(WireError) {
+        package static func checkPreamble(_ bytes: [UInt8]) throws(WireError) {
             var r = ByteReader(bytes)
             guard try r.raw(4) == magic else { throw .badMagic }
             let version = try r.u16()
@@ -61,7 +61,7 @@ public enum Handshake {
         }
 
         /// Parses the fixed part; returns the hello without context and the context length to read next.
-        public static func parseFixed(_ bytes: [UInt8]) throws(WireError) -> (Hello, contextLength: Int) {
+        package static func parseFixed(_ bytes: [UInt8]) throws(WireError) -> (Hello, contextLength: Int) {
             var r = ByteReader(bytes)
             guard try r.raw(4) == magic else { throw .badMagic }
             let version = try r.u16()
@@ -91,11 +91,11 @@ public enum Handshake {
     }
 
     /// The client's side.
-    public struct Client: Sendable {
-        public let hello: Hello
+    package struct Client: Sendable {
+        package let hello: Hello
         let key: [UInt8]
 
-        public init(key: [UInt8], kind: ConnectionKind, context: [UInt8] = [], nonce: [UInt8] = randomBytes(nonceSize)) {
+        package init(key: [UInt8], kind: ConnectionKind, context: [UInt8] = [], nonce: [UInt8] = randomBytes(nonceSize)) {
             self.key = key
             hello = Hello(version: Handshake.version, kind: kind, nonce: nonce, context: context)
         }
@@ -103,7 +103,7 @@ public enum Handshake {
         /// Checks the server's reply; returns the client's proof to send and the session keys.
         /// - Throws: `WireError` when the server is not a distr worker, speaks another version,
         ///   does not know the job, or does not hold the same key.
-        public func finish(reply: [UInt8]) throws(WireError) -> (proof: [UInt8], keys: SessionKeys) {
+        package func finish(reply: [UInt8]) throws(WireError) -> (proof: [UInt8], keys: SessionKeys) {
             var r = ByteReader(reply)
             guard reply.count == replySize, try r.raw(4) == magic else { throw .badMagic }
             let version = try r.u16()
@@ -127,20 +127,20 @@ public enum Handshake {
     }
 
     /// The server's side, created once the client's hello has been read.
-    public struct Server: Sendable {
-        public let hello: Hello
+    package struct Server: Sendable {
+        package let hello: Hello
         let key: [UInt8]
         let nonce: [UInt8]
         let transcript: [UInt8]
 
-        public init(key: [UInt8], hello: Hello, nonce: [UInt8] = randomBytes(nonceSize)) {
+        package init(key: [UInt8], hello: Hello, nonce: [UInt8] = randomBytes(nonceSize)) {
             self.key = key
             self.hello = hello
             self.nonce = nonce
             transcript = Handshake.transcript(kind: hello.kind, context: hello.context, client: hello.nonce, server: nonce)
         }
 
-        public var reply: [UInt8] {
+        package var reply: [UInt8] {
             var w = ByteWriter(capacity: replySize)
             w.raw(magic)
             w.u16(Handshake.version)
@@ -151,7 +151,7 @@ public enum Handshake {
         }
 
         /// A reply that only says no (version mismatch, busy), carrying no proof.
-        public static func refusal(_ status: ReplyStatus) -> [UInt8] {
+        package static func refusal(_ status: ReplyStatus) -> [UInt8] {
             var w = ByteWriter(capacity: replySize)
             w.raw(magic)
             w.u16(Handshake.version)
@@ -162,7 +162,7 @@ public enum Handshake {
 
         /// Checks the client's proof; returns the server's session keys.
         /// - Throws: `WireError.authenticationFailed` when the client does not hold the key.
-        public func verify(proof: [UInt8]) throws(WireError) -> SessionKeys {
+        package func verify(proof: [UInt8]) throws(WireError) -> SessionKeys {
             guard constantTimeEqual(proof, derive("distr client proof", key: key, transcript: transcript)) else {
                 throw .authenticationFailed("the client does not hold the same key")
             }

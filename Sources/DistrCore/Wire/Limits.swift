@@ -1,24 +1,24 @@
 /// Limits on everything a peer controls. The worker's are configurable on its command line.
-public struct Limits: Sendable {
+package struct Limits: Sendable {
     /// Largest frame payload accepted on a control connection.
-    public var maxFrame: Int = 4 << 20
+    package var maxFrame: Int = 4 << 20
     /// Largest total size of a job's shipped files.
-    public var maxBundleBytes: Int = 8 << 30
+    package var maxBundleBytes: Int = 8 << 30
     /// Most files in one bundle.
-    public var maxFiles: Int = 100_000
+    package var maxFiles: Int = 100_000
     /// Longest relative path in a bundle.
-    public var maxPathLength: Int = 4096
+    package var maxPathLength: Int = 4096
     /// Most connections still in their handshake at once.
-    public var maxPendingHandshakes: Int = 64
+    package var maxPendingHandshakes: Int = 64
     /// Most connections from one address in their handshake at once (addresses of running
     /// jobs' nodes and masters are not limited: their rank connections come in bursts).
-    public var maxPendingHandshakesPerSource: Int = 8
+    package var maxPendingHandshakesPerSource: Int = 8
     /// Seconds a peer has to finish the whole handshake.
-    public var handshakeTimeout: Double = 5
+    package var handshakeTimeout: Double = 5
     /// Seconds a peer has to finish a frame once it has begun one, and a master, once
     /// authenticated, to send its job description.
-    public var frameTimeout: Double = 30
+    package var frameTimeout: Double = 30
 
-    public init() {}
-    public static let `default` = Limits()
+    package init() {}
+    package static let `default` = Limits()
 }

@@ -1,5 +1,5 @@
 /// Protocol violations and authentication failures on a distr connection.
-public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
+package enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case badMagic
     case versionMismatch(theirs: UInt16, ours: UInt16)
     case frameTooLarge(size: Int, limit: Int)
@@ -14,7 +14,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The peer stopped in the middle of a frame or a handshake for longer than allowed.
     case stalled(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .badMagic: "the peer does not speak the distr protocol (bad magic bytes); is this the right port?"
         case .versionMismatch(let theirs, let ours):

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Synchronization
 
 /// Verified bundle files kept by SHA-256 digest, so a file shipped before need not be shipped
@@ -23,13 +21,14 @@ final class FileCache: Sendable {
         self.limit = limit
         do {
             try FileIO.makeDirectories(directory, mode: 0o700)
-            guard chmod(directory, 0o700) == 0 else { return nil }
+            try FileIO.setPermissions(directory, 0o700)
             let entries = try Directory(path: directory).entries()
             var found: [(name: String, size: Int, stamp: Int64)] = []
             for entry in entries where Self.isCacheName(entry.name) {
-                var info = stat()
-                guard lstat(directory + "/" + entry.string, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
-                found.append((entry.string, Int(info.st_size), Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)))
+                let status: FileStatus
+                do { status = try FileStatus(path: directory + "/" + entry.string, followingSymlinks: false) } catch { continue }  // Gone: skip.
+                guard status.kind == .regular else { continue }
+                found.append((entry.string, status.size, status.modified))
             }
             index.withLock { index in
                 for file in found.sorted(by: { $0.stamp < $1.stamp }) {
@@ -55,13 +54,11 @@ final class FileCache: Sendable {
         guard entry.digest.count == 32 else { return nil }
         let name = entry.digest.hex
         guard index.withLock({ $0.files[name]?.size }) == entry.size else { return nil }
-        let fd = Glibc.open(directory + "/" + name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
+        do { return try FileDescriptor.open(directory + "/" + name, .readOnly, options: .noFollow).release() } catch {
             // Gone (or replaced by a symlink) behind the worker's back: forget it.
             index.withLock { $0.remove(name) }
             return nil
         }
-        return fd
     }
 
     /// Copies `source` (from `open`) into `target`, hashing exactly the bytes written, so what the
@@ -95,14 +92,13 @@ final class FileCache: Sendable {
         guard total == entry.size, constantTimeEqual(hasher.finalize(), entry.digest) else {
             index.withLock { index in
                 index.remove(name)
-                unlink(directory + "/" + name)
+                FileIO.unlink(directory + "/" + name)
             }
             return false
         }
         let stamp = index.withLock { $0.touch(name) }
         // The file's time keeps the LRU order across restarts.
-        var times = [Self.timespec(stamp), Self.timespec(stamp)]
-        futimens(source, &times)
+        try? FD.setTimes(source, nanoseconds: stamp)  // Then only a restart's LRU order is off.
         return true
     }
 
@@ -112,16 +108,16 @@ final class FileCache: Sendable {
         guard entry.size <= limit, entry.digest.count == 32 else { return }
         let name = entry.digest.hex
         let target = directory + "/" + name
-        let temporary = target + ".part-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let temporary = target + ".part-\(CurrentProcess.id)-\(UInt64.random(in: 0...UInt64.max))"
         do {
             try Self.copy(from: source, to: temporary, mode: 0o600)
         } catch {
             // Caching is best effort: the job has its file; only a later job's transfer is lost.
-            unlink(temporary)
+            FileIO.unlink(temporary)
             return
         }
-        guard rename(temporary, target) == 0 else {
-            unlink(temporary)
+        do { try FileIO.rename(temporary, to: target) } catch {
+            FileIO.unlink(temporary)  // Best effort too, as above.
             return
         }
         let stamp = index.withLock { index in
@@ -130,8 +126,7 @@ final class FileCache: Sendable {
             return stamp
         }
         // The file's time keeps the LRU order across restarts.
-        var times = [Self.timespec(stamp), Self.timespec(stamp)]
-        utimensat(AT_FDCWD, target, &times, AT_SYMLINK_NOFOLLOW)
+        try? FileIO.setTimes(target, nanoseconds: stamp)  // Then only a restart's LRU order is off.
     }
 
     /// Removes the least recently used files until the total fits the limit: O(files evicted),
@@ -139,30 +134,25 @@ final class FileCache: Sendable {
     private func evictOverLimit(_ index: inout Index) {
         while index.total > limit, let victim = index.leastRecentlyUsed() {
             index.remove(victim)
-            unlink(directory + "/" + victim)
+            FileIO.unlink(directory + "/" + victim)
         }
     }
 
-    private static func timespec(_ stamp: Int64) -> Glibc.timespec {
-        Glibc.timespec(tv_sec: Int(stamp / 1_000_000_000), tv_nsec: Int(stamp % 1_000_000_000))
-    }
-
     /// Copies a file's bytes into a new file (the kernel copies: copy_file_range where it can).
-    static func copy(from source: String, to target: String, mode: mode_t) throws(SystemError) {
-        let input = try retryingEINTR("open") { Glibc.open(source, O_RDONLY | O_CLOEXEC) }
-        defer { FD.close(input) }
-        let output = try retryingEINTR("open") { Glibc.open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode) }
-        defer { FD.close(output) }
-        try copy(from: input, to: output)
+    static func copy(from source: String, to target: String, mode: UInt32) throws(SystemError) {
+        let input = try FileDescriptor.open(source, .readOnly)
+        let output = try FileDescriptor.open(target, .writeOnly, options: [.create, .exclusiveCreate, .noFollow], permissions: mode)
+        try copy(from: input.rawValue, to: output.rawValue)
+        // Closed here, after the copy: a noncopyable value may otherwise end at its last use.
+        input.close()
+        output.close()
     }
 
     static func copy(from input: Int32, to output: Int32) throws(SystemError) {
         while true {
-            let n = cdistr_copy_file_range(input, output, 1 << 30)
-            if n > 0 { continue }
+            let n: Int
+            do { n = try FD.copyRange(from: input, to: output, count: 1 << 30) } catch { break }  // Not here: copy below.
             if n == 0 { return }
-            if errno == EINTR { continue }
-            break
         }
         // Fallback for file systems without copy_file_range.
         var buffer = [UInt8](repeating: 0, count: 1 << 20)

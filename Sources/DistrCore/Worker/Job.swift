@@ -1,4 +1,3 @@
-@preconcurrency import Glibc
 import Dispatch
 import Synchronization
 
@@ -73,8 +72,7 @@ final class Job: Sendable {
                 ranks.withLock { state in
                     state.processes[rank] = process
                     for exit in state.exits where exit.rank != rank {
-                        // A rank that cannot be told has exited itself; its own thread reports that.
-                        try? AgentChannel.send(process.agentFD, .peerExited(rank: exit.rank, status: exit.status))
+                        tell(process, .peerExited(rank: exit.rank, status: exit.status))
                     }
                 }
                 let pumpBody: @Sendable () -> Void = { [self] in run(process) }
@@ -83,12 +81,11 @@ final class Job: Sendable {
                 Threads.start(name: "distr-agent-\(rank)", agentBody)
             } catch {
                 let why =
-                    error.errno == ENOENT
+                    error.code == .noSuchFile
                     ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
-                    : error.errno == EACCES ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
+                    : error.code == .permissionDenied ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
                 // The status carries the reason; the master prints it once for all ranks it concerns.
-                // A failed send means the connection is gone; the reading loop ends the job.
-                try? connection.send(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
+                connection.sendIfConnected(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
                 rankDone()
             }
         }
@@ -96,10 +93,11 @@ final class Job: Sendable {
 
     private func run(_ process: RankProcess) {
         process.pumpOutput { stream, bytes in
-            try? connection.send(.output(rank: process.rank, stream: stream, timestamp: Clock.wallNanoseconds, bytes: bytes))
+            connection.sendIfConnected(.output(rank: process.rank, stream: stream, timestamp: Clock.wallNanoseconds, bytes: bytes))
         }
         let status = process.status ?? .exited(-1)
-        try? connection.send(.rankExited(rank: process.rank, status: status, endedByDistr: process.endedByDistr.load(ordering: .acquiring)))
+        let endedByDistr = process.endedByDistr.load(ordering: .acquiring)
+        connection.sendIfConnected(.rankExited(rank: process.rank, status: status, endedByDistr: endedByDistr))
         relayPeerExit(rank: process.rank, status: status.code)
         rankDone()
     }
@@ -108,15 +106,27 @@ final class Job: Sendable {
         if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { finish() }
     }
 
+    /// Tells a rank something through its agent channel.
+    private func tell(_ process: RankProcess, _ message: AgentMessage) {
+        try? AgentChannel.send(process.agentFD, message)  // Fails only when the rank has exited; its own thread reports that.
+    }
+
     /// Answers the rank's agent requests until it closes its end.
     private func serveAgent(_ process: RankProcess) {
-        while let (message, descriptor) = (try? AgentChannel.receive(process.agentFD)) ?? nil {
+        while true {
+            let received: (AgentMessage, Int32)?
+            do { received = try AgentChannel.receive(process.agentFD) } catch {
+                // The rank's end has gone (a system error), or it sent what no distr rank sends.
+                if error is WireError {
+                    log("job \(spec.jobID): rank \(process.rank) sent a malformed agent message (\(error)); its requests are no longer served")
+                }
+                return
+            }
+            guard let (message, descriptor) = received else { return }
             FD.close(descriptor)
             switch message {
             case .hello:
-                try? AgentChannel.send(
-                    process.agentFD,
-                    .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
+                tell(process, .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
             case .connectLocal(let target):
                 connectLocal(from: process, to: target)
             default:
@@ -127,7 +137,7 @@ final class Job: Sendable {
 
     private func connectLocal(from process: RankProcess, to target: Int) {
         guard let peer = ranks.withLock({ $0.processes[target] }), !peer.hasExited else {
-            try? AgentChannel.send(process.agentFD, .connected(to: target, error: "rank \(target) is not running on this worker"))
+            tell(process, .connected(to: target, error: "rank \(target) is not running on this worker"))
             return
         }
         do {
@@ -140,7 +150,7 @@ final class Job: Sendable {
             try AgentChannel.send(peer.agentFD, .incoming(from: process.rank), passing: theirs)
             try AgentChannel.send(process.agentFD, .connected(to: target, error: ""), passing: mine)
         } catch {
-            try? AgentChannel.send(process.agentFD, .connected(to: target, error: "\(error)"))
+            tell(process, .connected(to: target, error: "\(error)"))
         }
     }
 
@@ -160,8 +170,7 @@ final class Job: Sendable {
         ranks.withLock { state in
             state.exits.append((rank, status))
             for process in state.processes.values where process.rank != rank {
-                // A rank that cannot be told has exited itself; its own thread reports that.
-                try? AgentChannel.send(process.agentFD, .peerExited(rank: rank, status: status))
+                tell(process, .peerExited(rank: rank, status: status))
             }
         }
     }
@@ -177,11 +186,11 @@ final class Job: Sendable {
         }
         for process in live {
             process.endedByDistr.store(true, ordering: .releasing)
-            try? AgentChannel.send(process.agentFD, .abort(reason: reason))
-            process.signalGroup(SIGTERM)
+            tell(process, .abort(reason: reason))
+            process.signalGroup(.terminate)
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + grace) {
-            for process in live where !process.hasExited { process.signalGroup(SIGKILL) }
+            for process in live where !process.hasExited { process.signalGroup(.kill) }
         }
     }
 
@@ -194,7 +203,7 @@ final class Job: Sendable {
         let all = ranks.withLock { Array($0.processes.values) }
         // Background children left in a rank's group; what escaped the group is swept by
         // `onFinish`.
-        for process in all { process.signalGroup(SIGKILL) }
+        for process in all { process.signalGroup(.kill) }
         for process in all { process.closeDescriptors() }
         if let controlGroupProcs { FD.close(controlGroupProcs) }
         onFinish(self)

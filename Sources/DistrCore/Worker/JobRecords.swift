@@ -64,12 +64,10 @@ final class JobRecords: Sendable {
 
     /// Every record, with the file it came from (nil record: unreadable or malformed).
     func all() -> [(file: String, record: JobRecord?)] {
-        // A state directory that cannot be listed has nothing to reclaim.
-        let entries = (try? Directory(path: directory).entries()) ?? []
+        let entries = (try? Directory(path: directory).entries()) ?? []  // Not listable: nothing to reclaim.
         return entries.filter { $0.string != "." && $0.string != ".." }.map { entry in
             let file = directory + "/" + entry.string
-            // A record that cannot be read is reported as malformed by the caller.
-            let text = (try? FileIO.readAll(file)).map { String(decoding: $0, as: UTF8.self) }
+            let text = (try? FileIO.readAll(file)).map { String(decoding: $0, as: UTF8.self) }  // Unreadable: the caller reports it as malformed.
             return (file, text.flatMap(JobRecord.init(text:)))
         }
     }

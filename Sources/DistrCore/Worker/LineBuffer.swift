@@ -1,13 +1,13 @@
 /// Cuts a byte stream into whole lines for output frames. Bytes are passed through untouched
 /// (no UTF-8 decoding); a line longer than `maxLine` is cut so memory stays bounded.
-public struct LineBuffer: Sendable {
-    public let maxLine: Int
+package struct LineBuffer: Sendable {
+    package let maxLine: Int
     private var pending: [UInt8] = []
 
-    public init(maxLine: Int = 64 * 1024) { self.maxLine = maxLine }
+    package init(maxLine: Int = 64 * 1024) { self.maxLine = maxLine }
 
     /// Appends bytes; returns the complete lines now available (with their newlines), or nil.
-    public mutating func append(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
+    package mutating func append(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
         guard let lastNewline = bytes.lastIndex(of: 10) else {
             pending.append(contentsOf: bytes)
             if pending.count >= maxLine { return flush() }
@@ -20,7 +20,7 @@ public struct LineBuffer: Sendable {
     }
 
     /// The partial last line, if any (at exit).
-    public mutating func flush() -> [UInt8]? {
+    package mutating func flush() -> [UInt8]? {
         guard !pending.isEmpty else { return nil }
         defer { pending = [] }
         return pending

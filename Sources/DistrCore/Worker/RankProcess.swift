@@ -1,10 +1,9 @@
-@preconcurrency import Glibc
 import Synchronization
 
 /// One running rank on a worker: its process group, output pipes, agent channel and exit status.
 final class RankProcess: Sendable {
     let rank: Int
-    let pid: pid_t
+    let pid: Int32
     /// The worker's end of the agent channel.
     let agentFD: Int32
     let stdoutFD: Int32
@@ -36,15 +35,14 @@ final class RankProcess: Sendable {
             stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
             // The rank dies with the thread that runs its job, and with the worker, even
             // after kill -9 of the worker.
-            parentDeathSignal: SIGKILL, controlGroupProcs: controlGroupProcs)
+            parentDeathSignal: .kill, controlGroupProcs: controlGroupProcs)
         let record = exit
         let notifyWrite = notify.write
         do {
             pid = try Spawner.spawn(request) { result in
                 record.status.withLock { $0 = result }
                 record.exited.store(true, ordering: .releasing)
-                var byte: UInt8 = 1
-                _ = write(notifyWrite, &byte, 1)
+                try? FD.writeAll(notifyWrite, [1])  // Only fails once the job has closed the pipe: no one waits.
             }
         } catch {
             for fd in [out.read, out.write, err.read, err.write, notify.read, notify.write, agent.0, agent.1] { FD.close(fd) }
@@ -59,7 +57,9 @@ final class RankProcess: Sendable {
     }
 
     /// Signals the rank's whole process group.
-    func signalGroup(_ signal: Int32) { kill(-pid, signal) }
+    func signalGroup(_ signal: Signal) {
+        try? signal.send(toGroup: pid)  // ESRCH: every process of the group has gone already.
+    }
 
     func closeDescriptors() {
         for fd in [stdoutFD, stderrFD, exitNotifyFD, exitNotifyWriteFD, agentFD] { FD.close(fd) }
@@ -76,28 +76,34 @@ final class RankProcess: Sendable {
 
         func drain(_ index: Int) {
             while open[index] {
-                let n = read(pipes[index], &chunk, chunk.count)
-                if n > 0 {
-                    if let lines = buffers[index].append(chunk[0..<n]) { emit(UInt8(index + 1), lines) }
-                    continue
+                let result: IOResult
+                do {
+                    result = try chunk.withUnsafeMutableBytes { raw throws(SystemError) in try FD.readNonblocking(pipes[index], into: raw) }
+                } catch {
+                    open[index] = false  // A pipe that cannot be read has nothing more to give.
+                    return
                 }
-                if n == 0 || (errno != EINTR && errno != EAGAIN) { open[index] = false }
-                if n < 0 && errno == EINTR { continue }
-                return
+                switch result {
+                case .bytes(let n):
+                    if let lines = buffers[index].append(chunk[0..<n]) { emit(UInt8(index + 1), lines) }
+                case .endOfStream:
+                    open[index] = false
+                case .wouldBlock:
+                    return
+                }
             }
         }
 
         while true {
-            var fds = [
-                pollfd(fd: open[0] ? pipes[0] : -1, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: open[1] ? pipes[1] : -1, events: Int16(POLLIN), revents: 0),
-                pollfd(fd: exitNotifyFD, events: Int16(POLLIN), revents: 0),
-            ]
-            let n = poll(&fds, 3, -1)
-            if n < 0 { continue }
-            if fds[0].revents != 0 { drain(0) }
-            if fds[1].revents != 0 { drain(1) }
-            if fds[2].revents != 0 {
+            let ready: [Bool]
+            do {
+                ready = try FD.waitReadable([open[0] ? pipes[0] : -1, open[1] ? pipes[1] : -1, exitNotifyFD])
+            } catch {
+                continue  // EINTR is retried inside; ENOMEM passes: try again.
+            }
+            if ready[0] { drain(0) }
+            if ready[1] { drain(1) }
+            if ready[2] {
                 drain(0)
                 drain(1)
                 break

@@ -1,5 +1,3 @@
-@preconcurrency import Glibc
-
 /// A small process the worker forks before it starts any thread, that outlives it. The worker
 /// holds the write end of a pipe; when the worker dies, however it dies (`kill -9` included),
 /// the kernel closes that end, and the sentinel ends whatever the worker's jobs left running
@@ -18,9 +16,10 @@ package enum Sentinel {
             log("cannot start the sentinel (\(error)); a crash of this worker will leave its jobs' processes running")
             return nil
         }
-        let pid = fork()
-        if pid < 0 {
-            log("cannot start the sentinel (\(SystemError.current("fork"))); a crash of this worker will leave its jobs' processes running")
+        let pid: Int32
+        // Fork before any thread exists: the child runs Swift code, safe only in a one-thread process.
+        do { pid = try CurrentProcess.fork() } catch {
+            log("cannot start the sentinel (\(error)); a crash of this worker will leave its jobs' processes running")
             FD.close(lifeline.read)
             FD.close(lifeline.write)
             return nil
@@ -36,24 +35,15 @@ package enum Sentinel {
 
     private static func watch(_ lifeline: Int32, workDirectory: String) -> Never {
         // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
-        let null = open("/dev/null", O_RDWR | O_CLOEXEC)
-        if null >= 0 {
-            dup2(null, 0)
-            dup2(null, 1)
-        }
-        var byte: UInt8 = 0
-        while true {
-            let n = read(lifeline, &byte, 1)
-            if n < 0 && errno == EINTR { continue }
-            // End of stream (the worker is gone) or an error: either way the watch is over.
-            break
-        }
+        try? CurrentProcess.detachStandardInputAndOutput()  // Without /dev/null the streams are merely held longer.
+        var byte: [UInt8] = [0]
+        _ = try? FD.read(lifeline, into: &byte)  // End of stream (the worker is gone) or an error: the watch is over.
         do {
             let records = try JobRecords(workDirectory: workDirectory)
-            for line in Reclaimer.reclaimAbandoned(records) { fputs("distr-worker sentinel: \(line)\n", stderr) }
+            for line in Reclaimer.reclaimAbandoned(records) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
         } catch {
-            fputs("distr-worker sentinel: cannot read the job records in \(workDirectory): \(error)\n", stderr)
+            CurrentProcess.printError("distr-worker sentinel: cannot read the job records in \(workDirectory): \(error)\n")
         }
-        exit(0)
+        CurrentProcess.exit(0)
     }
 }

@@ -1,25 +1,23 @@
-@preconcurrency import Glibc
-import CDistrSys
 import Synchronization
 
 /// How a worker runs.
-public struct WorkerConfiguration: Sendable {
-    public var bind: String = "0.0.0.0"
-    public var port: Int = Peer.defaultPort
-    public var secret: [UInt8]
-    public var workDirectory: String
-    public var limits = Limits()
+package struct WorkerConfiguration: Sendable {
+    package var bind: String = "0.0.0.0"
+    package var port: Int = Peer.defaultPort
+    package var secret: [UInt8]
+    package var workDirectory: String
+    package var limits = Limits()
     /// Seconds between SIGTERM and SIGKILL when a job is ended.
-    public var grace: Double = 2
+    package var grace: Double = 2
     /// Bytes of shipped files kept by digest for later jobs (0: no cache).
-    public var cacheBytes = 1 << 30
+    package var cacheBytes = 1 << 30
     /// Track jobs' processes with a cgroup per job where one can be made.
-    public var useControlGroups = true
+    package var useControlGroups = true
     /// The worker's sentinel process (see `Sentinel`), which job sweeps must spare.
-    public var sentinel: Int32?
-    public var log: @Sendable (String) -> Void
+    package var sentinel: Int32?
+    package var log: @Sendable (String) -> Void
 
-    public init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
+    package init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
         self.secret = secret
         self.workDirectory = workDirectory
         self.log = log
@@ -30,10 +28,10 @@ public struct WorkerConfiguration: Sendable {
 ///
 /// Threads only move bytes: each control connection's thread feeds a `WorkerJobProtocol` and
 /// carries out its actions; handshake slots are decided by `HandshakeSlots`.
-public final class Worker: Sendable {
-    public let configuration: WorkerConfiguration
+package final class Worker: Sendable {
+    package let configuration: WorkerConfiguration
     private let listener: Int32
-    public let address: SocketAddress
+    package let address: SocketAddress
     /// Jobs that are ready or running, by id: rank connections find their job here.
     private let jobs = Mutex<[String: Job]>([:])
     /// Handshake slots and the socket of each slot's connection (to end a displaced one).
@@ -50,7 +48,7 @@ public final class Worker: Sendable {
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
-    public init(_ configuration: WorkerConfiguration) throws(SocketError) {
+    package init(_ configuration: WorkerConfiguration) throws(SocketError) {
         self.configuration = configuration
         (listener, address) = try TCPSocket.listen(host: configuration.bind, port: configuration.port)
         handshakes = Mutex(
@@ -71,22 +69,22 @@ public final class Worker: Sendable {
                     + "a crash of this worker will leave its jobs' processes running")
             records = nil
         }
-        switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", errno: EPERM)) {
+        switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", code: .notPermitted)) {
         case .success(let place): controlGroups = place
         case .failure(let why):
             controlGroups = nil
             configuration.log("no cgroup per job (\(why)); jobs' processes are tracked by process group and subreaper instead")
         }
         // Descendants that escape a rank's process group are reparented here, not to init.
-        if cdistr_set_child_subreaper() != 0 {
-            configuration.log("cannot become a child subreaper (\(SystemError.current("prctl"))); escaped processes may outlive their jobs")
+        do { try CurrentProcess.becomeChildSubreaper() } catch {
+            configuration.log("cannot become a child subreaper (\(error)); escaped processes may outlive their jobs")
         }
         Signals.ignorePipe()
     }
 
     /// The address to print: the bound host and the real port.
-    public var listeningDescription: String {
-        address.family == AF_INET6 ? "[\(address.host)]:\(address.port)" : "\(address.host):\(address.port)"
+    package var listeningDescription: String {
+        address.description
     }
 
     private func log(_ message: String) { configuration.log(message) }
@@ -97,7 +95,7 @@ public final class Worker: Sendable {
     }
 
     /// Serves on a dedicated thread.
-    public func start() {
+    package func start() {
         let threadBody: @Sendable () -> Void = { [self] in acceptLoop() }
         Threads.start(name: "distr-accept", threadBody)
     }
@@ -108,10 +106,9 @@ public final class Worker: Sendable {
             let fd: Int32
             do { fd = try TCPSocket.accept(listener) } catch {
                 if stopping.load(ordering: .acquiring) { return }
-                if error.errno == EMFILE || error.errno == ENFILE {
+                if error.code.isOutOfDescriptors {
                     logRefusal("accept: \(error); out of descriptors, pausing briefly")
-                    // Waiting on nothing: a short pause before accepting again.
-                    _ = try? FD.waitReadable(-1, until: .after(0.1))
+                    _ = try? FD.waitReadable(-1, until: .after(0.1))  // A short pause: waiting on no descriptor cannot fail.
                 }
                 continue
             }
@@ -125,7 +122,7 @@ public final class Worker: Sendable {
                     if let displaced, let victim = state.sockets.removeValue(forKey: displaced) {
                         // Wakes the displaced handshake's thread, which then closes its socket;
                         // done under the lock so the descriptor cannot be closed and reused first.
-                        Glibc.shutdown(victim, Int32(SHUT_RDWR))
+                        try? Socket.shutdown(victim, .both)  // ENOTCONN: that client has gone already.
                     }
                     state.sockets[ticket] = fd
                 }
@@ -133,9 +130,8 @@ public final class Worker: Sendable {
             }
             switch admission {
             case .refused(let reason):
-                // A fresh socket's buffer takes the short refusal without blocking; if the
-                // client has gone, there is no one to tell.
-                try? FD.writeAll(fd, Handshake.Server.refusal(.busy))
+                // A fresh socket's buffer takes the short refusal without blocking.
+                try? FD.writeAll(fd, Handshake.Server.refusal(.busy))  // The client has gone: no one to tell.
                 FD.close(fd)
                 logRefusal("refused connection from \(peer): busy: \(reason)")
             case .admitted(let ticket, _):
@@ -194,28 +190,17 @@ public final class Worker: Sendable {
         }
     }
 
+    /// The context of a rank connection's hello (kept for tests; see `RankConnectionContext`).
     static func rankContext(jobID: String, from: Int, to: Int) -> [UInt8] {
-        var w = ByteWriter()
-        w.string(jobID)
-        w.int(from)
-        w.int(to)
-        return w.bytes
-    }
-
-    private func parseRankContext(_ context: [UInt8]) -> (jobID: String, from: Int, to: Int)? {
-        var r = ByteReader(context)
-        do {
-            let parsed = (try r.string(), try r.int(), try r.int())
-            return r.isAtEnd ? parsed : nil
-        } catch {
-            return nil
-        }
+        RankConnectionContext(jobID: jobID, from: from, to: to).encoded
     }
 
     /// The key of a ready or running job that runs rank `to` here; nil otherwise (the
     /// handshake then answers exactly as for a wrong key, at once).
     private func rankKey(context: [UInt8]) -> [UInt8]? {
-        guard let (jobID, _, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }), job.isLocal(rank: to) else {
+        guard let parsed = RankConnectionContext(decoding: context), let job = jobs.withLock({ $0[parsed.jobID] }),
+            job.isLocal(rank: parsed.to)
+        else {
             return nil
         }
         return job.spec.jobKey
@@ -223,7 +208,8 @@ public final class Worker: Sendable {
 
     private func serveRank(fd: Int32, peer: String, context: [UInt8]) {
         defer { FD.close(fd) }
-        guard let (jobID, from, to) = parseRankContext(context), let job = jobs.withLock({ $0[jobID] }) else { return }
+        guard let parsed = RankConnectionContext(decoding: context), let job = jobs.withLock({ $0[parsed.jobID] }) else { return }
+        let (jobID, from, to) = (parsed.jobID, parsed.from, parsed.to)
         do {
             // Every worker has the job before any starts its ranks, but this one may not have
             // spawned them yet. The target rank holds the socket before the dialer may send.
@@ -285,7 +271,7 @@ public final class Worker: Sendable {
                     let closed = error as? WireError == .closed
                     if !closed {
                         // Tell the master why before letting go; it may be gone already.
-                        try? connection.send(.failure("\(error)"))
+                        connection.sendIfConnected(.failure("\(error)"))
                     }
                     perform(machine.withLock { $0.connectionEnded(closed ? "closed" : "\(error)") })
                     break
@@ -300,8 +286,7 @@ public final class Worker: Sendable {
                 }
                 // The master reads jobEnded, then end of stream, and closes: wait for that
                 // (bounded) so the master is not cut off before it has read everything.
-                // Anything but end of stream is a late message; the job is over either way.
-                _ = try? connection.receive(idle: .after(5))
+                _ = try? connection.receive(idle: .after(5))  // A late message or end of stream: the job is over either way.
             }
             connection.close()
             if let job {
@@ -342,7 +327,7 @@ public final class Worker: Sendable {
             case .send(let message):
                 // A failed send means the connection is gone; the reading loop sees that and
                 // ends the job through the protocol.
-                try? connection.send(message)
+                connection.sendIfConnected(message)
             case .startRanks:
                 guard let job = prepared.withLock({ $0.job }) else { return }
                 job.start()
@@ -368,7 +353,7 @@ public final class Worker: Sendable {
             case .reportEnd:
                 let job = prepared.withLock { $0.job }
                 // As for .send: a broken connection is seen by the reading loop.
-                try? connection.send(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
+                connection.sendIfConnected(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
                 connection.finishSending()
             }
         }
@@ -410,7 +395,7 @@ public final class Worker: Sendable {
             guard let spec, let directory else { throw WireError.refused("no job to register") }
             var controlGroup: ControlGroup?
             if let place = worker.controlGroups {
-                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(getpid())") } catch {
+                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(CurrentProcess.id)") } catch {
                     worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
                 }
             }
@@ -443,11 +428,19 @@ public final class Worker: Sendable {
     private func record(_ job: Job) {
         guard let records else { return }
         var record = JobRecord(
-            jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: ProcessTable.ownStartTime)
+            jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: ProcessTable.ownStartTime)
         record.processGroups = job.processGroups
         record.controlGroup = job.controlGroup?.path
-        do { try records.write(record) } catch {
-            log("job \(job.spec.jobID): cannot write its record (\(error)); a crash of this worker would leave it running")
+        // Under the jobs lock, and only while the job is registered: a job that finishes is
+        // unregistered before its record is removed, so an update racing its end (a rank that
+        // exits at once) cannot bring the record back.
+        let failure = jobs.withLock { table -> SystemError? in
+            guard table[job.spec.jobID] === job else { return nil }
+            do throws(SystemError) { try records.write(record) } catch { return error }
+            return nil
+        }
+        if let failure {
+            log("job \(job.spec.jobID): cannot write its record (\(failure)); a crash of this worker would leave it running")
         }
     }
 
@@ -457,7 +450,7 @@ public final class Worker: Sendable {
         if let group = job.controlGroup, !group.killAndRemove() {
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
-        var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: getpid(), workerStart: 0)
+        var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
         record.processGroups = job.processGroups
         // With no other job running, every child of the worker but its sentinel came from this job.
         let soleJob = jobs.withLock { $0.count == 1 }
@@ -496,20 +489,18 @@ public final class Worker: Sendable {
     }
 
     private func makeJobDirectory(jobID: String) throws -> String {
-        var template = Array("\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX".utf8CString)
-        guard let made = mkdtemp(&template) else {
-            throw SystemError.current("mkdtemp in \(configuration.workDirectory)")
-        }
         // mkdtemp creates it with mode 0700.
-        return String(cString: made)
+        do { return try FileIO.makeTemporaryDirectory(template: "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX") } catch {
+            throw SystemError("mkdtemp in \(configuration.workDirectory)", errno: error.errno)
+        }
     }
 
     /// Graceful shutdown: stop accepting, end every job (TERM, grace, KILL), remove their
     /// directories. Returns when all jobs are gone or the bound passes.
-    public func shutdown() {
+    package func shutdown() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // shutdown() wakes a thread blocked in accept() on Linux; close() alone would not.
-        Glibc.shutdown(listener, Int32(SHUT_RDWR))
+        try? Socket.shutdown(listener, .both)  // Cannot fail on a listening socket that is still open.
         acceptLoopDone.wait()
         FD.close(listener)
         let running = jobs.withLock { Array($0.values) }
@@ -517,9 +508,4 @@ public final class Worker: Sendable {
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }
     }
-}
-
-/// The release this build belongs to.
-public enum DistrVersion {
-    public static let string = "0.1.0"
 }
