@@ -54,7 +54,7 @@ import Testing
         let blocked = Mutex<(RankStatus, String)?>(nil)
         let done = Latch()
         Threads.start(name: "blocking-spawner") {
-            Signals.block([SIGTERM])
+            Signals.block([.terminate])
             blocked.withLock { $0 = try? Self.run("exec grep -E '^Sig(Ign|Blk)' /proc/self/status") }  // a failure shows as nil below
             done.open()
         }
@@ -122,7 +122,7 @@ import Testing
             // The spawning thread ends right after the spawn: the kernel then sends the signal.
             _ = try? Spawner.spawn(  // a failure leaves `done` closed, which the wait below reports
                 SpawnRequest(
-                    arguments: ["/bin/sleep", "100"], environment: [], stdout: 1, stderr: 2, parentDeathSignal: SIGKILL)
+                    arguments: ["/bin/sleep", "100"], environment: [], stdout: 1, stderr: 2, parentDeathSignal: .kill)
             ) { result in
                 status.withLock { $0 = result }
                 done.open()
