@@ -163,4 +163,21 @@ import Testing
         policy.output(rank: 0, stream: 2, bytes: [UInt8](repeating: 100, count: 10_000) + [10])
         #expect(policy.ranks[0]?.stderrTail.last.map(Self.runs) == ["d×4096"])
     }
+
+    @Test func policy_workerLostAfterLaunch_tellsTheOthersItsRanksAreGone() {
+        var policy = JobPolicy(workerCount: 2, failFast: false, ranksOfWorker: [0: [0, 1], 1: [2, 3]])
+        _ = policy.workerReady(0)
+        #expect(policy.workerReady(1) == [.launchAll])
+        _ = policy.rankExited(worker: 1, rank: 2, status: .exited(0), endedByDistr: false)
+        // Rank 2 has reported; rank 3's fate is unknown: the others must not wait for it.
+        #expect(
+            policy.workerFinished(1, error: "connection lost")
+                == [.relayExit(rank: 3, code: JobPolicy.lostRankCode, except: 1)])
+        #expect(policy.cancelReason == nil)
+    }
+
+    @Test func policy_workerLostBeforeLaunch_relaysNothing() {
+        var policy = JobPolicy(workerCount: 2, failFast: false, ranksOfWorker: [0: [0], 1: [1]])
+        #expect(policy.workerFinished(1, error: "refused") == [.cancelAll(reason: "a node failed")])
+    }
 }

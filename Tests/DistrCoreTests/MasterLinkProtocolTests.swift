@@ -34,6 +34,8 @@ import Testing
             "output": Outcome([.output(rank: 2, stream: 1, bytes: [104, 105])], .launched),
             "rankExited": Outcome([.rankExited(rank: 3, status: .exited(0), endedByDistr: false)], .launched),
             "jobEnded": Outcome([.finished(keptDirectory: nil, error: nil)], .ended),
+            // After launch a failure is kept: the exits and jobEnded that follow are still read.
+            "failure": Outcome([], .launched),
         ],
     ]
 
@@ -63,6 +65,19 @@ import Testing
         #expect(
             link.received(.filesNeeded([]))
                 == [.finished(keptDirectory: nil, error: "protocol violation: the worker sent filesNeeded while awaitingReady")])
+    }
+
+    @Test func link_failureAfterLaunch_keepsReadingExitsAndEndsWithTheFailure() {
+        var link = Self.link(in: .launched)
+        #expect(link.received(.failure("disk full")) == [])
+        #expect(link.received(.rankExited(rank: 2, status: .signaled(15), endedByDistr: true)).count == 1)
+        #expect(link.received(.jobEnded(keptDirectory: nil)) == [.finished(keptDirectory: nil, error: "the worker failed the job: disk full")])
+    }
+
+    @Test func link_failureAfterLaunchThenLostConnection_reportsTheFailure() {
+        var link = Self.link(in: .launched)
+        _ = link.received(.failure("disk full"))
+        #expect(link.connectionEnded("closed") == [.finished(keptDirectory: nil, error: "the worker failed the job: disk full")])
     }
 
     @Test func link_start_onlyOnce() {

@@ -35,6 +35,18 @@ import Testing
         #expect(run.status == 69, "\(run.stderr)")
     }
 
+    @Test func workerKilledDuringAJob_failsTheOtherRanksReceivesInsteadOfHanging() throws {
+        let cluster = try TestCluster(workers: 2)
+        // --keep-going: no fail-fast to end the job; the lost node's ranks must be reported gone.
+        let master = try cluster.startMaster(["run", "--keep-going", Binaries.example("distr-check"), "lost-node"])
+        try #require(master.stdout.waitFor("[0] ready") && master.stdout.waitFor("[1] waiting"), "\(master.stderr.text)")
+        kill(cluster.workers[1].process.pid, SIGKILL)
+        let run = TestProcess.run(master, timeout: 30)
+        #expect(run.stdout.contains("[0] ok failed: rank 1 has exited (status 255)"), "\(run.stdout) \(run.stderr)")
+        #expect(run.status == 69)
+        #expect(run.stderr.contains("node \(cluster.workers[1].peer): connection lost during the job"), "\(run.stderr)")
+    }
+
     @Test func restartedWorker_reclaimsWhatAKilledWorkerAndSentinelLeft() throws {
         let cluster = try TestCluster(workers: 1)
         let worker = cluster.workers[0]

@@ -31,9 +31,16 @@ package struct JobPolicy: Sendable {
     package private(set) var cancelReason: String?
     package private(set) var launched = false
 
-    package init(workerCount: Int, failFast: Bool) {
+    /// Each worker's ranks: when a worker is lost after launch, the others are told its ranks
+    /// are gone, so that nothing waits for them until the time limit.
+    package let ranksOfWorker: [Int: [Int]]
+    /// The status relayed for a rank whose worker was lost (its real status is unknown).
+    package static let lostRankCode: Int32 = 255
+
+    package init(workerCount: Int, failFast: Bool, ranksOfWorker: [Int: [Int]] = [:]) {
         self.workerCount = workerCount
         self.failFast = failFast
+        self.ranksOfWorker = ranksOfWorker
     }
 
     package mutating func workerReady(_ worker: Int) -> [Action] {
@@ -98,6 +105,11 @@ package struct JobPolicy: Sendable {
             workerErrors[worker] = error
             // Without that node the job cannot go on (run), or cannot start at all.
             if failFast || !launched { actions += cancel(reason: "a node failed") }
+            if launched {
+                for rank in ranksOfWorker[worker] ?? [] where ranks[rank]?.status == nil {
+                    actions.append(.relayExit(rank: rank, code: Self.lostRankCode, except: worker))
+                }
+            }
         }
         if finishedWorkers.count == workerCount { actions.append(.allFinished) }
         return actions

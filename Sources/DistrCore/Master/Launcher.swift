@@ -132,7 +132,8 @@ package final class Launcher: Sendable {
         let jobKey = randomBytes(32)
         let failFast: Bool
         if case .run = options.mode { failFast = !options.keepGoing } else { failFast = false }
-        policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast) }
+        let ranksOfWorker = Dictionary(uniqueKeysWithValues: links.map { ($0.index, $0.ranks) })
+        policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker) }
         sessions.withLock { table in
             for link in links {
                 guard let connection = connections.withLock({ $0[link.index] }) else { continue }

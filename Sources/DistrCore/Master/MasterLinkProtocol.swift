@@ -5,6 +5,7 @@
 ///   (no files: idle ──start──▶ awaitingReady)
 ///   ready ──launch──▶ launched ──output / rankExited…──▶ launched ──jobEnded──▶ ended
 ///   any ──failure / violation / connection lost──▶ ended (with an error, unless cancelled first)
+///   launched ──failure──▶ launched (the error is kept; the exits and jobEnded that follow are read)
 /// ```
 /// Messages for the worker that arrive before the job description is sent (a cancel, a relayed
 /// exit) are held and sent after it: a worker must see its job before anything about it.
@@ -35,6 +36,8 @@ package struct MasterLinkProtocol: Sendable {
     private var held: [ControlMessage] = []
     private var cancelled = false
     private var keptDirectory: String?
+    /// A failure the worker reported after launch: the job goes on ending, then this is the error.
+    private var failedWhileRunning: String?
 
     package init(spec: JobSpec) { self.spec = spec }
 
@@ -85,8 +88,12 @@ package struct MasterLinkProtocol: Sendable {
             return [.rankExited(rank: rank, status: status, endedByDistr: ended)]
         case (.launched, .jobEnded(let kept)):
             state = .ended
-            return [.finished(keptDirectory: kept ?? keptDirectory, error: nil)]
+            return [.finished(keptDirectory: kept ?? keptDirectory, error: failedWhileRunning)]
         case (.ended, _):
+            return []
+        case (.launched, .failure(let reason)):
+            // The worker is ending the job; its ranks' exits and jobEnded still follow.
+            if failedWhileRunning == nil { failedWhileRunning = "the worker failed the job: \(reason)" }
             return []
         case (_, .failure(let reason)):
             return end(error: "the worker refused the job: \(reason)")
@@ -100,7 +107,7 @@ package struct MasterLinkProtocol: Sendable {
         guard state != .ended else { return [] }
         // A worker that was cancelled before it launched closes without a jobEnded.
         if cancelled && state != .launched { return end(error: nil) }
-        return end(error: "connection lost during the job (\(reason))")
+        return end(error: failedWhileRunning ?? "connection lost during the job (\(reason))")
     }
 
     /// Something on the master's side failed (a shipped file could not be read).

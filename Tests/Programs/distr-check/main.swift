@@ -159,6 +159,17 @@ await Node.run { node in
             await expectFailure { _ = try await node.recv(Int.self, from: 1) }
         }
 
+    case "lost-node":
+        // The test kills rank 1's worker; rank 0's receive from rank 1 must then fail, not hang.
+        if node.id == 1 {
+            say("waiting")
+            while true { sleep(1000) }
+        }
+        if node.id == 0 {
+            say("ready")
+            await expectFailure { _ = try await node.recv(Int.self, from: 1) }
+        }
+
     case "dead-peer-after-send":
         // A message sent before exiting is still delivered; the next receive fails.
         if node.id == 1 {
