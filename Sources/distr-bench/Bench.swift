@@ -39,16 +39,14 @@ struct Bench {
     var workerBinary: String { directory + "/distr-worker" }
     var me: String { directory + "/distr-bench" }
 
-    func startWorker(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> (Subprocess, Int) {
+    func startWorker(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> WorkerProcess {
         let work = root + "/w\(index)"
         try FileIO.makeDirectories(work)
-        let process = try Subprocess(
-            prefix + [workerBinary, "--port", "0", "--bind", bind, "--secret-file", secretFile, "--work-dir", work],
-            stderrPath: root + "/worker\(index).log")
-        guard let line = process.firstLine(timeout: 20), let port = line.split(separator: ":").last.flatMap({ Int($0) }) else {
-            throw NodeError.badArgument("worker \(index) did not start; see \(root)/worker\(index).log")
-        }
-        return (process, port)
+        return try WorkerProcess.start(
+            WorkerProcess.Configuration(
+                executable: workerBinary, secretFile: secretFile, workDirectory: work, bind: bind, prefix: prefix,
+                log: .file(root + "/worker\(index).log")),
+            until: .after(20))
     }
 
     static func median(_ values: [Double]) -> Double { RankBench.median(values) }

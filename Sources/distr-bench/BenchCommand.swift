@@ -5,23 +5,23 @@ import Foundation
 enum BenchCommand {
     static func run(json: Bool, quick: Bool, namespaces: Bool) -> Int32 {
         Signals.ignorePipe()
-        var workers: [Subprocess] = []
+        var workers: [WorkerProcess] = []
         var bench: Bench
         do { bench = try Bench(quick: quick) } catch {
             fputs("distr-bench: \(error)\n", stderr)
             return 1
         }
         defer {
-            for worker in workers { worker.terminate() }
+            WorkerProcess.stop(workers)
             NamespacePair.destroy()
             FileIO.removeTree(bench.root)
         }
         do {
             var ports: [Int] = []
             for index in 0..<16 {
-                let (process, port) = try bench.startWorker(index)
-                workers.append(process)
-                ports.append(port)
+                let worker = try bench.startWorker(index)
+                workers.append(worker)
+                ports.append(worker.port)
             }
             try bench.launch(workers: ports)
             try bench.messaging(label: "same node", peers: "127.0.0.1:\(ports[0]) slots=2\n", transport: "unix")
@@ -32,10 +32,10 @@ enum BenchCommand {
                 } else {
                     var nodes: [Int] = []
                     for index in 0..<2 {
-                        let (process, port) = try bench.startWorker(
+                        let worker = try bench.startWorker(
                             100 + index, prefix: NamespacePair.exec(index), bind: NamespacePair.addresses[index])
-                        workers.append(process)
-                        nodes.append(port)
+                        workers.append(worker)
+                        nodes.append(worker.port)
                     }
                     let peers = "\(NamespacePair.addresses[0]):\(nodes[0])\n\(NamespacePair.addresses[1]):\(nodes[1])\n"
                     try bench.messaging(

@@ -1,18 +1,15 @@
 @preconcurrency import Glibc
 import DistrCore
-import Dispatch
 import Foundation
 import Synchronization
 
-/// A child process with its stdout collected, for the benchmark's orchestration.
+/// A child process with its stdout collected, for the benchmark's orchestration (`distr-master`,
+/// `mpirun`, `ip`); workers are `WorkerProcess`es.
 final class Subprocess: Sendable {
     let pid: pid_t
     private let output = Mutex<[UInt8]>([])
-    private let done = DispatchSemaphore(value: 0)
-    private let outputClosed = DispatchSemaphore(value: 0)
-    /// Signalled whenever output arrives or ends.
-    private let arrived = DispatchSemaphore(value: 0)
-    private let status = Mutex<RankStatus?>(nil)
+    private let exit = ChildExit()
+    private let outputClosed = Latch()
 
     init(_ arguments: [String], environment: [String: String] = [:], stderrPath: String = "/dev/null") throws {
         var env = ProcessInfo.processInfo.environment
@@ -20,15 +17,9 @@ final class Subprocess: Sendable {
         let out = try FD.pipe()
         let err = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer { FD.close(err) }
-        let finished = done
-        let box = StatusBox()
         pid = try Spawner.spawn(
-            SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdout: out.write, stderr: err)
-        ) { result in
-            box.value.withLock { $0 = result }
-            finished.signal()
-        }
-        statusBox = box
+            SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdout: out.write, stderr: err),
+            onExit: exit.record)
         FD.close(out.write)
         let reader = out.read
         Thread { [self] in
@@ -38,44 +29,19 @@ final class Subprocess: Sendable {
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { break }
                 output.withLock { $0 += chunk[0..<n] }
-                arrived.signal()
             }
             close(reader)
-            outputClosed.signal()
-            arrived.signal()
+            outputClosed.open()
         }.start()
     }
 
-    private final class StatusBox: Sendable { let value = Mutex<RankStatus?>(nil) }
-    private let statusBox: StatusBox
-
     var text: String { String(decoding: output.withLock { $0 }, as: UTF8.self) }
 
-    /// Waits until stdout holds a whole first line (the worker's "listening" line).
-    func firstLine(timeout: Double) -> String? {
-        let deadline = DispatchTime.now() + timeout
-        while true {
-            let current = text
-            if let newline = current.firstIndex(of: "\n") { return String(current[..<newline]) }
-            if outputClosed.wait(timeout: .now()) == .success {
-                outputClosed.signal()
-                return nil
-            }
-            if arrived.wait(timeout: deadline) == .timedOut { return nil }
-        }
-    }
-
+    /// Waits for the exit and the end of its output.
     @discardableResult
     func wait() -> RankStatus {
-        done.wait()
-        done.signal()
+        let status = exit.wait()
         outputClosed.wait()
-        outputClosed.signal()
-        return statusBox.value.withLock { $0 } ?? .exited(-1)
-    }
-
-    func terminate() {
-        kill(pid, SIGTERM)
-        wait()
+        return status ?? .exited(-1)
     }
 }

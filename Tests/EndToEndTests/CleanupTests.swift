@@ -29,7 +29,7 @@ import Testing
         try #require(pids.count == 3, "\(pids)")
         kill(cluster.workers[0].process.pid, SIGKILL)
         for (name, pid) in pids { #expect(Processes.waitGone(pid), "\(name) \(pid) outlived its killed worker") }
-        #expect(cluster.workers[0].process.stderr.waitFor("sentinel: reclaimed job"))
+        #expect(cluster.workers[0].process.stderr.waitFor("sentinel: reclaimed job"), "\(cluster.workers[0].process.stderr.text)")
         #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
         let run = TestProcess.run(master)
         #expect(run.status == 69, "\(run.stderr)")

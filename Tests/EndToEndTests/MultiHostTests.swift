@@ -65,25 +65,16 @@ struct MultiHostTests {
         let root = try TemporaryDirectory()
         let secret = root.path + "/secret"
         try ClusterSecret.generate(path: secret)
-        var workers: [TestProcess] = []
-        defer {
-            for worker in workers {
-                worker.signal(SIGTERM)
-                worker.wait(timeout: 20)
-            }
-        }
+        var workers: [TestWorker] = []
+        defer { for worker in workers { worker.stop() } }
         var ports: [Int] = []
         for index in 0..<2 {
-            try FileIO.makeDirectories(root.path + "/work\(index)")
             // Host B listens on every address, decoy included.
-            let worker = try TestProcess(
-                hosts.exec(index) + [
-                    Binaries.worker, "--port", "0", "--bind", index == 0 ? hosts.addresses[0] : "0.0.0.0", "--secret-file", secret,
-                    "--work-dir", root.path + "/work\(index)",
-                ])
+            let worker = try TestWorker(
+                secretFile: secret, workDirectory: root.path + "/work\(index)", prefix: hosts.exec(index),
+                bind: index == 0 ? hosts.addresses[0] : "0.0.0.0")
             workers.append(worker)
-            #expect(worker.stdout.waitFor("\n"))
-            ports.append(Int(worker.stdout.text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0)
+            ports.append(worker.port)
         }
         try root.write("peers.txt", "\(hosts.addresses[0]):\(ports[0]) slots=2\n\(hosts.addresses[1]):\(ports[1]) slots=2\n")
         for scenario in ["api", "collectives", "order"] {

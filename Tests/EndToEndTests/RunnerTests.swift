@@ -45,92 +45,95 @@ import Testing
     }
 
     @Test func ipv6_workerAndPeersInBrackets() throws {
-        let root = try TemporaryDirectory()
-        try ClusterSecret.generate(path: root.path + "/secret")
-        try FileIO.makeDirectories(root.path + "/work")
-        let worker = try TestProcess([
-            Binaries.worker, "--port", "0", "--bind", "::1", "--secret-file", root.path + "/secret", "--work-dir", root.path + "/work",
-        ])
-        defer {
-            worker.signal(SIGTERM)
-            worker.wait()
+        try withTemporaryDirectory { root in
+            try ClusterSecret.generate(path: root.path + "/secret")
+            let worker = try TestWorker(secretFile: root.path + "/secret", workDirectory: root.path + "/work", bind: "::1")
+            defer { worker.stop() }
+            #expect(worker.process.stdout.text.hasPrefix("distr-worker listening on [::1]:"), "\(worker.process.stdout.text)")
+            #expect(worker.peer == "[::1]:\(worker.port)")
+            let port = worker.port
+            let run = try TestProcess.master(["exec", "--hosts", "[::1]:\(port)", "--secret-file", root.path + "/secret", "--", "echo $DISTR_HOST"])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout == "[0] [::1]:\(port)\n")
         }
-        #expect(worker.stdout.waitFor("\n"))
-        #expect(worker.stdout.text.hasPrefix("distr-worker listening on [::1]:"), "\(worker.stdout.text)")
-        let port = worker.stdout.text.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
-        let run = try TestProcess.master(["exec", "--hosts", "[::1]:\(port)", "--secret-file", root.path + "/secret", "--", "echo $DISTR_HOST"])
-        #expect(run.status == 0, "\(run.stderr)")
-        #expect(run.stdout == "[0] [::1]:\(port)\n")
     }
 
     @Test func bundle_aMultiChunkFileArrivesIntact() throws {
-        let cluster = try TestCluster(workers: 2)
-        let project = try TemporaryDirectory()
-        var generator = SystemRandomNumberGenerator()
-        let bytes = (0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        try FileIO.write(project.path + "/blob.bin", bytes, mode: 0o600, exclusive: true)
-        let run = try cluster.master(["run", "--file", "blob.bin", "sha256sum", "blob.bin"], directory: project.path)
-        #expect(run.status == 0, "\(run.stderr)")
-        let digest = SHA256.hash(bytes).hex
-        #expect(run.stdoutLines.sorted() == ["[0] \(digest)  blob.bin", "[1] \(digest)  blob.bin"])
+        try withTestCluster(workers: 2) { cluster in
+            try withTemporaryDirectory { project in
+                var generator = SystemRandomNumberGenerator()
+                let bytes = (0..<(3 << 20) + 12345).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                try FileIO.write(project.path + "/blob.bin", bytes, mode: 0o600, exclusive: true)
+                let run = try cluster.master(["run", "--file", "blob.bin", "sha256sum", "blob.bin"], directory: project.path)
+                #expect(run.status == 0, "\(run.stderr)")
+                let digest = SHA256.hash(bytes).hex
+                #expect(run.stdoutLines.sorted() == ["[0] \(digest)  blob.bin", "[1] \(digest)  blob.bin"])
+            }
+        }
     }
 
     @Test func cache_shipsAFileOnceAndNeverServesARanksChanges() throws {
-        let cluster = try TestCluster(workers: 1)
-        let log = cluster.workers[0].process.stderr
-        let project = try TemporaryDirectory()
-        try project.write("data.txt", "first\n")
-        let first = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
-        #expect(first.stdout == "[0] first\n")
-        #expect(log.waitFor("1 file(s) (0 from cache)"))
-        // The second job gets it from the cache, and its rank changes its own copy.
-        let second = try cluster.master(
-            ["run", "--file", "data.txt", "sh", "-c", "cat data.txt; echo changed > data.txt"], directory: project.path)
-        #expect(second.stdout == "[0] first\n")
-        #expect(log.waitFor("1 file(s) (1 from cache)"))
-        let third = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
-        #expect(third.stdout == "[0] first\n")
-        // A changed file has another digest: shipped again.
-        try project.write("data.txt", "second\n")
-        let fourth = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
-        #expect(fourth.stdout == "[0] second\n")
-        #expect(log.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
+        try withTestCluster(workers: 1) { cluster in
+            let log = cluster.workers[0].process.stderr
+            let project = try TemporaryDirectory()
+            try project.write("data.txt", "first\n")
+            let first = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+            #expect(first.stdout == "[0] first\n")
+            #expect(log.waitFor("1 file(s) (0 from cache)"))
+            // The second job gets it from the cache, and its rank changes its own copy.
+            let second = try cluster.master(
+                ["run", "--file", "data.txt", "sh", "-c", "cat data.txt; echo changed > data.txt"], directory: project.path)
+            #expect(second.stdout == "[0] first\n")
+            #expect(log.waitFor("1 file(s) (1 from cache)"))
+            let third = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+            #expect(third.stdout == "[0] first\n")
+            // A changed file has another digest: shipped again.
+            try project.write("data.txt", "second\n")
+            let fourth = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+            #expect(fourth.stdout == "[0] second\n")
+            #expect(log.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
+        }
     }
 
     @Test func cache_isOffWithCacheBytesZero() throws {
-        let cluster = try TestCluster(workers: 1, workerArguments: ["--cache-bytes", "0"])
-        let project = try TemporaryDirectory()
-        try project.write("data.txt", "x\n")
-        for _ in 0..<2 {
-            let run = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
-            #expect(run.stdout == "[0] x\n")
+        try withTestCluster(workers: 1, workerArguments: ["--cache-bytes", "0"]) { cluster in
+            try withTemporaryDirectory { project in
+                try project.write("data.txt", "x\n")
+                for _ in 0..<2 {
+                    let run = try cluster.master(["run", "--file", "data.txt", "cat", "data.txt"], directory: project.path)
+                    #expect(run.stdout == "[0] x\n")
+                }
+                #expect(cluster.workers[0].process.stderr.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
+                #expect(!FileIO.exists(cluster.workers[0].workDirectory + "/.distr-cache"))
+            }
         }
-        #expect(cluster.workers[0].process.stderr.waitFor(count: 2, of: "1 file(s) (0 from cache)"))
-        #expect(!FileIO.exists(cluster.workers[0].workDirectory + "/.distr-cache"))
     }
 
     @Test func peersFile_slotsExpandInPeersOrderAndDistrHostIsThePeerAsWritten() throws {
-        let cluster = try TestCluster(workers: 2, slots: [2, 1])
-        let run = try cluster.master(["run", "--", "sh", "-c", "echo $DISTR_HOST $DISTR_N_NODE"])
-        #expect(run.status == 0, "\(run.stderr)")
-        let lines = Set(run.stdoutLines)
-        let first = cluster.workers[0].peer
-        let second = cluster.workers[1].peer
-        #expect(lines == ["[0] \(first) 3", "[1] \(first) 3", "[2] \(second) 3"])
+        try withTestCluster(workers: 2, slots: [2, 1]) { cluster in
+            let run = try cluster.master(["run", "--", "sh", "-c", "echo $DISTR_HOST $DISTR_N_NODE"])
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = Set(run.stdoutLines)
+            let first = cluster.workers[0].peer
+            let second = cluster.workers[1].peer
+            #expect(lines == ["[0] \(first) 3", "[1] \(first) 3", "[2] \(second) 3"])
+        }
     }
 
     @Test func shipsProgramFilesAndDirectoriesWithTheirModes() throws {
-        let cluster = try TestCluster(workers: 2)
-        let project = try TemporaryDirectory()
-        try project.write("prog.sh", "#!/bin/sh\nstat -c '%a %n' prog.sh data.csv lib/sub/x lib/tool\ncat data.csv lib/sub/x\n", mode: 0o755)
-        try project.write("data.csv", "a,b\n", mode: 0o640)
-        try project.write("lib/sub/x", "deep\n", mode: 0o600)
-        try project.write("lib/tool", "t\n", mode: 0o711)
-        let run = try cluster.master(["run", "--file", "data.csv", "--file=lib/", "./prog.sh"], directory: project.path)
-        #expect(run.status == 0, "\(run.stderr)")
-        for rank in 0..<2 {
-            for expected in ["755 prog.sh", "640 data.csv", "600 lib/sub/x", "711 lib/tool", "a,b", "deep"] {
-                #expect(run.stdoutLines.contains("[\(rank)] \(expected)"), "\(run.stdout)")
+        try withTestCluster(workers: 2) { cluster in
+            try withTemporaryDirectory { project in
+                try project.write("prog.sh", "#!/bin/sh\nstat -c '%a %n' prog.sh data.csv lib/sub/x lib/tool\ncat data.csv lib/sub/x\n", mode: 0o755)
+                try project.write("data.csv", "a,b\n", mode: 0o640)
+                try project.write("lib/sub/x", "deep\n", mode: 0o600)
+                try project.write("lib/tool", "t\n", mode: 0o711)
+                let run = try cluster.master(["run", "--file", "data.csv", "--file=lib/", "./prog.sh"], directory: project.path)
+                #expect(run.status == 0, "\(run.stderr)")
+                for rank in 0..<2 {
+                    for expected in ["755 prog.sh", "640 data.csv", "600 lib/sub/x", "711 lib/tool", "a,b", "deep"] {
+                        #expect(run.stdoutLines.contains("[\(rank)] \(expected)"), "\(run.stdout)")
+                    }
+                }
             }
         }
     }
@@ -233,11 +236,12 @@ import Testing
     }
 
     @Test func keep_leavesTheDirectoryAndSaysWhere() throws {
-        let cluster = try TestCluster(workers: 1)
-        let run = try cluster.master(["exec", "--keep", "--", "echo kept > marker"])
-        #expect(run.status == 0)
-        let kept = try #require(cluster.leftoverJobDirectories.first)
-        #expect(run.stderr.contains("job directory kept at \(kept)"))
-        #expect(try FileIO.readAll(kept + "/marker") == Array("kept\n".utf8))
+        try withTestCluster(workers: 1) { cluster in
+            let run = try cluster.master(["exec", "--keep", "--", "echo kept > marker"])
+            #expect(run.status == 0)
+            let kept = try #require(cluster.leftoverJobDirectories.first)
+            #expect(run.stderr.contains("job directory kept at \(kept)"))
+            #expect(try FileIO.readAll(kept + "/marker") == Array("kept\n".utf8))
+        }
     }
 }

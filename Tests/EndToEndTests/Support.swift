@@ -18,10 +18,14 @@ enum Binaries {
 
 /// Collects what a process writes to one pipe, on a thread, and lets a test wait for text.
 final class OutputWatcher: Sendable {
-    private let state = Mutex<(bytes: [UInt8], closed: Bool)>(([], false))
+    private let state: Mutex<(bytes: [UInt8], closed: Bool)>
     private let changed = DispatchSemaphore(value: 0)
 
+    /// A stream that has ended with `bytes` (a worker's stdout: its ready line, read by `WorkerProcess`).
+    init(ended bytes: [UInt8]) { state = Mutex((bytes, true)) }
+
     init(fd: Int32) {
+        state = Mutex(([], false))
         Thread { [self] in
             var chunk = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -79,43 +83,44 @@ final class TestProcess: Sendable {
     let pid: pid_t
     let stdout: OutputWatcher
     let stderr: OutputWatcher
-    private final class StatusBox: Sendable { let value = Mutex<RankStatus?>(nil) }
-    private let status = StatusBox()
-    private let exited = DispatchSemaphore(value: 0)
+    let exit: ChildExit
 
     init(_ arguments: [String], directory: String? = nil, environment extra: [String: String] = [:]) throws {
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in extra { environment[key] = value }
         let out = try FD.pipe()
         let err = try FD.pipe()
-        let box = status
-        let done = exited
+        let exit = ChildExit()
         pid = try Spawner.spawn(
             SpawnRequest(
                 arguments: arguments, environment: environment.map { "\($0.key)=\($0.value)" }, directory: directory,
-                stdout: out.write, stderr: err.write)
-        ) { result in
-            box.value.withLock { $0 = result }
-            done.signal()
-        }
+                stdout: out.write, stderr: err.write),
+            onExit: exit.record)
+        self.exit = exit
         FD.close(out.write)
         FD.close(err.write)
         stdout = OutputWatcher(fd: out.read)
         stderr = OutputWatcher(fd: err.read)
     }
 
+    /// A process started another way (a `WorkerProcess`), its output already watched.
+    init(pid: pid_t, exit: ChildExit, stdout: OutputWatcher, stderr: OutputWatcher) {
+        self.pid = pid
+        self.exit = exit
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
     /// Waits for exit (killing the process after `timeout`) and for its output to end.
     @discardableResult
     func wait(timeout: Double = 60) -> RankStatus {
-        if exited.wait(timeout: .now() + timeout) == .timedOut {
+        if exit.wait(until: .after(timeout)) == nil {
             Issue.record("process \(pid) still running after \(timeout) s; killed. Its stderr:\n\(String(stderr.text.suffix(4000)))")
-            kill(pid, SIGKILL)
-            exited.wait()
+            Teardown.end(.process(pid), grace: 0, exited: exit.exited)
         }
-        exited.signal()
         _ = stdout.waitClosed(timeout: 10)
         _ = stderr.waitClosed(timeout: 10)
-        return status.value.withLock { $0 } ?? .exited(-1)
+        return exit.status ?? .exited(-1)
     }
 
     func signal(_ number: Int32) { kill(pid, number) }
@@ -130,15 +135,25 @@ struct MasterRun {
     var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
 }
 
-/// A temporary directory removed at the end of the test.
+/// A temporary directory removed at the end of the test: by `withTemporaryDirectory`, or else
+/// when the last reference goes.
 final class TemporaryDirectory: Sendable {
     let path: String
+    private let removed = Atomic<Bool>(false)
+
     init() throws {
         var template = Array("\(NSTemporaryDirectory())/distr-e2e-XXXXXX".utf8CString)
         guard let made = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
         path = String(cString: made)
     }
-    deinit { FileIO.removeTree(path) }
+
+    /// Removes the directory (once; later calls do nothing).
+    func remove() {
+        if !removed.exchange(true, ordering: .acquiringAndReleasing) { FileIO.removeTree(path) }
+    }
+
+    /// A backstop for tests that do not use `withTemporaryDirectory`.
+    deinit { remove() }
 
     func write(_ name: String, _ text: String, mode: mode_t = 0o644) throws {
         if let slash = name.lastIndex(of: "/") { try FileIO.makeDirectories(path + "/" + name[..<slash]) }
@@ -150,37 +165,48 @@ final class TemporaryDirectory: Sendable {
     }
 }
 
-/// One real `distr-worker` on 127.0.0.1, port 0.
+/// One real `distr-worker` on 127.0.0.1 (or `bind`), port 0: a `WorkerProcess` whose stderr the
+/// test watches.
 final class TestWorker: Sendable {
     let process: TestProcess
     let port: Int
     let workDirectory: String
+    private let worker: WorkerProcess
 
-    /// `prefix` runs the worker through another program (`setpriv` to drop privileges).
-    init(secretFile: String, workDirectory: String, arguments: [String] = [], prefix: [String] = []) throws {
+    /// `prefix` runs the worker through another program (`setpriv` to drop privileges, `ip netns exec`).
+    init(secretFile: String, workDirectory: String, arguments: [String] = [], prefix: [String] = [], bind: String = "127.0.0.1") throws {
         try FileIO.makeDirectories(workDirectory)
         self.workDirectory = workDirectory
-        process = try TestProcess(
-            prefix + [
-                Binaries.worker, "--port", "0", "--bind", "127.0.0.1", "--secret-file", secretFile, "--work-dir", workDirectory, "--grace", "1",
-            ]
-                + arguments)
-        guard process.stdout.waitFor("\n", timeout: 20) else {
-            process.signal(SIGKILL)
-            throw TestFailure("worker did not start: \(process.stderr.text)")
+        let log = try FD.pipe()
+        let stderr = OutputWatcher(fd: log.read)
+        let configuration = WorkerProcess.Configuration(
+            executable: Binaries.worker, secretFile: secretFile, workDirectory: workDirectory, bind: bind, grace: 1,
+            extraArguments: arguments, prefix: prefix, log: .descriptor(log.write))
+        let started = Result { () throws(WorkerProcessError) in try WorkerProcess.start(configuration, until: .after(20)) }
+        FD.close(log.write)
+        let worker: WorkerProcess
+        switch started {
+        case .success(let started): worker = started
+        case .failure(let error):
+            _ = stderr.waitClosed(timeout: 10)
+            throw TestFailure("\(error); its stderr:\n\(stderr.text)")
         }
-        let line = process.stdout.text
-        guard line.hasPrefix("distr-worker listening on 127.0.0.1:"),
-            let port = Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
-        else { throw TestFailure("unexpected first line: \(line)") }
-        self.port = port
+        self.worker = worker
+        port = worker.port
+        let readyLine = OutputWatcher(ended: Array("distr-worker listening on \(worker.address)\n".utf8))
+        process = TestProcess(pid: worker.pid, exit: worker.exit, stdout: readyLine, stderr: stderr)
     }
 
-    var peer: String { "127.0.0.1:\(port)" }
+    /// `HOST:PORT` as the worker reported it.
+    var peer: String { worker.address }
 
+    /// SIGTERM, then SIGKILL if it is still running 20 s later (a test failure); waits for its
+    /// stderr to end. Does nothing more once the worker has exited.
     func stop() {
-        process.signal(SIGTERM)
-        process.wait(timeout: 20)
+        if !worker.stop(grace: 20) {
+            Issue.record("worker \(worker.pid) still running 20 s after SIGTERM; killed. Its stderr:\n\(String(process.stderr.text.suffix(4000)))")
+        }
+        _ = process.stderr.waitClosed(timeout: 10)
     }
 }
 
@@ -201,8 +227,14 @@ final class TestCluster: Sendable {
         secretFile = root.path + "/secret"
         try ClusterSecret.generate(path: secretFile)
         var workers: [TestWorker] = []
-        for index in 0..<count {
-            workers.append(try TestWorker(secretFile: secretFile, workDirectory: root.path + "/work\(index)", arguments: workerArguments))
+        do {
+            for index in 0..<count {
+                workers.append(try TestWorker(secretFile: secretFile, workDirectory: root.path + "/work\(index)", arguments: workerArguments))
+            }
+        } catch {
+            // No deinit runs for a cluster that was not made: stop the workers that did start.
+            for worker in workers { worker.stop() }
+            throw error
         }
         self.workers = workers
         peersFile = root.path + "/peers.txt"
@@ -213,7 +245,14 @@ final class TestCluster: Sendable {
         try FileIO.write(peersFile, Array(text.utf8), mode: 0o644, exclusive: false)
     }
 
-    deinit { for worker in workers { worker.stop() } }
+    /// Stops the workers and removes the directory; `withTestCluster` calls it whatever the test does.
+    func close() {
+        for worker in workers { worker.stop() }
+        root.remove()
+    }
+
+    /// A backstop for tests that do not use `withTestCluster`.
+    deinit { close() }
 
     /// Starts `distr-master` against this cluster.
     func startMaster(_ arguments: [String], directory: String? = nil) throws -> TestProcess {
@@ -238,6 +277,23 @@ final class TestCluster: Sendable {
             return top + records
         }
     }
+}
+
+/// Runs `body` with a new cluster, then stops its workers and removes its directory, whether
+/// `body` returns or throws.
+func withTestCluster<Value>(
+    workers count: Int, slots: [Int]? = nil, workerArguments: [String] = [], _ body: (TestCluster) throws -> Value
+) throws -> Value {
+    let cluster = try TestCluster(workers: count, slots: slots, workerArguments: workerArguments)
+    defer { cluster.close() }
+    return try body(cluster)
+}
+
+/// Runs `body` with a new temporary directory, then removes it, whether `body` returns or throws.
+func withTemporaryDirectory<Value>(_ body: (TemporaryDirectory) throws -> Value) throws -> Value {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    return try body(directory)
 }
 
 extension TestProcess {

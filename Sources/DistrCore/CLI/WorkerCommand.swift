@@ -1,5 +1,3 @@
-import Dispatch
-
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 package enum WorkerCommand {
     package static let usage =
@@ -116,8 +114,8 @@ package enum WorkerCommand {
             CurrentProcess.printError("distr-worker: \(error)\n")
             return ExitCode.unavailable
         }
-        let stop = DispatchSemaphore(value: 0)
-        Signals.handle([.terminate, .interrupt]) { _ in stop.signal() }
+        let stop = Latch()
+        Signals.handle([.terminate, .interrupt]) { _ in stop.open() }
         worker.start()
         print("distr-worker listening on \(worker.listeningDescription)")
         CurrentProcess.printError("distr-worker: secret \(secretPath), jobs in \(workDirectory)\n")

@@ -66,6 +66,21 @@ package enum FD {
         }
     }
 
+    /// Reads one line (without its newline) a byte at a time, so that nothing after it is
+    /// consumed; at most `limit` bytes. Nil at end of stream, on an error, or when the deadline
+    /// passes first: a child's ready line, awaited with a bound.
+    package static func readLine(_ fd: Int32, until deadline: Deadline, limit: Int = 512) -> [UInt8]? {
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.count < limit {
+            guard (try? waitReadable(fd, until: deadline)) == true else { return nil }  // Failed or timed out: no line.
+            guard (try? read(fd, into: &byte, count: 1)) == 1 else { return nil }  // An error is the end, as end of stream is.
+            if byte == UInt8(ascii: "\n") { return line }
+            line.append(byte)
+        }
+        return line
+    }
+
     /// Waits until `fd` can be read (or has hung up); returns false after `timeout` ms.
     package static func waitReadable(_ fd: Int32, timeout: Int32) throws(SystemError) -> Bool {
         var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
