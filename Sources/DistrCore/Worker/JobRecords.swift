@@ -55,9 +55,13 @@ final class JobRecords: Sendable {
 
     private func path(_ jobID: String) -> String { directory + "/" + jobID }
 
-    /// Writes (or rewrites) a record; job ids are checked to be plain names before this.
+    /// Writes (or rewrites) a record, atomically: a reader (another worker's start-up, a
+    /// sentinel) sees the old record or the new one, never a part. Job ids are checked to be
+    /// plain names before this.
     func write(_ record: JobRecord) throws(SystemError) {
-        try FileIO.write(path(record.jobID), Array(record.text.utf8), mode: 0o600, exclusive: false)
+        let temporary = directory + "/.part-" + record.jobID
+        try FileIO.write(temporary, Array(record.text.utf8), mode: 0o600, exclusive: false)
+        try FileIO.rename(temporary, to: path(record.jobID))
     }
 
     func remove(_ jobID: String) { FileIO.unlink(path(jobID)) }
@@ -65,7 +69,8 @@ final class JobRecords: Sendable {
     /// Every record, with the file it came from (nil record: unreadable or malformed).
     func all() -> [(file: String, record: JobRecord?)] {
         let entries = (try? Directory(path: directory).entries()) ?? []  // Not listable: nothing to reclaim.
-        return entries.filter { $0.string != "." && $0.string != ".." }.map { entry in
+        // Names starting with a dot are records being written (see `write`), and . and ..
+        return entries.filter { !$0.string.hasPrefix(".") }.map { entry in
             let file = directory + "/" + entry.string
             let text = (try? FileIO.readAll(file)).map { String(decoding: $0, as: UTF8.self) }  // Unreadable: the caller reports it as malformed.
             return (file, text.flatMap(JobRecord.init(text:)))

@@ -40,9 +40,11 @@ enum Reclaimer {
 
     /// Ends what workers that are no longer running left behind: their jobs' processes,
     /// directories and records. A record of a live worker (same pid, same start time) is left
-    /// alone: several workers may share a work directory.
+    /// alone: several workers may share a work directory. `deadWorker` is known to be gone even
+    /// if /proc does not say so yet (the sentinel learns of its worker's death when the kernel
+    /// closes the worker's descriptors, before the worker is a zombie).
     /// - Returns: one line per reclaimed job, for the log.
-    static func reclaimAbandoned(_ records: JobRecords) -> [String] {
+    static func reclaimAbandoned(_ records: JobRecords, deadWorker: Int32? = nil) -> [String] {
         var lines: [String] = []
         for (file, record) in records.all() {
             guard let record else {
@@ -50,7 +52,11 @@ enum Reclaimer {
                 lines.append("removed an unreadable job record \(file)")
                 continue
             }
-            if let live = ProcessTable.info(record.workerPID), live.startTime == record.workerStart, !live.isZombie { continue }
+            if record.workerPID != deadWorker, let live = ProcessTable.info(record.workerPID), live.startTime == record.workerStart,
+                !live.isZombie
+            {
+                continue
+            }
             let emptied = record.controlGroup.map { ControlGroup(path: $0).killAndRemove() } ?? true
             let killed = killAll(of: record, among: ProcessTable.all)
             let report = FileIO.removeTree(record.directory)

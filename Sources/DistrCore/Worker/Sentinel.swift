@@ -26,21 +26,21 @@ package enum Sentinel {
         }
         if pid == 0 {
             FD.close(lifeline.write)
-            watch(lifeline.read, workDirectory: workDirectory)
+            watch(lifeline.read, workDirectory: workDirectory, worker: CurrentProcess.parentID)
         }
         // The write end stays open, close-on-exec (ranks must not hold it), until this process ends.
         FD.close(lifeline.read)
         return pid
     }
 
-    private static func watch(_ lifeline: Int32, workDirectory: String) -> Never {
+    private static func watch(_ lifeline: Int32, workDirectory: String, worker: Int32) -> Never {
         // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
         try? CurrentProcess.detachStandardInputAndOutput()  // Without /dev/null the streams are merely held longer.
         var byte: [UInt8] = [0]
         _ = try? FD.read(lifeline, into: &byte)  // End of stream (the worker is gone) or an error: the watch is over.
         do {
             let records = try JobRecords(workDirectory: workDirectory)
-            for line in Reclaimer.reclaimAbandoned(records) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
+            for line in Reclaimer.reclaimAbandoned(records, deadWorker: worker) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
         } catch {
             CurrentProcess.printError("distr-worker sentinel: cannot read the job records in \(workDirectory): \(error)\n")
         }
