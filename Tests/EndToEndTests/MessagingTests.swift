@@ -70,6 +70,16 @@ import Testing
         expectAllRanks(run, "ok bigring 64 MiB", ranks: 8)
     }
 
+    @Test func ranksAskingForARankNotYetSpawnedOnTheirWorker_waitForIt() throws {
+        let cluster = try TestCluster(workers: 1, slots: [12])
+        for _ in 0..<5 {
+            let run = try cluster.master(["run", "-q", Binaries.example("distr-check"), "to-last"])
+            #expect(run.status == 0, "\(run.stdout) \(run.stderr)")
+            #expect(run.stdoutLines.count == 12, "\(run.stdout)")
+            if run.status != 0 { break }
+        }
+    }
+
     @Test func deadPeer_failsThePendingReceiveNamingTheRank() throws {
         let run = try TestProcess.master(["run", "-q", "--local", "2", Self.check, "dead-peer"])
         #expect(run.status == 0, "\(run.stderr)")

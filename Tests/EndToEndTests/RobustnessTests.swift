@@ -178,7 +178,7 @@ import Testing
         defer { FD.close(fd) }
         // The reply to a hello for a job that does not exist looks like any other (status ok,
         // a nonce and a proof): a stranger cannot tell which job ids exist.
-        let hello = Handshake.Client(key: randomBytes(32), kind: .rank, context: Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1))
+        let hello = Handshake.Client(key: randomBytes(32), kind: .rank, context: RankConnectionContext(jobID: "nosuchjob", from: 0, to: 1).encoded)
         try FD.writeAll(fd, hello.hello.encoded())
         let reply = try Connection.readExact(fd, Handshake.replySize, deadline: .after(10))
         #expect(reply[6] == Handshake.ReplyStatus.ok.rawValue)
@@ -188,7 +188,7 @@ import Testing
         let other = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
         #expect(throws: WireError.self) {
             _ = try Connection.clientHandshake(
-                fd: other, key: randomBytes(32), kind: .rank, context: Worker.rankContext(jobID: "nosuchjob", from: 0, to: 1), timeout: 5)
+                fd: other, key: randomBytes(32), kind: .rank, context: RankConnectionContext(jobID: "nosuchjob", from: 0, to: 1).encoded, timeout: 5)
         }
         #expect(cluster.workers[0].process.stderr.waitFor("or the job is unknown"))
     }

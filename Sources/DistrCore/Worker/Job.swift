@@ -30,6 +30,7 @@ final class Job: Sendable {
         if let controlGroup {
             do { procs = try controlGroup.openProcs() } catch {
                 log("job \(spec.jobID): cannot use its cgroup (\(error)); tracking its processes without it")
+                controlGroup.killAndRemove()
             }
         }
         self.controlGroup = procs == nil ? nil : controlGroup
@@ -136,6 +137,8 @@ final class Job: Sendable {
     }
 
     private func connectLocal(from process: RankProcess, to target: Int) {
+        // Ranks are spawned one after another: a fast rank may ask for one not spawned yet.
+        if isLocal(rank: target) { started.wait(until: .after(10)) }
         guard let peer = ranks.withLock({ $0.processes[target] }), !peer.hasExited else {
             tell(process, .connected(to: target, error: "rank \(target) is not running on this worker"))
             return

@@ -190,11 +190,6 @@ package final class Worker: Sendable {
         }
     }
 
-    /// The context of a rank connection's hello (kept for tests; see `RankConnectionContext`).
-    static func rankContext(jobID: String, from: Int, to: Int) -> [UInt8] {
-        RankConnectionContext(jobID: jobID, from: from, to: to).encoded
-    }
-
     /// The key of a ready or running job that runs rank `to` here; nil otherwise (the
     /// handshake then answers exactly as for a wrong key, at once).
     private func rankKey(context: [UInt8]) -> [UInt8]? {
@@ -414,7 +409,10 @@ package final class Worker: Sendable {
                 table[spec.jobID] = job
                 return true
             }
-            guard added else { throw WireError.refused("job \(spec.jobID) is already running here") }
+            guard added else {
+                controlGroup?.killAndRemove()
+                throw WireError.refused("job \(spec.jobID) is already running here")
+            }
             prepared.withLock { $0.job = job }
             worker.record(job)
             try connection.send(.jobReady(directory: directory))

@@ -159,6 +159,18 @@ await Node.run { node in
             await expectFailure { _ = try await node.recv(Int.self, from: 1) }
         }
 
+    case "to-last":
+        // Every rank sends to the last at once: on one worker, the last rank is spawned last, so
+        // the first ranks ask for it before it exists.
+        let last = node.count - 1
+        if node.id != last { try await node.send(node.id, to: last) }
+        if node.id == last {
+            var seen = Set<Int>()
+            for _ in 0..<last { seen.insert(try await node.recv(Int.self, from: .any)) }
+            try expect(seen == Set(0..<last), "one message from every other rank")
+        }
+        say("ok to-last")
+
     case "lost-node":
         // The test kills rank 1's worker; rank 0's receive from rank 1 must then fail, not hang.
         if node.id == 1 {
