@@ -47,6 +47,26 @@ import Testing
         #expect(run.stderr.contains("node \(cluster.workers[1].peer): connection lost during the job"), "\(run.stderr)")
     }
 
+    @Test func sentinelOfAKilledWorker_leavesTheSameJobsRanksOnOtherWorkersAlone() throws {
+        // Two workers on one host run ranks of the same job (same DISTR_JOB_ID).
+        let cluster = try TestCluster(workers: 2)
+        let master = try cluster.startMaster(["exec", "--", "echo rank $$; echo ready; exec sleep 1000"])
+        try #require(master.stdout.waitFor(count: 2, of: "ready"), "\(master.stdout.text) \(master.stderr.text)")
+        var pids: [Int: pid_t] = [:]
+        for line in master.stdout.text.split(separator: "\n") where line.contains(" rank ") {
+            if let rank = Int(line.dropFirst().prefix { $0 != "]" }), let pid = pid_t(line.split(separator: " ").last ?? "") {
+                pids[rank] = pid
+            }
+        }
+        try #require(pids.count == 2, "\(master.stdout.text)")
+        kill(cluster.workers[1].process.pid, SIGKILL)
+        #expect(cluster.workers[1].process.stderr.waitFor("sentinel: reclaimed job"))
+        #expect(Processes.waitGone(pids[1] ?? -1))
+        #expect(!Processes.waitGone(pids[0] ?? -1, timeout: 0.3), "the other worker's rank was ended by this one's sentinel")
+        master.signal(SIGINT)
+        _ = TestProcess.run(master)
+    }
+
     @Test func restartedWorker_reclaimsWhatAKilledWorkerAndSentinelLeft() throws {
         let cluster = try TestCluster(workers: 1)
         let worker = cluster.workers[0]

@@ -1,13 +1,15 @@
 /// Finds and ends a job's processes wherever they went: into their own session (`setsid`, any
 /// number of times), out of their environment (`env -i`), or out from under their parent.
 ///
-/// A process belongs to a job when any of these holds: its environment names the job
-/// (`DISTR_JOB_ID`), its working directory is in the job's directory, it is in one of the
-/// ranks' process groups, or the caller knows more (`alsoBelongs`: the worker's own children
-/// when no other job runs, since the worker starts nothing else).
+/// A process belongs to this worker's part of a job when any of these holds: its environment
+/// names the job's directory on this worker (`DISTR_JOB_DIR`; not `DISTR_JOB_ID`, which the
+/// job's ranks on other workers of the same host share), its working directory is in that
+/// directory, it is in one of the ranks' process groups, or the caller knows more
+/// (`alsoBelongs`: the worker's own children when no other job runs, since the worker starts
+/// nothing else).
 enum Reclaimer {
     static func belongs(_ pid: Int32, to record: JobRecord) -> Bool {
-        if ProcessTable.environment(of: pid, contains: "DISTR_JOB_ID=\(record.jobID)") { return true }
+        if ProcessTable.environment(of: pid, contains: "DISTR_JOB_DIR=\(record.directory)") { return true }
         // Paths compare as bytes, the way the kernel sees them.
         if let cwd = ProcessTable.workingDirectory(of: pid),
             cwd.utf8.elementsEqual(record.directory.utf8) || cwd.utf8.starts(with: (record.directory + "/").utf8)
