@@ -61,8 +61,9 @@ import Testing
 
     @Test func client_reportsRefusalAndVersionFromReply() {
         let client = Handshake.Client(key: secret, kind: .rank)
-        #expect(throws: WireError.refused("the worker has no such job or rank")) {
-            try client.finish(reply: Handshake.Server.refusal(.unknownJob))
+        #expect(throws: WireError.busy) { try client.finish(reply: Handshake.Server.refusal(.busy)) }
+        #expect(throws: WireError.versionMismatch(theirs: Handshake.version, ours: Handshake.version)) {
+            try client.finish(reply: Handshake.Server.refusal(.versionMismatch))
         }
         #expect(throws: WireError.self) { try client.finish(reply: Array(repeating: 0, count: Handshake.replySize)) }
     }

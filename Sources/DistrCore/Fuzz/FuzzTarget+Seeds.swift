@@ -29,7 +29,6 @@ extension FuzzTarget {
         add("handshake", "hello", client.hello.encoded())
         add("handshake", "hello-with-proof", client.hello.encoded() + proof)
         add("handshake", "reply", server.reply)
-        add("handshake", "refusal-unknown-job", Handshake.Server.refusal(.unknownJob))
         add("handshake", "refusal-version", Handshake.Server.refusal(.versionMismatch))
 
         let placements = samplePlacements()

@@ -211,7 +211,7 @@ package final class Launcher: Sendable {
                 return (connection, host)
             } catch WireError.busy where deadline.remaining > pause {
                 // Too many connections in their handshake there: another try shortly.
-                _ = try? FD.waitReadable(-1, until: .after(pause))  // A pause: waiting on no descriptor cannot fail.
+                Deadline.pause(pause)
                 pause = min(pause * 2, 0.5)
             }
         }

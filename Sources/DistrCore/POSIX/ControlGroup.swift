@@ -59,7 +59,7 @@ package struct ControlGroup: Sendable, Equatable {
         }
         while isPopulated {
             if deadline.hasPassed { return false }
-            _ = try? FD.waitReadable(-1, until: .after(0.005))  // A pause: waiting on no descriptor cannot fail.
+            Deadline.pause(0.005)
         }
         return rmdir(path) == 0 || errno == ENOENT
     }

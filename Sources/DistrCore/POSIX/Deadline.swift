@@ -17,6 +17,18 @@ package struct Deadline: Sendable, Comparable {
     package static let never = Deadline(instant: .infinity)
 
     package var remaining: Double { max(0, instant - Clock.now) }
+
+    /// Blocks the calling thread for `seconds` (a retry back-off, not a wait for readiness).
+    /// The corresponding C function is `nanosleep`.
+    package static func pause(_ seconds: Double) {
+        let deadline = Deadline.after(seconds)
+        while !deadline.hasPassed {
+            let left = deadline.remaining
+            var request = timespec(tv_sec: Int(left), tv_nsec: Int((left - Double(Int(left))) * 1e9))
+            // Interrupted by a signal: the loop sleeps the rest.
+            _ = nanosleep(&request, nil)
+        }
+    }
     package var hasPassed: Bool { Clock.now >= instant }
 
     /// The time left as a `poll` timeout: -1 for never, else milliseconds rounded up.

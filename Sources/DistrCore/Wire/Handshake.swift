@@ -29,7 +29,7 @@ package enum Handshake {
     package enum ReplyStatus: UInt8, Sendable {
         case ok = 0
         case versionMismatch = 1
-        case unknownJob = 2
+        // 2 meant "unknown job" in version 1. Version 2 answers an unknown job like a wrong key.
         /// Too many connections are in their handshake (from this address, or in all): try again.
         case busy = 3
     }
@@ -111,7 +111,6 @@ package enum Handshake {
             if status == ReplyStatus.versionMismatch.rawValue || version != Handshake.version {
                 throw .versionMismatch(theirs: version, ours: Handshake.version)
             }
-            if status == ReplyStatus.unknownJob.rawValue { throw .refused("the worker has no such job or rank") }
             if status == ReplyStatus.busy.rawValue { throw .busy }
             let serverNonce = try r.raw(nonceSize)
             let serverProof = try r.raw(32)

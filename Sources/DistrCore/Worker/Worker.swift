@@ -108,7 +108,7 @@ package final class Worker: Sendable {
                 if stopping.load(ordering: .acquiring) { return }
                 if error.code.isOutOfDescriptors {
                     logRefusal("accept: \(error); out of descriptors, pausing briefly")
-                    _ = try? FD.waitReadable(-1, until: .after(0.1))  // A short pause: waiting on no descriptor cannot fail.
+                    Deadline.pause(0.1)
                 }
                 continue
             }
