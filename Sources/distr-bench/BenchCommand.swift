@@ -3,7 +3,7 @@ import DistrCore
 import Foundation
 
 enum BenchCommand {
-    static func run(json: Bool, quick: Bool, namespaces: Bool) -> Int32 {
+    static func run(json: Bool, quick: Bool, namespaces: Bool, pythonOnly: Bool) -> Int32 {
         Signals.ignorePipe()
         var workers: [WorkerProcess] = []
         var bench: Bench
@@ -22,6 +22,13 @@ enum BenchCommand {
                 let worker = try bench.startWorker(index)
                 workers.append(worker)
                 ports.append(worker.port)
+            }
+            if pythonOnly {
+                // The Python bandwidth is compared with Swift ranks on the same path: measure those too.
+                try bench.messaging(label: "two workers on loopback", peers: "127.0.0.1:\(ports[0])\n127.0.0.1:\(ports[1])\n", transport: "tcp")
+                try bench.python(ports: ports)
+                if json { bench.printJSON() } else { bench.printTable() }
+                return 0
             }
             try bench.launch(workers: ports)
             try bench.messaging(label: "same node", peers: "127.0.0.1:\(ports[0]) slots=2\n", transport: "unix")
@@ -44,6 +51,7 @@ enum BenchCommand {
                 }
             }
             try bench.allReduce(ports: ports)
+            try bench.python(ports: ports)
         } catch {
             fputs("distr-bench: \(error)\n", stderr)
             return 1

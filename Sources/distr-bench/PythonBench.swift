@@ -1,0 +1,234 @@
+@preconcurrency import Glibc
+import DistrCore
+import Foundation
+
+/// Python ranks (issue 7 §5): the whole command for a 4-rank ring, small-object latency and
+/// 16 MiB numpy bandwidth, beside mpirun with the real mpi4py when both are installed. The
+/// programs are written into the bench's temporary directory, so the bench needs no checkout.
+extension Bench {
+    /// `python3` on PATH and which optional modules it has (nil: no python3, Python cases skipped).
+    struct PythonSetup {
+        var python: String
+        var numpy: Bool
+        /// `mpirun` with a real mpi4py importable outside distr.
+        var mpirun: String?
+    }
+
+    func pythonSetup() -> PythonSetup? {
+        guard let python = Self.which("python3") else { return nil }
+        func imports(_ module: String) -> Bool {
+            let probe = try? Subprocess([python, "-c", "import \(module)"])  // Cannot even start python3: treated as missing.
+            return probe?.wait() == .exited(0)
+        }
+        let mpirun = Self.which("mpirun").flatMap { imports("mpi4py") ? $0 : nil }
+        return PythonSetup(python: python, numpy: imports("numpy"), mpirun: mpirun)
+    }
+
+    static let mpirunEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
+
+    mutating func python(ports: [Int]) throws {
+        guard let setup = pythonSetup() else {
+            notes.append("Python cases skipped: no python3 on PATH")
+            return
+        }
+        let directory = root + "/python"
+        try FileIO.makeDirectories(directory)
+        for (name, text) in PythonBenchPrograms.all {
+            try FileIO.write(directory + "/" + name, Array(text.utf8), mode: 0o644, exclusive: false)
+        }
+        try pythonRing(setup, directory: directory)
+        try pythonLatency(setup, directory: directory, ports: ports)
+        if setup.numpy {
+            try pythonBandwidth(setup, directory: directory, ports: ports)
+        } else {
+            notes.append("Python bandwidth skipped: numpy is not installed")
+        }
+        if setup.mpirun == nil { notes.append("Python cases ran without mpi4py columns: mpirun or mpi4py is not installed") }
+    }
+
+    /// Runs a command and returns the wall time in seconds, or throws with its log.
+    func timed(_ arguments: [String], environment: [String: String] = [:], what: String) throws -> (seconds: Double, output: String) {
+        let start = DistrCore.Clock.now
+        let job = try Subprocess(arguments, environment: environment, stderrPath: root + "/python.log")
+        let status = job.wait()
+        let seconds = DistrCore.Clock.now - start
+        guard status == .exited(0) else { throw NodeError.badArgument("\(what) failed: \(status); see \(root)/python.log") }
+        return (seconds, job.text)
+    }
+
+    /// The `RESULT <number>` line a Python benchmark rank prints.
+    static func result(_ output: String) -> Double? {
+        for line in output.split(separator: "\n") {
+            guard let start = line.range(of: "RESULT ") else { continue }
+            return Double(line[start.upperBound...].trimmingCharacters(in: .whitespaces))
+        }
+        return nil
+    }
+
+    mutating func pythonRing(_ setup: PythonSetup, directory: String) throws {
+        let runs = quick ? 3 : 7
+        var distr: [Double] = []
+        var mpi: [Double] = []
+        for _ in 0..<runs {
+            let command = [master, "run", "-q", "--local", "4", "--", setup.python, directory + "/ring_distr.py"]
+            distr.append(try timed(command, what: "the Python ring under distr").seconds)
+            if let mpirun = setup.mpirun {
+                let command = [mpirun, "-np", "4", setup.python, directory + "/ring_mpi4py.py"]
+                mpi.append(try timed(command, environment: Self.mpirunEnvironment, what: "the Python ring under mpirun").seconds)
+            }
+        }
+        add(
+            "python: 4-rank ring, whole command (distr-master run --local 4 vs mpirun -np 4)", unit: "ms",
+            distr: Self.median(distr) * 1e3, baseline: mpi.isEmpty ? nil : Self.median(mpi) * 1e3, target: "≤ 0.33x")
+    }
+
+    mutating func pythonLatency(_ setup: PythonSetup, directory: String, ports: [Int]) throws {
+        let script = directory + "/pingpong.py"
+        let twoWorkers = ["--hosts", "127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])"]
+        let oneWorker = root + "/peers-python-one-worker"
+        try FileIO.write(oneWorker, Array("127.0.0.1:\(ports[0]) slots=2\n".utf8), mode: 0o644, exclusive: false)
+        func distr(_ api: String, hosts: [String]) throws -> Double {
+            let command = [master, "run", "-q"] + hosts + ["--secret-file", secretFile, "--", setup.python, script, api]
+            let output = try timed(command, what: "the Python ping-pong (\(api))").output
+            guard let value = Self.result(output) else { throw NodeError.badArgument("the Python ping-pong printed no result: \(output)") }
+            return value
+        }
+        var mpiTCP: Double?
+        var mpiShared: Double?
+        if let mpirun = setup.mpirun {
+            let tcp = try timed(
+                [mpirun, "-np", "2", "--mca", "btl", "tcp,self", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment,
+                what: "mpi4py ping-pong over TCP")
+            mpiTCP = Self.result(tcp.output)
+            let shared = try timed(
+                [mpirun, "-np", "2", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment, what: "mpi4py ping-pong")
+            mpiShared = Self.result(shared.output)
+        }
+        let module = try distr("distr", hosts: twoWorkers)
+        add(
+            "python: small-object send/recv, distr module, two workers vs mpi4py over TCP", unit: "µs one way", distr: module,
+            baseline: mpiTCP, target: "≤ 2x")
+        let layer = try distr("mpi4py", hosts: twoWorkers)
+        add(
+            "python: small-object send/recv, distr's mpi4py layer, two workers vs mpi4py over TCP", unit: "µs one way", distr: layer,
+            baseline: mpiTCP)
+        let sameNode = try distr("distr", hosts: ["--peers", oneWorker])
+        add(
+            "python: small-object send/recv, distr module, one worker vs mpi4py shared memory", unit: "µs one way", distr: sameNode,
+            baseline: mpiShared)
+    }
+
+    mutating func pythonBandwidth(_ setup: PythonSetup, directory: String, ports: [Int]) throws {
+        let hosts = "127.0.0.1:\(ports[0]),127.0.0.1:\(ports[1])"
+        let command = [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", setup.python, directory + "/stream.py"]
+        let output = try timed(command, what: "the Python 16 MiB stream").output
+        guard let python = Self.result(output) else { throw NodeError.badArgument("the Python stream printed no result: \(output)") }
+        let swift = cases.first { $0.name == "bandwidth 16 MiB, two workers on loopback" }?.distr
+        add(
+            "python: numpy Send/Recv 16 MiB, two workers vs Swift ranks on the same path", unit: "MB/s", distr: python, baseline: swift,
+            target: "≥ 0.70x")
+    }
+}
+
+/// The Python programs the bench runs. The same mpi4py programs run under mpirun (the real
+/// mpi4py) and under distr (distr's layer).
+enum PythonBenchPrograms {
+    static let all: [(String, String)] = [
+        ("ring_distr.py", ringDistr), ("ring_mpi4py.py", ringMPI), ("pingpong.py", pingPong), ("stream.py", stream),
+    ]
+
+    static let ringDistr = """
+        import distr
+
+        me, n = distr.node_id, distr.n_node
+        print(f"My ID is {me}")
+        distr.send((me + 1) % n, f"Next to {me} is {(me + 1) % n}")
+        print(distr.recv((me - 1) % n))
+
+        """
+
+    static let ringMPI = """
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        me, n = comm.Get_rank(), comm.Get_size()
+        print(f"My ID is {me}")
+        comm.send(f"Next to {me} is {(me + 1) % n}", dest=(me + 1) % n)
+        print(comm.recv(source=(me - 1) % n))
+
+        """
+
+    /// One-way latency of a small object, median of five batches, printed by rank 0 in µs.
+    static let pingPong = """
+        import sys
+        import time
+
+        if sys.argv[1] == "distr":
+            import distr
+            me, barrier = distr.node_id, distr.barrier
+            send = lambda obj, dest: distr.send(dest, obj)
+            recv = lambda source: distr.recv(source)
+        else:
+            from mpi4py import MPI
+            comm = MPI.COMM_WORLD
+            me, barrier = comm.Get_rank(), comm.barrier
+            send = lambda obj, dest: comm.send(obj, dest=dest)
+            recv = lambda source: comm.recv(source=source)
+        peer = 1 - me
+
+
+        def batch(iterations):
+            barrier()
+            start = time.perf_counter()
+            for _ in range(iterations):
+                if me == 0:
+                    send(42, peer)
+                    recv(peer)
+                else:
+                    send(recv(peer), peer)
+            return (time.perf_counter() - start) / (2 * iterations)
+
+
+        batch(500)
+        times = sorted(batch(4000) for _ in range(5))
+        if me == 0:
+            print("RESULT", times[2] * 1e6, flush=True)
+
+        """
+
+    /// 16 MiB numpy messages one way (8 per batch, then a one-byte acknowledgement), in MB/s.
+    static let stream = """
+        import time
+
+        import numpy as np
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        me = comm.Get_rank()
+        peer = 1 - me
+        size, count = 16 << 20, 8
+        buffer = np.ones(size, dtype=np.uint8)
+        ack = np.zeros(1, dtype=np.uint8)
+
+
+        def batch():
+            comm.barrier()
+            start = time.perf_counter()
+            if me == 0:
+                for _ in range(count):
+                    comm.Send(buffer, dest=peer)
+                comm.Recv(ack, source=peer)
+            else:
+                for _ in range(count):
+                    comm.Recv(buffer, source=peer)
+                comm.Send(ack, dest=peer)
+            return size * count / (time.perf_counter() - start) / 1e6
+
+
+        batch()
+        rates = sorted(batch() for _ in range(5))
+        if me == 0:
+            print("RESULT", rates[2], flush=True)
+
+        """
+}
