@@ -86,10 +86,15 @@ final class Job: Sendable {
                 let agentBody: @Sendable () -> Void = { [self] in serveAgent(process) }
                 Threads.start(name: "distr-agent-\(rank)", agentBody)
             } catch {
+                let program = spec.arguments.first ?? ""
+                let interpreter = RunPlan.isPython(program) ? RunPlan.python : "INTERPRETER"
                 let why =
                     error.code == .noSuchFile
-                    ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
-                    : error.code == .permissionDenied ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
+                    ? "'\(program)' not found on this node (not shipped, and not in PATH)"
+                    : error.code == .permissionDenied
+                        ? "'\(program)' is not executable on this node; chmod +x it there, or name its interpreter: "
+                            + "distr-master run \(interpreter) \(program)"
+                        : error.description
                 // The status carries the reason; the master prints it once for all ranks it concerns.
                 connection.sendIfConnected(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
                 rankDone()
