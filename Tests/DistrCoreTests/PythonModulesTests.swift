@@ -41,6 +41,48 @@ import Testing
         #expect(embedded["distr/__init__.py"] != nil && embedded["mpi4py/__init__.py"] != nil && embedded["mpi4py/MPI.py"] != nil)
     }
 
+    /// Runs python/embed on a tree holding `files` under python/ (plus empty packages).
+    func embed(_ files: [String: [UInt8]]) throws -> (status: RankStatus, output: String, swift: String) {
+        let root = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(root) }
+        for package in ["distr", "mpi4py"] { try FileIO.makeDirectories(root + "/python/" + package) }
+        for (path, bytes) in files { try FileIO.write(root + "/python/" + path, bytes, mode: 0o644, exclusive: false) }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let (status, output) = try SpawnerTests.run(
+            "PATH='\(path)' python3 '\(Self.repository)/python/embed' --root '\(root)' --output '\(root)/out.swift'")
+        let swift = (try? FileIO.readAll(root + "/out.swift")).map { String(decoding: $0, as: UTF8.self) } ?? ""  // Not written: "".
+        return (status, output, swift)
+    }
+
+    @Test(arguments: [
+        ("\"\"\"##", "contains the sequence \"\"\"##"), ("x = '\\##('", "contains the sequence \\##"), ("a\r\n", "contains a carriage return"),
+        ("\u{1B}[0m", "contains the control character U+001B"), ("\u{7F}", "contains the control character U+007F"),
+    ])
+    func embed_refusesWhatWouldBreakTheRawStringLiteral(text: String, reason: String) throws {
+        let result = try embed(["distr/__init__.py": Array("ok = 1\n\(text)\n".utf8)])
+        #expect(result.status == .exited(1))
+        #expect(result.output.contains("python/distr/__init__.py:2 \(reason)"), "\(result.output)")
+        #expect(result.swift.isEmpty)
+    }
+
+    @Test func embed_refusesSourcesThatAreNotUTF8() throws {
+        let result = try embed(["mpi4py/MPI.py": [0x61, 0xFF, 0x0A]])
+        #expect(result.status == .exited(1))
+        #expect(result.output.contains("python/mpi4py/MPI.py is not UTF-8"), "\(result.output)")
+    }
+
+    @Test func embed_writesEachFileAsOneRawLiteral_skippingCaches() throws {
+        let tricky = "\"\"\"doc\"\"\" \\(x) #\"\"\"# \\n \u{E9}\n\tindented\nno newline at the end"
+        let result = try embed([
+            "distr/__init__.py": Array(tricky.utf8), "distr/x.pyc": [0xFF], "mpi4py/MPI.py": Array("\n".utf8), "mpi4py/.hidden": [0xFF],
+        ])
+        #expect(result.status == .exited(0), "\(result.output)")
+        #expect(result.swift.contains("    (\"distr/__init__.py\", ##\"\"\"\n\(tricky)\n\"\"\"##),\n"), "\(result.swift)")
+        #expect(result.swift.contains("    (\"mpi4py/MPI.py\", ##\"\"\"\n\n\n\"\"\"##),\n"), "\(result.swift)")
+        #expect(!result.swift.contains("x.pyc") && !result.swift.contains(".hidden"))
+        #expect(result.swift.hasPrefix("// swift-format-ignore-file\n"))
+    }
+
     static let sample: [(path: String, contents: String)] = [
         ("distr/__init__.py", "X = 1\n"), ("distr/_sub/x.py", "\"\"\"doc\"\"\"\n"), ("mpi4py/__init__.py", ""), ("mpi4py/MPI.py", "rank = 0\n"),
     ]
