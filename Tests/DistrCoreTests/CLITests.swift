@@ -23,6 +23,13 @@ import Testing
         #expect(o.mode == .run(program: "./prog", arguments: ["--file", "x"]))
     }
 
+    @Test func noShipArgs_turnsArgumentShippingOff_andIsOnByDefault() throws {
+        #expect(try options(["run", "python3", "prog.py"]).shipArguments)
+        #expect(try !options(["run", "--no-ship-args", "python3", "prog.py"]).shipArguments)
+        // After the program it is the program's argument.
+        #expect(try options(["run", "prog", "--no-ship-args"]).shipArguments)
+    }
+
     @Test func doubleDash_endsMasterOptions() throws {
         let o = try options(["exec", "--hosts", "a,b", "--", "-la", "x"])
         #expect(o.mode == .exec(command: ["-la", "x"]))
@@ -84,7 +91,7 @@ import Testing
 }
 
 @Suite struct FlagValueTests {
-    @Test(arguments: ["--keep-going=no", "--group=1", "--gather=yes", "--keep=false", "--quiet=0"])
+    @Test(arguments: ["--keep-going=no", "--group=1", "--gather=yes", "--keep=false", "--quiet=0", "--no-ship-args=1"])
     func flagGivenAValue_isAUsageError(flag: String) {
         #expect(throws: UsageError.self) { _ = try MasterCommand.parse(["run", flag, "prog"]) }
     }

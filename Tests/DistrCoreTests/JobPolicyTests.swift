@@ -116,11 +116,18 @@ import Testing
         #expect(policy.keptDirectories == [0: "/a", 1: "/b"])
     }
 
-    @Test func stderrTail_keepsTheLastFiveLines() {
+    @Test func stderrTail_keepsTheLastTwentyLines_andCountsThemAll() {
         var policy = JobPolicy(workerCount: 1, failFast: false)
-        policy.output(rank: 0, stream: 2, bytes: Self.bytes("1\n2\n3\n4\n"))
-        policy.output(rank: 0, stream: 2, bytes: Self.bytes("5\n6\n\n7\n"))
-        #expect(policy.ranks[0]?.stderrTail == ["4", "5", "6", "", "7"].map(Self.bytes))
+        policy.output(rank: 0, stream: 2, bytes: Self.bytes((1...20).map { "\($0)\n" }.joined()))
+        policy.output(rank: 0, stream: 2, bytes: Self.bytes("21\n22\n\n23\n24"))
+        #expect(policy.ranks[0]?.stderrTail == (5...22).map { "\($0)" }.map(Self.bytes) + [[], Self.bytes("23")])
+        #expect(policy.ranks[0]?.stderrLineCount == 24)
+        // The unfinished last line counts, and pushes out the oldest, when the rank exits.
+        _ = policy.rankExited(worker: 0, rank: 0, status: .exited(1), endedByDistr: false)
+        #expect(policy.ranks[0]?.stderrTail.count == 20)
+        #expect(policy.ranks[0]?.stderrTail.first == Self.bytes("6"))
+        #expect(policy.ranks[0]?.stderrTail.last == Self.bytes("24"))
+        #expect(policy.ranks[0]?.stderrLineCount == 25)
     }
 
     @Test func stderrTail_joinsALineSplitAcrossChunks_andKeepsTheUnfinishedLastLine() {

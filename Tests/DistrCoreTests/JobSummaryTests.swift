@@ -67,6 +67,16 @@ import Testing
         #expect(summary.status == 137)
     }
 
+    @Test func summary_longStderr_showsTheLastTwentyLinesAndSaysHowManyWereCut() {
+        var policy = Self.policy()
+        policy.output(rank: 1, stream: 2, bytes: Array((1...23).map { "line \($0)\n" }.joined().utf8))
+        _ = policy.rankExited(worker: 0, rank: 1, status: .exited(1), endedByDistr: false)
+        let lines = Self.summary(policy).lines
+        #expect(lines[1] == "rank 1 on host-a: exit 1")
+        #expect(lines[2] == "  [1] ... (3 earlier stderr lines cut; the last 20 follow)")
+        #expect(Array(lines[3...]) == (4...23).map { "  [1] line \($0)" })
+    }
+
     @Test func summary_endedByDistr_isFoldedAndDoesNotCountTowardsTheStatus() {
         let nodes: [(label: String, ranks: [Int])] = [("host-a", [0, 1, 2, 3]), ("host-b", [4, 5, 6])]
         var policy = JobPolicy(workerCount: 2, failFast: true)

@@ -267,11 +267,11 @@ final class TestCluster: Sendable {
     }
 
     /// Everything left in the workers' work directories (job directories, and records of jobs
-    /// in `.distr-jobs`) except the file cache, which outlives jobs.
+    /// in `.distr-jobs`) except the file cache and the Python modules, which outlive jobs.
     var leftoverJobDirectories: [String] {
         workers.flatMap { worker in
             let top = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? [])
-                .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" }.map { worker.workDirectory + "/" + $0 }
+                .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" && $0 != ".distr-python" }.map { worker.workDirectory + "/" + $0 }
             let records = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory + "/.distr-jobs")) ?? [])
                 .map { worker.workDirectory + "/.distr-jobs/" + $0 }
             return top + records

@@ -18,7 +18,10 @@ package enum MasterCommand {
 
         Subcommands:
           run PROGRAM [ARGS...]  run one parallel program; PROGRAM is shipped when it names a local
-                                 file and is not an absolute path; slots=N peers run N ranks
+                                 file and is not an absolute path; a local PROGRAM.py runs as
+                                 'python3 PROGRAM.py' unless it is executable and starts with #!;
+                                 ARGS that are relative paths of local files are shipped too;
+                                 slots=N peers run N ranks
           exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped
           keygen                 write a new cluster secret (default ~/.config/distr/secret, mode 0600)
 
@@ -31,13 +34,16 @@ package enum MasterCommand {
           --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
           --connect-timeout S    seconds to reach and authenticate each worker (default 5)
           --file PATH            ship a file or directory (repeatable); directories keep their layout
-          --env NAME=VALUE       set a variable for every rank (repeatable)
+          --no-ship-args         run: do not ship the local files named in ARGS
+          --env NAME=VALUE       set a variable for every rank (repeatable); DISTR_MPI4PY=0 turns
+                                 off distr's mpi4py for Python ranks (also taken from the
+                                 master's own environment)
           --timeout S            end the job after S seconds (exit 124)
           --keep-going           run: do not end the other ranks when one fails
           --group                print each node's output as a block, in node order, after the job
           --gather               print identical output once, with its ranks folded ([0-3,5])
           --keep                 keep the job directories on the workers and print where they are
-          -q, --quiet            no summary line when every rank succeeded
+          -q, --quiet            no summary line when every rank succeeded, no note of shipped ARGS
           -h, --help             show this help
           --version              show the version
 
@@ -118,6 +124,9 @@ package enum MasterCommand {
                 case .option("--keep", let inline):
                     try scanner.flag("--keep", inline: inline)
                     options.keepDirectory = true
+                case .option("--no-ship-args", let inline):
+                    try scanner.flag("--no-ship-args", inline: inline)
+                    options.shipArguments = false
                 case .option("-q", let inline), .option("--quiet", let inline):
                     try scanner.flag("--quiet", inline: inline)
                     options.quiet = true

@@ -12,7 +12,8 @@ package enum WorkerCommand {
           --port N               port to listen on (default 6969; 0 picks a free port)
           --bind ADDR            address to listen on (default 0.0.0.0; '::' for IPv6)
           --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
-          --work-dir DIR         where job directories are made (default $TMPDIR or /tmp)
+          --work-dir DIR         where job directories are made (default $TMPDIR or /tmp); the Python
+                                 modules for Python ranks go to WORKDIR/.distr-python
           --max-bundle-bytes N   largest bundle accepted (default 8 GiB)
           --max-files N          most files in a bundle (default 100000)
           --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)

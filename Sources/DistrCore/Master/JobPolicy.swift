@@ -5,7 +5,9 @@ package struct JobPolicy: Sendable {
     package struct RankRecord: Sendable, Equatable {
         package var status: RankStatus?
         package var endedByDistr = false
+        /// The last `tailLines` lines of the rank's stderr, and how many lines it wrote in all.
         package var stderrTail: [[UInt8]] = []
+        package var stderrLineCount = 0
         package var partialStderr: [UInt8] = []
     }
 
@@ -19,7 +21,8 @@ package struct JobPolicy: Sendable {
         case allFinished
     }
 
-    static let tailLines = 5
+    /// Enough for a Python traceback of several frames (two lines each) to show whole.
+    static let tailLines = 20
     package let workerCount: Int
     package let failFast: Bool
     package private(set) var ranks: [Int: RankRecord] = [:]
@@ -59,6 +62,7 @@ package struct JobPolicy: Sendable {
         for (index, byte) in bytes.enumerated() where byte == 10 {
             Self.appendLineStart(bytes[start..<index], to: &pending)
             record.stderrTail.append(pending)
+            record.stderrLineCount += 1
             if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
             pending = []
             start = index + 1
@@ -84,6 +88,8 @@ package struct JobPolicy: Sendable {
         record.endedByDistr = endedByDistr
         if !record.partialStderr.isEmpty {
             record.stderrTail.append(record.partialStderr)
+            record.stderrLineCount += 1
+            if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
             record.partialStderr = []
         }
         ranks[rank] = record

@@ -49,6 +49,10 @@ package struct JobSummary: Sendable {
                 continue
             }
             lines.append("rank \(rank) on \(names[rank] ?? "?"): \(status)")
+            let cut = record.stderrLineCount - record.stderrTail.count
+            if cut > 0 {
+                lines.append("  [\(rank)] ... (\(cut) earlier stderr line\(cut == 1 ? "" : "s") cut; the last \(record.stderrTail.count) follow)")
+            }
             for line in record.stderrTail { lines.append("  [\(rank)] " + String(decoding: line, as: UTF8.self)) }
         }
         for (why, ranks) in startFailures.sorted(by: { $0.value[0] < $1.value[0] }) {

@@ -84,23 +84,15 @@ package final class Launcher: Sendable {
         case .exec(let command):
             arguments = ["/bin/sh", "-c", command.joined(separator: " ")]
         case .run(let program, let rest):
-            let isPath = program.utf8.contains(UInt8(ascii: "/"))
-            let isLocalFile = (try? FileStatus(path: program))?.kind == .regular  // Missing or unreadable: not local.
-            // A relative path runs in the job directory, where only shipped files are: one that
-            // does not exist here cannot exist there.
-            if isPath && !program.hasPrefix("/") && !isLocalFile {
-                note(
-                    "'\(program)' does not exist here, so it cannot be shipped; "
-                        + "give the path of a local program, or an absolute path that exists on every node")
+            let plan: RunPlan
+            do { plan = try RunPlan.make(program: program, arguments: rest, shipArguments: options.shipArguments, alsoShipped: options.files) } catch
+            {
+                note("\(error)")
                 return ExitCode.usage
             }
-            if !program.hasPrefix("/") && isLocalFile {
-                let path = BundleCollector.bundlePath(for: program)
-                shipped.insert(program, at: 0)
-                arguments = ["./" + path] + rest
-            } else {
-                arguments = [program] + rest
-            }
+            arguments = plan.command
+            shipped = plan.shipped + shipped
+            if !plan.argumentFiles.isEmpty && !options.quiet { note(RunPlan.note(shipping: plan.argumentFiles)) }
         }
         let sources: [BundleSource]
         do { sources = try BundleCollector.collect(shipped) } catch {
@@ -132,13 +124,15 @@ package final class Launcher: Sendable {
         let jobKey = randomBytes(32)
         let failFast: Bool
         if case .run = options.mode { failFast = !options.keepGoing } else { failFast = false }
+        // `DISTR_MPI4PY=0 distr-master run ...` reaches the ranks; an explicit --env, applied after, wins.
+        let environment = Environment.value("DISTR_MPI4PY").map { ["DISTR_MPI4PY=\($0)"] + options.environment } ?? options.environment
         let ranksOfWorker = Dictionary(uniqueKeysWithValues: links.map { ($0.index, $0.ranks) })
         policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker) }
         sessions.withLock { table in
             for link in links {
                 guard let connection = connections.withLock({ $0[link.index] }) else { continue }
                 let spec = JobSpec(
-                    jobID: jobID, arguments: arguments, environment: options.environment, localRanks: link.ranks,
+                    jobID: jobID, arguments: arguments, environment: environment, localRanks: link.ranks,
                     placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
                     manifest: sources.map(\.entry), workerIndex: link.index)
                 table[link.index] = Session(connection: connection, spec: spec)

@@ -23,6 +23,8 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
     package static let noSuchFile = Errno(rawValue: ENOENT)
     /// `ENOTDIR`: a path component is not a directory.
     package static let notDirectory = Errno(rawValue: ENOTDIR)
+    /// `ENOTEMPTY`: a directory that must be empty is not (`rename` onto a directory with entries).
+    package static let directoryNotEmpty = Errno(rawValue: ENOTEMPTY)
     /// `ELOOP`: a symlink where `O_NOFOLLOW` forbids one (or too many levels of them).
     package static let tooManySymbolicLinks = Errno(rawValue: ELOOP)
     /// `EBADF`: not an open descriptor.
@@ -57,6 +59,7 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case EEXIST: "EEXIST"
         case ENOENT: "ENOENT"
         case ENOTDIR: "ENOTDIR"
+        case ENOTEMPTY: "ENOTEMPTY"
         case EISDIR: "EISDIR"
         case ELOOP: "ELOOP"
         case EBADF: "EBADF"

@@ -12,6 +12,8 @@ final class Job: Sendable {
     /// The master's address and the job's nodes: their connections are never starved.
     let trustedHosts: Set<String>
     let grace: Double
+    /// Put on every rank's `PYTHONPATH` (see `PythonModules.pythonPath`).
+    let pythonModules: PythonModules?
     private let log: @Sendable (String) -> Void
     /// The local ranks, and every exit relayed so far (a rank started later is told of them).
     private let ranks = Mutex<(processes: [Int: RankProcess], exits: [(rank: Int, status: Int32)])>(([:], []))
@@ -23,7 +25,7 @@ final class Job: Sendable {
 
     init(
         spec: JobSpec, directory: String, connection: Connection, master: String, controlGroup: ControlGroup?, grace: Double,
-        log: @escaping @Sendable (String) -> Void, onFinish: @escaping @Sendable (Job) -> Void
+        pythonModules: PythonModules? = nil, log: @escaping @Sendable (String) -> Void, onFinish: @escaping @Sendable (Job) -> Void
     ) {
         self.spec = spec
         var procs: Int32?
@@ -39,18 +41,21 @@ final class Job: Sendable {
         self.directory = directory
         self.connection = connection
         self.grace = grace
+        self.pythonModules = pythonModules
         self.log = log
         self.onFinish = onFinish
         remaining = Atomic(spec.localRanks.count)
     }
 
-    /// Environment of a rank: the worker's, the master's `--env` values, then distr's own.
+    /// Environment of a rank: the worker's, the master's `--env` values, then distr's own
+    /// (`PYTHONPATH` gets the Python modules in front of whatever it had).
     func environment(rank: Int) -> [String] {
         var values: [String: String] = Environment.all
         for item in spec.environment {
             guard let eq = item.firstIndex(of: "=") else { continue }
             values[String(item[..<eq])] = String(item[item.index(after: eq)...])
         }
+        if let pythonModules { values["PYTHONPATH"] = pythonModules.pythonPath(environment: values) }
         values["DISTR_NODE_ID"] = String(rank)
         values["DISTR_N_NODE"] = String(spec.nodeCount)
         values["DISTR_JOB_ID"] = spec.jobID
@@ -81,10 +86,15 @@ final class Job: Sendable {
                 let agentBody: @Sendable () -> Void = { [self] in serveAgent(process) }
                 Threads.start(name: "distr-agent-\(rank)", agentBody)
             } catch {
+                let program = spec.arguments.first ?? ""
+                let interpreter = RunPlan.isPython(program) ? RunPlan.python : "INTERPRETER"
                 let why =
                     error.code == .noSuchFile
-                    ? "'\(spec.arguments.first ?? "")' not found on this node (not shipped, and not in PATH)"
-                    : error.code == .permissionDenied ? "'\(spec.arguments.first ?? "")' is not executable" : error.description
+                    ? "'\(program)' not found on this node (not shipped, and not in PATH)"
+                    : error.code == .permissionDenied
+                        ? "'\(program)' is not executable on this node; chmod +x it there, or name its interpreter: "
+                            + "distr-master run \(interpreter) \(program)"
+                        : error.description
                 // The status carries the reason; the master prints it once for all ranks it concerns.
                 connection.sendIfConnected(.rankExited(rank: rank, status: .failedToStart(why), endedByDistr: false))
                 rankDone()

@@ -45,6 +45,8 @@ package final class Worker: Sendable {
     private let records: JobRecords?
     /// Where job cgroups are made (nil: none; the sweep and the records do the tracking).
     private let controlGroups: String?
+    /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
+    package let pythonModules: PythonModules?
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
@@ -68,6 +70,14 @@ package final class Worker: Sendable {
                 "cannot keep job records in \(configuration.workDirectory)/.distr-jobs (\(error)); "
                     + "a crash of this worker will leave its jobs' processes running")
             records = nil
+        }
+        do {
+            let (modules, note) = try PythonModules.install(in: configuration.workDirectory)
+            if let note { configuration.log(note) }
+            pythonModules = modules
+        } catch {
+            configuration.log("\(error)")
+            pythonModules = nil
         }
         switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", code: .notPermitted)) {
         case .success(let place): controlGroups = place
@@ -396,7 +406,7 @@ package final class Worker: Sendable {
             }
             let job = Job(
                 spec: spec, directory: directory, connection: connection, master: masterHost, controlGroup: controlGroup,
-                grace: worker.configuration.grace, log: worker.configuration.log
+                grace: worker.configuration.grace, pythonModules: worker.pythonModules, log: worker.configuration.log
             ) { [self] finished in
                 worker.sweep(finished)
                 worker.unregister(finished)

@@ -1,0 +1,1 @@
+"""distr's mpi4py-compatible layer: `from mpi4py import MPI` under distr resolves here (placeholder)."""
