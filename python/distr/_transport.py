@@ -330,14 +330,8 @@ class Transport:
             msg = conn.msg
             if msg is not None and conn.start == conn.end and msg.length - conn.filled >= _DIRECT_THRESHOLD:
                 # The rest of a large payload: straight into its final buffer.
-                try:
-                    n = conn.sock.recv_into(conn.target[conn.filled:])
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    n = 0
-                if n == 0:
-                    self._end(conn, None)
+                n = self._recv_into(conn, conn.target[conn.filled:])
+                if not n:
                     return
                 conn.filled += n
                 if conn.filled == msg.length:
@@ -349,14 +343,8 @@ class Transport:
                 left = conn.end - conn.start
                 conn.buf[0:left] = conn.view[conn.start:conn.end]
                 conn.start, conn.end = 0, left
-            try:
-                n = conn.sock.recv_into(conn.view[conn.end:])
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                n = 0
-            if n == 0:
-                self._end(conn, None)
+            n = self._recv_into(conn, conn.view[conn.end:])
+            if not n:
                 return
             room = len(conn.buf) - conn.end
             conn.end += n
@@ -364,6 +352,18 @@ class Transport:
             if n < room:
                 # The kernel had less than the room offered: nothing more is there now.
                 return
+
+    def _recv_into(self, conn, view):
+        """Bytes read into view; 0 when nothing is there now or the connection ended (then it is closed)."""
+        try:
+            n = conn.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            n = 0  # a reset: the sender is gone, like an end of stream
+        if n == 0:
+            self._end(conn, None)
+        return n
 
     def _parse(self, conn):
         """Handles the frames in the connection's buffer."""
