@@ -263,6 +263,10 @@ public final class Node: Sendable {
             case .bytes:
                 guard arrayType.elementCode == UInt8.wireCode else { throw mismatch("it holds raw bytes") }
             case .codable, .pickle:
+                // An empty Python list travels untyped (fingerprint 0, count 0): any array type takes it.
+                if frame.fingerprint == 0, envelope.payload == [0, 0, 0, 0], let empty = arrayType.uninitialized(count: 0) as? T {
+                    return empty
+                }
                 throw mismatch("it holds an encoded value, not a numeric array")
             }
             if let value = envelope.array as? T { return value }
