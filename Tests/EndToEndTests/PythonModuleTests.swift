@@ -38,6 +38,11 @@ func pythonEnvironment() -> [String] {
         expectAllRanks(try check("api", ranks: ranks), "ok api", ranks: ranks)
     }
 
+    @Test(arguments: [1, 3])
+    func transport_postedReceivesWaitAnyCancelAndMembers(ranks: Int) throws {
+        expectAllRanks(try check("transport", ranks: ranks), "ok transport", ranks: ranks)
+    }
+
     @Test func everyEncoding_travelsBothWaysBetweenPythonRanks() throws {
         expectAllRanks(try check("encodings", ranks: 2), "ok encodings", ranks: 2)
     }
@@ -54,7 +59,7 @@ func pythonEnvironment() -> [String] {
     @Test func socketPairsFromTheWorker_carryTheSameTraffic() throws {
         // Ranks 0-2 share worker 0 (socket pairs handed over the agent channel), rank 3 is on worker 1 (TCP).
         try withTestCluster(workers: 2, slots: [3, 1]) { cluster in
-            for scenario in ["api", "encodings", "collectives", "bigring"] {
+            for scenario in ["api", "transport", "encodings", "collectives", "bigring"] {
                 let run = try cluster.master(["run", "-q"] + pythonEnvironment() + ["python3", Self.checkScript, scenario])
                 expectAllRanks(run, "ok \(scenario)", ranks: 4)
             }

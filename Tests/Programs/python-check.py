@@ -295,13 +295,57 @@ def oversized():
     distr.send(1, "done", tag=5)
 
 
+def transport():
+    """The Transport API the mpi4py layer builds on: posted receives, test/wait/wait_any/cancel, members."""
+    from distr import _transport
+    t = _transport.world()
+    me, n = t.id, t.count
+    nxt, prv = (me + 1) % n, (me - 1) % n
+    # Posted before the message arrives; posted receives are served in posting order, before recv.
+    first = t.post(prv, 10, 10)
+    second = t.post(None, 10, 10)
+    large = t.post(prv, 11, 11, into=bytearray(1 << 21))
+    expect(not t.test(first), "nothing arrived yet")
+    distr.barrier()  # everyone has posted and tested before anyone sends
+    t.send(nxt, 10, 0, 0, 0, b"one")
+    t.send(nxt, 10, 0, 0, 0, b"two")
+    t.send(nxt, 11, 0, 0, 0, b"L" * (1 << 21))
+    expect(bytes(t.wait(first).payload) == b"one" and bytes(t.wait(second).payload) == b"two", "posting order")
+    message = t.wait(large)
+    expect(message.length == 1 << 21 and bytes(message.payload[-3:]) == b"LLL", "a large payload into a posted buffer")
+    # Posted after arrival: complete at once.
+    t.send(nxt, 12, 0, 0, 0, b"early")
+    distr.barrier()  # rank prv's message with tag 12 has been sent; it may not have been read yet
+    late = t.post(prv, 12, 12)
+    expect(bytes(t.wait(late).payload) == b"early", "posted after the message came")
+    # wait_any, cancel, tag ranges, non-blocking recv and probe.
+    pending = [t.post(prv, 20, 20), t.post(prv, 21, 29)]
+    distr.barrier()
+    t.send(nxt, 25, 0, 0, 0, b"range")
+    expect(t.wait_any(pending) == 1 and pending[1].message.tag == 25, "wait_any and a tag range")
+    t.cancel(pending[0])
+    distr.barrier()  # every rank cancelled before the message that the cancelled receive would have taken
+    t.send(nxt, 20, 0, 0, 0, b"after cancel")
+    expect(bytes(t.recv(prv, 20, 20).payload) == b"after cancel", "a cancelled receive takes nothing")
+    expect(t.recv(prv, 30, 30, block=False) is None and t.probe(prv, 30, 30, block=False) is None, "nothing with tag 30")
+    # members: an any-source receive limited to some ranks.
+    t.send(me, 40, 1, 0, 0, b"self")
+    expect(t.recv(None, 40, 40, members=[r for r in range(n) if r != me], block=False) is None, "members leave out self")
+    expect(bytes(t.recv(None, 40, 40, members=[me]).payload) == b"self", "members")
+    # A negative (collective) tag range is separate from user tags.
+    t.send(nxt, -5, 0, 0, 0, b"collective")
+    expect(t.recv(prv, 0, 2 ** 31 - 1, block=False) is None, "user tags do not see collective tags")
+    expect(bytes(t.recv(prv, -5, -5).payload) == b"collective", "collective tag")
+    distr.barrier()
+
+
 def crash():
     if distr.node_id == 1:
         raise ValueError("boom in rank 1")
     distr.recv(1)
 
 
-SCENARIOS = {f.__name__: f for f in [api, encodings, pure, collectives, mismatch, bigring, dead, aborted, malformed,
+SCENARIOS = {f.__name__: f for f in [api, transport, encodings, pure, collectives, mismatch, bigring, dead, aborted, malformed,
                                      oversized, crash]}
 
 if __name__ == "__main__":

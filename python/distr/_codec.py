@@ -33,6 +33,8 @@ RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
 _PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
 
 
 def fingerprint(name):
@@ -467,6 +469,16 @@ def decode(msg, kind=None):
     bytes, whatever the encoding), or a type spec that must fit what was sent."""
     enc = msg.encoding
     payload = msg.payload
+    if enc == CODABLE and (kind is None or type(kind) is type):
+        # The common scalars, without the general reader.
+        fp = msg.fingerprint
+        if fp == _FP_STRING and (kind is None or kind is str) and msg.length >= 4:
+            if _U32.unpack_from(payload)[0] == msg.length - 4:
+                return str(payload[4:], "utf-8", "replace")
+        elif fp == _FP_INT and (kind is None or kind is int) and msg.length == 8:
+            return _I64.unpack_from(payload)[0]
+        elif fp == _FP_DOUBLE and (kind is None or kind is float) and msg.length == 8:
+            return _F64.unpack_from(payload)[0]
     if kind is bytes:
         return bytes(payload)
     if enc == RAW:

@@ -212,6 +212,7 @@ class Transport:
         self._open = {}           # rank -> connections from it not yet at end of stream
         self._broken = {}         # rank -> DistrError: its connection was closed for a bad frame
         self._aborted = None
+        self._epoch = 0           # counts exits, ends of connections and aborts (receives recheck failures then)
         self._poll = select.poll()
 
         self._agent.sendmsg([b"\x01" + struct.pack(">q", self.id)])
@@ -315,6 +316,10 @@ class Transport:
             events = self._poll.poll(timeout_ms)
         except InterruptedError:
             return
+        if events:
+            self._dispatch(events)
+
+    def _dispatch(self, events):
         agent = self._agent.fileno()
         for fd, _ in events:
             if fd == agent:
@@ -384,10 +389,11 @@ class Transport:
             if conn.end - conn.start < _HEADER_SIZE:
                 return
             kind, encoding, element, _, fingerprint, tag, length = _HEADER.unpack_from(conn.buf, conn.start)
-            problem = self._check_header(conn.source, kind, encoding, element, length)
-            if problem is not None:
-                self._end(conn, problem)
-                return
+            if kind != _KIND_MESSAGE or encoding > 1 or length > self.max_message_bytes:
+                problem = self._check_header(conn.source, kind, encoding, element, length)
+                if problem is not None:
+                    self._end(conn, problem)
+                    return
             conn.start += _HEADER_SIZE
             if kind == _KIND_GOODBYE:
                 self._end(conn, None)
@@ -553,6 +559,7 @@ class Transport:
         return PeerExited(None, None)
 
     def _fail_hopeless(self):
+        self._epoch += 1
         if not self._posted:
             return
         keep = []
@@ -578,12 +585,11 @@ class Transport:
                     if error is not None:
                         raise error
                     return None
+            elif into is None:
+                # Nothing to read into: wait for the message to be queued (no posted receive needed).
+                msg = self._wait_queued(source, tag_lo, tag_hi, members)
             else:
-                p = PostedReceive(source, tag_lo, tag_hi, into, members)
-                error = self._failure(source, members)
-                if error is not None:
-                    raise error
-                self._posted.append(p)
+                p = self.post(source, tag_lo, tag_hi, into, members)
                 try:
                     return self.wait(p)
                 except BaseException:
@@ -594,6 +600,33 @@ class Transport:
             view[:msg.length] = msg.payload
             msg.payload = view[:msg.length]
         return msg
+
+    def _wait_queued(self, source, tag_lo, tag_hi, members):
+        """Progress until a matching message is queued, and take it. Reads the sockets in a tight loop
+        for up to DISTR_SPIN_USEC (default 50 µs) after the last bytes came, then blocks in poll."""
+        error = self._failure(source, members)
+        if error is not None:
+            raise error
+        epoch = self._epoch
+        poll = self._poll.poll
+        clock = time.perf_counter
+        spin_until = clock() + self._spin
+        while True:
+            try:
+                events = poll(0 if clock() < spin_until else -1)
+            except InterruptedError:
+                events = None
+            if events:
+                self._dispatch(events)
+                msg = self._take_queued(source, tag_lo, tag_hi, members)
+                if msg is not None:
+                    return msg
+                spin_until = clock() + self._spin
+            if self._epoch != epoch:
+                epoch = self._epoch
+                error = self._failure(source, members)
+                if error is not None:
+                    raise error
 
     def probe(self, source, tag_lo, tag_hi, block=True, members=None):
         """Like recv, but leaves the message queued (it is returned once complete)."""
@@ -619,6 +652,22 @@ class Transport:
         if msg is not None:
             self._give(p, msg)
             return p
+        # A message whose payload is still arriving (no receive was waiting when its header came):
+        # take it over, and read the rest of it straight into `into`.
+        for conn in self._incoming.values():
+            msg = conn.msg
+            if msg is not None and conn.claimant is None and p.matches(msg.source, msg.tag):
+                conn.claimant = p
+                p._claimed = conn
+                if into is not None:
+                    try:
+                        target = _fit_into(into, msg.length, msg.source)[:msg.length]
+                    except DistrError as error:
+                        p.error = error  # the message is still read, then dropped
+                    else:
+                        target[:conn.filled] = conn.target[:conn.filled]
+                        conn.target = target
+                return p
         error = self._failure(source, members)
         if error is not None:
             p.error = error
@@ -688,7 +737,8 @@ class Transport:
 
     def send(self, dest, tag, encoding, element, fingerprint, payload):
         """Sends one frame; returns when all of it is in the kernel (reading incoming data meanwhile)."""
-        view = _byte_view(payload)
+        kind = type(payload)
+        view = payload if kind is bytes or kind is bytearray else _byte_view(payload)
         length = len(view)
         if dest == self.id:
             self._deliver(Message(dest, tag, encoding, element, fingerprint, bytes(view), length))
@@ -700,7 +750,7 @@ class Transport:
             sock = self._connect(dest)
         header = _HEADER.pack(_KIND_MESSAGE, encoding, element, 0, fingerprint, tag, length)
         if length <= _SMALL_SEND:
-            data = header + view.tobytes() if length else header
+            data = header + view if kind is bytes else header + bytes(view)
             try:
                 n = sock.send(data, _NOSIGNAL)
             except (BlockingIOError, InterruptedError):
