@@ -25,11 +25,16 @@ let package = Package(
         .executableTarget(name: "matmul", dependencies: ["DistrCore"], path: "Examples/matmul", swiftSettings: strict),
         .executableTarget(name: "montecarlo", dependencies: ["DistrCore"], path: "Examples/montecarlo", swiftSettings: strict),
         .executableTarget(
+            name: "mixed", dependencies: ["DistrCore"], path: "Examples/python/mixed", exclude: ["mixed.py", "run.sh"],
+            swiftSettings: strict),
+        .executableTarget(
             name: "distr-check", dependencies: ["DistrCore"], path: "Tests/Programs/distr-check", swiftSettings: strict),
         .testTarget(name: "DistrCoreTests", dependencies: ["DistrCore"], swiftSettings: strict),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["DistrCore", "distr-worker", "distr-master", "ring", "pi", "primes", "matmul", "montecarlo", "distr-check"],
+            dependencies: [
+                "DistrCore", "distr-worker", "distr-master", "ring", "pi", "primes", "matmul", "montecarlo", "mixed", "distr-check",
+            ],
             swiftSettings: strict),
     ]
 )

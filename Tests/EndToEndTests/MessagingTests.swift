@@ -35,22 +35,14 @@ import Testing
         }
     }
 
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-
-    @Test func python_ringRunsWithThePythonClient() throws {
-        let run = try TestProcess.master(
-            ["run", "-q", "--local", "3", "--file", "python/distr.py", "--file", "python/ring.py", "python3", "python/ring.py"],
-            directory: Self.repository)
-        #expect(run.status == 0, "\(run.stderr)")
-        for rank in 0..<3 { #expect(run.stdoutLines.contains("[\(rank)] Next to \((rank + 2) % 3) is \(rank)"), "\(run.stdout)") }
-    }
-
     @Test func python_andSwiftRanksExchangeValuesBothWays() throws {
+        // Every Swift-typed value both ways, a pickled value refused by Swift, a malformed header
+        // from Python: over TCP (--local) and over a socket pair from one worker.
         let cluster = try TestCluster(workers: 1, slots: [2])
         let script =
-            "if [ $DISTR_NODE_ID = 0 ]; then exec \(Self.check) python-peer; else exec python3 \(Self.repository)/Tests/Programs/python-peer.py; fi"
+            "if [ $DISTR_NODE_ID = 0 ]; then exec \(Self.check) python-peer; else exec python3 \(repositoryRoot)/Tests/Programs/python-peer.py; fi"
         for peers in [["--local", "2"], ["--peers", cluster.peersFile, "--secret-file", cluster.secretFile]] {
-            let run = try TestProcess.master(["run", "-q"] + peers + ["sh", "-c", script])
+            let run = try TestProcess.master(["run", "-q"] + peers + pythonEnvironment() + ["sh", "-c", script])
             #expect(run.status == 0, "\(run.stderr)")
             #expect(run.stdoutLines.sorted() == ["[0] ok python-peer", "[1] ok python-peer"], "\(run.stdout)\n\(run.stderr)")
         }

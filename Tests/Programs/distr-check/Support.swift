@@ -10,6 +10,13 @@ struct Point: Codable, Sendable, Equatable {
     var nested: [String: Int]
 }
 
+/// A struct a Python rank reads with `kind=(int, str, [float])`: its fields in declaration order.
+struct Labelled: Codable, Sendable, Equatable {
+    var count: Int
+    var name: String
+    var weights: [Double]
+}
+
 struct CheckFailure: Error, CustomStringConvertible {
     var description: String
 }

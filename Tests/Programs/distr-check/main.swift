@@ -91,17 +91,79 @@ await Node.run { node in
         say("ok order")
 
     case "python-peer":
-        // Rank 0 in Swift, rank 1 in Python (Tests/Programs/python-peer.py).
+        // Rank 0 in Swift, rank 1 in Python (Tests/Programs/python-peer.py): every Swift-typed
+        // value both ways, a pickled value refused clearly, and a malformed header last.
         if node.id == 0 {
             try await node.send("hello from swift", to: 1)
             try await node.send([1.5, 2.5], to: 1)
             try await node.send(42, to: 1, tag: 3)
+            try await node.send(true, to: 1)
+            try await node.send(Float(0.5), to: 1)
+            try await node.send([Int32(1), -2], to: 1)
+            try await node.send(["a": 1, "b": 2], to: 1)
+            try await node.send([[1, 2], [3]], to: 1)
+            try await node.send(["x", "y"], to: 1)
+            try await node.send([true, false], to: 1)
+            try await node.send([1: "one"], to: 1)
+            try await node.send(["k": [1.5]], to: 1)
+            try await node.send(bytes: [0, 255, 7], to: 1)
+            try await node.send([Int](), to: 1)
+            try await node.send(Labelled(count: 3, name: "p", weights: [0.5]), to: 1)
+            try await node.send(Labelled(count: 4, name: "q", weights: []), to: 1)
             try expect(try await node.recv(String.self, from: 1) == "hello from python", "string from python")
             try expect(try await node.recv([Int32].self, from: 1) == [1, -2, 3], "int32 array from python")
             try expect(try await node.recv(Double.self, from: 1, tag: 5) == 0.25, "double from python")
             try expect(try await node.recv([String].self, from: 1) == ["a", "b"], "string list from python")
+            try expect(try await node.recv(Int.self, from: 1) == -7, "int from python")
+            try expect(try await node.recv(Bool.self, from: 1) == true, "bool from python")
+            try expect(try await node.recv([Int].self, from: 1) == [1, 2, 3], "int list from python")
+            try expect(try await node.recv([Double].self, from: 1) == [1.5, -0.5], "double list from python")
+            try expect(try await node.recv([String: Int].self, from: 1) == ["a": 1, "b": 2], "dictionary from python")
+            try expect(try await node.recv([Int: String].self, from: 1) == [1: "one"], "int-keyed dictionary from python")
+            try expect(try await node.recv([[Int]].self, from: 1) == [[1, 2], [3]], "nested lists from python")
+            try expect(try await node.recv([String: [Double]].self, from: 1) == ["k": [0.5]], "dictionary of lists from python")
+            try expect(try await node.recv([Bool].self, from: 1) == [true, false], "bool list from python")
+            try expect(try await node.recvBytes(from: 1).value == [1, 2, 3], "bytes from python")
+            try expect(try await node.recv([Int].self, from: 1).isEmpty, "empty list from python as [Int]")
+            try expect(try await node.recv([String].self, from: 1).isEmpty, "empty list from python as [String]")
+            try expect(try await node.recv([Double].self, from: 1) == [0, 1, 2], "numpy or array.array from python")
+            try await expectError(
+                "pickled tuple", contains: "rank 1 sent a pickled Python object (tag 0); a Swift rank receives str, int, float, bool"
+            ) { _ = try await node.recv(String.self, from: 1) }
+            try expect(try await node.recv(String.self, from: 1) == "after the pickle", "the connection survives a pickle")
+            try await expectError("malformed header", contains: "rank 1 sent a malformed message header (unknown encoding 9)") {
+                _ = try await node.recv(String.self, from: 1)
+            }
+            try await node.send("done", to: 1, tag: 9)
             say("ok python-peer")
         }
+
+    case "python-collectives":
+        // Even ranks in Swift, odd ranks in Python (Tests/Programs/python-peer.py collectives):
+        // the same collectives in the same order, with the values both sides compute.
+        let n = node.count
+        try await node.barrier()
+        try expect(try await node.broadcast(nil as Int?, root: 1 % n) == 7, "broadcast of an Int from a Python root")
+        try expect(try await node.broadcast(node.id == 0 ? [0.5, 1.5] : nil, root: 0) == [0.5, 1.5], "broadcast of [Double]")
+        let sum = try await node.reduce(node.id + 1, .sum, root: 0)
+        try expect(node.id == 0 ? sum == n * (n + 1) / 2 : sum == nil, "reduce of Int")
+        let sums = try await node.reduce([Double(node.id), 1], .sum, root: 1 % n)
+        try expect(node.id == 1 % n ? sums == [Double(n * (n - 1) / 2), Double(n)] : sums == nil, "reduce of [Double] at a Python root")
+        try expect(try await node.allReduce(node.id, .max) == n - 1, "allReduce max")
+        let ring = try await node.allReduce([Double](repeating: Double(node.id + 1), count: 4096 * n + 3), .sum)
+        try expect(ring == [Double](repeating: Double(n * (n + 1) / 2), count: 4096 * n + 3), "ring allReduce")
+        try expect(try await node.allReduce([node.id, -node.id], .min) == [0, -(n - 1)], "allReduce min of [Int]")
+        let words = try await node.gather("r\(node.id)", root: 1 % n)
+        try expect(node.id == 1 % n ? words == (0..<n).map { "r\($0)" } : words == nil, "gather of String at a Python root")
+        let ids = try await node.gather(node.id, root: 0)
+        try expect(node.id == 0 ? ids == Array(0..<n) : ids == nil, "gather of Int")
+        try expect(try await node.allGather(Double(node.id) * 0.5) == (0..<n).map { Double($0) * 0.5 }, "allGather of Double")
+        try expect(try await node.allGather(["x\(node.id)"]) == (0..<n).map { ["x\($0)"] }, "allGather of [String]")
+        let piece = try await node.scatter(node.id == 0 ? (0..<n).map { "s\($0)" } : nil, root: 0)
+        try expect(piece == "s\(node.id)", "scatter of String")
+        try expect(try await node.scatter(nil as [Int]?, root: 1 % n) == node.id * 10, "scatter of Int from a Python root")
+        try await node.barrier()
+        say("ok python-collectives")
 
     case "collectives":
         let n = node.count
