@@ -33,7 +33,7 @@ import socket
 import sys
 import time
 
-from distr import _collectives, _transport
+from distr import _codec, _collectives, _transport
 
 # ---------------------------------------------------------------------------------------------
 # constants
@@ -49,7 +49,7 @@ TAG_UB = 0
 _TAG_MAX = 2**31 - 1
 _CONTEXT_SHIFT = 32
 _PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
-_DOCS = "docs/mpi4py.md lists what distr's mpi4py layer supports; run programs that need more with mpirun and the real mpi4py"
+_DOCS = "docs/mpi4py.md lists the supported calls; run programs that need more under mpirun with the real mpi4py"
 
 
 class _Sentinel:
@@ -79,23 +79,6 @@ class _Unsupported(NotImplementedError, AttributeError):
 def _unsupported(name):
     return _Unsupported("%s is not supported by distr's mpi4py layer; %s" % (name, _DOCS))
 
-
-def _numpy():
-    """numpy when it is importable and DISTR_NUMPY is not "0", else None."""
-    global _np
-    if _np is False:
-        _np = None
-        if os.environ.get("DISTR_NUMPY") != "0":
-            try:
-                import numpy
-
-                _np = numpy
-            except ImportError:
-                pass
-    return _np
-
-
-_np = False
 
 # ---------------------------------------------------------------------------------------------
 # environment
@@ -147,8 +130,26 @@ def Get_processor_name():
 # datatypes
 
 
-class Datatype:
+class _Layer(type):
+    """The classes of this layer: a missing attribute of mpi4py's API raises NotImplementedError,
+    on the class (MPI.Request.Waitsome) and on its objects (comm.Spawn)."""
+
+    def __getattr__(cls, name):
+        return _missing(cls, cls._mpi_kind, name)
+
+
+class _Object(metaclass=_Layer):
+    __slots__ = ()
+    _mpi_kind = "Object"
+
+    def __getattr__(self, name):
+        return _missing(self, type(self)._mpi_kind, name)
+
+
+class Datatype(_Object):
     """A basic MPI datatype: a name, a size in bytes and a buffer format character."""
+
+    _mpi_kind = "Datatype"
 
     __slots__ = ("_name", "_size", "_char", "_wire")
 
@@ -180,8 +181,6 @@ class Datatype:
     def __reduce__(self):
         return self._name[4:] if self._name.startswith("MPI_") else self._name
 
-    def __getattr__(self, name):
-        return _missing(self, "Datatype", _DATATYPE_NAMES, name)
 
 
 DATATYPE_NULL = Datatype("MPI_DATATYPE_NULL", 0, "")
@@ -195,10 +194,10 @@ SHORT = SIGNED_SHORT = Datatype("MPI_SHORT", 2, "h", 6)
 UNSIGNED_SHORT = Datatype("MPI_UNSIGNED_SHORT", 2, "H", 11)
 INT = SIGNED_INT = Datatype("MPI_INT", 4, "i", 5)
 UNSIGNED = UNSIGNED_INT = Datatype("MPI_UNSIGNED", 4, "I", 10)
-LONG = SIGNED_LONG = Datatype("MPI_LONG", 8, "l", 4)
-UNSIGNED_LONG = Datatype("MPI_UNSIGNED_LONG", 8, "L", 9)
-LONG_LONG = SIGNED_LONG_LONG = Datatype("MPI_LONG_LONG_INT", 8, "q", 4)
-UNSIGNED_LONG_LONG = Datatype("MPI_UNSIGNED_LONG_LONG", 8, "Q", 9)
+LONG = SIGNED_LONG = Datatype("MPI_LONG", 8, "l", 3)
+UNSIGNED_LONG = Datatype("MPI_UNSIGNED_LONG", 8, "L", 8)
+LONG_LONG = SIGNED_LONG_LONG = Datatype("MPI_LONG_LONG_INT", 8, "q", 3)
+UNSIGNED_LONG_LONG = Datatype("MPI_UNSIGNED_LONG_LONG", 8, "Q", 8)
 FLOAT = Datatype("MPI_FLOAT", 4, "f", 2)
 DOUBLE = Datatype("MPI_DOUBLE", 8, "d", 1)
 LONG_DOUBLE = Datatype("MPI_LONG_DOUBLE", 16, "g")
@@ -206,16 +205,16 @@ C_BOOL = BOOL = Datatype("MPI_C_BOOL", 1, "?")
 INT8_T = Datatype("MPI_INT8_T", 1, "b", 7)
 INT16_T = Datatype("MPI_INT16_T", 2, "h", 6)
 INT32_T = Datatype("MPI_INT32_T", 4, "i", 5)
-INT64_T = Datatype("MPI_INT64_T", 8, "l", 4)
+INT64_T = Datatype("MPI_INT64_T", 8, "l", 3)
 UINT8_T = Datatype("MPI_UINT8_T", 1, "B", 12)
 UINT16_T = Datatype("MPI_UINT16_T", 2, "H", 11)
 UINT32_T = Datatype("MPI_UINT32_T", 4, "I", 10)
-UINT64_T = Datatype("MPI_UINT64_T", 8, "L", 9)
+UINT64_T = Datatype("MPI_UINT64_T", 8, "L", 8)
 C_FLOAT_COMPLEX = C_COMPLEX = COMPLEX = Datatype("MPI_C_COMPLEX", 8, "F")
 C_DOUBLE_COMPLEX = DOUBLE_COMPLEX = Datatype("MPI_C_DOUBLE_COMPLEX", 16, "D")
-AINT = Datatype("MPI_AINT", 8, "p", 4)
-OFFSET = Datatype("MPI_OFFSET", 8, "p", 4)
-COUNT = Datatype("MPI_COUNT", 8, "p", 4)
+AINT = Datatype("MPI_AINT", 8, "p", 3)
+OFFSET = Datatype("MPI_OFFSET", 8, "p", 3)
+COUNT = Datatype("MPI_COUNT", 8, "p", 3)
 INTEGER = Datatype("MPI_INTEGER", 4, "i", 5)
 REAL = Datatype("MPI_REAL", 4, "f", 2)
 DOUBLE_PRECISION = Datatype("MPI_DOUBLE_PRECISION", 8, "d", 1)
@@ -232,17 +231,6 @@ _BY_TYPECHAR = dict(_BY_FORMAT, B=UNSIGNED_CHAR, p=AINT)
 #: Format characters memoryview.cast accepts, for element-wise work without numpy.
 _CASTABLE = frozenset("cbB?hHiIlLqQfd")
 
-
-def _fnv1a(text):
-    h = 0x811C9DC5
-    for b in text.encode():
-        h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return h or 1
-
-
-#: Fingerprint markers of numeric frames (see plan: Python receivers rebuild the same type).
-_MARK_NDARRAY = _fnv1a("python.ndarray")
-_MARK_ARRAY = _fnv1a("python.array")
 
 # ---------------------------------------------------------------------------------------------
 # buffer specs
@@ -345,9 +333,9 @@ def _wire(buf):
         return 0, 0, 0
     owner = buf.owner
     if isinstance(owner, array.array):
-        return 2, element, _MARK_ARRAY
+        return 2, element, _codec.PY_ARRAY
     if type(owner).__module__ == "numpy":
-        return 2, element, _MARK_NDARRAY
+        return 2, element, _codec.PY_NDARRAY
     return 2, element, 0
 
 
@@ -381,8 +369,10 @@ _maxloc = _location(lambda a, b: a > b)
 _minloc = _location(lambda a, b: a < b)
 
 
-class Op:
+class Op(_Object):
     """A reduction operation: a predefined one (MPI.SUM, ...) or a user function (Op.Create)."""
+
+    _mpi_kind = "Op"
 
     __slots__ = ("_name", "_py", "_ufunc", "_user", "_commute")
 
@@ -427,8 +417,6 @@ class Op:
             raise TypeError("a user operation (Op.Create) cannot be pickled")
         return self._name[4:]
 
-    def __getattr__(self, name):
-        return _missing(self, "Op", _OP_NAMES, name)
 
 
 SUM = Op("MPI_SUM", lambda x, y: x + y, "add")
@@ -485,7 +473,7 @@ def _buffer_combiner(op, dtype, call):
         return combine_user
     if op._ufunc is None:
         raise _unsupported("%s with %s on a buffer" % (call, op._name))
-    np = _numpy()
+    np = _codec.numpy_module()
     if np is not None and dtype._char != "c":
         kind = np.dtype(dtype._char)
         ufunc = getattr(np, op._ufunc)
@@ -518,8 +506,10 @@ def _buffer_combiner(op, dtype, call):
 # status and requests
 
 
-class Status:
+class Status(_Object):
     """Where a received message came from: source and tag (in the communicator), size."""
+
+    _mpi_kind = "Status"
 
     __slots__ = ("source", "tag", "error", "_bytes", "_cancelled")
 
@@ -573,8 +563,6 @@ class Status:
     def __repr__(self):
         return "<mpi4py.MPI.Status source=%d tag=%d count=%d>" % (self.source, self.tag, self._bytes)
 
-    def __getattr__(self, name):
-        return _missing(self, "Status", _STATUS_NAMES, name)
 
 
 def _fill(status, source, tag, nbytes):
@@ -582,19 +570,17 @@ def _fill(status, source, tag, nbytes):
         status.source, status.tag, status.error, status._bytes = source, tag, SUCCESS, nbytes
 
 
-def _loads(msg, call):
+def _loads(msg):
     if msg.encoding == 3:
         return pickle.loads(msg.payload)
-    if msg.encoding == 0:
-        return bytes(msg.payload)
-    raise _transport.DistrError(
-        "%s: rank %d sent a message in distr's typed encoding (tag %d), not a pickled object; "
-        "the sender is a Swift rank or uses the distr module: receive it with distr.recv, "
-        "or send it with comm.send" % (call, msg.source, msg.tag & 0xFFFFFFFF))
+    # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
+    return _codec.decode(msg)
 
 
-class Request:
+class Request(_Object):
     """A nonblocking send (complete at once: sends are buffered) or receive (posted in order)."""
+
+    _mpi_kind = "Request"
 
     __slots__ = ("_comm", "_posted", "_buf", "_value", "_done", "_active", "_status")
 
@@ -613,9 +599,13 @@ class Request:
             _fill(status, ANY_SOURCE, ANY_TAG, 0)
             return None
         if not self._done:
-            msg = self._comm._transport().wait(self._posted)
+            try:
+                msg = self._comm._transport().wait(self._posted)
+            except _transport.PeerExited as error:
+                self._comm._explain(error)
+                raise
             self._status = self._comm._status_of(msg)
-            self._value = None if self._buf is not None else _loads(msg, "Request.wait")
+            self._value = None if self._buf is not None else _loads(msg)
             self._done = True
         if self._status is not None:
             _fill(status, *self._status)
@@ -734,8 +724,6 @@ class Request:
         index, flag, _ = cls.testany(requests, status)
         return index, flag
 
-    def __getattr__(self, name):
-        return _missing(self, "Request", _REQUEST_NAMES, name)
 
 
 def _nth(statuses, i):
@@ -786,9 +774,15 @@ class _Group:
     def next_collective_tags(self):
         return self.comm._next_tags()
 
+    def world_rank(self, rank):
+        """For _collectives' errors: they name world ranks, as every other error does."""
+        return self._members[rank]
 
-class Comm:
+
+class Comm(_Object):
     """A communicator: a list of world ranks and a context id (see the module doc)."""
+
+    _mpi_kind = "Comm"
 
     def __init__(self, members, context, name=""):
         self._members = members        # world rank of each communicator rank; None for COMM_NULL
@@ -837,6 +831,12 @@ class Comm:
         source = msg.source if self._index is None else self._index.get(msg.source, msg.source)
         return source, msg.tag - self._base, msg.length
 
+    def _explain(self, error):
+        """Rewords the transport's any-source PeerExited for a communicator smaller than the world."""
+        if error.rank is None and self._index is not None and self._size < _t().count:
+            error.args = ("every other rank of this communicator (world ranks %s) has exited and no matching "
+                          "message is pending" % ", ".join(str(r) for r in self._members if r != _t().id),)
+
     def _dest(self, dest, call):
         if not isinstance(dest, int) or not 0 <= dest < self._size:
             if dest == PROC_NULL:
@@ -868,8 +868,6 @@ class Comm:
             raise _transport.DistrError("%s: root %r is not a rank of this communicator (ranks 0...%d)" % (call, root, self._size - 1))
         return root
 
-    def __getattr__(self, name):
-        return _missing(self, "Comm", _COMM_NAMES, name)
 
     # -- identity
 
@@ -995,10 +993,14 @@ class Comm:
             return None
         world, members = self._source(source, "Comm.recv")
         lo, hi = self._recv_tags(tag, "Comm.recv")
-        msg = t.recv(world, lo, hi, members=members)
+        try:
+            msg = t.recv(world, lo, hi, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
         if status is not None:
             _fill(status, *self._status_of(msg))
-        return _loads(msg, "Comm.recv")
+        return _loads(msg)
 
     def isend(self, obj, dest, tag=0):
         self.send(obj, dest, tag)
@@ -1033,7 +1035,11 @@ class Comm:
             return True
         world, members = self._source(source, call)
         lo, hi = self._recv_tags(tag, call)
-        msg = t.probe(world, lo, hi, block=block, members=members)
+        try:
+            msg = t.probe(world, lo, hi, block=block, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
         if msg is None:
             return False
         _fill(status, *self._status_of(msg))
@@ -1064,7 +1070,11 @@ class Comm:
         world, members = self._source(source, "Comm.Recv")
         lo, hi = self._recv_tags(tag, "Comm.Recv")
         # The transport reads the payload into b.view (or copies it there once).
-        msg = t.recv(world, lo, hi, into=b.view, members=members)
+        try:
+            msg = t.recv(world, lo, hi, into=b.view, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
         _fill(status, *self._status_of(msg))
 
     def Isend(self, buf, dest, tag=0):
@@ -1154,34 +1164,11 @@ class Comm:
 
     def scan(self, sendobj, op=SUM):
         self._transport()
-        return self._scan(_Group(self), sendobj, _as_op(op, "Comm.scan"), False)
+        return _collectives.scan(_Group(self), sendobj, _as_op(op, "Comm.scan"))
 
     def exscan(self, sendobj, op=SUM):
         self._transport()
-        return self._scan(_Group(self), sendobj, _as_op(op, "Comm.exscan"), True)
-
-    def _scan(self, group, value, op, exclusive):
-        """Prefix reduction by recursive doubling (log2(size) exchanges, as in MPICH), combining
-        in rank order so non-commutative operations are right. Exclusive: rank 0 gets None."""
-        tag, _ = group.next_collective_tags()
-        rank, size = self._rank, self._size
-        partial = value        # reduction over the block of ranks exchanged so far
-        inclusive = value      # reduction over ranks 0..rank
-        before = None          # reduction over ranks 0..rank-1
-        mask = 1
-        while mask < size:
-            partner = rank ^ mask
-            if partner < size:
-                group.send(partner, partial, tag)
-                other = group.recv(partner, tag)
-                if partner < rank:
-                    partial = op(other, partial)
-                    inclusive = op(other, inclusive)
-                    before = other if before is None else op(other, before)
-                else:
-                    partial = op(partial, other)
-            mask <<= 1
-        return before if exclusive else inclusive
+        return _collectives.exscan(_Group(self), sendobj, _as_op(op, "Comm.exscan"))
 
     # -- collectives, buffers
 
@@ -1275,7 +1262,8 @@ class Comm:
         self._transport()
         op = _as_op(op, call)
         r, mine, dtype = self._reduce_input(sendbuf, recvbuf, call, True)
-        result = self._scan(_Group(self, raw=True), mine, _buffer_combiner(op, dtype, call), exclusive)
+        scan = _collectives.exscan if exclusive else _collectives.scan
+        result = scan(_Group(self, raw=True), mine, _buffer_combiner(op, dtype, call))
         if result is not None:  # Exscan leaves rank 0's buffer as it was (MPI: undefined)
             _copy(r.view, result, call)
 
@@ -1406,10 +1394,19 @@ def _known(names):
     return found
 
 
-def _missing(obj, kind, names, name):
+_NAMES_OF = {
+    "Comm": "_COMM_NAMES", "Request": "_REQUEST_NAMES", "Status": "_STATUS_NAMES", "Datatype": "_DATATYPE_NAMES",
+    "Op": "_OP_NAMES",
+}
+
+
+def _missing(obj, kind, name):
     """What a missing attribute of a layer object raises: NotImplementedError for mpi4py's names."""
+    names = globals().get(_NAMES_OF.get(kind, ""), "")
     if not name.startswith("_") and name in _known(names):
         raise _unsupported("MPI.%s.%s" % (kind, name))
+    if isinstance(obj, type):
+        raise AttributeError("type object '%s' has no attribute '%s'" % (obj.__name__, name))
     raise AttributeError("'%s' object has no attribute '%s'" % (type(obj).__name__, name))
 
 
