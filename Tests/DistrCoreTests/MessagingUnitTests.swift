@@ -69,6 +69,16 @@ import Testing
         }
         #expect(throws: NodeError.self) { try Node.decode([Double].self, envelope) }
     }
+
+    @Test func decodeOfAPickledPythonObjectNamesTheSenderAndWhatSwiftReceives() throws {
+        let pickled = Envelope(source: 3, frame: RankFrame(encoding: .pickle, tag: 6, length: 3), payload: [0x80, 0x05, 0x4e])
+        for decode in [{ _ = try Node.decode(String.self, pickled) }, { _ = try Node.decode([UInt8].self, pickled) }] {
+            #expect(throws: NodeError.pickledValue(source: 3, tag: 6), performing: decode)
+        }
+        #expect(
+            NodeError.pickledValue(source: 3, tag: 6).description.hasPrefix(
+                "rank 3 sent a pickled Python object (tag 6); a Swift rank receives str, int, float, bool, bytes"))
+    }
 }
 
 @Suite struct MailboxTests {

@@ -49,6 +49,8 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
         (RankFrame(encoding: .numeric, element: Double.wireCode, tag: -3, length: 16), [Double]([1.5, -2]).withUnsafeBytes { Array($0) }),
         (RankFrame(encoding: .bytes, tag: 0, length: 0), []),
         (RankFrame(encoding: .numeric, element: Int16.wireCode, tag: 9, length: 2), [0xff, 0x7f]),
+        // A pickled Python object: accepted (the receive fails later, the connection stays open).
+        (RankFrame(encoding: .pickle, tag: 1, length: 3), [0x80, 0x05, 0x4e]),
     ]
 
     static func stream(_ frames: [(RankFrame, [UInt8])], goodbye: Bool) -> [UInt8] {
@@ -141,7 +143,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
         (header(kind: 0, length: 0), "unknown frame kind 0"),
         (header(kind: 3, length: 0), "unknown frame kind 3"),
         (header(kind: 255, length: 0), "unknown frame kind 255"),
-        (header(encoding: 3, length: 0), "unknown encoding 3"),
+        (header(encoding: 4, length: 0), "unknown encoding 4"),
         (header(encoding: 255, length: 0), "unknown encoding 255"),
         (header(encoding: 2, element: 0, length: 8), "unknown numeric element code 0"),
         (header(encoding: 2, element: 13, length: 8), "unknown numeric element code 13"),

@@ -87,6 +87,7 @@ extension FuzzTarget {
             ("message", RankFrame(encoding: .bytes, tag: 5, length: 12)),
             ("codable", RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: FuzzRecord.self), tag: 0, length: 100)),
             ("numeric", RankFrame(encoding: .numeric, element: Double.wireCode, tag: -3, length: 800)),
+            ("pickle", RankFrame(encoding: .pickle, tag: 2, length: 30)),
             ("goodbye", RankFrame(kind: RankFrame.goodbye, encoding: .bytes, tag: 0, length: 0)),
         ]
         // The first byte is the chunk size the stream is fed in (see `decodeRankFrames`).

@@ -198,7 +198,8 @@ public final class Node: Sendable {
     // MARK: Receiving
 
     /// Receives the next matching value. `from` is a rank or `.any`; `tag` a tag or `.any`.
-    /// - Throws: `NodeError.typeMismatch` when the message holds another type,
+    /// - Throws: `NodeError.typeMismatch` when the message holds another type, `.pickledValue`
+    ///   when a Python rank sent a value that has no Swift equivalent,
     ///   `.peerExited` when the sender has exited with nothing pending, `.aborted`.
     public func recv<T: Decodable & Sendable>(
         _ type: T.Type, from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any
@@ -252,6 +253,7 @@ public final class Node: Sendable {
         func mismatch(_ detail: String) -> NodeError {
             .typeMismatch(expected: "\(T.self)", source: envelope.source, tag: frame.tag, detail: detail)
         }
+        if frame.encoding == .pickle { throw NodeError.pickledValue(source: envelope.source, tag: frame.tag) }
         if let arrayType = T.self as? any RawNumericArray.Type {
             switch frame.encoding {
             case .numeric:
@@ -260,7 +262,7 @@ public final class Node: Sendable {
                 }
             case .bytes:
                 guard arrayType.elementCode == UInt8.wireCode else { throw mismatch("it holds raw bytes") }
-            case .codable:
+            case .codable, .pickle:
                 throw mismatch("it holds an encoded value, not a numeric array")
             }
             if let value = envelope.array as? T { return value }

@@ -5,6 +5,8 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
     case badRank(Int, count: Int)
     case badTag(Int)
     case typeMismatch(expected: String, source: Int, tag: Int, detail: String)
+    /// A Python rank sent a pickled Python object (encoding 3), which only Python ranks decode.
+    case pickledValue(source: Int, tag: Int)
     case peerExited(rank: Int, status: Int32)
     case allPeersExited
     case aborted(String)
@@ -30,6 +32,8 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .badTag(let tag): "tag \(tag) is not allowed: user tags are 0 or more (negative tags belong to collectives)"
         case .typeMismatch(let expected, let source, let tag, let detail):
             "the message from rank \(source) with tag \(tag) is not a \(expected): \(detail)"
+        case .pickledValue(let source, let tag):
+            "rank \(source) sent a pickled Python object (tag \(tag)); a Swift rank receives str, int, float, bool, bytes, numeric arrays and lists/dicts of them (send one of those from Python)"
         case .peerExited(let rank, let status):
             "rank \(rank) has exited (status \(status)) and no matching message from it is pending"
         case .allPeersExited: "every other rank has exited and no matching message is pending"

@@ -2,7 +2,8 @@
 ///
 /// ```
 /// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave)
-/// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array
+/// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array,
+///                      3 = a pickled Python object (only Python ranks decode it)
 /// 2  u8   element      element type code when encoding = 2, else 0
 /// 3  u8   reserved     0
 /// 4  u32  fingerprint  hash of the Swift type name, 0 = unspecified (not checked)
@@ -20,6 +21,9 @@ struct RankFrame: Sendable, Equatable {
         case bytes = 0
         case codable = 1
         case numeric = 2
+        /// A Python object pickled by the `distr` Python module: a Swift rank receives the frame
+        /// (the connection stays usable) and fails the receive with a type mismatch.
+        case pickle = 3
     }
 
     var kind: UInt8 = RankFrame.message
