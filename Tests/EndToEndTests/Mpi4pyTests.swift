@@ -126,7 +126,7 @@ import Testing
     @Test func abort_endsTheJobWithTheGivenCode() throws {
         let run = try Self.run(3, Self.scenarios, ["abort"], quiet: false)
         #expect(run.status == 7, "\(run.stdout)\n\(run.stderr)")
-        #expect(run.stdout.contains("[1] distr: MPI.Comm.Abort(7) called by rank 1; ending the job"), "\(run.stdout)")
+        #expect(run.stderr.contains("[1] distr: MPI.Comm.Abort(7) called by rank 1; ending the job"), "\(run.stderr)")
         #expect(!run.stdout.contains("recv returned after Abort") && !run.stderr.contains("recv returned after Abort"))
     }
 

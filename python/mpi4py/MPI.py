@@ -963,14 +963,14 @@ class Comm(_Object):
         self._resolved = False
 
     def Abort(self, errorcode=0):
-        """Ends this rank at once with `errorcode`; distr-master then ends the job (a failing rank
-        stops the others) and exits with it."""
+        """Ends this rank at once with `errorcode` (1 for 0); distr-master then ends the job (a
+        failing rank stops the others) and exits with it."""
         rank = _state["transport"].id if _state["transport"] is not None else os.environ.get("DISTR_NODE_ID", "?")
         sys.stdout.flush()
         sys.stderr.write("distr: MPI.Comm.Abort(%d) called by rank %s; ending the job\n" % (errorcode, rank))
         sys.stderr.flush()
-        code = errorcode & 0xFF
-        os._exit(code if code or not errorcode else 1)
+        # Exit status 0 would not end the job (and 256 would be 0): those end with 1.
+        os._exit((errorcode & 0xFF) or 1)
 
     # -- point to point, pickled
 
