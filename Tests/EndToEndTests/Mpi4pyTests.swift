@@ -8,21 +8,20 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct Mpi4pyTests {
     init() { Signals.ignorePipe() }
 
-    static let repository = MessagingTests.repository
+    static let repository = repositoryRoot
     static let check = repository + "/Tests/Programs/mpi4py/check.py"
     static let scenarios = repository + "/Tests/Programs/mpi4py/scenarios.py"
     static let examples = repository + "/Examples/python"
 
-    /// Where ranks import `distr` and `mpi4py` from: the one place to change once the worker puts
-    /// its embedded copy on every Python rank's path.
+    /// The repository's copy of distr's packages, for a python3 started outside distr.
     static let pythonPath = repository + "/python"
 
-    /// `distr-master run [-q] --local N` of a Python program, with distr's packages importable.
+    /// `distr-master run [-q] --local N` of a Python program; ranks import distr's packages from
+    /// the copy the worker carries.
     static func run(
         _ ranks: Int, _ program: String, _ arguments: [String] = [], environment: [String: String] = [:], quiet: Bool = true
     ) throws -> MasterRun {
-        let variables = environment.merging(["PYTHONPATH": pythonPath]) { mine, _ in mine }
-        let options = variables.sorted { $0.key < $1.key }.flatMap { ["--env", "\($0.key)=\($0.value)"] }
+        let options = environment.sorted { $0.key < $1.key }.flatMap { ["--env", "\($0.key)=\($0.value)"] }
         return try TestProcess.master(["run"] + (quiet ? ["-q"] : []) + ["--local", "\(ranks)"] + options + ["python3", program] + arguments)
     }
 

@@ -6,12 +6,6 @@ import Testing
 /// The repository's root (Tests/EndToEndTests/ is two levels below it).
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-/// The `distr-master run` options that make the `distr` Python package importable in every rank.
-/// The only place that knows where it lives: when the worker carries the package, this returns [].
-func pythonEnvironment() -> [String] {
-    ["--env", "PYTHONPATH=\(repositoryRoot)/python"]
-}
-
 /// The distr Python module (python/distr) with real workers and the machine's python3: every
 /// scenario of Tests/Programs/python-check.py, and Swift and Python ranks in one job.
 @Suite(.timeLimit(.minutes(3))) struct PythonModuleTests {
@@ -23,7 +17,7 @@ func pythonEnvironment() -> [String] {
 
     /// `python3 python-check.py SCENARIO` on `ranks` local workers.
     func check(_ scenario: String, ranks: Int, options: [String] = []) throws -> MasterRun {
-        try TestProcess.master(["run", "-q", "--local", "\(ranks)"] + pythonEnvironment() + options + ["python3", Self.checkScript, scenario])
+        try TestProcess.master(["run", "-q", "--local", "\(ranks)"] + options + ["python3", Self.checkScript, scenario])
     }
 
     func expectAllRanks(_ run: MasterRun, _ line: String, ranks: Int, sourceLocation: SourceLocation = #_sourceLocation) {
@@ -60,7 +54,7 @@ func pythonEnvironment() -> [String] {
         // Ranks 0-2 share worker 0 (socket pairs handed over the agent channel), rank 3 is on worker 1 (TCP).
         try withTestCluster(workers: 2, slots: [3, 1]) { cluster in
             for scenario in ["api", "transport", "encodings", "collectives", "bigring"] {
-                let run = try cluster.master(["run", "-q"] + pythonEnvironment() + ["python3", Self.checkScript, scenario])
+                let run = try cluster.master(["run", "-q"] + ["python3", Self.checkScript, scenario])
                 expectAllRanks(run, "ok \(scenario)", ranks: 4)
             }
         }
@@ -70,7 +64,7 @@ func pythonEnvironment() -> [String] {
     func swiftAndPythonRanks_callTheSameCollectivesTogether(ranks: Int) throws {
         let script =
             "if [ $((DISTR_NODE_ID % 2)) = 0 ]; then exec \(Self.swiftCheck) python-collectives; else exec python3 \(Self.peerScript) collectives; fi"
-        let run = try TestProcess.master(["run", "-q", "--local", "\(ranks)"] + pythonEnvironment() + ["sh", "-c", script])
+        let run = try TestProcess.master(["run", "-q", "--local", "\(ranks)"] + ["sh", "-c", script])
         expectAllRanks(run, "ok python-collectives", ranks: ranks)
     }
 
@@ -78,7 +72,7 @@ func pythonEnvironment() -> [String] {
         let script =
             "if [ $((DISTR_NODE_ID % 2)) = 0 ]; then exec \(Self.swiftCheck) python-collectives; else exec python3 \(Self.peerScript) collectives; fi"
         try withTestCluster(workers: 1, slots: [4]) { cluster in
-            let run = try cluster.master(["run", "-q"] + pythonEnvironment() + ["sh", "-c", script])
+            let run = try cluster.master(["run", "-q"] + ["sh", "-c", script])
             expectAllRanks(run, "ok python-collectives", ranks: 4)
         }
     }
@@ -140,7 +134,7 @@ func pythonEnvironment() -> [String] {
 
     @Test func ringExample_runsInDistrCompStyle() throws {
         let run = try TestProcess.master(
-            ["run", "-q", "--local", "3"] + pythonEnvironment() + ["python3", repositoryRoot + "/Examples/python/ring.py"])
+            ["run", "-q", "--local", "3"] + ["python3", repositoryRoot + "/Examples/python/ring.py"])
         #expect(run.status == 0, "\(run.stderr)")
         for rank in 0..<3 {
             #expect(run.stdoutLines.contains("[\(rank)] My ID is \(rank)"), "\(run.stdout)")
@@ -150,7 +144,7 @@ func pythonEnvironment() -> [String] {
 
     @Test func mixedExample_swiftAndPythonRanksInOneJob() throws {
         let run = try TestProcess.master(
-            ["run", "-q", "--local", "4"] + pythonEnvironment() + [
+            ["run", "-q", "--local", "4"] + [
                 "--env", "MIXED_SWIFT=\(Binaries.example("mixed"))", "sh", repositoryRoot + "/Examples/python/mixed/run.sh",
             ])
         #expect(run.status == 0, "\(run.stderr)")

@@ -6,25 +6,3625 @@
 /// relative to python/, and contents.
 let pythonSources: [(path: String, contents: String)] = [
     ("distr/__init__.py", ##"""
-"""distr: placeholder for the Python core of issue 7, which replaces this file.
+"""distr for Python: message passing between the ranks of a distr job (Python and Swift ranks alike).
 
-Until then it stands in for the single-file client python/distr.py when that file is beside this
-package: a package directory shadows a module of the same name on the same path entry.
+    import distr
+    right = (distr.node_id + 1) % distr.n_node
+    distr.send(right, {"from": distr.node_id})
+    print(distr.recv(source=(distr.node_id - 1) % distr.n_node))
+    total = distr.allreduce(distr.node_id)          # SUM by default; PROD, MIN, MAX or any f(a, b)
+
+Run it with `distr-master run --local 4 prog.py`. Standard library only; numpy is used when it is
+importable (DISTR_NUMPY=0 turns that off).
+
+Values: bytes/bytearray travel raw, array.array and 1-D numpy arrays as raw numeric arrays;
+str, int, float, bool and lists/dicts of them in the binary Codable encoding a Swift rank decodes
+(String, Int, Double, Bool, [T], [String: T]); anything else is pickled (Python ranks only).
+docs/messages.md ("Python ranks") has the whole table. A receive may say what it expects with
+`kind=` (str, int, float, bool, bytes, [spec], {str: spec}, a tuple of specs for a Swift struct);
+a message of another type raises DistrError naming the sender and both types.
+
+Sends are buffered (they never wait for the receiver's recv); a receive from a rank that exited
+raises PeerExited, and every call raises JobAborted once the job is being ended.
 """
-import os as _os
 
-_legacy = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "distr.py")
-if _os.path.isfile(_legacy):
-    with open(_legacy) as _file:
-        exec(compile(_file.read(), _legacy, "exec"))
+from . import _codec, _collectives
+from ._collectives import MAX, MIN, PROD, SUM, Op
+from ._transport import DistrError, JobAborted, PeerExited, world as _world
+
+__all__ = ["ANY", "SUM", "PROD", "MIN", "MAX", "Op", "DistrError", "PeerExited", "JobAborted", "Node",
+           "send", "recv", "recv_message", "probe", "barrier", "bcast", "scatter", "gather", "allgather",
+           "alltoall", "reduce", "allreduce", "scan", "exscan", "node_id", "n_node"]
+
+#: Any source, or any tag (user tags only: 0 or more).
+ANY = None
+_TAG_MAX = (1 << 63) - 1
+
+
+def __getattr__(name):
+    # Resolved on first use, so `import distr` works anywhere and only using it outside distr fails.
+    if name == "node_id":
+        return _world().id
+    if name == "n_node":
+        return _world().count
+    raise AttributeError("module 'distr' has no attribute %r" % name)
+
+
+class _WorldGroup:
+    """Every rank of the job, with Swift's encodings and collective tags (docs/messages.md §5)."""
+
+    def __init__(self, transport):
+        self.t = transport
+        self.rank = transport.id
+        self.size = transport.count
+        self._calls = 0
+
+    def send(self, dest, value, tag):
+        encoding, element, fingerprint, payload = _codec.encode(value)
+        self.t.send(dest, tag, encoding, element, fingerprint, payload)
+
+    def recv(self, source, tag):
+        return _codec.decode(self.t.recv(source, tag, tag))
+
+    def next_collective_tags(self):
+        tag = -1 - 4 * self._calls
+        self._calls += 1
+        return tag, tag - 1
+
+
+_group = None
+
+
+def _world_group():
+    global _group
+    if _group is None:
+        _group = _WorldGroup(_world())
+    return _group
+
+
+def _check_rank(t, rank, what):
+    if type(rank) is not int or not 0 <= rank < t.count:
+        raise DistrError("%s %r does not exist: this job has ranks 0...%d" % (what, rank, t.count - 1))
+
+
+def _tag_range(tag):
+    if tag is None:
+        return 0, _TAG_MAX
+    if type(tag) is not int or not 0 <= tag <= _TAG_MAX:
+        raise DistrError("tag %r is not allowed: user tags are 0 or more (negative tags belong to collectives)" % (tag,))
+    return tag, tag
+
+
+# ---------------------------------------------------------------- point to point
+
+
+def send(dest, obj, tag=0):
+    """Sends obj to rank dest. Returns once the message is handed to the kernel (never waits for recv)."""
+    t = _world()
+    if type(dest) is not int or not 0 <= dest < t.count:
+        _check_rank(t, dest, "rank")
+    if type(tag) is not int or tag < 0 or tag > _TAG_MAX:
+        _tag_range(tag)
+    encoding, element, fingerprint, payload = _codec.encode(obj)
+    t.send(dest, tag, encoding, element, fingerprint, payload)
+
+
+def recv_message(source=ANY, tag=ANY, kind=None, into=None):
+    """Like recv, and also says where the message came from: (obj, source, tag)."""
+    t = _world()
+    if source is not None:
+        _check_rank(t, source, "source rank")
+    lo, hi = _tag_range(tag)
+    msg = t.recv(source, lo, hi, into=into)
+    if into is not None:
+        return _filled(msg, into, kind), msg.source, msg.tag
+    return _codec.decode(msg, kind), msg.source, msg.tag
+
+
+def recv(source=ANY, tag=ANY, kind=None, into=None):
+    """The next message from source (a rank or ANY) with tag (a tag or ANY), decoded.
+
+    kind: what to expect (see the module doc); into: a writable buffer (bytearray, array.array, numpy
+    array) that a raw or numeric-array message is read straight into; it is returned.
+    Raises PeerExited when the source has exited with nothing pending, JobAborted, DistrError.
+    """
+    return recv_message(source, tag, kind, into)[0]
+
+
+def _filled(msg, into, kind):
+    if msg.encoding in (_codec.RAW, _codec.NUMERIC):
+        view = memoryview(into)
+        wanted = _codec.element_code_of_format(view.format, view.itemsize)
+        if msg.encoding == _codec.NUMERIC and wanted is not None and view.format not in ("B", "b", "c"):
+            same = {3: 4, 4: 3, 8: 9, 9: 8}
+            if wanted != msg.element and same.get(wanted) != msg.element:
+                raise DistrError("rank %d sent %s (tag %d), but recv's buffer holds %s" % (
+                    msg.source, _codec.describe_message(msg), msg.tag, _codec.ELEMENTS[wanted][0]))
+        return into
+    raise DistrError("rank %d sent %s (tag %d); recv(into=) takes raw bytes or numeric arrays" % (
+        msg.source, _codec.describe_message(msg), msg.tag))
+
+
+def probe(source=ANY, tag=ANY, block=True):
+    """(source, tag, byte length) of the next matching message, left queued; None when block=False and there is none."""
+    t = _world()
+    if source is not None:
+        _check_rank(t, source, "source rank")
+    lo, hi = _tag_range(tag)
+    msg = t.probe(source, lo, hi, block=block)
+    return None if msg is None else (msg.source, msg.tag, msg.length)
+
+
+# ---------------------------------------------------------------- collectives (every rank calls them in the same order)
+
+
+def barrier():
+    """Waits until every rank has called barrier."""
+    _collectives.barrier(_world_group())
+
+
+def bcast(obj, root=0):
+    """The root's obj, on every rank (other ranks' obj is ignored)."""
+    return _collectives.bcast(_world_group(), obj, root)
+
+
+def scatter(objs, root=0):
+    """The root passes one value per rank (in rank order); each rank gets its own."""
+    return _collectives.scatter(_world_group(), objs, root)
+
+
+def gather(obj, root=0):
+    """Every rank's obj in rank order at the root; None elsewhere."""
+    return _collectives.gather(_world_group(), obj, root)
+
+
+def allgather(obj):
+    """Every rank's obj in rank order, on every rank."""
+    return _collectives.allgather(_world_group(), obj)
+
+
+def alltoall(objs):
+    """Each rank passes one value per rank; rank r gets every rank's objs[r], in rank order."""
+    return _collectives.alltoall(_world_group(), objs)
+
+
+def reduce(obj, op=SUM, root=0):
+    """Every rank's obj combined with op (SUM, PROD, MIN, MAX or any f(a, b)) at the root; None elsewhere."""
+    return _collectives.reduce(_world_group(), obj, op, root)
+
+
+def allreduce(obj, op=SUM):
+    """Every rank's obj combined with op, on every rank."""
+    return _collectives.allreduce(_world_group(), obj, op)
+
+
+def scan(obj, op=SUM):
+    """The combination of the objs of ranks 0...node_id (inclusive prefix)."""
+    return _collectives.scan(_world_group(), obj, op)
+
+
+def exscan(obj, op=SUM):
+    """The combination of the objs of ranks 0...node_id - 1 (None on rank 0)."""
+    return _collectives.exscan(_world_group(), obj, op)
+
+
+# ---------------------------------------------------------------- the first client's API
+
+
+class Node:
+    """The first Python client's API, kept working:
+
+        node = Node.join()
+        node.send("hello", to=(node.id + 1) % node.count)
+        text = node.recv(source=(node.id - 1) % node.count, kind=str)
+        node.leave()
+    """
+
+    _current = None
+
+    def __init__(self):
+        t = _world()
+        self.id = t.id
+        self.count = t.count
+        self.job_id = t.job_id
+
+    @classmethod
+    def join(cls):
+        if cls._current is None:
+            cls._current = cls()
+        return cls._current
+
+    def send(self, value, to, tag=0):
+        send(to, value, tag)
+
+    def recv(self, source=ANY, tag=ANY, kind=None):
+        return recv(source, tag, kind)
+
+    def recv_message(self, source=ANY, tag=ANY, kind=None):
+        return recv_message(source, tag, kind)
+
+    def leave(self):
+        """Closes this rank's outgoing connections (everything sent is already in the kernel)."""
+        _world().close()
+
+"""##),
+    ("distr/_codec.py", ##"""
+"""Python values <-> rank message payloads (docs/messages.md §3 and "Python ranks").
+
+encode(obj) -> (encoding, element, fingerprint, payload)
+decode(message, kind=None) -> obj
+
+| Python value | frame |
+|---|---|
+| bytes, bytearray, memoryview | 0 raw bytes |
+| array.array, 1-D numeric numpy array | 2 numeric array, fingerprint "python.array" / "python.ndarray" |
+| bool, int (64-bit), float, str | 1 binary Codable: Swift.Bool, Swift.Int, Swift.Double, Swift.String |
+| non-empty list of only ints / only floats | 2 numeric array (Int / Double), fingerprint "python.list" |
+| non-empty list or dict whose elements map to one Swift type | 1 binary Codable, Swift.Array<T> / Swift.Dictionary<K, V> |
+| empty list | 1, fingerprint 0, payload u32 0 |
+| anything else | 3 pickle |
+
+Encoding 1 messages are decoded by their fingerprint, looked up in a table of Swift type names
+(the scalars nested in Array and Dictionary, up to three levels); a Swift struct's fingerprint is
+not in it, and the receive must say what to read with `kind=`: str, int, float, bool, bytes,
+[spec], {str: spec}, {int: spec}, or a tuple of specs (a struct's fields in declaration order).
+"""
+
+import array
+import os
+import pickle
+import struct
+import sys
+
+from ._transport import DistrError, ELEMENT_SIZES
+
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "element_code_of_format", "describe_message"]
+
+RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
+_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+
+
+def fingerprint(name):
+    """FNV-1a (32-bit) of a type name, 0 mapped to 1: Swift's RankFrame.fingerprint(of:)."""
+    h = 0x811C9DC5
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h or 1
+
+
+PY_LIST = fingerprint("python.list")
+PY_ARRAY = fingerprint("python.array")
+PY_NDARRAY = fingerprint("python.ndarray")
+
+# ---------------------------------------------------------------- numpy, when usable
+
+_numpy = False  # not looked up yet
+
+
+def numpy_module():
+    """numpy when it is importable and DISTR_NUMPY is not 0, else None (looked up once)."""
+    global _numpy
+    if _numpy is False:
+        _numpy = None
+        if os.environ.get("DISTR_NUMPY", "1") != "0":
+            try:
+                import numpy
+                _numpy = numpy
+            except ImportError:
+                pass  # numpy is optional: arrays arrive as array.array instead
+    return _numpy
+
+
+def _ndarray_type():
+    """numpy.ndarray when the program already imported numpy (and it is usable), else None."""
+    if "numpy" not in sys.modules:
+        return None
+    np = numpy_module()
+    return None if np is None else np.ndarray
+
+
+# ---------------------------------------------------------------- element codes
+
+#: element code -> (Swift name, struct code, numpy dtype)
+ELEMENTS = {
+    1: ("Double", "d", "<f8"), 2: ("Float", "f", "<f4"), 3: ("Int", "q", "<i8"), 4: ("Int64", "q", "<i8"),
+    5: ("Int32", "i", "<i4"), 6: ("Int16", "h", "<i2"), 7: ("Int8", "b", "<i1"), 8: ("UInt", "Q", "<u8"),
+    9: ("UInt64", "Q", "<u8"), 10: ("UInt32", "I", "<u4"), 11: ("UInt16", "H", "<u2"), 12: ("UInt8", "B", "<u1"),
+}
+# Signed 8-byte integers travel as Swift's Int, unsigned ones as UInt: Swift's word-size types.
+_CODE_OF_KIND = {("f", 8): 1, ("f", 4): 2, ("i", 8): 3, ("i", 4): 5, ("i", 2): 6, ("i", 1): 7,
+                 ("u", 8): 8, ("u", 4): 10, ("u", 2): 11, ("u", 1): 12}
+
+
+def element_code_of_format(fmt, itemsize):
+    """The element code for a buffer's struct format ('d', '<i', 'q', ...) and item size; None if not numeric."""
+    char = fmt[-1:] if fmt else ""
+    if fmt[:1] in (">", "!"):
+        return None
+    if char in "fd":
+        kind = "f"
+    elif char in "bhilqn":
+        kind = "i"
+    elif char in "BHILQN":
+        kind = "u"
+    else:
+        return None
+    return _CODE_OF_KIND.get((kind, itemsize))
+
+
+def _typecode(code):
+    """The array.array typecode for an element code ('l' is 8 bytes on Linux, 4 on Windows)."""
+    fmt = ELEMENTS[code][1]
+    if fmt in "fd":
+        return fmt
+    for tc in ("bhilq" if fmt.islower() else "BHILQ"):
+        if array.array(tc).itemsize == ELEMENT_SIZES[code]:
+            return tc
+    return fmt
+
+
+_TYPECODE_OF_CODE = {code: _typecode(code) for code in ELEMENTS}
+
+
+def _array_code(a):
+    return element_code_of_format(a.typecode, a.itemsize)
+
+
+# ---------------------------------------------------------------- Swift type descriptors
+#
+# ("s", name) a scalar; ("a", elem) Swift.Array; ("d", key, value) Swift.Dictionary;
+# ("t", (field, ...)) a struct given by kind=; ("a", None) the element type of an empty list.
+
+_SCALARS = {
+    # name: (struct format or None, size, python type)
+    "String": (None, 0, str), "Bool": (None, 1, bool),
+    "Int": ("<q", 8, int), "Int64": ("<q", 8, int), "Int32": ("<i", 4, int), "Int16": ("<h", 2, int),
+    "Int8": ("<b", 1, int), "UInt": ("<Q", 8, int), "UInt64": ("<Q", 8, int), "UInt32": ("<I", 4, int),
+    "UInt16": ("<H", 2, int), "UInt8": ("<B", 1, int), "Double": ("<d", 8, float), "Float": ("<f", 4, float),
+}
+_NUMERIC_TYPECODE = {name: fmt[1] for name, (fmt, _, _) in _SCALARS.items() if fmt}
+_STRING = ("s", "String")
+_INT = ("s", "Int")
+_DOUBLE = ("s", "Double")
+_BOOL = ("s", "Bool")
+_MAX_LEVELS = 3  # containers nested in containers (the lookup table's depth)
+
+
+def swift_name(d):
+    """The Swift type name Swift's String(reflecting:) gives for a descriptor."""
+    tag = d[0]
+    if tag == "s":
+        return "Swift." + d[1]
+    if tag == "a":
+        return "Swift.Array<%s>" % swift_name(d[1])
+    return "Swift.Dictionary<%s, %s>" % (swift_name(d[1]), swift_name(d[2]))
+
+
+def short_name(d):
+    """How errors name a descriptor: Double, [String], [String: Int], (Int, String)."""
+    if d is None:
+        return "?"
+    tag = d[0]
+    if tag == "s":
+        return d[1]
+    if tag == "a":
+        return "[%s]" % short_name(d[1])
+    if tag == "d":
+        return "[%s: %s]" % (short_name(d[1]), short_name(d[2]))
+    return "(%s)" % ", ".join(short_name(f) for f in d[1])
+
+
+def _levels(d):
+    n = 0
+    while d[0] in ("a", "d"):
+        n += 1
+        d = d[1] if d[0] == "a" else d[2]
+    return n
+
+
+_table = None
+
+
+def _lookup(fp):
+    """The descriptor whose Swift name has fingerprint `fp`, or None (table built on first use)."""
+    global _table
+    if _table is None:
+        table = {}
+        level = [("s", name) for name in _SCALARS]
+        for d in level:
+            table[fingerprint(swift_name(d))] = d
+        for _ in range(_MAX_LEVELS):
+            nxt = []
+            for d in level:
+                nxt.append(("a", d))
+                nxt.append(("d", _STRING, d))
+                nxt.append(("d", _INT, d))
+            for d in nxt:
+                table.setdefault(fingerprint(swift_name(d)), d)
+            level = nxt
+        _table = table
+    return _table.get(fp)
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode(obj):
+    """(encoding, element, fingerprint, payload) for a Python value (see the module doc)."""
+    t = type(obj)
+    if t is bytes or t is bytearray or t is memoryview:
+        return RAW, 0, 0, obj
+    if t is str:
+        try:
+            data = obj.encode()
+        except UnicodeEncodeError:
+            return _pickled(obj)  # lone surrogates have no UTF-8 form; Python still round-trips them
+        return CODABLE, 0, _FP_STRING, _U32.pack(len(data)) + data
+    if t is int:
+        if _I64_MIN <= obj <= _I64_MAX:
+            return CODABLE, 0, _FP_INT, struct.pack("<q", obj)
+        return _pickled(obj)
+    if t is float:
+        return CODABLE, 0, _FP_DOUBLE, struct.pack("<d", obj)
+    if t is bool:
+        return CODABLE, 0, _FP_BOOL, b"\x01" if obj else b"\x00"
+    if t is list:
+        return _encode_list(obj)
+    if t is array.array:
+        code = _array_code(obj)
+        if code is not None:
+            return NUMERIC, code, PY_ARRAY, obj
+        return _pickled(obj)
+    nd = _ndarray_type()
+    if nd is not None and isinstance(obj, nd):
+        return _encode_ndarray(obj)
+    if t is dict:
+        d = _infer(obj, 0)
+        if d is not None:
+            out = bytearray()
+            _write(out, obj, d)
+            return CODABLE, 0, fingerprint(swift_name(d)), out
+    return _pickled(obj)
+
+
+_FP_STRING = fingerprint("Swift.String")
+_FP_INT = fingerprint("Swift.Int")
+_FP_DOUBLE = fingerprint("Swift.Double")
+_FP_BOOL = fingerprint("Swift.Bool")
+
+
+def _pickled(obj):
+    return PICKLE, 0, 0, pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+
+
+def _encode_list(obj):
+    if not obj:
+        return CODABLE, 0, 0, b"\x00\x00\x00\x00"
+    first = type(obj[0])
+    if first is float or first is int:
+        if all(type(x) is first for x in obj):
+            try:
+                payload = array.array("d" if first is float else "q", obj)
+            except OverflowError:
+                return _pickled(obj)
+            return NUMERIC, 1 if first is float else 3, PY_LIST, payload
+    d = _infer(obj, 0)
+    if d is None:
+        return _pickled(obj)
+    out = bytearray()
+    _write(out, obj, d)
+    return CODABLE, 0, fingerprint(swift_name(d)), out
+
+
+def _encode_ndarray(a):
+    code = None
+    if a.ndim == 1 and a.dtype.kind in "iuf":
+        code = _CODE_OF_KIND.get((a.dtype.kind, a.dtype.itemsize))
+    if code is None:
+        return _pickled(a)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    np = numpy_module()
+    return NUMERIC, code, PY_NDARRAY, np.ascontiguousarray(a)
+
+
+def _unify(a, b):
+    if a == b:
+        return a
+    if a is None or b is None:
+        return None
+    if a[0] == "a" and b[0] == "a":
+        if a[1] is None:
+            return b
+        if b[1] is None:
+            return a
+        inner = _unify(a[1], b[1])
+        return None if inner is None else ("a", inner)
+    if a[0] == "d" and b[0] == "d" and a[1] == b[1]:
+        inner = _unify(a[2], b[2])
+        return None if inner is None else ("d", a[1], inner)
+    return None
+
+
+def _complete(d):
+    """False when an empty list left an element type unknown."""
+    while d[0] in ("a", "d"):
+        d = d[1] if d[0] == "a" else d[2]
+        if d is None:
+            return False
+    return True
+
+
+def _infer(v, depth):
+    """The Swift type a Python value maps to, or None (it is pickled then)."""
+    t = type(v)
+    if t is str:
+        return _STRING
+    if t is bool:
+        return _BOOL
+    if t is int:
+        return _INT if _I64_MIN <= v <= _I64_MAX else None
+    if t is float:
+        return _DOUBLE
+    if depth >= _MAX_LEVELS:
+        return None
+    if t is list:
+        if not v:
+            return ("a", None)
+        elem = None
+        for x in v:
+            d = _infer(x, depth + 1)
+            if d is None:
+                return None
+            elem = d if elem is None else _unify(elem, d)
+            if elem is None:
+                return None
+        d = ("a", elem)
+        return d if depth > 0 or _complete(d) else None
+    if t is dict:
+        if not v:
+            return None
+        key = None
+        value = None
+        for k, x in v.items():
+            kd = _STRING if type(k) is str else _INT if type(k) is int and _I64_MIN <= k <= _I64_MAX else None
+            if kd is None or (key is not None and kd != key):
+                return None
+            key = kd
+            d = _infer(x, depth + 1)
+            if d is None:
+                return None
+            value = d if value is None else _unify(value, d)
+            if value is None:
+                return None
+        d = ("d", key, value)
+        return d if depth > 0 or _complete(d) else None
+    return None
+
+
+def _write(out, v, d):
+    tag = d[0]
+    if tag == "s":
+        name = d[1]
+        if name == "String":
+            data = v.encode()
+            out += _U32.pack(len(data))
+            out += data
+        elif name == "Bool":
+            out.append(1 if v else 0)
+        else:
+            out += struct.pack(_SCALARS[name][0], v)
+    elif tag == "a":
+        out += _U32.pack(len(v))
+        elem = d[1]
+        if elem[0] == "s" and elem[1] in _NUMERIC_TYPECODE:
+            # Arrays of plain numbers: u32 count + raw little-endian memory, like Swift's [Int].
+            out += struct.pack("<%d%s" % (len(v), _NUMERIC_TYPECODE[elem[1]]), *v)
+        else:
+            for x in v:
+                _write(out, x, elem)
+    elif tag == "d":
+        out += _U32.pack(len(v))
+        for k, x in v.items():
+            _write(out, k, d[1])
+            _write(out, x, d[2])
+    else:
+        for x, f in zip(v, d[1]):
+            _write(out, x, f)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def describe_message(msg):
+    """What a message holds, in the words of errors: Double, [Int32], raw bytes, a pickled tuple."""
+    if msg.encoding == RAW:
+        return "raw bytes"
+    if msg.encoding == NUMERIC:
+        return "[%s]" % ELEMENTS[msg.element][0]
+    if msg.encoding == PICKLE:
+        return "a pickled Python object"
+    if msg.fingerprint == 0:
+        return "an untyped value"
+    d = _lookup(msg.fingerprint)
+    return short_name(d) if d is not None else "a Swift value of another type (fingerprint %#010x)" % msg.fingerprint
+
+
+def _spec_name(kind):
+    if isinstance(kind, type):
+        return kind.__name__
+    if isinstance(kind, list) and len(kind) == 1:
+        return "[%s]" % _spec_name(kind[0])
+    if isinstance(kind, dict) and len(kind) == 1:
+        (k, v), = kind.items()
+        return "{%s: %s}" % (_spec_name(k), _spec_name(v))
+    if isinstance(kind, tuple):
+        return "(%s)" % ", ".join(_spec_name(k) for k in kind)
+    return repr(kind)
+
+
+def _mismatch(msg, kind, detail=""):
+    return DistrError("rank %d sent %s (tag %d), but recv asked for %s%s" % (
+        msg.source, describe_message(msg), msg.tag, _spec_name(kind), detail))
+
+
+def _bad_spec(kind):
+    return DistrError("kind=%r is not a type spec: use str, int, float, bool, bytes, [spec], {str: spec}, "
+                      "{int: spec} or a tuple of specs" % (kind,))
+
+
+def _spec_descriptor(kind):
+    """The descriptor a kind= spec reads (int as Swift Int, float as Double)."""
+    if kind is str:
+        return _STRING
+    if kind is bool:
+        return _BOOL
+    if kind is int:
+        return _INT
+    if kind is float:
+        return _DOUBLE
+    if isinstance(kind, list) and len(kind) == 1:
+        return ("a", _spec_descriptor(kind[0]))
+    if isinstance(kind, dict) and len(kind) == 1:
+        (k, v), = kind.items()
+        if k is str:
+            return ("d", _STRING, _spec_descriptor(v))
+        if k is int:
+            return ("d", _INT, _spec_descriptor(v))
+    if isinstance(kind, tuple) and kind:
+        return ("t", tuple(_spec_descriptor(k) for k in kind))
+    raise _bad_spec(kind)
+
+
+def _accepts(kind, d):
+    """Whether a kind= spec accepts a value of descriptor d (int: any integer; float: Double or Float)."""
+    if d[0] == "s":
+        python = _SCALARS[d[1]][2]
+        return kind is python
+    if d[0] == "a":
+        return isinstance(kind, list) and len(kind) == 1 and _accepts(kind[0], d[1])
+    if d[0] == "d":
+        if not (isinstance(kind, dict) and len(kind) == 1):
+            return False
+        (k, v), = kind.items()
+        return k is _SCALARS[d[1][1]][2] and _accepts(v, d[2])
+    return False
+
+
+def decode(msg, kind=None):
+    """The Python value in a message. kind: None (decide by the message), bytes (the payload as
+    bytes, whatever the encoding), or a type spec that must fit what was sent."""
+    enc = msg.encoding
+    payload = msg.payload
+    if enc == CODABLE and (kind is None or type(kind) is type):
+        # The common scalars, without the general reader.
+        fp = msg.fingerprint
+        if fp == _FP_STRING and (kind is None or kind is str) and msg.length >= 4:
+            if _U32.unpack_from(payload)[0] == msg.length - 4:
+                return str(payload[4:], "utf-8", "replace")
+        elif fp == _FP_INT and (kind is None or kind is int) and msg.length == 8:
+            return _I64.unpack_from(payload)[0]
+        elif fp == _FP_DOUBLE and (kind is None or kind is float) and msg.length == 8:
+            return _F64.unpack_from(payload)[0]
+    if kind is bytes:
+        return bytes(payload)
+    if enc == RAW:
+        if kind is not None and kind is not bytearray:
+            raise _mismatch(msg, kind)
+        return bytes(payload) if kind is None else bytearray(payload)
+    if enc == NUMERIC:
+        return _decode_numeric(msg, kind)
+    if enc == PICKLE:
+        value = pickle.loads(payload)
+        if kind is not None and not _pickle_fits(kind, value):
+            raise DistrError("rank %d sent a pickled %s (tag %d), but recv asked for %s" % (
+                msg.source, type(value).__name__, msg.tag, _spec_name(kind)))
+        return value
+    if enc != CODABLE:
+        raise DistrError("rank %d sent a message of unknown encoding %d (tag %d)" % (msg.source, enc, msg.tag))
+    if msg.fingerprint == 0:
+        if msg.length == 4 and bytes(payload) == b"\x00\x00\x00\x00" and (kind is None or kind is list or isinstance(kind, list)):
+            return []  # an empty list: Python sends it untyped
+        if kind is None:
+            raise DistrError("rank %d sent a value without a type fingerprint (tag %d); pass kind= to say what to read"
+                             % (msg.source, msg.tag))
+        d = _spec_descriptor(kind)
+    else:
+        known = _lookup(msg.fingerprint)
+        if kind is None:
+            if known is None:
+                raise DistrError(
+                    "rank %d sent a Swift value of a type distr cannot name (tag %d, fingerprint %#010x); pass kind= "
+                    "with its fields in declaration order, e.g. recv(kind=(int, str)) for struct {Int; String}"
+                    % (msg.source, msg.tag, msg.fingerprint))
+            d = known
+        elif known is not None:
+            if not _accepts(kind, known):
+                raise _mismatch(msg, kind)
+            d = known
+        else:
+            d = _spec_descriptor(kind)
+    reader = _Reader(payload, msg)
+    try:
+        value = reader.read(d)
+    except (struct.error, IndexError, ValueError, OverflowError) as error:
+        raise DistrError("the message from rank %d with tag %d is not a %s: %s" % (
+            msg.source, msg.tag, short_name(d), error)) from None
+    if reader.offset != msg.length:
+        raise DistrError("the message from rank %d with tag %d is not a %s: %d bytes left over" % (
+            msg.source, msg.tag, short_name(d), msg.length - reader.offset))
+    return value
+
+
+def _pickle_fits(kind, value):
+    if isinstance(kind, type):
+        return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if isinstance(kind, list):
+        return isinstance(value, list)
+    if isinstance(kind, dict):
+        return isinstance(value, dict)
+    if isinstance(kind, tuple):
+        return isinstance(value, tuple) and len(value) == len(kind)
+    return True
+
+
+def _decode_numeric(msg, kind):
+    code = msg.element
+    name, tc, dtype = ELEMENTS[code]
+    payload = msg.payload
+    if kind is not None:
+        np = numpy_module()
+        wanted = None
+        if isinstance(kind, list) and len(kind) == 1 and kind[0] in (int, float):
+            if (kind[0] is float) != (tc in "fd"):
+                raise _mismatch(msg, kind)
+            wanted = list
+        elif kind in (list, array.array) or (np is not None and kind is np.ndarray):
+            wanted = kind
+        else:
+            raise _mismatch(msg, kind)
+    elif msg.fingerprint == PY_NDARRAY:
+        wanted = "ndarray"
+    elif msg.fingerprint == PY_ARRAY:
+        wanted = array.array
+    else:
+        wanted = list
+    if wanted == "ndarray" or (wanted is not list and wanted is not array.array):
+        np = numpy_module()
+        if np is not None:
+            if isinstance(payload, bytes):
+                return np.frombuffer(payload, dtype=dtype).copy()
+            return np.frombuffer(payload, dtype=dtype)
+        wanted = array.array
+    a = array.array(_TYPECODE_OF_CODE[code])
+    a.frombytes(payload)
+    return a if wanted is array.array else a.tolist()
+
+
+class _Reader:
+    """Reads binary Codable values by descriptor (little-endian, counts checked against what is left)."""
+
+    __slots__ = ("data", "offset", "msg")
+
+    def __init__(self, data, msg):
+        self.data = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+        self.offset = 0
+        self.msg = msg
+
+    def take(self, n):
+        start = self.offset
+        if n > len(self.data) - start:
+            raise ValueError("it ended early")
+        self.offset = start + n
+        return start
+
+    def count(self):
+        at = self.take(4)
+        n = _U32.unpack_from(self.data, at)[0]
+        if n > len(self.data) - self.offset:
+            raise ValueError("a count of %d is more than the bytes left" % n)
+        return n
+
+    def read(self, d):
+        tag = d[0]
+        data = self.data
+        if tag == "s":
+            name = d[1]
+            if name == "String":
+                n = self.count()
+                at = self.take(n)
+                return data[at:at + n].decode("utf-8", "replace")
+            if name == "Bool":
+                b = data[self.take(1)]
+                if b > 1:
+                    raise ValueError("byte %d is not a Bool" % b)
+                return b == 1
+            fmt, size, _ = _SCALARS[name]
+            return struct.unpack_from(fmt, data, self.take(size))[0]
+        if tag == "a":
+            n = self.count()
+            elem = d[1]
+            if elem[0] == "s" and elem[1] in _NUMERIC_TYPECODE:
+                size = _SCALARS[elem[1]][1]
+                at = self.take(n * size)
+                return list(struct.unpack_from("<%d%s" % (n, _NUMERIC_TYPECODE[elem[1]]), data, at))
+            return [self.read(elem) for _ in range(n)]
+        if tag == "d":
+            n = self.count()
+            out = {}
+            for _ in range(n):
+                k = self.read(d[1])
+                out[k] = self.read(d[2])
+            return out
+        return tuple(self.read(f) for f in d[1])
+
+"""##),
+    ("distr/_collectives.py", ##"""
+"""Collective operations, written once over a Group (docs/messages.md §5).
+
+A Group has `rank`, `size`, `send(dest, value, tag)`, `recv(source, tag) -> value` (ranks are the
+group's own) and `next_collective_tags() -> (t, t - 1)`. The distr module's world group sends
+values in the Swift-compatible encodings on the Swift tags, so Python and Swift ranks of one job
+can call the same collective together; the mpi4py layer's communicators pickle, on tags of their
+own context. The algorithms are those of Swift's Node+Collectives:
+
+- barrier: dissemination (send True to rank + d, receive from rank - d, d = 1, 2, 4, ...)
+- bcast, reduce, gather, scatter: binomial trees over the rank relative to the root
+- allgather: gather to 0 (t), bcast from 0 (t - 1); allreduce: reduce to 0 (t), bcast (t - 1), or,
+  for SUM/PROD/MIN/MAX on numeric arrays of at least 4096 elements per rank, a ring
+  reduce-scatter (t) then ring all-gather (t - 1), chunk i = elements [i*L//n, (i+1)*L//n)
+- alltoall (no Swift counterpart yet): pairwise exchange, step s = 1..n-1 sends to rank + s and
+  receives from rank - s, one tag
+- scan / exscan (no Swift counterpart yet): recursive doubling (Hillis-Steele), log rounds on one
+  tag: in round d a rank sends its partial to rank + d and combines the partial of rank - d in front
+  of its own, so a non-commutative operation is applied in rank order.
+"""
+
+import array
+import operator
+
+from ._codec import numpy_module
+from ._transport import DistrError
+
+__all__ = ["Op", "SUM", "PROD", "MIN", "MAX", "combine", "barrier", "bcast", "reduce", "allreduce", "gather",
+           "allgather", "scatter", "alltoall", "scan", "exscan"]
+
+RING_THRESHOLD = 4096
+
+
+class Op:
+    """A built-in reduction: plain on numbers, element by element on lists, array.array and numpy arrays."""
+
+    __slots__ = ("name", "scalar", "ufunc")
+
+    def __init__(self, name, scalar, ufunc):
+        self.name = name
+        self.scalar = scalar
+        self.ufunc = ufunc
+
+    def __call__(self, a, b):
+        return combine(self, a, b)
+
+    def __repr__(self):
+        return "distr." + self.name
+
+
+SUM = Op("SUM", operator.add, "add")
+PROD = Op("PROD", operator.mul, "multiply")
+MIN = Op("MIN", min, "minimum")
+MAX = Op("MAX", max, "maximum")
+
+
+def _ndarray():
+    np = numpy_module()
+    return None if np is None else np.ndarray
+
+
+def _like(value, model):
+    """`value` (a list, array.array or ndarray of numbers) as the container type of `model`."""
+    nd = _ndarray()
+    if nd is not None and isinstance(model, nd):
+        if isinstance(value, nd) and value.dtype == model.dtype:
+            return value
+        return numpy_module().asarray(value, dtype=model.dtype)
+    if isinstance(model, array.array):
+        if isinstance(value, array.array) and value.typecode == model.typecode:
+            return value
+        return array.array(model.typecode, value)
+    if isinstance(model, list) and not isinstance(value, list):
+        return list(value)
+    return value
+
+
+def combine(op, a, b):
+    """op(a, b): a callable is called; a built-in Op works element by element on arrays (the longer
+    array's extra elements are kept, like Swift's Reduction on arrays) and plainly on numbers."""
+    if not isinstance(op, Op):
+        return op(a, b)
+    nd = _ndarray()
+    if nd is not None and (isinstance(a, nd) or isinstance(b, nd)):
+        if not isinstance(a, nd):
+            a = _like(a, b)
+        b = _like(b, a)
+        if a.shape == b.shape:
+            return getattr(numpy_module(), op.ufunc)(a, b)
+        short, long_ = (a, b) if len(a) < len(b) else (b, a)
+        out = long_.copy()
+        out[:len(short)] = getattr(numpy_module(), op.ufunc)(a[:len(short)], b[:len(short)])
+        return out
+    if isinstance(a, (list, array.array)) or isinstance(b, (list, array.array)):
+        model = a if isinstance(a, (list, array.array)) else b
+        f = op.scalar
+        n = min(len(a), len(b))
+        merged = [f(x, y) for x, y in zip(a, b)]
+        merged.extend((a if len(a) > n else b)[n:])
+        return array.array(model.typecode, merged) if isinstance(model, array.array) else merged
+    return op.scalar(a, b)
+
+
+def _numeric_length(value):
+    """The element count when `value` travels as a numeric array (ring-eligible), else None."""
+    nd = _ndarray()
+    if nd is not None and isinstance(value, nd):
+        return len(value) if value.ndim == 1 and value.dtype.kind in "iuf" else None
+    if isinstance(value, array.array):
+        return len(value) if value.typecode not in "uw" else None
+    if isinstance(value, list) and value:
+        first = type(value[0])
+        if (first is float or first is int) and all(type(x) is first for x in value):
+            return len(value)
+    return None
+
+
+# ---------------------------------------------------------------- the algorithms
+
+
+def barrier(g):
+    t, _ = g.next_collective_tags()
+    n, me = g.size, g.rank
+    d = 1
+    while d < n:
+        g.send((me + d) % n, True, t)
+        g.recv((me - d) % n, t)
+        d *= 2
+
+
+def bcast(g, obj, root=0):
+    _check_root(g, root)
+    t, _ = g.next_collective_tags()
+    return _bcast(g, obj, root, t)
+
+
+def _bcast(g, obj, root, t):
+    n = g.size
+    me = (g.rank - root) % n
+    mask = 1
+    while mask < n:
+        if me & mask:
+            obj = g.recv((me - mask + root) % n, t)
+            break
+        mask <<= 1
+    mask >>= 1
+    while mask > 0:
+        if me + mask < n:
+            g.send((me + mask + root) % n, obj, t)
+        mask >>= 1
+    return obj
+
+
+def reduce(g, obj, op=SUM, root=0):
+    _check_root(g, root)
+    t, _ = g.next_collective_tags()
+    return _reduce(g, obj, op, root, t)
+
+
+def _reduce(g, obj, op, root, t):
+    n = g.size
+    me = (g.rank - root) % n
+    acc = obj
+    mask = 1
+    while mask < n:
+        if me & mask == 0:
+            child = me | mask
+            if child < n:
+                acc = combine(op, acc, g.recv((child + root) % n, t))
+        else:
+            g.send(((me & ~mask) + root) % n, acc, t)
+            return None
+        mask <<= 1
+    return acc
+
+
+def allreduce(g, obj, op=SUM):
+    t, t2 = g.next_collective_tags()
+    if isinstance(op, Op) and g.size > 1:
+        length = _numeric_length(obj)
+        if length is not None and length >= RING_THRESHOLD * g.size:
+            return _ring_allreduce(g, obj, op, t, t2, length)
+    return _bcast(g, _reduce(g, obj, op, 0, t), 0, t2)
+
+
+def _ring_allreduce(g, value, op, t, t2, total):
+    n, me = g.size, g.rank
+    bounds = [i * total // n for i in range(n + 1)]
+    chunks = [value[bounds[i]:bounds[i + 1]] for i in range(n)]
+    nxt, prv = (me + 1) % n, (me - 1) % n
+
+    def take(index, tag):
+        theirs = g.recv(prv, tag)
+        expected = bounds[index + 1] - bounds[index]
+        length = len(theirs) if isinstance(theirs, (list, array.array)) or _numeric_length(theirs) is not None else None
+        if length != expected:
+            raise DistrError("rank %s sent a chunk of %s elements in allreduce where chunk %d has %d "
+                             "(do all ranks call the same collectives in the same order, with arrays of one length?)"
+                             % (_name(g, prv), length, index, expected))
+        return _like(theirs, value)
+
+    for step in range(n - 1):
+        sending = (me - step) % n
+        receiving = (me - step - 1) % n
+        g.send(nxt, chunks[sending], t)
+        chunks[receiving] = combine(op, chunks[receiving], take(receiving, t))
+    for step in range(n - 1):
+        sending = (me + 1 - step) % n
+        receiving = (me - step) % n
+        g.send(nxt, chunks[sending], t2)
+        chunks[receiving] = take(receiving, t2)
+    nd = _ndarray()
+    if nd is not None and isinstance(value, nd):
+        return numpy_module().concatenate(chunks)
+    out = chunks[0][:0]
+    for chunk in chunks:
+        out += chunk
+    return out
+
+
+def gather(g, obj, root=0):
+    _check_root(g, root)
+    t, _ = g.next_collective_tags()
+    return _gather(g, obj, root, t)
+
+
+def _gather(g, obj, root, t):
+    n = g.size
+    me = (g.rank - root) % n
+    parts = [obj]
+    mask = 1
+    while mask < n:
+        if me & mask == 0:
+            child = me | mask
+            if child < n:
+                sender = (child + root) % n
+                theirs = g.recv(sender, t)
+                expected = min(mask, n - child)
+                if not isinstance(theirs, list) or len(theirs) != expected:
+                    raise DistrError(
+                        "rank %s sent %s to gather where its part of the tree has %d ranks "
+                        "(do all ranks call the same collectives in the same order?)"
+                        % (_name(g, sender), _count(theirs), expected))
+                parts += theirs
+        else:
+            g.send(((me & ~mask) + root) % n, parts, t)
+            return None
+        mask <<= 1
+    return [parts[(i - root) % n] for i in range(n)]
+
+
+def allgather(g, obj):
+    t, t2 = g.next_collective_tags()
+    everything = _bcast(g, _gather(g, obj, 0, t), 0, t2)
+    if not isinstance(everything, list) or len(everything) != g.size:
+        raise DistrError("allgather received %s where the group has %d ranks" % (_count(everything), g.size))
+    return everything
+
+
+def scatter(g, objs, root=0):
+    _check_root(g, root)
+    t, _ = g.next_collective_tags()
+    n = g.size
+    me = (g.rank - root) % n
+    mask = 1
+    if me == 0:
+        if objs is None or len(objs) != n:
+            raise DistrError("scatter: the root must pass exactly %d values, one per rank" % n)
+        mine = [objs[(i + root) % n] for i in range(n)]
+        while mask < n:
+            mask <<= 1
+    else:
+        while me & mask == 0:
+            mask <<= 1
+        sender = (me - mask + root) % n
+        mine = g.recv(sender, t)
+        expected = min(mask, n - me)
+        if not isinstance(mine, list) or len(mine) != expected:
+            raise DistrError(
+                "rank %s sent %s to scatter where this rank's part of the tree has %d ranks "
+                "(do all ranks call the same collectives in the same order?)" % (_name(g, sender), _count(mine), expected))
+    mask >>= 1
+    while mask > 0:
+        child = me + mask
+        if child < n and mask < len(mine):
+            g.send((child + root) % n, mine[mask:min(len(mine), 2 * mask)], t)
+        mask >>= 1
+    return mine[0]
+
+
+def alltoall(g, objs):
+    n, me = g.size, g.rank
+    if objs is None or len(objs) != n:
+        raise DistrError("alltoall: pass exactly %d values, one per rank" % n)
+    t, _ = g.next_collective_tags()
+    out = [None] * n
+    out[me] = objs[me]
+    for s in range(1, n):
+        g.send((me + s) % n, objs[(me + s) % n], t)
+        out[(me - s) % n] = g.recv((me - s) % n, t)
+    return out
+
+
+def scan(g, obj, op=SUM):
+    return _scan(g, obj, op)[0]
+
+
+def exscan(g, obj, op=SUM):
+    """The combination of the values of the ranks below this one (None on rank 0)."""
+    return _scan(g, obj, op)[1]
+
+
+def _scan(g, obj, op):
+    t, _ = g.next_collective_tags()
+    n, me = g.size, g.rank
+    inclusive, exclusive = obj, None
+    d = 1
+    while d < n:
+        if me + d < n:
+            g.send(me + d, inclusive, t)
+        if me - d >= 0:
+            theirs = g.recv(me - d, t)
+            inclusive = combine(op, theirs, inclusive)
+            exclusive = theirs if exclusive is None else combine(op, theirs, exclusive)
+        d *= 2
+    return inclusive, exclusive
+
+
+def _check_root(g, root):
+    if not (isinstance(root, int) and 0 <= root < g.size):
+        raise DistrError("root %r does not exist: this group has ranks 0...%d" % (root, g.size - 1))
+
+
+def _name(g, rank):
+    world = getattr(g, "world_rank", None)
+    return str(world(rank)) if world is not None else str(rank)
+
+
+def _count(value):
+    return "%d values" % len(value) if isinstance(value, list) else "a %s" % type(value).__name__
+
+"""##),
+    ("distr/_transport.py", ##"""
+"""The rank side of distr's wire format (docs/messages.md), for Python: one Transport per process.
+
+Contract changes against /work/plan-python.md: none, and two details the plan leaves open:
+- recv/wait with `into=`: the payload always ends up in `into` (read straight into it when its
+  bytes had not arrived yet, else copied once), and `Message.payload` is then
+  `memoryview(into).cast('B')[:length]`.
+- PeerExited for an any-source receive (every rank in `members` but this one has exited) has
+  `.rank` None and `.status` None.
+
+No background threads: every blocking call runs the progress engine itself. It polls the agent
+channel and every incoming rank connection, reads what is there into one reusable buffer per
+connection, cuts frames (24-byte big-endian header), checks each header the way Swift's
+RankFrameDecoder does, and hands complete messages first to posted receives (in posting order),
+else to a queue that recv/probe search. A large payload whose receive was already posted with a
+buffer (`into=`) is read from the socket straight into that buffer.
+
+Sends are synchronous to the kernel: `send` returns when the whole frame was written to the
+socket. While the socket is full it keeps reading every incoming connection, so sends never wait
+for the receiver to call recv (everyone sending 32 MiB to the next rank, then receiving, works).
+"""
+
+import errno
+import hashlib
+import hmac
+import os
+import select
+import socket
+import struct
+import time
+
+__all__ = ["DistrError", "PeerExited", "JobAborted", "Message", "PostedReceive", "Transport", "world"]
+
+_HEADER = struct.Struct(">BBBBIqQ")
+_HEADER_SIZE = 24
+_KIND_MESSAGE = 1
+_KIND_GOODBYE = 2
+#: Element sizes of the numeric-array element codes (docs/messages.md §3).
+ELEMENT_SIZES = {1: 8, 2: 4, 3: 8, 4: 8, 5: 4, 6: 2, 7: 1, 8: 8, 9: 8, 10: 4, 11: 2, 12: 1}
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+_BUFFER_SIZE = 256 * 1024
+#: Payload still due of at least this many bytes is read straight into its final buffer.
+_DIRECT_THRESHOLD = 32 * 1024
+_SMALL_SEND = 16 * 1024
+_POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
+_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+
+
+class DistrError(RuntimeError):
+    """An error of distr's message passing: what went wrong, with which rank, and what to do."""
+
+
+class PeerExited(DistrError):
+    """The rank a receive waits for has exited and nothing matching from it can arrive any more.
+
+    `rank` and `status` (exit code, 128+signal) are None when every rank an any-source receive
+    could take from has exited.
+    """
+
+    def __init__(self, rank, status):
+        if rank is None:
+            text = "every other rank has exited and no matching message is pending"
+        else:
+            text = "rank %d has exited (status %d) and no matching message from it is pending" % (rank, status)
+        DistrError.__init__(self, text)
+        self.rank = rank
+        self.status = status
+
+
+class JobAborted(DistrError):
+    """The job is being ended (another rank failed, the master was interrupted, or the worker went away)."""
+
+    def __init__(self, reason):
+        DistrError.__init__(self, "the job is being ended: %s" % reason)
+        self.reason = reason
+
+
+class Message:
+    """One received message: its header fields and its payload (bytes-like)."""
+
+    __slots__ = ("source", "tag", "encoding", "element", "fingerprint", "payload", "length")
+
+    def __init__(self, source, tag, encoding, element, fingerprint, payload, length):
+        self.source = source
+        self.tag = tag
+        self.encoding = encoding
+        self.element = element
+        self.fingerprint = fingerprint
+        self.payload = payload
+        self.length = length
+
+    def __repr__(self):
+        return "Message(source=%d, tag=%d, encoding=%d, element=%d, length=%d)" % (
+            self.source, self.tag, self.encoding, self.element, self.length)
+
+
+class PostedReceive:
+    """A receive waiting for a message (Transport.post). `message` is set once it is complete."""
+
+    __slots__ = ("source", "tag_lo", "tag_hi", "into", "members", "message", "error", "_claimed")
+
+    def __init__(self, source, tag_lo, tag_hi, into, members):
+        self.source = source
+        self.tag_lo = tag_lo
+        self.tag_hi = tag_hi
+        self.into = into
+        self.members = members
+        self.message = None
+        self.error = None
+        self._claimed = None  # the _Incoming whose message in progress this receive took
+
+    @property
+    def done(self):
+        return self.message is not None or self.error is not None
+
+    def matches(self, source, tag):
+        if self.source is None:
+            if self.members is not None and source not in self.members:
+                return False
+        elif source != self.source:
+            return False
+        return self.tag_lo <= tag <= self.tag_hi
+
+
+def _byte_view(buffer, writable=False):
+    """A flat unsigned-byte memoryview of any object with the buffer protocol."""
+    view = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
+    if writable and view.readonly:
+        raise DistrError("the receive buffer is read-only; pass a bytearray, array.array or numpy array")
+    if view.format != "B" or view.ndim != 1:
+        if not view.c_contiguous:
+            raise DistrError("the buffer is not contiguous; pass a contiguous one (numpy.ascontiguousarray)")
+        view = view.cast("B")
+    return view
+
+
+def _fit_into(into, length, source):
+    view = _byte_view(into, writable=True)
+    if length > len(view):
+        raise DistrError("rank %d sent %d bytes; the receive buffer holds %d" % (source, length, len(view)))
+    return view
+
+
+class _Incoming:
+    """One connection another rank opened to this one: its socket, read buffer and the frame in progress."""
+
+    __slots__ = ("sock", "fd", "source", "buf", "view", "start", "end", "msg", "target", "filled", "claimant", "closed")
+
+    def __init__(self, sock, source):
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.source = source
+        self.buf = bytearray(_BUFFER_SIZE)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self.msg = None        # header parsed, payload still arriving
+        self.target = None     # where the payload goes (a writable byte memoryview)
+        self.filled = 0
+        self.claimant = None   # the PostedReceive that took the message in progress
+        self.closed = False
+
+
+class Transport:
+    """This process's rank: identity, connections, and the progress engine (see the module doc)."""
+
+    def __init__(self, environ=None):
+        env = os.environ if environ is None else environ
+        for name in ("DISTR_NODE_ID", "DISTR_N_NODE", "DISTR_AGENT_FD"):
+            if name not in env:
+                raise DistrError(
+                    "this program was not started by distr-master (%s is not set); "
+                    "run it with: distr-master run --local 4 <program>" % name)
+        text = env.get("DISTR_MAX_MESSAGE_BYTES")
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        if text is not None:
+            try:
+                self.max_message_bytes = int(text)
+            except ValueError:
+                self.max_message_bytes = 0
+            if self.max_message_bytes < 1:
+                raise DistrError(
+                    "DISTR_MAX_MESSAGE_BYTES=%s is not a byte count (a whole number, 1 or more)" % text)
+        try:
+            self.id = int(env["DISTR_NODE_ID"])
+            self.count = int(env["DISTR_N_NODE"])
+            fd = int(env["DISTR_AGENT_FD"])
+        except ValueError:
+            raise DistrError("the agent channel from distr-worker is unusable: "
+                             "DISTR_NODE_ID, DISTR_N_NODE and DISTR_AGENT_FD must be numbers") from None
+        if not (self.count > 0 and 0 <= self.id < self.count):
+            raise DistrError("the agent channel from distr-worker is unusable: "
+                             "DISTR_NODE_ID and DISTR_N_NODE do not name a rank of the job")
+        spin = env.get("DISTR_SPIN_USEC", "50")
+        try:
+            self._spin = max(0.0, float(spin)) / 1e6
+        except ValueError:
+            self._spin = 50e-6
+        try:
+            self._agent = socket.socket(fileno=fd)
+        except OSError as error:
+            raise DistrError("the agent channel from distr-worker is unusable: descriptor %d: %s" % (fd, error)) from None
+        # Programs this rank starts must not inherit the channel.
+        os.set_inheritable(fd, False)
+
+        self._queue = []          # complete messages nobody has taken yet, in arrival order
+        self._posted = []         # posted receives, in posting order
+        self._incoming = {}       # fd -> _Incoming
+        self._links = {}          # rank -> outgoing socket
+        self._local_answers = {}  # rank -> socket or DistrError (answers to connectLocal)
+        self._exited = {}         # rank -> status
+        self._open = {}           # rank -> connections from it not yet at end of stream
+        self._broken = {}         # rank -> DistrError: its connection was closed for a bad frame
+        self._aborted = None
+        self._epoch = 0           # counts exits, ends of connections and aborts (receives recheck failures then)
+        self._poll = select.poll()
+
+        self._agent.sendmsg([b"\x01" + struct.pack(">q", self.id)])
+        early = []
+        while True:
+            data, fds = self._agent_receive(4 << 20)
+            if data is None:
+                raise DistrError("the agent channel from distr-worker is unusable: the worker closed the channel")
+            if data[:1] == b"\x02":
+                for extra in fds:
+                    os.close(extra)
+                break
+            early.append((data, fds))
+        r = _Reader(data, 1)
+        self.job_id = r.string()
+        self._key = r.data()
+        self._worker = r.i64()
+        self._placements = [(r.i64(), r.string(), r.i64(), r.i64(), r.string()) for _ in range(r.u32())]
+        if len(self._placements) != self.count:
+            raise DistrError("the agent channel from distr-worker is unusable: unexpected answer from the worker")
+        self._agent.setblocking(False)
+        self._poll.register(self._agent.fileno(), _POLLIN)
+        for data, fds in early:
+            self._handle_agent(data, fds)
+
+    # ------------------------------------------------------------------ agent channel
+
+    def _agent_receive(self, size):
+        """One agent message and the descriptors riding along; (None, []) at end of stream."""
+        data, ancillary, _, _ = self._agent.recvmsg(size, socket.CMSG_SPACE(16))
+        fds = []
+        for level, kind, extra in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(struct.unpack("%di" % (len(extra) // 4), extra[: len(extra) - len(extra) % 4]))
+        if not data:
+            for extra in fds:
+                os.close(extra)
+            return None, []
+        return data, fds
+
+    def _drain_agent(self):
+        while True:
+            try:
+                data, fds = self._agent_receive(64 * 1024)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                data, fds = None, []
+                if self._aborted is None:
+                    self._aborted = "the agent channel failed: %s" % error
+            if data is None:
+                if self._aborted is None:
+                    self._aborted = "the worker closed the agent channel"
+                try:
+                    self._poll.unregister(self._agent.fileno())
+                except (KeyError, ValueError):
+                    pass  # already unregistered: the channel ended before
+                self._fail_hopeless()
+                return
+            self._handle_agent(data, fds)
+
+    def _handle_agent(self, data, fds):
+        fd = fds[0] if fds else -1
+        for extra in fds[1:]:
+            os.close(extra)
+        r = _Reader(data, 1)
+        kind = data[0]
+        if kind == 5:  # incoming
+            source = r.i64()
+            if fd >= 0 and 0 <= source < self.count:
+                # Counted before any later exit notice is read: the channel is ordered.
+                self._open[source] = self._open.get(source, 0) + 1
+                conn = _Incoming(socket.socket(fileno=fd), source)
+                self._incoming[conn.fd] = conn
+                self._poll.register(conn.fd, _POLLIN)
+                return
+        elif kind == 4:  # connected
+            to, error = r.i64(), r.string()
+            if 0 <= to < self.count:
+                if fd >= 0:
+                    self._local_answers[to] = socket.socket(fileno=fd)
+                    return
+                self._local_answers[to] = DistrError("cannot connect to rank %d: %s" % (to, error))
+        elif kind == 6:  # peerExited
+            rank, status = r.i64(), struct.unpack(">i", r.take(4))[0]
+            self._exited[rank] = status
+            self._fail_hopeless()
+        elif kind == 7:  # abort
+            if self._aborted is None:
+                self._aborted = r.string()
+            self._fail_hopeless()
+        if fd >= 0:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ progress
+
+    def _progress(self, timeout_ms):
+        """One pass: waits up to `timeout_ms` (0: not at all, -1: until something happens), then
+        reads everything that is there."""
+        try:
+            events = self._poll.poll(timeout_ms)
+        except InterruptedError:
+            return
+        if events:
+            self._dispatch(events)
+
+    def _dispatch(self, events):
+        agent = self._agent.fileno()
+        for fd, _ in events:
+            if fd == agent:
+                self._drain_agent()
+            else:
+                conn = self._incoming.get(fd)
+                if conn is not None:
+                    self._read(conn)
+
+    def _read(self, conn):
+        """Reads what the connection has now and handles every whole frame in it."""
+        while not conn.closed:
+            msg = conn.msg
+            if msg is not None and conn.start == conn.end and msg.length - conn.filled >= _DIRECT_THRESHOLD:
+                # The rest of a large payload: straight into its final buffer.
+                n = self._recv_into(conn, conn.target[conn.filled:])
+                if not n:
+                    return
+                conn.filled += n
+                if conn.filled == msg.length:
+                    self._complete(conn)
+                continue
+            if conn.start == conn.end:
+                conn.start = conn.end = 0
+            elif conn.end == len(conn.buf):
+                left = conn.end - conn.start
+                conn.buf[0:left] = conn.view[conn.start:conn.end]
+                conn.start, conn.end = 0, left
+            n = self._recv_into(conn, conn.view[conn.end:])
+            if not n:
+                return
+            room = len(conn.buf) - conn.end
+            conn.end += n
+            self._parse(conn)
+            if n < room:
+                # The kernel had less than the room offered: nothing more is there now.
+                return
+
+    def _recv_into(self, conn, view):
+        """Bytes read into view; 0 when nothing is there now or the connection ended (then it is closed)."""
+        try:
+            n = conn.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return 0
+        except OSError:
+            n = 0  # a reset: the sender is gone, like an end of stream
+        if n == 0:
+            self._end(conn, None)
+        return n
+
+    def _parse(self, conn):
+        """Handles the frames in the connection's buffer."""
+        view = conn.view
+        while not conn.closed:
+            msg = conn.msg
+            if msg is not None:
+                due = msg.length - conn.filled
+                take = min(due, conn.end - conn.start)
+                if take:
+                    conn.target[conn.filled:conn.filled + take] = view[conn.start:conn.start + take]
+                    conn.start += take
+                    conn.filled += take
+                if conn.filled < msg.length:
+                    return
+                self._complete(conn)
+                continue
+            if conn.end - conn.start < _HEADER_SIZE:
+                return
+            kind, encoding, element, _, fingerprint, tag, length = _HEADER.unpack_from(conn.buf, conn.start)
+            if kind != _KIND_MESSAGE or encoding > 1 or length > self.max_message_bytes:
+                problem = self._check_header(conn.source, kind, encoding, element, length)
+                if problem is not None:
+                    self._end(conn, problem)
+                    return
+            conn.start += _HEADER_SIZE
+            if kind == _KIND_GOODBYE:
+                self._end(conn, None)
+                return
+            if conn.end - conn.start >= length:
+                # The whole payload is here (the common case for small messages).
+                payload = bytes(view[conn.start:conn.start + length])
+                conn.start += length
+                self._deliver(Message(conn.source, tag, encoding, element, fingerprint, payload, length))
+                continue
+            msg = Message(conn.source, tag, encoding, element, fingerprint, None, length)
+            conn.msg = msg
+            conn.filled = 0
+            claimant = self._claim(msg)
+            conn.claimant = claimant
+            target = None
+            if claimant is not None:
+                claimant._claimed = conn
+                if claimant.into is not None:
+                    try:
+                        target = _fit_into(claimant.into, length, conn.source)[:length]
+                    except DistrError as error:
+                        claimant.error = error  # the message is still read, then dropped
+            if target is None:
+                target = memoryview(bytearray(length))
+            conn.target = target
+
+    def _check_header(self, source, kind, encoding, element, length):
+        """The error for a header the format does not allow (like Swift's RankFrameDecoder), else None."""
+        if kind == _KIND_GOODBYE:
+            return None
+        if kind != _KIND_MESSAGE:
+            return self._bad_frame(source, "unknown frame kind %d" % kind)
+        if encoding > 3:
+            return self._bad_frame(source, "unknown encoding %d" % encoding)
+        if length > self.max_message_bytes:
+            return DistrError(
+                "rank %d sent a message of %d bytes, over the limit of %d (DISTR_MAX_MESSAGE_BYTES); "
+                "the connection from rank %d was closed" % (source, length, self.max_message_bytes, source))
+        if encoding == 2:
+            size = ELEMENT_SIZES.get(element)
+            if size is None:
+                return self._bad_frame(source, "unknown numeric element code %d" % element)
+            if length % size:
+                return self._bad_frame(
+                    source, "a numeric payload of %d bytes is not a whole number of %d-byte elements" % (length, size))
+        return None
+
+    @staticmethod
+    def _bad_frame(source, detail):
+        return DistrError("rank %d sent a malformed message header (%s); the connection from rank %d was closed"
+                          % (source, detail, source))
+
+    def _complete(self, conn):
+        msg = conn.msg
+        claimant = conn.claimant
+        target = conn.target
+        conn.msg = conn.target = conn.claimant = None
+        conn.filled = 0
+        msg.payload = target
+        if claimant is None:
+            self._deliver(msg)
+            return
+        claimant._claimed = None
+        if claimant.error is None:
+            claimant.message = msg
+
+    def _end(self, conn, failure):
+        """The connection reached end of stream (failure None) or broke the format (failure set)."""
+        conn.closed = True
+        try:
+            self._poll.unregister(conn.fd)
+        except (KeyError, ValueError):
+            pass  # never registered or already gone: nothing to stop watching
+        self._incoming.pop(conn.fd, None)
+        if failure is None and conn.msg is not None:
+            failure = DistrError("the connection from rank %d ended in the middle of a message of %d bytes"
+                                 % (conn.source, conn.msg.length))
+        if conn.claimant is not None:
+            conn.claimant._claimed = None
+            if conn.claimant.error is None:
+                conn.claimant.error = failure
+        conn.msg = conn.target = conn.claimant = None
+        try:
+            if failure is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # the peer reset it already: heard no more either way
+        conn.sock.close()
+        self._open[conn.source] = self._open.get(conn.source, 1) - 1
+        if failure is not None and conn.source not in self._broken:
+            self._broken[conn.source] = failure
+        self._fail_hopeless()
+
+    # ------------------------------------------------------------------ matching
+
+    def _claim(self, msg):
+        """The first posted receive that matches msg, taken off the list; None when there is none."""
+        posted = self._posted
+        for i in range(len(posted)):
+            p = posted[i]
+            if p.matches(msg.source, msg.tag):
+                del posted[i]
+                return p
+        return None
+
+    def _deliver(self, msg):
+        """A complete message: to the first matching posted receive, else to the queue."""
+        p = self._claim(msg)
+        if p is None:
+            self._queue.append(msg)
+            return
+        self._give(p, msg)
+
+    def _give(self, p, msg):
+        if p.into is not None:
+            try:
+                view = _fit_into(p.into, msg.length, msg.source)
+            except DistrError as error:
+                p.error = error
+                return
+            view[:msg.length] = msg.payload
+            msg.payload = view[:msg.length]
+        p.message = msg
+
+    def _take_queued(self, source, tag_lo, tag_hi, members, remove=True):
+        queue = self._queue
+        for i in range(len(queue)):
+            msg = queue[i]
+            if source is None:
+                if members is not None and msg.source not in members:
+                    continue
+            elif msg.source != source:
+                continue
+            if tag_lo <= msg.tag <= tag_hi:
+                if remove:
+                    del queue[i]
+                return msg
+        return None
+
+    def _failure(self, source, members):
+        """Why a receive from `source` can never be satisfied now, or None."""
+        if self._aborted is not None:
+            return JobAborted(self._aborted)
+        if source is not None:
+            if source == self.id:
+                return None
+            broken = self._broken.get(source)
+            if broken is not None:
+                return broken
+            if source in self._exited and self._open.get(source, 0) <= 0:
+                return PeerExited(source, self._exited[source])
+            return None
+        others = [r for r in (range(self.count) if members is None else members) if r != self.id]
+        if not others:
+            return None
+        for r in others:
+            if r not in self._broken and not (r in self._exited and self._open.get(r, 0) <= 0):
+                return None
+        for r in others:
+            if r in self._broken:
+                return self._broken[r]
+        return PeerExited(None, None)
+
+    def _fail_hopeless(self):
+        self._epoch += 1
+        if not self._posted:
+            return
+        keep = []
+        for p in self._posted:
+            error = self._failure(p.source, p.members)
+            if error is None:
+                keep.append(p)
+            else:
+                p.error = error
+        self._posted = keep
+
+    # ------------------------------------------------------------------ receiving
+
+    def recv(self, source, tag_lo, tag_hi, into=None, block=True, members=None):
+        """The first message from `source` (None: any rank in `members`) with tag_lo <= tag <= tag_hi."""
+        msg = self._take_queued(source, tag_lo, tag_hi, members)
+        if msg is None:
+            if not block:
+                self._progress(0)
+                msg = self._take_queued(source, tag_lo, tag_hi, members)
+                if msg is None:
+                    error = self._failure(source, members)
+                    if error is not None:
+                        raise error
+                    return None
+            elif into is None:
+                # Nothing to read into: wait for the message to be queued (no posted receive needed).
+                msg = self._wait_queued(source, tag_lo, tag_hi, members)
+            else:
+                p = self.post(source, tag_lo, tag_hi, into, members)
+                try:
+                    return self.wait(p)
+                except BaseException:
+                    self.cancel(p)
+                    raise
+        if into is not None:
+            view = _fit_into(into, msg.length, msg.source)
+            view[:msg.length] = msg.payload
+            msg.payload = view[:msg.length]
+        return msg
+
+    def _wait_queued(self, source, tag_lo, tag_hi, members):
+        """Progress until a matching message is queued, and take it. Reads the sockets in a tight loop
+        for up to DISTR_SPIN_USEC (default 50 µs) after the last bytes came, then blocks in poll."""
+        error = self._failure(source, members)
+        if error is not None:
+            raise error
+        epoch = self._epoch
+        poll = self._poll.poll
+        clock = time.perf_counter
+        spin_until = clock() + self._spin
+        while True:
+            try:
+                events = poll(0 if clock() < spin_until else -1)
+            except InterruptedError:
+                events = None
+            if events:
+                self._dispatch(events)
+                msg = self._take_queued(source, tag_lo, tag_hi, members)
+                if msg is not None:
+                    return msg
+                spin_until = clock() + self._spin
+            if self._epoch != epoch:
+                epoch = self._epoch
+                error = self._failure(source, members)
+                if error is not None:
+                    raise error
+
+    def probe(self, source, tag_lo, tag_hi, block=True, members=None):
+        """Like recv, but leaves the message queued (it is returned once complete)."""
+        while True:
+            msg = self._take_queued(source, tag_lo, tag_hi, members, remove=False)
+            if msg is not None:
+                return msg
+            error = self._failure(source, members)
+            if error is not None:
+                raise error
+            if not block:
+                self._progress(0)
+                msg = self._take_queued(source, tag_lo, tag_hi, members, remove=False)
+                if msg is None and self._failure(source, members) is not None:
+                    raise self._failure(source, members)
+                return msg
+            self._wait_step(lambda: self._take_queued(source, tag_lo, tag_hi, members, remove=False) is not None)
+
+    def post(self, source, tag_lo, tag_hi, into=None, members=None):
+        """A nonblocking receive: complete at once if a queued message matches, else waiting in posting order."""
+        p = PostedReceive(source, tag_lo, tag_hi, into, members)
+        msg = self._take_queued(source, tag_lo, tag_hi, members)
+        if msg is not None:
+            self._give(p, msg)
+            return p
+        # A message whose payload is still arriving (no receive was waiting when its header came):
+        # take it over, and read the rest of it straight into `into`.
+        for conn in self._incoming.values():
+            msg = conn.msg
+            if msg is not None and conn.claimant is None and p.matches(msg.source, msg.tag):
+                conn.claimant = p
+                p._claimed = conn
+                if into is not None:
+                    try:
+                        target = _fit_into(into, msg.length, msg.source)[:msg.length]
+                    except DistrError as error:
+                        p.error = error  # the message is still read, then dropped
+                    else:
+                        target[:conn.filled] = conn.target[:conn.filled]
+                        conn.target = target
+                return p
+        error = self._failure(source, members)
+        if error is not None:
+            p.error = error
+            return p
+        self._posted.append(p)
+        return p
+
+    def _finish(self, p):
+        if p.error is not None:
+            error = p.error
+            raise error
+        return p.message
+
+    def test(self, posted):
+        """True when `posted` is complete (one nonblocking progress pass first)."""
+        if not posted.done:
+            self._progress(0)
+        if posted.error is not None:
+            raise posted.error
+        return posted.message is not None
+
+    def wait(self, posted):
+        """Blocks until `posted` is complete and returns its Message; raises like recv."""
+        while not posted.done:
+            self._wait_step(lambda: posted.done)
+        return self._finish(posted)
+
+    def wait_any(self, posted_list):
+        """Blocks until one of `posted_list` is complete; returns its index (raises if that one failed)."""
+        while True:
+            for i, p in enumerate(posted_list):
+                if p.done:
+                    if p.error is not None:
+                        raise p.error
+                    return i
+            self._wait_step(lambda: any(p.done for p in posted_list))
+
+    def cancel(self, posted):
+        """Withdraws a posted receive that has not completed (a message it began taking goes to the queue)."""
+        if posted.done:
+            return
+        if posted in self._posted:
+            self._posted.remove(posted)
+        conn = posted._claimed
+        if conn is not None and conn.claimant is posted:
+            if posted.into is not None:
+                target = memoryview(bytearray(conn.msg.length))
+                target[:conn.filled] = conn.target[:conn.filled]
+                conn.target = target
+            conn.claimant = None
+        posted._claimed = None
+        posted.error = DistrError("the receive was cancelled")
+
+    def _wait_step(self, ready):
+        """Progress until `ready()` or a short spin runs out, then one blocking pass."""
+        if self._spin > 0:
+            deadline = time.perf_counter() + self._spin
+            while True:
+                self._progress(0)
+                if ready():
+                    return
+                if time.perf_counter() > deadline:
+                    break
+        self._progress(-1)
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, dest, tag, encoding, element, fingerprint, payload):
+        """Sends one frame; returns when all of it is in the kernel (reading incoming data meanwhile)."""
+        kind = type(payload)
+        view = payload if kind is bytes or kind is bytearray else _byte_view(payload)
+        length = len(view)
+        if dest == self.id:
+            self._deliver(Message(dest, tag, encoding, element, fingerprint, bytes(view), length))
+            return
+        if not 0 <= dest < self.count:
+            raise DistrError("rank %d does not exist: this job has ranks 0...%d" % (dest, self.count - 1))
+        sock = self._links.get(dest)
+        if sock is None:
+            sock = self._connect(dest)
+        header = _HEADER.pack(_KIND_MESSAGE, encoding, element, 0, fingerprint, tag, length)
+        if length <= _SMALL_SEND:
+            data = header + view if kind is bytes else header + bytes(view)
+            try:
+                n = sock.send(data, _NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as error:
+                raise self._send_error(dest, error) from None
+            if n == len(data):
+                return
+            self._send_rest(dest, sock, [memoryview(data)[n:]])
+            return
+        self._send_rest(dest, sock, [memoryview(header), view])
+
+    def _send_rest(self, dest, sock, parts):
+        fd = sock.fileno()
+        registered = False
+        try:
+            while parts:
+                try:
+                    n = sock.sendmsg(parts, [], _NOSIGNAL)
+                except (BlockingIOError, InterruptedError):
+                    n = 0
+                except OSError as error:
+                    raise self._send_error(dest, error) from None
+                while n and parts:
+                    if n >= len(parts[0]):
+                        n -= len(parts[0])
+                        parts.pop(0)
+                    else:
+                        parts[0] = parts[0][n:]
+                        n = 0
+                if not parts:
+                    return
+                if self._aborted is not None:
+                    raise JobAborted(self._aborted)
+                if not registered:
+                    self._poll.register(fd, select.POLLOUT)
+                    registered = True
+                # Wait for room, reading every incoming connection meanwhile.
+                self._progress(-1)
+        finally:
+            if registered:
+                self._poll.unregister(fd)
+
+    def _send_error(self, dest, error):
+        if dest in self._exited:
+            return PeerExited(dest, self._exited[dest])
+        if self._aborted is not None:
+            return JobAborted(self._aborted)
+        return DistrError("sending to rank %d failed: %s" % (dest, error))
+
+    def _connect(self, dest):
+        _, host, port, worker, label = self._placements[dest]
+        if worker == self._worker:
+            # Same worker: it makes a socket pair and hands us one end over the agent channel.
+            self._agent.sendmsg([b"\x03" + struct.pack(">q", dest)])
+            while dest not in self._local_answers:
+                if self._aborted is not None:
+                    raise JobAborted(self._aborted)
+                self._progress(-1)
+            answer = self._local_answers.pop(dest)
+            if isinstance(answer, DistrError):
+                raise answer
+            sock = answer
+        else:
+            sock = self._dial(dest, host, port, label)
+        sock.setblocking(False)
+        self._links[dest] = sock
+        return sock
+
+    def _dial(self, dest, host, port, label):
+        """A TCP connection to `dest` through its worker's port (the rank handshake of docs/protocol.md)."""
+        try:
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            context = _string(self.job_id) + struct.pack(">qq", self.id, dest)
+            nonce = os.urandom(32)
+            sock.sendall(b"DSTR" + struct.pack(">HB", 2, 2) + nonce + struct.pack(">H", len(context)) + context)
+            reply = _read_exact(sock, 71)
+            if reply is None or reply[:4] != b"DSTR":
+                raise DistrError("cannot connect to rank %d via %s: the worker did not answer the handshake" % (dest, label))
+            if reply[6] != 0:
+                raise DistrError("cannot connect to rank %d via %s: the worker refused (status %d)" % (dest, label, reply[6]))
+            transcript = b"\x02" + struct.pack(">I", len(context)) + context + nonce + reply[7:39]
+            expected = hmac.new(self._key, b"distr server proof" + transcript, hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, reply[39:71]):
+                raise DistrError("cannot connect to rank %d via %s: the worker does not hold the job key" % (dest, label))
+            sock.sendall(hmac.new(self._key, b"distr client proof" + transcript, hashlib.sha256).digest())
+            if _read_exact(sock, 1) != b"\x01":
+                raise DistrError("cannot connect to rank %d via %s: the worker refused the connection" % (dest, label))
+            return sock
+        except OSError as error:
+            raise DistrError("cannot connect to rank %d via %s: %s" % (dest, label, error)) from None
+
+    def flush(self):
+        """Everything sent has reached the kernel (sends are synchronous, so there is nothing to wait for)."""
+
+    def close(self):
+        """Ends this rank's outgoing connections (receivers see end of stream)."""
+        for sock in self._links.values():
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # the receiver is gone already
+        self._links.clear()
+
+
+class _Reader:
+    """Reads the fields of one agent message (big-endian)."""
+
+    __slots__ = ("raw", "offset")
+
+    def __init__(self, raw, offset=0):
+        self.raw = raw
+        self.offset = offset
+
+    def take(self, n):
+        if n < 0 or self.offset + n > len(self.raw):
+            raise DistrError("the agent channel from distr-worker is unusable: a message from the worker ended early")
+        out = self.raw[self.offset:self.offset + n]
+        self.offset += n
+        return out
+
+    def u32(self):
+        return struct.unpack(">I", self.take(4))[0]
+
+    def i64(self):
+        return struct.unpack(">q", self.take(8))[0]
+
+    def string(self):
+        return self.take(self.u32()).decode("utf-8", "replace")
+
+    def data(self):
+        return self.take(self.u32())
+
+
+def _string(text):
+    data = text.encode()
+    return struct.pack(">I", len(data)) + data
+
+
+def _read_exact(sock, n):
+    chunks, left = [], n
+    while left:
+        chunk = sock.recv(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+_world = None
+
+
+def world():
+    """This process's Transport (joined on first call).
+
+    Raises DistrError when the program was not started by distr-master.
+    """
+    global _world
+    if _world is None:
+        _world = Transport()
+    return _world
 
 """##),
     ("mpi4py/MPI.py", ##"""
-"""distr's mpi4py-compatible MPI module (placeholder until the mpi4py layer lands)."""
+"""distr's mpi4py-compatible layer: `from mpi4py import MPI` in a program run by distr-master.
+
+The subset (docs/mpi4py.md lists it, with what differs from MPI):
+
+- COMM_WORLD, COMM_SELF, COMM_NULL; Comm.Get_rank/Get_size, .rank/.size, Dup, Clone, Split, Free,
+  Abort, Get_name/Set_name; Init, Finalize, Is_initialized, Is_finalized, Wtime, Wtick,
+  Get_processor_name.
+- Pickled objects: send, recv, isend, irecv, sendrecv, probe, iprobe, bcast, scatter, gather,
+  allgather, alltoall, reduce, allreduce, scan, exscan, barrier; Request wait/test/cancel and
+  Waitall/Waitany/Testall/Testany (and the lowercase forms); ops SUM PROD MAX MIN LAND LOR LXOR
+  BAND BOR BXOR MAXLOC MINLOC and Op.Create.
+- Buffers (numpy arrays, array.array, bytearray, any C-contiguous buffer): Send, Recv, Isend,
+  Irecv, Sendrecv, Bcast, Scatter, Gather, Allgather, Alltoall, Reduce, Allreduce, Scan, Exscan,
+  Barrier, with the specs `buf`, `[buf, datatype]`, `[buf, count, datatype]`,
+  `[buf, (count, displ), datatype]`, `[buf, count, displ, datatype]` and IN_PLACE.
+- Status (source, tag, error, count, Get_source, Get_tag, Get_error, Get_count, Get_elements),
+  ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, SUCCESS, TAG_UB (Comm.Get_attr(TAG_UB) is 2**31-1).
+
+Everything else mpi4py has raises NotImplementedError naming the call (it is also an
+AttributeError, so `hasattr(MPI, "Win")` is False rather than an exception).
+
+Communicators and tags: each communicator has a context id c (COMM_WORLD 0, COMM_SELF 1) that sits
+in the high bits of every tag it sends: user tag t travels as c * 2**32 + t, and the k-th
+collective call on it uses -(c * 2**32) - 1 - 4 * (k mod 2**29) and that minus 1, the
+collective tags of docs/messages.md §5 moved into the communicator's window. So COMM_WORLD's
+messages are the distr module's and Swift ranks' messages: a plain tag, plain collective tags.
+"""
+
+import array
+import os
+import pickle
+import socket
+import sys
+import time
+
+from distr import _codec, _collectives, _transport
+
+# ---------------------------------------------------------------------------------------------
+# constants
+
+ANY_SOURCE = -1
+ANY_TAG = -1
+PROC_NULL = -2
+ROOT = -4
+UNDEFINED = -32766
+SUCCESS = 0
+#: The attribute key of the tag upper bound (as in mpi4py: a key for Comm.Get_attr, not the bound).
+TAG_UB = 0
+_TAG_MAX = 2**31 - 1
+_CONTEXT_SHIFT = 32
+_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
+_DOCS = "docs/mpi4py.md lists the supported calls; run programs that need more under mpirun with the real mpi4py"
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name):
+        self._name = name
+
+    def __repr__(self):
+        return self._name
+
+    def __reduce__(self):
+        return self._name
+
+
+IN_PLACE = _Sentinel("IN_PLACE")
+BOTTOM = _Sentinel("BOTTOM")
+
+#: MPI.Exception is distr's error: a dead peer, an aborted job, a bad rank or tag all raise it.
+Exception = _transport.DistrError  # noqa: A001 -- mpi4py's name; builtins.Exception is not used below
+
+
+class _Unsupported(NotImplementedError, AttributeError):
+    """A part of mpi4py that distr's layer does not provide."""
+
+
+def _unsupported(name):
+    return _Unsupported("%s is not supported by distr's mpi4py layer; %s" % (name, _DOCS))
+
+
+# ---------------------------------------------------------------------------------------------
+# environment
+
+_state = {"finalized": False, "transport": None}
+
+
+def _t():
+    """This process's transport (joined on first use; raises when not started by distr-master)."""
+    transport = _state["transport"]
+    if transport is None:
+        transport = _state["transport"] = _transport.world()
+    return transport
+
+
+def Init():
+    """Does nothing: distr joins the job on first use."""
+
+
+def Finalize():
+    """Marks the layer finalized; later communication raises."""
+    if _state["transport"] is not None:
+        _state["transport"].flush()
+    _state["finalized"] = True
+
+
+def Is_initialized():
+    return True
+
+
+def Is_finalized():
+    return _state["finalized"]
+
+
+def Wtime():
+    """Seconds on a monotonic clock (differences are what count)."""
+    return time.perf_counter()
+
+
+def Wtick():
+    return time.get_clock_info("perf_counter").resolution
+
+
+def Get_processor_name():
+    return socket.gethostname()
+
+
+# ---------------------------------------------------------------------------------------------
+# datatypes
+
+
+class _Layer(type):
+    """The classes of this layer: a missing attribute of mpi4py's API raises NotImplementedError,
+    on the class (MPI.Request.Waitsome) and on its objects (comm.Spawn)."""
+
+    def __getattr__(cls, name):
+        return _missing(cls, cls._mpi_kind, name)
+
+
+class _Object(metaclass=_Layer):
+    __slots__ = ()
+    _mpi_kind = "Object"
+
+    def __getattr__(self, name):
+        return _missing(self, type(self)._mpi_kind, name)
+
+
+class Datatype(_Object):
+    """A basic MPI datatype: a name, a size in bytes and a buffer format character."""
+
+    _mpi_kind = "Datatype"
+
+    __slots__ = ("_name", "_size", "_char", "_wire")
+
+    def __init__(self, name, size, char, wire=0):
+        self._name = name
+        self._size = size
+        self._char = char
+        self._wire = wire  # element code of docs/messages.md §3 (0: sent as raw bytes)
+
+    name = property(lambda self: self._name)
+    size = property(lambda self: self._size)
+    extent = property(lambda self: self._size)
+    lb = property(lambda self: 0)
+    ub = property(lambda self: self._size)
+    typechar = property(lambda self: self._char)
+
+    def Get_name(self):
+        return self._name
+
+    def Get_size(self):
+        return self._size
+
+    def Get_extent(self):
+        return (0, self._size)
+
+    def __repr__(self):
+        return "<mpi4py.MPI.Datatype %s>" % self._name
+
+    def __reduce__(self):
+        return self._name[4:] if self._name.startswith("MPI_") else self._name
+
+
+
+DATATYPE_NULL = Datatype("MPI_DATATYPE_NULL", 0, "")
+CHAR = Datatype("MPI_CHAR", 1, "c")
+WCHAR = Datatype("MPI_WCHAR", 4, "U")
+SIGNED_CHAR = Datatype("MPI_SIGNED_CHAR", 1, "b", 7)
+UNSIGNED_CHAR = Datatype("MPI_UNSIGNED_CHAR", 1, "B", 12)
+BYTE = Datatype("MPI_BYTE", 1, "B")
+PACKED = Datatype("MPI_PACKED", 1, "B")
+SHORT = SIGNED_SHORT = Datatype("MPI_SHORT", 2, "h", 6)
+UNSIGNED_SHORT = Datatype("MPI_UNSIGNED_SHORT", 2, "H", 11)
+INT = SIGNED_INT = Datatype("MPI_INT", 4, "i", 5)
+UNSIGNED = UNSIGNED_INT = Datatype("MPI_UNSIGNED", 4, "I", 10)
+LONG = SIGNED_LONG = Datatype("MPI_LONG", 8, "l", 3)
+UNSIGNED_LONG = Datatype("MPI_UNSIGNED_LONG", 8, "L", 8)
+LONG_LONG = SIGNED_LONG_LONG = Datatype("MPI_LONG_LONG_INT", 8, "q", 3)
+UNSIGNED_LONG_LONG = Datatype("MPI_UNSIGNED_LONG_LONG", 8, "Q", 8)
+FLOAT = Datatype("MPI_FLOAT", 4, "f", 2)
+DOUBLE = Datatype("MPI_DOUBLE", 8, "d", 1)
+LONG_DOUBLE = Datatype("MPI_LONG_DOUBLE", 16, "g")
+C_BOOL = BOOL = Datatype("MPI_C_BOOL", 1, "?")
+INT8_T = Datatype("MPI_INT8_T", 1, "b", 7)
+INT16_T = Datatype("MPI_INT16_T", 2, "h", 6)
+INT32_T = Datatype("MPI_INT32_T", 4, "i", 5)
+INT64_T = Datatype("MPI_INT64_T", 8, "l", 3)
+UINT8_T = Datatype("MPI_UINT8_T", 1, "B", 12)
+UINT16_T = Datatype("MPI_UINT16_T", 2, "H", 11)
+UINT32_T = Datatype("MPI_UINT32_T", 4, "I", 10)
+UINT64_T = Datatype("MPI_UINT64_T", 8, "L", 8)
+C_FLOAT_COMPLEX = C_COMPLEX = COMPLEX = Datatype("MPI_C_COMPLEX", 8, "F")
+C_DOUBLE_COMPLEX = DOUBLE_COMPLEX = Datatype("MPI_C_DOUBLE_COMPLEX", 16, "D")
+AINT = Datatype("MPI_AINT", 8, "p", 3)
+OFFSET = Datatype("MPI_OFFSET", 8, "p", 3)
+COUNT = Datatype("MPI_COUNT", 8, "p", 3)
+INTEGER = Datatype("MPI_INTEGER", 4, "i", 5)
+REAL = Datatype("MPI_REAL", 4, "f", 2)
+DOUBLE_PRECISION = Datatype("MPI_DOUBLE_PRECISION", 8, "d", 1)
+
+#: Buffer format character -> the datatype mpi4py infers for a buffer given without one.
+_BY_FORMAT = {
+    "c": CHAR, "b": SIGNED_CHAR, "B": BYTE, "?": C_BOOL, "h": SHORT, "H": UNSIGNED_SHORT, "i": INT,
+    "I": UNSIGNED, "l": LONG, "L": UNSIGNED_LONG, "q": LONG_LONG, "Q": UNSIGNED_LONG_LONG, "n": LONG,
+    "N": UNSIGNED_LONG, "f": FLOAT, "d": DOUBLE, "g": LONG_DOUBLE, "Zf": C_FLOAT_COMPLEX,
+    "Zd": C_DOUBLE_COMPLEX, "F": C_FLOAT_COMPLEX, "D": C_DOUBLE_COMPLEX, "w": WCHAR, "U": WCHAR,
+}
+#: A datatype given as a string in a buffer spec, as mpi4py allows ([buf, "d"]).
+_BY_TYPECHAR = dict(_BY_FORMAT, B=UNSIGNED_CHAR, p=AINT)
+#: Format characters memoryview.cast accepts, for element-wise work without numpy.
+_CASTABLE = frozenset("cbB?hHiIlLqQfd")
+
+
+# ---------------------------------------------------------------------------------------------
+# buffer specs
+
+
+class _Buf:
+    """A parsed buffer spec: `view` is the flat byte region, `count` elements of `dtype` per block."""
+
+    __slots__ = ("view", "count", "dtype", "owner")
+
+    def __init__(self, view, count, dtype, owner):
+        self.view = view
+        self.count = count
+        self.dtype = dtype
+        self.owner = owner
+
+    def block(self, i):
+        n = self.count * self.dtype._size
+        return self.view[i * n:(i + 1) * n]
+
+
+def _byte_view(obj, writable, call):
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(
+            "%s: %s is not a buffer; pass a numpy array, array.array or bytearray "
+            "(or use the lowercase call, which pickles any object)" % (call, type(obj).__name__)) from None
+    if writable and view.readonly:
+        raise TypeError("%s: the receive buffer (%s) is read-only; pass a bytearray, array.array or numpy array"
+                        % (call, type(obj).__name__))
+    return view
+
+
+def _buffer(spec, writable, call, blocks=1):
+    """Parses an mpi4py buffer spec; `blocks` > 1 for the root's buffer of Scatter/Gather/..."""
+    if spec is IN_PLACE or spec is BOTTOM or spec is None:
+        raise TypeError("%s: %r is not a buffer here" % (call, spec))
+    count = displ = dtype = None
+    if isinstance(spec, (list, tuple)):
+        parts = list(spec)
+        if not 1 <= len(parts) <= 4:
+            raise TypeError("%s: a buffer spec is [buf], [buf, datatype], [buf, count, datatype] "
+                            "or [buf, count, displ, datatype]; got %d items" % (call, len(parts)))
+        obj = parts[0]
+        if len(parts) == 2:
+            if isinstance(parts[1], (Datatype, str)):
+                dtype = parts[1]
+            else:
+                count = parts[1]
+        elif len(parts) == 3:
+            count, dtype = parts[1], parts[2]
+        elif len(parts) == 4:
+            count, displ, dtype = parts[1], parts[2], parts[3]
+        if isinstance(count, (list, tuple)):
+            if len(count) != 2:
+                raise TypeError("%s: the count of a buffer spec is a number or (count, displ)" % call)
+            count, displ = count
+    else:
+        obj = spec
+    if obj is IN_PLACE or obj is BOTTOM:
+        raise _unsupported("%s with %r inside a buffer spec" % (call, obj))
+    raw = _byte_view(obj, writable, call)
+    if dtype is None:
+        fmt = raw.format.lstrip("@=<>!")
+        dtype = _BY_FORMAT.get(fmt)
+        if dtype is None:
+            raise TypeError("%s: cannot tell the MPI datatype of a buffer of format %r; "
+                            "pass it: [buf, MPI.DOUBLE]" % (call, raw.format))
+    elif isinstance(dtype, str):
+        found = _BY_TYPECHAR.get(dtype)
+        if found is None:
+            raise TypeError("%s: %r is not a datatype character distr knows" % (call, dtype))
+        dtype = found
+    elif not isinstance(dtype, Datatype) or dtype._size == 0:
+        raise TypeError("%s: %r is not a datatype of this layer (MPI.DOUBLE, MPI.INT, ...)" % (call, dtype))
+    if raw.ndim != 1 or raw.format != "B":
+        if not raw.c_contiguous:
+            raise TypeError("%s: the buffer is not contiguous; pass a contiguous one (numpy.ascontiguousarray)" % call)
+        raw = raw.cast("B")
+    size = dtype._size
+    start = (displ or 0) * size
+    if count is None:
+        elements = (len(raw) - start) // size
+        if elements % blocks:
+            raise ValueError("%s: the buffer holds %d elements of %s, not a multiple of the %d ranks"
+                             % (call, elements, dtype._name, blocks))
+        count = elements // blocks
+    end = start + count * blocks * size
+    if count < 0 or start < 0 or end > len(raw):
+        raise ValueError("%s: the buffer holds %d bytes but the spec asks for %d elements of %s (%d bytes) from element %d"
+                         % (call, len(raw), count * blocks, dtype._name, count * blocks * size, displ or 0))
+    return _Buf(raw[start:end], count, dtype, obj)
+
+
+def _wire(buf):
+    """(encoding, element, fingerprint) of a buffer frame: numeric when the datatype has a code."""
+    element = buf.dtype._wire
+    if element == 0:
+        return 0, 0, 0
+    owner = buf.owner
+    if isinstance(owner, array.array):
+        return 2, element, _codec.PY_ARRAY
+    if type(owner).__module__ == "numpy":
+        return 2, element, _codec.PY_NDARRAY
+    return 2, element, 0
+
+
+# ---------------------------------------------------------------------------------------------
+# operations
+
+
+def _max(x, y):
+    return y if y > x else x
+
+
+def _min(x, y):
+    return y if y < x else x
+
+
+def _location(better):
+    """MAXLOC/MINLOC on (value, index) pairs: the better value; on a tie, the lower index."""
+
+    def op(x, y):
+        (u, i), (v, j) = x, y
+        if better(u, v):
+            return u, i
+        if better(v, u) or j < i:
+            return v, j
+        return u, i
+
+    return op
+
+
+_maxloc = _location(lambda a, b: a > b)
+_minloc = _location(lambda a, b: a < b)
+
+
+class Op(_Object):
+    """A reduction operation: a predefined one (MPI.SUM, ...) or a user function (Op.Create)."""
+
+    _mpi_kind = "Op"
+
+    __slots__ = ("_name", "_py", "_ufunc", "_user", "_commute")
+
+    def __init__(self, name, py, ufunc=None, user=None, commute=True):
+        self._name = name
+        self._py = py          # f(x, y) on Python objects (what the lowercase calls use)
+        self._ufunc = ufunc    # numpy function name for buffers
+        self._user = user      # Op.Create's function(invec, inoutvec, datatype)
+        self._commute = commute
+
+    @classmethod
+    def Create(cls, function, commute=False):
+        """A user operation. Lowercase calls use `function(x, y, None)`'s return value; buffer
+        calls call `function(invec, inoutvec, datatype)`, which updates inoutvec."""
+        if not callable(function):
+            raise TypeError("Op.Create: %r is not callable" % (function,))
+        return cls("user operation %s" % getattr(function, "__name__", "?"), None, None, function, bool(commute))
+
+    def __call__(self, x, y):
+        if self._user is not None:
+            return self._user(x, y, None)
+        return self._py(x, y)
+
+    def Is_commutative(self):
+        return self._commute
+
+    is_commutative = property(Is_commutative)
+
+    def Is_predefined(self):
+        return self._user is None
+
+    is_predefined = property(Is_predefined)
+
+    def Free(self):
+        pass
+
+    def __repr__(self):
+        return "<mpi4py.MPI.Op %s>" % self._name
+
+    def __reduce__(self):
+        if self._user is not None:
+            raise TypeError("a user operation (Op.Create) cannot be pickled")
+        return self._name[4:]
+
+
+
+SUM = Op("MPI_SUM", lambda x, y: x + y, "add")
+PROD = Op("MPI_PROD", lambda x, y: x * y, "multiply")
+MAX = Op("MPI_MAX", _max, "maximum")
+MIN = Op("MPI_MIN", _min, "minimum")
+LAND = Op("MPI_LAND", lambda x, y: bool(x) and bool(y), "logical_and")
+LOR = Op("MPI_LOR", lambda x, y: bool(x) or bool(y), "logical_or")
+LXOR = Op("MPI_LXOR", lambda x, y: bool((x or y) and not (x and y)), "logical_xor")
+BAND = Op("MPI_BAND", lambda x, y: x & y, "bitwise_and")
+BOR = Op("MPI_BOR", lambda x, y: x | y, "bitwise_or")
+BXOR = Op("MPI_BXOR", lambda x, y: x ^ y, "bitwise_xor")
+MAXLOC = Op("MPI_MAXLOC", _maxloc)
+MINLOC = Op("MPI_MINLOC", _minloc)
+REPLACE = Op("MPI_REPLACE", lambda x, y: y)
+NO_OP = Op("MPI_NO_OP", lambda x, y: x)
+OP_NULL = Op("MPI_OP_NULL", None)
+
+#: Element-wise forms of the predefined ops for the pure-Python buffer path.
+_ELEMENTWISE = {
+    "MPI_SUM": lambda x, y: x + y,
+    "MPI_PROD": lambda x, y: x * y,
+    "MPI_MAX": _max,
+    "MPI_MIN": _min,
+    "MPI_LAND": lambda x, y: 1 if (x and y) else 0,
+    "MPI_LOR": lambda x, y: 1 if (x or y) else 0,
+    "MPI_LXOR": lambda x, y: 1 if (bool(x) != bool(y)) else 0,
+    "MPI_BAND": lambda x, y: x & y,
+    "MPI_BOR": lambda x, y: x | y,
+    "MPI_BXOR": lambda x, y: x ^ y,
+}
+
+
+def _as_op(op, call):
+    if isinstance(op, Op):
+        if op._py is None and op._user is None:
+            raise ValueError("%s: MPI.OP_NULL is not an operation" % call)
+        return op
+    if callable(op):
+        return Op("a Python function", op, commute=False)
+    raise TypeError("%s: op must be an MPI.Op (MPI.SUM, ...) or a function of two values; got %r" % (call, op))
+
+
+def _buffer_combiner(op, dtype, call):
+    """f(a, b) on the byte contents of two partial results (a from lower ranks) -> bytes-like."""
+    if op._user is not None:
+        user = op._user
+
+        def combine_user(a, b):
+            result = bytearray(b)
+            user(memoryview(a), memoryview(result), dtype)
+            return result
+
+        return combine_user
+    if op._ufunc is None:
+        raise _unsupported("%s with %s on a buffer" % (call, op._name))
+    np = _codec.numpy_module()
+    if np is not None and dtype._char != "c":
+        kind = np.dtype(dtype._char)
+        ufunc = getattr(np, op._ufunc)
+
+        def combine_numpy(a, b):
+            x = np.frombuffer(a, dtype=kind)
+            y = np.frombuffer(b, dtype=kind)
+            return ufunc(x, y).astype(kind, copy=False).tobytes()
+
+        return combine_numpy
+    fmt = dtype._char
+    if fmt not in _CASTABLE or fmt == "c":
+        raise _unsupported("%s on %s buffers without numpy" % (call, dtype._name))
+    elementwise = _ELEMENTWISE[op._name]
+    convert = float if fmt in "fd" else (bool if fmt == "?" else int)
+
+    def combine_python(a, b):
+        x = memoryview(a).cast("B").cast(fmt)
+        y = memoryview(b).cast("B").cast(fmt)
+        out = bytearray(len(x) * x.itemsize)
+        result = memoryview(out).cast(fmt)
+        for i in range(len(x)):
+            result[i] = convert(elementwise(x[i], y[i]))
+        return out
+
+    return combine_python
+
+
+# ---------------------------------------------------------------------------------------------
+# status and requests
+
+
+class Status(_Object):
+    """Where a received message came from: source and tag (in the communicator), size."""
+
+    _mpi_kind = "Status"
+
+    __slots__ = ("source", "tag", "error", "_bytes", "_cancelled")
+
+    def __init__(self, status=None):
+        if status is None:
+            self.source, self.tag, self.error, self._bytes, self._cancelled = ANY_SOURCE, ANY_TAG, SUCCESS, 0, False
+        else:
+            self.source, self.tag, self.error = status.source, status.tag, status.error
+            self._bytes, self._cancelled = status._bytes, status._cancelled
+
+    def Get_source(self):
+        return self.source
+
+    def Set_source(self, source):
+        self.source = source
+
+    def Get_tag(self):
+        return self.tag
+
+    def Set_tag(self, tag):
+        self.tag = tag
+
+    def Get_error(self):
+        return self.error
+
+    def Set_error(self, error):
+        self.error = error
+
+    def Get_count(self, datatype=BYTE):
+        """Elements of `datatype` received (UNDEFINED when the bytes are not a whole number of them)."""
+        size = datatype._size
+        if size == 0 or self._bytes % size:
+            return UNDEFINED
+        return self._bytes // size
+
+    Get_elements = Get_count
+
+    def Set_elements(self, datatype, count):
+        self._bytes = count * datatype._size
+
+    count = property(lambda self: self.Get_count())
+
+    def Is_cancelled(self):
+        return self._cancelled
+
+    def Set_cancelled(self, flag):
+        self._cancelled = bool(flag)
+
+    cancelled = property(Is_cancelled)
+
+    def __repr__(self):
+        return "<mpi4py.MPI.Status source=%d tag=%d count=%d>" % (self.source, self.tag, self._bytes)
+
+
+
+def _fill(status, source, tag, nbytes):
+    if status is not None:
+        status.source, status.tag, status.error, status._bytes = source, tag, SUCCESS, nbytes
+
+
+def _loads(msg):
+    if msg.encoding == 3:
+        return pickle.loads(msg.payload)
+    # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
+    return _codec.decode(msg)
+
+
+class Request(_Object):
+    """A nonblocking send (complete at once: sends are buffered) or receive (posted in order)."""
+
+    _mpi_kind = "Request"
+
+    __slots__ = ("_comm", "_posted", "_buf", "_value", "_done", "_active", "_status")
+
+    def __init__(self, comm=None, posted=None, buf=None, value=None, done=False, status=None):
+        self._comm = comm
+        self._posted = posted    # the transport's PostedReceive (receives)
+        self._buf = buf          # the _Buf of Irecv (None: a pickled irecv)
+        self._value = value      # the result once complete
+        self._done = done
+        self._active = comm is not None
+        self._status = status    # (source, tag, nbytes) once complete
+
+    def _complete(self, status):
+        """Finishes a request whose receive is done (or a send); returns its value; makes it inactive."""
+        if not self._active:
+            _fill(status, ANY_SOURCE, ANY_TAG, 0)
+            return None
+        if not self._done:
+            try:
+                msg = self._comm._transport().wait(self._posted)
+            except _transport.PeerExited as error:
+                self._comm._explain(error)
+                raise
+            self._status = self._comm._status_of(msg)
+            self._value = None if self._buf is not None else _loads(msg)
+            self._done = True
+        if self._status is not None:
+            _fill(status, *self._status)
+        self._active = False
+        value, self._value = self._value, None
+        return value
+
+    def _ready(self):
+        if not self._active or self._done:
+            return True
+        return self._comm._transport().test(self._posted)
+
+    def wait(self, status=None):
+        return self._complete(status)
+
+    def Wait(self, status=None):
+        self._complete(status)
+        return True
+
+    def test(self, status=None):
+        if self._ready():
+            return True, self._complete(status)
+        return False, None
+
+    def Test(self, status=None):
+        return self.test(status)[0]
+
+    def Get_status(self, status=None):
+        if not self._ready():
+            return False
+        if self._active and not self._done:
+            self._complete(None)
+            self._active = True  # still to be completed by wait/test
+            self._done = True
+        if self._status is not None:
+            _fill(status, *self._status)
+        return True
+
+    def cancel(self):
+        if self._active and not self._done:
+            self._comm._transport().cancel(self._posted)
+            self._done = True
+            self._status = (ANY_SOURCE, ANY_TAG, 0)
+
+    Cancel = cancel
+
+    def Free(self):
+        self._active = False
+
+    def __bool__(self):
+        return self._active
+
+    def __eq__(self, other):
+        if isinstance(other, Request):
+            return self is other or (not self._active and not other._active)
+        return NotImplemented
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = object.__hash__
+
+    @classmethod
+    def Waitall(cls, requests, statuses=None):
+        cls.waitall(requests, statuses)
+        return True
+
+    @classmethod
+    def waitall(cls, requests, statuses=None):
+        results = []
+        for i, request in enumerate(requests):
+            results.append(request._complete(_nth(statuses, i)))
+        return results
+
+    @classmethod
+    def waitany(cls, requests, status=None):
+        active = [i for i, r in enumerate(requests) if r._active]
+        if not active:
+            _fill(status, ANY_SOURCE, ANY_TAG, 0)
+            return UNDEFINED, None
+        for i in active:
+            if requests[i]._done:
+                return i, requests[i]._complete(status)
+        transport = requests[active[0]]._comm._transport()
+        k = transport.wait_any([requests[i]._posted for i in active])
+        return active[k], requests[active[k]]._complete(status)
+
+    @classmethod
+    def Waitany(cls, requests, status=None):
+        return cls.waitany(requests, status)[0]
+
+    @classmethod
+    def testall(cls, requests, statuses=None):
+        if all(r._ready() for r in requests):
+            return True, cls.waitall(requests, statuses)
+        return False, None
+
+    @classmethod
+    def Testall(cls, requests, statuses=None):
+        return cls.testall(requests, statuses)[0]
+
+    @classmethod
+    def testany(cls, requests, status=None):
+        active = [i for i, r in enumerate(requests) if r._active]
+        if not active:
+            _fill(status, ANY_SOURCE, ANY_TAG, 0)
+            return UNDEFINED, True, None
+        for i in active:
+            if requests[i]._ready():
+                return i, True, requests[i]._complete(status)
+        return UNDEFINED, False, None
+
+    @classmethod
+    def Testany(cls, requests, status=None):
+        index, flag, _ = cls.testany(requests, status)
+        return index, flag
+
+
+
+def _nth(statuses, i):
+    if statuses is None:
+        return None
+    while len(statuses) <= i:
+        statuses.append(Status())
+    return statuses[i]
+
+
+REQUEST_NULL = Request()
+
+# ---------------------------------------------------------------------------------------------
+# communicators
+
+_contexts = {"highest": 1}  # the highest context id this rank ever used (COMM_SELF is 1); never reused
+
+
+class _Group:
+    """The Group interface of distr._collectives over a communicator: its ranks, its context tags.
+
+    Values are pickled, except bytes-like ones when `raw` (the buffer collectives), which travel
+    as raw frames.
+    """
+
+    __slots__ = ("comm", "rank", "size", "raw", "_t", "_members")
+
+    def __init__(self, comm, raw=False):
+        self.comm = comm
+        self.rank = comm._rank
+        self.size = comm._size
+        self.raw = raw
+        self._t = comm._transport()
+        self._members = comm._members
+
+    def send(self, dest, value, tag):
+        if self.raw and isinstance(value, (bytes, bytearray, memoryview)):
+            self._t.send(self._members[dest], tag, 0, 0, 0, value)
+        else:
+            self._t.send(self._members[dest], tag, 3, 0, 0, pickle.dumps(value, _PICKLE_PROTOCOL))
+
+    def recv(self, source, tag):
+        msg = self._t.recv(self._members[source], tag, tag)
+        if msg.encoding == 3:
+            return pickle.loads(msg.payload)
+        return msg.payload
+
+    def next_collective_tags(self):
+        return self.comm._next_tags()
+
+    def world_rank(self, rank):
+        """For _collectives' errors: they name world ranks, as every other error does."""
+        return self._members[rank]
+
+
+class Comm(_Object):
+    """A communicator: a list of world ranks and a context id (see the module doc)."""
+
+    _mpi_kind = "Comm"
+
+    def __init__(self, members, context, name=""):
+        self._members = members        # world rank of each communicator rank; None for COMM_NULL
+        self._context = context
+        self._name = name
+        self._calls = 0                # collective calls made on it
+        self._resolved = False
+        self._rank = self._size = 0
+        self._index = None             # world rank -> communicator rank (None: the identity)
+        self._member_set = None        # for any-source receives (None: every rank)
+        self._base = context << _CONTEXT_SHIFT
+
+    # -- internals
+
+    def _transport(self):
+        if not self._resolved:
+            self._resolve()
+        if _state["finalized"]:
+            raise _transport.DistrError("MPI.Finalize was called; no communication after it")
+        return _state["transport"]
+
+    def _resolve(self):
+        if self._members is None:
+            raise _transport.DistrError(
+                "this communicator is MPI.COMM_NULL (freed, or Split with color MPI.UNDEFINED); it has no ranks")
+        t = _t()
+        if self._members == "world":
+            self._members = list(range(t.count))
+        elif self._members == "self":
+            self._members = [t.id]
+        if self._members != list(range(t.count)) or self._context != 0:
+            self._index = {w: i for i, w in enumerate(self._members)}
+            self._member_set = frozenset(self._members)
+        self._size = len(self._members)
+        self._rank = self._members.index(t.id)
+        self._resolved = True
+
+    def _next_tags(self):
+        """The tag pair of this communicator's next collective call."""
+        k = self._calls % (1 << 29)
+        self._calls += 1
+        tag = -self._base - 1 - 4 * k
+        return tag, tag - 1
+
+    def _status_of(self, msg):
+        source = msg.source if self._index is None else self._index.get(msg.source, msg.source)
+        return source, msg.tag - self._base, msg.length
+
+    def _explain(self, error):
+        """Rewords the transport's any-source PeerExited for a communicator smaller than the world."""
+        if error.rank is None and self._index is not None and self._size < _t().count:
+            error.args = ("every other rank of this communicator (world ranks %s) has exited and no matching "
+                          "message is pending" % ", ".join(str(r) for r in self._members if r != _t().id),)
+
+    def _dest(self, dest, call):
+        if not isinstance(dest, int) or not 0 <= dest < self._size:
+            if dest == PROC_NULL:
+                return None
+            raise _transport.DistrError("%s: %r is not a rank of this communicator (ranks 0...%d)" % (call, dest, self._size - 1))
+        return self._members[dest]
+
+    def _source(self, source, call):
+        """(world rank or None for any, members) of a receive's source."""
+        if source == ANY_SOURCE:
+            return None, self._member_set
+        if not isinstance(source, int) or not 0 <= source < self._size:
+            raise _transport.DistrError(
+                "%s: source %r is not a rank of this communicator (ranks 0...%d, or MPI.ANY_SOURCE)" % (call, source, self._size - 1))
+        return self._members[source], None
+
+    def _send_tag(self, tag, call):
+        if not isinstance(tag, int) or not 0 <= tag <= _TAG_MAX:
+            raise _transport.DistrError("%s: tag %r is not in 0...%d (MPI.TAG_UB)" % (call, tag, _TAG_MAX))
+        return self._base + tag
+
+    def _recv_tags(self, tag, call):
+        if tag == ANY_TAG:
+            return self._base, self._base + _TAG_MAX
+        return (self._send_tag(tag, call),) * 2
+
+    def _root(self, root, call):
+        if not isinstance(root, int) or not 0 <= root < self._size:
+            raise _transport.DistrError("%s: root %r is not a rank of this communicator (ranks 0...%d)" % (call, root, self._size - 1))
+        return root
+
+
+    # -- identity
+
+    def Get_rank(self):
+        if not self._resolved:
+            self._transport()
+        return self._rank
+
+    def Get_size(self):
+        if not self._resolved:
+            self._transport()
+        return self._size
+
+    rank = property(Get_rank)
+    size = property(Get_size)
+
+    def Get_name(self):
+        return self._name
+
+    def Set_name(self, name):
+        self._name = name
+
+    name = property(Get_name, Set_name)
+
+    def Get_attr(self, keyval):
+        if keyval == TAG_UB:
+            return _TAG_MAX
+        raise _unsupported("Comm.Get_attr(%r) (only MPI.TAG_UB)" % (keyval,))
+
+    def Is_inter(self):
+        return False
+
+    def Is_intra(self):
+        return True
+
+    def __eq__(self, other):
+        if isinstance(other, Comm):
+            return self is other or (self._members is None and other._members is None)
+        return NotImplemented
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        return self._members is not None
+
+    def __repr__(self):
+        return "<mpi4py.MPI.%s %s>" % (type(self).__name__, self._name or "context %d" % self._context)
+
+    # -- making and ending communicators
+
+    def Split(self, color=0, key=0):
+        """Ranks with the same color form a communicator, ordered by key then by rank here."""
+        self._transport()
+        if color != UNDEFINED and (not isinstance(color, int) or color < 0):
+            raise _transport.DistrError("Comm.Split: color %r must be a whole number >= 0 or MPI.UNDEFINED" % (color,))
+        everyone = _collectives.allgather(_Group(self), (color, key, _contexts["highest"]))
+        # The new context id is one more than the highest id any rank of this communicator has
+        # ever used. So on every rank that joins one of the new communicators it differs from the
+        # id of every communicator that rank has (ids are never reused on a rank). A message
+        # carrying it is sent only by a member of the new communicator to another member, and
+        # each receiver has exactly one communicator with that id: this one. Different colors
+        # share the id safely, because their members are disjoint.
+        context = max(highest for _, _, highest in everyone) + 1
+        _contexts["highest"] = context
+        if color == UNDEFINED:
+            return COMM_NULL
+        ranks = sorted((k, r) for r, (c, k, _) in enumerate(everyone) if c == color)
+        members = [self._members[r] for _, r in ranks]
+        return Intracomm(members, context)
+
+    def Dup(self, info=None):
+        """A communicator with the same ranks and a context of its own."""
+        if info is not None:
+            raise _unsupported("Comm.Dup with info")
+        self._transport()
+        highest = _collectives.allreduce(_Group(self), _contexts["highest"], _max)
+        # The same argument as in Split: higher than every id any member has used.
+        context = highest + 1
+        _contexts["highest"] = context
+        return type(self)(list(self._members), context)
+
+    def Clone(self):
+        return self.Dup()
+
+    def Free(self):
+        if self is COMM_WORLD or self is COMM_SELF:
+            raise _transport.DistrError("Comm.Free: MPI.COMM_WORLD and MPI.COMM_SELF cannot be freed")
+        self._members = None
+        self._resolved = False
+
+    def Abort(self, errorcode=0):
+        """Ends this rank at once with `errorcode` (1 for 0); distr-master then ends the job (a
+        failing rank stops the others) and exits with it."""
+        rank = _state["transport"].id if _state["transport"] is not None else os.environ.get("DISTR_NODE_ID", "?")
+        sys.stdout.flush()
+        sys.stderr.write("distr: MPI.Comm.Abort(%d) called by rank %s; ending the job\n" % (errorcode, rank))
+        sys.stderr.flush()
+        # Exit status 0 would not end the job (and 256 would be 0): those end with 1.
+        os._exit((errorcode & 0xFF) or 1)
+
+    # -- point to point, pickled
+
+    def send(self, obj, dest, tag=0):
+        self._transport()
+        world = self._dest(dest, "Comm.send")
+        if world is None:
+            return
+        self._t_send(world, self._send_tag(tag, "Comm.send"), pickle.dumps(obj, _PICKLE_PROTOCOL))
+
+    def _t_send(self, world, tag, payload):
+        _state["transport"].send(world, tag, 3, 0, 0, payload)
+
+    ssend = bsend = send
+
+    def recv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        t = self._transport()
+        if source == PROC_NULL:
+            _fill(status, PROC_NULL, ANY_TAG, 0)
+            return None
+        world, members = self._source(source, "Comm.recv")
+        lo, hi = self._recv_tags(tag, "Comm.recv")
+        try:
+            msg = t.recv(world, lo, hi, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
+        if status is not None:
+            _fill(status, *self._status_of(msg))
+        return _loads(msg)
+
+    def isend(self, obj, dest, tag=0):
+        self.send(obj, dest, tag)
+        return Request(self, done=True)
+
+    issend = ibsend = isend
+
+    def irecv(self, buf=None, source=ANY_SOURCE, tag=ANY_TAG):
+        t = self._transport()
+        if source == PROC_NULL:
+            return Request(self, done=True, status=(PROC_NULL, ANY_TAG, 0))
+        world, members = self._source(source, "Comm.irecv")
+        lo, hi = self._recv_tags(tag, "Comm.irecv")
+        return Request(self, posted=t.post(world, lo, hi, members=members))
+
+    def sendrecv(self, sendobj, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE, recvtag=ANY_TAG, status=None):
+        # Sends are buffered, so sending first cannot deadlock.
+        self.send(sendobj, dest, sendtag)
+        return self.recv(None, source, recvtag, status)
+
+    def probe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        self._probe(source, tag, status, True, "Comm.probe")
+        return True
+
+    def iprobe(self, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        return self._probe(source, tag, status, False, "Comm.iprobe")
+
+    def _probe(self, source, tag, status, block, call):
+        t = self._transport()
+        if source == PROC_NULL:
+            _fill(status, PROC_NULL, ANY_TAG, 0)
+            return True
+        world, members = self._source(source, call)
+        lo, hi = self._recv_tags(tag, call)
+        try:
+            msg = t.probe(world, lo, hi, block=block, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
+        if msg is None:
+            return False
+        _fill(status, *self._status_of(msg))
+        return True
+
+    Probe = probe
+    Iprobe = iprobe
+
+    # -- point to point, buffers
+
+    def Send(self, buf, dest, tag=0):
+        self._transport()
+        world = self._dest(dest, "Comm.Send")
+        if world is None:
+            return
+        b = _buffer(buf, False, "Comm.Send")
+        encoding, element, fingerprint = _wire(b)
+        _state["transport"].send(world, self._send_tag(tag, "Comm.Send"), encoding, element, fingerprint, b.view)
+
+    Ssend = Bsend = Rsend = Send
+
+    def Recv(self, buf, source=ANY_SOURCE, tag=ANY_TAG, status=None):
+        t = self._transport()
+        b = _buffer(buf, True, "Comm.Recv")
+        if source == PROC_NULL:
+            _fill(status, PROC_NULL, ANY_TAG, 0)
+            return
+        world, members = self._source(source, "Comm.Recv")
+        lo, hi = self._recv_tags(tag, "Comm.Recv")
+        # The transport reads the payload into b.view (or copies it there once).
+        try:
+            msg = t.recv(world, lo, hi, into=b.view, members=members)
+        except _transport.PeerExited as error:
+            self._explain(error)
+            raise
+        _fill(status, *self._status_of(msg))
+
+    def Isend(self, buf, dest, tag=0):
+        self.Send(buf, dest, tag)
+        return Request(self, done=True)
+
+    Issend = Ibsend = Irsend = Isend
+
+    def Irecv(self, buf, source=ANY_SOURCE, tag=ANY_TAG):
+        t = self._transport()
+        b = _buffer(buf, True, "Comm.Irecv")
+        if source == PROC_NULL:
+            return Request(self, buf=b, done=True, status=(PROC_NULL, ANY_TAG, 0))
+        world, members = self._source(source, "Comm.Irecv")
+        lo, hi = self._recv_tags(tag, "Comm.Irecv")
+        return Request(self, posted=t.post(world, lo, hi, into=b.view, members=members), buf=b)
+
+    def Sendrecv(self, sendbuf, dest, sendtag=0, recvbuf=None, source=ANY_SOURCE, recvtag=ANY_TAG, status=None):
+        if recvbuf is None:
+            raise TypeError("Comm.Sendrecv: recvbuf is required (use Sendrecv_replace for one buffer)")
+        self.Send(sendbuf, dest, sendtag)
+        self.Recv(recvbuf, source, recvtag, status)
+
+    # -- collectives, pickled
+
+    def barrier(self):
+        self._transport()
+        _collectives.barrier(_Group(self))
+
+    def Barrier(self):
+        self.barrier()
+
+    def bcast(self, obj, root=0):
+        self._transport()
+        return _collectives.bcast(_Group(self), obj, self._root(root, "Comm.bcast"))
+
+    def scatter(self, sendobj, root=0):
+        self._transport()
+        root = self._root(root, "Comm.scatter")
+        if self._rank == root:
+            if sendobj is None or len(sendobj) != self._size:
+                raise ValueError("Comm.scatter: the root must pass a sequence of %d values (one per rank); got %s"
+                                 % (self._size, "None" if sendobj is None else "%d" % len(sendobj)))
+            sendobj = list(sendobj)
+        return _collectives.scatter(_Group(self), sendobj, root)
+
+    def gather(self, sendobj, root=0):
+        self._transport()
+        result = _collectives.gather(_Group(self), sendobj, self._root(root, "Comm.gather"))
+        return result if self._rank == root else None
+
+    def allgather(self, sendobj):
+        self._transport()
+        return list(_collectives.allgather(_Group(self), sendobj))
+
+    def alltoall(self, sendobj):
+        self._transport()
+        if sendobj is None or len(sendobj) != self._size:
+            raise ValueError("Comm.alltoall: pass a sequence of %d values (one per rank)" % self._size)
+        return list(_collectives.alltoall(_Group(self), list(sendobj)))
+
+    def reduce(self, sendobj, op=SUM, root=0):
+        self._transport()
+        root = self._root(root, "Comm.reduce")
+        return self._reduce(_Group(self), sendobj, _as_op(op, "Comm.reduce"), root, True)
+
+    def _reduce(self, group, value, op, root, ordered):
+        """The reduction at root (None elsewhere). `ordered`: combine strictly in rank order
+        (mpi4py does for Python objects: SUM on lists concatenates in rank order)."""
+        if not ordered or root == 0:
+            result = _collectives.reduce(group, value, op, root)
+            return result if self._rank == root else None
+        # Rank order: reduce at rank 0 (its binomial tree combines lower ranks first), then hand
+        # the result to root on the spare third tag of that collective call.
+        result = _collectives.reduce(group, value, op, 0)
+        spare = -self._base - 3 - 4 * ((self._calls - 1) % (1 << 29))
+        if self._rank == 0:
+            group.send(root, result, spare)
+            return None
+        if self._rank == root:
+            return group.recv(0, spare)
+        return None
+
+    def allreduce(self, sendobj, op=SUM):
+        self._transport()
+        return _collectives.allreduce(_Group(self), sendobj, _as_op(op, "Comm.allreduce"))
+
+    def scan(self, sendobj, op=SUM):
+        self._transport()
+        return _collectives.scan(_Group(self), sendobj, _as_op(op, "Comm.scan"))
+
+    def exscan(self, sendobj, op=SUM):
+        self._transport()
+        return _collectives.exscan(_Group(self), sendobj, _as_op(op, "Comm.exscan"))
+
+    # -- collectives, buffers
+
+    def _in_place_or(self, spec, writable, call, blocks=1):
+        return None if spec is IN_PLACE else _buffer(spec, writable, call, blocks)
+
+    def Bcast(self, buf, root=0):
+        self._transport()
+        root = self._root(root, "Comm.Bcast")
+        b = _buffer(buf, self._rank != root, "Comm.Bcast")
+        data = _collectives.bcast(_Group(self, raw=True), b.view if self._rank == root else None, root)
+        if self._rank != root:
+            _copy(b.view, data, "Comm.Bcast")
+
+    def Scatter(self, sendbuf, recvbuf, root=0):
+        self._transport()
+        root = self._root(root, "Comm.Scatter")
+        chunks = None
+        if self._rank == root:
+            s = _buffer(sendbuf, False, "Comm.Scatter", self._size)
+            chunks = [s.block(i).tobytes() for i in range(self._size)]
+        mine = _collectives.scatter(_Group(self, raw=True), chunks, root)
+        if recvbuf is IN_PLACE and self._rank == root:
+            return
+        _copy(_buffer(recvbuf, True, "Comm.Scatter").view, mine, "Comm.Scatter")
+
+    def Gather(self, sendbuf, recvbuf, root=0):
+        self._transport()
+        root = self._root(root, "Comm.Gather")
+        r = _buffer(recvbuf, True, "Comm.Gather", self._size) if self._rank == root else None
+        if sendbuf is IN_PLACE and r is not None:
+            mine = r.block(self._rank).tobytes()
+        else:
+            mine = _buffer(sendbuf, False, "Comm.Gather").view.tobytes()
+        parts = _collectives.gather(_Group(self, raw=True), mine, root)
+        if r is not None:
+            for i, part in enumerate(parts):
+                _copy(r.block(i), part, "Comm.Gather")
+
+    def Allgather(self, sendbuf, recvbuf):
+        self._transport()
+        r = _buffer(recvbuf, True, "Comm.Allgather", self._size)
+        if sendbuf is IN_PLACE:
+            mine = r.block(self._rank).tobytes()
+        else:
+            mine = _buffer(sendbuf, False, "Comm.Allgather").view.tobytes()
+        for i, part in enumerate(_collectives.allgather(_Group(self, raw=True), mine)):
+            _copy(r.block(i), part, "Comm.Allgather")
+
+    def Alltoall(self, sendbuf, recvbuf):
+        self._transport()
+        r = _buffer(recvbuf, True, "Comm.Alltoall", self._size)
+        s = r if sendbuf is IN_PLACE else _buffer(sendbuf, False, "Comm.Alltoall", self._size)
+        chunks = [s.block(i).tobytes() for i in range(self._size)]
+        for i, part in enumerate(_collectives.alltoall(_Group(self, raw=True), chunks)):
+            _copy(r.block(i), part, "Comm.Alltoall")
+
+    def _reduce_input(self, sendbuf, recvbuf, call, writable_recv):
+        r = None if recvbuf is None else _buffer(recvbuf, True, call) if writable_recv else None
+        if sendbuf is IN_PLACE:
+            if r is None:
+                raise TypeError("%s: MPI.IN_PLACE needs the receive buffer on this rank" % call)
+            return r, r.view.tobytes(), r.dtype
+        s = _buffer(sendbuf, False, call)
+        return r, s.view.tobytes(), s.dtype
+
+    def Reduce(self, sendbuf, recvbuf, op=SUM, root=0):
+        self._transport()
+        root = self._root(root, "Comm.Reduce")
+        op = _as_op(op, "Comm.Reduce")
+        r, mine, dtype = self._reduce_input(sendbuf, recvbuf, "Comm.Reduce", self._rank == root)
+        combine = _buffer_combiner(op, dtype, "Comm.Reduce")
+        result = self._reduce(_Group(self, raw=True), mine, combine, root, not op._commute)
+        if self._rank == root:
+            _copy(r.view, result, "Comm.Reduce")
+
+    def Allreduce(self, sendbuf, recvbuf, op=SUM):
+        self._transport()
+        op = _as_op(op, "Comm.Allreduce")
+        r, mine, dtype = self._reduce_input(sendbuf, recvbuf, "Comm.Allreduce", True)
+        combine = _buffer_combiner(op, dtype, "Comm.Allreduce")
+        _copy(r.view, _collectives.allreduce(_Group(self, raw=True), mine, combine), "Comm.Allreduce")
+
+    def Scan(self, sendbuf, recvbuf, op=SUM):
+        self._buffer_scan(sendbuf, recvbuf, op, False, "Comm.Scan")
+
+    def Exscan(self, sendbuf, recvbuf, op=SUM):
+        self._buffer_scan(sendbuf, recvbuf, op, True, "Comm.Exscan")
+
+    def _buffer_scan(self, sendbuf, recvbuf, op, exclusive, call):
+        self._transport()
+        op = _as_op(op, call)
+        r, mine, dtype = self._reduce_input(sendbuf, recvbuf, call, True)
+        scan = _collectives.exscan if exclusive else _collectives.scan
+        result = scan(_Group(self, raw=True), mine, _buffer_combiner(op, dtype, call))
+        if result is not None:  # Exscan leaves rank 0's buffer as it was (MPI: undefined)
+            _copy(r.view, result, call)
+
+
+def _copy(view, data, call):
+    if len(data) != len(view):
+        raise _transport.DistrError("%s: received %d bytes for a buffer of %d bytes; every rank must pass "
+                                    "buffers of the same size and datatype" % (call, len(data), len(view)))
+    view[:] = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+
+
+class Intracomm(Comm):
+    """A communicator of one group of ranks (every communicator of this layer)."""
+
+
+COMM_NULL = Comm(None, -1, "MPI_COMM_NULL")
+COMM_WORLD = Intracomm("world", 0, "MPI_COMM_WORLD")
+COMM_SELF = Intracomm("self", 1, "MPI_COMM_SELF")
+
+# ---------------------------------------------------------------------------------------------
+# what the layer does not have
+
+# The public names of mpi4py 4.1.2 (module MPI and its classes): a name listed here that this
+# layer does not define raises NotImplementedError; any other missing name an AttributeError.
+_MODULE_NAMES = """
+AINT ANY_SOURCE ANY_TAG APPNUM Add_error_class Add_error_code Add_error_string Aint_add Aint_diff
+Alloc_mem Attach_buffer BAND BFLOAT16_T BOOL BOR BOTTOM BSEND_OVERHEAD BUFFER_AUTOMATIC BXOR BYTE
+BottomType BufferAutomaticType CART CHAR CHARACTER COMBINER_CONTIGUOUS COMBINER_DARRAY COMBINER_DUP
+COMBINER_F90_COMPLEX COMBINER_F90_INTEGER COMBINER_F90_REAL COMBINER_HINDEXED
+COMBINER_HINDEXED_BLOCK COMBINER_HVECTOR COMBINER_INDEXED COMBINER_INDEXED_BLOCK COMBINER_NAMED
+COMBINER_RESIZED COMBINER_STRUCT COMBINER_SUBARRAY COMBINER_VALUE_INDEX COMBINER_VECTOR COMM_NULL
+COMM_SELF COMM_TYPE_HW_GUIDED COMM_TYPE_HW_UNGUIDED COMM_TYPE_RESOURCE_GUIDED COMM_TYPE_SHARED
+COMM_WORLD COMPLEX COMPLEX16 COMPLEX32 COMPLEX4 COMPLEX8 CONGRUENT COUNT CXX_BOOL CXX_DOUBLE_COMPLEX
+CXX_FLOAT_COMPLEX CXX_LONG_DOUBLE_COMPLEX C_BOOL C_COMPLEX C_DOUBLE_COMPLEX C_FLOAT_COMPLEX
+C_LONG_DOUBLE_COMPLEX Cartcomm Close_port Comm Compute_dims DATATYPE_NULL DISPLACEMENT_CURRENT
+DISP_CUR DISTRIBUTE_BLOCK DISTRIBUTE_CYCLIC DISTRIBUTE_DFLT_DARG DISTRIBUTE_NONE DIST_GRAPH DOUBLE
+DOUBLE_COMPLEX DOUBLE_INT DOUBLE_PRECISION Datatype Detach_buffer Distgraphcomm ERRHANDLER_NULL
+ERRORS_ABORT ERRORS_ARE_FATAL ERRORS_RETURN ERR_ABI ERR_ACCESS ERR_AMODE ERR_ARG ERR_ASSERT
+ERR_BAD_FILE ERR_BASE ERR_BUFFER ERR_COMM ERR_CONVERSION ERR_COUNT ERR_DIMS ERR_DISP ERR_DUP_DATAREP
+ERR_ERRHANDLER ERR_FILE ERR_FILE_EXISTS ERR_FILE_IN_USE ERR_GROUP ERR_INFO ERR_INFO_KEY
+ERR_INFO_NOKEY ERR_INFO_VALUE ERR_INTERN ERR_IN_STATUS ERR_IO ERR_KEYVAL ERR_LASTCODE ERR_LOCKTYPE
+ERR_NAME ERR_NOT_SAME ERR_NO_MEM ERR_NO_SPACE ERR_NO_SUCH_FILE ERR_OP ERR_OTHER ERR_PENDING ERR_PORT
+ERR_PROC_ABORTED ERR_PROC_FAILED ERR_PROC_FAILED_PENDING ERR_QUOTA ERR_RANK ERR_READ_ONLY
+ERR_REQUEST ERR_REVOKED ERR_RMA_ATTACH ERR_RMA_CONFLICT ERR_RMA_FLAVOR ERR_RMA_RANGE ERR_RMA_SHARED
+ERR_RMA_SYNC ERR_ROOT ERR_SERVICE ERR_SESSION ERR_SIZE ERR_SPAWN ERR_TAG ERR_TOPOLOGY ERR_TRUNCATE
+ERR_TYPE ERR_UNKNOWN ERR_UNSUPPORTED_DATAREP ERR_UNSUPPORTED_OPERATION ERR_VALUE_TOO_LARGE ERR_WIN
+Errhandler Exception FILE_NULL FLOAT FLOAT16_T FLOAT32_T FLOAT64_T FLOAT_INT F_BOOL F_COMPLEX
+F_DOUBLE F_DOUBLE_COMPLEX F_ERROR F_FLOAT F_FLOAT_COMPLEX F_INT F_SOURCE F_STATUS_SIZE F_TAG File
+Finalize Flush_buffer Free_mem GRAPH GROUP_EMPTY GROUP_NULL Get_abi_fortran_info Get_abi_info
+Get_abi_version Get_address Get_error_class Get_error_string Get_hw_resource_info
+Get_library_version Get_processor_name Get_version Graphcomm Grequest Group IDENT INFO_ENV INFO_NULL
+INT INT16_T INT32_T INT64_T INT8_T INTEGER INTEGER1 INTEGER16 INTEGER2 INTEGER4 INTEGER8 INT_INT
+IN_PLACE IO Iflush_buffer InPlaceType Info Init Init_thread Intercomm Intracomm Is_finalized
+Is_initialized Is_thread_main KEYVAL_INVALID LAND LASTUSEDCODE LOCK_EXCLUSIVE LOCK_SHARED LOGICAL
+LOGICAL1 LOGICAL16 LOGICAL2 LOGICAL4 LOGICAL8 LONG LONG_DOUBLE LONG_DOUBLE_INT LONG_INT LONG_LONG
+LOR LXOR Lookup_name MAX MAXLOC MAX_DATAREP_STRING MAX_ERROR_STRING MAX_INFO_KEY MAX_INFO_VAL
+MAX_LIBRARY_VERSION_STRING MAX_OBJECT_NAME MAX_PORT_NAME MAX_PROCESSOR_NAME MAX_PSET_NAME_LEN
+MAX_STRINGTAG_LEN MESSAGE_NO_PROC MESSAGE_NULL MIN MINLOC MODE_APPEND MODE_CREATE
+MODE_DELETE_ON_CLOSE MODE_EXCL MODE_NOCHECK MODE_NOPRECEDE MODE_NOPUT MODE_NOSTORE MODE_NOSUCCEED
+MODE_RDONLY MODE_RDWR MODE_SEQUENTIAL MODE_UNIQUE_OPEN MODE_WRONLY Message NO_OP OFFSET OP_NULL
+ORDER_C ORDER_F ORDER_FORTRAN Op Open_port PACKED PROC_NULL PROD Pcontrol Pickle Prequest
+Publish_name Query_thread REAL REAL16 REAL2 REAL4 REAL8 REPLACE REQUEST_NULL ROOT Register_datarep
+Remove_error_class Remove_error_code Remove_error_string Request SEEK_CUR SEEK_END SEEK_SET
+SESSION_NULL SHORT SHORT_INT SIGNED_CHAR SIGNED_INT SIGNED_LONG SIGNED_LONG_LONG SIGNED_SHORT
+SIMILAR SINT16_T SINT32_T SINT64_T SINT8_T SUBVERSION SUCCESS SUM Session Status TAG_UB
+THREAD_FUNNELED THREAD_MULTIPLE THREAD_SERIALIZED THREAD_SINGLE TWOINT TYPECLASS_COMPLEX
+TYPECLASS_INTEGER TYPECLASS_LOGICAL TYPECLASS_REAL Topocomm UINT16_T UINT32_T UINT64_T UINT8_T
+UNDEFINED UNEQUAL UNIVERSE_SIZE UNSIGNED UNSIGNED_CHAR UNSIGNED_INT UNSIGNED_LONG UNSIGNED_LONG_LONG
+UNSIGNED_SHORT UNWEIGHTED Unpublish_name VERSION WCHAR WEIGHTS_EMPTY WIN_BASE WIN_CREATE_FLAVOR
+WIN_DISP_UNIT WIN_FLAVOR WIN_FLAVOR_ALLOCATE WIN_FLAVOR_CREATE WIN_FLAVOR_DYNAMIC WIN_FLAVOR_SHARED
+WIN_MODEL WIN_NULL WIN_SEPARATE WIN_SIZE WIN_UNIFIED WTIME_IS_GLOBAL Win Wtick Wtime _addressof
+_comm_lock _comm_lock_table _commctx_inter _commctx_intra _datatype_create _datatype_decode
+_handleof _keyval_registry _set_abort_status _sizeof _typealign _typecode _typedict _typedict_c
+_typedict_f buffer get_vendor memory pickle
+"""
+_COMM_NAMES = """
+Abort Accept Ack_failed Agree Allgather Allgather_init Allgatherv Allgatherv_init Allreduce
+Allreduce_init Alltoall Alltoall_init Alltoallv Alltoallv_init Alltoallw Alltoallw_init
+Attach_buffer Barrier Barrier_init Bcast Bcast_init Bsend Bsend_init Call_errhandler Cart_map Clone
+Compare Connect Create Create_cart Create_dist_graph Create_dist_graph_adjacent Create_errhandler
+Create_from_group Create_graph Create_group Create_intercomm Create_keyval Delete_attr Detach_buffer
+Disconnect Dup Dup_with_info Exscan Exscan_init Flush_buffer Free Free_keyval Gather Gather_init
+Gatherv Gatherv_init Get_attr Get_errhandler Get_failed Get_group Get_info Get_name Get_parent
+Get_rank Get_size Get_topology Graph_map Iagree Iallgather Iallgatherv Iallreduce Ialltoall
+Ialltoallv Ialltoallw Ibarrier Ibcast Ibsend Idup Idup_with_info Iexscan Iflush_buffer Igather
+Igatherv Improbe Iprobe Irecv Ireduce Ireduce_scatter Ireduce_scatter_block Irsend Is_inter Is_intra
+Is_revoked Iscan Iscatter Iscatterv Isend Isendrecv Isendrecv_replace Ishrink Issend Join Mprobe
+Precv_init Probe Psend_init Recv Recv_init Reduce Reduce_init Reduce_scatter Reduce_scatter_block
+Reduce_scatter_block_init Reduce_scatter_init Revoke Rsend Rsend_init Scan Scan_init Scatter
+Scatter_init Scatterv Scatterv_init Send Send_init Sendrecv Sendrecv_replace Set_attr Set_errhandler
+Set_info Set_name Shrink Spawn Spawn_multiple Split Split_type Ssend Ssend_init allgather allreduce
+alltoall barrier bcast bsend exscan f2py free fromhandle fromint gather group handle ibsend improbe
+info iprobe irecv is_inter is_intra is_topo isend issend mprobe name probe py2f rank recv reduce
+scan scatter send sendrecv size ssend toint topology
+"""
+_REQUEST_NAMES = """
+Cancel Free Get_status Get_status_all Get_status_any Get_status_some Test Testall Testany Testsome
+Wait Waitall Waitany Waitsome cancel f2py free fromhandle fromint get_status get_status_all
+get_status_any get_status_some handle py2f test testall testany testsome toint wait waitall waitany
+waitsome
+"""
+_STATUS_NAMES = """
+Get_count Get_elements Get_error Get_source Get_tag Is_cancelled Set_cancelled Set_elements
+Set_error Set_source Set_tag cancelled count error f2py py2f source tag tomemory
+"""
+_DATATYPE_NAMES = """
+Commit Create_contiguous Create_darray Create_dup Create_f90_complex Create_f90_integer
+Create_f90_real Create_hindexed Create_hindexed_block Create_hvector Create_indexed
+Create_indexed_block Create_keyval Create_resized Create_struct Create_subarray Create_vector
+Delete_attr Dup Free Free_keyval Get_attr Get_contents Get_envelope Get_extent Get_name Get_size
+Get_true_extent Get_value_index Match_size Pack Pack_external Pack_external_size Pack_size Resized
+Set_attr Set_name Unpack Unpack_external combiner contents decode envelope extent f2py free fromcode
+fromhandle fromint handle is_named is_predefined lb name py2f size tocode toint true_extent true_lb
+true_ub typechar typestr ub
+"""
+_OP_NAMES = """
+Create Free Is_commutative Reduce_local f2py free fromhandle fromint handle is_commutative
+is_predefined py2f toint
+"""
+
+_NAME_SETS = {}
+
+
+def _known(names):
+    found = _NAME_SETS.get(id(names))
+    if found is None:
+        found = _NAME_SETS[id(names)] = frozenset(names.split())
+    return found
+
+
+_NAMES_OF = {
+    "Comm": "_COMM_NAMES", "Request": "_REQUEST_NAMES", "Status": "_STATUS_NAMES", "Datatype": "_DATATYPE_NAMES",
+    "Op": "_OP_NAMES",
+}
+
+
+def _missing(obj, kind, name):
+    """What a missing attribute of a layer object raises: NotImplementedError for mpi4py's names."""
+    names = globals().get(_NAMES_OF.get(kind, ""), "")
+    if not name.startswith("_") and name in _known(names):
+        raise _unsupported("MPI.%s.%s" % (kind, name))
+    if isinstance(obj, type):
+        raise AttributeError("type object '%s' has no attribute '%s'" % (obj.__name__, name))
+    raise AttributeError("'%s' object has no attribute '%s'" % (type(obj).__name__, name))
+
+
+def __getattr__(name):
+    if not name.startswith("_") and name in _known(_MODULE_NAMES):
+        raise _unsupported("MPI.%s" % name)
+    raise AttributeError("module 'mpi4py.MPI' has no attribute '%s'" % name)
 
 """##),
     ("mpi4py/__init__.py", ##"""
-"""distr's mpi4py-compatible layer: `from mpi4py import MPI` under distr resolves here (placeholder)."""
+"""distr's stand-in for the mpi4py package: `from mpi4py import MPI` under distr-master.
+
+distr-worker puts this package on the import path of every rank (unless the job sets
+DISTR_MPI4PY=0), so programs written for `mpirun python3 prog.py` run unchanged with
+`distr-master run --local 4 prog.py`. A real mpi4py started by distr would see itself as rank 0
+of 1. `mpi4py.MPI` is distr's layer (python/mpi4py/MPI.py); docs/mpi4py.md lists what it covers.
+"""
+
+#: The mpi4py release whose API this layer follows (a subset of it).
+__version__ = "4.1.2"
+__author__ = "distr (an mpi4py-compatible layer)"
+#: True here, absent in the real mpi4py: lets a program tell the two apart.
+__distr__ = True
+
+__all__ = ["MPI", "rc"]
+
+
+class Rc:
+    """mpi4py's runtime configuration. distr accepts and keeps the settings; none changes
+    anything here (there is no MPI_Init to configure)."""
+
+    initialize = True
+    threads = True
+    thread_level = "multiple"
+    finalize = None
+    fast_reduce = True
+    recv_mprobe = True
+    irecv_bufsz = 32768
+    errors = "exception"
+
+    def __init__(self, **kwargs):
+        self(**kwargs)
+
+    def __call__(self, **kwargs):
+        for key, value in kwargs.items():
+            if not hasattr(self, key):
+                raise TypeError("unexpected argument '%s' for mpi4py.rc" % key)
+            setattr(self, key, value)
+
+    def __repr__(self):
+        return "<%s.rc>" % __name__
+
+
+rc = Rc()
+
+
+def _unsupported(name):
+    return NotImplementedError(
+        "mpi4py.%s is not supported by distr's mpi4py layer; docs/mpi4py.md lists what it supports" % name)
+
+
+def get_include():
+    raise _unsupported("get_include (there is no MPI C library to build against under distr)")
+
+
+def get_config():
+    raise _unsupported("get_config")
+
+
+def profile(*args, **kwargs):
+    raise _unsupported("profile")
 
 """##),
 ]
