@@ -69,7 +69,13 @@ extension Bench {
         let runs = quick ? 3 : 7
         var distr: [Double] = []
         var mpi: [Double] = []
+        var floor: [Double] = []
         for _ in 0..<runs {
+            // The floor: four interpreters started at once and waited for, doing nothing.
+            let start = DistrCore.Clock.now
+            let idle = try (0..<4).map { _ in try Subprocess([setup.python, "-c", "pass"]) }
+            for process in idle { process.wait() }
+            floor.append(DistrCore.Clock.now - start)
             let command = [master, "run", "-q", "--local", "4", "--", setup.python, directory + "/ring_distr.py"]
             distr.append(try timed(command, what: "the Python ring under distr").seconds)
             if let mpirun = setup.mpirun {
@@ -80,6 +86,9 @@ extension Bench {
         add(
             "python: 4-rank ring, whole command (distr-master run --local 4 vs mpirun -np 4)", unit: "ms",
             distr: Self.median(distr) * 1e3, baseline: mpi.isEmpty ? nil : Self.median(mpi) * 1e3, target: "≤ 0.33x")
+        add(
+            "python: 4-rank ring, whole command vs four idle python3 started at once (the interpreter floor)", unit: "ms",
+            distr: Self.median(distr) * 1e3, baseline: Self.median(floor) * 1e3)
     }
 
     mutating func pythonLatency(_ setup: PythonSetup, directory: String, ports: [Int]) throws {

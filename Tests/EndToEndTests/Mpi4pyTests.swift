@@ -111,6 +111,12 @@ import Testing
         #expect(Self.unlabelled(run) == Array(repeating: "ok ring 32 MiB", count: 4), "\(run.stdout)\n\(run.stderr)")
     }
 
+    @Test func distrModuleAndCommWorld_shareTheJobsCollectiveCalls() throws {
+        let run = try Self.run(3, Self.scenarios, ["two-apis"])
+        expectSuccess(run)
+        #expect(Self.unlabelled(run) == Array(repeating: "ok two-apis", count: 3), "\(run.stdout)\n\(run.stderr)")
+    }
+
     @Test func deadPeer_receivesRaiseInsteadOfHanging() throws {
         let run = try Self.run(3, Self.scenarios, ["dead-peer"])
         expectSuccess(run)
@@ -138,7 +144,8 @@ import Testing
     }
 
     @Test func examples_scatterAndPi() throws {
-        let scatter = try Self.run(4, Self.examples + "/scatter.py")
+        // As issue 7 writes it: `distr-master run --local 4 scatter.py`, in the example's directory.
+        let scatter = try TestProcess.master(["run", "-q", "--local", "4", "scatter.py"], directory: Self.examples)
         expectSuccess(scatter)
         #expect(
             Self.unlabelled(scatter) == [

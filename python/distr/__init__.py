@@ -49,7 +49,6 @@ class _WorldGroup:
         self.t = transport
         self.rank = transport.id
         self.size = transport.count
-        self._calls = 0
 
     def send(self, dest, value, tag):
         encoding, element, fingerprint, payload = _codec.encode(value)
@@ -59,8 +58,7 @@ class _WorldGroup:
         return _codec.decode(self.t.recv(source, tag, tag))
 
     def next_collective_tags(self):
-        tag = -1 - 4 * self._calls
-        self._calls += 1
+        tag = -1 - 4 * self.t.next_collective_call(0)
         return tag, tag - 1
 
 

@@ -20,8 +20,6 @@ for the receiver to call recv (everyone sending 32 MiB to the next rank, then re
 """
 
 import errno
-import hashlib
-import hmac
 import os
 import select
 import socket
@@ -191,6 +189,9 @@ class Transport:
         if not (self.count > 0 and 0 <= self.id < self.count):
             raise DistrError("the agent channel from distr-worker is unusable: "
                              "DISTR_NODE_ID and DISTR_N_NODE do not name a rank of the job")
+        # Collective calls made so far per communicator context (0: the whole job). The distr
+        # module and mpi4py's COMM_WORLD both count here, so a program may mix their collectives.
+        self._collective_calls = {}
         spin = env.get("DISTR_SPIN_USEC", "50")
         try:
             self._spin = max(0.0, float(spin)) / 1e6
@@ -735,6 +736,12 @@ class Transport:
 
     # ------------------------------------------------------------------ sending
 
+    def next_collective_call(self, context=0):
+        """k for the k-th collective call (k = 0, 1, ...) on communicator `context` (docs/messages.md §5)."""
+        k = self._collective_calls.get(context, 0)
+        self._collective_calls[context] = k + 1
+        return k
+
     def send(self, dest, tag, encoding, element, fingerprint, payload):
         """Sends one frame; returns when all of it is in the kernel (reading incoming data meanwhile)."""
         kind = type(payload)
@@ -823,6 +830,10 @@ class Transport:
     def _dial(self, dest, host, port, label):
         """A TCP connection to `dest` through its worker's port (the rank handshake of docs/protocol.md)."""
         try:
+            # Imported here: only ranks that dial another worker need them (a few ms at start-up).
+            import hashlib
+            import hmac
+
             sock = socket.create_connection((host, port), timeout=10)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             context = _string(self.job_id) + struct.pack(">qq", self.id, dest)

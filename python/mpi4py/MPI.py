@@ -788,7 +788,7 @@ class Comm(_Object):
         self._members = members        # world rank of each communicator rank; None for COMM_NULL
         self._context = context
         self._name = name
-        self._calls = 0                # collective calls made on it
+        self._last_call = 0            # k of its latest collective call (counted by the transport)
         self._resolved = False
         self._rank = self._size = 0
         self._index = None             # world rank -> communicator rank (None: the identity)
@@ -822,8 +822,8 @@ class Comm(_Object):
 
     def _next_tags(self):
         """The tag pair of this communicator's next collective call."""
-        k = self._calls % (1 << 29)
-        self._calls += 1
+        k = self._transport().next_collective_call(self._context) % (1 << 29)
+        self._last_call = k
         tag = -self._base - 1 - 4 * k
         return tag, tag - 1
 
@@ -1150,7 +1150,7 @@ class Comm(_Object):
         # Rank order: reduce at rank 0 (its binomial tree combines lower ranks first), then hand
         # the result to root on the spare third tag of that collective call.
         result = _collectives.reduce(group, value, op, 0)
-        spare = -self._base - 3 - 4 * ((self._calls - 1) % (1 << 29))
+        spare = -self._base - 3 - 4 * self._last_call
         if self._rank == 0:
             group.send(root, result, spare)
             return None

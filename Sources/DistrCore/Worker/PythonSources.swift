@@ -57,7 +57,6 @@ class _WorldGroup:
         self.t = transport
         self.rank = transport.id
         self.size = transport.count
-        self._calls = 0
 
     def send(self, dest, value, tag):
         encoding, element, fingerprint, payload = _codec.encode(value)
@@ -67,8 +66,7 @@ class _WorldGroup:
         return _codec.decode(self.t.recv(source, tag, tag))
 
     def next_collective_tags(self):
-        tag = -1 - 4 * self._calls
-        self._calls += 1
+        tag = -1 - 4 * self.t.next_collective_call(0)
         return tag, tag - 1
 
 
@@ -1248,8 +1246,6 @@ for the receiver to call recv (everyone sending 32 MiB to the next rank, then re
 """
 
 import errno
-import hashlib
-import hmac
 import os
 import select
 import socket
@@ -1419,6 +1415,9 @@ class Transport:
         if not (self.count > 0 and 0 <= self.id < self.count):
             raise DistrError("the agent channel from distr-worker is unusable: "
                              "DISTR_NODE_ID and DISTR_N_NODE do not name a rank of the job")
+        # Collective calls made so far per communicator context (0: the whole job). The distr
+        # module and mpi4py's COMM_WORLD both count here, so a program may mix their collectives.
+        self._collective_calls = {}
         spin = env.get("DISTR_SPIN_USEC", "50")
         try:
             self._spin = max(0.0, float(spin)) / 1e6
@@ -1963,6 +1962,12 @@ class Transport:
 
     # ------------------------------------------------------------------ sending
 
+    def next_collective_call(self, context=0):
+        """k for the k-th collective call (k = 0, 1, ...) on communicator `context` (docs/messages.md §5)."""
+        k = self._collective_calls.get(context, 0)
+        self._collective_calls[context] = k + 1
+        return k
+
     def send(self, dest, tag, encoding, element, fingerprint, payload):
         """Sends one frame; returns when all of it is in the kernel (reading incoming data meanwhile)."""
         kind = type(payload)
@@ -2051,6 +2056,10 @@ class Transport:
     def _dial(self, dest, host, port, label):
         """A TCP connection to `dest` through its worker's port (the rank handshake of docs/protocol.md)."""
         try:
+            # Imported here: only ranks that dial another worker need them (a few ms at start-up).
+            import hashlib
+            import hmac
+
             sock = socket.create_connection((host, port), timeout=10)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             context = _string(self.job_id) + struct.pack(">qq", self.id, dest)
@@ -2935,7 +2944,7 @@ class Comm(_Object):
         self._members = members        # world rank of each communicator rank; None for COMM_NULL
         self._context = context
         self._name = name
-        self._calls = 0                # collective calls made on it
+        self._last_call = 0            # k of its latest collective call (counted by the transport)
         self._resolved = False
         self._rank = self._size = 0
         self._index = None             # world rank -> communicator rank (None: the identity)
@@ -2969,8 +2978,8 @@ class Comm(_Object):
 
     def _next_tags(self):
         """The tag pair of this communicator's next collective call."""
-        k = self._calls % (1 << 29)
-        self._calls += 1
+        k = self._transport().next_collective_call(self._context) % (1 << 29)
+        self._last_call = k
         tag = -self._base - 1 - 4 * k
         return tag, tag - 1
 
@@ -3297,7 +3306,7 @@ class Comm(_Object):
         # Rank order: reduce at rank 0 (its binomial tree combines lower ranks first), then hand
         # the result to root on the spare third tag of that collective call.
         result = _collectives.reduce(group, value, op, 0)
-        spare = -self._base - 3 - 4 * ((self._calls - 1) % (1 << 29))
+        spare = -self._base - 3 - 4 * self._last_call
         if self._rank == 0:
             group.send(root, result, spare)
             return None

@@ -117,6 +117,18 @@ elif scenario == "dead-peer":
             fail("rank 1 did not finish")
         print("ok dead-peer")
 
+elif scenario == "two-apis":
+    # The distr module and COMM_WORLD share the job's collective calls: mixed in one program,
+    # each call pairs with the same call on the other ranks.
+    import distr
+    total = distr.allreduce(rank)
+    if comm.allreduce(rank) != total or comm.bcast(rank, root=size - 1) != size - 1:
+        fail("COMM_WORLD after a distr collective")
+    distr.barrier()
+    if distr.bcast(rank, root=0) != 0 or comm.gather(rank, root=0) not in (None, list(range(size))):
+        fail("distr after COMM_WORLD collectives")
+    print("ok two-apis")
+
 elif scenario == "abort":
     if rank == 1:
         comm.barrier()
