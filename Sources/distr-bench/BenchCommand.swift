@@ -31,6 +31,7 @@ enum BenchCommand {
                 return 0
             }
             try bench.launch(workers: ports)
+            try bench.gather(port: ports[0])
             try bench.messaging(label: "same node", peers: "127.0.0.1:\(ports[0]) slots=2\n", transport: "unix")
             try bench.messaging(label: "two workers on loopback", peers: "127.0.0.1:\(ports[0])\n127.0.0.1:\(ports[1])\n", transport: "tcp")
             if namespaces {

@@ -31,7 +31,7 @@ import Testing
         .awaitingFileList: ["filesNeeded": Outcome([.sendFiles([0])], .awaitingReady)],
         .awaitingReady: ["jobReady": Outcome([.ready(directory: Fixtures.directory)], .ready)],
         .launched: [
-            "output": Outcome([.output(rank: 2, stream: 1, bytes: [104, 105])], .launched),
+            "output": Outcome([.output(rank: 2, stream: 1, timestamp: 5, bytes: [104, 105])], .launched),
             "rankExited": Outcome([.rankExited(rank: 3, status: .exited(0), endedByDistr: false)], .launched),
             "jobEnded": Outcome([.finished(keptDirectory: nil, error: nil)], .ended),
             // After launch a failure is kept: the exits and jobEnded that follow are still read.
@@ -220,7 +220,7 @@ import Testing
         #expect(
             actions == [
                 .send(.jobStart(Fixtures.spec)), .sendFiles([1, 2]), .ready(directory: Fixtures.directory), .send(.launch),
-                .output(rank: 3, stream: 2, bytes: [33]), .rankExited(rank: 2, status: .exited(0), endedByDistr: false),
+                .output(rank: 3, stream: 2, timestamp: 1, bytes: [33]), .rankExited(rank: 2, status: .exited(0), endedByDistr: false),
                 .rankExited(rank: 3, status: .exited(1), endedByDistr: false), .finished(keptDirectory: nil, error: nil),
             ])
     }

@@ -42,6 +42,10 @@ package enum MasterCommand {
           --keep-going           run: do not end the other ranks when one fails
           --group                print each node's output as a block, in node order, after the job
           --gather               print identical output once, with its ranks folded ([0-3,5])
+          --timestamps           prefix each output line with the local time the worker read it,
+                                 2026-11-22T21:48:43.123 (milliseconds, no zone)
+          --output-dir DIR       also write each rank's stdout and stderr, unchanged, to DIR/<id>.out
+                                 and DIR/<id>.err (DIR is created)
           --keep                 keep the job directories on the workers and print where they are
           -q, --quiet            no summary line when every rank succeeded, no note of shipped ARGS
           -h, --help             show this help
@@ -121,6 +125,13 @@ package enum MasterCommand {
                 case .option("--gather", let inline):
                     try scanner.flag("--gather", inline: inline)
                     options.output = .gather
+                case .option("--timestamps", let inline):
+                    try scanner.flag("--timestamps", inline: inline)
+                    options.timestamps = true
+                case .option("--output-dir", let inline):
+                    let directory = try scanner.value(of: "--output-dir", inline: inline)
+                    guard !directory.isEmpty else { throw UsageError("--output-dir needs a directory, not an empty string") }
+                    options.outputDirectory = directory
                 case .option("--keep", let inline):
                     try scanner.flag("--keep", inline: inline)
                     options.keepDirectory = true

@@ -36,6 +36,7 @@ package final class Launcher: Sendable {
     private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
     private let allFinished = Latch()
     private let printer: OutputPrinter
+    private let filesError: OutputFilesError?
     private let interrupted = Atomic<Int>(0)
     var isInterrupted: Bool { interrupted.load(ordering: .acquiring) > 0 }
     let startTime = Clock.now
@@ -46,7 +47,6 @@ package final class Launcher: Sendable {
         self.options = options
         self.secret = secret
         self.stderrFD = stderrFD
-        printer = OutputPrinter(mode: options.output, stderrFD: stderrFD)
         var links: [Link] = []
         var byAddress: [String: Int] = [:]
         var next = 0
@@ -70,10 +70,36 @@ package final class Launcher: Sendable {
         }
         self.links = links
         rankCount = next
+        // --output-dir: the files are made now; a directory that cannot be used is reported by `run`.
+        var files: OutputFiles?
+        var filesError: OutputFilesError?
+        if let directory = options.outputDirectory {
+            do { files = try OutputFiles(directory: directory, ranks: 0..<next) } catch { filesError = error }
+        }
+        self.filesError = filesError
+        printer = OutputPrinter(mode: options.output, ranks: 0..<next, timestamps: options.timestamps, files: files, stderrFD: stderrFD)
     }
 
     func note(_ text: String) {
-        try? FD.writeAll(stderrFD, Array("distr: \(text)\n".utf8))  // stderr itself cannot be written: nothing sensible is left to do.
+        printer.emit(stderrFD, Array("distr: \(text)\n".utf8))
+    }
+
+    /// Draws the progress line while the job runs, when output is held and stderr is a terminal.
+    private func startProgress() -> ProgressLine? {
+        guard options.output != .live || options.quiet, FD.isTerminal(stderrFD) else { return nil }
+        let line = ProgressLine(fd: stderrFD) { [self] in
+            policy.withLock { policy in
+                var counts = ProgressLine.Counts(running: 0, done: 0, failed: 0)
+                for record in policy.ranks.values {
+                    guard let status = record.status else { continue }
+                    if status.code == 0 { counts.done += 1 } else { counts.failed += 1 }
+                }
+                counts.running = rankCount - counts.done - counts.failed
+                return counts
+            }
+        }
+        printer.attach(line)
+        return line
     }
 
     /// Runs the job and returns the exit status for `distr-master`.
@@ -93,6 +119,10 @@ package final class Launcher: Sendable {
             arguments = plan.command
             shipped = plan.shipped + shipped
             if !plan.argumentFiles.isEmpty && !options.quiet { note(RunPlan.note(shipping: plan.argumentFiles)) }
+        }
+        if let filesError {
+            note("\(filesError)")
+            return ExitCode.usage
         }
         let sources: [BundleSource]
         do { sources = try BundleCollector.collect(shipped) } catch {
@@ -140,6 +170,7 @@ package final class Launcher: Sendable {
         }
         // Ctrl-C while connecting: end the job as soon as it exists.
         if isInterrupted { perform(policy.withLock { $0.cancel(reason: "interrupted by the user") }) }
+        let progress = startProgress()
         for link in links {
             guard let session = sessions.withLock({ $0[link.index] }) else { continue }
             Threads.start(name: "distr-serve") { [self] in serve(worker: link.index, session: session, sources: sources) }
@@ -152,6 +183,8 @@ package final class Launcher: Sendable {
             allFinished.wait(until: .after(options.grace + 5))
         }
         closeAll()
+        printer.attach(nil)
+        progress?.stop()
         let names = Dictionary(uniqueKeysWithValues: placements.map { ($0.rank, $0.label) })
         printer.finish(ranks: placements.map(\.rank), names: names)
         let summary = JobSummary(
@@ -239,8 +272,8 @@ package final class Launcher: Sendable {
                 }
             case .ready:
                 perform(policy.withLock { $0.workerReady(worker) })
-            case .output(let rank, let stream, let bytes):
-                printer.output(rank: rank, stream: stream, bytes: bytes)
+            case .output(let rank, let stream, let timestamp, let bytes):
+                printer.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)
                 policy.withLock { $0.output(rank: rank, stream: stream, bytes: bytes) }
             case .rankExited(let rank, let status, let ended):
                 perform(policy.withLock { $0.rankExited(worker: worker, rank: rank, status: status, endedByDistr: ended) })

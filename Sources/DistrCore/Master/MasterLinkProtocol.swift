@@ -25,7 +25,7 @@ package struct MasterLinkProtocol: Sendable {
         case sendFiles([Int])
         /// The worker has unpacked the job (in this directory) and waits for `launch`.
         case ready(directory: String)
-        case output(rank: Int, stream: UInt8, bytes: [UInt8])
+        case output(rank: Int, stream: UInt8, timestamp: UInt64, bytes: [UInt8])
         case rankExited(rank: Int, status: RankStatus, endedByDistr: Bool)
         /// The worker is done with the job; `error` says why it failed, if it did.
         case finished(keptDirectory: String?, error: String?)
@@ -82,8 +82,8 @@ package struct MasterLinkProtocol: Sendable {
             state = .ready
             if spec.keepDirectory { keptDirectory = directory }
             return [.ready(directory: directory)]
-        case (.launched, .output(let rank, let stream, _, let bytes)) where spec.localRanks.contains(rank):
-            return [.output(rank: rank, stream: stream, bytes: bytes)]
+        case (.launched, .output(let rank, let stream, let timestamp, let bytes)) where spec.localRanks.contains(rank):
+            return [.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)]
         case (.launched, .rankExited(let rank, let status, let ended)) where spec.localRanks.contains(rank):
             return [.rankExited(rank: rank, status: status, endedByDistr: ended)]
         case (.launched, .jobEnded(let kept)):

@@ -33,6 +33,10 @@ package struct MasterOptions: Sendable {
     package var timeout: Double?
     package var keepGoing = false
     package var output: OutputMode = .live
+    /// Prefix each line with the local time the worker read it (`--timestamps`).
+    package var timestamps = false
+    /// Also write each rank's stdout and stderr to DIR/<id>.out and DIR/<id>.err (`--output-dir`).
+    package var outputDirectory: String?
     package var keepDirectory = false
     package var quiet = false
     /// `run`: ship local files named in the program's arguments (see `RunPlan`).

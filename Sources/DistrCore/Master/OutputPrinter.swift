@@ -3,21 +3,75 @@ import Synchronization
 /// Prints rank output on the master: live labelled lines, or per-node blocks at the end.
 /// Each batch of lines is written with one `write`, under a lock, so lines of different ranks
 /// never mix inside a line. Bytes are passed through as they came.
+///
+/// Held output (`--group`, `--gather`) goes to one `OutputSpool` per rank and stream: memory
+/// and time stay linear in the output, and past `memoryLimitPerRank` (or `memoryLimitTotal` for
+/// the whole job) it lives in unnamed temporary files.
 package final class OutputPrinter: Sendable {
-    let mode: OutputMode
-    let stdoutFD: Int32
-    let stderrFD: Int32
-    private let lock = Mutex<[Int: (out: [UInt8], err: [UInt8])]>([:])
-
-    package init(mode: OutputMode, stdoutFD: Int32 = 1, stderrFD: Int32 = 2) {
-        self.mode = mode
-        self.stdoutFD = stdoutFD
-        self.stderrFD = stderrFD
+    /// A rank's held stdout and stderr.
+    final class Held: Sendable {
+        let spools: Mutex<(out: OutputSpool, err: OutputSpool)>
+        init(memoryLimit: Int, budget: OutputBudget, directory: String) {
+            spools = Mutex(
+                (
+                    OutputSpool(memoryLimit: memoryLimit, budget: budget, directory: directory),
+                    OutputSpool(memoryLimit: memoryLimit, budget: budget, directory: directory)
+                ))
+        }
     }
 
-    /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line).
-    static func label(_ bytes: [UInt8], rank: Int) -> [UInt8] {
-        let prefix = Array("[\(rank)] ".utf8)
+    package static let defaultMemoryLimitPerRank = 8 << 20
+    package static let defaultMemoryLimitTotal = 64 << 20
+
+    let mode: OutputMode
+    let timestamps: Bool
+    let stdoutFD: Int32
+    let stderrFD: Int32
+    let files: OutputFiles?
+    private let writeLock = Mutex(())
+    /// The live progress line, when one is drawn: output written while it shows erases it first.
+    private let progress = Mutex<ProgressLine?>(nil)
+    private let held: [Int: Held]
+    package let budget: OutputBudget
+
+    /// - Parameters:
+    ///   - ranks: the job's ranks (their output is held in group and gather modes).
+    ///   - temporaryDirectory: where held output past the memory limits goes (default `$TMPDIR`, else /tmp).
+    package init(
+        mode: OutputMode, ranks: Range<Int> = 0..<0, timestamps: Bool = false, files: OutputFiles? = nil,
+        memoryLimitPerRank: Int = defaultMemoryLimitPerRank, memoryLimitTotal: Int = defaultMemoryLimitTotal,
+        temporaryDirectory: String? = nil, stdoutFD: Int32 = 1, stderrFD: Int32 = 2
+    ) {
+        self.mode = mode
+        self.timestamps = timestamps
+        self.files = files
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+        let budget = OutputBudget(limit: memoryLimitTotal)
+        self.budget = budget
+        let directory = temporaryDirectory ?? Environment.value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var held: [Int: Held] = [:]
+        if mode != .live {
+            for rank in ranks { held[rank] = Held(memoryLimit: memoryLimitPerRank, budget: budget, directory: directory) }
+        }
+        self.held = held
+    }
+
+    /// Shows (or, with nil, stops showing) `line` while output is written.
+    package func attach(_ line: ProgressLine?) { progress.withLock { $0 = line } }
+
+    /// Writes to the master's stdout or stderr, erasing the progress line first when it shows.
+    package func emit(_ fd: Int32, _ bytes: [UInt8]) {
+        if let line = progress.withLock({ $0 }) {
+            line.write(bytes, to: fd)
+        } else {
+            Self.write(fd, bytes)
+        }
+    }
+
+    /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line)
+    /// with `prefix`; a final partial line gets its line end.
+    static func prefixLines(_ bytes: [UInt8], with prefix: [UInt8]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count + prefix.count * 4)
         var start = 0
@@ -31,47 +85,106 @@ package final class OutputPrinter: Sendable {
         return out
     }
 
-    package func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
-        lock.withLock { held in
-            switch mode {
-            case .live:
-                Self.write(stream == 2 ? stderrFD : stdoutFD, Self.label(bytes, rank: rank))
-            case .group, .gather:
-                var entry = held[rank] ?? ([], [])
-                var chunk = bytes
-                if chunk.last != 10 { chunk.append(10) }
-                if stream == 2 { entry.err += chunk } else { entry.out += chunk }
-                held[rank] = entry
+    /// Prefixes every line of `bytes` with `[rank] `.
+    static func label(_ bytes: [UInt8], rank: Int) -> [UInt8] {
+        prefixLines(bytes, with: Array("[\(rank)] ".utf8))
+    }
+
+    /// The `--timestamps` prefix: local time with milliseconds, ISO 8601 without the zone,
+    /// `2026-11-22T21:48:43.123 `.
+    package static func stamp(_ time: LocalTime) -> String {
+        func pad(_ value: Int, _ width: Int) -> String {
+            let digits = String(value)
+            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        }
+        return "\(pad(time.year, 4))-\(pad(time.month, 2))-\(pad(time.day, 2))T"
+            + "\(pad(time.hour, 2)):\(pad(time.minute, 2)):\(pad(time.second, 2)).\(pad(time.millisecond, 3)) "
+    }
+
+    /// One batch of a rank's output; `timestamp` is when the worker read it (ns since the epoch).
+    package func output(rank: Int, stream: UInt8, timestamp: UInt64 = 0, bytes: [UInt8]) {
+        files?.write(rank: rank, stream: stream, bytes: bytes)
+        let stamp = timestamps ? Array(Self.stamp(LocalTime(nanosecondsSinceEpoch: timestamp)).utf8) : []
+        switch mode {
+        case .live:
+            let text = Self.prefixLines(bytes, with: stamp + Array("[\(rank)] ".utf8))
+            writeLock.withLock { _ in emit(stream == 2 ? stderrFD : stdoutFD, text) }
+        case .group, .gather:
+            guard let entry = held[rank] else { return }
+            var chunk = timestamps ? Self.prefixLines(bytes, with: stamp) : bytes
+            if chunk.last != 10 { chunk.append(10) }
+            entry.spools.withLock { spools in
+                if stream == 2 { spools.err.append(chunk) } else { spools.out.append(chunk) }
             }
         }
     }
 
+    /// Ranks in first-seen order of their key: each group lists the ranks whose key is equal.
+    package static func groups<Key: Hashable>(_ ranks: [Int], key: (Int) -> Key) -> [[Int]] {
+        var index: [Key: Int] = [:]
+        var groups: [[Int]] = []
+        for rank in ranks {
+            let k = key(rank)
+            if let at = index[k] {
+                groups[at].append(rank)
+            } else {
+                index[k] = groups.count
+                groups.append([rank])
+            }
+        }
+        return groups
+    }
+
     /// Prints the held blocks (group and gather modes). `names` gives each rank's host.
     package func finish(ranks: [Int], names: [Int: String]) {
-        let held = lock.withLock { $0 }
+        var problems: [String] = []
+        defer {
+            problems += files?.close() ?? []
+            for line in problems { Self.write(stderrFD, Array("distr: \(line)\n".utf8)) }
+        }
+        guard mode != .live else { return }
+        func copy(_ spool: OutputSpool, rank: Int, to fd: Int32, header: [UInt8]) {
+            Self.write(fd, header)
+            do { try spool.forEachPiece { Self.write(fd, $0) } } catch {
+                problems.append("rank \(rank)'s held output could not be read back (\(error)); it is incomplete")
+            }
+        }
+        for rank in ranks {
+            held[rank]?.spools.withLock { spools in
+                for (name, spool) in [("stdout", spools.out), ("stderr", spools.err)] {
+                    if let why = spool.failure { problems.append("rank \(rank)'s \(name) was cut after \(spool.count) bytes: \(why)") }
+                }
+            }
+        }
         switch mode {
         case .live: return
         case .group:
             for rank in ranks {
-                let entry = held[rank] ?? ([], [])
-                let header = Array("----- node \(rank) (\(names[rank] ?? "?")) -----\n".utf8)
-                Self.write(stdoutFD, header + entry.out)
-                if !entry.err.isEmpty { Self.write(stderrFD, header + entry.err) }
+                guard let entry = held[rank] else { continue }
+                entry.spools.withLock { spools in
+                    let header = Array("----- node \(rank) (\(names[rank] ?? "?")) -----\n".utf8)
+                    copy(spools.out, rank: rank, to: stdoutFD, header: header)
+                    if spools.err.count > 0 { copy(spools.err, rank: rank, to: stderrFD, header: header) }
+                }
             }
         case .gather:
-            for (stream, fd) in [(0, stdoutFD), (1, stderrFD)] {
-                var groups: [[UInt8]: [Int]] = [:]
-                var order: [[UInt8]] = []
-                for rank in ranks {
-                    let entry = held[rank] ?? ([], [])
-                    let text = stream == 0 ? entry.out : entry.err
-                    if stream == 1 && text.isEmpty { continue }
-                    if groups[text] == nil { order.append(text) }
-                    groups[text, default: []].append(rank)
+            for (stream, fd) in [(0, stdoutFD), (2, stderrFD)] {
+                struct Key: Hashable {
+                    var count: Int
+                    var digest: [UInt8]
                 }
-                for text in order {
-                    let header = Array("----- \(Self.fold(groups[text] ?? [])) -----\n".utf8)
-                    Self.write(fd, header + text)
+                func withSpool<T: Sendable>(_ rank: Int, _ body: (OutputSpool) -> T) -> T? {
+                    held[rank]?.spools.withLock { body(stream == 2 ? $0.err : $0.out) }
+                }
+                let shown = stream == 0 ? ranks : ranks.filter { (withSpool($0) { $0.count } ?? 0) > 0 }
+                let groups = Self.groups(shown) { rank in
+                    withSpool(rank) { Key(count: $0.count, digest: $0.digest()) } ?? Key(count: 0, digest: [])
+                }
+                for group in groups {
+                    let header = Array("----- \(Self.fold(group)) -----\n".utf8)
+                    if withSpool(group[0], { copy($0, rank: group[0], to: fd, header: header) }) == nil {
+                        Self.write(fd, header)
+                    }
                 }
             }
         }

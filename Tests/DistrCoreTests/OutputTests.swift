@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite struct OutputTests {
+    func contents(_ spool: OutputSpool) throws -> [UInt8] {
+        var all: [UInt8] = []
+        try spool.forEachPiece { all += $0 }
+        return all
+    }
+
+    @Test func spool_keepsSmallOutputInMemory() throws {
+        let budget = OutputBudget(limit: 1000)
+        let spool = OutputSpool(memoryLimit: 100, budget: budget, directory: NSTemporaryDirectory())
+        spool.append(Array("one\n".utf8))
+        spool.append(Array("two\n".utf8))
+        #expect(!spool.isSpilled)
+        #expect(budget.inUse == 8)
+        #expect(try contents(spool) == Array("one\ntwo\n".utf8))
+        #expect(spool.digest() == SHA256.hash(Array("one\ntwo\n".utf8)))
+    }
+
+    @Test func spool_spillsPastItsLimit_keepsOrder_andReturnsTheBudget() throws {
+        let budget = OutputBudget(limit: 1 << 20)
+        let spool = OutputSpool(memoryLimit: 1000, budget: budget, directory: NSTemporaryDirectory())
+        var expected: [UInt8] = []
+        for index in 0..<5000 {
+            let line = Array("line \(index)\n".utf8)
+            spool.append(line)
+            expected += line
+        }
+        #expect(spool.isSpilled)
+        #expect(budget.inUse == 0)
+        #expect(spool.count == expected.count)
+        #expect(try contents(spool) == expected)
+        #expect(spool.digest() == SHA256.hash(expected))
+        // More after reading back is still kept in order.
+        spool.append(Array("tail\n".utf8))
+        #expect(try contents(spool) == expected + Array("tail\n".utf8))
+    }
+
+    @Test func spool_spillsWhenTheJobBudgetIsSpent_evenUnderItsOwnLimit() throws {
+        let budget = OutputBudget(limit: 10)
+        let first = OutputSpool(memoryLimit: 100, budget: budget, directory: NSTemporaryDirectory())
+        let second = OutputSpool(memoryLimit: 100, budget: budget, directory: NSTemporaryDirectory())
+        first.append(Array("12345678\n".utf8))
+        second.append(Array("abcdefgh\n".utf8))
+        #expect(!first.isSpilled)
+        #expect(second.isSpilled)
+        #expect(try contents(second) == Array("abcdefgh\n".utf8))
+    }
+
+    @Test func spool_inADirectoryThatDoesNotExist_saysSoAndWhatToDo() throws {
+        let spool = OutputSpool(memoryLimit: 1, budget: OutputBudget(limit: 100), directory: "/nonexistent-distr-dir")
+        spool.append(Array("ab\n".utf8))
+        let failure = try #require(spool.failure)
+        #expect(failure.contains("/nonexistent-distr-dir"))
+        #expect(failure.contains("TMPDIR"))
+    }
+
+    @Test func spool_temporaryFileHasNoName() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(directory) }
+        let spool = OutputSpool(memoryLimit: 1, budget: OutputBudget(limit: 100), directory: directory)
+        spool.append(Array("spilled\n".utf8))
+        #expect(spool.isSpilled)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+    }
+
+    @Test func groups_keepFirstSeenOrderAndCollectEqualKeys() {
+        let keys = [0: "a", 1: "b", 2: "a", 3: "c", 4: "b"]
+        #expect(OutputPrinter.groups([0, 1, 2, 3, 4]) { keys[$0]! } == [[0, 2], [1, 4], [3]])
+        #expect(OutputPrinter.groups([]) { $0 }.isEmpty)
+    }
+
+    @Test func gather_spilledAndInMemoryOutputsFoldWhenEqual() throws {
+        let out = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(out) }
+        let path = out + "/stdout"
+        let fd = try FileDescriptor.open(path, .writeOnly, options: [.create]).release()
+        let printer = OutputPrinter(
+            mode: .gather, ranks: 0..<3, memoryLimitPerRank: 64, memoryLimitTotal: 1000, temporaryDirectory: out, stdoutFD: fd,
+            stderrFD: fd)
+        let big = Array(String(repeating: "x", count: 99).utf8) + [10]
+        for _ in 0..<10 {
+            for rank in 0..<2 { printer.output(rank: rank, stream: 1, bytes: big) }
+        }
+        printer.output(rank: 2, stream: 1, bytes: Array("other\n".utf8))
+        printer.finish(ranks: [0, 1, 2], names: [:])
+        FD.close(fd)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text == "----- [0-1] -----\n" + String(repeating: String(repeating: "x", count: 99) + "\n", count: 10) + "----- [2] -----\nother\n")
+    }
+
+    @Test func stamp_isLocalISO8601WithMilliseconds() {
+        let time = LocalTime(year: 2026, month: 3, day: 7, hour: 4, minute: 5, second: 6, millisecond: 7)
+        #expect(OutputPrinter.stamp(time) == "2026-03-07T04:05:06.007 ")
+        let now = LocalTime(nanosecondsSinceEpoch: 1_700_000_000_123_456_789)
+        #expect(now.millisecond == 123)
+        #expect(now.year == 2023)
+    }
+
+    @Test func progressText_countsAndTenthsOfSeconds() {
+        let counts = ProgressLine.Counts(running: 3, done: 1, failed: 2)
+        #expect(ProgressLine.text(counts, elapsed: 12.38) == "distr: 3 running, 1 done, 2 failed, 12.3 s")
+        #expect(ProgressLine.text(counts, elapsed: 0) == "distr: 3 running, 1 done, 2 failed, 0.0 s")
+        #expect(ProgressLine.erase == "\r\u{1B}[K")
+    }
+
+    @Test func outputFiles_areMadeForEveryRank_andWritten() throws {
+        let base = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(base) }
+        let files = try OutputFiles(directory: base + "/a/b", ranks: 0..<2)
+        files.write(rank: 1, stream: 2, bytes: Array("oops\n".utf8))
+        #expect(files.close().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: base + "/a/b").sorted() == ["0.err", "0.out", "1.err", "1.out"])
+        #expect(try String(contentsOfFile: base + "/a/b/1.err", encoding: .utf8) == "oops\n")
+    }
+
+    @Test func outputFiles_inAPlaceThatCannotHoldADirectory_sayWhereAndWhatToDo() throws {
+        let base = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(base) }
+        try FileIO.write(base + "/file", [], mode: 0o644, exclusive: true)
+        #expect {
+            try OutputFiles(directory: base + "/file/sub", ranks: 0..<1)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("cannot create the output directory '\(base)/file/sub'") && text.contains("--output-dir")
+        }
+    }
+
+    @Test func cli_parsesTimestampsAndOutputDir_andRejectsBadValues() throws {
+        guard case .run(let o) = try MasterCommand.parse(["exec", "--timestamps", "--output-dir=logs", "true"]) else {
+            Issue.record("not a run")
+            return
+        }
+        #expect(o.timestamps)
+        #expect(o.outputDirectory == "logs")
+        #expect(throws: UsageError("--output-dir needs a directory, not an empty string")) {
+            try MasterCommand.parse(["exec", "--output-dir=", "true"])
+        }
+        #expect(throws: UsageError.self) { try MasterCommand.parse(["exec", "--output-dir"]) }
+        #expect(throws: UsageError.self) { try MasterCommand.parse(["exec", "--timestamps=yes", "true"]) }
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Testing
+
+@testable import DistrCore
+
+@Suite struct OutputOptionsTests {
+    /// 3 ranks × 12 MB (past the 8 MiB a rank keeps in memory, so each spills to its temporary
+    /// file): identical outputs fold, and the content is whole. 3 × 100 MB works too but takes
+    /// minutes with the debug build the tests use; distr-bench measures the scaling.
+    @Test func gather_largeIdenticalOutputSpillsAndFolds() throws {
+        let lines = 12_000
+        let run = try TestProcess.master([
+            "exec", "--local", "3", "--gather", "--",
+            "head -c 999 /dev/zero | tr '\\0' x > line; echo >> line; i=0; while [ $i -lt \(lines / 1000) ]; do i=$((i+1)); "
+                + "for j in 0 1 2 3 4 5 6 7 8 9; do cat line line line line line line line line line line; done; "
+                + "for k in 1 2 3 4 5 6 7 8 9; do for j in 0 1 2 3 4 5 6 7 8 9; do cat line line line line line line line line line line; done; done; done",
+        ])
+        #expect(run.status == 0)
+        let bytes = run.stdoutBytes
+        let header = Array("----- [0-2] -----\n".utf8)
+        #expect(Array(bytes.prefix(header.count)) == header)
+        #expect(bytes.count == header.count + lines * 1000)
+        #expect(bytes.dropFirst(header.count).allSatisfy { $0 == UInt8(ascii: "x") || $0 == 10 })
+        #expect(bytes.dropFirst(header.count).filter { $0 == 10 }.count == lines)
+    }
+
+    @Test func timestamps_prefixEveryLineWithLocalTimeInMilliseconds() throws {
+        let run = try TestProcess.master(["exec", "--local", "1", "--timestamps", "--", "echo a; echo b"])
+        #expect(run.status == 0)
+        let pattern = #/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} \[0\] [ab]$/#
+        #expect(run.stdoutLines.count == 2)
+        for line in run.stdoutLines { #expect(line.wholeMatch(of: pattern) != nil, "\(line)") }
+    }
+
+    @Test func outputDir_writesEachRanksStreams() throws {
+        try withTemporaryDirectory { directory in
+            let target = directory.path + "/logs"
+            let run = try TestProcess.master([
+                "exec", "--local", "2", "--output-dir", target, "--", "echo out$DISTR_NODE_ID; echo err$DISTR_NODE_ID >&2",
+            ])
+            #expect(run.status == 0)
+            for rank in 0..<2 {
+                #expect(try String(contentsOfFile: "\(target)/\(rank).out", encoding: .utf8) == "out\(rank)\n")
+                #expect(try String(contentsOfFile: "\(target)/\(rank).err", encoding: .utf8) == "err\(rank)\n")
+            }
+        }
+    }
+
+    @Test func outputDir_thatCannotBeMade_isRefusedBeforeTheJob() throws {
+        try withTemporaryDirectory { directory in
+            let file = directory.path + "/plain"
+            #expect(FileManager.default.createFile(atPath: file, contents: Data()))
+            let run = try TestProcess.master(["exec", "--local", "1", "--output-dir", file + "/sub", "--", "touch \(directory.path)/ran"])
+            #expect(run.status == ExitCode.usage)
+            #expect(run.stderr.contains("cannot create the output directory '\(file)/sub'"))
+            #expect(!FileManager.default.fileExists(atPath: directory.path + "/ran"))
+        }
+    }
+
+    @Test func progressLine_isNeverDrawnWhenStderrIsNotATerminal() throws {
+        let run = try TestProcess.master(["exec", "--local", "2", "--gather", "--", "sleep 0.5; echo done"])
+        #expect(run.status == 0)
+        #expect(!run.stderr.contains("running"))
+        #expect(!run.stderr.contains("\u{1B}"))
+    }
+
+    @Test func startError_isPrintedOncePerDistinctMessage() throws {
+        try withTemporaryDirectory { directory in
+            let run = try TestProcess.master(["run", "--local", "3", "--no-ship-args", "/nonexistent/prog"], directory: directory.path)
+            #expect(run.status != 0)
+            let mentions = run.stderr.components(separatedBy: "\n").filter { $0.contains("/nonexistent/prog") }
+            #expect(mentions.count == 1, "\(run.stderr)")
+            #expect(run.stderr.contains("ranks [0-2]"))
+        }
+    }
+}
