@@ -142,5 +142,13 @@ import Testing
         }
         #expect(throws: UsageError.self) { try MasterCommand.parse(["exec", "--output-dir"]) }
         #expect(throws: UsageError.self) { try MasterCommand.parse(["exec", "--timestamps=yes", "true"]) }
+        guard case .run(let spill) = try MasterCommand.parse(["exec", "--gather", "--spill-after", "4096", "true"]) else {
+            Issue.record("not a run")
+            return
+        }
+        #expect(spill.spillAfter == 4096)
+        for bad in ["0", "-1", "lots", ""] {
+            #expect(throws: UsageError.self) { try MasterCommand.parse(["exec", "--spill-after", bad, "true"]) }
+        }
     }
 }

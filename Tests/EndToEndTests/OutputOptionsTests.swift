@@ -4,13 +4,14 @@ import Testing
 @testable import DistrCore
 
 @Suite struct OutputOptionsTests {
-    /// 3 ranks × 12 MB (past the 8 MiB a rank keeps in memory, so each spills to its temporary
-    /// file): identical outputs fold, and the content is whole. 3 × 100 MB works too but takes
-    /// minutes with the debug build the tests use; distr-bench measures the scaling.
+    /// 3 ranks × 2 MB, past the 256 KiB `--spill-after` a rank keeps in memory here, so each
+    /// spills to its temporary file: identical outputs fold, and the content is whole. (3 × 100 MB
+    /// with the default 8 MiB works too, but takes minutes with the debug build the tests use;
+    /// distr-bench measures the scaling.)
     @Test func gather_largeIdenticalOutputSpillsAndFolds() throws {
-        let lines = 12_000
+        let lines = 2_000
         let run = try TestProcess.master([
-            "exec", "--local", "3", "--gather", "--",
+            "exec", "--local", "3", "--gather", "--spill-after", "262144", "--",
             "head -c 999 /dev/zero | tr '\\0' x > line; echo >> line; i=0; while [ $i -lt \(lines / 1000) ]; do i=$((i+1)); "
                 + "for j in 0 1 2 3 4 5 6 7 8 9; do cat line line line line line line line line line line; done; "
                 + "for k in 1 2 3 4 5 6 7 8 9; do for j in 0 1 2 3 4 5 6 7 8 9; do cat line line line line line line line line line line; done; done; done",

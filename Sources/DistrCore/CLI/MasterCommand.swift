@@ -46,6 +46,8 @@ package enum MasterCommand {
                                  2026-11-22T21:48:43.123 (milliseconds, no zone)
           --output-dir DIR       also write each rank's stdout and stderr, unchanged, to DIR/<id>.out
                                  and DIR/<id>.err (DIR is created)
+          --spill-after BYTES    --group/--gather: output a rank keeps in memory before the rest goes
+                                 to a temporary file (default 8388608; 64 MiB in all)
           --keep                 keep the job directories on the workers and print where they are
           -q, --quiet            no summary line when every rank succeeded, no note of shipped ARGS
           -h, --help             show this help
@@ -128,6 +130,8 @@ package enum MasterCommand {
                 case .option("--timestamps", let inline):
                     try scanner.flag("--timestamps", inline: inline)
                     options.timestamps = true
+                case .option("--spill-after", let inline):
+                    options.spillAfter = try scanner.number(of: "--spill-after", inline: inline, minimum: 1)
                 case .option("--output-dir", let inline):
                     let directory = try scanner.value(of: "--output-dir", inline: inline)
                     guard !directory.isEmpty else { throw UsageError("--output-dir needs a directory, not an empty string") }

@@ -77,7 +77,10 @@ package final class Launcher: Sendable {
             do { files = try OutputFiles(directory: directory, ranks: 0..<next) } catch { filesError = error }
         }
         self.filesError = filesError
-        printer = OutputPrinter(mode: options.output, ranks: 0..<next, timestamps: options.timestamps, files: files, stderrFD: stderrFD)
+        printer = OutputPrinter(
+            mode: options.output, ranks: 0..<next, timestamps: options.timestamps, files: files,
+            memoryLimitPerRank: options.spillAfter, memoryLimitTotal: max(options.spillAfter, OutputPrinter.defaultMemoryLimitTotal),
+            stderrFD: stderrFD)
     }
 
     func note(_ text: String) {

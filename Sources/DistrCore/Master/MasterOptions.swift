@@ -37,6 +37,8 @@ package struct MasterOptions: Sendable {
     package var timestamps = false
     /// Also write each rank's stdout and stderr to DIR/<id>.out and DIR/<id>.err (`--output-dir`).
     package var outputDirectory: String?
+    /// Bytes of held output (`--group`, `--gather`) a rank keeps in memory before spilling (`--spill-after`).
+    package var spillAfter = OutputPrinter.defaultMemoryLimitPerRank
     package var keepDirectory = false
     package var quiet = false
     /// `run`: ship local files named in the program's arguments (see `RunPlan`).
