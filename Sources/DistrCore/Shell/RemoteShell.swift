@@ -203,7 +203,7 @@ struct LineReader {
         }
         var chunk = [UInt8](repeating: 0, count: 4096)
         let n: Int
-        do { n = try FD.read(fd, into: &chunk) } catch { n = 0 }
+        do { n = try FD.read(fd, into: &chunk) } catch { n = 0 }  // An input that cannot be read is at its end.
         if n <= 0 {
             ended = true
             return false
