@@ -85,7 +85,8 @@ final class TestProcess: Sendable {
     let stderr: OutputWatcher
     let exit: ChildExit
 
-    init(_ arguments: [String], directory: String? = nil, environment extra: [String: String] = [:]) throws {
+    /// `stdin`: a descriptor for the child's stdin (the caller closes its copy); nil: `/dev/null`.
+    init(_ arguments: [String], directory: String? = nil, environment extra: [String: String] = [:], stdin: Int32? = nil) throws {
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in extra { environment[key] = value }
         let out = try FD.pipe()
@@ -93,7 +94,7 @@ final class TestProcess: Sendable {
         let exit = ChildExit()
         pid = try Spawner.spawn(
             SpawnRequest(
-                arguments: arguments, environment: environment.map { "\($0.key)=\($0.value)" }, directory: directory,
+                arguments: arguments, environment: environment.map { "\($0.key)=\($0.value)" }, directory: directory, stdin: stdin,
                 stdout: out.write, stderr: err.write),
             onExit: exit.record)
         self.exit = exit

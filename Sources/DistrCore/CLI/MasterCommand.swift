@@ -3,11 +3,12 @@ import Synchronization
 /// `distr-master`: parse the command line, run the job, map the outcome to an exit status.
 package enum MasterCommand {
     /// What Ctrl-C does now (nil: exit at once).
-    private static let onInterrupt = Mutex<(@Sendable () -> Void)?>(nil)
+    private static let onInterrupt = Mutex<(@Sendable (Signal) -> Void)?>(nil)
 
     package static let usage = """
         usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
                distr-master exec [OPTIONS] [--] COMMAND...
+               distr-master shell [OPTIONS]
                distr-master keygen [--secret-file PATH] [--force]
         """
 
@@ -23,6 +24,8 @@ package enum MasterCommand {
                                  ARGS that are relative paths of local files are shipped too;
                                  slots=N peers run N ranks
           exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped
+          shell                  read command lines (a prompt on a terminal) and run each on every
+                                 node, or on some: '@0,2-3 CMD', '@HOST CMD'; output gathered
           keygen                 write a new cluster secret (default ~/.config/distr/secret, mode 0600)
 
         Where the workers are (one of):
@@ -60,6 +63,7 @@ package enum MasterCommand {
 
     enum Command {
         case run(MasterOptions)
+        case shell(MasterOptions)
         case keygen(path: String?, force: Bool)
         case help
         case version
@@ -86,13 +90,14 @@ package enum MasterCommand {
                 }
             }
             return .keygen(path: path, force: force)
-        case "run", "exec":
+        case "run", "exec", "shell":
             var options = MasterOptions(mode: .exec(command: []))
             var positional: [String] = []
             var peerSources = 0
             parsing: while let token = scanner.next() {
                 switch token {
                 case .positional(let value):
+                    if subcommand == "shell" { throw UsageError("shell takes no command ('\(value)'): type commands at its prompt or pipe them in") }
                     positional = [value] + scanner.rest()
                     break parsing
                 case .option("-h", _), .option("--help", _): return .help
@@ -149,6 +154,7 @@ package enum MasterCommand {
                 }
             }
             if peerSources > 1 { throw UsageError("use only one of --peers, --hosts and --local") }
+            if subcommand == "shell" { return .shell(options) }
             guard let first = positional.first else {
                 throw UsageError(subcommand == "run" ? "run needs a PROGRAM" : "exec needs a COMMAND")
             }
@@ -163,10 +169,10 @@ package enum MasterCommand {
         // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
         Signals.block([.interrupt, .terminate])
         Signals.ignorePipe()
-        Signals.handle([.interrupt, .terminate]) { _ in
+        Signals.handle([.interrupt, .terminate]) { signal in
             // Until a job runs there is nothing to end: leave at once (--local workers end with us).
             guard let interrupt = onInterrupt.withLock({ $0 }) else { CurrentProcess.exit(ExitCode.interrupted) }
-            interrupt()
+            interrupt(signal)
         }
         let command: Command
         do { command = try parse(arguments) } catch {
@@ -191,10 +197,12 @@ package enum MasterCommand {
             return 0
         case .run(let options):
             return run(options)
+        case .shell(let options):
+            return run(options, shell: true)
         }
     }
 
-    static func run(_ options: MasterOptions) -> Int32 {
+    static func run(_ options: MasterOptions, shell: Bool = false) -> Int32 {
         let peers: [Peer]
         let secret: [UInt8]
         var cluster: LocalCluster?
@@ -221,9 +229,20 @@ package enum MasterCommand {
         }
         let local = cluster
         defer { local?.stop() }
+        if shell {
+            let remote = RemoteShell(options: options, peers: peers, secret: secret)
+            onInterrupt.withLock {
+                $0 = { signal in
+                    if signal == .terminate { local?.stop() }
+                    remote.handle(signal)
+                }
+            }
+            defer { onInterrupt.withLock { $0 = nil } }
+            return remote.run()
+        }
         let launcher = Launcher(options: options, peers: peers, secret: secret)
         onInterrupt.withLock {
-            $0 = {
+            $0 = { _ in
                 if launcher.interrupt() {
                     local?.stop()
                     CurrentProcess.exit(ExitCode.interrupted)

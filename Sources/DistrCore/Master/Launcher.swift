@@ -31,6 +31,8 @@ package final class Launcher: Sendable {
     let links: [Link]
     let rankCount: Int
     let stderrFD: Int32
+    /// When set, output and statuses go here and no summary is printed (the shell).
+    let capture: JobCapture?
     private let connections = Mutex<[Int: Connection]>([:])
     private let sessions = Mutex<[Int: Session]>([:])
     private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
@@ -43,8 +45,9 @@ package final class Launcher: Sendable {
 
     /// Plans ranks over `peers`: `run` expands slots in peers order; `exec` runs one rank per
     /// distinct worker. Peers that name the same worker share one connection.
-    package init(options: MasterOptions, peers: [Peer], secret: [UInt8], stderrFD: Int32 = 2) {
+    package init(options: MasterOptions, peers: [Peer], secret: [UInt8], stderrFD: Int32 = 2, capture: JobCapture? = nil) {
         self.options = options
+        self.capture = capture
         self.secret = secret
         self.stderrFD = stderrFD
         var links: [Link] = []
@@ -189,6 +192,10 @@ package final class Launcher: Sendable {
         printer.attach(nil)
         progress?.stop()
         let names = Dictionary(uniqueKeysWithValues: placements.map { ($0.rank, $0.label) })
+        if let capture {
+            capture.finish(policy: policy.withLock { $0 }, ranksOfWorker: ranksOfWorker)
+            return isInterrupted ? ExitCode.interrupted : ExitCode.ok
+        }
         printer.finish(ranks: placements.map(\.rank), names: names)
         let summary = JobSummary(
             policy: policy.withLock { $0 }, rankCount: rankCount,
@@ -276,7 +283,11 @@ package final class Launcher: Sendable {
             case .ready:
                 perform(policy.withLock { $0.workerReady(worker) })
             case .output(let rank, let stream, let timestamp, let bytes):
-                printer.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)
+                if let capture {
+                    capture.append(rank: rank, bytes: bytes)
+                } else {
+                    printer.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)
+                }
                 policy.withLock { $0.output(rank: rank, stream: stream, bytes: bytes) }
             case .rankExited(let rank, let status, let ended):
                 perform(policy.withLock { $0.rankExited(worker: worker, rank: rank, status: status, endedByDistr: ended) })
@@ -350,7 +361,9 @@ package final class Launcher: Sendable {
     package func interrupt() -> Bool {
         let count = interrupted.add(1, ordering: .acquiringAndReleasing).newValue
         if count == 1 {
-            note("interrupted; ending the job on every node (Ctrl-C again to stop waiting)")
+            note(
+                capture == nil
+                    ? "interrupted; ending the job on every node (Ctrl-C again to stop waiting)" : "interrupted; ending the command on every node")
             perform(policy.withLock { $0.cancel(reason: "interrupted by the user") })
         }
         return count > 1
