@@ -209,8 +209,8 @@ package final class Worker: Sendable {
         case WireError.closed: "the client closed the connection during the handshake"
         case WireError.versionMismatch(let theirs, let ours):
             theirs > ours
-                ? "its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-worker here"
-                : "its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-master there"
+                ? "version mismatch: its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-worker here"
+                : "version mismatch: its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-master there"
         default: "\(handshakeError)"
         }
     }
