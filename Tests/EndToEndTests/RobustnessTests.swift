@@ -14,7 +14,9 @@ import Testing
             "exec", "--hosts", cluster.workers[0].peer, "--secret-file", other.path + "/secret", "--", "echo should-not-run",
         ])
         #expect(run.status == 69)
-        #expect(run.stderr.contains("node \(cluster.workers[0].peer): wrong secret: the worker at \(cluster.workers[0].peer) does not hold"), "\(run.stderr)")
+        #expect(
+            run.stderr.contains("node \(cluster.workers[0].peer): wrong secret: the worker at \(cluster.workers[0].peer) does not hold"),
+            "\(run.stderr)")
         #expect(!run.stdout.contains("should-not-run"))
         #expect(cluster.workers[0].process.stderr.waitFor("refused connection from 127.0.0.1"))
         let good = try cluster.master(["exec", "--", "echo still-serving"])
