@@ -28,8 +28,8 @@ import Testing
     /// What each state does with the worker's messages it accepts, by name; a failure ends any
     /// state but `ended` (which ignores everything), anything else is a violation.
     static let accepted: [State: [String: Outcome]] = [
-        .awaitingFileList: ["filesNeeded": Outcome([.sendFiles([0])], .awaitingReady)],
-        .awaitingReady: ["jobReady": Outcome([.ready(directory: Fixtures.directory)], .ready)],
+        .awaitingFileList: ["filesNeeded": Outcome([.sendFiles([0])], .awaitingReady), "jobQueued": queued(.awaitingFileList)],
+        .awaitingReady: ["jobReady": Outcome([.ready(directory: Fixtures.directory)], .ready), "jobQueued": queued(.awaitingReady)],
         .launched: [
             "output": Outcome([.output(rank: 2, stream: 1, timestamp: 5, bytes: [104, 105])], .launched),
             "rankExited": Outcome([.rankExited(rank: 3, status: .exited(0), endedByDistr: false)], .launched),
@@ -38,6 +38,18 @@ import Testing
             "failure": Outcome([], .launched),
         ],
     ]
+
+    static func queued(_ state: State) -> Outcome {
+        Outcome([.queued(running: 1, maxJobs: 1, holders: ["10.0.0.9:40000"])], state)
+    }
+
+    @Test func link_jobQueued_isReportedOnceOnly() {
+        var link = Self.link(in: .awaitingFileList)
+        let queued = ControlMessage.jobQueued(running: 2, maxJobs: 2, holders: ["a:1", "b:2"])
+        #expect(link.received(queued) == [.queued(running: 2, maxJobs: 2, holders: ["a:1", "b:2"])])
+        #expect(link.received(queued) == [])
+        #expect(link.state == .awaitingFileList)
+    }
 
     static func otherwise(_ message: ControlMessage, in state: State) -> Outcome {
         if state == .ended { return Outcome([], .ended) }

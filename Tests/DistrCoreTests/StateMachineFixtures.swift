@@ -33,7 +33,15 @@ enum StateMachineFixtures {
         .jobEnded(keptDirectory: nil),
         .failure("no space left"),
         .filesNeeded([0]),
+        .statusRequest(sentAt: 7),
+        .statusReport(statusReport),
+        .jobQueued(running: 1, maxJobs: 1, holders: ["10.0.0.9:40000"]),
     ]
+
+    static let statusReport = StatusReport(
+        distrVersion: "0.1.0", protocolVersion: 2, hostName: "rpi-2", operatingSystem: "Linux 6.1.0", architecture: "aarch64",
+        cores: 4, loadMilli: [1520, 800, 50], freeMemoryBytes: 3 << 29, workDirectory: "/tmp", freeDiskBytes: 20 << 30,
+        runningJobs: 1, maxJobs: 2, masterAddress: "10.0.0.1:51234", receivedAt: 1_000_000_500, sentAt: 1_000_000_700)
 }
 
 /// The actions of one step of a state machine and the state it leaves the machine in.

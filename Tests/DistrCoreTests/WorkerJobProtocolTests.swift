@@ -30,7 +30,9 @@ import Testing
     /// What each state does with the messages it accepts, by message name. Every other kind is a
     /// protocol violation (see `failedOutcome`).
     static let accepted: [State: [String: Outcome]] = [
-        .awaitingJob: ["jobStart": Outcome([.prepare(Fixtures.spec)], .preparing)],
+        .awaitingJob: [
+            "jobStart": Outcome([.prepare(Fixtures.spec)], .preparing), "statusRequest": Outcome([.reportStatus(sentAt: 7)], .ended),
+        ],
         .preparing: ["cancel": Outcome([cancelledBeforeStart], .ended)],
         .receivingFiles: [
             "fileData": Outcome([.writeFiles(Fixtures.fileBytes)], .receivingFiles),
@@ -62,7 +64,7 @@ import Testing
 
     @Test func fixtures_holdOneMessageOfEveryKind() {
         let types = Set(Fixtures.oneOfEachKind.map(\.type))
-        #expect(types == [1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15])
+        #expect(types == [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17])
         #expect(Set(Fixtures.oneOfEachKind.map(\.name)).count == Fixtures.oneOfEachKind.count)
     }
 

@@ -175,14 +175,19 @@ final class TestWorker: Sendable {
     private let worker: WorkerProcess
 
     /// `prefix` runs the worker through another program (`setpriv` to drop privileges, `ip netns exec`).
-    init(secretFile: String, workDirectory: String, arguments: [String] = [], prefix: [String] = [], bind: String = "127.0.0.1") throws {
+    /// `environment` is added to this process's own for the worker.
+    init(
+        secretFile: String, workDirectory: String, arguments: [String] = [], prefix: [String] = [], bind: String = "127.0.0.1",
+        environment: [String: String] = [:]
+    ) throws {
         try FileIO.makeDirectories(workDirectory)
         self.workDirectory = workDirectory
         let log = try FD.pipe()
         let stderr = OutputWatcher(fd: log.read)
         let configuration = WorkerProcess.Configuration(
             executable: Binaries.worker, secretFile: secretFile, workDirectory: workDirectory, bind: bind, grace: 1,
-            extraArguments: arguments, prefix: prefix, log: .descriptor(log.write))
+            extraArguments: arguments, prefix: prefix, log: .descriptor(log.write),
+            environment: environment.isEmpty ? nil : Environment.all.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" })
         let started = Result { () throws(WorkerProcessError) in try WorkerProcess.start(configuration, until: .after(20)) }
         FD.close(log.write)
         let worker: WorkerProcess

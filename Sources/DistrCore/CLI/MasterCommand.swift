@@ -9,6 +9,7 @@ package enum MasterCommand {
         usage: distr-master run [OPTIONS] [--] PROGRAM [ARGS...]
                distr-master exec [OPTIONS] [--] COMMAND...
                distr-master shell [OPTIONS]
+               distr-master status [--peers FILE | --hosts LIST | --local N] [--secret-file PATH] [--connect-timeout S] [--json]
                distr-master keygen [--secret-file PATH] [--force]
         """
 
@@ -26,6 +27,12 @@ package enum MasterCommand {
           exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped
           shell                  read command lines (a prompt on a terminal) and run each on every
                                  node, or on some: '@0,2-3 CMD', '@HOST CMD'; output gathered
+          status                 the preflight: ask every peer at once (within --connect-timeout)
+                                 whether it is reachable and authenticated, and its version, host,
+                                 OS/arch, cores, load, free memory and disk, clock offset, running
+                                 jobs and the address it sees the master at; one table, or --json
+                                 (one object with a 'peers' array); exit 0 only when every peer
+                                 is usable, else 69
           keygen                 write a new cluster secret (default ~/.config/distr/secret, mode 0600)
 
         Where the workers are (one of):
@@ -57,13 +64,15 @@ package enum MasterCommand {
           --version              show the version
 
         Exit status: 0 when every rank exited 0; else the highest rank status (128+N for signal N).
-        64 usage or configuration error, 69 a node unreachable or refusing the job,
+        64 usage or configuration error, 69 a node unreachable or refusing the job (status: a
+        peer not usable),
         124 --timeout reached, 130 interrupted.
         """
 
     enum Command {
         case run(MasterOptions)
         case shell(MasterOptions)
+        case status(MasterOptions, json: Bool)
         case keygen(path: String?, force: Bool)
         case help
         case version
@@ -90,6 +99,23 @@ package enum MasterCommand {
                 }
             }
             return .keygen(path: path, force: force)
+        case "status":
+            var options = MasterOptions(mode: .exec(command: []))
+            var json = false
+            var peerSources = 0
+            while let token = scanner.next() {
+                if try parseWhere(token, &scanner, &options, sources: &peerSources) { continue }
+                switch token {
+                case .option("-h", _), .option("--help", _): return .help
+                case .option("--json", let inline):
+                    try scanner.flag("--json", inline: inline)
+                    json = true
+                case .option(let name, _): throw UsageError("unknown option '\(name)' for status")
+                case .positional(let value): throw UsageError("unexpected argument '\(value)' for status")
+                }
+            }
+            if peerSources > 1 { throw UsageError("use only one of --peers, --hosts and --local") }
+            return .status(options, json: json)
         case "run", "exec", "shell":
             var options = MasterOptions(mode: .exec(command: []))
             var positional: [String] = []
@@ -101,20 +127,7 @@ package enum MasterCommand {
                     positional = [value] + scanner.rest()
                     break parsing
                 case .option("-h", _), .option("--help", _): return .help
-                case .option("--peers", let inline):
-                    options.peers = .file(try scanner.value(of: "--peers", inline: inline))
-                    peerSources += 1
-                case .option("--hosts", let inline):
-                    options.peers = .hosts(try scanner.value(of: "--hosts", inline: inline))
-                    peerSources += 1
-                case .option("--local", let inline):
-                    let count: Int = try scanner.number(of: "--local", inline: inline, minimum: 1)
-                    guard count <= 256 else { throw UsageError("--local takes at most 256 workers") }
-                    options.peers = .local(count)
-                    peerSources += 1
-                case .option("--secret-file", let inline): options.secretFile = try scanner.value(of: "--secret-file", inline: inline)
-                case .option("--connect-timeout", let inline):
-                    options.connectTimeout = try scanner.number(of: "--connect-timeout", inline: inline, minimum: 0.001)
+                case _ where try parseWhere(token, &scanner, &options, sources: &peerSources): continue
                 case .option("--file", let inline): options.files.append(try scanner.value(of: "--file", inline: inline))
                 case .option("--env", let inline):
                     let value = try scanner.value(of: "--env", inline: inline)
@@ -165,6 +178,30 @@ package enum MasterCommand {
         }
     }
 
+    /// Parses an option about where the workers are and how to reach them (shared by run, exec
+    /// and status); false when `token` is not one.
+    static func parseWhere(
+        _ token: ArgumentScanner.Token, _ scanner: inout ArgumentScanner, _ options: inout MasterOptions, sources: inout Int
+    ) throws(UsageError) -> Bool {
+        switch token {
+        case .option("--peers", let inline): options.peers = .file(try scanner.value(of: "--peers", inline: inline))
+        case .option("--hosts", let inline): options.peers = .hosts(try scanner.value(of: "--hosts", inline: inline))
+        case .option("--local", let inline):
+            let count: Int = try scanner.number(of: "--local", inline: inline, minimum: 1)
+            guard count <= 256 else { throw UsageError("--local takes at most 256 workers") }
+            options.peers = .local(count)
+        case .option("--secret-file", let inline):
+            options.secretFile = try scanner.value(of: "--secret-file", inline: inline)
+            return true
+        case .option("--connect-timeout", let inline):
+            options.connectTimeout = try scanner.number(of: "--connect-timeout", inline: inline, minimum: 0.001)
+            return true
+        default: return false
+        }
+        sources += 1
+        return true
+    }
+
     package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
         Signals.block([.interrupt, .terminate])
@@ -199,6 +236,50 @@ package enum MasterCommand {
             return run(options)
         case .shell(let options):
             return run(options, shell: true)
+        case .status(let options, let json):
+            return status(options, json: json)
+        }
+    }
+
+    /// `distr-master status`: one table (or JSON) on stdout; 0 when every peer is usable, else 69.
+    static func status(_ options: MasterOptions, json: Bool) -> Int32 {
+        let peers: [Peer]
+        let secret: [UInt8]
+        var cluster: LocalCluster?
+        do { (peers, secret, cluster) = try resolvePeers(options) } catch { return error.code }
+        defer { cluster?.stop() }
+        let results = StatusProbe.probe(peers, secret: secret, timeout: options.connectTimeout)
+        print(json ? StatusTable.json(results) : StatusTable.table(results), terminator: "")
+        return results.allSatisfy(\.isUsable) ? ExitCode.ok : ExitCode.unavailable
+    }
+
+    /// The exit status of a failure already reported on stderr.
+    struct Reported: Error {
+        var code: Int32
+    }
+
+    /// The peers and secret `options` name; a local cluster is started for `--local`.
+    /// - Throws: `Reported` after printing why: 69 when local workers cannot start, 64 for a
+    ///   bad peers file or secret file.
+    static func resolvePeers(_ options: MasterOptions) throws(Reported) -> ([Peer], [UInt8], LocalCluster?) {
+        do { return try loadPeers(options) } catch let error as LocalClusterError {
+            CurrentProcess.printError("distr-master: \(error)\n")
+            throw Reported(code: ExitCode.unavailable)
+        } catch {
+            CurrentProcess.printError("distr-master: \(error)\n")
+            throw Reported(code: ExitCode.usage)
+        }
+    }
+
+    private static func loadPeers(_ options: MasterOptions) throws -> ([Peer], [UInt8], LocalCluster?) {
+        switch options.peers {
+        case .local(let count):
+            let local = try LocalCluster(count: count, grace: options.grace)
+            return (local.peers, local.secret, local)
+        case .file(let path):
+            return (try PeersFile.load(path: path), try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile)), nil)
+        case .hosts(let list):
+            return (try PeersFile.parseHostList(list), try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile)), nil)
         }
     }
 
@@ -206,27 +287,7 @@ package enum MasterCommand {
         let peers: [Peer]
         let secret: [UInt8]
         var cluster: LocalCluster?
-        do {
-            switch options.peers {
-            case .local(let count):
-                let local = try LocalCluster(count: count, grace: options.grace)
-                cluster = local
-                peers = local.peers
-                secret = local.secret
-            case .file(let path):
-                peers = try PeersFile.load(path: path)
-                secret = try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile))
-            case .hosts(let list):
-                peers = try PeersFile.parseHostList(list)
-                secret = try ClusterSecret.load(path: ClusterSecret.path(explicit: options.secretFile))
-            }
-        } catch let error as LocalClusterError {
-            CurrentProcess.printError("distr-master: \(error)\n")
-            return ExitCode.unavailable
-        } catch {
-            CurrentProcess.printError("distr-master: \(error)\n")
-            return ExitCode.usage
-        }
+        do { (peers, secret, cluster) = try resolvePeers(options) } catch { return error.code }
         let local = cluster
         defer { local?.stop() }
         if shell {

@@ -1,7 +1,7 @@
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 package enum WorkerCommand {
     package static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--no-cgroups]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--max-jobs N] [--no-cgroups]"
 
     package static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -22,6 +22,9 @@ package enum WorkerCommand {
                                  and a master to send its job once connected (default 30)
           --cache-bytes N        keep shipped files by digest in WORKDIR/.distr-cache, up to N bytes,
                                  so they are not shipped again (default 1 GiB; 0 turns it off)
+          --max-jobs N           run at most N jobs at once; a job over the bound waits for a slot
+                                 (its master says so, and for whom) rather than being refused
+                                 (default: no bound)
           --no-cgroups           do not make a cgroup per job (by default one is made where the worker
                                  may, so that nothing a job starts can outlive it)
           -h, --help             show this help
@@ -45,6 +48,7 @@ package enum WorkerCommand {
         var exitWithParent = false
         var useControlGroups = true
         var cacheBytes = 1 << 30
+        var maxJobs: Int?
         var scanner = ArgumentScanner(arguments)
         do {
             while let token = scanner.next() {
@@ -71,6 +75,7 @@ package enum WorkerCommand {
                 case .option("--exit-with-parent", let inline):
                     try scanner.flag("--exit-with-parent", inline: inline)
                     exitWithParent = true
+                case .option("--max-jobs", let inline): maxJobs = try scanner.number(of: "--max-jobs", inline: inline, minimum: 1)
                 case .option("--no-cgroups", let inline):
                     try scanner.flag("--no-cgroups", inline: inline)
                     useControlGroups = false
@@ -110,6 +115,15 @@ package enum WorkerCommand {
         configuration.grace = grace
         configuration.cacheBytes = cacheBytes
         configuration.useControlGroups = useControlGroups
+        configuration.maxJobs = maxJobs
+        // Test-only: advertise another protocol version, to test version mismatch without an old build.
+        if let text = Environment.value("DISTR_TEST_PROTOCOL_VERSION") {
+            guard let version = UInt16(text) else {
+                CurrentProcess.printError("distr-worker: DISTR_TEST_PROTOCOL_VERSION must be a number from 0 to 65535, not '\(text)'\n")
+                return ExitCode.usage
+            }
+            configuration.protocolVersion = version
+        }
         let worker: Worker
         do { worker = try Worker(configuration) } catch {
             CurrentProcess.printError("distr-worker: \(error)\n")

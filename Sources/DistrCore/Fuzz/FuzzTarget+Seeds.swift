@@ -131,6 +131,17 @@ extension FuzzTarget {
             ("rank-failed-to-start", .rankExited(rank: 2, status: .failedToStart("no such file"), endedByDistr: false)),
             ("job-ended", .jobEnded(keptDirectory: nil)), ("job-ended-kept", .jobEnded(keptDirectory: "/tmp/kept")),
             ("failure", .failure("bundle refused")), ("files-needed", .filesNeeded([0, 2])),
+            ("status-request", .statusRequest(sentAt: 1_700_000_000_000_000_000)),
+            (
+                "status-report",
+                .statusReport(
+                    StatusReport(
+                        distrVersion: "0.1.0", protocolVersion: Handshake.version, hostName: "rpi-0", operatingSystem: "Linux 6.1.0",
+                        architecture: "aarch64", cores: 4, loadMilli: [1520, 800, 50], freeMemoryBytes: 1 << 30, workDirectory: "/tmp",
+                        freeDiskBytes: 1 << 34, runningJobs: 1, maxJobs: 2, masterAddress: "10.0.0.1:51234", receivedAt: 1_700_000_000_000_000_100,
+                        sentAt: 1_700_000_000_000_000_200))
+            ),
+            ("job-queued", .jobQueued(running: 1, maxJobs: 1, holders: ["10.0.0.1:51234"])),
         ]
     }
 

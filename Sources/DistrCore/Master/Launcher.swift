@@ -220,15 +220,16 @@ package final class Launcher: Sendable {
                     connections.withLock { $0[link.index] = connection }
                     reached.withLock { $0[link.index] = host }
                 } catch {
-                    failures.withLock { $0[link.index] = "\(error)" }
+                    let failure = ConnectFailure.classify(error, node: link.peer.label, address: link.peer.description)
+                    failures.withLock {
+                        $0[link.index] = failure.kind == "version mismatch" ? failure.message : "node \(link.peer.label): \(failure.message)"
+                    }
                 }
             }
         }
         group.wait()
         let connectFailures = failures.withLock { $0 }
-        for (index, why) in connectFailures.sorted(by: { $0.key < $1.key }) {
-            note("node \(links[index].peer.label): \(why)")
-        }
+        for (_, why) in connectFailures.sorted(by: { $0.key < $1.key }) { note(why) }
         if !connectFailures.isEmpty {
             note("\(connectFailures.count) of \(links.count) node(s) could not be reached; nothing was started")
         }
@@ -236,7 +237,12 @@ package final class Launcher: Sendable {
     }
 
     private func connect(_ peer: Peer) throws -> (Connection, String) {
-        let deadline = Deadline.after(options.connectTimeout)
+        try Self.connect(peer, secret: secret, deadline: .after(options.connectTimeout))
+    }
+
+    /// Connects and authenticates a control connection before `deadline`, retrying a busy worker.
+    /// - Returns: the connection and the address the worker was reached at.
+    static func connect(_ peer: Peer, secret: [UInt8], deadline: Deadline) throws -> (Connection, String) {
         var pause = 0.01
         while true {
             let fd = try TCPSocket.connect(host: peer.host, port: peer.port, timeout: max(0.001, deadline.remaining))
@@ -280,6 +286,10 @@ package final class Launcher: Sendable {
                     perform(worker: worker, session: session, session.machine.withLock { $0.deliver(.cancel(reason: reason)) }, sources: sources)
                     perform(worker: worker, session: session, session.machine.withLock { $0.failedLocally(reason) }, sources: sources)
                 }
+            case .queued(let running, let maxJobs, let holders):
+                note(
+                    "waiting for node \(links[worker].peer.label): it runs \(running) job(s) (max-jobs \(maxJobs)); started by "
+                        + (holders.isEmpty ? "an unknown master" : holders.joined(separator: ", ")))
             case .ready:
                 perform(policy.withLock { $0.workerReady(worker) })
             case .output(let rank, let stream, let timestamp, let bytes):

@@ -3,6 +3,7 @@
 /// ```
 /// idle ──start──▶ awaitingFileList ──filesNeeded──▶ awaitingReady ──jobReady──▶ ready
 ///   (no files: idle ──start──▶ awaitingReady)
+///   awaitingFileList ──jobQueued──▶ awaitingFileList (the worker runs --max-jobs jobs; said once)
 ///   ready ──launch──▶ launched ──output / rankExited…──▶ launched ──jobEnded──▶ ended
 ///   any ──failure / violation / connection lost──▶ ended (with an error, unless cancelled first)
 ///   launched ──failure──▶ launched (the error is kept; the exits and jobEnded that follow are read)
@@ -23,6 +24,8 @@ package struct MasterLinkProtocol: Sendable {
         case send(ControlMessage)
         /// Stream these manifest entries' bytes, in order.
         case sendFiles([Int])
+        /// The worker holds the job until one of its `running` jobs ends (`--max-jobs`).
+        case queued(running: Int, maxJobs: Int, holders: [String])
         /// The worker has unpacked the job (in this directory) and waits for `launch`.
         case ready(directory: String)
         case output(rank: Int, stream: UInt8, timestamp: UInt64, bytes: [UInt8])
@@ -38,6 +41,7 @@ package struct MasterLinkProtocol: Sendable {
     private var keptDirectory: String?
     /// A failure the worker reported after launch: the job goes on ending, then this is the error.
     private var failedWhileRunning: String?
+    private var toldQueued = false
 
     package init(spec: JobSpec) { self.spec = spec }
 
@@ -78,6 +82,12 @@ package struct MasterLinkProtocol: Sendable {
             }
             state = .awaitingReady
             return [.sendFiles(indices)]
+        case (.awaitingFileList, .jobQueued(let running, let maxJobs, let holders)),
+            (.awaitingReady, .jobQueued(let running, let maxJobs, let holders)):
+            // Said once: the worker sends it once per job, but a second must not print twice.
+            guard !toldQueued else { return [] }
+            toldQueued = true
+            return [.queued(running: running, maxJobs: maxJobs, holders: holders)]
         case (.awaitingReady, .jobReady(let directory)):
             state = .ready
             if spec.keepDirectory { keptDirectory = directory }

@@ -15,6 +15,8 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
     package static let wouldBlock = Errno(rawValue: EAGAIN)
     /// `EPIPE`: writing to a pipe or socket whose reader has gone.
     package static let brokenPipe = Errno(rawValue: EPIPE)
+    /// `ECONNREFUSED`: nothing listens at that address (or a firewall rejects it).
+    package static let connectionRefused = Errno(rawValue: ECONNREFUSED)
     /// `ECONNRESET`: the peer reset the connection.
     package static let connectionReset = Errno(rawValue: ECONNRESET)
     /// `EEXIST`: the name is already taken.

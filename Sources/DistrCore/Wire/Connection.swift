@@ -154,18 +154,20 @@ extension Connection {
     /// `key` picks the key for the hello; nil (an unknown job) is answered exactly like a wrong
     /// key, under a random one, so the answer tells a stranger nothing about which jobs exist.
     /// The caller sends the verdict with `accept(fd:)` once it has done whatever must precede it.
+    /// `version` is the protocol version this side advertises (`Handshake.version` but in tests).
     package static func serverHandshake(
-        fd: Int32, deadline: Deadline, key: (Handshake.Hello) -> [UInt8]?
+        fd: Int32, deadline: Deadline, version: UInt16 = Handshake.version, key: (Handshake.Hello) -> [UInt8]?
     ) throws -> (hello: Handshake.Hello, keys: SessionKeys) {
         let preamble = try readExact(fd, 6, deadline: deadline)
         var hello: Handshake.Hello
         let contextLength: Int
         do {
-            try Handshake.Hello.checkPreamble(preamble)
+            try Handshake.Hello.checkPreamble(preamble, ours: version)
             let fixed = preamble + (try readExact(fd, Handshake.helloFixedSize - 6, deadline: deadline))
-            (hello, contextLength) = try Handshake.Hello.parseFixed(fixed)
+            (hello, contextLength) = try Handshake.Hello.parseFixed(fixed, ours: version)
         } catch WireError.versionMismatch(let theirs, let ours) {
-            try? FD.writeAll(fd, Handshake.Server.refusal(.versionMismatch))  // Best effort: the peer learns why; the error below counts.
+            let refusal = Handshake.Server.refusal(.versionMismatch, version: version)
+            try? FD.writeAll(fd, refusal)  // Best effort: the peer learns why; the error below counts.
             throw WireError.versionMismatch(theirs: theirs, ours: ours)
         }
         hello.context = try readExact(fd, contextLength, deadline: deadline)

@@ -108,6 +108,8 @@ package enum ControlMessage: Sendable, Equatable {
     case peerExited(rank: Int, status: Int32)
     /// Every worker has the job: start the ranks.
     case launch
+    /// `distr-master status`: report on yourself (`sentAt`: the master's wall clock, ns).
+    case statusRequest(sentAt: UInt64)
     // worker → master
     /// The job is unpacked in `directory` and known to rank connections; waiting for `launch`.
     case jobReady(directory: String)
@@ -118,6 +120,10 @@ package enum ControlMessage: Sendable, Equatable {
     /// worker → master, after jobStart with files: the manifest indices to send (the rest it
     /// has in its cache).
     case filesNeeded([Int])
+    case statusReport(StatusReport)
+    /// After jobStart: the worker runs `running` jobs already (its bound is `maxJobs`, started
+    /// by the masters at `holders`); this one waits for a slot, then goes on as usual.
+    case jobQueued(running: Int, maxJobs: Int, holders: [String])
 
     package static let fileDataType: UInt8 = 2
 
@@ -128,12 +134,15 @@ package enum ControlMessage: Sendable, Equatable {
         case .cancel: 3
         case .peerExited: 4
         case .launch: 5
+        case .statusRequest: 6
         case .jobReady: 10
         case .output: 11
         case .rankExited: 12
         case .jobEnded: 13
         case .failure: 14
         case .filesNeeded: 15
+        case .statusReport: 16
+        case .jobQueued: 17
         }
     }
 
@@ -170,6 +179,12 @@ package enum ControlMessage: Sendable, Equatable {
             w.int(rank)
             w.u32(UInt32(bitPattern: status))
         case .launch: break
+        case .statusRequest(let sentAt): w.u64(sentAt)
+        case .statusReport(let report): report.encode(into: &w)
+        case .jobQueued(let running, let maxJobs, let holders):
+            w.int(running)
+            w.int(maxJobs)
+            w.strings(holders)
         case .jobReady(let directory): w.string(directory)
         case .output(let rank, let stream, let timestamp, let bytes):
             w.int(rank)
@@ -232,6 +247,14 @@ package enum ControlMessage: Sendable, Equatable {
         case 3: message = .cancel(reason: try r.string())
         case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
         case 5: message = .launch
+        case 6: message = .statusRequest(sentAt: try r.u64())
+        case 16: message = .statusReport(try StatusReport.decode(from: &r))
+        case 17:
+            let running = try r.int()
+            let maxJobs = try r.int()
+            let holders = try r.strings()
+            guard running >= 0, maxJobs >= 0 else { throw .refused("jobQueued with a negative count (\(running) of \(maxJobs))") }
+            message = .jobQueued(running: running, maxJobs: maxJobs, holders: holders)
         case 10: message = .jobReady(directory: try r.string())
         case 11:
             let rank = try r.int()

@@ -53,19 +53,21 @@ package enum Handshake {
 
         /// Checks the first six bytes (magic and version) so that a stranger is turned away
         /// before the worker waits for the rest of a hello.
-        package static func checkPreamble(_ bytes: [UInt8]) throws(WireError) {
+        /// `ours` is the version this side speaks (a test worker may advertise another, see
+        /// `WorkerConfiguration.protocolVersion`).
+        package static func checkPreamble(_ bytes: [UInt8], ours: UInt16 = Handshake.version) throws(WireError) {
             var r = ByteReader(bytes)
             guard try r.raw(4) == magic else { throw .badMagic }
             let version = try r.u16()
-            guard version == Handshake.version else { throw .versionMismatch(theirs: version, ours: Handshake.version) }
+            guard version == ours else { throw .versionMismatch(theirs: version, ours: ours) }
         }
 
         /// Parses the fixed part; returns the hello without context and the context length to read next.
-        package static func parseFixed(_ bytes: [UInt8]) throws(WireError) -> (Hello, contextLength: Int) {
+        package static func parseFixed(_ bytes: [UInt8], ours: UInt16 = Handshake.version) throws(WireError) -> (Hello, contextLength: Int) {
             var r = ByteReader(bytes)
             guard try r.raw(4) == magic else { throw .badMagic }
             let version = try r.u16()
-            guard version == Handshake.version else { throw .versionMismatch(theirs: version, ours: Handshake.version) }
+            guard version == ours else { throw .versionMismatch(theirs: version, ours: ours) }
             guard let kind = ConnectionKind(rawValue: try r.u8()) else { throw .badMagic }
             let nonce = try r.raw(nonceSize)
             let length = Int(try r.u16())
@@ -149,11 +151,13 @@ package enum Handshake {
             return w.bytes
         }
 
-        /// A reply that only says no (version mismatch, busy), carrying no proof.
-        package static func refusal(_ status: ReplyStatus) -> [UInt8] {
+        /// A reply that only says no (version mismatch, busy), carrying no proof. Its version
+        /// field is the version this side speaks: that is how a master learns what an older or
+        /// newer worker runs (every release since version 1 has sent it there).
+        package static func refusal(_ status: ReplyStatus, version: UInt16 = Handshake.version) -> [UInt8] {
             var w = ByteWriter(capacity: replySize)
             w.raw(magic)
-            w.u16(Handshake.version)
+            w.u16(version)
             w.u8(status.rawValue)
             w.raw([UInt8](repeating: 0, count: 64))
             return w.bytes

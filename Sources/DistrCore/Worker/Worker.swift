@@ -15,6 +15,11 @@ package struct WorkerConfiguration: Sendable {
     package var useControlGroups = true
     /// The worker's sentinel process (see `Sentinel`), which job sweeps must spare.
     package var sentinel: Int32?
+    /// Jobs run at once (`--max-jobs`); a job over the bound waits for a slot. nil: no bound.
+    package var maxJobs: Int?
+    /// The protocol version this worker advertises: `Handshake.version`, except in tests of
+    /// version mismatch (`DISTR_TEST_PROTOCOL_VERSION`, read by `distr-worker` only).
+    package var protocolVersion: UInt16 = Handshake.version
     package var log: @Sendable (String) -> Void
 
     package init(secret: [UInt8], workDirectory: String, log: @escaping @Sendable (String) -> Void) {
@@ -47,6 +52,9 @@ package final class Worker: Sendable {
     private let controlGroups: String?
     /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
     package let pythonModules: PythonModules?
+    /// Job slots (`--max-jobs`) and the gate each waiting request blocks on.
+    private let slots: Mutex<(slots: JobSlots, gates: [UInt64: Latch])>
+    private let nextSlotRequest = Atomic<UInt64>(1)
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
@@ -59,6 +67,7 @@ package final class Worker: Sendable {
                     capacity: configuration.limits.maxPendingHandshakes,
                     perSource: configuration.limits.maxPendingHandshakesPerSource), [:]
             ))
+        slots = Mutex((JobSlots(limit: configuration.maxJobs), [:]))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
         do {
             let records = try JobRecords(workDirectory: configuration.workDirectory)
@@ -171,7 +180,9 @@ package final class Worker: Sendable {
         let hello: Handshake.Hello
         let keys: SessionKeys
         do {
-            (hello, keys) = try Connection.serverHandshake(fd: fd, deadline: .after(configuration.limits.handshakeTimeout)) { hello in
+            (hello, keys) = try Connection.serverHandshake(
+                fd: fd, deadline: .after(configuration.limits.handshakeTimeout), version: configuration.protocolVersion
+            ) { hello in
                 switch hello.kind {
                 case .control: return configuration.secret
                 case .rank: return rankKey(context: hello.context)
@@ -196,6 +207,10 @@ package final class Worker: Sendable {
         case WireError.authenticationFailed:
             "the client does not hold this worker's cluster secret (or, for a rank connection, the job's key; or the job is unknown)"
         case WireError.closed: "the client closed the connection during the handshake"
+        case WireError.versionMismatch(let theirs, let ours):
+            theirs > ours
+                ? "version mismatch: its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-worker here"
+                : "version mismatch: its distr speaks protocol \(theirs), this worker speaks \(ours): upgrade distr-master there"
         default: "\(handshakeError)"
         }
     }
@@ -250,6 +265,8 @@ package final class Worker: Sendable {
         let connection: Connection
         let masterHost: String
         let machine = Mutex(WorkerJobProtocol())
+        /// This connection's request for a job slot.
+        let slotRequest: UInt64
         /// What preparation made: the directory, the extractor, the job once registered.
         let prepared = Mutex<(spec: JobSpec?, directory: String?, extractor: BundleExtractor?, job: Job?, cachedFiles: Int)>(
             (nil, nil, nil, nil, 0))
@@ -259,6 +276,7 @@ package final class Worker: Sendable {
             self.worker = worker
             self.connection = connection
             self.masterHost = masterHost
+            slotRequest = worker.nextSlotRequest.add(1, ordering: .relaxed).newValue
         }
 
         func run() {
@@ -294,6 +312,7 @@ package final class Worker: Sendable {
                 _ = try? connection.receive(idle: .after(5))  // A late message or end of stream: the job is over either way.
             }
             connection.close()
+            worker.releaseSlot(id: slotRequest)
             if let job {
                 // Logged last, once every resource of the job is released (tests wait for this line).
                 worker.log(
@@ -308,6 +327,12 @@ package final class Worker: Sendable {
         private func perform(_ action: WorkerJobProtocol.Action) {
             switch action {
             case .prepare(let spec):
+                worker.acquireSlot(id: slotRequest, master: connection.peer) { running, holders in
+                    worker.log(
+                        "job \(spec.jobID) from \(connection.peer) waits: \(running) job(s) running (max-jobs \(running)), started by \(holders.joined(separator: ", "))"
+                    )
+                    connection.sendIfConnected(.jobQueued(running: running, maxJobs: worker.configuration.maxJobs ?? 0, holders: holders))
+                }
                 do {
                     let (needed, complete) = try prepare(spec)
                     perform(machine.withLock { $0.prepared(needed: needed, hasManifest: !spec.manifest.isEmpty, complete: complete) })
@@ -352,9 +377,15 @@ package final class Worker: Sendable {
                     worker.records?.remove(job.spec.jobID)
                 }
                 if let directory { worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?") }
+                worker.releaseSlot(id: slotRequest)
                 if isError || spec != nil {
                     worker.log("job \(spec?.jobID ?? "?") from \(connection.peer) \(isError ? "refused" : "not started"): \(reason)")
                 }
+            case .reportStatus:
+                let receivedAt = Clock.wallNanoseconds
+                // As for .send: a broken connection is seen by the reading loop.
+                connection.sendIfConnected(.statusReport(worker.statusReport(master: connection.peer, receivedAt: receivedAt)))
+                connection.finishSending()
             case .reportEnd:
                 let job = prepared.withLock { $0.job }
                 // As for .send: a broken connection is seen by the reading loop.
@@ -412,6 +443,7 @@ package final class Worker: Sendable {
                 worker.unregister(finished)
                 if !finished.spec.keepDirectory { worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID) }
                 worker.records?.remove(finished.spec.jobID)
+                worker.releaseSlot(id: slotRequest)
                 perform(machine.withLock { $0.ranksFinished() })
             }
             let added = worker.jobs.withLock { table -> Bool in
@@ -430,6 +462,43 @@ package final class Worker: Sendable {
                 "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedFiles) from cache): \(spec.arguments.joined(separator: " "))"
             )
         }
+    }
+
+    /// Takes a job slot for request `id`, waiting (after `queued` is told who holds them) while
+    /// `--max-jobs` are running.
+    private func acquireSlot(id: UInt64, master: String, queued: (_ running: Int, _ holders: [String]) -> Void) {
+        let (admission, gate) = slots.withLock { state -> (JobSlots.Admission, Latch?) in
+            let admission = state.slots.request(id: id, master: master)
+            guard case .queued = admission else { return (admission, nil) }
+            let gate = Latch()
+            state.gates[id] = gate
+            return (admission, gate)
+        }
+        if case .queued(let running, let holders) = admission, let gate {
+            queued(running, holders)
+            gate.wait()
+        }
+    }
+
+    /// Gives back request `id`'s slot (or place in the queue); later calls do nothing.
+    private func releaseSlot(id: UInt64) {
+        let gates = slots.withLock { state in
+            state.gates[id] = nil
+            return state.slots.release(id: id).compactMap { state.gates.removeValue(forKey: $0) }
+        }
+        for gate in gates { gate.open() }
+    }
+
+    /// What `distr-master status` is told.
+    private func statusReport(master: String, receivedAt: UInt64) -> StatusReport {
+        let (system, machine) = SystemFacts.uname
+        return StatusReport(
+            distrVersion: DistrVersion.string, protocolVersion: configuration.protocolVersion, hostName: SystemFacts.hostName,
+            operatingSystem: system, architecture: machine, cores: SystemFacts.cores,
+            loadMilli: SystemFacts.loadAverages.map { Int(($0 * 1000).rounded()) }, freeMemoryBytes: SystemFacts.availableMemoryBytes,
+            workDirectory: configuration.workDirectory, freeDiskBytes: SystemFacts.freeDiskBytes(configuration.workDirectory),
+            runningJobs: slots.withLock { $0.slots.running }, maxJobs: configuration.maxJobs ?? 0, masterAddress: master,
+            receivedAt: receivedAt, sentAt: Clock.wallNanoseconds)
     }
 
     /// Writes (or updates) the job's record, so that a crash of this worker can be cleaned up.

@@ -2,6 +2,7 @@
 /// events in, actions out. The worker's threads only move bytes and carry the actions out.
 ///
 /// ```
+/// awaitingJob ──statusRequest──▶ ended (after reporting; no job)
 /// awaitingJob ──jobStart──▶ preparing ──prepared──▶ receivingFiles ──files complete──▶ ready
 ///   ready ──launch──▶ running ──ranks finished──▶ ended
 ///   running ──cancel / connection lost──▶ ending ──ranks finished──▶ ended
@@ -36,6 +37,8 @@ package struct WorkerJobProtocol: Sendable {
         case abandon(reason: String, error: Bool)
         /// Report `jobEnded` and end the sending direction.
         case reportEnd
+        /// Answer `distr-master status` with a `statusReport` (the master's clock sent at `sentAt`).
+        case reportStatus(sentAt: UInt64)
     }
 
     package private(set) var state: State = .awaitingJob
@@ -44,6 +47,9 @@ package struct WorkerJobProtocol: Sendable {
 
     package mutating func received(_ message: ControlMessage) -> [Action] {
         switch (state, message) {
+        case (.awaitingJob, .statusRequest(let sentAt)):
+            state = .ended
+            return [.reportStatus(sentAt: sentAt)]
         case (.awaitingJob, .jobStart(let spec)):
             state = .preparing
             return [.prepare(spec)]
@@ -143,6 +149,9 @@ extension ControlMessage {
         case .jobEnded: "jobEnded"
         case .failure: "failure"
         case .filesNeeded: "filesNeeded"
+        case .statusRequest: "statusRequest"
+        case .statusReport: "statusReport"
+        case .jobQueued: "jobQueued"
         }
     }
 }
