@@ -42,6 +42,14 @@ extension FuzzTarget {
         for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
 
         add("peers", "example", Array("# cluster\nnode1\nnode2:7000 slots=4\n10.0.0.5   # lab pc\n\n[::1]:6970\n[fe80::1]\n".utf8))
+        add("peers", "host-lists", Array("rpi-[0-3] slots=2\nnode[01-04,07]:7000\n".utf8))
+        for (name, expression) in [
+            ("pdsh", "rpi-[0-3]"), ("padded-port", "node[01-04,07]:7000"), ("slurm", "cn[001-004,010],gpu[1-2]-ib,login"),
+            ("cartesian", "r[1-2]n[01-03]"), ("ipv6", "h1,[::1]:6970,[fe80::1]"), ("unclosed", "n[1-2"),
+            ("reversed", "n[5-3]"), ("too-many", "a[0-99]b[0-99]"),
+        ] {
+            add("host-list", name, Array(expression.utf8))
+        }
         add("peers", "crlf-tabs", Array("a:1\tslots=2\r\nfe80::2\r\n[::1]\r\n".utf8))
 
         for (name, path) in [("plain", "app"), ("nested", "data/in/input.txt"), ("dots", "a.b/.hidden/..x/x..")] {
