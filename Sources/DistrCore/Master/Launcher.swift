@@ -47,6 +47,11 @@ package final class Launcher: Sendable {
         self.secret = secret
         self.stderrFD = stderrFD
         printer = OutputPrinter(mode: options.output, stderrFD: stderrFD)
+        (links, rankCount) = Self.plan(peers, mode: options.mode)
+    }
+
+    /// Links and ranks for `peers`, numbered from 0 in peers order.
+    static func plan(_ peers: [Peer], mode: MasterOptions.Mode) -> (links: [Link], rankCount: Int) {
         var links: [Link] = []
         var byAddress: [String: Int] = [:]
         var next = 0
@@ -55,21 +60,20 @@ package final class Launcher: Sendable {
             let index: Int
             if let existing = byAddress[key] {
                 index = existing
-                if case .exec = options.mode { continue }
+                if case .exec = mode { continue }
             } else {
                 index = links.count
                 byAddress[key] = index
                 links.append(Link(index: index, peer: peer, ranks: []))
             }
             let count: Int
-            if case .exec = options.mode { count = 1 } else { count = peer.slots }
+            if case .exec = mode { count = 1 } else { count = peer.slots }
             for _ in 0..<count {
                 links[index].ranks.append(next)
                 next += 1
             }
         }
-        self.links = links
-        rankCount = next
+        return (links, next)
     }
 
     func note(_ text: String) {
@@ -100,8 +104,30 @@ package final class Launcher: Sendable {
             return ExitCode.usage
         }
 
-        let reached = connectAll()
-        if reached.count < links.count {
+        var (reached, failures) = connectAll()
+        var links = self.links
+        var rankCount = self.rankCount
+        if !failures.isEmpty && options.skipUnreachable && !reached.isEmpty {
+            // Run on the nodes that answered, renumbered 0..k-1 as if only they were listed.
+            let skipped = failures.sorted { $0.key < $1.key }.map { "\(self.links[$0.key].peer.label) (\($0.value))" }
+            note("skipping \(failures.count) unreachable node(s) of \(self.links.count): \(skipped.joined(separator: ", "))")
+            let kept = self.links.filter { reached[$0.index] != nil }
+            rankCount = 0
+            links = kept.enumerated().map { new, link in
+                defer { rankCount += link.ranks.count }
+                return Link(index: new, peer: link.peer, ranks: Array(rankCount..<(rankCount + link.ranks.count)))
+            }
+            let old = connections.withLock { $0 }
+            connections.withLock { table in
+                table = [:]
+                for (new, link) in kept.enumerated() { table[new] = old[link.index] }
+            }
+            reached = Dictionary(uniqueKeysWithValues: kept.enumerated().compactMap { new, link in reached[link.index].map { (new, $0) } })
+            failures = [:]
+        }
+        if !failures.isEmpty {
+            for (index, why) in failures.sorted(by: { $0.key < $1.key }) { note("node \(links[index].peer.label): \(why)") }
+            note("\(failures.count) of \(links.count) node(s) could not be reached; nothing was started")
             closeAll()
             return ExitCode.unavailable
         }
@@ -163,8 +189,9 @@ package final class Launcher: Sendable {
     }
 
     /// Connects to every worker at once, retrying a busy worker until the connect timeout.
-    /// - Returns: the address each reached worker was reached at, by link index.
-    private func connectAll() -> [Int: String] {
+    /// - Returns: the address each reached worker was reached at, and why the others were not,
+    ///   by link index.
+    private func connectAll() -> (reached: [Int: String], failures: [Int: String]) {
         let failures = Mutex<[Int: String]>([:])
         let reached = Mutex<[Int: String]>([:])
         let group = DispatchGroup()
@@ -182,14 +209,7 @@ package final class Launcher: Sendable {
             }
         }
         group.wait()
-        let connectFailures = failures.withLock { $0 }
-        for (index, why) in connectFailures.sorted(by: { $0.key < $1.key }) {
-            note("node \(links[index].peer.label): \(why)")
-        }
-        if !connectFailures.isEmpty {
-            note("\(connectFailures.count) of \(links.count) node(s) could not be reached; nothing was started")
-        }
-        return reached.withLock { $0 }
+        return (reached.withLock { $0 }, failures.withLock { $0 })
     }
 
     private func connect(_ peer: Peer) throws -> (Connection, String) {

@@ -35,6 +35,8 @@ package struct MasterOptions: Sendable {
     package var output: OutputMode = .live
     package var keepDirectory = false
     package var quiet = false
+    /// Run on the workers that can be reached, renumbered 0..k-1, instead of failing.
+    package var skipUnreachable = false
     /// `run`: ship local files named in the program's arguments (see `RunPlan`).
     package var shipArguments = true
     /// Seconds between SIGTERM and SIGKILL for the local workers' ranks.
