@@ -66,4 +66,31 @@ import Testing
             #expect(run.stderr.contains("1 of 1 node(s) could not be reached; nothing was started"), "\(run.stderr)")
         }
     }
+
+    /// Runs `cc` with these arguments in `directory`; false when it failed.
+    func compile(_ arguments: [String], in directory: String) throws -> Bool {
+        let run = try TestProcess(["/usr/bin/cc"] + arguments, directory: directory)
+        return run.wait(timeout: 60) == .exited(0)
+    }
+
+    @Test(
+        .enabled(
+            if: FileManager.default.isExecutableFile(atPath: "/usr/bin/cc"), "needs /usr/bin/cc to build a program whose library is then removed"))
+    func missingSharedLibrary_isNamedWithTheNodeAndTheFix() throws {
+        try withTestCluster(workers: 1) { cluster in
+            let directory = cluster.root.path
+            try FileIO.write(directory + "/gone.c", Array("int gone(void) { return 7; }\n".utf8), mode: 0o644, exclusive: false)
+            try FileIO.write(directory + "/prog.c", Array("int gone(void);\nint main(void) { return gone(); }\n".utf8), mode: 0o644, exclusive: false)
+            try #require(try compile(["-shared", "-fPIC", "-o", "libgone.so", "gone.c"], in: directory))
+            try #require(try compile(["-o", "prog", "prog.c", "-L.", "-lgone"], in: directory))
+            try FileManager.default.removeItem(atPath: directory + "/libgone.so")
+            let run = try cluster.master(["run", "./prog"], directory: directory)
+            #expect(run.status == 127, "\(run.stderr)")
+            let peer = cluster.workers[0].peer
+            #expect(
+                run.stderr.contains(
+                    "rank 0 on \(peer) could not start: shared library libgone.so is missing on \(peer); install the package that provides it on that node, or link the program statically"
+                ), "\(run.stderr)")
+        }
+    }
 }
