@@ -85,7 +85,8 @@ final class TestProcess: Sendable {
     let stderr: OutputWatcher
     let exit: ChildExit
 
-    init(_ arguments: [String], directory: String? = nil, environment extra: [String: String] = [:]) throws {
+    /// `stdin`: the child's stdin (the caller keeps and closes its own copy); nil: `/dev/null`.
+    init(_ arguments: [String], directory: String? = nil, environment extra: [String: String] = [:], stdin: Int32? = nil) throws {
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in extra { environment[key] = value }
         let out = try FD.pipe()
@@ -94,7 +95,7 @@ final class TestProcess: Sendable {
         pid = try Spawner.spawn(
             SpawnRequest(
                 arguments: arguments, environment: environment.map { "\($0.key)=\($0.value)" }, directory: directory,
-                stdout: out.write, stderr: err.write),
+                stdin: stdin, stdout: out.write, stderr: err.write),
             onExit: exit.record)
         self.exit = exit
         FD.close(out.write)

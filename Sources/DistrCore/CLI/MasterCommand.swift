@@ -44,6 +44,8 @@ package enum MasterCommand {
           --keep-going           run: do not end the other ranks when one fails
           --group                print each node's output as a block, in node order, after the job
           --gather               print identical output once, with its ranks folded ([0-3,5])
+          --stdin [all]          forward this stdin to rank 0 (with 'all': to every rank); the
+                                 other ranks read /dev/null
           --skip-unreachable     run on the nodes that can be reached, numbered 0..k-1, and say
                                  which were skipped and why (default: an unreachable node fails
                                  the run with exit 69)
@@ -129,6 +131,13 @@ package enum MasterCommand {
                 case .option("--keep", let inline):
                     try scanner.flag("--keep", inline: inline)
                     options.keepDirectory = true
+                case .option("--stdin", let inline):
+                    switch inline {
+                    case nil: options.stdin = scanner.take("all") ? .allRanks : .firstRank
+                    case "all": options.stdin = .allRanks
+                    case "0": options.stdin = .firstRank
+                    case let other?: throw UsageError("--stdin takes 'all' or nothing (rank 0), not '\(other)'")
+                    }
                 case .option("--skip-unreachable", let inline):
                     try scanner.flag("--skip-unreachable", inline: inline)
                     options.skipUnreachable = true

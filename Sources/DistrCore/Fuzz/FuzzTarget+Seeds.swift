@@ -125,7 +125,7 @@ extension FuzzTarget {
             manifest: [
                 ManifestEntry(path: "app", mode: 0o755, size: 1000, digest: [UInt8](repeating: 3, count: 32)),
                 ManifestEntry(path: "data/in.txt", mode: 0o644, size: 12, digest: [UInt8](repeating: 4, count: 32)),
-            ], workerIndex: 0)
+            ], workerIndex: 0, stdinRanks: [0])
     }
 
     static func sampleControlMessages() -> [(name: String, message: ControlMessage)] {
@@ -133,6 +133,7 @@ extension FuzzTarget {
             ("job-start", .jobStart(sampleSpec())), ("file-data", .fileData(Array("hello".utf8))),
             ("cancel", .cancel(reason: "interrupted")), ("peer-exited", .peerExited(rank: 1, status: -9)),
             ("job-ready", .jobReady(directory: "/tmp/distr-job-1")), ("launch", .launch),
+            ("stdin-data", .stdinData(rank: 0, bytes: Array("input\n".utf8))), ("stdin-end", .stdinData(rank: 0, bytes: [])),
             ("output", .output(rank: 0, stream: 1, timestamp: 1_700_000_000, bytes: Array("line\n".utf8))),
             ("rank-exited", .rankExited(rank: 0, status: .exited(3), endedByDistr: false)),
             ("rank-signaled", .rankExited(rank: 1, status: .signaled(9), endedByDistr: true)),

@@ -35,6 +35,8 @@ package final class Launcher: Sendable {
     private let sessions = Mutex<[Int: Session]>([:])
     private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
     private let allFinished = Latch()
+    /// Opened when the ranks are launched: the master's stdin is forwarded from then on.
+    private let launched = Latch()
     private let printer: OutputPrinter
     private let interrupted = Atomic<Int>(0)
     var isInterrupted: Bool { interrupted.load(ordering: .acquiring) > 0 }
@@ -153,6 +155,12 @@ package final class Launcher: Sendable {
         // `DISTR_MPI4PY=0 distr-master run ...` reaches the ranks; an explicit --env, applied after, wins.
         let environment = Environment.value("DISTR_MPI4PY").map { ["DISTR_MPI4PY=\($0)"] + options.environment } ?? options.environment
         let ranksOfWorker = Dictionary(uniqueKeysWithValues: links.map { ($0.index, $0.ranks) })
+        let stdinRanks: [Int]
+        switch options.stdin {
+        case .none: stdinRanks = []
+        case .firstRank: stdinRanks = [0]
+        case .allRanks: stdinRanks = Array(0..<rankCount)
+        }
         policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker) }
         sessions.withLock { table in
             for link in links {
@@ -160,7 +168,7 @@ package final class Launcher: Sendable {
                 let spec = JobSpec(
                     jobID: jobID, arguments: arguments, environment: environment, localRanks: link.ranks,
                     placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
-                    manifest: sources.map(\.entry), workerIndex: link.index)
+                    manifest: sources.map(\.entry), workerIndex: link.index, stdinRanks: stdinRanks)
                 table[link.index] = Session(connection: connection, spec: spec)
             }
         }
@@ -169,6 +177,11 @@ package final class Launcher: Sendable {
         for link in links {
             guard let session = sessions.withLock({ $0[link.index] }) else { continue }
             Threads.start(name: "distr-serve") { [self] in serve(worker: link.index, session: session, sources: sources) }
+        }
+
+        if !stdinRanks.isEmpty {
+            let workerOfRank = Dictionary(uniqueKeysWithValues: links.flatMap { link in link.ranks.map { ($0, link.index) } })
+            Threads.start(name: "distr-stdin") { [self] in forwardStdin(to: stdinRanks, workerOfRank: workerOfRank) }
         }
 
         var timedOut = false
@@ -280,6 +293,7 @@ package final class Launcher: Sendable {
         for action in actions {
             switch action {
             case .launchAll:
+                defer { launched.open() }
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.launch() } }
             case .cancelAll(let reason):
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
@@ -300,6 +314,26 @@ package final class Launcher: Sendable {
                 // As in perform: a broken connection shows up in the reading loop.
                 session.connection.sendIfConnected(message)
             }
+        }
+    }
+
+    /// Reads this process's stdin until its end and sends each piece to `ranks`, then the end of
+    /// input. Sends block when a worker's connection is full, which paces the reading.
+    private func forwardStdin(to ranks: [Int], workerOfRank: [Int: Int]) {
+        launched.wait(until: .never)
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n: Int
+            do { n = try FD.read(0, into: &buffer) } catch {
+                note("cannot read stdin (\(error)); the ranks see the end of their input")
+                n = 0
+            }
+            let piece = Array(buffer[0..<n])
+            for rank in ranks {
+                guard let worker = workerOfRank[rank], let session = sessions.withLock({ $0[worker] }) else { continue }
+                sendUnderLock(session) { $0.deliver(.stdinData(rank: rank, bytes: piece)) }
+            }
+            if n == 0 { return }
         }
     }
 
