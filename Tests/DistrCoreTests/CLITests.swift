@@ -30,6 +30,20 @@ import Testing
         #expect(try options(["run", "prog", "--no-ship-args"]).shipArguments)
     }
 
+    @Test func stdinAndSkipUnreachable_parse() throws {
+        #expect(try options(["run", "p"]).stdin == .none)
+        #expect(try !options(["run", "p"]).skipUnreachable)
+        let first = try options(["run", "--stdin", "--skip-unreachable", "./p", "all"])
+        #expect(first.stdin == .firstRank)
+        #expect(first.skipUnreachable)
+        #expect(first.mode == .run(program: "./p", arguments: ["all"]))
+        #expect(try options(["run", "--stdin", "all", "p"]).stdin == .allRanks)
+        #expect(try options(["run", "--stdin=all", "p"]).stdin == .allRanks)
+        #expect(try options(["exec", "--stdin", "--", "all"]).mode == .exec(command: ["all"]))
+        #expect(throws: UsageError.self) { try MasterCommand.parse(["run", "--stdin=1", "p"]) }
+        #expect(throws: UsageError.self) { try MasterCommand.parse(["run", "--skip-unreachable=yes", "p"]) }
+    }
+
     @Test func doubleDash_endsMasterOptions() throws {
         let o = try options(["exec", "--hosts", "a,b", "--", "-la", "x"])
         #expect(o.mode == .exec(command: ["-la", "x"]))

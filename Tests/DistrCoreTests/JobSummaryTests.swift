@@ -167,3 +167,47 @@ import Testing
         #expect(summary.lines == ["4 rank(s) on 2 node(s): 4 ok, 0 failed in \(shown) s"])
     }
 }
+
+@Suite struct MissingLibraryTests {
+    @Test(arguments: [
+        (
+            "./ring: error while loading shared libraries: libswiftCore.so: cannot open shared object file: No such file or directory",
+            "libswiftCore.so"
+        ),
+        ("/tmp/x/prog: error while loading shared libraries: libfoo.so.1: cannot open shared object file: No such file or directory", "libfoo.so.1"),
+    ])
+    func library_readsTheLoadersMessage(line: String, library: String) {
+        #expect(MissingLibrary.library(in: line) == library)
+    }
+
+    @Test(arguments: [
+        "", "ordinary output", "error while loading shared libraries: ", "error while loading shared libraries: : x",
+        "error while loading shared libraries: libfoo.so",
+    ])
+    func library_ignoresOtherLines(line: String) {
+        #expect(MissingLibrary.library(in: line) == nil)
+    }
+
+    @Test func hint_namesLibraryNodeAndFix() {
+        #expect(
+            MissingLibrary.hint(rank: 2, node: "rpi-1:6969", library: "libswiftCore.so")
+                == "rank 2 on rpi-1:6969 could not start: shared library libswiftCore.so is missing on rpi-1:6969; the Swift runtime is not installed there; build the program with: swift build -c release --static-swift-stdlib"
+        )
+        #expect(
+            MissingLibrary.hint(rank: 0, node: "n", library: "libfoo.so.1").hasSuffix(
+                "install the package that provides it on that node, or link the program statically"))
+    }
+
+    @Test func summary_addsTheHintForALoaderFailureOnly() {
+        var policy = JobSummaryTests.policy()
+        let loader =
+            "./prog: error while loading shared libraries: libswiftFoundation.so: cannot open shared object file: No such file or directory\n"
+        policy.output(rank: 1, stream: 2, bytes: Array(loader.utf8))
+        _ = policy.rankExited(worker: 0, rank: 1, status: .exited(127), endedByDistr: false)
+        policy.output(rank: 2, stream: 2, bytes: Array(loader.utf8))
+        _ = policy.rankExited(worker: 1, rank: 2, status: .exited(1), endedByDistr: false)
+        let lines = JobSummaryTests.summary(policy).lines
+        #expect(lines.contains { $0.hasPrefix("rank 1 on host-a could not start: shared library libswiftFoundation.so is missing on host-a;") })
+        #expect(!lines.contains { $0.hasPrefix("rank 2 on host-b could not start") }, "exit 1 is not the loader's")
+    }
+}

@@ -236,4 +236,18 @@ import Testing
                 .rankExited(rank: 3, status: .exited(1), endedByDistr: false), .finished(keptDirectory: nil, error: nil),
             ])
     }
+
+    @Test func link_holdsStdinUntilLaunchAndDropsItAfterTheEnd() {
+        var link = MasterLinkProtocol(spec: Fixtures.spec)
+        let input = ControlMessage.stdinData(rank: 2, bytes: [104, 105])
+        #expect(link.deliver(input).isEmpty)
+        #expect(link.start() == [.send(.jobStart(Fixtures.spec))])
+        #expect(link.deliver(.stdinData(rank: 2, bytes: [])).isEmpty)
+        _ = link.received(.filesNeeded([0]))
+        _ = link.received(.jobReady(directory: Fixtures.directory))
+        #expect(link.launch() == [.send(.launch), .send(input), .send(.stdinData(rank: 2, bytes: []))])
+        #expect(link.deliver(input) == [.send(input)])
+        _ = link.received(.jobEnded(keptDirectory: nil))
+        #expect(link.deliver(input).isEmpty)
+    }
 }

@@ -7,7 +7,8 @@ enum StateMachineFixtures {
     static let fileBytes: [UInt8] = [1, 2, 3]
     static let directory = "/var/distr/jobs/j1"
 
-    /// A job of four ranks on two workers; this worker (index 1) runs ranks 2 and 3.
+    /// A job of four ranks on two workers; this worker (index 1) runs ranks 2 and 3, and rank 2
+    /// reads the master's stdin.
     static func makeSpec(files: Int = 3, keepDirectory: Bool = false) -> JobSpec {
         let placements = (0..<4).map { rank in
             RankPlacement(rank: rank, host: "10.0.0.\(rank / 2 + 1)", port: 7000, worker: rank / 2, label: "node\(rank / 2)")
@@ -15,7 +16,8 @@ enum StateMachineFixtures {
         let manifest = (0..<files).map { ManifestEntry(path: "file\($0)", mode: 0o644, size: 3, digest: [UInt8](repeating: 0, count: 32)) }
         return JobSpec(
             jobID: "j1", arguments: ["./app"], environment: [], localRanks: [2, 3], placements: placements,
-            keepDirectory: keepDirectory, jobKey: [UInt8](repeating: 9, count: 32), manifest: manifest, workerIndex: 1)
+            keepDirectory: keepDirectory, jobKey: [UInt8](repeating: 9, count: 32), manifest: manifest, workerIndex: 1,
+            stdinRanks: [0, 2])
     }
 
     static let spec = makeSpec()
@@ -27,6 +29,7 @@ enum StateMachineFixtures {
         .cancel(reason: "stop"),
         .peerExited(rank: 0, status: 1),
         .launch,
+        .stdinData(rank: 2, bytes: [7]),
         .jobReady(directory: directory),
         .output(rank: 2, stream: 1, timestamp: 5, bytes: [104, 105]),
         .rankExited(rank: 3, status: .exited(0), endedByDistr: false),

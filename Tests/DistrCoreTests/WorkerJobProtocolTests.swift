@@ -42,8 +42,12 @@ import Testing
         .running: [
             "cancel": Outcome([.cancel(reason: "stop")], .ending),
             "peerExited": Outcome([.relayPeerExit(rank: 0, status: 1)], .running),
+            "stdinData": Outcome([.writeStdin(rank: 2, bytes: [7])], .running),
         ],
-        .ending: ["cancel": Outcome([], .ending), "peerExited": Outcome([.relayPeerExit(rank: 0, status: 1)], .ending)],
+        .ending: [
+            "cancel": Outcome([], .ending), "peerExited": Outcome([.relayPeerExit(rank: 0, status: 1)], .ending),
+            "stdinData": Outcome([], .ending),
+        ],
         .ended: [:],
     ]
 
@@ -64,7 +68,7 @@ import Testing
 
     @Test func fixtures_holdOneMessageOfEveryKind() {
         let types = Set(Fixtures.oneOfEachKind.map(\.type))
-        #expect(types == [1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 17])
+        #expect(types == [1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15, 16, 17])
         #expect(Set(Fixtures.oneOfEachKind.map(\.name)).count == Fixtures.oneOfEachKind.count)
     }
 
@@ -219,5 +223,59 @@ import Testing
                 .relayPeerExit(rank: 0, status: 0), .reportEnd,
             ])
         #expect(worker.state == .ended)
+    }
+
+    @Test func worker_stdinData_onlyForItsStdinRanksAndNotAfterTheEnd() {
+        var worker = Self.worker(in: .running)
+        #expect(worker.received(.stdinData(rank: 2, bytes: [1, 2])) == [.writeStdin(rank: 2, bytes: [1, 2])])
+        #expect(worker.received(.stdinData(rank: 2, bytes: [])) == [.writeStdin(rank: 2, bytes: [])])
+        let reason = "protocol violation: stdinData for rank 2, which does not read stdin here or whose input has ended"
+        #expect(worker.received(.stdinData(rank: 2, bytes: [3])) == [.send(.failure(reason)), .cancel(reason: reason)])
+        #expect(worker.state == .ending)
+
+        // Rank 3 runs here but does not read stdin; rank 0 reads it but runs elsewhere.
+        for rank in [3, 0] {
+            var other = Self.worker(in: .running)
+            let why = "protocol violation: stdinData for rank \(rank), which does not read stdin here or whose input has ended"
+            #expect(other.received(.stdinData(rank: rank, bytes: [1])) == [.send(.failure(why)), .cancel(reason: why)])
+        }
+    }
+}
+
+@Suite struct StdinFeederTests {
+    /// Reads `fd` to its end.
+    static func readAll(_ fd: Int32) -> [UInt8] {
+        var all: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while let n = try? FD.read(fd, into: &buffer), n > 0 { all += buffer[0..<n] }  // An error ends the input like EOF.
+        return all
+    }
+
+    @Test func feeder_writesEverythingInOrderThenCloses() throws {
+        let pipe = try FD.pipe()
+        defer { FD.close(pipe.read) }
+        let feeder = StdinFeeder(rank: 0, fd: pipe.write)
+        var expected: [UInt8] = []
+        for index in 0..<200 {
+            let chunk = [UInt8](repeating: UInt8(index), count: 1000 + index)
+            expected += chunk
+            #expect(feeder.enqueue(chunk))
+        }
+        #expect(feeder.enqueue([]))
+        #expect(Self.readAll(pipe.read) == expected)
+    }
+
+    @Test func feeder_dropsInputPastItsLimitAndClosesTheRanksStdin() throws {
+        let pipe = try FD.pipe()
+        defer { FD.close(pipe.read) }
+        let chunk = [UInt8](repeating: 1, count: 64 << 10)
+        let feeder = StdinFeeder(rank: 0, fd: pipe.write, limit: 100 << 10)
+        // Nobody reads: one chunk fills the pipe, one may block in write; the third and fourth
+        // wait here and pass the limit.
+        let accepted = (0..<4).map { _ in feeder.enqueue(chunk) }
+        #expect(accepted.contains(false))
+        #expect(feeder.enqueue(chunk), "after the drop later input is discarded silently")
+        let received = Self.readAll(pipe.read)
+        #expect(received.count <= 2 * chunk.count)
     }
 }

@@ -52,6 +52,13 @@ package struct ArgumentScanner {
         return arguments[index - 1]
     }
 
+    /// Consumes the next argument when it is exactly `word` (an optional value: `--stdin all`).
+    package mutating func take(_ word: String) -> Bool {
+        guard !sawTerminator, index < arguments.count, arguments[index] == word else { return false }
+        index += 1
+        return true
+    }
+
     /// A flag takes no value: `--keep-going=no` is a mistake, not a way to turn it off.
     package func flag(_ name: String, inline: String?) throws(UsageError) {
         if let inline { throw UsageError("option \(name) takes no value (got '\(inline)'); leave it out to turn it off") }

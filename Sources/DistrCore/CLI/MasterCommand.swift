@@ -37,7 +37,9 @@ package enum MasterCommand {
 
         Where the workers are (one of):
           --peers FILE           peers file, one 'HOST[:PORT] [slots=N]' per line (default ./peers.txt)
-          --hosts LIST           comma-separated peers instead of a file: h1,h2:7000,[::1]:6970
+          --hosts LIST           comma-separated peers instead of a file: h1,h2:7000,[::1]:6970;
+                                 host lists as pdsh and Slurm write them: rpi-[0-3],
+                                 node[01-04,07]:7000, "$SLURM_JOB_NODELIST" (at most 4096)
           --local N              start N workers on loopback for this job, then stop them
 
         Options:
@@ -58,6 +60,11 @@ package enum MasterCommand {
                                  and DIR/<id>.err (DIR is created)
           --spill-after BYTES    --group/--gather: output a rank keeps in memory before the rest goes
                                  to a temporary file (default 8388608; 64 MiB in all)
+          --stdin [all]          forward this stdin to rank 0 (with 'all': to every rank); the
+                                 other ranks read /dev/null
+          --skip-unreachable     run on the nodes that can be reached, numbered 0..k-1, and say
+                                 which were skipped and why (default: an unreachable node fails
+                                 the run with exit 69)
           --keep                 keep the job directories on the workers and print where they are
           -q, --quiet            no summary line when every rank succeeded, no note of shipped ARGS
           -h, --help             show this help
@@ -157,6 +164,16 @@ package enum MasterCommand {
                 case .option("--keep", let inline):
                     try scanner.flag("--keep", inline: inline)
                     options.keepDirectory = true
+                case .option("--stdin", let inline):
+                    switch inline {
+                    case nil: options.stdin = scanner.take("all") ? .allRanks : .firstRank
+                    case "all": options.stdin = .allRanks
+                    case "0": options.stdin = .firstRank
+                    case let other?: throw UsageError("--stdin takes 'all' or nothing (rank 0), not '\(other)'")
+                    }
+                case .option("--skip-unreachable", let inline):
+                    try scanner.flag("--skip-unreachable", inline: inline)
+                    options.skipUnreachable = true
                 case .option("--no-ship-args", let inline):
                     try scanner.flag("--no-ship-args", inline: inline)
                     options.shipArguments = false

@@ -14,6 +14,25 @@ extension FuzzTarget {
         }
     }
 
+    /// Expands with a small limit so that the bound is reached often; what comes out is bounded,
+    /// has no empty host and no range brackets left, and expands to itself.
+    static func hostList(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        let hosts: [String]
+        do { hosts = try HostList.expand(text, limit: 64) } catch {
+            fuzzCheck(error.column >= 0 && error.column <= text.count + 1, "column \(error.column) outside \(text.debugDescription)")
+            return
+        }
+        fuzzCheck(!hosts.isEmpty && hosts.count <= 64, "\(hosts.count) hosts from \(text.debugDescription)")
+        for host in hosts {
+            fuzzCheck(!host.isEmpty, "empty host from \(text.debugDescription)")
+            let literal = HostList.isAddressLiteral(Array(host)[...])
+            fuzzCheck(literal || !host.contains("["), "range left in \(host.debugDescription)")
+            let again = try? HostList.expand(host)  // A refusal here is the failure checked next.
+            fuzzCheck(again == [host], "\(host.debugDescription) does not expand to itself")
+        }
+    }
+
     /// A path arrives as UTF-8 bytes and is repaired on decoding, as `ByteReader.string` does.
     static func bundlePath(_ data: [UInt8]) {
         let path = String(decoding: data, as: UTF8.self)

@@ -42,6 +42,14 @@ extension FuzzTarget {
         for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
 
         add("peers", "example", Array("# cluster\nnode1\nnode2:7000 slots=4\n10.0.0.5   # lab pc\n\n[::1]:6970\n[fe80::1]\n".utf8))
+        add("peers", "host-lists", Array("rpi-[0-3] slots=2\nnode[01-04,07]:7000\n".utf8))
+        for (name, expression) in [
+            ("pdsh", "rpi-[0-3]"), ("padded-port", "node[01-04,07]:7000"), ("slurm", "cn[001-004,010],gpu[1-2]-ib,login"),
+            ("cartesian", "r[1-2]n[01-03]"), ("ipv6", "h1,[::1]:6970,[fe80::1]"), ("unclosed", "n[1-2"),
+            ("reversed", "n[5-3]"), ("too-many", "a[0-99]b[0-99]"),
+        ] {
+            add("host-list", name, Array(expression.utf8))
+        }
         add("peers", "crlf-tabs", Array("a:1\tslots=2\r\nfe80::2\r\n[::1]\r\n".utf8))
 
         for (name, path) in [("plain", "app"), ("nested", "data/in/input.txt"), ("dots", "a.b/.hidden/..x/x..")] {
@@ -117,7 +125,7 @@ extension FuzzTarget {
             manifest: [
                 ManifestEntry(path: "app", mode: 0o755, size: 1000, digest: [UInt8](repeating: 3, count: 32)),
                 ManifestEntry(path: "data/in.txt", mode: 0o644, size: 12, digest: [UInt8](repeating: 4, count: 32)),
-            ], workerIndex: 0)
+            ], workerIndex: 0, stdinRanks: [0])
     }
 
     static func sampleControlMessages() -> [(name: String, message: ControlMessage)] {
@@ -125,6 +133,7 @@ extension FuzzTarget {
             ("job-start", .jobStart(sampleSpec())), ("file-data", .fileData(Array("hello".utf8))),
             ("cancel", .cancel(reason: "interrupted")), ("peer-exited", .peerExited(rank: 1, status: -9)),
             ("job-ready", .jobReady(directory: "/tmp/distr-job-1")), ("launch", .launch),
+            ("stdin-data", .stdinData(rank: 0, bytes: Array("input\n".utf8))), ("stdin-end", .stdinData(rank: 0, bytes: [])),
             ("output", .output(rank: 0, stream: 1, timestamp: 1_700_000_000, bytes: Array("line\n".utf8))),
             ("rank-exited", .rankExited(rank: 0, status: .exited(3), endedByDistr: false)),
             ("rank-signaled", .rankExited(rank: 1, status: .signaled(9), endedByDistr: true)),

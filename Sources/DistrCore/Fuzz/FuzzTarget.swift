@@ -24,6 +24,7 @@ package struct FuzzTarget: Sendable {
             run: FuzzTarget.handshake),
         FuzzTarget(name: "agent-message", input: "one agent-channel packet", run: FuzzTarget.agentMessage),
         FuzzTarget(name: "peers", input: "the text of a peers.txt file", run: FuzzTarget.peers),
+        FuzzTarget(name: "host-list", input: "a host-list expression (--hosts)", run: FuzzTarget.hostList),
         FuzzTarget(name: "bundle-path", input: "one bundle path (UTF-8, repaired as the wire does)", run: FuzzTarget.bundlePath),
         FuzzTarget(name: "manifest", input: "a jobStart payload; its manifest is validated", run: FuzzTarget.manifest),
         FuzzTarget(

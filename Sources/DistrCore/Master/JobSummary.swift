@@ -54,6 +54,12 @@ package struct JobSummary: Sendable {
                 lines.append("  [\(rank)] ... (\(cut) earlier stderr line\(cut == 1 ? "" : "s") cut; the last \(record.stderrTail.count) follow)")
             }
             for line in record.stderrTail { lines.append("  [\(rank)] " + String(decoding: line, as: UTF8.self)) }
+            // The loader exits 127 when a shared library is missing: say which, where, and the fix.
+            if status.code == 127,
+                let library = record.stderrTail.lazy.compactMap({ MissingLibrary.library(in: String(decoding: $0, as: UTF8.self)) }).first
+            {
+                lines.append(MissingLibrary.hint(rank: rank, node: names[rank] ?? "?", library: library))
+            }
         }
         for (why, ranks) in startFailures.sorted(by: { $0.value[0] < $1.value[0] }) {
             lines.append("\(ranks.count == 1 ? "rank" : "ranks") \(OutputPrinter.fold(ranks)) \(why)")

@@ -37,6 +37,8 @@ package final class Launcher: Sendable {
     private let sessions = Mutex<[Int: Session]>([:])
     private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
     private let allFinished = Latch()
+    /// Opened when the ranks are launched: the master's stdin is forwarded from then on.
+    private let launched = Latch()
     private let printer: OutputPrinter
     private let filesError: OutputFilesError?
     private let interrupted = Atomic<Int>(0)
@@ -50,27 +52,7 @@ package final class Launcher: Sendable {
         self.capture = capture
         self.secret = secret
         self.stderrFD = stderrFD
-        var links: [Link] = []
-        var byAddress: [String: Int] = [:]
-        var next = 0
-        for peer in peers {
-            let key = peer.description
-            let index: Int
-            if let existing = byAddress[key] {
-                index = existing
-                if case .exec = options.mode { continue }
-            } else {
-                index = links.count
-                byAddress[key] = index
-                links.append(Link(index: index, peer: peer, ranks: []))
-            }
-            let count: Int
-            if case .exec = options.mode { count = 1 } else { count = peer.slots }
-            for _ in 0..<count {
-                links[index].ranks.append(next)
-                next += 1
-            }
-        }
+        let (links, next) = Self.plan(peers, mode: options.mode)
         self.links = links
         rankCount = next
         // --output-dir: the files are made now; a directory that cannot be used is reported by `run`.
@@ -84,6 +66,32 @@ package final class Launcher: Sendable {
             mode: options.output, ranks: 0..<next, timestamps: options.timestamps, files: files,
             memoryLimitPerRank: options.spillAfter, memoryLimitTotal: max(options.spillAfter, OutputPrinter.defaultMemoryLimitTotal),
             stderrFD: stderrFD)
+    }
+
+    /// Links and ranks for `peers`, numbered from 0 in peers order.
+    static func plan(_ peers: [Peer], mode: MasterOptions.Mode) -> (links: [Link], rankCount: Int) {
+        var links: [Link] = []
+        var byAddress: [String: Int] = [:]
+        var next = 0
+        for peer in peers {
+            let key = peer.description
+            let index: Int
+            if let existing = byAddress[key] {
+                index = existing
+                if case .exec = mode { continue }
+            } else {
+                index = links.count
+                byAddress[key] = index
+                links.append(Link(index: index, peer: peer, ranks: []))
+            }
+            let count: Int
+            if case .exec = mode { count = 1 } else { count = peer.slots }
+            for _ in 0..<count {
+                links[index].ranks.append(next)
+                next += 1
+            }
+        }
+        return (links, next)
     }
 
     func note(_ text: String) {
@@ -136,8 +144,30 @@ package final class Launcher: Sendable {
             return ExitCode.usage
         }
 
-        let reached = connectAll()
-        if reached.count < links.count {
+        var (reached, failures) = connectAll()
+        var links = self.links
+        var rankCount = self.rankCount
+        if !failures.isEmpty && options.skipUnreachable && !reached.isEmpty {
+            // Run on the nodes that answered, renumbered 0..k-1 as if only they were listed.
+            let skipped = failures.sorted { $0.key < $1.key }.map(\.value)
+            note("skipping \(failures.count) unreachable node(s) of \(self.links.count): \(skipped.joined(separator: "; "))")
+            let kept = self.links.filter { reached[$0.index] != nil }
+            rankCount = 0
+            links = kept.enumerated().map { new, link in
+                defer { rankCount += link.ranks.count }
+                return Link(index: new, peer: link.peer, ranks: Array(rankCount..<(rankCount + link.ranks.count)))
+            }
+            let old = connections.withLock { $0 }
+            connections.withLock { table in
+                table = [:]
+                for (new, link) in kept.enumerated() { table[new] = old[link.index] }
+            }
+            reached = Dictionary(uniqueKeysWithValues: kept.enumerated().compactMap { new, link in reached[link.index].map { (new, $0) } })
+            failures = [:]
+        }
+        if !failures.isEmpty {
+            for (_, why) in failures.sorted(by: { $0.key < $1.key }) { note(why) }
+            note("\(failures.count) of \(links.count) node(s) could not be reached; nothing was started")
             closeAll()
             return ExitCode.unavailable
         }
@@ -163,6 +193,12 @@ package final class Launcher: Sendable {
         // `DISTR_MPI4PY=0 distr-master run ...` reaches the ranks; an explicit --env, applied after, wins.
         let environment = Environment.value("DISTR_MPI4PY").map { ["DISTR_MPI4PY=\($0)"] + options.environment } ?? options.environment
         let ranksOfWorker = Dictionary(uniqueKeysWithValues: links.map { ($0.index, $0.ranks) })
+        let stdinRanks: [Int]
+        switch options.stdin {
+        case .none: stdinRanks = []
+        case .firstRank: stdinRanks = [0]
+        case .allRanks: stdinRanks = Array(0..<rankCount)
+        }
         policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker) }
         sessions.withLock { table in
             for link in links {
@@ -170,7 +206,7 @@ package final class Launcher: Sendable {
                 let spec = JobSpec(
                     jobID: jobID, arguments: arguments, environment: environment, localRanks: link.ranks,
                     placements: placements, keepDirectory: options.keepDirectory, jobKey: jobKey,
-                    manifest: sources.map(\.entry), workerIndex: link.index)
+                    manifest: sources.map(\.entry), workerIndex: link.index, stdinRanks: stdinRanks)
                 table[link.index] = Session(connection: connection, spec: spec)
             }
         }
@@ -180,6 +216,11 @@ package final class Launcher: Sendable {
         for link in links {
             guard let session = sessions.withLock({ $0[link.index] }) else { continue }
             Threads.start(name: "distr-serve") { [self] in serve(worker: link.index, session: session, sources: sources) }
+        }
+
+        if !stdinRanks.isEmpty {
+            let workerOfRank = Dictionary(uniqueKeysWithValues: links.flatMap { link in link.ranks.map { ($0, link.index) } })
+            Threads.start(name: "distr-stdin") { [self] in forwardStdin(to: stdinRanks, workerOfRank: workerOfRank) }
         }
 
         var timedOut = false
@@ -206,8 +247,9 @@ package final class Launcher: Sendable {
     }
 
     /// Connects to every worker at once, retrying a busy worker until the connect timeout.
-    /// - Returns: the address each reached worker was reached at, by link index.
-    private func connectAll() -> [Int: String] {
+    /// - Returns: the address each reached worker was reached at, and why the others were not,
+    ///   by link index.
+    private func connectAll() -> (reached: [Int: String], failures: [Int: String]) {
         let failures = Mutex<[Int: String]>([:])
         let reached = Mutex<[Int: String]>([:])
         let group = DispatchGroup()
@@ -228,12 +270,7 @@ package final class Launcher: Sendable {
             }
         }
         group.wait()
-        let connectFailures = failures.withLock { $0 }
-        for (_, why) in connectFailures.sorted(by: { $0.key < $1.key }) { note(why) }
-        if !connectFailures.isEmpty {
-            note("\(connectFailures.count) of \(links.count) node(s) could not be reached; nothing was started")
-        }
-        return reached.withLock { $0 }
+        return (reached.withLock { $0 }, failures.withLock { $0 })
     }
 
     private func connect(_ peer: Peer) throws -> (Connection, String) {
@@ -317,6 +354,7 @@ package final class Launcher: Sendable {
         for action in actions {
             switch action {
             case .launchAll:
+                defer { launched.open() }
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.launch() } }
             case .cancelAll(let reason):
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
@@ -337,6 +375,26 @@ package final class Launcher: Sendable {
                 // As in perform: a broken connection shows up in the reading loop.
                 session.connection.sendIfConnected(message)
             }
+        }
+    }
+
+    /// Reads this process's stdin until its end and sends each piece to `ranks`, then the end of
+    /// input. Sends block when a worker's connection is full, which paces the reading.
+    private func forwardStdin(to ranks: [Int], workerOfRank: [Int: Int]) {
+        launched.wait(until: .never)
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n: Int
+            do { n = try FD.read(0, into: &buffer) } catch {
+                note("cannot read stdin (\(error)); the ranks see the end of their input")
+                n = 0
+            }
+            let piece = Array(buffer[0..<n])
+            for rank in ranks {
+                guard let worker = workerOfRank[rank], let session = sessions.withLock({ $0[worker] }) else { continue }
+                sendUnderLock(session) { $0.deliver(.stdinData(rank: rank, bytes: piece)) }
+            }
+            if n == 0 { return }
         }
     }
 

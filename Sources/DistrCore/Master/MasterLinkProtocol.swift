@@ -49,8 +49,8 @@ package struct MasterLinkProtocol: Sendable {
     package mutating func start() -> [Action] {
         guard state == .idle else { return [] }
         state = spec.manifest.isEmpty ? .awaitingReady : .awaitingFileList
-        let now = held.filter { if case .peerExited = $0 { false } else { true } }
-        held.removeAll { if case .peerExited = $0 { false } else { true } }
+        let now = held.filter { !$0.isForLaunchedRanks }
+        held.removeAll { !$0.isForLaunchedRanks }
         return [.send(.jobStart(spec))] + now.map { .send($0) }
     }
 
@@ -59,8 +59,9 @@ package struct MasterLinkProtocol: Sendable {
         if case .cancel = message { cancelled = true }
         switch (state, message) {
         case (.ended, _): return []
-        case (.idle, _), (.awaitingFileList, .peerExited), (.awaitingReady, .peerExited), (.ready, .peerExited):
-            // A relayed exit is about ranks that only exist once this worker has launched.
+        case (.idle, _), (.awaitingFileList, .peerExited), (.awaitingReady, .peerExited), (.ready, .peerExited),
+            (.awaitingFileList, .stdinData), (.awaitingReady, .stdinData), (.ready, .stdinData):
+            // A relayed exit or input is about ranks that only exist once this worker has launched.
             held.append(message)
             return []
         default: return [.send(message)]
@@ -129,5 +130,15 @@ package struct MasterLinkProtocol: Sendable {
     private mutating func end(error: String?) -> [Action] {
         state = .ended
         return [.finished(keptDirectory: keptDirectory, error: error)]
+    }
+}
+
+extension ControlMessage {
+    /// Messages about ranks, which a worker may only see once it has launched them.
+    var isForLaunchedRanks: Bool {
+        switch self {
+        case .peerExited, .stdinData: true
+        default: false
+        }
     }
 }

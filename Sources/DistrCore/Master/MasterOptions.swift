@@ -15,6 +15,13 @@ package enum OutputMode: String, Sendable, Equatable {
     case gather
 }
 
+/// Which ranks read the master's stdin (`--stdin`, `--stdin all`); the others read `/dev/null`.
+package enum StdinTarget: Sendable, Equatable {
+    case none
+    case firstRank
+    case allRanks
+}
+
 /// What to run and how: everything `distr-master run` and `exec` take.
 package struct MasterOptions: Sendable {
     package enum Mode: Sendable, Equatable {
@@ -41,6 +48,9 @@ package struct MasterOptions: Sendable {
     package var spillAfter = OutputPrinter.defaultMemoryLimitPerRank
     package var keepDirectory = false
     package var quiet = false
+    /// Run on the workers that can be reached, renumbered 0..k-1, instead of failing.
+    package var skipUnreachable = false
+    package var stdin: StdinTarget = .none
     /// `run`: ship local files named in the program's arguments (see `RunPlan`).
     package var shipArguments = true
     /// Seconds between SIGTERM and SIGKILL for the local workers' ranks.

@@ -60,6 +60,8 @@ package enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible
     case unreadable(path: String, reason: String)
     case badLine(path: String, line: Int, text: String, reason: String)
     case empty(path: String)
+    case badHostList(HostListError)
+    case tooManyPeers(path: String, limit: Int)
 
     package var description: String {
         switch self {
@@ -68,6 +70,8 @@ package enum PeersFileError: Error, Equatable, Sendable, CustomStringConvertible
         case .badLine(let path, let line, let text, let reason):
             "\(path):\(line): '\(text)': \(reason). Expected 'HOST[:PORT] [slots=N]'"
         case .empty(let path): "\(path) lists no workers; add one 'HOST[:PORT]' per line"
+        case .badHostList(let error): "--hosts \(error). Expected a list like 'rpi-[0-3],node[01-04,07]:7000'"
+        case .tooManyPeers(let path, let limit): "\(path) lists more than \(limit) workers (the limit); list fewer"
         }
     }
 }
@@ -85,28 +89,41 @@ package enum PeersFile {
             func bad(_ reason: String) -> PeersFileError {
                 .badLine(path: path, line: number + 1, text: shown, reason: reason)
             }
-            var peer: Peer
-            switch Peer.parseAddress(String(fields[0])) {
-            case .success(let address): peer = Peer(host: address.host, port: address.port, label: String(fields[0]))
-            case .failure(let syntax): throw bad(syntax.reason)
-            }
+            var slots = 1
             for option in fields.dropFirst() {
                 guard option.hasPrefix("slots=") else { throw bad("unknown option '\(option)' (only slots=N is known)") }
-                guard let slots = Int(option.dropFirst(6)), slots >= 1, slots <= 4096 else {
+                guard let count = Int(option.dropFirst(6)), count >= 1, count <= 4096 else {
                     throw bad("slots must be a whole number from 1 to 4096")
                 }
-                peer.slots = slots
+                slots = count
             }
-            peers.append(peer)
+            let names: [String]
+            do { names = try HostList.expand(String(fields[0])) } catch { throw bad("host list \(error)") }
+            if names.count > HostList.maximumHosts - peers.count { throw .tooManyPeers(path: path, limit: HostList.maximumHosts) }
+            for name in names {
+                switch Peer.parseAddress(name) {
+                case .success(let address):
+                    peers.append(Peer(host: address.host, port: address.port, slots: slots, label: name))
+                case .failure(let syntax): throw bad(names.count > 1 ? "'\(name)': \(syntax.reason)" : syntax.reason)
+                }
+            }
         }
         if peers.isEmpty { throw .empty(path: path) }
         return peers
     }
 
-    /// Parses `--hosts h1,h2:7000,[::1]:6970`.
+    /// Parses `--hosts h1,h2:7000,[::1]:6970,rpi-[0-3],node[01-04,07]:7000` (see `HostList`).
     package static func parseHostList(_ list: String) throws(PeersFileError) -> [Peer] {
-        let text = list.split(separator: ",").joined(separator: "\n")
-        return try parse(text, path: "--hosts")
+        let names: [String]
+        do { names = try HostList.expand(list) } catch { throw .badHostList(error) }
+        var peers: [Peer] = []
+        for (index, name) in names.enumerated() {
+            switch Peer.parseAddress(name) {
+            case .success(let address): peers.append(Peer(host: address.host, port: address.port, label: name))
+            case .failure(let syntax): throw .badLine(path: "--hosts", line: index + 1, text: name, reason: syntax.reason)
+            }
+        }
+        return peers
     }
 
     package static func load(path: String) throws(PeersFileError) -> [Peer] {

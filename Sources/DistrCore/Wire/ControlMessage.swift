@@ -80,10 +80,13 @@ package struct JobSpec: Sendable, Equatable {
     package var manifest: [ManifestEntry]
     /// This worker's index in `placements[].worker`.
     package var workerIndex: Int
+    /// The ranks (of the whole job) whose stdin is the master's (`--stdin`); the others read
+    /// `/dev/null`.
+    package var stdinRanks: [Int]
 
     package init(
         jobID: String, arguments: [String], environment: [String], localRanks: [Int], placements: [RankPlacement],
-        keepDirectory: Bool, jobKey: [UInt8], manifest: [ManifestEntry], workerIndex: Int
+        keepDirectory: Bool, jobKey: [UInt8], manifest: [ManifestEntry], workerIndex: Int, stdinRanks: [Int] = []
     ) {
         self.jobID = jobID
         self.arguments = arguments
@@ -94,6 +97,7 @@ package struct JobSpec: Sendable, Equatable {
         self.jobKey = jobKey
         self.manifest = manifest
         self.workerIndex = workerIndex
+        self.stdinRanks = stdinRanks
     }
 
     package var nodeCount: Int { placements.count }
@@ -110,6 +114,8 @@ package enum ControlMessage: Sendable, Equatable {
     case launch
     /// `distr-master status`: report on yourself (`sentAt`: the master's wall clock, ns).
     case statusRequest(sentAt: UInt64)
+    /// The next bytes of the master's stdin for `rank`; empty bytes: end of input.
+    case stdinData(rank: Int, bytes: [UInt8])
     // worker → master
     /// The job is unpacked in `directory` and known to rank connections; waiting for `launch`.
     case jobReady(directory: String)
@@ -135,6 +141,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .peerExited: 4
         case .launch: 5
         case .statusRequest: 6
+        case .stdinData: 7
         case .jobReady: 10
         case .output: 11
         case .rankExited: 12
@@ -173,6 +180,8 @@ package enum ControlMessage: Sendable, Equatable {
                 w.data(e.digest)
             }
             w.int(spec.workerIndex)
+            w.u32(UInt32(spec.stdinRanks.count))
+            for rank in spec.stdinRanks { w.int(rank) }
         case .fileData(let bytes): return bytes
         case .cancel(let reason): w.string(reason)
         case .peerExited(let rank, let status):
@@ -185,6 +194,9 @@ package enum ControlMessage: Sendable, Equatable {
             w.int(running)
             w.int(maxJobs)
             w.strings(holders)
+        case .stdinData(let rank, let bytes):
+            w.int(rank)
+            w.raw(bytes)
         case .jobReady(let directory): w.string(directory)
         case .output(let rank, let stream, let timestamp, let bytes):
             w.int(rank)
@@ -239,10 +251,13 @@ package enum ControlMessage: Sendable, Equatable {
                 manifest.append(ManifestEntry(path: try r.string(), mode: try r.u32(), size: try r.int(), digest: try r.data()))
             }
             let workerIndex = try r.int()
+            var stdinRanks: [Int] = []
+            for _ in 0..<(try r.count(elementSize: 8)) { stdinRanks.append(try r.int()) }
             message = .jobStart(
                 JobSpec(
                     jobID: jobID, arguments: arguments, environment: environment, localRanks: localRanks,
-                    placements: placements, keepDirectory: keep, jobKey: key, manifest: manifest, workerIndex: workerIndex))
+                    placements: placements, keepDirectory: keep, jobKey: key, manifest: manifest, workerIndex: workerIndex,
+                    stdinRanks: stdinRanks))
         case fileDataType: return .fileData(payload)
         case 3: message = .cancel(reason: try r.string())
         case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
@@ -255,6 +270,9 @@ package enum ControlMessage: Sendable, Equatable {
             let holders = try r.strings()
             guard running >= 0, maxJobs >= 0 else { throw .refused("jobQueued with a negative count (\(running) of \(maxJobs))") }
             message = .jobQueued(running: running, maxJobs: maxJobs, holders: holders)
+        case 7:
+            let rank = try r.int()
+            return .stdinData(rank: rank, bytes: try r.raw(r.remaining))
         case 10: message = .jobReady(directory: try r.string())
         case 11:
             let rank = try r.int()

@@ -73,7 +73,7 @@ final class Job: Sendable {
             do {
                 let process = try RankProcess(
                     rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory,
-                    controlGroupProcs: controlGroupProcs)
+                    controlGroupProcs: controlGroupProcs, readsStdin: spec.stdinRanks.contains(rank))
                 // Under the same lock as relays: the rank hears of every exit, before or after.
                 ranks.withLock { state in
                     state.processes[rank] = process
@@ -177,6 +177,19 @@ final class Job: Sendable {
     }
 
     func isLocal(rank: Int) -> Bool { spec.localRanks.contains(rank) }
+
+    /// Hands the master's stdin to a rank (empty bytes: end of input). Never blocks: see
+    /// `StdinFeeder` for what happens to a rank that does not read.
+    func writeStdin(rank: Int, bytes: [UInt8]) {
+        // A rank that could not start has no stdin: its input goes nowhere.
+        guard let feeder = ranks.withLock({ $0.processes[rank] })?.stdin else { return }
+        if feeder.enqueue(bytes) { return }
+        let why =
+            "distr: rank \(rank) fell more than \(feeder.limit >> 20) MiB behind reading its stdin; "
+            + "the rest of the input was dropped and its stdin closed\n"
+        log("job \(spec.jobID): \(why.dropFirst(7).dropLast())")
+        connection.sendIfConnected(.output(rank: rank, stream: 2, timestamp: Clock.wallNanoseconds, bytes: Array(why.utf8)))
+    }
 
     /// Tells every local rank that `rank` exited, so receives waiting on it fail at once.
     func relayPeerExit(rank: Int, status: Int32) {

@@ -10,6 +10,8 @@ final class RankProcess: Sendable {
     let stderrFD: Int32
     /// Becomes readable when the reaper has stored the exit status.
     let exitNotifyFD: Int32
+    /// Feeds the master's stdin to the rank (`--stdin`); nil: its stdin is `/dev/null`.
+    let stdin: StdinFeeder?
     private let exitNotifyWriteFD: Int32
     private let exit = ExitRecord()
     let endedByDistr = Atomic<Bool>(false)
@@ -19,12 +21,21 @@ final class RankProcess: Sendable {
 
     /// Spawns the rank. Descriptors are closed on failure.
     /// - Throws: `SystemError` from pipe creation or `posix_spawn`.
-    init(rank: Int, arguments: [String], environment: [String], directory: String, controlGroupProcs: Int32?) throws(SystemError) {
+    init(
+        rank: Int, arguments: [String], environment: [String], directory: String, controlGroupProcs: Int32?, readsStdin: Bool = false
+    ) throws(SystemError) {
         self.rank = rank
         let out = try FD.pipe()
         let err = try FD.pipe()
         let notify = try FD.pipe()
         let agent = try AgentChannel.pair()
+        var input: (read: Int32, write: Int32)?
+        if readsStdin {
+            do { input = try FD.pipe() } catch {
+                for fd in [out.read, out.write, err.read, err.write, notify.read, notify.write, agent.0, agent.1] { FD.close(fd) }
+                throw error
+            }
+        }
         stdoutFD = out.read
         stderrFD = err.read
         exitNotifyFD = notify.read
@@ -32,7 +43,7 @@ final class RankProcess: Sendable {
         agentFD = agent.0
         let request = SpawnRequest(
             arguments: arguments, environment: environment + ["DISTR_AGENT_FD=3"], directory: directory,
-            stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
+            stdin: input?.read, stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
             // The rank dies with the thread that runs its job, and with the worker, even
             // after kill -9 of the worker.
             parentDeathSignal: .kill, controlGroupProcs: controlGroupProcs)
@@ -46,7 +57,14 @@ final class RankProcess: Sendable {
             }
         } catch {
             for fd in [out.read, out.write, err.read, err.write, notify.read, notify.write, agent.0, agent.1] { FD.close(fd) }
+            if let input { for fd in [input.read, input.write] { FD.close(fd) } }
             throw error
+        }
+        if let input {
+            FD.close(input.read)
+            stdin = StdinFeeder(rank: rank, fd: input.write)
+        } else {
+            stdin = nil
         }
         // The child holds its own copies now.
         FD.close(out.write)
@@ -62,6 +80,7 @@ final class RankProcess: Sendable {
     }
 
     func closeDescriptors() {
+        stdin?.stop()
         for fd in [stdoutFD, stderrFD, exitNotifyFD, exitNotifyWriteFD, agentFD] { FD.close(fd) }
     }
 

@@ -364,6 +364,8 @@ package final class Worker: Sendable {
                 worker.record(job)
             case .relayPeerExit(let rank, let status):
                 prepared.withLock { $0.job }?.relayPeerExit(rank: rank, status: status)
+            case .writeStdin(let rank, let bytes):
+                prepared.withLock { $0.job }?.writeStdin(rank: rank, bytes: bytes)
             case .cancel(let reason):
                 prepared.withLock { $0.job }?.cancel(reason: reason)
             case .abandon(let reason, let isError):

@@ -31,6 +31,8 @@ package struct WorkerJobProtocol: Sendable {
         case send(ControlMessage)
         case startRanks
         case relayPeerExit(rank: Int, status: Int32)
+        /// Hand these bytes of the master's stdin to the rank (empty: close its stdin).
+        case writeStdin(rank: Int, bytes: [UInt8])
         /// End the running ranks (TERM, grace, KILL); `ranksFinished` follows.
         case cancel(reason: String)
         /// Remove whatever was prepared; nothing ran. `error` is logged when set.
@@ -42,6 +44,10 @@ package struct WorkerJobProtocol: Sendable {
     }
 
     package private(set) var state: State = .awaitingJob
+    /// This worker's ranks that read the master's stdin.
+    private var stdinRanks = Set<Int>()
+    /// Those whose end of input has arrived: nothing more may come for them.
+    private var stdinEnded = Set<Int>()
 
     package init() {}
 
@@ -52,6 +58,7 @@ package struct WorkerJobProtocol: Sendable {
             return [.reportStatus(sentAt: sentAt)]
         case (.awaitingJob, .jobStart(let spec)):
             state = .preparing
+            stdinRanks = Set(spec.stdinRanks).intersection(spec.localRanks)
             return [.prepare(spec)]
         case (.receivingFiles, .fileData(let bytes)):
             return [.writeFiles(bytes)]
@@ -66,7 +73,13 @@ package struct WorkerJobProtocol: Sendable {
             return [.cancel(reason: reason)]
         case (.running, .peerExited(let rank, let status)), (.ending, .peerExited(let rank, let status)):
             return [.relayPeerExit(rank: rank, status: status)]
-        case (.ending, .cancel), (.ended, _):
+        case (.running, .stdinData(let rank, let bytes)):
+            guard stdinRanks.contains(rank), !stdinEnded.contains(rank) else {
+                return violation("stdinData for rank \(rank), which does not read stdin here or whose input has ended")
+            }
+            if bytes.isEmpty { stdinEnded.insert(rank) }
+            return [.writeStdin(rank: rank, bytes: bytes)]
+        case (.ending, .cancel), (.ending, .stdinData), (.ended, _):
             return []
         default:
             return violation("unexpected \(message.name) while \(state)")
@@ -141,6 +154,7 @@ extension ControlMessage {
         case .jobStart: "jobStart"
         case .fileData: "fileData"
         case .launch: "launch"
+        case .stdinData: "stdinData"
         case .cancel: "cancel"
         case .peerExited: "peerExited"
         case .jobReady: "jobReady"
