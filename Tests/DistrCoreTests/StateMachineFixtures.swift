@@ -33,6 +33,9 @@ enum StateMachineFixtures {
         .jobEnded(keptDirectory: nil),
         .failure("no space left"),
         .filesNeeded([0]),
+        .workerShuttingDown(reason: "SIGTERM"),
+        .heartbeat,
+        .workerHeartbeat,
     ]
 }
 

@@ -108,6 +108,8 @@ package enum ControlMessage: Sendable, Equatable {
     case peerExited(rank: Int, status: Int32)
     /// Every worker has the job: start the ranks.
     case launch
+    /// "Still here" (master → worker, type 9; see `Liveness`).
+    case heartbeat
     // worker → master
     /// The job is unpacked in `directory` and known to rank connections; waiting for `launch`.
     case jobReady(directory: String)
@@ -118,8 +120,14 @@ package enum ControlMessage: Sendable, Equatable {
     /// worker → master, after jobStart with files: the manifest indices to send (the rest it
     /// has in its cache).
     case filesNeeded([Int])
+    /// "Still here" (worker → master, type 18).
+    case workerHeartbeat
+    /// The worker is shutting down (SIGTERM) and ends this job; its ranks' exits follow.
+    case workerShuttingDown(reason: String)
 
     package static let fileDataType: UInt8 = 2
+    package static let heartbeatType: UInt8 = 9
+    package static let workerHeartbeatType: UInt8 = 18
 
     package var type: UInt8 {
         switch self {
@@ -128,12 +136,15 @@ package enum ControlMessage: Sendable, Equatable {
         case .cancel: 3
         case .peerExited: 4
         case .launch: 5
+        case .heartbeat: Self.heartbeatType
         case .jobReady: 10
         case .output: 11
         case .rankExited: 12
         case .jobEnded: 13
         case .failure: 14
         case .filesNeeded: 15
+        case .workerHeartbeat: Self.workerHeartbeatType
+        case .workerShuttingDown: 19
         }
     }
 
@@ -169,7 +180,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .peerExited(let rank, let status):
             w.int(rank)
             w.u32(UInt32(bitPattern: status))
-        case .launch: break
+        case .launch, .heartbeat, .workerHeartbeat: break
+        case .workerShuttingDown(let reason): w.string(reason)
         case .jobReady(let directory): w.string(directory)
         case .output(let rank, let stream, let timestamp, let bytes):
             w.int(rank)
@@ -232,6 +244,9 @@ package enum ControlMessage: Sendable, Equatable {
         case 3: message = .cancel(reason: try r.string())
         case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
         case 5: message = .launch
+        case heartbeatType: message = .heartbeat
+        case workerHeartbeatType: message = .workerHeartbeat
+        case 19: message = .workerShuttingDown(reason: try r.string())
         case 10: message = .jobReady(directory: try r.string())
         case 11:
             let rank = try r.int()

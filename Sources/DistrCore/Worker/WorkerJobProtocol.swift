@@ -60,7 +60,8 @@ package struct WorkerJobProtocol: Sendable {
             return [.cancel(reason: reason)]
         case (.running, .peerExited(let rank, let status)), (.ending, .peerExited(let rank, let status)):
             return [.relayPeerExit(rank: rank, status: status)]
-        case (.ending, .cancel), (.ended, _):
+        case (.ending, .cancel), (.ended, _), (_, .heartbeat):
+            // A heartbeat's arrival is what counts (see `Liveness`); it changes nothing here.
             return []
         default:
             return violation("unexpected \(message.name) while \(state)")
@@ -143,6 +144,9 @@ extension ControlMessage {
         case .jobEnded: "jobEnded"
         case .failure: "failure"
         case .filesNeeded: "filesNeeded"
+        case .heartbeat: "heartbeat"
+        case .workerHeartbeat: "workerHeartbeat"
+        case .workerShuttingDown: "workerShuttingDown"
         }
     }
 }
