@@ -38,6 +38,20 @@ import Testing
         #expect(liveness.check(at: 9) == .expired(silence: 5))
     }
 
+    @Test func bytesWaitingUnreadCountOnlyWhenTheyGrow() {
+        var liveness = Liveness(timeout: 5, now: 0)
+        liveness.observe(pendingBytes: 40, at: 3)
+        #expect(liveness.lastHeard == 3)
+        // The same bytes still unread (a busy reader, a frozen peer): no news.
+        liveness.observe(pendingBytes: 40, at: 7)
+        #expect(liveness.check(at: 8) == .expired(silence: 5))
+        // Fewer (the reader took some) is not news either; the reader notes what it reads.
+        liveness.observe(pendingBytes: 10, at: 7.5)
+        #expect(liveness.lastHeard == 3)
+        liveness.observe(pendingBytes: 11, at: 7.9)
+        #expect(liveness.deadline == 12.9)
+    }
+
     @Test func timesThatGoBackwardsAreIgnored() {
         var liveness = Liveness(timeout: 5, now: 10)
         liveness.heard(at: 3)

@@ -220,6 +220,9 @@ package final class Launcher: Sendable {
             do {
                 message = try session.connection.receiveMessage()
                 if message == .workerHeartbeat { continue }
+                if case .workerShuttingDown = message {
+                    note("node \(links[worker].peer.label): shut down during the job" + (failsJob ? "; ending the job on every node" : ""))
+                }
             } catch {
                 var silent = false
                 if case WireError.silent = error {

@@ -206,6 +206,10 @@ package enum TCPSocket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &milliseconds, socklen_t(MemoryLayout<UInt32>.size))
     }
 
+    /// Bytes that have arrived on the socket and are not read yet (0 when it cannot be told).
+    /// The corresponding C call is `ioctl(FIONREAD)`.
+    package static func pendingBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_pending_bytes(fd))) }
+
     /// Sets a receive timeout so that a stalled peer cannot hold a blocking read forever.
     package static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))

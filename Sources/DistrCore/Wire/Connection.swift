@@ -60,7 +60,13 @@ package final class Connection: Sendable {
         liveness.withLock { $0 = Liveness(timeout: timeout, now: Clock.now) }
         Threads.start(name: "distr-heartbeat") { [self] in
             while true {
-                guard let verdict = liveness.withLock({ $0?.check(at: Clock.now) }) else { return }
+                let pending = TCPSocket.pendingBytes(fd)
+                guard
+                    let verdict = liveness.withLock({ state -> Liveness.Verdict? in
+                        state?.observe(pendingBytes: pending, at: Clock.now)
+                        return state?.check(at: Clock.now)
+                    })
+                else { return }
                 switch verdict {
                 case .wait(let until):
                     if ended.wait(until: Deadline(instant: until)) { return }

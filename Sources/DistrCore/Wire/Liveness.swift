@@ -23,6 +23,8 @@ package struct Liveness: Sendable, Equatable {
     package let timeout: Double
     package private(set) var lastHeard: Double
     package private(set) var lastSent: Double
+    /// Unread bytes in the socket at the last look (see `observe(pendingBytes:at:)`).
+    package private(set) var lastPending = 0
 
     package init(timeout: Double, now: Double) {
         self.timeout = timeout
@@ -39,6 +41,14 @@ package struct Liveness: Sendable, Equatable {
 
     /// Bytes (a heartbeat or anything else) arrived from the peer.
     package mutating func heard(at now: Double) { lastHeard = max(lastHeard, now) }
+
+    /// The number of bytes waiting unread in the socket: more than at the last look means the
+    /// peer spoke, even while the reading thread is busy (a master streaming a large file to a
+    /// worker that hashes it reads nothing meanwhile, yet the worker's heartbeats arrive).
+    package mutating func observe(pendingBytes: Int, at now: Double) {
+        if pendingBytes > lastPending { heard(at: now) }
+        lastPending = pendingBytes
+    }
 
     /// A heartbeat (or any frame) went out.
     package mutating func sent(at now: Double) { lastSent = max(lastSent, now) }
