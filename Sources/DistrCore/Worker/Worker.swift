@@ -299,8 +299,13 @@ package final class Worker: Sendable {
                     worker.log("job \(job.spec.jobID): ranks still running \(bound) s after the end was requested")
                 }
                 // The master reads jobEnded, then end of stream, and closes: wait for that
-                // (bounded) so the master is not cut off before it has read everything.
-                _ = try? connection.receive(idle: .after(5))  // A late message or end of stream: the job is over either way.
+                // (bounded) so the master is not cut off before it has read everything. Its
+                // heartbeats keep coming meanwhile: read past them, or closing with them unread
+                // would reset the connection and could discard output the master has not read.
+                let drained = Deadline.after(5)
+                while true {
+                    do { _ = try connection.receive(idle: drained) } catch { break }  // End of stream or the bound: the job is over either way.
+                }
             }
             connection.close()
             if let job {
