@@ -6,8 +6,10 @@ import Testing
 /// Faults injected into a virtual cluster of network namespaces (4 hosts on a bridge, the master
 /// in its own namespace), with the default 5 s node timeout and lease. Each test prints what the
 /// master printed, its exit status and how long detection took (not asserted beyond a generous
-/// bound), and checks that no process or directory of the job is left on any host.
-@Suite(.timeLimit(.minutes(2)), .enabled(if: NamespaceHosts.available, "needs root and iproute2 (network namespaces); skipped"))
+/// bound), and checks that no process or directory of the job is left on any host. Serialized:
+/// the tests block while they wait for faults to be noticed, and run side by side they would hold
+/// the cooperative pool (two threads on a 2-core CI machine) away from every other suite.
+@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: NamespaceHosts.available, "needs root and iproute2 (network namespaces); skipped"))
 struct VirtualClusterTests {
     init() { Signals.ignorePipe() }
 
@@ -108,7 +110,7 @@ struct VirtualClusterTests {
 
     @Test func workerFrozenMidJob_isReportedAsStoppedAnswering() throws {
         try withVirtualCluster { cluster in
-            guard let (master, detected) = try Self.signalMidJob(cluster, worker: 1, SIGSTOP, sleeping: 8, awaiting: "stopped answering")
+            guard let (master, detected) = try Self.signalMidJob(cluster, worker: 1, SIGSTOP, sleeping: 7, awaiting: "stopped answering")
             else { return }
             let run = Self.finish(
                 master, "SIGSTOP a worker mid-job (exec)", detected: detected,
@@ -152,18 +154,18 @@ struct VirtualClusterTests {
 
     @Test func hostCutOffDuringUpload_isReportedAndLeavesNothing() throws {
         try withVirtualCluster { cluster in
-            // 4 Mbit/s towards host 3 makes an 8 MB upload last about 16 s.
+            // 2 Mbit/s towards host 3 makes a 4 MB upload last about 16 s.
             try NamespaceHosts.ip(["-n", cluster.master, "link", "set", "port3", "up"])
             let shaped = TestProcess.run(
                 try TestProcess([
-                    "tc", "-n", cluster.master, "qdisc", "add", "dev", "port3", "root", "tbf", "rate", "4mbit", "burst", "32kb", "latency",
+                    "tc", "-n", cluster.master, "qdisc", "add", "dev", "port3", "root", "tbf", "rate", "2mbit", "burst", "32kb", "latency",
                     "400ms",
                 ]))
             guard shaped.status == 0 else {
                 print("virtual cluster, upload: skipped, tc cannot shape the link: \(shaped.stderr)")
                 return
             }
-            try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 7, count: 8 << 20), mode: 0o644, exclusive: false)
+            try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 7, count: 4 << 20), mode: 0o644, exclusive: false)
             let master = try cluster.startMaster("exec", ["--file", cluster.root.path + "/big.bin", "--", "echo started"])
             // The upload has begun once host 3 has made the job's directory.
             let began = Deadline.after(30)
@@ -172,7 +174,7 @@ struct VirtualClusterTests {
             try cluster.setLink(3, up: false)
             let detected = Self.detection(master, "stopped answering", since: cutAt)
             Self.finish(
-                master, "link down during upload (exec, 8 MB)", detected: detected, says: "node \(cluster.workers[3].peer): stopped answering")
+                master, "link down during upload (exec, 4 MB)", detected: detected, says: "node \(cluster.workers[3].peer): stopped answering")
             // The others had the job ready (or were still receiving it) when it was cancelled.
             Self.expectClean(cluster, [0, 1, 2], marker: "not started")
             Self.expectClean(cluster, [3], marker: "the lease")
