@@ -36,6 +36,8 @@ import Testing
             "jobEnded": Outcome([.finished(keptDirectory: nil, error: nil)], .ended),
             // After launch a failure is kept: the exits and jobEnded that follow are still read.
             "failure": Outcome([], .launched),
+            // The cause is kept; the SIGTERM exits and jobEnded follow.
+            "workerShuttingDown": Outcome([], .launched),
         ],
     ]
 
@@ -53,6 +55,11 @@ import Testing
 
     static func otherwise(_ message: ControlMessage, in state: State) -> Outcome {
         if state == .ended { return Outcome([], .ended) }
+        // The worker's heartbeat changes nothing, in any state (its arrival is what counts).
+        if message == .workerHeartbeat { return Outcome([], state) }
+        if case .workerShuttingDown = message {
+            return Outcome([.finished(keptDirectory: nil, error: "shut down before the job started")], .ended)
+        }
         if case .failure(let reason) = message {
             return Outcome([.finished(keptDirectory: nil, error: "the worker refused the job: \(reason)")], .ended)
         }
@@ -84,6 +91,21 @@ import Testing
         #expect(link.received(.failure("disk full")) == [])
         #expect(link.received(.rankExited(rank: 2, status: .signaled(15), endedByDistr: true)).count == 1)
         #expect(link.received(.jobEnded(keptDirectory: nil)) == [.finished(keptDirectory: nil, error: "the worker failed the job: disk full")])
+    }
+
+    @Test func link_workerShuttingDownDuringTheJob_endsWithThatCause() {
+        var link = Self.link(in: .launched)
+        #expect(link.received(.workerShuttingDown(reason: "SIGTERM")) == [])
+        #expect(link.received(.rankExited(rank: 2, status: .signaled(15), endedByDistr: true)).count == 1)
+        #expect(link.received(.jobEnded(keptDirectory: nil)) == [.finished(keptDirectory: nil, error: "shut down during the job")])
+    }
+
+    @Test(arguments: allStates.filter { $0 != .ended })
+    func link_silentWorker_isReportedAsStoppedAnsweringEvenAfterACancel(_ state: State) {
+        var link = Self.link(in: state)
+        _ = link.deliver(.cancel(reason: "another node failed"))
+        let why = "stopped answering: no heartbeat for 5.0 s"
+        #expect(link.connectionEnded(why, silent: true) == [.finished(keptDirectory: nil, error: why)])
     }
 
     @Test func link_failureAfterLaunchThenLostConnection_reportsTheFailure() {

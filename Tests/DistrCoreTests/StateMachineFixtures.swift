@@ -39,6 +39,9 @@ enum StateMachineFixtures {
         .statusRequest(sentAt: 7),
         .statusReport(statusReport),
         .jobQueued(running: 1, maxJobs: 1, holders: ["10.0.0.9:40000"]),
+        .workerShuttingDown(reason: "SIGTERM"),
+        .heartbeat,
+        .workerHeartbeat,
     ]
 
     static let statusReport = StatusReport(

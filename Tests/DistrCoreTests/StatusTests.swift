@@ -85,6 +85,13 @@ import Testing
         #expect(probe.received(.launch) == [.failed("protocol violation: the worker sent launch instead of a status report")])
     }
 
+    @Test func probe_workerHeartbeatBeforeTheReport_isIgnored() {
+        var probe = StatusProbeProtocol()
+        _ = probe.start(now: 1)
+        #expect(probe.received(.workerHeartbeat) == [])
+        #expect(probe.received(.launch) == [.failed("protocol violation: the worker sent launch instead of a status report")])
+    }
+
     @Test func probe_connectionLost_beforeTheReport() {
         var probe = StatusProbeProtocol()
         #expect(probe.connectionEnded("closed") == [])

@@ -19,6 +19,9 @@ ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len);
 /// Receives up to `len` bytes and at most one descriptor (set to -1 when none came, close-on-exec
 /// when one did). Returns bytes received, 0 at end of stream, or -1.
 ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len);
+/// Bytes received on a socket and not yet read (FIONREAD), or -1.
+int cdistr_pending_bytes(int fd);
+
 /// TCP keepalive with the given idle, interval and probe count.
 int cdistr_set_keepalive(int fd, int idle, int interval, int count);
 

@@ -45,6 +45,9 @@ package enum MasterCommand {
         Options:
           --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
           --connect-timeout S    seconds to reach and authenticate each worker (default 5)
+          --node-timeout S       a node silent this long (no heartbeat: gone, frozen or cut off)
+                                 is reported and the job ended (run) or that node's result
+                                 given up (exec); default 5, at least 2
           --file PATH            ship a file or directory (repeatable); directories keep their layout
           --no-ship-args         run: do not ship the local files named in ARGS
           --env NAME=VALUE       set a variable for every rank (repeatable); DISTR_MPI4PY=0 turns
@@ -135,6 +138,8 @@ package enum MasterCommand {
                     break parsing
                 case .option("-h", _), .option("--help", _): return .help
                 case _ where try parseWhere(token, &scanner, &options, sources: &peerSources): continue
+                case .option("--node-timeout", let inline):
+                    options.nodeTimeout = try scanner.number(of: "--node-timeout", inline: inline, minimum: Liveness.minimumTimeout)
                 case .option("--file", let inline): options.files.append(try scanner.value(of: "--file", inline: inline))
                 case .option("--env", let inline):
                     let value = try scanner.value(of: "--env", inline: inline)

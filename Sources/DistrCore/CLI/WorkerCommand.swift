@@ -1,7 +1,7 @@
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 package enum WorkerCommand {
     package static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--cache-bytes N] [--max-jobs N] [--no-cgroups]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--master-timeout S] [--cache-bytes N] [--max-jobs N] [--no-cgroups]"
 
     package static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -20,6 +20,9 @@ package enum WorkerCommand {
           --handshake-timeout S  time a connecting peer has to finish the whole handshake (default 5)
           --frame-timeout S      time an authenticated peer has to finish a message it has begun,
                                  and a master to send its job once connected (default 30)
+          --master-timeout S     the job's lease: a master silent this long (no heartbeat; gone,
+                                 frozen or cut off) has its job ended and its directory removed
+                                 (default 5, at least 2)
           --cache-bytes N        keep shipped files by digest in WORKDIR/.distr-cache, up to N bytes,
                                  so they are not shipped again (default 1 GiB; 0 turns it off)
           --max-jobs N           run at most N jobs at once; a job over the bound waits for a slot
@@ -45,6 +48,7 @@ package enum WorkerCommand {
         var workDirectory = Environment.value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var limits = Limits()
         var grace = 2.0
+        var masterTimeout = Liveness.defaultTimeout
         var exitWithParent = false
         var useControlGroups = true
         var cacheBytes = 1 << 30
@@ -72,6 +76,8 @@ package enum WorkerCommand {
                     limits.handshakeTimeout = try scanner.number(of: "--handshake-timeout", inline: inline, minimum: 0.01)
                 case .option("--frame-timeout", let inline):
                     limits.frameTimeout = try scanner.number(of: "--frame-timeout", inline: inline, minimum: 0.01)
+                case .option("--master-timeout", let inline):
+                    masterTimeout = try scanner.number(of: "--master-timeout", inline: inline, minimum: Liveness.minimumTimeout)
                 case .option("--exit-with-parent", let inline):
                     try scanner.flag("--exit-with-parent", inline: inline)
                     exitWithParent = true
@@ -113,6 +119,7 @@ package enum WorkerCommand {
         configuration.port = port
         configuration.limits = limits
         configuration.grace = grace
+        configuration.masterTimeout = masterTimeout
         configuration.cacheBytes = cacheBytes
         configuration.useControlGroups = useControlGroups
         configuration.maxJobs = maxJobs

@@ -274,12 +274,14 @@ package final class Launcher: Sendable {
     }
 
     private func connect(_ peer: Peer) throws -> (Connection, String) {
-        try Self.connect(peer, secret: secret, deadline: .after(options.connectTimeout))
+        try Self.connect(peer, secret: secret, deadline: .after(options.connectTimeout), watch: options.nodeTimeout)
     }
 
     /// Connects and authenticates a control connection before `deadline`, retrying a busy worker.
+    /// `watch`: the node timeout of the heartbeats (`Liveness`) for a job's connection; nil for a
+    /// short exchange such as `status`.
     /// - Returns: the connection and the address the worker was reached at.
-    static func connect(_ peer: Peer, secret: [UInt8], deadline: Deadline) throws -> (Connection, String) {
+    static func connect(_ peer: Peer, secret: [UInt8], deadline: Deadline, watch: Double? = nil) throws -> (Connection, String) {
         var pause = 0.01
         while true {
             let fd = try TCPSocket.connect(host: peer.host, port: peer.port, timeout: max(0.001, deadline.remaining))
@@ -288,6 +290,7 @@ package final class Launcher: Sendable {
                 let connection = try Connection.client(
                     fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining),
                     headerOnlyTypes: [ControlMessage.fileDataType])
+                if let watch { connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType) }
                 return (connection, host)
             } catch WireError.busy where deadline.remaining > pause {
                 // Too many connections in their handshake there: another try shortly.
@@ -302,13 +305,35 @@ package final class Launcher: Sendable {
         perform(worker: worker, session: session, session.machine.withLock { $0.start() }, sources: sources)
         while session.machine.withLock({ $0.state }) != .ended {
             let message: ControlMessage
-            do { message = try session.connection.receiveMessage() } catch {
-                perform(worker: worker, session: session, session.machine.withLock { $0.connectionEnded("\(error)") }, sources: sources)
+            do {
+                message = try session.connection.receiveMessage()
+                if message == .workerHeartbeat { continue }
+                if case .workerShuttingDown = message {
+                    note("node \(links[worker].peer.label): shut down during the job" + (failsJob ? "; ending the job on every node" : ""))
+                }
+            } catch {
+                var silent = false
+                if case WireError.silent = error {
+                    // Frozen or cut off: release a sender blocked towards it (a file upload).
+                    session.connection.abort()
+                    silent = true
+                }
+                let actions = session.machine.withLock { $0.connectionEnded("\(error)", silent: silent) }
+                for case .finished(_, let why?) in actions {
+                    note("node \(links[worker].peer.label): \(why)" + (failsJob ? "; ending the job on every node" : ""))
+                }
+                perform(worker: worker, session: session, actions, sources: sources)
                 break
             }
             perform(worker: worker, session: session, session.machine.withLock { $0.received(message) }, sources: sources)
         }
         session.connection.close()
+    }
+
+    /// Whether losing a node ends the job on the others (`run` without `--keep-going`).
+    private var failsJob: Bool {
+        if case .run = options.mode { return !options.keepGoing }
+        return false
     }
 
     private func perform(worker: Int, session: Session, _ actions: [MasterLinkProtocol.Action], sources: [BundleSource]) {

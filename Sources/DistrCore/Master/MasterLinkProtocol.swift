@@ -100,8 +100,15 @@ package struct MasterLinkProtocol: Sendable {
         case (.launched, .jobEnded(let kept)):
             state = .ended
             return [.finished(keptDirectory: kept ?? keptDirectory, error: failedWhileRunning)]
-        case (.ended, _):
+        case (.ended, _), (_, .workerHeartbeat):
+            // A heartbeat's arrival is what counts (see `Liveness`); it changes nothing here.
             return []
+        case (.launched, .workerShuttingDown):
+            // Its ranks' exits (killed by SIGTERM) and jobEnded still follow; this is the cause.
+            failedWhileRunning = "shut down during the job"
+            return []
+        case (_, .workerShuttingDown):
+            return end(error: "shut down before the job started")
         case (.launched, .failure(let reason)):
             // The worker is ending the job; its ranks' exits and jobEnded still follow.
             if failedWhileRunning == nil { failedWhileRunning = "the worker failed the job: \(reason)" }
@@ -113,11 +120,13 @@ package struct MasterLinkProtocol: Sendable {
         }
     }
 
-    /// The connection ended or broke (`reason`), or a file could not be sent.
-    package mutating func connectionEnded(_ reason: String) -> [Action] {
+    /// The connection ended or broke (`reason`), or a file could not be sent. `silent`: the
+    /// worker stopped answering (no heartbeat; see `Liveness`), and `reason` says for how long.
+    package mutating func connectionEnded(_ reason: String, silent: Bool = false) -> [Action] {
         guard state != .ended else { return [] }
         // A worker that was cancelled before it launched closes without a jobEnded.
-        if cancelled && state != .launched { return end(error: nil) }
+        if cancelled && state != .launched && !silent { return end(error: nil) }
+        if silent { return end(error: failedWhileRunning ?? reason) }
         return end(error: failedWhileRunning ?? "connection lost during the job (\(reason))")
     }
 

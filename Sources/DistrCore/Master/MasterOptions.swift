@@ -35,6 +35,8 @@ package struct MasterOptions: Sendable {
     package var peers: PeerSource = .file("peers.txt")
     package var secretFile: String?
     package var connectTimeout: Double = 5
+    /// Seconds a worker may be silent (no heartbeat) before it is given up (see `Liveness`).
+    package var nodeTimeout: Double = Liveness.defaultTimeout
     package var files: [String] = []
     package var environment: [String] = []
     package var timeout: Double?

@@ -29,7 +29,8 @@ package struct StatusProbeProtocol: Sendable {
     }
 
     package mutating func received(_ message: ControlMessage) -> [Action] {
-        guard state == .awaitingReport else { return [] }
+        // The worker's heartbeats run on every control connection; they say nothing here.
+        guard state == .awaitingReport, message != .workerHeartbeat else { return [] }
         state = .ended
         switch message {
         case .statusReport(let report): return [.report(report)]

@@ -198,6 +198,18 @@ package enum TCPSocket {
         _ = cdistr_set_keepalive(fd, 4, 2, 3)
     }
 
+    /// `TCP_USER_TIMEOUT`: data sent but not acknowledged for `seconds` fails the connection
+    /// (the next read or write returns ETIMEDOUT), so a full send buffer towards a peer that
+    /// froze or was cut off cannot block a writer for the minutes TCP retransmits otherwise.
+    package static func setUserTimeout(_ fd: Int32, seconds: Double) {
+        var milliseconds = UInt32(max(1, min(Double(UInt32.max), (seconds * 1000).rounded(.up))))
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &milliseconds, socklen_t(MemoryLayout<UInt32>.size))
+    }
+
+    /// Bytes that have arrived on the socket and are not read yet (0 when it cannot be told).
+    /// The corresponding C call is `ioctl(FIONREAD)`.
+    package static func pendingBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_pending_bytes(fd))) }
+
     /// Sets a receive timeout so that a stalled peer cannot hold a blocking read forever.
     package static func setReceiveTimeout(_ fd: Int32, seconds: Double) {
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))

@@ -15,6 +15,10 @@ package final class Connection: Sendable {
     private let sender: Mutex<FrameSealer>
     private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder, scratch: [UInt8])>
     private let closed = Atomic<Bool>(false)
+    /// Heartbeat bookkeeping once `watch` has been called (nil: the peer may be silent for ever).
+    private let liveness = Mutex<Liveness?>(nil)
+    /// Opened by `close` or `abort`: the heartbeat thread stops.
+    private let ended = Latch()
 
     init(fd: Int32, peer: String, keys: SessionKeys, maxPayload: Int, headerOnlyTypes: Set<UInt8>, frameTimeout: Double) {
         self.fd = fd
@@ -30,9 +34,52 @@ package final class Connection: Sendable {
 
     /// Closes the socket once; later sends and receives fail.
     package func close() {
+        ended.open()
         if !closed.exchange(true, ordering: .acquiringAndReleasing) {
             try? Socket.shutdown(fd, .both)  // Wakes a blocked reader; ENOTCONN: the peer has gone already.
             FD.close(fd)
+        }
+    }
+
+    /// Breaks the connection without releasing the descriptor: threads blocked reading or
+    /// writing it return at once (with an error or end of stream). `close` still follows.
+    package func abort() {
+        ended.open()
+        if !closed.load(ordering: .acquiring) {
+            try? Socket.shutdown(fd, .both)  // ENOTCONN: already broken, which is what abort wants.
+        }
+    }
+
+    /// Watches the peer: from now on `receive` fails with `WireError.silent` when nothing
+    /// arrives for `timeout` seconds, unacknowledged data fails the socket in that time
+    /// (`TCP_USER_TIMEOUT`), and a thread sends a `heartbeatType` frame every `Liveness.interval`
+    /// and breaks the connection (`abort`) when the peer has been silent too long, so that a
+    /// thread blocked writing to a frozen peer is released even when no one is reading.
+    package func watch(timeout: Double, heartbeatType: UInt8) {
+        TCPSocket.setUserTimeout(fd, seconds: timeout)
+        liveness.withLock { $0 = Liveness(timeout: timeout, now: Clock.now) }
+        Threads.start(name: "distr-heartbeat") { [self] in
+            while true {
+                let pending = TCPSocket.pendingBytes(fd)
+                guard
+                    let verdict = liveness.withLock({ state -> Liveness.Verdict? in
+                        state?.observe(pendingBytes: pending, at: Clock.now)
+                        return state?.check(at: Clock.now)
+                    })
+                else { return }
+                switch verdict {
+                case .wait(let until):
+                    if ended.wait(until: Deadline(instant: until)) { return }
+                case .sendHeartbeat:
+                    // Noted before the write: a write blocked on a full buffer is not retried
+                    // at every check. A failed write is seen by the reading thread.
+                    liveness.withLock { $0?.sent(at: Clock.now) }
+                    do { try send(type: heartbeatType, payload: []) } catch { return }
+                case .expired:
+                    abort()
+                    return
+                }
+            }
         }
     }
 
@@ -67,18 +114,36 @@ package final class Connection: Sendable {
                     return (frame.type, frame.payload)
                 }
                 if state.decoder.bufferedBytes > 0 && frameDeadline == nil { frameDeadline = .after(frameTimeout) }
-                let deadline = frameDeadline ?? idle
-                guard try FD.waitReadable(fd, until: deadline) else {
+                let watched = liveness.withLock { $0 }
+                let deadline = min(frameDeadline ?? idle, watched.map { Deadline(instant: $0.deadline) } ?? .never)
+                let readable: Bool
+                do { readable = try FD.waitReadable(fd, until: deadline) } catch {
+                    throw silence(at: Clock.now) ?? error
+                }
+                guard readable else {
+                    if let silent = silence(at: Clock.now) { throw silent }
                     throw WireError.stalled(
                         frameDeadline == nil
                             ? "no message within the time allowed"
                             : "a frame was not completed within \(frameTimeout) s")
                 }
-                let n = try FD.read(fd, into: &state.scratch)
-                if n == 0 { throw WireError.closed }
+                let n: Int
+                do { n = try FD.read(fd, into: &state.scratch) } catch {
+                    // ETIMEDOUT (TCP_USER_TIMEOUT) or a reset after the peer went quiet.
+                    throw silence(at: Clock.now) ?? error
+                }
+                if n == 0 { throw silence(at: Clock.now) ?? WireError.closed }
+                liveness.withLock { $0?.heard(at: Clock.now) }
                 state.scratch.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             }
         }
+    }
+
+    /// `WireError.silent` when the watched peer has been quiet for its timeout (the heartbeat
+    /// thread may have broken the connection for that reason); nil otherwise.
+    private func silence(at now: Double) -> WireError? {
+        guard let watched = liveness.withLock({ $0 }), case .expired(let seconds) = watched.check(at: now) else { return nil }
+        return .silent(seconds: seconds)
     }
 
     /// The one-time pad that wraps a job key for this session and job: HMAC-SHA256 under the

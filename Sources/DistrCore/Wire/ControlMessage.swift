@@ -116,6 +116,8 @@ package enum ControlMessage: Sendable, Equatable {
     case statusRequest(sentAt: UInt64)
     /// The next bytes of the master's stdin for `rank`; empty bytes: end of input.
     case stdinData(rank: Int, bytes: [UInt8])
+    /// "Still here" (master → worker, type 9; see `Liveness`).
+    case heartbeat
     // worker → master
     /// The job is unpacked in `directory` and known to rank connections; waiting for `launch`.
     case jobReady(directory: String)
@@ -130,8 +132,14 @@ package enum ControlMessage: Sendable, Equatable {
     /// After jobStart: the worker runs `running` jobs already (its bound is `maxJobs`, started
     /// by the masters at `holders`); this one waits for a slot, then goes on as usual.
     case jobQueued(running: Int, maxJobs: Int, holders: [String])
+    /// "Still here" (worker → master, type 18).
+    case workerHeartbeat
+    /// The worker is shutting down (SIGTERM) and ends this job; its ranks' exits follow.
+    case workerShuttingDown(reason: String)
 
     package static let fileDataType: UInt8 = 2
+    package static let heartbeatType: UInt8 = 9
+    package static let workerHeartbeatType: UInt8 = 18
 
     package var type: UInt8 {
         switch self {
@@ -142,6 +150,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .launch: 5
         case .statusRequest: 6
         case .stdinData: 7
+        case .heartbeat: Self.heartbeatType
         case .jobReady: 10
         case .output: 11
         case .rankExited: 12
@@ -150,6 +159,8 @@ package enum ControlMessage: Sendable, Equatable {
         case .filesNeeded: 15
         case .statusReport: 16
         case .jobQueued: 17
+        case .workerHeartbeat: Self.workerHeartbeatType
+        case .workerShuttingDown: 19
         }
     }
 
@@ -187,7 +198,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .peerExited(let rank, let status):
             w.int(rank)
             w.u32(UInt32(bitPattern: status))
-        case .launch: break
+        case .launch, .heartbeat, .workerHeartbeat: break
         case .statusRequest(let sentAt): w.u64(sentAt)
         case .statusReport(let report): report.encode(into: &w)
         case .jobQueued(let running, let maxJobs, let holders):
@@ -197,6 +208,7 @@ package enum ControlMessage: Sendable, Equatable {
         case .stdinData(let rank, let bytes):
             w.int(rank)
             w.raw(bytes)
+        case .workerShuttingDown(let reason): w.string(reason)
         case .jobReady(let directory): w.string(directory)
         case .output(let rank, let stream, let timestamp, let bytes):
             w.int(rank)
@@ -273,6 +285,9 @@ package enum ControlMessage: Sendable, Equatable {
         case 7:
             let rank = try r.int()
             return .stdinData(rank: rank, bytes: try r.raw(r.remaining))
+        case heartbeatType: message = .heartbeat
+        case workerHeartbeatType: message = .workerHeartbeat
+        case 19: message = .workerShuttingDown(reason: try r.string())
         case 10: message = .jobReady(directory: try r.string())
         case 11:
             let rank = try r.int()

@@ -13,6 +13,8 @@ package enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case busy
     /// The peer stopped in the middle of a frame or a handshake for longer than allowed.
     case stalled(String)
+    /// Nothing at all arrived from the peer for this many seconds (see `Liveness`).
+    case silent(seconds: Double)
 
     package var description: String {
         switch self {
@@ -29,6 +31,7 @@ package enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .busy:
             "the worker is busy: too many connections are in their handshake (from this address, or in all); try again, and look for clients that connect without finishing"
         case .stalled(let what): "the peer stalled: \(what)"
+        case .silent(let seconds): "stopped answering: \(Liveness.describeSilence(seconds))"
         }
     }
 }

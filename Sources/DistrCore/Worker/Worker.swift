@@ -9,6 +9,8 @@ package struct WorkerConfiguration: Sendable {
     package var limits = Limits()
     /// Seconds between SIGTERM and SIGKILL when a job is ended.
     package var grace: Double = 2
+    /// The lease: seconds the master may be silent (no heartbeat) before its job is ended.
+    package var masterTimeout: Double = Liveness.defaultTimeout
     /// Bytes of shipped files kept by digest for later jobs (0: no cache).
     package var cacheBytes = 1 << 30
     /// Track jobs' processes with a cgroup per job where one can be made.
@@ -255,6 +257,7 @@ package final class Worker: Sendable {
             log("connection from \(peer) lost before it started: \(error)")
             return
         }
+        connection.watch(timeout: configuration.masterTimeout, heartbeatType: ControlMessage.workerHeartbeatType)
         let session = ControlSession(worker: self, connection: connection, masterHost: TCPSocket.peerAddress(fd)?.host ?? "")
         session.run()
     }
@@ -280,19 +283,25 @@ package final class Worker: Sendable {
         }
 
         func run() {
+            // A master has a bounded time to describe its job (heartbeats do not extend it); a
+            // running job may be quiet for as long as it runs, while the master's heartbeats
+            // arrive (the lease, see `Liveness`).
+            let jobDeadline = Deadline.after(worker.configuration.limits.frameTimeout)
             while true {
                 let state = machine.withLock { $0.state }
                 if state == .ended { break }
                 let message: ControlMessage
                 do {
-                    // A master has a bounded time to describe its job; a running job may be
-                    // silent for as long as it runs (the frame deadline still applies).
-                    let idle: Deadline =
-                        state == .awaitingJob ? .after(worker.configuration.limits.frameTimeout) : .never
-                    message = try connection.receiveMessage(idle: idle)
+                    message = try connection.receiveMessage(idle: state == .awaitingJob ? jobDeadline : .never)
+                    if message == .heartbeat { continue }
                 } catch {
                     let closed = error as? WireError == .closed
-                    if !closed {
+                    if case WireError.silent = error {
+                        // The master is gone, frozen or cut off: writers blocked towards it are
+                        // released, and no one is left to tell.
+                        connection.abort()
+                        worker.log("job from \(connection.peer): the master \(error); ending the job (the lease)")
+                    } else if !closed {
                         // Tell the master why before letting go; it may be gone already.
                         connection.sendIfConnected(.failure("\(error)"))
                     }
@@ -308,8 +317,13 @@ package final class Worker: Sendable {
                     worker.log("job \(job.spec.jobID): ranks still running \(bound) s after the end was requested")
                 }
                 // The master reads jobEnded, then end of stream, and closes: wait for that
-                // (bounded) so the master is not cut off before it has read everything.
-                _ = try? connection.receive(idle: .after(5))  // A late message or end of stream: the job is over either way.
+                // (bounded) so the master is not cut off before it has read everything. Its
+                // heartbeats keep coming meanwhile: read past them, or closing with them unread
+                // would reset the connection and could discard output the master has not read.
+                let drained = Deadline.after(5)
+                while true {
+                    do { _ = try connection.receive(idle: drained) } catch { break }  // End of stream or the bound: the job is over either way.
+                }
             }
             connection.close()
             worker.releaseSlot(id: slotRequest)
@@ -583,6 +597,9 @@ package final class Worker: Sendable {
         acceptLoopDone.wait()
         FD.close(listener)
         let running = jobs.withLock { Array($0.values) }
+        // Each master hears why before its ranks' exits arrive (a write bounded by TCP_USER_TIMEOUT
+        // and the heartbeat thread when the master is gone).
+        for job in running { job.connection.sendIfConnected(.workerShuttingDown(reason: "the worker is shutting down")) }
         for job in running { job.cancel(reason: "the worker is shutting down") }
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }

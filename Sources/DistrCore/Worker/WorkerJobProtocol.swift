@@ -79,7 +79,8 @@ package struct WorkerJobProtocol: Sendable {
             }
             if bytes.isEmpty { stdinEnded.insert(rank) }
             return [.writeStdin(rank: rank, bytes: bytes)]
-        case (.ending, .cancel), (.ending, .stdinData), (.ended, _):
+        case (.ending, .cancel), (.ending, .stdinData), (.ended, _), (_, .heartbeat):
+            // A heartbeat's arrival is what counts (see `Liveness`); it changes nothing here.
             return []
         default:
             return violation("unexpected \(message.name) while \(state)")
@@ -166,6 +167,9 @@ extension ControlMessage {
         case .statusRequest: "statusRequest"
         case .statusReport: "statusReport"
         case .jobQueued: "jobQueued"
+        case .heartbeat: "heartbeat"
+        case .workerHeartbeat: "workerHeartbeat"
+        case .workerShuttingDown: "workerShuttingDown"
         }
     }
 }
