@@ -42,7 +42,8 @@ import Testing
             let skipped = run.stderr.split(separator: "\n").filter { $0.contains("skipping") }
             #expect(skipped.count == 1, "\(run.stderr)")
             #expect(
-                skipped.first?.hasPrefix("distr: skipping 1 unreachable node(s) of 3: node 127.0.0.1:\(dead): connection refused") == true, "\(run.stderr)")
+                skipped.first?.hasPrefix("distr: skipping 1 unreachable node(s) of 3: node 127.0.0.1:\(dead): connection refused") == true,
+                "\(run.stderr)")
             #expect(run.stderr.contains("2 rank(s) on 2 node(s): 2 ok"), "\(run.stderr)")
 
             // Without the flag the same list fails, nothing started.
