@@ -194,6 +194,28 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
             }
         }
     }
+
+    /// Two drains can race on one connection (a receiving task and the progress thread): after a
+    /// malformed header, every later read must still report the failure. A plain end of stream
+    /// there lost the error, and the receive waiting for that rank hung (seen 5 in 40 runs).
+    @Test func streamReader_keepsReportingTheFailureAfterAMalformedHeader() throws {
+        let (mine, theirs) = try UnixSocket.pair()
+        defer {
+            FD.close(mine)
+            FD.close(theirs)
+        }
+        FD.setNonblocking(theirs)
+        let bad = header(encoding: 9, length: 0)
+        try bad.withUnsafeBytes { try UnixSocket.send(mine, $0) }
+        var reader = FrameStreamReader(fd: theirs, decoder: RankFrameDecoder(source: 3))
+        for attempt in 0..<3 {
+            guard case .failed(let error) = reader.next() else {
+                Issue.record("read \(attempt) after the bad header is not a failure")
+                return
+            }
+            #expect("\(error)".contains("rank 3 sent a malformed message header"), "\(error)")
+        }
+    }
 }
 
 /// A small deterministic generator for tests.

@@ -73,6 +73,9 @@ struct FrameStreamReader {
     let fd: Int32
     private var decoder: RankFrameDecoder
     private var ended = false
+    /// Why the sender was cut off, kept: a second drain racing the first must see the same
+    /// failure, not a plain end of stream (which would lose the error and leave its waiters waiting).
+    private var failure: NodeError?
     /// Bytes taken from the socket so far (lets a reader see whether data is still flowing).
     private(set) var bytesRead = 0
 
@@ -82,10 +85,12 @@ struct FrameStreamReader {
     }
 
     mutating func next() -> Step {
+        if let failure { return .failed(failure) }
         while !ended {
             let step: RankFrameDecoder.Step
             do { step = try decoder.next() } catch {
                 ended = true
+                failure = error
                 return .failed(error)
             }
             let descriptor = fd
