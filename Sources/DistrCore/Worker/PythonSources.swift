@@ -1260,6 +1260,8 @@ _KIND_MESSAGE = 1
 _KIND_GOODBYE = 2
 #: Element sizes of the numeric-array element codes (docs/messages.md §3).
 ELEMENT_SIZES = {1: 8, 2: 4, 3: 8, 4: 8, 5: 4, 6: 2, 7: 1, 8: 8, 9: 8, 10: 4, 11: 2, 12: 1}
+# The handshake version of docs/protocol.md (Handshake.version in Swift).
+PROTOCOL_VERSION = 3
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
 _BUFFER_SIZE = 256 * 1024
 #: Payload still due of at least this many bytes is read straight into its final buffer.
@@ -2064,7 +2066,7 @@ class Transport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             context = _string(self.job_id) + struct.pack(">qq", self.id, dest)
             nonce = os.urandom(32)
-            sock.sendall(b"DSTR" + struct.pack(">HB", 2, 2) + nonce + struct.pack(">H", len(context)) + context)
+            sock.sendall(b"DSTR" + struct.pack(">HB", PROTOCOL_VERSION, 2) + nonce + struct.pack(">H", len(context)) + context)
             reply = _read_exact(sock, 71)
             if reply is None or reply[:4] != b"DSTR":
                 raise DistrError("cannot connect to rank %d via %s: the worker did not answer the handshake" % (dest, label))
