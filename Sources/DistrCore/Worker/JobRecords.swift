@@ -64,7 +64,12 @@ final class JobRecords: Sendable {
         try FileIO.rename(temporary, to: path(record.jobID))
     }
 
-    func remove(_ jobID: String) { FileIO.unlink(path(jobID)) }
+    /// Removes a record, and a rewrite of it that its worker died in the middle of (the part
+    /// would otherwise outlive the job).
+    func remove(_ jobID: String) {
+        FileIO.unlink(path(jobID))
+        FileIO.unlink(directory + "/.part-" + jobID)
+    }
 
     /// Every record, with the file it came from (nil record: unreadable or malformed).
     func all() -> [(file: String, record: JobRecord?)] {
