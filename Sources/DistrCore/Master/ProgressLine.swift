@@ -39,8 +39,7 @@ package final class ProgressLine: Sendable {
             while !stopped.wait(until: .after(interval)) {
                 let line = Self.erase + Self.text(self.counts(), elapsed: Clock.now - start)
                 drawn.withLock { drawn in
-                    // stderr can no longer be written: the line is simply not shown.
-                    try? FD.writeAll(fd, Array(line.utf8))
+                    try? FD.writeAll(fd, Array(line.utf8))  // stderr can no longer be written: the line is not shown.
                     drawn = true
                 }
             }
@@ -56,8 +55,7 @@ package final class ProgressLine: Sendable {
                 try? FD.writeAll(fd, Array(Self.erase.utf8))  // stderr can no longer be written: nothing else to do.
                 drawn = false
             }
-            // The reader has gone (as `head` does): dropped, as the printer does.
-            if !bytes.isEmpty { try? FD.writeAll(target ?? fd, bytes) }
+            if !bytes.isEmpty { try? FD.writeAll(target ?? fd, bytes) }  // The reader has gone (as `head` does): dropped, as the printer does.
         }
     }
 
