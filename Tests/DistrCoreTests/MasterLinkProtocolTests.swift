@@ -272,4 +272,16 @@ import Testing
         _ = link.received(.jobEnded(keptDirectory: nil))
         #expect(link.deliver(input).isEmpty)
     }
+
+    /// A file upload in progress asks `isCancelled` before each frame: it turns true with the
+    /// cancel, in every state before launch, and stays false for any other message.
+    @Test(arguments: beforeLaunch)
+    func cancelStopsAnUpload(state: State) {
+        var link = Self.link(in: state)
+        _ = link.deliver(.peerExited(rank: 0, status: 1))
+        _ = link.deliver(.stdinData(rank: 2, bytes: [1]))
+        #expect(!link.isCancelled)
+        _ = link.deliver(.cancel(reason: "node 1 stopped answering"))
+        #expect(link.isCancelled)
+    }
 }

@@ -188,6 +188,45 @@ struct VirtualClusterTests {
         }
     }
 
+    /// `run` loses a host during the upload: the uploads to the other hosts stop at the cancel
+    /// instead of running to their end first. Every link is shaped so that each upload lasts
+    /// about 16 s, far longer than detection (5 s): a finished upload would leave the file in
+    /// that worker's cache.
+    @Test func hostCutOffDuringUpload_run_stopsTheOtherUploads() async throws {
+        try await Self.onCluster { cluster in
+            for port in 0..<4 {
+                try NamespaceHosts.ip(["-n", cluster.master, "link", "set", "port\(port)", "up"])
+                let shaped = TestProcess.run(
+                    try TestProcess([
+                        "tc", "-n", cluster.master, "qdisc", "add", "dev", "port\(port)", "root", "tbf", "rate", "2mbit", "burst", "32kb",
+                        "latency", "400ms",
+                    ]))
+                guard shaped.status == 0 else {
+                    print("virtual cluster, upload (run): skipped, tc cannot shape the link: \(shaped.stderr)")
+                    return
+                }
+            }
+            try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 9, count: 4 << 20), mode: 0o644, exclusive: false)
+            let master = try cluster.startMaster("run", ["--file", cluster.root.path + "/big.bin", "--", "/bin/true"])
+            let began = Deadline.after(30)
+            while cluster.leftovers(3).isEmpty && !began.hasPassed { Deadline.pause(0.01) }
+            let cutAt = Clock.now
+            try cluster.setLink(3, up: false)
+            let detected = Self.detection(master, "stopped answering", since: cutAt)
+            let run = Self.finish(
+                master, "link down during upload (run, 4 MB to each host)", detected: detected,
+                says: "node \(cluster.workers[3].peer): stopped answering")
+            #expect(run.stderr.contains("ending the job on every node"), "\(run.stderr)")
+            Self.expectClean(cluster, [0, 1, 2], marker: "not started")
+            for index in 0..<3 {
+                let cache = cluster.root.path + "/work\(index)/.distr-cache"
+                let cached = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.count == 64 }  // None made: empty.
+                #expect(cached.isEmpty, "host \(index) received the whole file although the job was cancelled: \(cached)")
+            }
+            Self.expectClean(cluster, [3], marker: "the lease")
+        }
+    }
+
     @Test func workerShutDownMidJob_isReportedAsSuch() async throws {
         try await Self.onCluster { cluster in
             guard

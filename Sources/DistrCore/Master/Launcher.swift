@@ -290,7 +290,11 @@ package final class Launcher: Sendable {
                 let connection = try Connection.client(
                     fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining),
                     headerOnlyTypes: [ControlMessage.fileDataType])
-                if let watch { connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType) }
+                if let watch {
+                    connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType)
+                    // File data must not pile up unsent in the kernel: a cancel would wait behind it.
+                    TCPSocket.setUnsentLimit(fd, bytes: 256 << 10)
+                }
                 return (connection, host)
             } catch WireError.busy where deadline.remaining > pause {
                 // Too many connections in their handshake there: another try shortly.
@@ -343,7 +347,10 @@ package final class Launcher: Sendable {
                 // A broken connection shows up in the reading loop, which ends this worker.
                 session.connection.sendIfConnected(message)
             case .sendFiles(let indices):
-                do { try sendFiles(indices.map { sources[$0] }, over: session.connection) } catch {
+                // A cancel (this node lost, or another) stops the upload at the next frame: the
+                // cancel is sent under the machine's lock, so it also never waits behind the rest.
+                let stop = { session.machine.withLock { $0.isCancelled } }
+                do { try sendFiles(indices.map { sources[$0] }, over: session.connection, until: stop) } catch {
                     let reason = "\(error)"
                     perform(worker: worker, session: session, session.machine.withLock { $0.deliver(.cancel(reason: reason)) }, sources: sources)
                     perform(worker: worker, session: session, session.machine.withLock { $0.failedLocally(reason) }, sources: sources)
@@ -423,13 +430,16 @@ package final class Launcher: Sendable {
         }
     }
 
-    private func sendFiles(_ sources: [BundleSource], over connection: Connection) throws(ShippingError) {
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Streams the files' bytes in frames of 256 KiB (what a cancel may wait behind), until they are all sent or `stopped` says the
+    /// job was cancelled (checked before each frame).
+    private func sendFiles(_ sources: [BundleSource], over connection: Connection, until stopped: () -> Bool) throws(ShippingError) {
+        var buffer = [UInt8](repeating: 0, count: 256 << 10)
         for source in sources {
             let file: FileDescriptor
             do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
             var left = source.entry.size
             while left > 0 {
+                if stopped() { return }
                 let n: Int
                 do { n = try file.read(into: &buffer) } catch { throw .cannotRead(source.localPath, error) }
                 if n == 0 { throw .changed(source.localPath) }

@@ -45,6 +45,9 @@ package struct MasterLinkProtocol: Sendable {
 
     package init(spec: JobSpec) { self.spec = spec }
 
+    /// Whether a cancel was delivered: a file upload in progress stops.
+    package var isCancelled: Bool { cancelled }
+
     /// Sends the job description (and whatever was held for after it).
     package mutating func start() -> [Action] {
         guard state == .idle else { return [] }

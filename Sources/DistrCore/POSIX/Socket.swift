@@ -206,6 +206,15 @@ package enum TCPSocket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_USER_TIMEOUT, &milliseconds, socklen_t(MemoryLayout<UInt32>.size))
     }
 
+    /// `TCP_NOTSENT_LOWAT`: a write blocks while more than `bytes` of it wait in the kernel
+    /// unsent. Bytes in flight are not counted, so throughput is kept, but a message written
+    /// after a bulk transfer (a cancel after file data) queues behind at most `bytes`, not
+    /// behind the megabytes of an autotuned send buffer draining over a slow link.
+    package static func setUnsentLimit(_ fd: Int32, bytes: Int) {
+        var value = UInt32(clamping: max(1, bytes))
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NOTSENT_LOWAT, &value, socklen_t(MemoryLayout<UInt32>.size))
+    }
+
     /// Bytes that have arrived on the socket and are not read yet (0 when it cannot be told).
     /// The corresponding C call is `ioctl(FIONREAD)`.
     package static func pendingBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_pending_bytes(fd))) }
