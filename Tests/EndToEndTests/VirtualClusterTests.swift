@@ -159,27 +159,41 @@ struct VirtualClusterTests {
         }
     }
 
-    @Test func hostCutOffDuringUpload_isReportedAndLeavesNothing() async throws {
-        try await Self.onCluster { cluster in
-            // 2 Mbit/s towards host 3 makes a 4 MB upload last about 16 s.
-            try NamespaceHosts.ip(["-n", cluster.master, "link", "set", "port3", "up"])
+    /// Limits the master's links towards `ports` to 2 Mbit/s, so that a 4 MB upload lasts about
+    /// 16 s. False (with a message) where tc cannot shape.
+    static func shape(_ cluster: VirtualCluster, ports: [Int]) throws -> Bool {
+        for port in ports {
+            try NamespaceHosts.ip(["-n", cluster.master, "link", "set", "port\(port)", "up"])
             let shaped = TestProcess.run(
                 try TestProcess([
-                    "tc", "-n", cluster.master, "qdisc", "add", "dev", "port3", "root", "tbf", "rate", "2mbit", "burst", "32kb", "latency",
-                    "400ms",
+                    "tc", "-n", cluster.master, "qdisc", "add", "dev", "port\(port)", "root", "tbf", "rate", "2mbit", "burst", "32kb",
+                    "latency", "400ms",
                 ]))
             guard shaped.status == 0 else {
                 print("virtual cluster, upload: skipped, tc cannot shape the link: \(shaped.stderr)")
-                return
+                return false
             }
-            try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 7, count: 4 << 20), mode: 0o644, exclusive: false)
-            let master = try cluster.startMaster("exec", ["--file", cluster.root.path + "/big.bin", "--", "echo started"])
-            // The upload has begun once host 3 has made the job's directory.
-            let began = Deadline.after(30)
-            while cluster.leftovers(3).isEmpty && !began.hasPassed { Deadline.pause(0.01) }
-            let cutAt = Clock.now
-            try cluster.setLink(3, up: false)
-            let detected = Self.detection(master, "stopped answering", since: cutAt)
+        }
+        return true
+    }
+
+    /// Ships a 4 MB file with `subcommand` and takes host 3's link down once its upload has begun
+    /// (host 3 has made the job's directory). Returns the master and how long detection took.
+    static func cutHost3DuringUpload(_ cluster: VirtualCluster, _ subcommand: String, _ command: String) throws -> (TestProcess, Double?) {
+        try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 7, count: 4 << 20), mode: 0o644, exclusive: false)
+        let master = try cluster.startMaster(subcommand, ["--file", cluster.root.path + "/big.bin", "--", command])
+        let began = Deadline.after(30)
+        while cluster.leftovers(3).isEmpty && !began.hasPassed { Deadline.pause(0.01) }
+        let cutAt = Clock.now
+        try cluster.setLink(3, up: false)
+        return (master, Self.detection(master, "stopped answering", since: cutAt))
+    }
+
+    @Test func hostCutOffDuringUpload_isReportedAndLeavesNothing() async throws {
+        try await Self.onCluster { cluster in
+            // 2 Mbit/s towards host 3 makes a 4 MB upload last about 16 s.
+            guard try Self.shape(cluster, ports: [3]) else { return }
+            let (master, detected) = try Self.cutHost3DuringUpload(cluster, "exec", "echo started")
             Self.finish(
                 master, "link down during upload (exec, 4 MB)", detected: detected, says: "node \(cluster.workers[3].peer): stopped answering")
             // The others had the job ready (or were still receiving it) when it was cancelled.
@@ -194,25 +208,8 @@ struct VirtualClusterTests {
     /// that worker's cache.
     @Test func hostCutOffDuringUpload_run_stopsTheOtherUploads() async throws {
         try await Self.onCluster { cluster in
-            for port in 0..<4 {
-                try NamespaceHosts.ip(["-n", cluster.master, "link", "set", "port\(port)", "up"])
-                let shaped = TestProcess.run(
-                    try TestProcess([
-                        "tc", "-n", cluster.master, "qdisc", "add", "dev", "port\(port)", "root", "tbf", "rate", "2mbit", "burst", "32kb",
-                        "latency", "400ms",
-                    ]))
-                guard shaped.status == 0 else {
-                    print("virtual cluster, upload (run): skipped, tc cannot shape the link: \(shaped.stderr)")
-                    return
-                }
-            }
-            try FileIO.write(cluster.root.path + "/big.bin", [UInt8](repeating: 9, count: 4 << 20), mode: 0o644, exclusive: false)
-            let master = try cluster.startMaster("run", ["--file", cluster.root.path + "/big.bin", "--", "/bin/true"])
-            let began = Deadline.after(30)
-            while cluster.leftovers(3).isEmpty && !began.hasPassed { Deadline.pause(0.01) }
-            let cutAt = Clock.now
-            try cluster.setLink(3, up: false)
-            let detected = Self.detection(master, "stopped answering", since: cutAt)
+            guard try Self.shape(cluster, ports: [0, 1, 2, 3]) else { return }
+            let (master, detected) = try Self.cutHost3DuringUpload(cluster, "run", "/bin/true")
             let run = Self.finish(
                 master, "link down during upload (run, 4 MB to each host)", detected: detected,
                 says: "node \(cluster.workers[3].peer): stopped answering")
