@@ -33,10 +33,15 @@ import Testing
         try withTestCluster(workers: 2) { cluster in
             let dead = try deadPort()
             let hosts = "\(cluster.workers[0].peer),127.0.0.1:\(dead),\(cluster.workers[1].peer)"
+            let outputs = cluster.root.path + "/outputs"
             let run = try TestProcess.master([
-                "exec", "--hosts", hosts, "--secret-file", cluster.secretFile, "--connect-timeout", "2", "--skip-unreachable", "--",
-                "echo node $DISTR_NODE_ID of $DISTR_N_NODE",
+                "exec", "--hosts", hosts, "--secret-file", cluster.secretFile, "--connect-timeout", "2", "--skip-unreachable",
+                "--output-dir", outputs, "--", "echo node $DISTR_NODE_ID of $DISTR_N_NODE",
             ])
+            // The files of the ranks that ran, none for the rank planned on the skipped node.
+            let files = try FileManager.default.contentsOfDirectory(atPath: outputs).sorted()
+            #expect(files == ["0.err", "0.out", "1.err", "1.out"])
+            #expect(try String(contentsOfFile: outputs + "/1.out", encoding: .utf8) == "node 1 of 2\n")
             #expect(run.status == 0, "\(run.stderr)")
             #expect(run.stdout.contains("[0] node 0 of 2\n") && run.stdout.contains("[1] node 1 of 2\n"), "\(run.stdout)")
             let skipped = run.stderr.split(separator: "\n").filter { $0.contains("skipping") }

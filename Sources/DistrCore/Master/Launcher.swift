@@ -164,6 +164,7 @@ package final class Launcher: Sendable {
             }
             reached = Dictionary(uniqueKeysWithValues: kept.enumerated().compactMap { new, link in reached[link.index].map { (new, $0) } })
             failures = [:]
+            printer.files?.discard(ranks: rankCount..<self.rankCount)
         }
         if !failures.isEmpty {
             for (_, why) in failures.sorted(by: { $0.key < $1.key }) { note(why) }

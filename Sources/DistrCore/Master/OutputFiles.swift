@@ -70,6 +70,20 @@ package final class OutputFiles: Sendable {
         }
     }
 
+    /// Closes and removes the files of `ranks`, which did not run (`--skip-unreachable` runs
+    /// fewer ranks than were planned).
+    package func discard(ranks: Range<Int>) {
+        let dropped = files.withLock { table in ranks.compactMap { table.removeValue(forKey: $0) } }
+        for (out, err) in dropped {
+            FD.close(out)
+            FD.close(err)
+        }
+        for rank in ranks {
+            FileIO.unlink("\(directory)/\(rank).out")
+            FileIO.unlink("\(directory)/\(rank).err")
+        }
+    }
+
     /// Closes every file; returns what went wrong while writing them, one line each.
     @discardableResult
     package func close() -> [String] {
