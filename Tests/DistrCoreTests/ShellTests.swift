@@ -59,6 +59,22 @@ import Testing
     }
 }
 
+extension ShellReportTests {
+    @Test func status_isExecsRule_forOneLine() {
+        let ok = JobCapture.Rank(output: [], status: .exited(0))
+        let three = JobCapture.Rank(output: [], status: .exited(3))
+        let killed = JobCapture.Rank(output: [], status: .signaled(9))
+        let lost = JobCapture.Rank(output: [], status: .exited(0), workerError: "connection reset")
+        let notStarted = JobCapture.Rank()
+        #expect(ShellReport.status([(0, ok), (1, ok)], skipped: false, interrupted: false) == 0)
+        #expect(ShellReport.status([(0, three), (1, killed), (2, ok)], skipped: false, interrupted: false) == 137)
+        #expect(ShellReport.status([(0, three), (1, lost)], skipped: false, interrupted: false) == 69)
+        #expect(ShellReport.status([(0, ok), (1, notStarted)], skipped: false, interrupted: false) == 69)
+        #expect(ShellReport.status([(0, ok)], skipped: true, interrupted: false) == 69)
+        #expect(ShellReport.status([(0, three)], skipped: true, interrupted: true) == 130)
+    }
+}
+
 @Suite struct LineEditorTests {
     private func keys(_ text: String) -> [UInt8] { Array(text.utf8) }
 

@@ -55,6 +55,22 @@ import Testing
         }
     }
 
+    /// As `sh` does, the shell leaves with its last line's status: the highest exit code of the
+    /// nodes, 64 after a line it did not understand, and `exit` keeps it.
+    @Test func shell_exitStatus_isTheLastLines() throws {
+        try withTestCluster(workers: 2) { cluster in
+            for (script, expected) in [
+                ("@1 exit 4\n", Int32(4)), ("echo x; exit $DISTR_NODE_ID\nexit\n", 1), ("@1 exit 4\necho ok\n", 0), ("true\n@9 echo\n", 64),
+                ("", 0),
+            ] {
+                let session = try Session(cluster)
+                try session.send(script)
+                let run = session.finish()
+                #expect(run.status == expected, "\(script.debugDescription): stdout \(run.stdout) stderr \(run.stderr)")
+            }
+        }
+    }
+
     @Test func shell_badSelectors_areReportedAndTheShellGoesOn() throws {
         try withTestCluster(workers: 2) { cluster in
             let session = try Session(cluster)

@@ -41,7 +41,9 @@ package final class RemoteShell: Sendable {
 
     private func note(_ text: String) { write(errorFD, Array("distr: \(text)\n".utf8)) }
 
-    /// Reads and runs lines until end of input or `exit`. Returns 0.
+    /// Reads and runs lines until end of input or `exit`.
+    /// - Returns: the status of the last line, as a POSIX shell does: the last command's (see
+    ///   `ShellReport.status`), 64 when the last line was not understood, 0 when nothing ran.
     package func run() -> Int32 {
         let editing = Terminal.isTerminal(inputFD) && Terminal.isTerminal(outputFD)
         if editing {
@@ -52,6 +54,7 @@ package final class RemoteShell: Sendable {
         var editor = LineEditor()
         var reader = LineReader(fd: inputFD)
         let labels = nodes.map { (label: $0.label, host: $0.host) }
+        var last = ExitCode.ok
         while true {
             let text: String?
             if editing { text = readEdited(&editor, reader: &reader) } else { text = reader.nextLine() }
@@ -59,16 +62,17 @@ package final class RemoteShell: Sendable {
             let line: ShellLine
             do { line = try ShellLine.parse(text, nodes: labels) } catch {
                 note("\(error)")
+                last = ExitCode.usage
                 continue
             }
             switch line {
             case .empty: continue
-            case .exit: return ExitCode.ok
-            case .run(let selected, let command): execute(command, on: selected ?? Array(nodes.indices))
+            case .exit: return last
+            case .run(let selected, let command): last = execute(command, on: selected ?? Array(nodes.indices))
             }
         }
         if editing { write(outputFD, Array("\n".utf8)) }
-        return ExitCode.ok
+        return last
     }
 
     /// One line from the terminal, edited in raw mode; nil at Ctrl-D on an empty line or end of input.
@@ -108,15 +112,15 @@ package final class RemoteShell: Sendable {
         }
     }
 
-    /// Runs `command` on the reachable ones of `selected` and prints the results.
-    private func execute(_ command: String, on selected: [Int]) {
+    /// Runs `command` on the reachable ones of `selected`, prints the results and returns their status.
+    private func execute(_ command: String, on selected: [Int]) -> Int32 {
         probe()
         let down = unreachable.withLock { $0 }
         let targets = selected.filter { down[$0] == nil }
         let skipped = selected.filter { down[$0] != nil }
         guard !targets.isEmpty else {
             note("no reachable node among \(OutputPrinter.fold(selected)); nothing was run")
-            return
+            return ExitCode.unavailable
         }
         var jobOptions = options
         jobOptions.mode = .exec(command: [command])
@@ -126,9 +130,13 @@ package final class RemoteShell: Sendable {
         let status = launcher.run()
         running.withLock { $0 = nil }
         let ranks = capture.ranks
-        write(outputFD, ShellReport.render(targets.enumerated().compactMap { index, node in ranks[index].map { (node, $0) } }))
+        // A node with no record at all (its worker refused before any rank) shows as not started.
+        let results = targets.enumerated().map { index, node in (node: node, rank: ranks[index] ?? JobCapture.Rank()) }
+        write(outputFD, ShellReport.render(results))
         if !skipped.isEmpty { note("skipped unreachable \(OutputPrinter.fold(skipped))") }
-        if status == ExitCode.interrupted { note("interrupted: the command was ended on \(OutputPrinter.fold(targets))") }
+        let interrupted = status == ExitCode.interrupted
+        if interrupted { note("interrupted: the command was ended on \(OutputPrinter.fold(targets))") }
+        return ShellReport.status(results, skipped: !skipped.isEmpty, interrupted: interrupted)
     }
 
     /// Probes every node at once and reports those that stopped or started answering.

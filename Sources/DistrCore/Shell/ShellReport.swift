@@ -31,6 +31,15 @@ package enum ShellReport {
         }
         return out
     }
+
+    /// The status of one command line, as `exec` would give it on those nodes: 130 when it was
+    /// interrupted, 69 when a selected node was lost or skipped as unreachable (or did not start
+    /// the command), else the highest exit code (128+N for a signal), 0 when every node exited 0.
+    package static func status(_ results: [(node: Int, rank: JobCapture.Rank)], skipped: Bool, interrupted: Bool) -> Int32 {
+        if interrupted { return ExitCode.interrupted }
+        if skipped || results.contains(where: { $0.rank.workerError != nil || $0.rank.status == nil }) { return ExitCode.unavailable }
+        return results.compactMap { $0.rank.status?.code }.max() ?? ExitCode.ok
+    }
 }
 
 extension JobCapture.Rank: Hashable {
@@ -39,4 +48,5 @@ extension JobCapture.Rank: Hashable {
         hasher.combine(status?.description)
         hasher.combine(workerError)
     }
+
 }
