@@ -105,6 +105,32 @@ import Testing
         }
     }
 
+    /// A queued master that is killed gives its place back while the first job still runs (it is
+    /// not found only when its turn comes), and the next master waits behind the running job only.
+    @Test(.timeLimit(.minutes(2)))
+    func maxJobs1_aQueuedMasterThatLeaves_isNoticedWhileItWaits() throws {
+        try withTestCluster(workers: 1, workerArguments: ["--max-jobs", "1"]) { cluster in
+            let fifo = cluster.root.path + "/go"
+            try makeFifo(fifo)
+            let first = try cluster.startMaster(["exec", "echo first-started; read x < \(fifo); echo first-done"])
+            #expect(first.stdout.waitFor("first-started"))
+            let second = try cluster.startMaster(["exec", "echo second-ran"])
+            #expect(second.stderr.waitFor("distr: waiting for node"))
+            second.signal(SIGKILL)
+            _ = TestProcess.run(second)
+            let log = cluster.workers[0].process.stderr
+            #expect(log.waitFor("its master left while the job waited for a slot"), "worker log: \(log.text)")
+            #expect(!first.stdout.text.contains("first-done"), "noticed while the first job still ran")
+            let third = try cluster.startMaster(["exec", "echo third-ran"])
+            #expect(third.stderr.waitFor("distr: waiting for node \(cluster.workers[0].peer): it runs 1 job(s) (max-jobs 1)"))
+            try release(fifo)
+            #expect(TestProcess.run(first).status == 0)
+            let thirdRun = TestProcess.run(third)
+            #expect(thirdRun.status == 0 && thirdRun.stdout.contains("third-ran"), "\(thirdRun.stderr)")
+            #expect(!log.text.contains("second-ran"))
+        }
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func twoMastersAtOnceOnTheSameWorkers_eachGetsItsOwnOutput() throws {
         try withTestCluster(workers: 2) { cluster in

@@ -215,6 +215,17 @@ package enum TCPSocket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NOTSENT_LOWAT, &value, socklen_t(MemoryLayout<UInt32>.size))
     }
 
+    /// Whether the peer has shut down its sending side or the connection failed, without reading
+    /// (data waiting to be read does not hide it). The corresponding C call is `poll` with
+    /// `POLLRDHUP` and no wait.
+    package static func peerHasClosed(_ fd: Int32) -> Bool {
+        // POLLRDHUP is Linux's (0x2000); Glibc shows it only to _GNU_SOURCE code.
+        let readHangUp: Int16 = 0x2000
+        var entry = pollfd(fd: fd, events: readHangUp, revents: 0)
+        guard poll(&entry, 1, 0) > 0 else { return false }
+        return entry.revents & (readHangUp | Int16(POLLHUP | POLLERR)) != 0
+    }
+
     /// Bytes that have arrived on the socket and are not read yet (0 when it cannot be told).
     /// The corresponding C call is `ioctl(FIONREAD)`.
     package static func pendingBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_pending_bytes(fd))) }

@@ -43,6 +43,10 @@ package final class Connection: Sendable {
 
     /// Breaks the connection without releasing the descriptor: threads blocked reading or
     /// writing it return at once (with an error or end of stream). `close` still follows.
+    /// Whether the peer has closed its end (or the connection was ended or given up as silent
+    /// here), seen without reading: for a side that is not reading now.
+    package var peerHasLeft: Bool { ended.isOpen || TCPSocket.peerHasClosed(fd) }
+
     package func abort() {
         ended.open()
         if !closed.load(ordering: .acquiring) {

@@ -80,11 +80,19 @@ extension Worker {
         private func perform(_ action: WorkerJobProtocol.Action) {
             switch action {
             case .prepare(let spec):
-                worker.acquireSlot(id: slotRequest, master: connection.peer) { running, holders in
-                    worker.log(
-                        "job \(spec.jobID) from \(connection.peer) waits: \(running) job(s) running (max-jobs \(running)), started by \(holders.joined(separator: ", "))"
-                    )
-                    connection.sendIfConnected(.jobQueued(running: running, maxJobs: worker.configuration.maxJobs ?? 0, holders: holders))
+                let maxJobs = worker.configuration.maxJobs ?? 0
+                let acquired = worker.acquireSlot(
+                    id: slotRequest, master: connection.peer,
+                    queued: { running, holders in
+                        worker.log(
+                            "job \(spec.jobID) from \(connection.peer) waits: \(running) job(s) running (max-jobs \(maxJobs)), started by \(holders.joined(separator: ", "))"
+                        )
+                        connection.sendIfConnected(.jobQueued(running: running, maxJobs: maxJobs, holders: holders))
+                    }, gaveUp: { connection.peerHasLeft })
+                guard acquired else {
+                    worker.log("job \(spec.jobID) from \(connection.peer): its master left while the job waited for a slot")
+                    perform(machine.withLock { $0.connectionEnded("the master left while the job waited for a slot") })
+                    return
                 }
                 do {
                     let (needed, complete) = try prepare(spec)

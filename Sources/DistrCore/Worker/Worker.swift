@@ -232,8 +232,12 @@ package final class Worker: Sendable {
     }
 
     /// Takes a job slot for request `id`, waiting (after `queued` is told who holds them) while
-    /// `--max-jobs` are running.
-    func acquireSlot(id: UInt64, master: String, queued: (_ running: Int, _ holders: [String]) -> Void) {
+    /// `--max-jobs` are running. `gaveUp` is asked a few times a second while waiting: a master
+    /// that left gives its place in the queue back at once, not when its turn would have come.
+    /// - Returns: false when `gaveUp` said so (no slot is held then).
+    func acquireSlot(
+        id: UInt64, master: String, queued: (_ running: Int, _ holders: [String]) -> Void, gaveUp: () -> Bool
+    ) -> Bool {
         let (admission, gate) = slots.withLock { state -> (JobSlots.Admission, Latch?) in
             let admission = state.slots.request(id: id, master: master)
             guard case .queued = admission else { return (admission, nil) }
@@ -241,10 +245,16 @@ package final class Worker: Sendable {
             state.gates[id] = gate
             return (admission, gate)
         }
-        if case .queued(let running, let holders) = admission, let gate {
-            queued(running, holders)
-            gate.wait()
+        guard case .queued(let running, let holders) = admission, let gate else { return true }
+        queued(running, holders)
+        while !gate.wait(until: .after(0.2)) {
+            if gaveUp() {
+                releaseSlot(id: id)
+                // Granted just before the release, the slot went back with it.
+                return false
+            }
         }
+        return true
     }
 
     /// Gives back request `id`'s slot (or place in the queue); later calls do nothing.
