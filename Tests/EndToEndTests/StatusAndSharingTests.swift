@@ -80,13 +80,20 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
-    func maxJobs1_secondMasterWaitsSaysForWhomThenRuns() throws {
+    /// A worker with `--max-jobs 1` whose slot is held by a first job until `fifo` is written.
+    func withOneSlotHeld(_ body: (TestCluster, TestProcess, String) throws -> Void) throws {
         try withTestCluster(workers: 1, workerArguments: ["--max-jobs", "1"]) { cluster in
             let fifo = cluster.root.path + "/go"
             try makeFifo(fifo)
             let first = try cluster.startMaster(["exec", "echo first-started; read x < \(fifo); echo first-done"])
             #expect(first.stdout.waitFor("first-started"))
+            try body(cluster, first, fifo)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func maxJobs1_secondMasterWaitsSaysForWhomThenRuns() throws {
+        try withOneSlotHeld { cluster, first, fifo in
             // While the first job holds the only slot, status shows it.
             let status = try cluster.master(["status"])
             #expect(status.status == 0)
@@ -109,11 +116,7 @@ import Testing
     /// not found only when its turn comes), and the next master waits behind the running job only.
     @Test(.timeLimit(.minutes(2)))
     func maxJobs1_aQueuedMasterThatLeaves_isNoticedWhileItWaits() throws {
-        try withTestCluster(workers: 1, workerArguments: ["--max-jobs", "1"]) { cluster in
-            let fifo = cluster.root.path + "/go"
-            try makeFifo(fifo)
-            let first = try cluster.startMaster(["exec", "echo first-started; read x < \(fifo); echo first-done"])
-            #expect(first.stdout.waitFor("first-started"))
+        try withOneSlotHeld { cluster, first, fifo in
             let second = try cluster.startMaster(["exec", "echo second-ran"])
             #expect(second.stderr.waitFor("distr: waiting for node"))
             second.signal(SIGKILL)
