@@ -3,9 +3,10 @@ import Testing
 
 @testable import DistrCore
 
-/// A fresh private directory under the system's temporary directory; the caller removes it.
-func makeTemporaryDirectory() throws -> String {
-    var template = Array("\(NSTemporaryDirectory())/distr-test-XXXXXX".utf8CString)
+/// A fresh private directory under the system's temporary directory (or under `base`); the
+/// caller removes it.
+func makeTemporaryDirectory(in base: String = NSTemporaryDirectory()) throws -> String {
+    var template = Array("\(base)/distr-test-XXXXXX".utf8CString)
     let made = try #require(mkdtemp(&template))
     return String(cString: made)
 }
