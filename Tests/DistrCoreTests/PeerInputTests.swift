@@ -4,7 +4,7 @@ import Testing
 
 /// What a rank does with input from a peer that lies or is broken: a clear error naming the
 /// peer, never a crash, a hang or a huge allocation.
-@Suite(.timeLimit(.minutes(1))) struct PeerInputTests {
+@Suite(.hangGuard) struct PeerInputTests {
     init() { Signals.ignorePipe() }
 
     final class Chain: Codable {

@@ -4,7 +4,7 @@ import Testing
 @testable import DistrCore
 
 /// Stopping a child: SIGTERM, a grace period, SIGKILL, and always a wait for the reaper.
-@Suite(.timeLimit(.minutes(1))) struct TeardownTests {
+@Suite(.hangGuard) struct TeardownTests {
     init() { Signals.ignorePipe() }
 
     /// Starts `/bin/sh -c script`; returns once the script has printed its first line (it does

@@ -20,3 +20,9 @@ func manifestEntry(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o644) -> Ma
 func names(in path: String) throws -> Set<String> {
     Set(try Directory(path: path).entries().map(\.string))
 }
+
+extension Trait where Self == TimeLimitTrait {
+    /// A hang guard, not a timing check: it counts the wait for a pool thread too (the same as
+    /// EndToEndTests' `hangGuard`).
+    static var hangGuard: Self { .timeLimit(.minutes(10)) }
+}

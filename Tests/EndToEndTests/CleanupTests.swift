@@ -4,7 +4,7 @@ import Testing
 @testable import DistrCore
 
 /// What a job leaves behind when its processes hide, or its worker dies.
-@Suite(.timeLimit(.minutes(3))) struct CleanupTests {
+@Suite(.hangGuard) struct CleanupTests {
     init() { Signals.ignorePipe() }
 
     /// Runs `command` with `exec` on a one-worker cluster and returns the master (still running)
@@ -114,7 +114,7 @@ import Testing
 
 /// A worker that is not root cannot remove what it cannot read: the directory removal must fix
 /// permissions first. Run as `nobody` through setpriv (needs root to start).
-@Suite(.timeLimit(.minutes(2))) struct UnprivilegedCleanupTests {
+@Suite(.hangGuard) struct UnprivilegedCleanupTests {
     static let canDropPrivileges = getuid() == 0 && FileIO.exists("/usr/bin/setpriv")
 
     @Test(.enabled(if: canDropPrivileges, "needs root and setpriv"))

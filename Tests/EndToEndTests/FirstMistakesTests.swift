@@ -4,7 +4,7 @@ import Testing
 @testable import DistrCore
 
 /// The mistakes a new user makes first get one clear line each.
-@Suite(.timeLimit(.minutes(2))) struct FirstMistakesTests {
+@Suite(.hangGuard) struct FirstMistakesTests {
     init() { Signals.ignorePipe() }
 
     @Test func runOfARelativeProgramThatDoesNotExist_isAUsageErrorBeforeAnyNodeIsAsked() throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// Strangers that open connections and never finish their handshake must not lock out a master
 /// or starve a running job's rank connections.
-@Suite(.timeLimit(.minutes(2))) struct LockoutTests {
+@Suite(.hangGuard) struct LockoutTests {
     init() { Signals.ignorePipe() }
 
     /// Connects to `port` on 127.0.0.1 from the loopback address `source` (127.0.0.0/8 is all

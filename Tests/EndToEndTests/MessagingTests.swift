@@ -3,7 +3,7 @@ import Testing
 
 @testable import DistrCore
 
-@Suite(.timeLimit(.minutes(3))) struct MessagingTests {
+@Suite(.hangGuard) struct MessagingTests {
     init() { Signals.ignorePipe() }
 
     static let check = Binaries.example("distr-check")

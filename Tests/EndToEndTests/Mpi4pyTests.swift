@@ -5,7 +5,7 @@ import Testing
 
 /// distr's mpi4py layer (python/mpi4py) with real workers: every call of the subset, its errors,
 /// and, where Open MPI and the real mpi4py are installed, the same programs under `mpirun`.
-@Suite(.timeLimit(.minutes(3))) struct Mpi4pyTests {
+@Suite(.hangGuard) struct Mpi4pyTests {
     init() { Signals.ignorePipe() }
 
     static let repository = repositoryRoot

@@ -56,7 +56,7 @@ final class NamespaceHosts: Sendable {
     func exec(_ index: Int) -> [String] { ["ip", "netns", "exec", names[index]] }
 }
 
-@Suite(.timeLimit(.minutes(3)), .enabled(if: NamespaceHosts.available, "needs root and iproute2"))
+@Suite(.hangGuard, .enabled(if: NamespaceHosts.available, "needs root and iproute2"))
 struct MultiHostTests {
     init() { Signals.ignorePipe() }
 

@@ -6,7 +6,7 @@ import Testing
 /// Python programs under `distr-master run`: how a `.py` is started, which local files travel
 /// with it, where `import distr` comes from, and what a failing or interrupted Python rank does.
 /// The programs here use nothing of the distr module itself (it is written elsewhere).
-@Suite(.timeLimit(.minutes(3))) struct PythonLaunchTests {
+@Suite(.hangGuard) struct PythonLaunchTests {
     init() { Signals.ignorePipe() }
 
     static let note = "(named in the arguments; --no-ship-args to turn off)"

@@ -8,7 +8,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 
 /// The distr Python module (python/distr) with real workers and the machine's python3: every
 /// scenario of Tests/Programs/python-check.py, and Swift and Python ranks in one job.
-@Suite(.timeLimit(.minutes(3))) struct PythonModuleTests {
+@Suite(.hangGuard) struct PythonModuleTests {
     init() { Signals.ignorePipe() }
 
     static let checkScript = repositoryRoot + "/Tests/Programs/python-check.py"

@@ -3,7 +3,7 @@ import Testing
 
 @testable import DistrCore
 
-@Suite(.timeLimit(.minutes(3))) struct RobustnessTests {
+@Suite(.hangGuard) struct RobustnessTests {
     init() { Signals.ignorePipe() }
 
     @Test func wrongSecret_exits69NamingThePeer_andTheWorkerKeepsServing() throws {

@@ -3,7 +3,7 @@ import Testing
 
 @testable import DistrCore
 
-@Suite(.timeLimit(.minutes(3))) struct RunnerTests {
+@Suite(.hangGuard) struct RunnerTests {
     init() { Signals.ignorePipe() }
 
     @Test func local4_labelsEveryRankAndSetsTheEnvironment() throws {

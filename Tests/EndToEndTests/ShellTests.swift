@@ -4,7 +4,7 @@ import Testing
 @testable import DistrCore
 
 /// `distr-master shell` driven through a pipe, as a script would, against real workers.
-@Suite(.timeLimit(.minutes(3))) struct ShellTests {
+@Suite(.hangGuard) struct ShellTests {
     init() { Signals.ignorePipe() }
 
     /// A shell whose stdin is a pipe the test writes lines into.

@@ -3,7 +3,7 @@ import Testing
 
 @testable import DistrCore
 
-@Suite(.timeLimit(.minutes(2))) struct ShippingTests {
+@Suite(.hangGuard) struct ShippingTests {
     init() { Signals.ignorePipe() }
 
     /// The test plays the worker, so that the file can vanish exactly between the master's

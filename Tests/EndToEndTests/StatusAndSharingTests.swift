@@ -17,7 +17,7 @@ import Testing
         guard mkfifo(path, 0o600) == 0 else { throw SystemError("mkfifo \(path)", errno: errno) }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.hangGuard)
     func status_namesTheUsableTheDeadTheWrongSecretAndTheOldPeer() throws {
         try withTestCluster(workers: 1) { cluster in
             let otherSecret = cluster.root.path + "/other-secret"
@@ -56,7 +56,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.hangGuard)
     func run_refusesAMismatchedWorker_namingTheSideToUpgrade() throws {
         try withTemporaryDirectory { root in
             let secret = root.path + "/secret"
@@ -91,7 +91,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.hangGuard)
     func maxJobs1_secondMasterWaitsSaysForWhomThenRuns() throws {
         try withOneSlotHeld { cluster, first, fifo in
             // While the first job holds the only slot, status shows it.
@@ -114,7 +114,7 @@ import Testing
 
     /// A queued master that is killed gives its place back while the first job still runs (it is
     /// not found only when its turn comes), and the next master waits behind the running job only.
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.hangGuard)
     func maxJobs1_aQueuedMasterThatLeaves_isNoticedWhileItWaits() throws {
         try withOneSlotHeld { cluster, first, fifo in
             let second = try cluster.startMaster(["exec", "echo second-ran"])
@@ -134,7 +134,7 @@ import Testing
         }
     }
 
-    @Test(.timeLimit(.minutes(2)))
+    @Test(.hangGuard)
     func twoMastersAtOnceOnTheSameWorkers_eachGetsItsOwnOutput() throws {
         try withTestCluster(workers: 2) { cluster in
             for name in ["a-0", "a-1", "b-0", "b-1"] { try makeFifo(cluster.root.path + "/" + name) }

@@ -341,3 +341,11 @@ enum Processes {
         }
     }
 }
+
+extension Trait where Self == TimeLimitTrait {
+    /// The time limit of the tests that could hang: a guard against a hang, never a timing
+    /// check. A synchronous test waits for one of the cooperative pool's threads (as many as
+    /// cores: two on CI), and the limit counts that wait too, so it is set above the whole
+    /// suite's run time on a loaded 2-core machine.
+    static var hangGuard: Self { .timeLimit(.minutes(10)) }
+}

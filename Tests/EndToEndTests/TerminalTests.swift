@@ -6,7 +6,7 @@ import Testing
 /// What `distr-master` does on a real terminal: each case runs it under `script`, which gives it
 /// a pseudo-terminal (stdin, stdout and stderr), forwards the keys the test writes, and copies
 /// the screen's bytes out. Keys are sent only once the prompt they answer is on the screen.
-@Suite(.timeLimit(.minutes(2)), .enabled(if: FileIO.isExecutable("/usr/bin/script"), "needs script (util-linux); skipped"))
+@Suite(.hangGuard, .enabled(if: FileIO.isExecutable("/usr/bin/script"), "needs script (util-linux); skipped"))
 struct TerminalTests {
     init() { Signals.ignorePipe() }
 

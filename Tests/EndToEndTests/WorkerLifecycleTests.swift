@@ -3,7 +3,7 @@ import Testing
 
 @testable import DistrCore
 
-@Suite(.timeLimit(.minutes(3))) struct WorkerLifecycleTests {
+@Suite(.hangGuard) struct WorkerLifecycleTests {
     init() { Signals.ignorePipe() }
 
     /// A SIGTERM that arrives the moment the ready line is out must still stop the worker

@@ -4,7 +4,7 @@ import Testing
 @testable import DistrCore
 
 /// Starting and stopping real workers the one shared way (`WorkerProcess`).
-@Suite(.timeLimit(.minutes(2))) struct WorkerProcessTests {
+@Suite(.hangGuard) struct WorkerProcessTests {
     init() { Signals.ignorePipe() }
 
     static func configuration(_ root: TemporaryDirectory, _ name: String, secret: String? = nil, prefix: [String] = [])
