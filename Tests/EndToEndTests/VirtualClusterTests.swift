@@ -10,7 +10,7 @@ import Testing
 /// blocking waits run on a dedicated thread, never on the cooperative pool (two threads on a
 /// 2-core CI machine, which every other suite needs); serialized, so that one fault at a time
 /// competes for the CPU with the rest of the suite.
-@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: NamespaceHosts.available, "needs root and iproute2 (network namespaces); skipped"))
+@Suite(.serialized, .hangGuard, .enabled(if: NamespaceHosts.available, "needs root and iproute2 (network namespaces); skipped"))
 struct VirtualClusterTests {
     init() { Signals.ignorePipe() }
 
