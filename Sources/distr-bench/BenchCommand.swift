@@ -49,7 +49,8 @@ enum BenchCommand {
             }
         }
         report.cases = bench.cases
-        report.notes = bench.notes
+        // Several groups may say the same (mpirun missing): once is enough.
+        report.notes = bench.notes.enumerated().filter { !bench.notes.prefix($0.offset).contains($0.element) }.map(\.element)
         report.loadAfter = Report.load()
         if options.json { report.printJSON() } else { report.printTable() }
         return status

@@ -60,12 +60,12 @@ extension Bench {
                     // Issue 9 §3: the shared-memory path between ranks of one node.
                     if sameNode && name.hasPrefix("latency 8 B") { target = target?.and(.atMost(1)) }
                 }
-                add("\(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, against: against, target: target)
+                add("messaging: \(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, against: against, target: target)
             } else {
                 target = .ratioAtLeast(0.8)
                 if sameNode && name.hasSuffix(" 64 MiB") { target = target?.and(.atLeast(6000)) }
                 add(
-                    "\(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, against: (sameNode ? "Unix" : "TCP") + " socket",
+                    "messaging: \(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, against: (sameNode ? "Unix" : "TCP") + " socket",
                     target: target)
             }
         }

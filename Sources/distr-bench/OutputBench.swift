@@ -37,7 +37,9 @@ extension Bench {
             var problem: String?
             for run in 0..<runs {
                 let command =
-                    [master, "run", "-q"] + (gathered ? ["--gather"] : []) + ["--peers", peers, "--secret-file", secretFile, "--"] + writer
+                    [master, "run", "-q", "--timeout", "600"] + (gathered ? ["--gather"] : []) + [
+                        "--peers", peers, "--secret-file", secretFile, "--",
+                    ] + writer
                 times.append(try time(command, stdoutPath: output, what: "the relay job"))
                 // The first run's output is checked (the others are timed only: checking takes a while).
                 if run == 0 { problem = check.problems(in: output, gathered: gathered) }

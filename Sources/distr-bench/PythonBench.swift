@@ -138,7 +138,7 @@ extension Bench {
         let command = [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", setup.python, directory + "/stream.py"]
         let output = try timed(command, what: "the Python 16 MiB stream").output
         guard let python = Self.result(output) else { throw NodeError.badArgument("the Python stream printed no result: \(output)") }
-        let swiftName = "bandwidth 16 MiB, two workers on loopback"
+        let swiftName = "messaging: bandwidth 16 MiB, two workers on loopback"
         if !cases.contains(where: { $0.name == swiftName }) {
             let peers = try peersFile("python-swift", ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])"])
             try messaging(label: "two workers on loopback", peers: peers, transport: "tcp")

@@ -35,7 +35,9 @@ extension Bench {
                 for index in indexes { FileIO.removeTree(workDirectory(index)) }
             }
             let hosts = fresh.map { "127.0.0.1:\($0.port)" }.joined(separator: ",")
-            let command = [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--file", bundle, "--", "/bin/true"]
+            let command = [
+                master, "run", "-q", "--timeout", "600", "--hosts", hosts, "--secret-file", secretFile, "--file", bundle, "--", "/bin/true",
+            ]
             first.append(megabytes / (try time(command, what: "shipping the bundle")))
             again.append(megabytes / (try time(command, what: "shipping the bundle again")))
         }
