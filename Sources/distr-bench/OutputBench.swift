@@ -24,13 +24,8 @@ extension Bench {
         }
         let catRate = megabytes / Self.median(cat)
         var mpiRate: Double?
-        if let mpirun = mpirun() {
-            var times: [Double] = []
-            for _ in 0..<runs {
-                times.append(
-                    try time(mpirun + ["-np", "\(ranks)"] + writer, environment: Self.mpirunEnvironment, stdoutPath: output, what: "mpirun writers"))
-            }
-            mpiRate = megabytes / Self.median(times)
+        if let mpirun = mpirun(), let mpi = timeMPI(mpirun + ["-np", "\(ranks)"] + writer, runs: runs, stdoutPath: output, what: "mpirun writers") {
+            mpiRate = megabytes / mpi
         }
         for gathered in [false, true] {
             var times: [Double] = []

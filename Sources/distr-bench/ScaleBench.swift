@@ -19,12 +19,10 @@ extension Bench {
         add(
             name, unit: "s", distr: Self.median(distr), baseline: Self.median(floor), against: "posix_spawn of 64 /bin/true, waited for",
             target: .atMost(0.1))
-        if let mpirun = mpirun() {
-            var times: [Double] = []
-            for _ in 0..<(quick ? 2 : 5) {
-                times.append(try time(mpirun + ["-np", "\(count)", "true"], environment: Self.mpirunEnvironment, what: "mpirun -np 64 true"))
-            }
-            add(name + " vs mpirun", unit: "s", distr: Self.median(distr), baseline: Self.median(times), against: "mpirun -np 64 true")
+        if let mpirun = mpirun(),
+            let mpi = timeMPI(mpirun + ["-np", "\(count)", "true"], runs: quick ? 2 : 5, timeout: 30, what: "mpirun -np 64 true")
+        {
+            add(name + " vs mpirun", unit: "s", distr: Self.median(distr), baseline: mpi, against: "mpirun -np 64 true")
         }
         let atRest = try workers.map { try Self.residentMegabytes($0.pid) }
         add(

@@ -118,32 +118,37 @@ extension Bench {
         }
     }
 
+    /// The receiving end of `send`: files until the sender closes.
     static func receive(listener: Int32, into target: String) throws {
         let fd = try TCPSocket.accept(listener)
         defer { FD.close(fd) }
         var made: Set<String> = []
-        var header = [UInt8](repeating: 0, count: 16)
         while true {
-            let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1) }
+            var first: UInt8 = 0
+            var n: Int
+            repeat { n = read(fd, &first, 1) } while n < 0 && errno == EINTR
             if n == 0 { return }
-            guard n == 1 else { throw NodeError.badArgument("read failed") }
-            try header.withUnsafeMutableBytes { try RankBench.readFully(fd, $0.baseAddress! + 1, 15) }
+            guard n == 1 else { throw NodeError.badArgument("the plain copy's socket failed (errno \(errno))") }
+            let header = [first] + (try readBytes(fd, 15))
             let (nameLength, size) = header.withUnsafeBytes {
-                (
-                    Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))),
-                    Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-                )
+                (UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)), UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
             }
-            guard nameLength < 4096, size < 1 << 30 else { throw NodeError.badArgument("bad header") }
-            var name = [UInt8](repeating: 0, count: nameLength)
-            var bytes = [UInt8](repeating: 0, count: size)
-            try name.withUnsafeMutableBytes { try RankBench.readFully(fd, $0.baseAddress!, nameLength) }
-            try bytes.withUnsafeMutableBytes { try RankBench.readFully(fd, $0.baseAddress!, size) }
-            let path = String(decoding: name, as: UTF8.self)
+            guard nameLength < 4096, size < 1 << 30 else { throw NodeError.badArgument("the plain copy's header is wrong") }
+            let path = String(decoding: try readBytes(fd, Int(nameLength)), as: UTF8.self)
+            let bytes = try readBytes(fd, Int(size))
             let parent = target + "/" + (path.split(separator: "/").dropLast().joined(separator: "/"))
             if made.insert(parent).inserted { try FileIO.makeDirectories(parent) }
             try FileIO.write(target + "/" + path, bytes, mode: 0o644, exclusive: false)
         }
+    }
+
+    /// Exactly `count` bytes from the socket.
+    static func readBytes(_ fd: Int32, _ count: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        try bytes.withUnsafeMutableBytes { raw in
+            if let base = raw.baseAddress { try RankBench.readFully(fd, base, count) }
+        }
+        return bytes
     }
 
     /// SHA-256 of the bundle's files with DistrCore's code against `sha256sum` of the same files.

@@ -69,6 +69,16 @@ final class Subprocess: Sendable {
         return status ?? .exited(-1)
     }
 
+    /// Waits until `deadline`; past it, kills its process group (what it started too) and
+    /// returns nil.
+    func wait(until deadline: Deadline) -> RankStatus? {
+        if exit.wait(until: deadline) != nil { return wait() }
+        _ = Glibc.kill(-pid, SIGKILL)
+        _ = Glibc.kill(pid, SIGKILL)
+        wait()
+        return nil
+    }
+
     /// Ends it at once (a busy loop the bench started).
     func kill() {
         _ = Glibc.kill(pid, SIGKILL)
