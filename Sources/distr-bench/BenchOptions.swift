@@ -73,22 +73,17 @@ struct BenchOptions: Sendable {
         var options = BenchOptions()
         var only: [BenchGroup] = []
         var scanner = ArgumentScanner(arguments)
+        // The flags that set one field, and the value they set it to.
+        let flags: [String: (field: WritableKeyPath<BenchOptions, Bool>, value: Bool)] = [
+            "--json": (\.json, true), "--quick": (\.quick, true), "--no-netns": (\.namespaces, false), "--compare-mpi": (\.compareMPI, true),
+        ]
         while let token = scanner.next() {
             switch token {
             case .option("-h", _), .option("--help", _): return .help
             case .option("--version", _): return .version
-            case .option("--json", let inline):
-                try scanner.flag("--json", inline: inline)
-                options.json = true
-            case .option("--quick", let inline):
-                try scanner.flag("--quick", inline: inline)
-                options.quick = true
-            case .option("--no-netns", let inline):
-                try scanner.flag("--no-netns", inline: inline)
-                options.namespaces = false
-            case .option("--compare-mpi", let inline):
-                try scanner.flag("--compare-mpi", inline: inline)
-                options.compareMPI = true
+            case .option(let name, let inline) where flags[name] != nil:
+                try scanner.flag(name, inline: inline)
+                if let flag = flags[name] { options[keyPath: flag.field] = flag.value }
             case .option("--python-only", let inline):
                 try scanner.flag("--python-only", inline: inline)
                 only.append(.python)
