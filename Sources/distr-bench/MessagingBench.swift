@@ -46,27 +46,34 @@ extension Bench {
             throw NodeError.badArgument("messaging job (\(label)) failed: \(status)\n\(log(root + "/master.log"))")
         }
         let sameNode = transport == "unix"
+        let socket = sameNode ? "Unix socket" : "TCP socket"
+        // Blocking latency by size, for the row against the best plain socket that follows it.
+        var blocking: [String: Double] = [:]
         for (name, distr, baseline) in RankBench.results(job.text) {
-            let against: String
-            var target: Target?
             if name.hasPrefix("latency") {
-                let busyPolling = name.hasSuffix("vs busy-polling socket")
-                against = (sameNode ? "Unix" : "TCP") + " socket, " + (busyPolling ? "busy-polling" : "blocking")
-                if mode == "busy" {
-                    // Ranks outnumber cores: spinning must not make it worse than sleeping in read.
-                    target = .ratioAtMost(1)
-                } else if busyPolling {
-                    target = .ratioAtMost(1.2)
-                    // Issue 9 §3: the shared-memory path between ranks of one node.
-                    if sameNode && name.hasPrefix("latency 8 B") { target = target?.and(.atMost(1)) }
+                guard let size = name.split(separator: " ").dropFirst().first.map(String.init) else { continue }
+                guard name.hasSuffix("vs busy-polling socket") else {
+                    blocking[size] = baseline
+                    // Ranks outnumbering cores (mode busy): spinning must not make it worse than sleeping in read.
+                    add(
+                        "messaging: \(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, against: "\(socket), blocking",
+                        target: mode == "busy" ? .ratioAtMost(1) : nil)
+                    continue
                 }
-                add("messaging: \(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, against: against, target: target)
-            } else {
-                target = .ratioAtLeast(0.8)
-                if sameNode && name.hasSuffix(" 64 MiB") { target = target?.and(.atLeast(6000)) }
+                // The best plain socket: busy-polling when cores are free; when other work takes
+                // them (a loaded machine) polling is the slower one, and blocking is the bar.
+                let best = [baseline, blocking[size]].compactMap { $0 }.min()
+                let polled = best == baseline
+                var target = Target.ratioAtMost(1.2)
+                // Issue 9 §3: the shared-memory path between ranks of one node.
+                if sameNode && size == "8" { target = target.and(.atMost(1)) }
                 add(
-                    "messaging: \(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, against: (sameNode ? "Unix" : "TCP") + " socket",
-                    target: target)
+                    "messaging: latency \(size) B vs the best plain socket, \(label)", unit: "µs one way", distr: distr, baseline: best,
+                    against: polled ? "\(socket), busy-polling" : "\(socket), blocking (polling was slower: cores were short)", target: target)
+            } else {
+                var target = Target.ratioAtLeast(0.8)
+                if sameNode && name.hasSuffix(" 64 MiB") { target = target.and(.atLeast(6000)) }
+                add("messaging: \(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, against: socket, target: target)
             }
         }
     }
