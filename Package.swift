@@ -33,7 +33,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "DistrCore", "distr-worker", "distr-master", "ring", "pi", "primes", "matmul", "montecarlo", "mixed", "distr-check",
+                "DistrCore", "distr-worker", "distr-master", "distr-bench", "ring", "pi", "primes", "matmul", "montecarlo", "mixed", "distr-check",
             ],
             swiftSettings: strict),
     ]

@@ -3,27 +3,24 @@ import DistrCore
 import Dispatch
 import Foundation
 
-/// One line of the report.
-struct BenchCase: Codable {
-    var name: String
-    var unit: String
-    var distr: Double
-    var baseline: Double?
-    /// distr / baseline for times, baseline / distr... no: always distr divided by baseline.
-    var ratio: Double?
-    var target: String?
-}
-
-/// Runs every case and prints the table (or JSON).
+/// Runs the cases and prints the table (or JSON).
 struct Bench {
     let directory: String
     let root: String
     let secretFile: String
-    var quick = false
+    let options: BenchOptions
     var cases: [BenchCase] = []
     var notes: [String] = []
+    /// Loopback workers shared by the cases, started as cases need them.
+    var pool: [WorkerProcess] = []
+    /// Workers a case started for itself and left running (the namespace pair).
+    var others: [WorkerProcess] = []
+    /// Workers started so far: worker N works in `workDirectory(N)`.
+    private(set) var startedWorkers = 0
 
-    init(quick: Bool) throws {
+    var quick: Bool { options.quick }
+
+    init(options: BenchOptions) throws {
         let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")  // Not a link: use argv[0].
         let me = link ?? CommandLine.arguments[0]
         directory = (me as NSString).deletingLastPathComponent
@@ -32,73 +29,144 @@ struct Bench {
         root = String(cString: made)
         secretFile = root + "/secret"
         try ClusterSecret.generate(path: secretFile)
-        self.quick = quick
+        self.options = options
     }
 
     var master: String { directory + "/distr-master" }
     var workerBinary: String { directory + "/distr-worker" }
     var me: String { directory + "/distr-bench" }
 
-    func startWorker(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> WorkerProcess {
-        let work = root + "/w\(index)"
+    func workDirectory(_ index: Int) -> String { root + "/w\(index)" }
+
+    func configuration(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> WorkerProcess.Configuration {
+        let work = workDirectory(index)
         try FileIO.makeDirectories(work)
-        return try WorkerProcess.start(
-            WorkerProcess.Configuration(
-                executable: workerBinary, secretFile: secretFile, workDirectory: work, bind: bind, prefix: prefix,
-                log: .file(root + "/worker\(index).log")),
-            until: .after(20))
+        return WorkerProcess.Configuration(
+            executable: workerBinary, secretFile: secretFile, workDirectory: work, bind: bind, prefix: prefix,
+            log: .file(root + "/worker\(index).log"))
+    }
+
+    /// Starts `count` fresh workers at once (each with its own, empty, work directory and cache).
+    mutating func startWorkers(_ count: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> [WorkerProcess] {
+        let first = startedWorkers
+        startedWorkers += count
+        let configurations = try (first..<first + count).map { try configuration($0, prefix: prefix, bind: bind) }
+        return try WorkerProcess.start(configurations, until: .after(30))
+    }
+
+    /// The ports of the first `count` shared loopback workers, starting those not yet running.
+    mutating func ports(_ count: Int) throws -> [Int] {
+        if pool.count < count { pool += try startWorkers(count - pool.count) }
+        return pool.prefix(count).map(\.port)
+    }
+
+    /// A peers file with one line per entry (`127.0.0.1:PORT slots=4`).
+    func peersFile(_ name: String, _ lines: [String]) throws -> String {
+        let path = root + "/peers-\(name)"
+        try FileIO.write(path, Array((lines.joined(separator: "\n") + "\n").utf8), mode: 0o644, exclusive: false)
+        return path
     }
 
     static func median(_ values: [Double]) -> Double { RankBench.median(values) }
 
-    mutating func add(_ name: String, unit: String, distr: Double, baseline: Double?, target: String? = nil) {
-        let ratio = baseline.map { $0 > 0 ? distr / $0 : 0 }
-        cases.append(BenchCase(name: name, unit: unit, distr: distr, baseline: baseline, ratio: ratio, target: target))
+    mutating func add(
+        _ name: String, unit: String, distr: Double?, baseline: Double?, against: String, target: Target? = nil, problem: String? = nil
+    ) {
+        cases.append(BenchCase(name: name, unit: unit, distr: distr, baseline: baseline, against: against, target: target, problem: problem))
     }
 
-    // MARK: launch
+    /// The text of the log a failed command wrote, for its error.
+    func log(_ path: String) -> String {
+        let bytes = try? FileIO.readAll(path)  // No log: the failure is reported without it.
+        return String(decoding: (bytes ?? []).suffix(2000), as: UTF8.self)
+    }
 
-    /// `distr-master exec true` on N local workers against spawning N `/bin/true` directly.
-    mutating func launch(workers ports: [Int]) throws {
-        let runs = quick ? 5 : 15
-        for count in [1, 4, 16] where count <= ports.count {
-            let hosts = ports.prefix(count).map { "127.0.0.1:\($0)" }.joined(separator: ",")
-            var distr: [Double] = []
-            var direct: [Double] = []
-            for _ in 0..<runs {
-                let start = DistrCore.Clock.now
-                let status = try Subprocess(
-                    [master, "exec", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", "true"], stderrPath: root + "/master.log"
-                ).wait()
-                distr.append(DistrCore.Clock.now - start)
-                guard status == .exited(0) else {
-                    let bytes = try? FileIO.readAll(root + "/master.log")  // No log: the failure is reported without it.
-                    let log = bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
-                    throw NodeError.badArgument("exec true failed: \(status)\n\(log)")
-                }
-                direct.append(try spawnTrue(count))
-            }
-            add("launch: exec true on \(count) rank(s)", unit: "ms", distr: Self.median(distr) * 1e3, baseline: Self.median(direct) * 1e3)
-            if let mpirun = Self.which("mpirun") {
-                var times: [Double] = []
-                for _ in 0..<runs {
-                    let start = DistrCore.Clock.now
-                    try Subprocess(
-                        [mpirun, "--oversubscribe", "-np", "\(count)", "true"],
-                        environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"]
-                    ).wait()
-                    times.append(DistrCore.Clock.now - start)
-                }
-                add(
-                    "launch: exec true on \(count) rank(s) vs mpirun -np \(count) true", unit: "ms", distr: Self.median(distr) * 1e3,
-                    baseline: Self.median(times) * 1e3)
-            }
+    /// Runs a command to the end and returns its wall time in seconds.
+    /// - Throws: when it does not exit 0 (with the end of its stderr).
+    @discardableResult
+    func time(
+        _ arguments: [String], environment: [String: String] = [:], stdoutPath: String? = nil, stdinPath: String? = nil, timeout: Double = 900,
+        what: String
+    ) throws -> Double {
+        let logPath = root + "/command.log"
+        unlink(logPath)
+        let start = DistrCore.Clock.now
+        let process = try Subprocess(arguments, environment: environment, stderrPath: logPath, stdoutPath: stdoutPath, stdinPath: stdinPath)
+        guard let status = process.wait(until: .after(timeout)) else {
+            throw NodeError.badArgument("\(what) did not finish within \(Int(timeout)) s (killed)")
         }
+        let seconds = DistrCore.Clock.now - start
+        guard status == .exited(0) else { throw NodeError.badArgument("\(what) failed: \(status)\n\(log(logPath))") }
+        return seconds
     }
+
+    // MARK: MPI
 
     static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         return path.split(separator: ":").map { "\($0)/\(name)" }.first { access($0, X_OK) == 0 }
+    }
+
+    static let mpirunEnvironment = [
+        "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    ]
+
+    /// `mpirun --oversubscribe` (with `--allow-run-as-root` as root) when `--compare-mpi` asks for
+    /// it and it is installed; nil otherwise, with a note saying why once.
+    mutating func mpirun() -> [String]? {
+        guard options.compareMPI else { return nil }
+        guard let path = Self.which("mpirun") else {
+            let note = "Open MPI comparisons skipped: no mpirun on PATH (apt-get install openmpi-bin libopenmpi-dev)"
+            if !notes.contains(note) { notes.append(note) }
+            return nil
+        }
+        return [path, "--oversubscribe"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+    }
+
+    /// The median time of `runs` runs of an Open MPI command; nil (with a note) when one fails
+    /// or hangs (`mpirun -np 64` can, on a loaded machine): MPI's trouble must not end the group.
+    mutating func timeMPI(_ arguments: [String], runs: Int, stdoutPath: String? = nil, timeout: Double = 60, what: String) -> Double? {
+        var times: [Double] = []
+        for _ in 0..<runs {
+            do {
+                times.append(try time(arguments, environment: Self.mpirunEnvironment, stdoutPath: stdoutPath, timeout: timeout, what: what))
+            } catch {
+                notes.append("\(what): \(error); its comparison is left out")
+                return nil
+            }
+        }
+        return Self.median(times)
+    }
+
+    // MARK: launch
+
+    /// `distr-master exec true` on 1, 4 and 16 local workers (one rank each) against spawning as
+    /// many `/bin/true` directly, and against `mpirun -np N true`.
+    mutating func launch() throws {
+        let runs = quick ? 5 : 15
+        let ports = try ports(16)
+        let mpirun = mpirun()
+        for count in [1, 4, 16] {
+            let hosts = ports.prefix(count).map { "127.0.0.1:\($0)" }.joined(separator: ",")
+            var distr: [Double] = []
+            var direct: [Double] = []
+            for _ in 0..<runs {
+                distr.append(
+                    try time([master, "exec", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", "true"], what: "exec true on \(count)"))
+                direct.append(try spawnTrue(count))
+            }
+            let name = "launch: exec true on \(count) rank\(count == 1 ? "" : "s")"
+            add(
+                name, unit: "ms", distr: Self.median(distr) * 1e3, baseline: Self.median(direct) * 1e3,
+                against: "posix_spawn of \(count) /bin/true, waited for", target: count == 4 ? .ratioAtMost(3) : nil)
+            if let mpirun, let mpi = timeMPI(mpirun + ["-np", "\(count)", "true"], runs: quick ? 3 : 7, what: "mpirun -np \(count) true") {
+                add(
+                    name + " vs mpirun", unit: "ms", distr: Self.median(distr) * 1e3, baseline: mpi * 1e3,
+                    against: "mpirun -np \(count) true", target: count == 4 ? .ratioAtMost(0.1) : nil)
+            }
+        }
+        notes.append(
+            "launch: distr is a whole distr-master process (start, connect, run, collect); the floor is posix_spawn of /bin/true in-process")
     }
 
     /// Spawns `count` /bin/true with posix_spawn and waits for all: the floor for any launcher.
@@ -111,81 +179,5 @@ struct Bench {
         }
         group.wait()
         return DistrCore.Clock.now - start
-    }
-
-    // MARK: messaging
-
-    /// Runs the messaging ranks and records their RESULT lines under `label`.
-    mutating func messaging(label: String, peers: String, transport: String, environment: [String] = [], prefix: [String] = []) throws {
-        let peersFile = root + "/peers-\(label.filter { $0.isLetter })"
-        try FileIO.write(peersFile, Array(peers.utf8), mode: 0o644, exclusive: false)
-        let env = environment.flatMap { ["--env", $0] }
-        let job = try Subprocess(
-            prefix + [master, "run", "-q", "--peers", peersFile, "--secret-file", secretFile] + env + ["--", me, "--rank", "messaging", transport],
-            stderrPath: root + "/master.log")
-        let status = job.wait()
-        guard status == .exited(0) else { throw NodeError.badArgument("messaging job (\(label)) failed: \(status); see \(root)/master.log") }
-        for line in job.text.split(separator: "\n") {
-            guard let start = line.range(of: "RESULT ") else { continue }
-            let fields = line[start.upperBound...].split(separator: "\t")
-            guard fields.count == 3, let distr = Double(fields[1]), let baseline = Double(fields[2]) else { continue }
-            let name = String(fields[0])
-            if name.hasPrefix("latency") {
-                let target = name.hasPrefix("latency 8 B") ? "≤ 1.5x" : nil
-                add("\(name), \(label)", unit: "µs one way", distr: distr, baseline: baseline, target: target)
-            } else {
-                add("\(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, target: name.hasSuffix("64 MiB") ? "≥ 0.70x" : nil)
-            }
-        }
-    }
-
-    mutating func allReduce(ports: [Int]) throws {
-        let hosts = ports.prefix(4).map { "127.0.0.1:\($0)" }.joined(separator: ",")
-        let job = try Subprocess(
-            [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", me, "--rank", "allreduce"], stderrPath: root + "/master.log")
-        guard job.wait() == .exited(0) else { throw NodeError.badArgument("allreduce job failed; see \(root)/master.log") }
-        for line in job.text.split(separator: "\n") {
-            guard let start = line.range(of: "RESULT ") else { continue }
-            let fields = line[start.upperBound...].split(separator: "\t")
-            if fields.count == 3, let ms = Double(fields[1]) { add(String(fields[0]), unit: "ms", distr: ms, baseline: nil) }
-        }
-    }
-
-    // MARK: output
-
-    func printTable() {
-        func format(_ value: Double?) -> String {
-            guard let value else { return "-" }
-            return value >= 100 ? String(format: "%.0f", value) : String(format: "%.2f", value)
-        }
-        let header = ["case", "unit", "distr", "baseline", "ratio", "target"]
-        var rows = [header]
-        for item in cases {
-            rows.append([
-                item.name, item.unit, format(item.distr), format(item.baseline), item.ratio.map { String(format: "%.2fx", $0) } ?? "-",
-                item.target ?? "",
-            ])
-        }
-        let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
-        }
-        for note in notes { print("note: \(note)") }
-    }
-
-    func printJSON() {
-        struct Report: Codable {
-            var cases: [BenchCase]
-            var notes: [String]
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        do {
-            let data = try encoder.encode(Report(cases: cases, notes: notes))
-            print(String(decoding: data, as: UTF8.self))
-        } catch {
-            // A time that is not a number (NaN) cannot be written as JSON: say so rather than print nothing.
-            CurrentProcess.printError("distr-bench: cannot write the report as JSON: \(error)\n")
-        }
     }
 }

@@ -10,8 +10,10 @@ extension Bench {
     struct PythonSetup {
         var python: String
         var numpy: Bool
-        /// `mpirun` with a real mpi4py importable outside distr.
-        var mpirun: String?
+        /// The real mpi4py is importable outside distr.
+        var mpi4py: Bool
+        /// `mpirun` when `--compare-mpi` asks for it and mpi4py is there too.
+        var mpirun: [String]?
     }
 
     func pythonSetup() -> PythonSetup? {
@@ -20,17 +22,18 @@ extension Bench {
             let probe = try? Subprocess([python, "-c", "import \(module)"])  // Cannot even start python3: treated as missing.
             return probe?.wait() == .exited(0)
         }
-        let mpirun = Self.which("mpirun").flatMap { imports("mpi4py") ? $0 : nil }
-        return PythonSetup(python: python, numpy: imports("numpy"), mpirun: mpirun)
+        return PythonSetup(python: python, numpy: imports("numpy"), mpi4py: imports("mpi4py"))
     }
 
-    static let mpirunEnvironment = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"]
-
-    mutating func python(ports: [Int]) throws {
-        guard let setup = pythonSetup() else {
+    mutating func python() throws {
+        guard var setup = pythonSetup() else {
             notes.append("Python cases skipped: no python3 on PATH")
             return
         }
+        if let mpirun = mpirun() {
+            if setup.mpi4py { setup.mpirun = mpirun } else { notes.append("mpi4py comparisons skipped: mpi4py is not installed") }
+        }
+        let ports = try ports(2)
         let directory = root + "/python"
         try FileIO.makeDirectories(directory)
         for (name, text) in PythonBenchPrograms.all {
@@ -43,7 +46,6 @@ extension Bench {
         } else {
             notes.append("Python bandwidth skipped: numpy is not installed")
         }
-        if setup.mpirun == nil { notes.append("Python cases ran without mpi4py columns: mpirun or mpi4py is not installed") }
     }
 
     /// Runs a command and returns the wall time in seconds, or throws with its log.
@@ -79,16 +81,18 @@ extension Bench {
             let command = [master, "run", "-q", "--local", "4", "--", setup.python, directory + "/ring_distr.py"]
             distr.append(try timed(command, what: "the Python ring under distr").seconds)
             if let mpirun = setup.mpirun {
-                let command = [mpirun, "-np", "4", setup.python, directory + "/ring_mpi4py.py"]
+                let command = mpirun + ["-np", "4", setup.python, directory + "/ring_mpi4py.py"]
                 mpi.append(try timed(command, environment: Self.mpirunEnvironment, what: "the Python ring under mpirun").seconds)
             }
         }
         add(
-            "python: 4-rank ring, whole command (distr-master run --local 4 vs mpirun -np 4)", unit: "ms",
-            distr: Self.median(distr) * 1e3, baseline: mpi.isEmpty ? nil : Self.median(mpi) * 1e3, target: "≤ 0.33x")
-        add(
-            "python: 4-rank ring, whole command vs four idle python3 started at once (the interpreter floor)", unit: "ms",
-            distr: Self.median(distr) * 1e3, baseline: Self.median(floor) * 1e3)
+            "python: 4-rank ring, whole command (distr-master run --local 4)", unit: "ms", distr: Self.median(distr) * 1e3,
+            baseline: Self.median(floor) * 1e3, against: "four idle python3 started at once (the interpreter floor)")
+        if !mpi.isEmpty {
+            add(
+                "python: 4-rank ring, whole command vs mpirun", unit: "ms", distr: Self.median(distr) * 1e3, baseline: Self.median(mpi) * 1e3,
+                against: "the same ring in mpi4py, mpirun -np 4", target: .ratioAtMost(0.33))
+        }
     }
 
     mutating func pythonLatency(_ setup: PythonSetup, directory: String, ports: [Int]) throws {
@@ -106,25 +110,27 @@ extension Bench {
         var mpiShared: Double?
         if let mpirun = setup.mpirun {
             let tcp = try timed(
-                [mpirun, "-np", "2", "--mca", "btl", "tcp,self", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment,
+                mpirun + ["-np", "2", "--mca", "btl", "tcp,self", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment,
                 what: "mpi4py ping-pong over TCP")
             mpiTCP = Self.result(tcp.output)
             let shared = try timed(
-                [mpirun, "-np", "2", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment, what: "mpi4py ping-pong")
+                mpirun + ["-np", "2", setup.python, script, "mpi4py"], environment: Self.mpirunEnvironment, what: "mpi4py ping-pong")
             mpiShared = Self.result(shared.output)
         }
         let module = try distr("distr", hosts: twoWorkers)
-        add(
-            "python: small-object send/recv, distr module, two workers vs mpi4py over TCP", unit: "µs one way", distr: module,
-            baseline: mpiTCP, target: "≤ 2x")
         let layer = try distr("mpi4py", hosts: twoWorkers)
-        add(
-            "python: small-object send/recv, distr's mpi4py layer, two workers vs mpi4py over TCP", unit: "µs one way", distr: layer,
-            baseline: mpiTCP)
         let sameNode = try distr("distr", hosts: ["--peers", oneWorker])
+        // Without --compare-mpi these have no baseline in the run: shown, not judged.
+        let overTCP = mpiTCP == nil ? "none (--compare-mpi: mpi4py over TCP)" : "mpi4py over TCP, mpirun -np 2 --mca btl tcp,self"
         add(
-            "python: small-object send/recv, distr module, one worker vs mpi4py shared memory", unit: "µs one way", distr: sameNode,
-            baseline: mpiShared)
+            "python: small-object send/recv, distr module, two workers", unit: "µs one way", distr: module, baseline: mpiTCP,
+            against: overTCP, target: mpiTCP == nil ? nil : .ratioAtMost(2))
+        add(
+            "python: small-object send/recv, distr's mpi4py layer, two workers", unit: "µs one way", distr: layer, baseline: mpiTCP,
+            against: overTCP)
+        add(
+            "python: small-object send/recv, distr module, one worker", unit: "µs one way", distr: sameNode, baseline: mpiShared,
+            against: mpiShared == nil ? "none (--compare-mpi: mpi4py, shared memory)" : "mpi4py, shared memory, mpirun -np 2")
     }
 
     mutating func pythonBandwidth(_ setup: PythonSetup, directory: String, ports: [Int]) throws {
@@ -132,10 +138,15 @@ extension Bench {
         let command = [master, "run", "-q", "--hosts", hosts, "--secret-file", secretFile, "--", setup.python, directory + "/stream.py"]
         let output = try timed(command, what: "the Python 16 MiB stream").output
         guard let python = Self.result(output) else { throw NodeError.badArgument("the Python stream printed no result: \(output)") }
-        let swift = cases.first { $0.name == "bandwidth 16 MiB, two workers on loopback" }?.distr
+        let swiftName = "messaging: bandwidth 16 MiB, two workers on loopback"
+        if !cases.contains(where: { $0.name == swiftName }) {
+            let peers = try peersFile("python-swift", ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])"])
+            try messaging(label: "two workers on loopback", peers: peers, transport: "tcp")
+        }
+        let swift = cases.first { $0.name == swiftName }?.distr
         add(
-            "python: numpy Send/Recv 16 MiB, two workers vs Swift ranks on the same path", unit: "MB/s", distr: python, baseline: swift,
-            target: "≥ 0.70x")
+            "python: numpy Send/Recv 16 MiB, two workers", unit: "MB/s", distr: python, baseline: swift,
+            against: "Swift ranks on the same path (distr)", target: .ratioAtLeast(0.7))
     }
 }
 
@@ -202,6 +213,60 @@ enum PythonBenchPrograms {
         times = sorted(batch(4000) for _ in range(5))
         if me == 0:
             print("RESULT", times[2] * 1e6, flush=True)
+
+        """
+
+    /// Collectives on numpy arrays, timed as RankBench.collectives times distr's: `RESULT name value -1`.
+    static let collectives = """
+        import sys
+        import time
+
+        import numpy as np
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        me, n = comm.Get_rank(), comm.Get_size()
+        repeats = 3 if sys.argv[1:] == ["quick"] else 7
+
+
+        def report(name, values, scale):
+            if me == 0:
+                print(f"RESULT {name}\t{sorted(values)[len(values) // 2] * scale}\t-1", flush=True)
+
+
+        barriers = []
+        comm.Barrier()
+        for _ in range(repeats):
+            comm.Barrier()
+            start = time.perf_counter()
+            for _ in range(100):
+                comm.Barrier()
+            barriers.append((time.perf_counter() - start) / 100)
+        report("barrier", barriers, 1e6)
+
+        data = np.full(1 << 20, 1.5 if me == 0 else 0.0)
+        comm.Bcast(data, root=0)
+        broadcasts = []
+        for _ in range(repeats):
+            comm.Barrier()
+            start = time.perf_counter()
+            comm.Bcast(data, root=0)
+            comm.Barrier()
+            broadcasts.append(time.perf_counter() - start)
+            assert data[12345] == 1.5
+        report("broadcast 8 MB", broadcasts, 1e3)
+
+        values = np.full(1 << 20, float(me))
+        result = np.empty_like(values)
+        comm.Allreduce(values, result, op=MPI.SUM)
+        reductions = []
+        for _ in range(repeats):
+            comm.Barrier()
+            start = time.perf_counter()
+            comm.Allreduce(values, result, op=MPI.SUM)
+            reductions.append(time.perf_counter() - start)
+            assert result[12345] == n * (n - 1) / 2
+        report("allReduce 1M doubles", reductions, 1e3)
 
         """
 

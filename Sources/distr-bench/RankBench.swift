@@ -8,9 +8,12 @@ enum RankBench {
     static func run(_ arguments: [String]) async {
         await Node.run { node in
             let mode = arguments.first ?? ""
+            let transport = arguments.dropFirst().first ?? "tcp"
+            let quick = arguments.dropFirst(2).first == "quick"
             switch mode {
-            case "messaging": try await messaging(node, transport: arguments.dropFirst().first ?? "tcp")
-            case "allreduce": try await allReduce(node)
+            case "messaging": try await messaging(node, transport: transport, quick: quick, busy: false)
+            case "busy": try await messaging(node, transport: transport, quick: quick, busy: true)
+            case "collectives": try await collectives(node, quick: quick)
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -22,6 +25,16 @@ enum RankBench {
         fflush(stdout)
     }
 
+    /// The `RESULT name<TAB>distr<TAB>baseline` lines of a job's output (baseline -1: none).
+    static func results(_ output: String) -> [(name: String, distr: Double, baseline: Double?)] {
+        output.split(separator: "\n").compactMap { line in
+            guard let start = line.range(of: "RESULT ") else { return nil }
+            let fields = line[start.upperBound...].split(separator: "\t")
+            guard fields.count == 3, let distr = Double(fields[1]), let baseline = Double(fields[2]) else { return nil }
+            return (String(fields[0]), distr, baseline < 0 ? nil : baseline)
+        }
+    }
+
     static func median(_ values: [Double]) -> Double {
         let sorted = values.sorted()
         return sorted.isEmpty ? 0 : sorted[sorted.count / 2]
@@ -29,11 +42,14 @@ enum RankBench {
 
     // MARK: messaging between ranks 0 and 1
 
-    static func messaging(_ node: Node, transport: String) async throws {
+    /// `busy`: only 8 B latency against the blocking socket, in short batches (the machine's
+    /// cores are all taken by busy loops, and each round trip may wait for a time slice).
+    static func messaging(_ node: Node, transport: String, quick: Bool, busy: Bool) async throws {
         let peer = 1 - node.id
         let baseline = try await baselineSocket(node, transport: transport)
         defer { close(baseline) }
-        let sizes = ProcessInfo.processInfo.environment["DISTR_BENCH_ONLY"] == "latency" ? [(8, 20000)] : [(8, 4000), (1024, 3000), (65536, 400)]
+        let scale = quick ? 4 : 1
+        let sizes = busy ? [(8, 1000 / scale)] : [(8, 4000 / scale), (1024, 3000 / scale), (65536, 400 / scale)]
         for (size, iterations) in sizes {
             let payload = [UInt8](repeating: 7, count: size)
             var distrBatches: [Double] = []
@@ -46,6 +62,7 @@ enum RankBench {
                 rawBatches.append(try rawPingPong(baseline, first: node.id == 0, size: size, iterations: iterations))
             }
             report(node, "latency \(size) B", distr: median(distrBatches) * 1e6, baseline: median(rawBatches) * 1e6)
+            if busy { continue }
             // distr's receive polls the socket briefly before sleeping; compare with a baseline that
             // does the same (nonblocking reads in a loop) too.
             var spinBatches: [Double] = []
@@ -54,15 +71,15 @@ enum RankBench {
             FD.setNonblocking(baseline, false)
             report(node, "latency \(size) B vs busy-polling socket", distr: median(distrBatches) * 1e6, baseline: median(spinBatches) * 1e6)
         }
-        if ProcessInfo.processInfo.environment["DISTR_BENCH_ONLY"] == "latency" { return }
+        if busy { return }
         for megabytes in [1, 16, 64] {
             let size = megabytes << 20
-            let count = max(4, 128 / megabytes)
+            let count = max(quick ? 2 : 4, (quick ? 32 : 128) / megabytes)
             let payload = [UInt8](repeating: 3, count: size)
             var distrRates: [Double] = []
             var rawRates: [Double] = []
             var buffer: [UInt8] = []
-            for _ in 0..<3 {
+            for _ in 0..<(quick ? 1 : 3) {
                 distrRates.append(try await stream(node, peer: peer, payload: payload, count: count, buffer: &buffer))
                 rawRates.append(try rawStream(baseline, first: node.id == 0, size: size, count: count))
             }
@@ -235,19 +252,44 @@ enum RankBench {
         }
     }
 
-    // MARK: allReduce
+    // MARK: collectives
 
-    static func allReduce(_ node: Node) async throws {
+    /// barrier (µs), broadcast of 8 MB (1M doubles, ms) and allReduce of 1M doubles (ms), each
+    /// the median of several, started together after a barrier; the results are checked.
+    static func collectives(_ node: Node, quick: Bool) async throws {
+        let repeats = quick ? 3 : 7
+        var barriers: [Double] = []
+        try await node.barrier()
+        for _ in 0..<repeats {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            for _ in 0..<100 { try await node.barrier() }
+            barriers.append((DistrCore.Clock.now - start) / 100)
+        }
+        report(node, "barrier", distr: median(barriers) * 1e6, baseline: nil)
+        let data = [Double](repeating: 1.5, count: 1 << 20)
+        var broadcasts: [Double] = []
+        _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
+        for _ in 0..<repeats {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
+            // Everyone has it only when the last rank has it: the time ends after a barrier.
+            try await node.barrier()
+            broadcasts.append(DistrCore.Clock.now - start)
+            guard received.count == data.count, received[12345] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
+        }
+        report(node, "broadcast 8 MB", distr: median(broadcasts) * 1e3, baseline: nil)
         let values = [Double](repeating: Double(node.id), count: 1 << 20)
         _ = try await node.allReduce(values, .sum)
-        var times: [Double] = []
-        for _ in 0..<7 {
+        var reductions: [Double] = []
+        for _ in 0..<repeats {
             try await node.barrier()
             let start = DistrCore.Clock.now
             let result = try await node.allReduce(values, .sum)
-            times.append(DistrCore.Clock.now - start)
+            reductions.append(DistrCore.Clock.now - start)
             guard result[12345] == Double(node.count * (node.count - 1) / 2) else { throw NodeError.badArgument("wrong allReduce result") }
         }
-        report(node, "allReduce 1M doubles, \(node.count) ranks", distr: median(times) * 1e3, baseline: nil)
+        report(node, "allReduce 1M doubles", distr: median(reductions) * 1e3, baseline: nil)
     }
 }

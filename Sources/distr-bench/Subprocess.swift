@@ -3,22 +3,46 @@ import DistrCore
 import Foundation
 import Synchronization
 
-/// A child process with its stdout collected, for the benchmark's orchestration (`distr-master`,
-/// `mpirun`, `ip`); workers are `WorkerProcess`es.
+/// A child process with its stdout collected (or sent to a file), for the benchmark's
+/// orchestration (`distr-master`, `mpirun`, `ip`); workers are `WorkerProcess`es.
 final class Subprocess: Sendable {
     let pid: pid_t
     private let output = Mutex<[UInt8]>([])
     private let exit = ChildExit()
     private let outputClosed = Latch()
 
-    init(_ arguments: [String], environment: [String: String] = [:], stderrPath: String = "/dev/null") throws {
+    /// - Parameters:
+    ///   - stdoutPath: where stdout goes (created or truncated); nil: collected, see `text`.
+    ///   - stdinPath: what stdin reads; nil: /dev/null.
+    init(
+        _ arguments: [String], environment: [String: String] = [:], stderrPath: String = "/dev/null", stdoutPath: String? = nil,
+        stdinPath: String? = nil
+    ) throws {
         var env = ProcessInfo.processInfo.environment
         for (key, value) in environment { env[key] = value }
-        let out = try FD.pipe()
         let err = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard err >= 0 else { throw SystemError("open \(stderrPath)", errno: errno) }
         defer { FD.close(err) }
+        var input: Int32?
+        if let stdinPath {
+            let fd = open(stdinPath, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemError("open \(stdinPath)", errno: errno) }
+            input = fd
+        }
+        defer { if let input { FD.close(input) } }
+        if let stdoutPath {
+            let out = open(stdoutPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard out >= 0 else { throw SystemError("open \(stdoutPath)", errno: errno) }
+            defer { FD.close(out) }
+            pid = try Spawner.spawn(
+                SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdin: input, stdout: out, stderr: err),
+                onExit: exit.record)
+            outputClosed.open()
+            return
+        }
+        let out = try FD.pipe()
         pid = try Spawner.spawn(
-            SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdout: out.write, stderr: err),
+            SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdin: input, stdout: out.write, stderr: err),
             onExit: exit.record)
         FD.close(out.write)
         let reader = out.read
@@ -43,5 +67,21 @@ final class Subprocess: Sendable {
         let status = exit.wait()
         outputClosed.wait()
         return status ?? .exited(-1)
+    }
+
+    /// Waits until `deadline`; past it, kills its process group (what it started too) and
+    /// returns nil.
+    func wait(until deadline: Deadline) -> RankStatus? {
+        if exit.wait(until: deadline) != nil { return wait() }
+        _ = Glibc.kill(-pid, SIGKILL)
+        _ = Glibc.kill(pid, SIGKILL)
+        wait()
+        return nil
+    }
+
+    /// Ends it at once (a busy loop the bench started).
+    func kill() {
+        _ = Glibc.kill(pid, SIGKILL)
+        wait()
     }
 }

@@ -1,23 +1,12 @@
 @preconcurrency import Glibc
 import DistrCore
 
-// distr-bench: launch and messaging costs of distr beside a plain baseline measured in the same
-// run, with their ratios. `--json` prints one JSON object instead of the table.
+// distr-bench: distr's costs beside a plain baseline measured in the same run, with their ratios,
+// targets and whether each is met. `--json` prints one JSON object instead of the table.
+// `--rank MODE` and `--write-lines BYTES` are what the benchmark's own ranks run.
 let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.first == "--rank" {
-    await RankBench.run(Array(arguments.dropFirst()))
+switch arguments.first {
+case "--rank": await RankBench.run(Array(arguments.dropFirst()))
+case "--write-lines": exit(LineWriter.run(Array(arguments.dropFirst())))
+default: exit(BenchCommand.main(arguments))
 }
-let usage = "usage: distr-bench [--json] [--quick] [--no-netns] [--python-only]"
-if arguments.contains("-h") || arguments.contains("--help") {
-    print(usage)
-    exit(0)
-}
-let known: Set = ["--json", "--quick", "--no-netns", "--python-only"]
-if let unknown = arguments.first(where: { !known.contains($0) }) {
-    fputs("distr-bench: unknown option '\(unknown)'\n\(usage)\n", stderr)
-    exit(64)
-}
-exit(
-    BenchCommand.run(
-        json: arguments.contains("--json"), quick: arguments.contains("--quick"), namespaces: !arguments.contains("--no-netns"),
-        pythonOnly: arguments.contains("--python-only")))
