@@ -99,7 +99,8 @@ extension Node {
     ///
     /// Nothing is copied that need not be: the chunk that arrives is combined in place with this
     /// rank's part of `input` (`mine ⊕ theirs`, the operand order of the tree) and is the array
-    /// sent on at the next step, which goes out from its own memory; the result is assembled once.
+    /// sent on at the next step, which goes out from its own memory; each finished chunk is copied
+    /// into the result once.
     private func ringAllReduce<A: RawNumericArray>(_ input: A, _ operation: ElementwiseOperation, tag: Int) async throws -> A {
         guard let kernel = RawNumericTypes.kernels[A.elementCode] else {
             throw NodeError.badArgument("allReduce: no element-wise operation for element code \(A.elementCode)")
@@ -126,24 +127,23 @@ extension Node {
             }
             carried = theirs
         }
-        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk on.
-        var chunks = [A?](repeating: nil, count: count)
-        chunks[next] = carried
+        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
+        // on, and each is copied into the result while the next one is on its way.
+        var result = A.uninitialized(count: total)
+        func place(_ chunk: A, at index: Int) {
+            let start = bounds[index] * size
+            chunk.withRawBytes { bytes in
+                result.withMutableRawBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + bytes.count]).copyMemory(from: bytes) }
+            }
+        }
+        place(carried, at: next)
         for step in 0..<(count - 1) {
             let receiving = (id - step + 2 * count) % count
             try await post(carried, to: next, tag: tag - 1)
             carried = try await take(A.self, from: prev, tag: tag - 1)
             try checkChunk(carried, index: receiving, bounds: bounds, from: prev)
-            chunks[receiving] = carried
+            place(carried, at: receiving)
         }
-        let result = A.filled(count: total) { out in
-            for (index, chunk) in chunks.enumerated() {
-                guard let chunk else { return false }
-                chunk.withRawBytes { UnsafeMutableRawBufferPointer(rebasing: out[(bounds[index] * size)...]).copyMemory(from: $0) }
-            }
-            return true
-        }
-        guard let result else { throw NodeError.badArgument("allReduce: a chunk is missing") }
         return result
     }
 
