@@ -153,7 +153,46 @@ import Testing
         #expect(Reduction<[Int]>.max.combine([1, 5], [3, 4]) == [3, 5])
         #expect(Reduction<[Int]>.min.combine([1, 5, 9], [3, 4]) == [1, 4, 9])
         #expect(Reduction<Int>.product.combine(3, 4) == 12)
-        #expect(Reduction<[Float]>.sum.elementwise)
-        #expect(!Reduction<String>.custom { $0 + $1 }.elementwise)
+        #expect(Reduction<[Float]>.sum.elementwise == .add)
+        #expect(Reduction<[Int8]>.max.elementwise == .maximum)
+        #expect(Reduction<String>.custom { $0 + $1 }.elementwise == nil)
+    }
+
+    @Test func elementwiseKernels_matchTheScalarOperationForEveryElementType() {
+        // Long enough for the vector loop and its remainder; the shorter operand's missing
+        // elements are taken from the longer one.
+        func check<E: RawNumeric & Numeric & Comparable>(_ make: (Int) -> E) {
+            let a = (0..<37).map(make)
+            let b = (0..<35).map { make(($0 * 7 + 3) % 11) }
+            for (reduction, scalar) in [
+                (Reduction<[E]>.sum, { (x: E, y: E) in x + y }), (.product, { $0 * $1 }), (.min, { Swift.min($0, $1) }),
+                (.max, { Swift.max($0, $1) }),
+            ] {
+                let expected = (0..<37).map { $0 < 35 ? scalar(a[$0], b[$0]) : a[$0] }
+                #expect(reduction.combine(a, b) == expected, "\(E.self)")
+                #expect(reduction.combine(b, a) == (0..<37).map { $0 < 35 ? scalar(b[$0], a[$0]) : a[$0] }, "\(E.self)")
+            }
+        }
+        check { Double($0) * 0.75 - 9 }
+        check { Float($0) / 3 - 2 }
+        check { Int($0 % 9) - 4 }
+        check { Int64($0 % 9) - 4 }
+        check { Int32($0 % 9) - 4 }
+        check { Int16($0 % 9) - 4 }
+        check { Int8($0 % 9) - 4 }
+        check { UInt($0 % 9) }
+        check { UInt64($0 % 9) }
+        check { UInt32($0 % 9) }
+        check { UInt16($0 % 9) }
+        check { UInt8($0 % 9) }
+    }
+
+    @Test func elementwiseKernel_combinesInPlace() {
+        var theirs: [Double] = [1, 2, 3, 4, 5]
+        let mine: [Double] = [10, 20, 30, 40, 50]
+        mine.withUnsafeBytes { a in
+            theirs.withUnsafeMutableBytes { Double.combine(.add, a, UnsafeRawBufferPointer($0), into: $0, count: 4) }
+        }
+        #expect(theirs == [11, 22, 33, 44, 5])
     }
 }

@@ -198,4 +198,44 @@ import Testing
         let error = NodeError.badCollective(rank: 1, detail: "sent a chunk of 10 elements in allReduce where chunk 1 has 4096")
         await #expect(throws: error) { try await node.allReduce(values, .sum) }
     }
+
+    @Test func ringAllReduce_sendsOwnChunkThenTheCombinedOne_ownOperandFirst() async throws {
+        // Rank 0 of 2 with 8193 elements: chunk 0 is elements 0..<4096, chunk 1 is 4096..<8193.
+        let node = try Self.node(id: 0, count: 2)
+        let peer = try Self.link(node, to: 1)
+        defer { FD.close(peer) }
+        let half = Node.ringThreshold
+        let mine = (0..<2 * half + 1).map { $0 % 2 == 0 ? -0.0 : Double($0) }
+        // Rank 1's part of chunk 1 (reduce-scatter, tag -1), then the finished chunk 0 (all-gather, tag -2).
+        let theirs = (0..<half + 1).map { $0 % 2 == 0 ? 0.0 : Double(-$0) }
+        let finished = [Double](repeating: 7, count: half)
+        node.mailbox.deliver(try Self.envelope(theirs, from: 1, tag: -1))
+        node.mailbox.deliver(try Self.envelope(finished, from: 1, tag: -2))
+        let result = try await node.allReduce(mine, .min)
+        // min(own, received) keeps -0.0 where both are zero; min(received, own) would give +0.0.
+        let combined = theirs.indices.map { Swift.min(mine[half + $0], theirs[$0]) }
+        func same(_ a: [Double]?, _ b: some Collection<Double>) -> Bool { a?.map(\.bitPattern) == b.map(\.bitPattern) }
+        let resultIsRight = same(result, finished + combined)
+        #expect(resultIsRight, "the result, bit for bit")
+        #expect(result[half].sign == .minus)
+        // What went to rank 1: this rank's own chunk 0, then the combined chunk 1.
+        var decoder = RankFrameDecoder(source: 0)
+        var sent: [(tag: Int, values: [Double])] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while sent.count < 2 {
+            switch try decoder.next() {
+            case .frame(let frame, _, let array): sent.append((frame.tag, array as? [Double] ?? []))
+            case .needBytes, .needPayload:
+                let n = try FD.read(peer, into: &buffer)
+                try #require(n > 0)
+                decoder.append(Array(buffer[0..<n]))
+            case .goodbye: Issue.record("rank 0 said goodbye")
+            }
+        }
+        #expect(sent.map(\.tag) == [-1, -2])
+        let sentOwn = same(sent.first?.values, mine[0..<half])
+        let sentCombined = same(sent.last?.values, combined)
+        #expect(sentOwn, "first send: this rank's chunk 0")
+        #expect(sentCombined, "second send: the combined chunk 1")
+    }
 }

@@ -200,6 +200,17 @@ def collectives():
         expect(isinstance(vector, np.ndarray) and list(vector) == [n * (n + 1) / 2] * 3, "allreduce of a small ndarray")
         ring = distr.allreduce(np.arange(4096 * n, dtype=np.int64) * (me + 1), distr.MAX)
         expect(isinstance(ring, np.ndarray) and bool((ring == np.arange(4096 * n) * n).all()), "ring on an ndarray")
+        if n > 1:
+            # Not a multiple of n, order-sensitive float sums: the same doubles on every rank.
+            size = 4096 * n + 3
+            values = np.arange(size, dtype=np.float64) / 7.0 * (1e8 if me % 2 else 1.0) + me
+            total = distr.allreduce(values)
+            expected = sum(np.arange(size, dtype=np.float64) / 7.0 * (1e8 if r % 2 else 1.0) + r for r in range(n))
+            expect(total.dtype == np.float64 and total.shape == (size,), "ring of floats on an ndarray: %r" % (total,))
+            expect(bool((np.abs(total - expected) <= 1e-12 * np.abs(expected)).all()), "ring of floats on an ndarray: the sum")
+            expect(distr.allgather(total.tobytes()) == [total.tobytes()] * n, "ring of floats on an ndarray: the same bits everywhere")
+            smallest = distr.allreduce(np.arange(size, dtype=np.float32) - me, distr.MIN)
+            expect(bool((smallest == np.arange(size, dtype=np.float32) - (n - 1)).all()), "ring min on a float32 ndarray")
     expect_error(distr.DistrError, lambda: distr.bcast(1, root=n), "root %d does not exist" % n)
     distr.barrier()
 

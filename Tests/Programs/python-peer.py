@@ -63,6 +63,11 @@ def peer():
     distr.recv(0, tag=9)
 
 
+def awkward(rank, index):
+    """distr-check's awkward(rank:index:): sums of these round differently in different orders."""
+    return float((index * 7919 + rank * 104729) % 1000003) / 7.0 * (1e8 if (index + rank) % 3 == 0 else 1.0)
+
+
 def collectives():
     me, n = distr.node_id, distr.n_node
     distr.barrier()
@@ -75,6 +80,12 @@ def collectives():
     size = 4096 * n + 3
     expect(distr.allreduce([float(me + 1)] * size) == [float(n * (n + 1) // 2)] * size, "ring allreduce")
     expect(distr.allreduce([me, -me], distr.MIN) == [0, -(n - 1)], "allreduce min of [Int]")
+    # The same order-sensitive sum as distr-check's expectSameSumEverywhere: the same bits everywhere.
+    size = 4096 * n + 5
+    total = distr.allreduce([awkward(me, i) for i in range(size)])
+    reference = distr.bcast(None, root=0)
+    expect(total == reference, "ring allreduce: the same doubles as rank 0")
+    expect(all(abs(total[i] - sum(awkward(r, i) for r in range(n))) <= 1e-12 * abs(total[i]) for i in range(size)), "ring allreduce sum")
     words = distr.gather("r%d" % me, root=1)
     expect(words == (["r%d" % r for r in range(n)] if me == 1 else None), "gather of str at rank 1")
     expect(distr.gather(me, root=0) is None, "gather of int")

@@ -81,8 +81,10 @@ extension Node {
     /// Combines every rank's value and gives the result to all.
     public func allReduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>) async throws -> T {
         let tag = collectiveTag()
-        if operation.elementwise, count > 1, let array = value as? any RawNumericArray, array.elementCount >= Self.ringThreshold * count {
-            return try await ringAllReduce(value, operation, tag: tag)
+        if let elementwise = operation.elementwise, count > 1, let array = value as? any RawNumericArray,
+            array.elementCount >= Self.ringThreshold * count
+        {
+            return try await ringAllReduce(array, elementwise, tag: tag) as? T ?? value
         }
         let reduced = try await reduce(value, operation, root: 0, tag: tag)
         return try await broadcast(reduced, root: 0, tag: tag - 1)
@@ -91,53 +93,69 @@ extension Node {
     /// Arrays with at least this many elements per rank take the ring.
     static let ringThreshold = 4096
 
-    private func ringAllReduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>, tag: Int) async throws -> T {
-        guard let array = value as? any RawNumericArray else { return value }
-        return try await ringAllReduce(array, operation, tag: tag) as? T ?? value
-    }
-
-    private func ringAllReduce<A: RawNumericArray>(_ array: A, _ operation: Reduction<some Sendable>, tag: Int) async throws -> A {
-        guard let op = operation as? Reduction<A> else { return array }
-        // Chunk boundaries in elements.
-        let total = array.elementCount
-        let bounds = (0...count).map { $0 * total / count }
-        var chunks: [A] = try (0..<count).map { index in
-            let size = A.elementSize
-            let chunk = array.withRawBytes { A.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[bounds[index] * size..<bounds[index + 1] * size])) }
-            guard let chunk else { throw NodeError.badArgument("allReduce: cannot split the array") }
-            return chunk
+    /// Ring reduce-scatter, then ring all-gather, over `count` chunks (chunk i is elements
+    /// i*L/n ..< (i+1)*L/n). Each chunk is reduced on one rank only, whose result the all-gather
+    /// hands to all, so every rank gets bit-identical values whatever the operation's rounding.
+    ///
+    /// Nothing is copied that need not be: the chunk that arrives is combined in place with this
+    /// rank's part of `input` (`mine ⊕ theirs`, the operand order of the tree) and is the array
+    /// sent on at the next step, which goes out from its own memory; each finished chunk is copied
+    /// into the result once.
+    private func ringAllReduce<A: RawNumericArray>(_ input: A, _ operation: ElementwiseOperation, tag: Int) async throws -> A {
+        guard let kernel = RawNumericTypes.kernels[A.elementCode] else {
+            throw NodeError.badArgument("allReduce: no element-wise operation for element code \(A.elementCode)")
         }
+        let total = input.elementCount
+        let size = A.elementSize
+        let bounds = (0...count).map { $0 * total / count }
         let next = (id + 1) % count
         let prev = (id + count - 1) % count
+        // Step s sends the chunk combined at step s - 1 (first this rank's own chunk, `id`) and
+        // receives chunk id - s - 1, which it combines with its own part.
+        let own = bounds[id] * size..<bounds[id + 1] * size
+        guard var carried = input.withRawBytes({ A.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[own])) }) else {
+            throw NodeError.badArgument("allReduce: cannot split the array")
+        }
         for step in 0..<(count - 1) {
-            let sending = (id - step + 2 * count) % count
             let receiving = (id - step - 1 + 2 * count) % count
-            try await post(chunks[sending], to: next, tag: tag)
-            let theirs = try await take(A.self, from: prev, tag: tag)
-            try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
-            chunks[receiving] = op.combine(chunks[receiving], theirs)
+            try await post(carried, to: next, tag: tag)
+            var theirs = try await take(A.self, from: prev, tag: tag)
+            let elements = try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
+            input.withRawBytes { whole in
+                let mine = UnsafeRawBufferPointer(rebasing: whole[(bounds[receiving] * size)...])
+                theirs.withMutableRawBytes { kernel.combine(operation, mine, UnsafeRawBufferPointer($0), into: $0, count: elements) }
+            }
+            carried = theirs
         }
+        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
+        // on, and each is copied into the result while the next one is on its way.
+        var result = A.uninitialized(count: total)
+        func place(_ chunk: A, at index: Int) {
+            let start = bounds[index] * size
+            chunk.withRawBytes { bytes in
+                result.withMutableRawBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + bytes.count]).copyMemory(from: bytes) }
+            }
+        }
+        place(carried, at: next)
         for step in 0..<(count - 1) {
-            let sending = (id + 1 - step + 2 * count) % count
             let receiving = (id - step + 2 * count) % count
-            try await post(chunks[sending], to: next, tag: tag - 1)
-            let theirs = try await take(A.self, from: prev, tag: tag - 1)
-            try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
-            chunks[receiving] = theirs
+            try await post(carried, to: next, tag: tag - 1)
+            carried = try await take(A.self, from: prev, tag: tag - 1)
+            try checkChunk(carried, index: receiving, bounds: bounds, from: prev)
+            place(carried, at: receiving)
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(total * A.elementSize)
-        for chunk in chunks { chunk.appendRawBytes(to: &bytes) }
-        return bytes.withUnsafeBytes { A.fromRawBytes($0) } ?? array
+        return result
     }
 
-    /// Throws unless `chunk` has the length of chunk `index` of the ring.
-    private func checkChunk(_ chunk: some RawNumericArray, index: Int, bounds: [Int], from sender: Int) throws {
+    /// Throws unless `chunk` has the length of chunk `index` of the ring; returns that length.
+    @discardableResult
+    private func checkChunk(_ chunk: some RawNumericArray, index: Int, bounds: [Int], from sender: Int) throws -> Int {
         let expected = bounds[index + 1] - bounds[index]
         guard chunk.elementCount == expected else {
             throw NodeError.badCollective(
                 rank: sender, detail: "sent a chunk of \(chunk.elementCount) elements in allReduce where chunk \(index) has \(expected)")
         }
+        return expected
     }
 
     /// One value from each rank, in rank order, at the root; nil elsewhere.

@@ -5,15 +5,16 @@
 /// not rank 0 (ranks are combined in tree order, which rotates with the root).
 public struct Reduction<T: Sendable>: Sendable {
     public let combine: @Sendable (T, T) -> T
-    /// Element-wise operations on arrays can be split into chunks (ring algorithm for large arrays).
-    let elementwise: Bool
+    /// The built-in element-wise operation on arrays, if this is one: it can be split into chunks
+    /// (ring algorithm for large arrays) and run in place on raw memory.
+    let elementwise: ElementwiseOperation?
 
     public init(_ combine: @escaping @Sendable (T, T) -> T) {
         self.combine = combine
-        elementwise = false
+        elementwise = nil
     }
 
-    init(elementwise: Bool, _ combine: @escaping @Sendable (T, T) -> T) {
+    init(elementwise: ElementwiseOperation, _ combine: @escaping @Sendable (T, T) -> T) {
         self.combine = combine
         self.elementwise = elementwise
     }
@@ -48,6 +49,22 @@ extension Array: ElementwiseArithmetic where Element: Numeric & Comparable {
     /// ended early (the longer array's elements are kept).
     public func combined(with other: [Element], _ operation: ElementwiseOperation) -> [Element] {
         let shared = Swift.min(count, other.count)
+        if let kernel = Element.self as? any ElementwiseKernel.Type {
+            let longer = count >= other.count ? self : other
+            return [Element](unsafeUninitializedCapacity: longer.count) { out, initialized in
+                withUnsafeBytes { a in
+                    other.withUnsafeBytes { b in
+                        let o = UnsafeMutableRawBufferPointer(out)
+                        kernel.combine(operation, a, b, into: o, count: shared)
+                        longer.withUnsafeBytes { tail in
+                            let from = shared * MemoryLayout<Element>.stride
+                            UnsafeMutableRawBufferPointer(rebasing: o[from...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: tail[from...]))
+                        }
+                    }
+                }
+                initialized = longer.count
+            }
+        }
         var out = count >= other.count ? self : other
         withUnsafeBufferPointer { a in
             other.withUnsafeBufferPointer { b in
@@ -66,8 +83,8 @@ extension Array: ElementwiseArithmetic where Element: Numeric & Comparable {
 }
 
 extension Reduction where T: ElementwiseArithmetic {
-    public static var sum: Reduction { Reduction(elementwise: true) { $0.combined(with: $1, .add) } }
-    public static var product: Reduction { Reduction(elementwise: true) { $0.combined(with: $1, .multiply) } }
-    public static var min: Reduction { Reduction(elementwise: true) { $0.combined(with: $1, .minimum) } }
-    public static var max: Reduction { Reduction(elementwise: true) { $0.combined(with: $1, .maximum) } }
+    public static var sum: Reduction { Reduction(elementwise: .add) { $0.combined(with: $1, .add) } }
+    public static var product: Reduction { Reduction(elementwise: .multiply) { $0.combined(with: $1, .multiply) } }
+    public static var min: Reduction { Reduction(elementwise: .minimum) { $0.combined(with: $1, .minimum) } }
+    public static var max: Reduction { Reduction(elementwise: .maximum) { $0.combined(with: $1, .maximum) } }
 }

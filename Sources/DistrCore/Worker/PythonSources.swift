@@ -1082,6 +1082,28 @@ def _ring_allreduce(g, value, op, t, t2, total):
                              % (_name(g, prv), length, index, expected))
         return _like(theirs, value)
 
+    nd = _ndarray()
+    if nd is not None and isinstance(value, nd):
+        # numpy: combine straight into the result's chunk (own op received, the order above) and
+        # copy what the all-gather brings into place, instead of new arrays and a concatenation.
+        np = numpy_module()
+        ufunc = getattr(np, op.ufunc)
+        result = np.empty_like(value)
+        for step in range(n - 1):
+            sending = (me - step) % n
+            receiving = (me - step - 1) % n
+            g.send(nxt, chunks[sending], t)
+            part = result[bounds[receiving]:bounds[receiving + 1]]
+            ufunc(chunks[receiving], take(receiving, t), out=part)
+            chunks[receiving] = part
+        for step in range(n - 1):
+            sending = (me + 1 - step) % n
+            receiving = (me - step) % n
+            g.send(nxt, chunks[sending], t2)
+            part = result[bounds[receiving]:bounds[receiving + 1]]
+            part[:] = take(receiving, t2)
+            chunks[receiving] = part
+        return result
     for step in range(n - 1):
         sending = (me - step) % n
         receiving = (me - step - 1) % n
@@ -1092,9 +1114,6 @@ def _ring_allreduce(g, value, op, t, t2, total):
         receiving = (me - step) % n
         g.send(nxt, chunks[sending], t2)
         chunks[receiving] = take(receiving, t2)
-    nd = _ndarray()
-    if nd is not None and isinstance(value, nd):
-        return numpy_module().concatenate(chunks)
     out = chunks[0][:0]
     for chunk in chunks:
         out += chunk

@@ -49,3 +49,23 @@ func say(_ text: String) {
         exit(0)
     }
 }
+
+/// Element `index` of rank `rank`'s array in the order-sensitive allReduce checks: magnitudes
+/// 1e8 apart and inexact quotients, so sums in different orders round differently. The Python
+/// peer (python-peer.py) computes the same numbers.
+func awkward(rank: Int, index: Int) -> Double {
+    Double((index * 7919 + rank * 104_729) % 1_000_003) / 7.0 * ((index + rank) % 3 == 0 ? 1e8 : 1)
+}
+
+/// Checks that an allReduce sum of the `awkward` arrays is the same bits on every rank (rank 0's
+/// result, broadcast, is the reference) and close to the sum in rank order.
+func expectSameSumEverywhere(_ node: Node, length: Int) async throws {
+    let sum = try await node.allReduce((0..<length).map { awkward(rank: node.id, index: $0) }, .sum)
+    let reference = try await node.broadcast(node.id == 0 ? sum : nil)
+    try expect(sum.map(\.bitPattern) == reference.map(\.bitPattern), "allReduce of \(length) doubles: the same bits on every rank")
+    let close = sum.indices.allSatisfy { index in
+        let expected = (0..<node.count).reduce(0.0) { $0 + awkward(rank: $1, index: index) }
+        return abs(sum[index] - expected) <= 1e-12 * abs(expected)
+    }
+    try expect(sum.count == length && close, "allReduce of \(length) doubles: the sum")
+}

@@ -153,6 +153,7 @@ await Node.run { node in
         let ring = try await node.allReduce([Double](repeating: Double(node.id + 1), count: 4096 * n + 3), .sum)
         try expect(ring == [Double](repeating: Double(n * (n + 1) / 2), count: 4096 * n + 3), "ring allReduce")
         try expect(try await node.allReduce([node.id, -node.id], .min) == [0, -(n - 1)], "allReduce min of [Int]")
+        try await expectSameSumEverywhere(node, length: 4096 * n + 5)
         let words = try await node.gather("r\(node.id)", root: 1 % n)
         try expect(node.id == 1 % n ? words == (0..<n).map { "r\($0)" } : words == nil, "gather of String at a Python root")
         let ids = try await node.gather(node.id, root: 0)
@@ -187,6 +188,15 @@ await Node.run { node in
         try expect(ring.count == length && ring.indices.allSatisfy { ring[$0] == Double($0 % 97) * factor }, "ring allReduce sum")
         let ringMin = try await node.allReduce((0..<length).map { Int32($0 % 5) - Int32(node.id) }, .min)
         try expect(ringMin.indices.allSatisfy { ringMin[$0] == Int32($0 % 5) - Int32(n - 1) }, "ring allReduce min")
+        let ringMax = try await node.allReduce((0..<length).map { Float(($0 + node.id) % 11) }, .max)
+        try expect(ringMax.indices.allSatisfy { i in ringMax[i] == (0..<n).map { Float((i + $0) % 11) }.max() }, "ring allReduce max")
+        let ringProduct = try await node.allReduce((0..<length).map { Int64($0 % 3 == 0 ? -1 : 1) * Int64(node.id + 1) }, .product)
+        try expect(
+            ringProduct.indices.allSatisfy { i in ringProduct[i] == (0..<n).reduce(Int64(1)) { $0 * Int64(i % 3 == 0 ? -1 : 1) * Int64($1 + 1) } },
+            "ring allReduce product")
+        // Rounding depends on the order of the sums: every rank must still get the same bits,
+        // through the ring (sizes not divisible by the rank count) and through the tree.
+        for size in [length, 4096 * n + 1, 1000] { try await expectSameSumEverywhere(node, length: size) }
         let joined = try await node.allReduce("\(node.id)", .custom { $0 + $1 })
         try expect(joined == (0..<n).map(String.init).joined(), "allReduce custom closure in rank order")
         let gathered = try await node.gather("g\(node.id)", root: 1 % n)
