@@ -57,18 +57,26 @@ package struct JobPolicy: Sendable {
     package mutating func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
         guard stream == 2 else { return }
         var record = ranks[rank] ?? RankRecord()
-        var start = 0
-        var pending = record.partialStderr
-        for (index, byte) in bytes.enumerated() where byte == 10 {
-            Self.appendLineStart(bytes[start..<index], to: &pending)
-            record.stderrTail.append(pending)
-            record.stderrLineCount += 1
-            if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
-            pending = []
-            start = index + 1
+        // Line ends found with memchr, and only the lines that can end up in the tail are
+        // copied: a rank that floods stderr costs the master a scan, not a copy per line.
+        var ends: [Int] = []
+        bytes.withUnsafeBytes { raw in
+            var at = 0
+            while let end = Memory.firstIndex(of: 10, in: raw, from: at) {
+                ends.append(end)
+                at = end + 1
+            }
         }
-        Self.appendLineStart(bytes[start...], to: &pending)
-        record.partialStderr = pending
+        record.stderrLineCount += ends.count
+        for (k, end) in ends.enumerated().dropFirst(max(0, ends.count - Self.tailLines)) {
+            // The first line of the chunk finishes the line the previous chunk left open.
+            var line = k == 0 ? record.partialStderr : []
+            Self.appendLineStart(bytes[(k == 0 ? 0 : ends[k - 1] + 1)..<end], to: &line)
+            record.stderrTail.append(line)
+        }
+        if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst(record.stderrTail.count - Self.tailLines) }
+        if !ends.isEmpty { record.partialStderr = [] }
+        Self.appendLineStart(bytes[((ends.last.map { $0 + 1 }) ?? 0)...], to: &record.partialStderr)
         ranks[rank] = record
     }
 

@@ -101,6 +101,16 @@ package final class Connection: Sendable {
         try result.get()
     }
 
+    /// Sends a frame built in place (see `FrameSealer.sealInPlace`): `frame` has room for the
+    /// header before the `payloadCount` payload bytes and for the MAC after them.
+    package func sendInPlace(type: UInt8, frame: UnsafeMutableRawBufferPointer, payloadCount: Int) throws(SystemError) {
+        let result = sender.withLock { sealer in
+            let size = sealer.sealInPlace(type: type, frame: frame, payloadCount: payloadCount)
+            return Result { () throws(SystemError) in try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: frame[0..<size])) }
+        }
+        try result.get()
+    }
+
     /// The next frame, authenticated. Waits until `idle` for a frame to begin; once one has
     /// begun, at most `frameTimeout` seconds for the rest of it.
     /// - Throws: `WireError.closed` at end of stream, `.badMAC` on a forged frame,
