@@ -183,6 +183,19 @@ import Testing
         #expect(policy.cancelReason == nil)
     }
 
+    /// Exits are relayed only to workers that still run a rank: 64 nodes would otherwise trade
+    /// 64 × 63 messages for ranks that have all ended.
+    @Test func policy_workersWithRunningRanks_dropsAWorkerOnceAllItsRanksHaveExited() {
+        var policy = JobPolicy(workerCount: 3, failFast: false, ranksOfWorker: [0: [0, 1], 1: [2], 2: [3]])
+        #expect(policy.workersWithRunningRanks == [0, 1, 2])
+        _ = policy.rankExited(worker: 0, rank: 0, status: .exited(0), endedByDistr: false)
+        #expect(policy.workersWithRunningRanks == [0, 1, 2])
+        _ = policy.rankExited(worker: 1, rank: 2, status: .exited(1), endedByDistr: false)
+        #expect(policy.workersWithRunningRanks == [0, 2])
+        _ = policy.rankExited(worker: 0, rank: 1, status: .failedToStart("no such program"), endedByDistr: false)
+        #expect(policy.workersWithRunningRanks == [2])
+    }
+
     @Test func policy_workerLostBeforeLaunch_relaysNothing() {
         var policy = JobPolicy(workerCount: 2, failFast: false, ranksOfWorker: [0: [0], 1: [1]])
         #expect(policy.workerFinished(1, error: "refused") == [.cancelAll(reason: "a node failed")])

@@ -109,6 +109,12 @@ package struct JobPolicy: Sendable {
         return actions
     }
 
+    /// Workers with a rank whose exit has not been seen: the only ones a relayed exit can still
+    /// concern (relaying every exit to every worker is a message per pair of nodes).
+    package var workersWithRunningRanks: Set<Int> {
+        Set(ranksOfWorker.compactMap { worker, ranks in ranks.contains { self.ranks[$0]?.status == nil } ? worker : nil })
+    }
+
     package mutating func keptDirectory(worker: Int, path: String) { keptDirectories[worker] = path }
 
     /// A worker is done: its job ended (error nil) or it failed or was lost.

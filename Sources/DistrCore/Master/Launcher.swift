@@ -384,7 +384,8 @@ package final class Launcher: Sendable {
             case .cancelAll(let reason):
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
             case .relayExit(let rank, let code, let except):
-                for (index, session) in sessions.withLock({ $0 }) where index != except {
+                let running = policy.withLock { $0.workersWithRunningRanks }
+                for (index, session) in sessions.withLock({ $0 }) where index != except && running.contains(index) {
                     sendUnderLock(session) { $0.deliver(.peerExited(rank: rank, status: code)) }
                 }
             case .allFinished:

@@ -27,7 +27,10 @@ package final class Connection: Sendable {
         self.frameTimeout = frameTimeout
         let sealer = FrameSealer(keys: keys, headerOnlyTypes: headerOnlyTypes)
         sender = Mutex(sealer)
-        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), [UInt8](repeating: 0, count: 256 * 1024)))
+        // The read buffer is left uninitialised: a connection that carries a few small frames
+        // touches one page of it, not 256 KiB (a worker makes one per job).
+        let scratch = [UInt8](unsafeUninitializedCapacity: 256 * 1024) { _, count in count = 256 * 1024 }
+        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), scratch))
     }
 
     deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }

@@ -208,7 +208,8 @@ final class Job: Sendable {
     func relayPeerExit(rank: Int, status: Int32) {
         ranks.withLock { state in
             state.exits.append((rank, status))
-            for process in state.processes.values where process.rank != rank {
+            // A rank that has exited has no use for it (and its channel may be gone).
+            for process in state.processes.values where process.rank != rank && !process.hasExited {
                 tell(process, .peerExited(rank: rank, status: status))
             }
         }

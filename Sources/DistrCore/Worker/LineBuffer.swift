@@ -22,7 +22,11 @@ package struct LineBuffer: Sendable {
         self.maxLine = max(1, maxLine)
         self.headroom = headroom
         self.tailroom = tailroom
-        storage = [UInt8](repeating: 0, count: headroom + self.capacity + tailroom)
+        // Uninitialised: only the pages output reaches are touched (a rank that writes a line
+        // costs one page, not the whole batch), and nothing is read before it is written but
+        // the tailroom `take` saves and puts back as it was.
+        let size = headroom + self.capacity + tailroom
+        storage = [UInt8](unsafeUninitializedCapacity: size) { _, count in count = size }
     }
 
     /// True when no byte more fits: `take` must run before the next `fill`.

@@ -87,11 +87,12 @@ final class RankProcess: Sendable {
 
     /// Forwards the rank's output until it exits, then drains what it wrote before exiting.
     /// Does not wait for end-of-file: a background child that keeps the pipe open cannot hold
-    /// the job. Each stream is read until its pipe is empty (or `batch` bytes wait) before
-    /// its whole lines go out, so a rank that writes fast is relayed in large batches while
-    /// a line written alone still leaves at once. A line is cut at `maxLine` bytes. `send` gets the stream (1 stdout, 2 stderr),
-    /// a buffer with `headroom` bytes before the batch and `tailroom` after it (see
-    /// `LineBuffer.take`), and the batch's size; the partial last line goes at exit.
+    /// the job. Each stream is read until its pipe is empty (or `batch` bytes wait) before its
+    /// whole lines go out, so a rank that writes fast is relayed in large batches while a line
+    /// written alone still leaves at once. A line is cut at `maxLine` bytes. `send` gets the
+    /// stream (1 stdout, 2 stderr), a buffer with `headroom` bytes before the batch and
+    /// `tailroom` after it (see `LineBuffer.take`), and the batch's size; the partial last line
+    /// goes at exit.
     func pumpOutput(
         batch: Int = 256 * 1024, maxLine: Int = 64 * 1024, headroom: Int = 0, tailroom: Int = 0,
         send: (UInt8, UnsafeMutableRawBufferPointer, Int) -> Void
