@@ -15,8 +15,10 @@ package struct JobPolicy: Sendable {
         /// Every worker is ready: launch the ranks everywhere.
         case launchAll
         case cancelAll(reason: String)
-        /// Tell every worker but `except` that `rank` exited with `code`.
-        case relayExit(rank: Int, code: Int32, except: Int)
+        /// Tell workers `to` that `rank` exited with `code`: every worker but the rank's own
+        /// that still runs a rank (relaying every exit to every worker is a message per pair of
+        /// nodes, 64 × 63 of them on 64 nodes, for ranks that have mostly ended).
+        case relayExit(rank: Int, code: Int32, to: [Int])
         /// Every worker is done.
         case allFinished
     }
@@ -101,7 +103,7 @@ package struct JobPolicy: Sendable {
             record.partialStderr = []
         }
         ranks[rank] = record
-        var actions: [Action] = [.relayExit(rank: rank, code: status.code, except: worker)]
+        var actions: [Action] = [relayExit(rank: rank, code: status.code, except: worker)]
         if status.code != 0 && !endedByDistr && firstFailure == nil {
             firstFailure = rank
             if failFast { actions += cancel(reason: "rank \(rank) failed (\(status))") }
@@ -109,10 +111,16 @@ package struct JobPolicy: Sendable {
         return actions
     }
 
-    /// Workers with a rank whose exit has not been seen: the only ones a relayed exit can still
-    /// concern (relaying every exit to every worker is a message per pair of nodes).
-    package var workersWithRunningRanks: Set<Int> {
-        Set(ranksOfWorker.compactMap { worker, ranks in ranks.contains { self.ranks[$0]?.status == nil } ? worker : nil })
+    /// Workers with a rank whose exit has not been seen (a worker whose ranks are not known
+    /// counts): the only ones a relayed exit can still concern.
+    package var workersWithRunningRanks: Set<Int> { Set((0..<workerCount).filter(runsARank)) }
+
+    private func runsARank(_ worker: Int) -> Bool {
+        ranksOfWorker[worker].map { $0.contains { ranks[$0]?.status == nil } } ?? true
+    }
+
+    private func relayExit(rank: Int, code: Int32, except: Int) -> Action {
+        .relayExit(rank: rank, code: code, to: (0..<workerCount).filter { $0 != except && runsARank($0) })
     }
 
     package mutating func keptDirectory(worker: Int, path: String) { keptDirectories[worker] = path }
@@ -127,7 +135,7 @@ package struct JobPolicy: Sendable {
             if failFast || !launched { actions += cancel(reason: "a node failed") }
             if launched {
                 for rank in ranksOfWorker[worker] ?? [] where ranks[rank]?.status == nil {
-                    actions.append(.relayExit(rank: rank, code: Self.lostRankCode, except: worker))
+                    actions.append(relayExit(rank: rank, code: Self.lostRankCode, except: worker))
                 }
             }
         }
