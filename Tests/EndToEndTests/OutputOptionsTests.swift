@@ -35,7 +35,7 @@ import Testing
             import os, sys
             rank = os.environ["DISTR_NODE_ID"].encode()
             def text(tag):
-                return b"".join(b"%s:%s:%d:%s\\n" % (tag, rank, i, b"x" * (i % 300)) for i in range(6000)) + tag + b":end"
+                return b"".join(b"%s:%s:%d:%s\\n" % (tag, rank, i, b"x" * (i % 300)) for i in range(3000)) + tag + b":end"
             out, err = text(b"out"), text(b"err")
             for i in range(0, max(len(out), len(err)), 4093):
                 sys.stdout.buffer.write(out[i:i + 4093]); sys.stdout.flush()
@@ -47,13 +47,13 @@ import Testing
                 for rank in 0..<3 {
                     let got = lines.filter { $0.hasPrefix("[\(rank)] ") }
                     let expected =
-                        (0..<6000).map { "[\(rank)] \(tag):\(rank):\($0):" + String(repeating: "x", count: $0 % 300) } + ["[\(rank)] \(tag):end"]
+                        (0..<3000).map { "[\(rank)] \(tag):\(rank):\($0):" + String(repeating: "x", count: $0 % 300) } + ["[\(rank)] \(tag):end"]
                     #expect(
                         got == expected,
                         "rank \(rank) \(tag): \(got.count) lines, first difference at line \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)"
                     )
                 }
-                #expect(lines.count == 3 * 6001, "\(tag): \(lines.count) lines")
+                #expect(lines.count == 3 * 3001, "\(tag): \(lines.count) lines")
             }
         }
     }
