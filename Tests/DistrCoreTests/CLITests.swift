@@ -79,14 +79,53 @@ import Testing
         #expect(out == Array("[3] a\n[3] b\n[3] c".utf8) + [0xff, 10])
     }
 
-    @Test func lineBuffer_holdsPartialLinesAndFlushesThem() {
-        var buffer = LineBuffer(maxLine: 8)
-        #expect(buffer.append(Array("ab".utf8)[...]) == nil)
-        #expect(buffer.append(Array("c\nd".utf8)[...]) == Array("abc\n".utf8))
-        #expect(buffer.append(Array("efghijkl".utf8)[...]) == Array("defghijkl".utf8))
-        #expect(buffer.flush() == nil)
-        #expect(buffer.append(Array("z".utf8)[...]) == nil)
-        #expect(buffer.flush() == Array("z".utf8))
+    /// Batches are whole lines; a partial line waits for its end (or the exit, with `all`); a
+    /// line longer than the buffer is cut when it fills it.
+    @Test func lineBuffer_holdsPartialLinesAndCutsOnlyWhatFillsIt() {
+        var buffer = LineBuffer(capacity: 8)
+        func taken(all: Bool = false) -> String? {
+            var out: String?
+            buffer.take(all: all) { raw, n in out = String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<n]), as: UTF8.self) }
+            return out
+        }
+        buffer.append("ab".utf8)
+        #expect(taken() == nil)
+        buffer.append("c\nd".utf8)
+        #expect(taken() == "abc\n")
+        #expect(buffer.append("efghijkl".utf8) == 7)
+        #expect(buffer.isFull)
+        #expect(taken() == "defghijk")
+        buffer.append("l\nmn\no".utf8)
+        #expect(taken() == "l\nmn\n")
+        #expect(taken() == nil)
+        #expect(taken(all: true) == "o")
+        #expect(taken(all: true) == nil)
+
+        // A line that reaches maxLine is cut there, in a buffer that still has room.
+        var long = LineBuffer(capacity: 64, maxLine: 6)
+        long.append("ab\ncdefgh".utf8)
+        #expect(long.mustTake)
+        var batch = ""
+        long.take { raw, n in batch = String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<n]), as: UTF8.self) }
+        #expect(batch == "ab\ncdefgh")
+        #expect(!long.mustTake)
+    }
+
+    /// The batch is handed over with its headroom and tailroom (where a frame's header and MAC
+    /// go); what `send` writes there does not reach the bytes still held.
+    @Test func lineBuffer_restoresTheNextLineAfterTheTailroomIsWritten() {
+        var buffer = LineBuffer(capacity: 16, headroom: 3, tailroom: 4)
+        buffer.append("one\ntwo\nthr".utf8)
+        var batch: [UInt8] = []
+        buffer.take { raw, n in
+            #expect(raw.count == 3 + n + 4)
+            batch = Array(raw[3..<3 + n])
+            for index in raw.indices { raw[index] = 0xEE }
+        }
+        #expect(batch == Array("one\ntwo\n".utf8))
+        buffer.append("ee\n".utf8)
+        buffer.take { raw, n in batch = Array(raw[3..<3 + n]) }
+        #expect(batch == Array("three\n".utf8))
     }
 
     @Test func secret_refusesMissingLooseAndMalformedFiles() throws {

@@ -37,9 +37,9 @@ import Testing
         _ = policy.workerReady(0) + policy.workerReady(1)
         #expect(
             policy.rankExited(worker: 1, rank: 3, status: .exited(2), endedByDistr: false) == [
-                .relayExit(rank: 3, code: 2, except: 1), .cancelAll(reason: "rank 3 failed (exit 2)"),
+                .relayExit(rank: 3, code: 2, to: [0]), .cancelAll(reason: "rank 3 failed (exit 2)"),
             ])
-        #expect(policy.rankExited(worker: 0, rank: 0, status: .signaled(11), endedByDistr: false) == [.relayExit(rank: 0, code: 139, except: 0)])
+        #expect(policy.rankExited(worker: 0, rank: 0, status: .signaled(11), endedByDistr: false) == [.relayExit(rank: 0, code: 139, to: [1])])
         #expect(policy.firstFailure == 3)
         #expect(policy.cancelReason == "rank 3 failed (exit 2)")
     }
@@ -48,7 +48,7 @@ import Testing
         var policy = JobPolicy(workerCount: 2, failFast: false)
         #expect(
             policy.rankExited(worker: 0, rank: 1, status: .failedToStart("no such file"), endedByDistr: false) == [
-                .relayExit(rank: 1, code: 127, except: 0)
+                .relayExit(rank: 1, code: 127, to: [1])
             ])
         #expect(policy.firstFailure == 1)
         #expect(policy.cancelReason == nil)
@@ -62,7 +62,7 @@ import Testing
     func policy_exitsThatAreNotFailures_doNotFailFast(_ status: RankStatus, endedByDistr: Bool) {
         var policy = JobPolicy(workerCount: 2, failFast: true)
         #expect(
-            policy.rankExited(worker: 0, rank: 1, status: status, endedByDistr: endedByDistr) == [.relayExit(rank: 1, code: status.code, except: 0)])
+            policy.rankExited(worker: 0, rank: 1, status: status, endedByDistr: endedByDistr) == [.relayExit(rank: 1, code: status.code, to: [1])])
         #expect(policy.firstFailure == nil)
         #expect(policy.cancelReason == nil)
     }
@@ -179,8 +179,23 @@ import Testing
         // Rank 2 has reported; rank 3's fate is unknown: the others must not wait for it.
         #expect(
             policy.workerFinished(1, error: "connection lost")
-                == [.relayExit(rank: 3, code: JobPolicy.lostRankCode, except: 1)])
+                == [.relayExit(rank: 3, code: JobPolicy.lostRankCode, to: [0])])
         #expect(policy.cancelReason == nil)
+    }
+
+    /// Exits are relayed only to workers that still run a rank: 64 nodes would otherwise trade
+    /// 64 × 63 messages for ranks that have mostly ended.
+    @Test func policy_relaysAnExitOnlyToWorkersThatStillRunARank() {
+        var policy = JobPolicy(workerCount: 3, failFast: false, ranksOfWorker: [0: [0, 1], 1: [2], 2: [3]])
+        #expect(policy.workersWithRunningRanks == [0, 1, 2])
+        #expect(policy.rankExited(worker: 0, rank: 0, status: .exited(0), endedByDistr: false) == [.relayExit(rank: 0, code: 0, to: [1, 2])])
+        #expect(policy.rankExited(worker: 1, rank: 2, status: .exited(1), endedByDistr: false) == [.relayExit(rank: 2, code: 1, to: [0, 2])])
+        #expect(policy.workersWithRunningRanks == [0, 2])
+        #expect(
+            policy.rankExited(worker: 0, rank: 1, status: .failedToStart("no such program"), endedByDistr: false)
+                == [.relayExit(rank: 1, code: 127, to: [2])])
+        #expect(policy.rankExited(worker: 2, rank: 3, status: .exited(0), endedByDistr: false) == [.relayExit(rank: 3, code: 0, to: [])])
+        #expect(policy.workersWithRunningRanks == [])
     }
 
     @Test func policy_workerLostBeforeLaunch_relaysNothing() {

@@ -12,7 +12,8 @@ import Testing
 
     /// Runs `script` with /bin/sh and returns its exit status and stdout.
     static func run(
-        _ script: String, directory: String? = nil, inherited: [(source: Int32, target: Int32)] = []
+        _ script: String, directory: String? = nil, inherited: [(source: Int32, target: Int32)] = [],
+        controlGroup: (procs: Int32?, directory: Int32?) = (nil, nil)
     ) throws -> (status: RankStatus, output: String) {
         let out = try FD.pipe()
         let done = Latch()
@@ -20,7 +21,8 @@ import Testing
         _ = try Spawner.spawn(
             SpawnRequest(
                 arguments: ["/bin/sh", "-c", script], environment: ["PATH=/usr/bin:/bin"], directory: directory,
-                stdout: out.write, stderr: out.write, inherited: inherited)
+                stdout: out.write, stderr: out.write, inherited: inherited, controlGroupProcs: controlGroup.procs,
+                controlGroupDirectory: controlGroup.directory)
         ) { result in
             status.withLock { $0 = result }
             done.open()
@@ -62,6 +64,50 @@ import Testing
         let (status, output) = try #require(blocked.withLock { $0 })
         #expect(status == .exited(0))
         #expect(output == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n", "\(output)")
+    }
+
+    /// Born in the job's cgroup (clone3 with CLONE_INTO_CGROUP, given its directory), or moved
+    /// there through `cgroup.procs` (the fallback): either way in it before the program runs,
+    /// with the same process group, signals and descriptors as any rank.
+    @Test(arguments: [true, false])
+    func child_runsInItsControlGroup_bornThereOrMovedThere(born: Bool) throws {
+        // Without a cgroup v2 this process may write to (not root, no delegation) there is
+        // nothing to check: the worker runs without cgroups there too.
+        guard case .success(let place) = ControlGroup.placeForJobs() else { return }
+        let name = "distr-spawner-test-\(getpid())-\(born)"
+        let group = try ControlGroup.create(under: place, name: name)
+        defer { group.killAndRemove() }
+        let procs = try group.openProcs()
+        let directory = try group.openDirectory()
+        defer {
+            FD.close(procs)
+            FD.close(directory)
+        }
+        let (status, output) = try Self.run(
+            "exec cat /proc/self/cgroup /proc/self/status", controlGroup: (born ? nil : procs, born ? directory : nil))
+        #expect(status == .exited(0))
+        let own = try String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8).split(separator: "\n").first { $0.hasPrefix("0::") }
+        let parent = String(try #require(own).dropFirst(3))
+        let expected = "0::" + (parent == "/" ? "" : parent) + "/" + name
+        #expect(output.split(separator: "\n").contains { $0 == expected }, "\(output)")
+        #expect(output.contains("SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"), "\(output)")
+    }
+
+    /// A child that fails before its program runs (here: no such working directory) is a spawn
+    /// error with the child's errno, on the clone3 path too (it reports through a pipe).
+    @Test func childBornInItsControlGroup_reportsAFailureBeforeExec() throws {
+        guard case .success(let place) = ControlGroup.placeForJobs() else { return }  // As above.
+        let group = try ControlGroup.create(under: place, name: "distr-spawner-fail-\(getpid())")
+        defer { group.killAndRemove() }
+        let directory = try group.openDirectory()
+        defer { FD.close(directory) }
+        #expect(throws: SystemError("spawn", errno: ENOENT)) {
+            _ = try Spawner.spawn(
+                SpawnRequest(
+                    arguments: ["/bin/true"], environment: [], directory: "/nonexistent-directory-\(getpid())", stdout: 1, stderr: 2,
+                    controlGroupDirectory: directory)
+            ) { _ in }
+        }
     }
 
     @Test func child_getsOnlyTheListedDescriptors() throws {

@@ -41,6 +41,37 @@ import Testing
         #expect(count == 2)
     }
 
+    /// A frame sealed in place around its payload is the frame `seal` makes: the same bytes,
+    /// and the sequence goes on across both kinds.
+    @Test func sealInPlace_makesTheSameFramesAsSeal() {
+        var copying = FrameSealer(keys: Self.keys)
+        var inPlace = FrameSealer(keys: Self.keys)
+        for payload in [[], [1, 2, 3], Array(repeating: 9, count: 300)] as [[UInt8]] {
+            var frame = [UInt8](repeating: 0xAA, count: FrameDecoder.headerSize) + payload + [UInt8](repeating: 0xBB, count: FrameDecoder.macSize)
+            let size = frame.withUnsafeMutableBytes { inPlace.sealInPlace(type: 11, frame: $0, payloadCount: payload.count) }
+            #expect(size == frame.count)
+            #expect(frame == copying.seal(type: 11, payload: payload))
+        }
+    }
+
+    /// Rank output sent in place (`OutputFrame`) is an ordinary `.output` message to the master.
+    @Test func outputFrame_decodesAsTheOutputMessage() throws {
+        let bytes = Array("line one\nline two\n".utf8)
+        var frame = [UInt8](repeating: 0, count: OutputFrame.headroom) + bytes + [UInt8](repeating: 0, count: OutputFrame.tailroom)
+        var sealer = FrameSealer(keys: Self.keys)
+        let size = frame.withUnsafeMutableBytes { raw in
+            OutputFrame.writeHeader(into: raw, rank: 5, stream: 2, timestamp: 1_234_567_890)
+            return sealer.sealInPlace(type: OutputFrame.type, frame: raw, payloadCount: OutputFrame.payloadHeader + bytes.count)
+        }
+        var decoder = FrameDecoder(maxPayload: 1024)
+        decoder.append(Array(frame[0..<size]))
+        let raw = try #require(try decoder.next())
+        var opener = FrameSealer(keys: Self.mirrored)
+        try opener.open(raw)
+        #expect(
+            try ControlMessage.decode(type: raw.type, payload: raw.payload) == .output(rank: 5, stream: 2, timestamp: 1_234_567_890, bytes: bytes))
+    }
+
     @Test func decoder_rejectsFrameLargerThanLimitBeforeReadingIt() {
         var decoder = FrameDecoder(maxPayload: 100)
         decoder.append([0x7f, 0xff, 0xff, 0xff, 1])

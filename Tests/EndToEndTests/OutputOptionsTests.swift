@@ -25,6 +25,39 @@ import Testing
         #expect(bytes.dropFirst(header.count).filter { $0 == 10 }.count == lines)
     }
 
+    /// Three ranks write lines of every length from 0 to 299 bytes, in writes of 4093 bytes that
+    /// end mid-line, to stdout and stderr at once, ending with a partial line: the worker relays
+    /// them in batches, and every line arrives whole, labelled, in order, on its own stream.
+    @Test func liveOutput_linesSplitAcrossWritesStayWholeLabelledAndInOrder() throws {
+        try withTemporaryDirectory { directory in
+            let script = directory.path + "/lines.py"
+            try """
+            import os, sys
+            rank = os.environ["DISTR_NODE_ID"].encode()
+            def text(tag):
+                return b"".join(b"%s:%s:%d:%s\\n" % (tag, rank, i, b"x" * (i % 300)) for i in range(3000)) + tag + b":end"
+            out, err = text(b"out"), text(b"err")
+            for i in range(0, max(len(out), len(err)), 4093):
+                sys.stdout.buffer.write(out[i:i + 4093]); sys.stdout.flush()
+                sys.stderr.buffer.write(err[i:i + 4093]); sys.stderr.flush()
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+            let run = try TestProcess.master(["run", "-q", "--local", "3", "--", "python3", script])
+            #expect(run.status == 0, "\(run.stderr.suffix(2000))")
+            for (tag, lines) in [("out", run.stdoutLines), ("err", run.stderr.split(separator: "\n").map(String.init))] {
+                for rank in 0..<3 {
+                    let got = lines.filter { $0.hasPrefix("[\(rank)] ") }
+                    let expected =
+                        (0..<3000).map { "[\(rank)] \(tag):\(rank):\($0):" + String(repeating: "x", count: $0 % 300) } + ["[\(rank)] \(tag):end"]
+                    #expect(
+                        got == expected,
+                        "rank \(rank) \(tag): \(got.count) lines, first difference at line \(zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)"
+                    )
+                }
+                #expect(lines.count == 3 * 3001, "\(tag): \(lines.count) lines")
+            }
+        }
+    }
+
     @Test func timestamps_prefixEveryLineWithLocalTimeInMilliseconds() throws {
         let run = try TestProcess.master(["exec", "--local", "1", "--timestamps", "--", "echo a; echo b"])
         #expect(run.status == 0)

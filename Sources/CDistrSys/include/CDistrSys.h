@@ -29,11 +29,13 @@ int cdistr_set_keepalive(int fd, int idle, int interval, int count);
 /// disposition default, an empty signal mask, `fd_sources[i]` as descriptor `fd_targets[i]`
 /// (at most 16), stdin from /dev/null when `stdin_devnull`, working directory `dir` (NULL:
 /// unchanged), `parent_death_signal` (0: none) sent to it when the spawning thread ends, and,
-/// when `cgroup_procs_fd` >= 0 (an open `cgroup.procs`), moved into that cgroup before exec.
+/// when `cgroup_dir_fd` >= 0 (an open cgroup v2 directory), started inside that cgroup
+/// (clone3 with CLONE_INTO_CGROUP), or where clone3 cannot do that, moved into it through
+/// `cgroup_procs_fd` (its open `cgroup.procs`, if >= 0) before exec.
 /// Returns the pid, or -1 with errno set (the exec's errno when the program could not start).
 pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], const char *dir, const int *fd_sources,
                    const int *fd_targets, int fd_count, int stdin_devnull, int parent_death_signal,
-                   int cgroup_procs_fd);
+                   int cgroup_procs_fd, int cgroup_dir_fd);
 
 /// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
 int cdistr_pidfd_open(pid_t pid);

@@ -15,8 +15,10 @@ package struct JobPolicy: Sendable {
         /// Every worker is ready: launch the ranks everywhere.
         case launchAll
         case cancelAll(reason: String)
-        /// Tell every worker but `except` that `rank` exited with `code`.
-        case relayExit(rank: Int, code: Int32, except: Int)
+        /// Tell workers `to` that `rank` exited with `code`: every worker but the rank's own
+        /// that still runs a rank (relaying every exit to every worker is a message per pair of
+        /// nodes, 64 × 63 of them on 64 nodes, for ranks that have mostly ended).
+        case relayExit(rank: Int, code: Int32, to: [Int])
         /// Every worker is done.
         case allFinished
     }
@@ -57,18 +59,26 @@ package struct JobPolicy: Sendable {
     package mutating func output(rank: Int, stream: UInt8, bytes: [UInt8]) {
         guard stream == 2 else { return }
         var record = ranks[rank] ?? RankRecord()
-        var start = 0
-        var pending = record.partialStderr
-        for (index, byte) in bytes.enumerated() where byte == 10 {
-            Self.appendLineStart(bytes[start..<index], to: &pending)
-            record.stderrTail.append(pending)
-            record.stderrLineCount += 1
-            if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst() }
-            pending = []
-            start = index + 1
+        // Line ends found with memchr, and only the lines that can end up in the tail are
+        // copied: a rank that floods stderr costs the master a scan, not a copy per line.
+        var ends: [Int] = []
+        bytes.withUnsafeBytes { raw in
+            var at = 0
+            while let end = Memory.firstIndex(of: 10, in: raw, from: at) {
+                ends.append(end)
+                at = end + 1
+            }
         }
-        Self.appendLineStart(bytes[start...], to: &pending)
-        record.partialStderr = pending
+        record.stderrLineCount += ends.count
+        for (k, end) in ends.enumerated().dropFirst(max(0, ends.count - Self.tailLines)) {
+            // The first line of the chunk finishes the line the previous chunk left open.
+            var line = k == 0 ? record.partialStderr : []
+            Self.appendLineStart(bytes[(k == 0 ? 0 : ends[k - 1] + 1)..<end], to: &line)
+            record.stderrTail.append(line)
+        }
+        if record.stderrTail.count > Self.tailLines { record.stderrTail.removeFirst(record.stderrTail.count - Self.tailLines) }
+        if !ends.isEmpty { record.partialStderr = [] }
+        Self.appendLineStart(bytes[((ends.last.map { $0 + 1 }) ?? 0)...], to: &record.partialStderr)
         ranks[rank] = record
     }
 
@@ -93,12 +103,24 @@ package struct JobPolicy: Sendable {
             record.partialStderr = []
         }
         ranks[rank] = record
-        var actions: [Action] = [.relayExit(rank: rank, code: status.code, except: worker)]
+        var actions: [Action] = [relayExit(rank: rank, code: status.code, except: worker)]
         if status.code != 0 && !endedByDistr && firstFailure == nil {
             firstFailure = rank
             if failFast { actions += cancel(reason: "rank \(rank) failed (\(status))") }
         }
         return actions
+    }
+
+    /// Workers with a rank whose exit has not been seen (a worker whose ranks are not known
+    /// counts): the only ones a relayed exit can still concern.
+    package var workersWithRunningRanks: Set<Int> { Set((0..<workerCount).filter(runsARank)) }
+
+    private func runsARank(_ worker: Int) -> Bool {
+        ranksOfWorker[worker].map { $0.contains { ranks[$0]?.status == nil } } ?? true
+    }
+
+    private func relayExit(rank: Int, code: Int32, except: Int) -> Action {
+        .relayExit(rank: rank, code: code, to: (0..<workerCount).filter { $0 != except && runsARank($0) })
     }
 
     package mutating func keptDirectory(worker: Int, path: String) { keptDirectories[worker] = path }
@@ -113,7 +135,7 @@ package struct JobPolicy: Sendable {
             if failFast || !launched { actions += cancel(reason: "a node failed") }
             if launched {
                 for rank in ranksOfWorker[worker] ?? [] where ranks[rank]?.status == nil {
-                    actions.append(.relayExit(rank: rank, code: Self.lostRankCode, except: worker))
+                    actions.append(relayExit(rank: rank, code: Self.lostRankCode, except: worker))
                 }
             }
         }

@@ -391,8 +391,9 @@ package final class Launcher: Sendable {
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.launch() } }
             case .cancelAll(let reason):
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
-            case .relayExit(let rank, let code, let except):
-                for (index, session) in sessions.withLock({ $0 }) where index != except {
+            case .relayExit(let rank, let code, let workers):
+                let table = sessions.withLock { $0 }
+                for session in workers.compactMap({ table[$0] }) {
                     sendUnderLock(session) { $0.deliver(.peerExited(rank: rank, status: code)) }
                 }
             case .allFinished:

@@ -70,19 +70,42 @@ package final class OutputPrinter: Sendable {
     }
 
     /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line)
-    /// with `prefix`; a final partial line gets its line end.
+    /// with `prefix`; a final partial line gets its line end. One allocation of the exact
+    /// size, line ends found with `memchr`: the master labels every byte of live output.
     static func prefixLines(_ bytes: [UInt8], with prefix: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count + prefix.count * 4)
-        var start = 0
-        while start < bytes.count {
-            let end = bytes[start...].firstIndex(of: 10).map { $0 + 1 } ?? bytes.count
-            out.append(contentsOf: prefix)
-            out.append(contentsOf: bytes[start..<end])
-            if bytes[end - 1] != 10 { out.append(10) }
-            start = end
+        guard !bytes.isEmpty else { return [] }
+        return bytes.withUnsafeBytes { source in
+            var lines = 0
+            var at = 0
+            while let end = Memory.firstIndex(of: 10, in: source, from: at) {
+                lines += 1
+                at = end + 1
+            }
+            let partial = at < source.count
+            if partial { lines += 1 }
+            let size = source.count + lines * prefix.count + (partial ? 1 : 0)
+            return [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
+                prefix.withUnsafeBytes { label in
+                    let target = UnsafeMutableRawBufferPointer(out)
+                    var written = 0
+                    var start = 0
+                    while start < source.count {
+                        let end = Memory.firstIndex(of: 10, in: source, from: start).map { $0 + 1 } ?? source.count
+                        UnsafeMutableRawBufferPointer(rebasing: target[written..<written + label.count]).copyMemory(from: label)
+                        written += label.count
+                        UnsafeMutableRawBufferPointer(rebasing: target[written..<written + end - start]).copyMemory(
+                            from: UnsafeRawBufferPointer(rebasing: source[start..<end]))
+                        written += end - start
+                        start = end
+                    }
+                    if partial {
+                        target[written] = 10
+                        written += 1
+                    }
+                    initialized = written
+                }
+            }
         }
-        return out
     }
 
     /// Prefixes every line of `bytes` with `[rank] `.

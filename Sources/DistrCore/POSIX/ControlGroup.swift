@@ -40,6 +40,12 @@ package struct ControlGroup: Sendable, Equatable {
         try retryingEINTR("open \(path)/cgroup.procs") { open(path + "/cgroup.procs", O_WRONLY | O_CLOEXEC) }
     }
 
+    /// The cgroup's directory opened read-only, close-on-exec: a child spawned with it is born
+    /// inside the cgroup (`CLONE_INTO_CGROUP`, see `SpawnRequest.controlGroupDirectory`).
+    package func openDirectory() throws(SystemError) -> Int32 {
+        try retryingEINTR("open \(path)") { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+    }
+
     /// True while any process is in the cgroup.
     package var isPopulated: Bool {
         guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return false }  // Unreadable: removed, so nothing is in it.

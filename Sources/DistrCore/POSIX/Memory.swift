@@ -16,3 +16,13 @@ package enum Memory {
         }
     }
 }
+
+extension Memory {
+    /// The index of the first `byte` in `buffer` at or after `start`, or nil. The corresponding
+    /// C function is `memchr` (vectorised: output is scanned for line ends at memory speed).
+    package static func firstIndex(of byte: UInt8, in buffer: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        guard start < buffer.count, let base = buffer.baseAddress else { return nil }
+        guard let found = memchr(base + start, Int32(byte), buffer.count - start) else { return nil }
+        return UnsafeRawPointer(found) - base
+    }
+}

@@ -19,11 +19,15 @@ package struct SpawnRequest: Sendable {
     package var parentDeathSignal: Signal?
     /// An open `cgroup.procs` (see `ControlGroup`): the child joins that cgroup before it runs.
     package var controlGroupProcs: Int32?
+    /// The same cgroup's open directory: the child is born in it (clone3 with
+    /// `CLONE_INTO_CGROUP`), which spares the rank a migration; `controlGroupProcs` is the
+    /// fallback where the kernel cannot do that.
+    package var controlGroupDirectory: Int32?
 
     package init(
         arguments: [String], environment: [String], directory: String? = nil, stdin: Int32? = nil, stdout: Int32,
         stderr: Int32, inherited: [(source: Int32, target: Int32)] = [], parentDeathSignal: Signal? = nil,
-        controlGroupProcs: Int32? = nil
+        controlGroupProcs: Int32? = nil, controlGroupDirectory: Int32? = nil
     ) {
         self.arguments = arguments
         self.environment = environment
@@ -34,6 +38,7 @@ package struct SpawnRequest: Sendable {
         self.inherited = inherited
         self.parentDeathSignal = parentDeathSignal
         self.controlGroupProcs = controlGroupProcs
+        self.controlGroupDirectory = controlGroupDirectory
     }
 }
 
@@ -72,7 +77,8 @@ package enum Spawner {
         return try ChildReaper.shared.spawnRegistered(onExit: onExit) {
             cdistr_spawn(
                 program, argv, envp, request.directory, sources, targets, Int32(sources.count), request.stdin == nil ? 1 : 0,
-                request.parentDeathSignal?.rawValue ?? 0, request.controlGroupProcs ?? -1)
+                request.parentDeathSignal?.rawValue ?? 0, request.controlGroupProcs ?? -1,
+                request.controlGroupDirectory ?? -1)
         }
     }
 

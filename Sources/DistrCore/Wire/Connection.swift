@@ -27,7 +27,10 @@ package final class Connection: Sendable {
         self.frameTimeout = frameTimeout
         let sealer = FrameSealer(keys: keys, headerOnlyTypes: headerOnlyTypes)
         sender = Mutex(sealer)
-        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), [UInt8](repeating: 0, count: 256 * 1024)))
+        // The read buffer is left uninitialised: a connection that carries a few small frames
+        // touches one page of it, not 256 KiB (a worker makes one per job).
+        let scratch = [UInt8](unsafeUninitializedCapacity: 256 * 1024) { _, count in count = 256 * 1024 }
+        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), scratch))
     }
 
     deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }
@@ -101,6 +104,16 @@ package final class Connection: Sendable {
         let result = sender.withLock { sealer in
             let frame = sealer.seal(type: type, payload: payload)
             return Result { () throws(SystemError) in try FD.writeAll(fd, frame) }
+        }
+        try result.get()
+    }
+
+    /// Sends a frame built in place (see `FrameSealer.sealInPlace`): `frame` has room for the
+    /// header before the `payloadCount` payload bytes and for the MAC after them.
+    package func sendInPlace(type: UInt8, frame: UnsafeMutableRawBufferPointer, payloadCount: Int) throws(SystemError) {
+        let result = sender.withLock { sealer in
+            let size = sealer.sealInPlace(type: type, frame: frame, payloadCount: payloadCount)
+            return Result { () throws(SystemError) in try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: frame[0..<size])) }
         }
         try result.get()
     }

@@ -46,6 +46,23 @@ package struct FrameSealer: Sendable {
         return out.bytes
     }
 
+    /// Seals a frame built in place: `frame` starts with room for the header, then holds the
+    /// payload (`payloadCount` bytes), then room for the MAC; the header and the MAC are
+    /// written into it. Spares bulk payloads a copy.
+    /// - Returns: the frame's size (the header, the payload and the MAC).
+    package mutating func sealInPlace(type: UInt8, frame: UnsafeMutableRawBufferPointer, payloadCount: Int) -> Int {
+        let end = FrameDecoder.headerSize + payloadCount
+        precondition(frame.count >= end + FrameDecoder.macSize, "no room for the frame around the payload")
+        var header = ByteWriter(capacity: FrameDecoder.headerSize)
+        header.u32(UInt32(payloadCount))
+        header.u8(type)
+        header.bytes.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: frame[0..<FrameDecoder.headerSize]).copyMemory(from: $0) }
+        let mac = tag(sendMAC, sequence: sendSequence, type: type, payload: UnsafeRawBufferPointer(rebasing: frame[FrameDecoder.headerSize..<end]))
+        mac.withUnsafeBytes { UnsafeMutableRawBufferPointer(rebasing: frame[end..<end + FrameDecoder.macSize]).copyMemory(from: $0) }
+        sendSequence += 1
+        return end + FrameDecoder.macSize
+    }
+
     package mutating func seal(type: UInt8, payload: [UInt8]) -> [UInt8] {
         payload.withUnsafeBytes { seal(type: type, payload: $0) }
     }

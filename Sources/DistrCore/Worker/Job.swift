@@ -6,9 +6,11 @@ final class Job: Sendable {
     let spec: JobSpec
     let directory: String
     let connection: Connection
-    /// The job's cgroup, when the worker may make one, and its `cgroup.procs` for the spawner.
+    /// The job's cgroup, when the worker may make one, and its `cgroup.procs` and directory for
+    /// the spawner.
     let controlGroup: ControlGroup?
     private let controlGroupProcs: Int32?
+    private let controlGroupDirectory: Int32?
     /// The master's address and the job's nodes: their connections are never starved.
     let trustedHosts: Set<String>
     let grace: Double
@@ -21,7 +23,9 @@ final class Job: Sendable {
     private let cancelled = Atomic<Bool>(false)
     private let finished = Latch()
     private let started = Latch()
-    private let onFinish: @Sendable (Job) -> Void
+    /// Taken (set to nil) when it runs: the closure holds the control session, which holds
+    /// this job, and the cycle would keep both and their connection alive for ever.
+    private let onFinish: Mutex<(@Sendable (Job) -> Void)?>
 
     init(
         spec: JobSpec, directory: String, connection: Connection, master: String, controlGroup: ControlGroup?, grace: Double,
@@ -29,21 +33,28 @@ final class Job: Sendable {
     ) {
         self.spec = spec
         var procs: Int32?
+        var groupDirectory: Int32?
         if let controlGroup {
-            do { procs = try controlGroup.openProcs() } catch {
+            do {
+                procs = try controlGroup.openProcs()
+                groupDirectory = try controlGroup.openDirectory()
+            } catch {
                 log("job \(spec.jobID): cannot use its cgroup (\(error)); tracking its processes without it")
+                if let procs { FD.close(procs) }
+                procs = nil
                 controlGroup.killAndRemove()
             }
         }
         self.controlGroup = procs == nil ? nil : controlGroup
         controlGroupProcs = procs
+        controlGroupDirectory = procs == nil ? nil : groupDirectory
         trustedHosts = Set(spec.placements.map(\.host) + [master])
         self.directory = directory
         self.connection = connection
         self.grace = grace
         self.pythonModules = pythonModules
         self.log = log
-        self.onFinish = onFinish
+        self.onFinish = Mutex(onFinish)
         remaining = Atomic(spec.localRanks.count)
     }
 
@@ -73,7 +84,7 @@ final class Job: Sendable {
             do {
                 let process = try RankProcess(
                     rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory,
-                    controlGroupProcs: controlGroupProcs, readsStdin: spec.stdinRanks.contains(rank))
+                    controlGroupProcs: controlGroupProcs, controlGroupDirectory: controlGroupDirectory, readsStdin: spec.stdinRanks.contains(rank))
                 // Under the same lock as relays: the rank hears of every exit, before or after.
                 ranks.withLock { state in
                     state.processes[rank] = process
@@ -103,8 +114,10 @@ final class Job: Sendable {
     }
 
     private func run(_ process: RankProcess) {
-        process.pumpOutput { stream, bytes in
-            connection.sendIfConnected(.output(rank: process.rank, stream: stream, timestamp: Clock.wallNanoseconds, bytes: bytes))
+        // Batches of 256 KiB: far under any master's frame limit (`Limits.maxFrame`).
+        process.pumpOutput(batch: 256 * 1024, headroom: OutputFrame.headroom, tailroom: OutputFrame.tailroom) { stream, frame, count in
+            let (rank, now) = (process.rank, Clock.wallNanoseconds)
+            try? OutputFrame.send(frame, count: count, rank: rank, stream: stream, timestamp: now, over: connection)  // Gone: as sendIfConnected.
         }
         let status = process.status ?? .exited(-1)
         let endedByDistr = process.endedByDistr.load(ordering: .acquiring)
@@ -195,7 +208,8 @@ final class Job: Sendable {
     func relayPeerExit(rank: Int, status: Int32) {
         ranks.withLock { state in
             state.exits.append((rank, status))
-            for process in state.processes.values where process.rank != rank {
+            // A rank that has exited has no use for it (and its channel may be gone).
+            for process in state.processes.values where process.rank != rank && !process.hasExited {
                 tell(process, .peerExited(rank: rank, status: status))
             }
         }
@@ -232,7 +246,12 @@ final class Job: Sendable {
         for process in all { process.signalGroup(.kill) }
         for process in all { process.closeDescriptors() }
         if let controlGroupProcs { FD.close(controlGroupProcs) }
-        onFinish(self)
+        if let controlGroupDirectory { FD.close(controlGroupDirectory) }
+        let onFinish = self.onFinish.withLock { stored in
+            defer { stored = nil }
+            return stored
+        }
+        onFinish?(self)
         finished.open()
     }
 

@@ -22,7 +22,8 @@ final class RankProcess: Sendable {
     /// Spawns the rank. Descriptors are closed on failure.
     /// - Throws: `SystemError` from pipe creation or `posix_spawn`.
     init(
-        rank: Int, arguments: [String], environment: [String], directory: String, controlGroupProcs: Int32?, readsStdin: Bool = false
+        rank: Int, arguments: [String], environment: [String], directory: String, controlGroupProcs: Int32?,
+        controlGroupDirectory: Int32? = nil, readsStdin: Bool = false
     ) throws(SystemError) {
         self.rank = rank
         let out = try FD.pipe()
@@ -46,7 +47,7 @@ final class RankProcess: Sendable {
             stdin: input?.read, stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
             // The rank dies with the thread that runs its job, and with the worker, even
             // after kill -9 of the worker.
-            parentDeathSignal: .kill, controlGroupProcs: controlGroupProcs)
+            parentDeathSignal: .kill, controlGroupProcs: controlGroupProcs, controlGroupDirectory: controlGroupDirectory)
         let record = exit
         let notifyWrite = notify.write
         do {
@@ -86,31 +87,49 @@ final class RankProcess: Sendable {
 
     /// Forwards the rank's output until it exits, then drains what it wrote before exiting.
     /// Does not wait for end-of-file: a background child that keeps the pipe open cannot hold
-    /// the job. Calls `emit` for each batch of whole lines and for the partial last line.
-    func pumpOutput(emit: (UInt8, [UInt8]) -> Void) {
-        var buffers = [LineBuffer(), LineBuffer()]
+    /// the job. Each stream is read until its pipe is empty (or `batch` bytes wait) before its
+    /// whole lines go out, so a rank that writes fast is relayed in large batches while a line
+    /// written alone still leaves at once. A line is cut at `maxLine` bytes. `send` gets the
+    /// stream (1 stdout, 2 stderr), a buffer with `headroom` bytes before the batch and
+    /// `tailroom` after it (see `LineBuffer.take`), and the batch's size; the partial last line
+    /// goes at exit.
+    func pumpOutput(
+        batch: Int = 256 * 1024, maxLine: Int = 64 * 1024, headroom: Int = 0, tailroom: Int = 0,
+        send: (UInt8, UnsafeMutableRawBufferPointer, Int) -> Void
+    ) {
+        var buffers = [
+            LineBuffer(capacity: batch, maxLine: maxLine, headroom: headroom, tailroom: tailroom),
+            LineBuffer(capacity: batch, maxLine: maxLine, headroom: headroom, tailroom: tailroom),
+        ]
         var open = [true, true]
         let pipes = [stdoutFD, stderrFD]
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
 
         func drain(_ index: Int) {
+            let stream = UInt8(index + 1)
             while open[index] {
+                if buffers[index].mustTake { buffers[index].take { send(stream, $0, $1) } }
                 let result: IOResult
                 do {
-                    result = try chunk.withUnsafeMutableBytes { raw throws(SystemError) in try FD.readNonblocking(pipes[index], into: raw) }
+                    let pipe = pipes[index]
+                    var outcome = IOResult.wouldBlock
+                    _ = try buffers[index].fill { space throws(SystemError) in
+                        outcome = try FD.readNonblocking(pipe, into: space)
+                        if case .bytes(let n) = outcome { return n }
+                        return 0
+                    }
+                    result = outcome
                 } catch {
                     open[index] = false  // A pipe that cannot be read has nothing more to give.
-                    return
+                    break
                 }
                 switch result {
-                case .bytes(let n):
-                    if let lines = buffers[index].append(chunk[0..<n]) { emit(UInt8(index + 1), lines) }
-                case .endOfStream:
-                    open[index] = false
-                case .wouldBlock:
-                    return
+                case .bytes: continue
+                case .endOfStream: open[index] = false
+                case .wouldBlock: break
                 }
+                break
             }
+            buffers[index].take { send(stream, $0, $1) }
         }
 
         while true {
@@ -129,7 +148,7 @@ final class RankProcess: Sendable {
             }
         }
         for index in 0..<2 {
-            if let rest = buffers[index].flush() { emit(UInt8(index + 1), rest) }
+            buffers[index].take(all: true) { send(UInt8(index + 1), $0, $1) }
         }
     }
 }

@@ -122,7 +122,10 @@ extension Worker {
             case .startRanks:
                 guard let job = prepared.withLock({ $0.job }) else { return }
                 job.start()
-                worker.record(job)
+                // The record gains the ranks' process groups, for whoever cleans up after a crash
+                // of this worker. A job in a cgroup is ended through the cgroup, which the record
+                // names already; skipping the rewrite spares a file (an inode) per job.
+                if job.controlGroup == nil { worker.record(job) }
             case .relayPeerExit(let rank, let status):
                 prepared.withLock { $0.job }?.relayPeerExit(rank: rank, status: status)
             case .writeStdin(let rank, let bytes):
