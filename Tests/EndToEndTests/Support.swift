@@ -47,21 +47,20 @@ final class OutputWatcher: Sendable {
     /// Waits until the output contains `needle` (true) or the stream ends or time runs out (false).
     @discardableResult
     func waitFor(_ needle: String, timeout: Double = 30) -> Bool {
-        let deadline = Clock.now + timeout
-        while true {
-            let (current, closed) = state.withLock { (String(decoding: $0.bytes, as: UTF8.self), $0.closed) }
-            if current.contains(needle) { return true }
-            if closed || Clock.now > deadline { return false }
-            _ = changed.wait(timeout: .now() + max(0, deadline - Clock.now))
-        }
+        waitUntil(timeout: timeout) { $0.contains(needle) }
     }
 
     /// Waits until `needle` occurs at least `count` times.
     func waitFor(count: Int, of needle: String, timeout: Double = 30) -> Bool {
+        waitUntil(timeout: timeout) { $0.components(separatedBy: needle).count - 1 >= count }
+    }
+
+    /// Waits until the output so far satisfies `done` (true), or the stream ends or time runs out.
+    func waitUntil(timeout: Double = 30, _ done: (String) -> Bool) -> Bool {
         let deadline = Clock.now + timeout
         while true {
             let (current, closed) = state.withLock { (String(decoding: $0.bytes, as: UTF8.self), $0.closed) }
-            if current.components(separatedBy: needle).count - 1 >= count { return true }
+            if done(current) { return true }
             if closed || Clock.now > deadline { return false }
             _ = changed.wait(timeout: .now() + max(0, deadline - Clock.now))
         }

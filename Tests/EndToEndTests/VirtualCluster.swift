@@ -115,10 +115,14 @@ final class VirtualCluster: Sendable {
         Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) }
     }
 
-    /// Waits (bounded) until worker `index` logs that `count` jobs finished, then returns what
-    /// its jobs left behind (directories, records, processes): empty when clean.
-    func waitClean(_ index: Int, finishedJobs count: Int = 1, marker: String = ": finished", timeout: Double = 20) -> [String] {
-        guard workers[index].process.stderr.waitFor(count: count, of: marker, timeout: timeout) else {
+    /// Waits (bounded) until worker `index` logs that `count` jobs finished (a line with any of
+    /// `markers`), then returns what its jobs left behind (directories, records, processes):
+    /// empty when clean.
+    func waitClean(_ index: Int, finishedJobs count: Int = 1, markers: [String] = [": finished"], timeout: Double = 20) -> [String] {
+        let logged = workers[index].process.stderr.waitUntil(timeout: timeout) { log in
+            markers.reduce(0) { $0 + log.components(separatedBy: $1).count - 1 } >= count
+        }
+        guard logged else {
             return ["worker \(index) did not log its job's end within \(timeout) s; its log:\n\(workers[index].process.stderr.text)"]
         }
         return leftovers(index) + leftoverProcesses(index).map { "process \($0)" }

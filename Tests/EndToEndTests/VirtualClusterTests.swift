@@ -56,10 +56,10 @@ struct VirtualClusterTests {
     }
 
     static func expectClean(
-        _ cluster: VirtualCluster, _ hosts: [Int], marker: String = ": finished", sourceLocation: SourceLocation = #_sourceLocation
+        _ cluster: VirtualCluster, _ hosts: [Int], markers: [String] = [": finished"], sourceLocation: SourceLocation = #_sourceLocation
     ) {
         for index in hosts {
-            let left = cluster.waitClean(index, marker: marker)
+            let left = cluster.waitClean(index, markers: markers)
             #expect(left.isEmpty, "host \(index) still has: \(left)", sourceLocation: sourceLocation)
         }
     }
@@ -197,8 +197,8 @@ struct VirtualClusterTests {
             Self.finish(
                 master, "link down during upload (exec, 4 MB)", detected: detected, says: "node \(cluster.workers[3].peer): stopped answering")
             // The others had the job ready (or were still receiving it) when it was cancelled.
-            Self.expectClean(cluster, [0, 1, 2], marker: "not started")
-            Self.expectClean(cluster, [3], marker: "the lease")
+            Self.expectClean(cluster, [0, 1, 2], markers: ["not started"])
+            Self.expectClean(cluster, [3], markers: ["the lease"])
         }
     }
 
@@ -214,13 +214,16 @@ struct VirtualClusterTests {
                 master, "link down during upload (run, 4 MB to each host)", detected: detected,
                 says: "node \(cluster.workers[3].peer): stopped answering")
             #expect(run.stderr.contains("ending the job on every node"), "\(run.stderr)")
-            Self.expectClean(cluster, [0, 1, 2], marker: "not started")
+            // Each abandons the job at the cancel, or at a reset of the connection that overtook
+            // the cancel on the shaped link (seen once in a run under heavy load). Either way the
+            // job is removed.
+            Self.expectClean(cluster, [0, 1, 2], markers: ["not started", "the master connection ended before the job started"])
             for index in 0..<3 {
                 let cache = cluster.root.path + "/work\(index)/.distr-cache"
                 let cached = ((try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? []).filter { $0.count == 64 }  // None made: empty.
                 #expect(cached.isEmpty, "host \(index) received the whole file although the job was cancelled: \(cached)")
             }
-            Self.expectClean(cluster, [3], marker: "the lease")
+            Self.expectClean(cluster, [3], markers: ["the lease"])
         }
     }
 
