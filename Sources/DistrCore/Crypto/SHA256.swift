@@ -26,7 +26,7 @@ package struct SHA256: Sendable {
 
     /// - Parameter portable: true forces the pure-Swift compression even where the kernel runs
     ///   (tests compare the two).
-    init(portable: Bool) { usesKernel = !portable && Self.isAccelerated }
+    package init(portable: Bool) { usesKernel = !portable && Self.isAccelerated }
 
     package mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
