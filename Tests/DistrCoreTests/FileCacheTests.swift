@@ -85,6 +85,54 @@ import Testing
         #expect(try FileIO.readAll(cached) == good)
     }
 
+    @Test func cache_storesAVerifiedFileAsASecondNameWithoutCopying() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("shipped once".utf8)
+        let entry = manifestEntry("f", bytes)
+        try FileIO.write(dir + "/f", bytes, mode: 0o644, exclusive: true)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        cache.store(dir + "/f", entry: entry)
+        #expect(try FileStatus(path: cache.path(for: entry.digest)).inode == FileStatus(path: dir + "/f").inode)
+        #expect(try names(in: dir + "/cache") == [entry.digest.hex])
+        #expect(try hasVerifiedCopy(cache, entry))
+    }
+
+    @Test func cache_fileTheOwnerCannotRead_isCopiedPrivately() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("write-only".utf8)
+        let entry = manifestEntry("f", bytes, mode: 0o200)
+        try FileIO.write(dir + "/f", bytes, mode: 0o600, exclusive: true)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        cache.store(dir + "/f", entry: entry)
+        let cached = cache.path(for: entry.digest)
+        #expect(try FileStatus(path: cached).inode != FileStatus(path: dir + "/f").inode)
+        #expect(FileIO.mode(cached).map { $0 & 0o777 } == 0o600)
+    }
+
+    @Test func cache_rankRewritingItsJobFile_makesTheNextJobAskForIt() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let good = Array("input data v1".utf8)
+        let entry = manifestEntry("data", good)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        try FileIO.makeDirectories(dir + "/job1")
+        let first = try BundleExtractor(directory: dir + "/job1", manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(dir + "/job1/" + $0.path, entry: $0)
+        }
+        try first.write(good)
+        #expect(first.isComplete)
+        // The rank rewrites its input in place: same size, other bytes.
+        try FileIO.write(dir + "/job1/data", Array("input data v2".utf8), mode: 0o644, exclusive: false)
+        try FileIO.makeDirectories(dir + "/job2")
+        let second = try BundleExtractor(directory: dir + "/job2", manifest: [entry], limits: Limits(), cache: cache)
+        #expect(second.cachedCount == 0)
+        #expect(second.streamedIndices == [0])
+        try second.write(good)
+        #expect(try FileIO.readAll(dir + "/job2/data") == good)
+    }
+
     @Test func cache_fileThatGrewIsNotAHit() throws {
         let dir = try makeTemporaryDirectory()
         defer { FileIO.removeTree(dir) }
