@@ -4,6 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/// The 64 round constants of SHA-256 (FIPS 180-4, 4.2.2), shared with the portable code.
+const uint32_t *cdistr_sha256_constants(void);
+
 /// 1 when this CPU can run `cdistr_sha256_blocks` (x86-64 with the SHA extensions, SSSE3 and
 /// SSE4.1; checked with CPUID), else 0: the caller then uses its portable code.
 int cdistr_sha256_available(void);
