@@ -1,27 +1,40 @@
+import Foundation
 import Testing
 
 @testable import DistrCore
 
 @Suite struct CryptoTests {
-    // FIPS 180-4 examples (NIST CSRC "SHA256.pdf") and the classic long-message vectors.
-    @Test(arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        (
-            "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        ),
-        (
-            "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
-            "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
-        ),
-    ])
-    func sha256_matchesFIPSVectors(input: String, digest: String) {
-        #expect(SHA256.hash(Array(input.utf8)).hex == digest)
+    /// Both compressions: the C kernel with the SHA extensions (where the CPU has them) and the
+    /// portable Swift code, which must agree on every vector.
+    static let engines = [false, true]
+
+    static func hash(_ bytes: [UInt8], portable: Bool) -> [UInt8] {
+        var hasher = SHA256(portable: portable)
+        hasher.update(bytes)
+        return hasher.finalize()
     }
 
-    @Test func sha256_millionAs_inUnevenChunks() {
-        var hasher = SHA256()
+    // FIPS 180-4 examples (NIST CSRC "SHA256.pdf") and the classic long-message vectors.
+    @Test(
+        arguments: [
+            ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+            (
+                "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+            ),
+            (
+                "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+                "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"
+            ),
+        ], engines)
+    func sha256_matchesFIPSVectors(vector: (input: String, digest: String), portable: Bool) {
+        #expect(Self.hash(Array(vector.input.utf8), portable: portable).hex == vector.digest)
+        if !portable { #expect(SHA256.hash(Array(vector.input.utf8)).hex == vector.digest) }
+    }
+
+    @Test(arguments: engines) func sha256_millionAs_inUnevenChunks(portable: Bool) {
+        var hasher = SHA256(portable: portable)
         let chunk = [UInt8](repeating: 0x61, count: 997)
         var left = 1_000_000
         while left > 0 {
@@ -30,6 +43,52 @@ import Testing
             left -= n
         }
         #expect(hasher.finalize().hex == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    /// Where the CPU has the SHA extensions the kernel must be the one in use (else the
+    /// comparisons below would compare the portable code with itself).
+    @Test func sha256_usesKernelWhereTheCPUHasSHAExtensions() throws {
+        #if arch(x86_64)
+            let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+            let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+            let words = Set(flags.split(separator: " "))
+            let expected = words.contains("sha_ni") && words.contains("sse4_1") && words.contains("ssse3")
+            #expect(SHA256.isAccelerated == expected)
+        #else
+            #expect(!SHA256.isAccelerated)
+        #endif
+    }
+
+    /// Every length around the padding edges (55, 56, 63, 64, 119, 120 ...) in one update.
+    @Test func sha256_kernelAndPortableAgree_onEveryLengthUpTo300() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...300 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(Self.hash(bytes, portable: true) == Self.hash(bytes, portable: false), "length \(length)")
+        }
+    }
+
+    /// 5 MB hashed whole and at random update() boundaries by both compressions; the digest is
+    /// `sha256sum`'s for the same bytes.
+    @Test func sha256_multiMegabyteBuffer_splitAtRandomBoundaries() {
+        let bytes = (0..<5_000_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 / 251) }
+        let expected = "404ca346a52f8bb5177d5f266142e48b8bfb2bc2bd1bf29e832c40f3f2f75c0d"
+        var generator = SystemRandomNumberGenerator()
+        for portable in Self.engines {
+            #expect(Self.hash(bytes, portable: portable).hex == expected)
+            var hasher = SHA256(portable: portable)
+            var offset = 0
+            while offset < bytes.count {
+                let step = [
+                    Int.random(in: 0...3, using: &generator), Int.random(in: 0...200, using: &generator),
+                    Int.random(in: 0...70_000, using: &generator),
+                ]
+                let end = min(bytes.count, offset + step[Int.random(in: 0...2, using: &generator)])
+                hasher.update(bytes[offset..<end])
+                offset = end
+            }
+            #expect(hasher.finalize().hex == expected, "portable: \(portable)")
+        }
     }
 
     // RFC 4231 test cases 1, 2, 3, 4, 6 and 7 (case 5 is about truncation).

@@ -13,6 +13,19 @@ import Testing
         return try cache.copyVerified(entry, from: source, to: sink)
     }
 
+    /// A cache in a new directory (the caller removes it) that has stored `bytes` from the file
+    /// `name` there, written with `fileMode`.
+    func cacheHolding(_ bytes: [UInt8], name: String = "f", mode: UInt32 = 0o644, fileMode: mode_t = 0o644) throws -> (
+        dir: String, cache: FileCache, entry: ManifestEntry
+    ) {
+        let dir = try makeTemporaryDirectory()
+        let entry = manifestEntry(name, bytes, mode: mode)
+        try FileIO.write(dir + "/" + name, bytes, mode: fileMode, exclusive: true)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        cache.store(dir + "/" + name, entry: entry)
+        return (dir, cache, entry)
+    }
+
     @Test func cache_keepsVerifiedFilesAndEvictsTheLeastRecentlyUsed() throws {
         let dir = try makeTemporaryDirectory()
         defer { FileIO.removeTree(dir) }
@@ -58,13 +71,9 @@ import Testing
     }
 
     @Test func cache_poisonedFileIsNotUsedAndIsReplacedByTheStreamedOne() throws {
-        let dir = try makeTemporaryDirectory()
-        defer { FileIO.removeTree(dir) }
         let good = Array("the real program".utf8)
-        let entry = manifestEntry("prog", good, mode: 0o755)
-        try FileIO.write(dir + "/prog", good, mode: 0o644, exclusive: true)
-        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
-        cache.store(dir + "/prog", entry: entry)
+        let (dir, cache, entry) = try cacheHolding(good, name: "prog", mode: 0o755)
+        defer { FileIO.removeTree(dir) }
         // A rank of an earlier job rewrites the cached file: same name, same size, other bytes.
         let cached = cache.path(for: entry.digest)
         let poison = Array("the evil program".utf8)
@@ -85,13 +94,47 @@ import Testing
         #expect(try FileIO.readAll(cached) == good)
     }
 
-    @Test func cache_fileThatGrewIsNotAHit() throws {
+    @Test func cache_storesAVerifiedFileAsASecondNameWithoutCopying() throws {
+        let (dir, cache, entry) = try cacheHolding(Array("shipped once".utf8))
+        defer { FileIO.removeTree(dir) }
+        #expect(try FileStatus(path: cache.path(for: entry.digest)).inode == FileStatus(path: dir + "/f").inode)
+        #expect(try names(in: dir + "/cache") == [entry.digest.hex])
+        #expect(try hasVerifiedCopy(cache, entry))
+    }
+
+    @Test func cache_fileTheOwnerCannotRead_isCopiedPrivately() throws {
+        let (dir, cache, entry) = try cacheHolding(Array("write-only".utf8), mode: 0o200, fileMode: 0o600)
+        defer { FileIO.removeTree(dir) }
+        let cached = cache.path(for: entry.digest)
+        #expect(try FileStatus(path: cached).inode != FileStatus(path: dir + "/f").inode)
+        #expect(FileIO.mode(cached).map { $0 & 0o777 } == 0o600)
+    }
+
+    @Test func cache_rankRewritingItsJobFile_makesTheNextJobAskForIt() throws {
         let dir = try makeTemporaryDirectory()
         defer { FileIO.removeTree(dir) }
-        let entry = manifestEntry("f", [1, 2, 3])
-        try FileIO.write(dir + "/f", [1, 2, 3], mode: 0o644, exclusive: true)
+        let good = Array("input data v1".utf8)
+        let entry = manifestEntry("data", good)
         let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
-        cache.store(dir + "/f", entry: entry)
+        try FileIO.makeDirectories(dir + "/job1")
+        let first = try BundleExtractor(directory: dir + "/job1", manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(dir + "/job1/" + $0.path, entry: $0)
+        }
+        try first.write(good)
+        #expect(first.isComplete)
+        // The rank rewrites its input in place: same size, other bytes.
+        try FileIO.write(dir + "/job1/data", Array("input data v2".utf8), mode: 0o644, exclusive: false)
+        try FileIO.makeDirectories(dir + "/job2")
+        let second = try BundleExtractor(directory: dir + "/job2", manifest: [entry], limits: Limits(), cache: cache)
+        #expect(second.cachedCount == 0)
+        #expect(second.streamedIndices == [0])
+        try second.write(good)
+        #expect(try FileIO.readAll(dir + "/job2/data") == good)
+    }
+
+    @Test func cache_fileThatGrewIsNotAHit() throws {
+        let (dir, cache, entry) = try cacheHolding([1, 2, 3])
+        defer { FileIO.removeTree(dir) }
         try FileIO.write(cache.path(for: entry.digest), [1, 2, 3, 4], mode: 0o600, exclusive: false)
         #expect(try !hasVerifiedCopy(cache, entry))
         #expect(cache.open(entry) == nil)

@@ -4,6 +4,8 @@
 #include <spawn.h>
 #include <sys/types.h>
 
+#include "CDistrSHA256.h"
+
 /// pipe2(fds, O_CLOEXEC).
 int cdistr_pipe_cloexec(int fds[2]);
 /// accept4(fd, NULL, NULL, SOCK_CLOEXEC).

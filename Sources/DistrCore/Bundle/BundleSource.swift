@@ -1,3 +1,6 @@
+import Dispatch
+import Synchronization
+
 /// A local file the master ships, with its place in the bundle.
 package struct BundleSource: Sendable, Equatable {
     package var localPath: String
@@ -25,19 +28,28 @@ package enum BundleCollector {
     }
 
     /// Expands files and directories (recursively; symlinked files are shipped as their content,
-    /// symlinked directories are not followed) and hashes every file.
+    /// symlinked directories are not followed) and hashes every file: on several threads when
+    /// there is much to hash, and not at all for files `digests` knows unchanged (it is saved
+    /// afterwards).
     /// - Throws: `BundleError.cannotRead` naming the path, or a path-rule error.
-    package static func collect(_ paths: [String]) throws(BundleError) -> [BundleSource] {
-        var result: [BundleSource] = []
+    package static func collect(_ paths: [String], digests: DigestCache? = nil) throws(BundleError) -> [BundleSource] {
+        var found: [(local: String, bundle: String, status: FileStatus)] = []
         var seen = Set<String>()
         for path in paths {
-            try add(local: path, bundle: bundlePath(for: path), into: &result, seen: &seen, top: true)
+            try add(local: path, bundle: bundlePath(for: path), into: &found, seen: &seen, top: true)
         }
-        return result
+        let hashes = try hashAll(found.map { ($0.local, $0.status) }, digests: digests)
+        digests?.save()
+        return zip(found, hashes).map { file, digest in
+            BundleSource(
+                localPath: file.local,
+                entry: ManifestEntry(path: file.bundle, mode: file.status.permissions & 0o777, size: file.status.size, digest: digest))
+        }
     }
 
     private static func add(
-        local: String, bundle: String, into result: inout [BundleSource], seen: inout Set<String>, top: Bool
+        local: String, bundle: String, into result: inout [(local: String, bundle: String, status: FileStatus)], seen: inout Set<String>,
+        top: Bool
     ) throws(BundleError) {
         let status: FileStatus
         do { status = try FileStatus(path: local) } catch { throw .cannotRead(local, error) }
@@ -60,18 +72,85 @@ package enum BundleCollector {
         guard status.kind == .regular else { return }
         try BundlePath.validate(bundle)
         guard seen.insert(bundle).inserted else { return }
-        let digest = try hashFile(local)
-        result.append(
-            BundleSource(
-                localPath: local,
-                entry: ManifestEntry(path: bundle, mode: status.permissions & 0o777, size: status.size, digest: digest)))
+        result.append((local, bundle, status))
     }
 
-    static func hashFile(_ path: String) throws(BundleError) -> [UInt8] {
+    /// Below this many bytes to hash, threads cost more than they save.
+    static let parallelThreshold = 4 << 20
+
+    /// The digest of each file, in order: from `digests` when it knows the file in the state
+    /// `stat` saw, else read and hashed, spread over up to `SystemFacts.cores` threads (at most 4)
+    /// that take the next file as they finish one.
+    /// - Throws: `BundleError.cannotRead` for the first file (in order) that could not be read.
+    static func hashAll(_ files: [(local: String, status: FileStatus)], digests: DigestCache?) throws(BundleError) -> [[UInt8]] {
+        var results = [[UInt8]?](repeating: nil, count: files.count)
+        var missing: [Int] = []
+        var missingBytes = 0
+        for (index, file) in files.enumerated() {
+            if let digest = digests?.digest(for: DigestCache.Key(file.status)) {
+                results[index] = digest
+            } else {
+                missing.append(index)
+                missingBytes = missingBytes.addingReportingOverflow(file.status.size).overflow ? Int.max : missingBytes + file.status.size
+            }
+        }
+        let threads = missingBytes < parallelThreshold ? 1 : max(1, min(SystemFacts.cores, 4, missing.count))
+        let work = HashWork(files: missing.map { (index: $0, local: files[$0].local, status: files[$0].status) }, digests: digests)
+        let done = DispatchGroup()
+        for _ in 1..<threads {
+            done.enter()
+            Threads.start(name: "distr-hash") {
+                work.run()
+                done.leave()
+            }
+        }
+        work.run()
+        done.wait()
+        let outcome = work.outcome.withLock { $0 }
+        if let (_, error) = outcome.errors.min(by: { $0.key < $1.key }) { throw error }
+        for (index, digest) in outcome.digests { results[index] = digest }
+        return results.map { $0 ?? [] }
+    }
+
+    /// Files to hash, shared by the hashing threads.
+    private final class HashWork: Sendable {
+        let files: [(index: Int, local: String, status: FileStatus)]
+        let digests: DigestCache?
+        let next = Atomic<Int>(0)
+        let outcome = Mutex<(digests: [Int: [UInt8]], errors: [Int: BundleError])>(([:], [:]))
+
+        init(files: [(index: Int, local: String, status: FileStatus)], digests: DigestCache?) {
+            self.files = files
+            self.digests = digests
+        }
+
+        /// Hashes files until none is left; one read buffer per thread.
+        func run() {
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            while true {
+                let position = next.add(1, ordering: .relaxed).oldValue
+                guard position < files.count else { return }
+                let file = files[position]
+                do {
+                    let digest = try hashFile(file.local, expecting: file.status, digests: digests, buffer: &buffer)
+                    outcome.withLock { $0.digests[file.index] = digest }
+                } catch {
+                    outcome.withLock { $0.errors[file.index] = error }
+                }
+            }
+        }
+    }
+
+    /// Reads and hashes a file. When `digests` is given, the digest is recorded if the file's
+    /// status was `expected` (what the manifest says) before and after the reading, and settled.
+    static func hashFile(
+        _ path: String, expecting expected: FileStatus?, digests: DigestCache?, buffer: inout [UInt8]
+    ) throws(BundleError) -> [UInt8] {
+        let start = Int64(clamping: Clock.wallNanoseconds)
         let file: FileDescriptor
         do { file = try FileDescriptor.open(path, .readOnly) } catch { throw .cannotRead(path, error) }
+        let before = try? FileStatus(descriptor: file.rawValue)  // Unknown: the digest is not kept.
         var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n: Int
             do {
@@ -80,6 +159,13 @@ package enum BundleCollector {
             if n == 0 { break }
             buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
-        return hasher.finalize()
+        let digest = hasher.finalize()
+        if let digests, let expected, let before, let after = try? FileStatus(descriptor: file.rawValue),  // Unknown: not kept.
+            DigestCache.Key(before) == DigestCache.Key(expected), DigestCache.Key(after) == DigestCache.Key(expected),
+            digests.isSettled(expected, hashingFrom: start)
+        {
+            digests.record(DigestCache.Key(expected), digest: digest)
+        }
+        return digest
     }
 }

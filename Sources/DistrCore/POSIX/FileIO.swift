@@ -56,6 +56,13 @@ package enum FileIO {
         if Glibc.rename(source, target) != 0 { throw .current("rename") }
     }
 
+    /// Gives the file `source` a second name `target` (which must not exist), without following
+    /// a symlink at `source`. The corresponding C function is `linkat`.
+    /// - Throws: `SystemError` from `linkat` (`EXDEV` across file systems).
+    package static func link(_ source: String, to target: String) throws(SystemError) {
+        if linkat(AT_FDCWD, source, AT_FDCWD, target, 0) != 0 { throw .current("linkat") }
+    }
+
     /// Sets the permission bits of `path` exactly (following symlinks). The corresponding C
     /// function is `chmod`.
     /// - Throws: `SystemError` from `chmod`.

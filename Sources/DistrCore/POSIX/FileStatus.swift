@@ -12,6 +12,12 @@ package struct FileStatus: Sendable, Equatable {
     package var size: Int
     /// The last modification, in nanoseconds since the epoch.
     package var modified: Int64
+    /// The last status change (`st_ctim`: any write, chmod, rename or link), in nanoseconds
+    /// since the epoch. Unlike `modified`, no user call can set it back.
+    package var changed: Int64
+    /// The device and inode number: which file this is, whatever its path.
+    package var device: UInt64
+    package var inode: UInt64
 
     init(_ info: stat) {
         switch info.st_mode & S_IFMT {
@@ -25,6 +31,9 @@ package struct FileStatus: Sendable, Equatable {
         permissions = UInt32(info.st_mode & 0o7777)
         size = Int(info.st_size)
         modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
     }
 
     /// The status of `path`; of the link itself when `followingSymlinks` is false.

@@ -4,7 +4,8 @@ import Synchronization
 /// again. Bounded by size: the least recently used files go first.
 ///
 /// The directory is private (0700), but ranks run as the worker's user and can rewrite a cached
-/// file, so a cached file is never trusted by its name: `copyVerified` hashes exactly the bytes it
+/// file (a cached file is a second name of the job file it came from, see `store`), so a cached
+/// file is never trusted by its name: `copyVerified` hashes exactly the bytes it
 /// writes into the job directory and drops the entry when they do not match its digest.
 ///
 /// An in-memory index (name → size and last use, plus a use-ordered queue) is built by one scan at
@@ -102,24 +103,43 @@ final class FileCache: Sendable {
         return true
     }
 
-    /// Keeps a copy of a file whose digest has just been verified, then evicts the least recently
-    /// used files until the cache fits its limit.
+    /// Keeps a file whose digest has just been verified, then evicts the least recently used
+    /// files until the cache fits its limit.
+    ///
+    /// The job's file gets a second name in the cache (a hard link), so caching costs no copy of
+    /// the bytes. A rank that later rewrites its file in place rewrites the cached one too; that
+    /// is caught like any other damage: `copyVerified` hashes what it copies and drops a cached
+    /// file that no longer matches, and the next job asks the master for it. A file the owner
+    /// cannot read (mode without 0400), or one on another file system, is copied instead.
     func store(_ source: String, entry: ManifestEntry) {
         guard entry.size <= limit, entry.digest.count == 32 else { return }
         let name = entry.digest.hex
         let target = directory + "/" + name
         let temporary = target + ".part-\(CurrentProcess.id)-\(UInt64.random(in: 0...UInt64.max))"
-        do {
-            try Self.copy(from: source, to: temporary, mode: 0o600)
-        } catch {
-            // Caching is best effort: the job has its file; only a later job's transfer is lost.
-            FileIO.unlink(temporary)
-            return
+        var linked = false
+        if entry.mode & 0o400 != 0 {
+            do {
+                try FileIO.link(source, to: temporary)
+                linked = true
+            } catch {
+                FileIO.unlink(temporary)  // Not linked (another file system, say): copied below.
+            }
+        }
+        if !linked {
+            do {
+                try Self.copy(from: source, to: temporary, mode: 0o600)
+            } catch {
+                // Caching is best effort: the job has its file; only a later job's transfer is lost.
+                FileIO.unlink(temporary)
+                return
+            }
         }
         do { try FileIO.rename(temporary, to: target) } catch {
             FileIO.unlink(temporary)  // Best effort too, as above.
             return
         }
+        // rename does nothing when both names are already one file: the temporary name stays.
+        FileIO.unlink(temporary)
         let stamp = index.withLock { index in
             let stamp = index.insert(name, size: entry.size, stamp: nil)
             evictOverLimit(&index)
