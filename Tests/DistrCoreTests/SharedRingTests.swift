@@ -187,6 +187,23 @@ extension RingReader {
         }
     }
 
+    @Test func fuzzTarget_runsRandomScriptsWithoutFindings() {
+        // The libFuzzer target's own checks (counts in range, order kept while untouched) over
+        // random scripts; a finding stops the process.
+        var generator = SplitMix(seed: 12)
+        for round in 0..<500 {
+            var script: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...40, using: &generator) {
+                let operation = UInt8.random(in: 0...255, using: &generator)
+                // Mostly reads and writes; an index overwrite now and then.
+                script.append(round % 3 == 0 ? operation : operation & 1)
+                for _ in 0..<(operation % 4 < 2 || round % 3 != 0 ? 2 : 8) { script.append(UInt8.random(in: 0...0x1F, using: &generator)) }
+            }
+            FuzzTarget.sharedRing(script)
+        }
+        for seed in FuzzTarget.seeds() where seed.target == "shared-ring" { FuzzTarget.sharedRing(seed.bytes) }
+    }
+
     // MARK: Segments and channels
 
     @Test func aMemfdSegmentMappedTwiceCarriesBytesBetweenMappings() throws {

@@ -82,6 +82,21 @@ struct RingMemory: @unchecked Sendable {
     }
 
     var data: UnsafeMutableRawPointer { base + SharedRing.headerSize }
+
+    /// Publishes this side's index at `offset`, then claims the other side's sleeping flag at
+    /// `flag`: true when it was asleep (ring its doorbell). Dekker with `requestWake`: the index
+    /// is visible before the flag is read.
+    func publish(_ index: UInt64, at offset: Int, claiming flag: Int) -> Bool {
+        SharedWord.storeRelease(base, offset, index)
+        SharedWord.fence()
+        return SharedWord.load32(base, flag) != 0 && SharedWord.exchange32(base, flag, 0) != 0
+    }
+
+    /// Sets this side's sleeping flag at `flag`; the caller then looks at the other index again.
+    func requestWake(_ flag: Int) {
+        SharedWord.store32(base, flag, 1)
+        SharedWord.fence()
+    }
 }
 
 /// The sending side of a ring: one per outgoing link, used by one thread at a time.
@@ -110,20 +125,13 @@ struct RingWriter {
             copyIn(UnsafeRawBufferPointer(rebasing: second[0..<total - fromFirst]), at: head &+ UInt64(fromFirst))
         }
         head &+= UInt64(total)
-        SharedWord.storeRelease(memory.base, SharedRing.headOffset, head)
-        // Dekker with the receiver's `prepareToSleep`: head is published before the flag is read.
-        SharedWord.fence()
-        let wake =
-            SharedWord.load32(memory.base, SharedRing.receiverSleepingOffset) != 0
-            && SharedWord.exchange32(memory.base, SharedRing.receiverSleepingOffset, 0) != 0
-        return (total, wake)
+        return (total, memory.publish(head, at: SharedRing.headOffset, claiming: SharedRing.receiverSleepingOffset))
     }
 
     /// Says the sender is about to sleep until the receiver frees room; true when there already
     /// is room (then it must not sleep). - Throws: `NodeError.corruptRing`.
     func prepareToSleep() throws(NodeError) -> Bool {
-        SharedWord.store32(memory.base, SharedRing.senderSleepingOffset, 1)
-        SharedWord.fence()
+        memory.requestWake(SharedRing.senderSleepingOffset)
         return try unread() < memory.capacity
     }
 
@@ -166,13 +174,7 @@ struct RingReader {
         target.copyMemory(from: memory.data + first.lowerBound, byteCount: first.count)
         if !second.isEmpty { (target + first.count).copyMemory(from: memory.data, byteCount: second.count) }
         tail &+= UInt64(count)
-        SharedWord.storeRelease(memory.base, SharedRing.tailOffset, tail)
-        // Dekker with the sender's `prepareToSleep`: tail is published before the flag is read.
-        SharedWord.fence()
-        let wake =
-            SharedWord.load32(memory.base, SharedRing.senderSleepingOffset) != 0
-            && SharedWord.exchange32(memory.base, SharedRing.senderSleepingOffset, 0) != 0
-        return (count, wake)
+        return (count, memory.publish(tail, at: SharedRing.tailOffset, claiming: SharedRing.senderSleepingOffset))
     }
 
     /// True when unread bytes are waiting. - Throws: `NodeError.corruptRing`.
@@ -181,8 +183,7 @@ struct RingReader {
     /// Says the receiver is about to sleep until the sender writes; true when bytes are already
     /// there (then it must not sleep). - Throws: `NodeError.corruptRing`.
     func prepareToSleep() throws(NodeError) -> Bool {
-        SharedWord.store32(memory.base, SharedRing.receiverSleepingOffset, 1)
-        SharedWord.fence()
+        memory.requestWake(SharedRing.receiverSleepingOffset)
         return try unread() > 0
     }
 
