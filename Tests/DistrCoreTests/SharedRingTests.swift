@@ -291,35 +291,48 @@ extension RingReader {
     @Test func spinPolicy_neverSpinsWhenRanksOutnumberCores() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 3, cores: 2)
         #expect(policy.budget == 0)
-        let spins = policy.shouldSpin()
+        let spins = policy.shouldSpin(now: 0) { 1 }
         #expect(spins == false)
         var fits = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        let fitsSpins = fits.shouldSpin()
+        let fitsSpins = fits.shouldSpin(now: 0) { 2 }
         #expect(fitsSpins == true)
         var off = SpinPolicy(budget: 0, localRanks: 1, cores: 8)
-        let offSpins = off.shouldSpin()
+        let offSpins = off.shouldSpin(now: 0) { 1 }
         #expect(offSpins == false)
+    }
+
+    @Test func spinPolicy_stopsWhileTheMachineHasMoreRunnableThreadsThanCores() {
+        var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
+        var decisions: [Bool] = []
+        // Another program is busy: 3 runnable on 2 cores. The count is sampled, not read each time.
+        decisions.append(policy.shouldSpin(now: 1) { 3 })
+        decisions.append(policy.shouldSpin(now: 1 + SpinPolicy.sampleInterval / 2) { 2 })
+        // The next sample finds the cores free again.
+        decisions.append(policy.shouldSpin(now: 1 + SpinPolicy.sampleInterval) { 2 })
+        // Unknown (no /proc): the count does not stop it.
+        decisions.append(policy.shouldSpin(now: 2) { nil })
+        #expect(decisions == [false, false, true, true])
     }
 
     @Test func spinPolicy_backsOffAfterSpinsThatDidNotPay() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 1, cores: 2)
         var decisions: [Bool] = []
         for _ in 0..<SpinPolicy.missesBeforeBackoff - 1 {
-            decisions.append(policy.shouldSpin())
+            decisions.append(policy.shouldSpin(now: 0) { 1 })
             policy.record(paid: false)
         }
         // A spin that pays resets the count.
-        decisions.append(policy.shouldSpin())
+        decisions.append(policy.shouldSpin(now: 0) { 1 })
         policy.record(paid: true)
         for _ in 0..<SpinPolicy.missesBeforeBackoff {
-            decisions.append(policy.shouldSpin())
+            decisions.append(policy.shouldSpin(now: 0) { 1 })
             policy.record(paid: false)
         }
         #expect(decisions == [Bool](repeating: true, count: 2 * SpinPolicy.missesBeforeBackoff))
         var backedOff: [Bool] = []
-        for _ in 0..<SpinPolicy.backoffReceives { backedOff.append(policy.shouldSpin()) }
+        for _ in 0..<SpinPolicy.backoffReceives { backedOff.append(policy.shouldSpin(now: 0) { 1 }) }
         #expect(backedOff == [Bool](repeating: false, count: SpinPolicy.backoffReceives))
-        let probe = policy.shouldSpin()
+        let probe = policy.shouldSpin(now: 0) { 1 }
         #expect(probe == true)
     }
 }
