@@ -304,14 +304,18 @@ extension RingReader {
     @Test func spinPolicy_stopsWhileTheMachineHasMoreRunnableThreadsThanCores() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
         var decisions: [Bool] = []
-        // Another program is busy: 3 runnable on 2 cores. The count is sampled, not read each time.
+        // Another program is busy: 3 runnable on 2 cores, seen in two samples in a row. The
+        // count is sampled every interval, not read on each receive.
+        let step = SpinPolicy.sampleInterval
         decisions.append(policy.shouldSpin(now: 1) { 3 })
-        decisions.append(policy.shouldSpin(now: 1 + SpinPolicy.sampleInterval / 2) { 2 })
+        decisions.append(policy.shouldSpin(now: 1 + step) { 3 })
+        decisions.append(policy.shouldSpin(now: 1 + 1.5 * step) { 2 })
         // The next sample finds the cores free again.
-        decisions.append(policy.shouldSpin(now: 1 + SpinPolicy.sampleInterval) { 2 })
-        // Unknown (no /proc): the count does not stop it.
-        decisions.append(policy.shouldSpin(now: 2) { nil })
-        #expect(decisions == [false, false, true, true])
+        decisions.append(policy.shouldSpin(now: 1 + 2 * step) { 2 })
+        // A thread runnable for one sample only does not stop it; nor does an unknown count.
+        decisions.append(policy.shouldSpin(now: 1 + 3 * step) { 3 })
+        decisions.append(policy.shouldSpin(now: 1 + 4 * step) { nil })
+        #expect(decisions == [true, false, false, true, true, true])
     }
 
     @Test func spinPolicy_backsOffAfterSpinsThatDidNotPay() {

@@ -4,9 +4,9 @@
 ///
 /// - Never when this worker runs more ranks of the job than this process may use cores
 ///   (oversubscribed: the sender may need this very core), or when `DISTR_SPIN_USEC` is 0.
-/// - Not while more threads are runnable on the machine than it has cores (sampled every
-///   `sampleInterval` seconds from /proc/loadavg): another program keeps a core busy, and a
-///   spinning rank would take the time its peer needs.
+/// - Not while more threads are runnable on the machine than it has cores (two samples in a row,
+///   taken every `sampleInterval` seconds from /proc/loadavg): another program keeps a core busy,
+///   and a spinning rank would take the time its peer needs.
 /// - After `missesBeforeBackoff` spins in a row that ended without the message (it came later
 ///   from a rank busy computing), the next `backoffReceives` receives park at once; then one
 ///   spin probes again.
@@ -20,7 +20,7 @@ struct SpinPolicy: Sendable {
     let cores: Int
     private var misses = 0
     private var skipping = 0
-    private var crowded = false
+    private var crowdedSamples = 0
     private var nextSample = -Double.infinity
 
     init(budget: Double, localRanks: Int, cores: Int) {
@@ -34,9 +34,11 @@ struct SpinPolicy: Sendable {
         guard budget > 0 else { return false }
         if now >= nextSample {
             nextSample = now + Self.sampleInterval
-            crowded = (runnable() ?? 0) > cores
+            // Two samples in a row: this rank and a spinning peer are runnable themselves, and a
+            // thread that runs for a moment (an output relay, a heartbeat) must not stop the spin.
+            crowdedSamples = (runnable() ?? 0) > cores ? crowdedSamples + 1 : 0
         }
-        if crowded { return false }
+        if crowdedSamples >= 2 { return false }
         if skipping > 0 {
             skipping -= 1
             return false
