@@ -291,52 +291,35 @@ extension RingReader {
     @Test func spinPolicy_neverSpinsWhenRanksOutnumberCores() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 3, cores: 2)
         #expect(policy.budget == 0)
-        let spins = policy.shouldSpin(now: 0) { 1 }
+        let spins = policy.shouldSpin()
         #expect(spins == false)
         var fits = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        let fitsSpins = fits.shouldSpin(now: 0) { 2 }
+        let fitsSpins = fits.shouldSpin()
         #expect(fitsSpins == true)
         var off = SpinPolicy(budget: 0, localRanks: 1, cores: 8)
-        let offSpins = off.shouldSpin(now: 0) { 1 }
+        let offSpins = off.shouldSpin()
         #expect(offSpins == false)
-    }
-
-    @Test func spinPolicy_stopsWhileTheMachineHasMoreRunnableThreadsThanCores() {
-        var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        var decisions: [Bool] = []
-        // Another program is busy: 3 runnable on 2 cores, seen in two samples in a row. The
-        // count is sampled every interval, not read on each receive.
-        let step = SpinPolicy.sampleInterval
-        decisions.append(policy.shouldSpin(now: 1) { 3 })
-        decisions.append(policy.shouldSpin(now: 1 + step) { 3 })
-        decisions.append(policy.shouldSpin(now: 1 + 1.5 * step) { 2 })
-        // The next sample finds the cores free again.
-        decisions.append(policy.shouldSpin(now: 1 + 2 * step) { 2 })
-        // A thread runnable for one sample only does not stop it; nor does an unknown count.
-        decisions.append(policy.shouldSpin(now: 1 + 3 * step) { 3 })
-        decisions.append(policy.shouldSpin(now: 1 + 4 * step) { nil })
-        #expect(decisions == [true, false, false, true, true, true])
     }
 
     @Test func spinPolicy_backsOffAfterSpinsThatDidNotPay() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 1, cores: 2)
         var decisions: [Bool] = []
         for _ in 0..<SpinPolicy.missesBeforeBackoff - 1 {
-            decisions.append(policy.shouldSpin(now: 0) { 1 })
+            decisions.append(policy.shouldSpin())
             policy.record(paid: false)
         }
         // A spin that pays resets the count.
-        decisions.append(policy.shouldSpin(now: 0) { 1 })
+        decisions.append(policy.shouldSpin())
         policy.record(paid: true)
         for _ in 0..<SpinPolicy.missesBeforeBackoff {
-            decisions.append(policy.shouldSpin(now: 0) { 1 })
+            decisions.append(policy.shouldSpin())
             policy.record(paid: false)
         }
         #expect(decisions == [Bool](repeating: true, count: 2 * SpinPolicy.missesBeforeBackoff))
         var backedOff: [Bool] = []
-        for _ in 0..<SpinPolicy.backoffReceives { backedOff.append(policy.shouldSpin(now: 0) { 1 }) }
+        for _ in 0..<SpinPolicy.backoffReceives { backedOff.append(policy.shouldSpin()) }
         #expect(backedOff == [Bool](repeating: false, count: SpinPolicy.backoffReceives))
-        let probe = policy.shouldSpin(now: 0) { 1 }
+        let probe = policy.shouldSpin()
         #expect(probe == true)
     }
 }

@@ -199,7 +199,7 @@ extension Node {
             } else {
                 idle += 1
                 // Mostly a tight loop; now and then let another thread on this core run.
-                if idle % 64 == 0 { Threads.yield() } else { SharedWord.pause() }
+                if idle % 8 == 0 { Threads.yield() } else { SharedWord.pause() }
             }
         } while idle % 16 != 0 || Clock.now < deadline
         return nil

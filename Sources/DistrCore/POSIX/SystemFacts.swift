@@ -32,15 +32,6 @@ package enum SystemFacts {
         return n > 0 ? n : max(1, cores)
     }
 
-    /// Threads runnable right now on this machine, the caller included (the fourth field of
-    /// /proc/loadavg, "running/total"); nil where it cannot be read.
-    package static var runnableThreads: Int? {
-        guard let text = try? FileIO.readAll("/proc/loadavg") else { return nil }  // No /proc: unknown.
-        let fields = text.split(separator: 0x20)
-        guard fields.count >= 4, let slash = fields[3].firstIndex(of: 0x2F) else { return nil }
-        return Int(String(decoding: fields[3][..<slash], as: UTF8.self))
-    }
-
     /// 1, 5 and 15 minute load averages. The corresponding C function is `getloadavg`.
     package static var loadAverages: [Double] {
         var loads = [Double](repeating: 0, count: 3)
