@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -27,31 +28,46 @@ int cdistr_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0
 int cdistr_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len) {
+    return cdistr_send_fds(sock, &fd, fd >= 0 ? 1 : 0, buf, len);
+}
+
+ssize_t cdistr_send_fds(int sock, const int *fds, int nfds, const void *buf, size_t len) {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * CDISTR_MAX_PASSED_FDS)];
         struct cmsghdr align;
     } control;
     memset(&control, 0, sizeof(control));
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    if (fd >= 0) {
+    if (nfds > CDISTR_MAX_PASSED_FDS) nfds = CDISTR_MAX_PASSED_FDS;
+    if (nfds > 0) {
         msg.msg_control = control.buf;
-        msg.msg_controllen = sizeof(control.buf);
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
         cmsg->cmsg_level = SOL_SOCKET;
         cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
     }
     return sendmsg(sock, &msg, MSG_NOSIGNAL);
 }
 
 ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len) {
+    int fds[CDISTR_MAX_PASSED_FDS];
+    ssize_t n = cdistr_recv_fds(sock, fds, buf, len);
+    *fd = fds[0];
+    // Only one was expected: any other that came is not left open.
+    for (int i = 1; i < CDISTR_MAX_PASSED_FDS; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    return n;
+}
+
+ssize_t cdistr_recv_fds(int sock, int *fds, void *buf, size_t len) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * CDISTR_MAX_PASSED_FDS)];
         struct cmsghdr align;
     } control;
     struct msghdr msg = {0};
@@ -59,16 +75,26 @@ ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len) {
     msg.msg_iovlen = 1;
     msg.msg_control = control.buf;
     msg.msg_controllen = sizeof(control.buf);
-    *fd = -1;
+    for (int i = 0; i < CDISTR_MAX_PASSED_FDS; i++) fds[i] = -1;
     ssize_t n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0) return n;
+    int count = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-            memcpy(fd, CMSG_DATA(c), sizeof(int));
+            size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            int got[CDISTR_MAX_PASSED_FDS];
+            if (k > CDISTR_MAX_PASSED_FDS) k = CDISTR_MAX_PASSED_FDS;
+            memcpy(got, CMSG_DATA(c), k * sizeof(int));
+            for (size_t i = 0; i < k; i++) {
+                if (count < CDISTR_MAX_PASSED_FDS) fds[count++] = got[i];
+                else close(got[i]);
+            }
         }
     }
     return n;
 }
+
+int cdistr_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int cdistr_set_keepalive(int fd, int idle, int interval, int count) {
     int on = 1;
@@ -117,3 +143,10 @@ void cdistr_set_thread_name(const char *name) {
 }
 
 ssize_t cdistr_copy_file_range(int in, int out, size_t len) { return copy_file_range(in, NULL, out, NULL, len, 0); }
+
+int cdistr_usable_cpus(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}

@@ -207,7 +207,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
         FD.setNonblocking(theirs)
         let bad = header(encoding: 9, length: 0)
         try bad.withUnsafeBytes { try UnixSocket.send(mine, $0) }
-        var reader = FrameStreamReader(fd: theirs, decoder: RankFrameDecoder(source: 3))
+        var reader = FrameStreamReader(input: ByteInput(fd: theirs, ring: nil), decoder: RankFrameDecoder(source: 3))
         for attempt in 0..<3 {
             guard case .failed(let error) = reader.next() else {
                 Issue.record("read \(attempt) after the bad header is not a failure")

@@ -72,6 +72,55 @@ import Testing
         }
     }
 
+    // MARK: Ranks on one worker, on both transports
+
+    /// `shm` (the default: shared-memory rings) and `socket` (`DISTR_TRANSPORT=socket`: the
+    /// worker's Unix socket pairs).
+    static let transports = ["shm", "socket"]
+
+    @Test(arguments: transports)
+    func oneWorker_everyScenarioPassesOnTheTransport(transport: String) throws {
+        let cluster = try TestCluster(workers: 1, slots: [4])
+        for scenario in ["transport", "api", "collectives", "order", "to-last", "bigring"] {
+            let arguments = scenario == "bigring" ? [scenario, "32"] : [scenario]
+            let run = try cluster.master(["run", "-q", "--env", "DISTR_TRANSPORT=\(transport)", Self.check] + arguments)
+            let line =
+                switch scenario {
+                case "transport": "ok transport \(transport)"
+                case "bigring": "ok bigring 32 MiB"
+                default: "ok \(scenario)"
+                }
+            expectAllRanks(run, line, ranks: 4)
+            if run.status != 0 { break }
+        }
+    }
+
+    @Test(arguments: transports)
+    func oneWorker_deadPeersAndAbortsFailReceivesOnTheTransport(transport: String) throws {
+        let pair = try TestCluster(workers: 1, slots: [2])
+        let env = ["--env", "DISTR_TRANSPORT=\(transport)"]
+        let dead = try pair.master(["run", "-q"] + env + [Self.check, "dead-peer"])
+        #expect(dead.status == 0, "\(dead.stderr)")
+        #expect(dead.stdout == "[0] ok failed: rank 1 has exited (status 0) and no matching message from it is pending\n")
+        let afterSend = try pair.master(["run", "-q"] + env + [Self.check, "dead-peer-after-send"])
+        #expect(afterSend.status == 0, "\(afterSend.stderr)")
+        #expect(afterSend.stdout.contains("[0] ok failed: rank 1 has exited"), "\(afterSend.stdout)")
+        let three = try TestCluster(workers: 1, slots: [3])
+        let abort = try three.master(["run"] + env + [Self.check, "abort"])
+        #expect(abort.status == 2)
+        for rank in [0, 2] { #expect(abort.stdout.contains("[\(rank)] ok failed: "), "\(abort.stdout)") }
+    }
+
+    @Test func transport_isASocketBetweenWorkersAndWithAPythonRank() throws {
+        // Ranks on different workers never share memory.
+        let run = try TestProcess.master(["run", "-q", "--local", "2", Self.check, "transport"])
+        expectAllRanks(run, "ok transport socket", ranks: 2)
+        // A bad value is the rank's clear error.
+        let bad = try TestProcess.master(["run", "-q", "--local", "1", "--env", "DISTR_TRANSPORT=carrier-pigeon", Self.check, "transport"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("DISTR_TRANSPORT=carrier-pigeon is not a transport (shm, the default, or socket)"), "\(bad.stderr)")
+    }
+
     @Test func deadPeer_failsThePendingReceiveNamingTheRank() throws {
         let run = try TestProcess.master(["run", "-q", "--local", "2", Self.check, "dead-peer"])
         #expect(run.status == 0, "\(run.stderr)")

@@ -2,6 +2,7 @@
 #define CDISTRSYS_H
 
 #include <spawn.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "CDistrSHA256.h"
@@ -21,6 +22,34 @@ ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len);
 /// Receives up to `len` bytes and at most one descriptor (set to -1 when none came, close-on-exec
 /// when one did). Returns bytes received, 0 at end of stream, or -1.
 ssize_t cdistr_recv_fd(int sock, int *fd, void *buf, size_t len);
+/// The most descriptors one message carries (`cdistr_send_fds`, `cdistr_recv_fds`).
+#define CDISTR_MAX_PASSED_FDS 2
+/// Sends `len` bytes and `nfds` descriptors (at most CDISTR_MAX_PASSED_FDS) in one message.
+ssize_t cdistr_send_fds(int sock, const int *fds, int nfds, const void *buf, size_t len);
+/// Receives up to `len` bytes and up to CDISTR_MAX_PASSED_FDS descriptors into `fds` (unused
+/// entries -1; close-on-exec; descriptors beyond the limit are closed). Returns bytes received,
+/// 0 at end of stream, or -1.
+ssize_t cdistr_recv_fds(int sock, int *fds, void *buf, size_t len);
+/// memfd_create(name, MFD_CLOEXEC).
+int cdistr_memfd_create(const char *name);
+
+/// Atomic accesses to memory shared with another process (a shared-memory ring's indices).
+static inline uint64_t cdistr_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void cdistr_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t cdistr_load_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+static inline void cdistr_store_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint32_t cdistr_exchange_u32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+/// A full fence: a store before it is seen by the other process before any load after it.
+static inline void cdistr_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+/// A hint to the CPU inside a spin loop.
+static inline void cdistr_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /// Bytes received on a socket and not yet read (FIONREAD), or -1.
 int cdistr_pending_bytes(int fd);
 
@@ -51,6 +80,8 @@ int cdistr_epoll_arm(int epfd, int fd, int armed);
 int cdistr_epoll_del(int epfd, int fd);
 /// epoll_wait; fills `fds` with the ready descriptors.
 int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout);
+/// CPUs this process may run on (sched_getaffinity, CPU_COUNT), or -1.
+int cdistr_usable_cpus(void);
 /// sched_yield.
 int cdistr_yield(void);
 

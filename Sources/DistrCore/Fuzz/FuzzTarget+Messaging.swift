@@ -29,6 +29,62 @@ extension FuzzTarget {
     }
 }
 
+extension FuzzTarget {
+    /// A script run against a 4 KiB shared ring whose other side is hostile: each step is a u8
+    /// operation (mod 4) and its operand: 0 write n bytes (u16 n), 1 read up to n bytes (u16 n),
+    /// 2 overwrite the writer's head, 3 overwrite the reader's tail (u64 each). Every count must
+    /// stay within the request and the capacity, a bad index must be the corrupt-ring error, and
+    /// while no index was overwritten the bytes read must be the bytes written, in order.
+    static func sharedRing(_ data: [UInt8]) {
+        let capacity = SharedRing.minimumCapacity
+        let size = SharedRing.segmentSize(capacity: capacity)
+        let base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { base.deallocate() }
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let memory = RingMemory(base: base, capacity: capacity)
+        var writer = RingWriter(memory: memory, peer: 1)
+        var reader = RingReader(memory: memory, peer: 0)
+        var sent: [UInt8] = []
+        var received: [UInt8] = []
+        var tampered = false
+        var bytes = data[...]
+        func operand(_ count: Int) -> UInt64? {
+            guard bytes.count >= count else { return nil }
+            defer { bytes = bytes.dropFirst(count) }
+            return bytes.prefix(count).reduce(0) { $0 << 8 | UInt64($1) }
+        }
+        while let operation = bytes.popFirst() {
+            switch operation % 4 {
+            case 0:
+                guard let n = operand(2) else { return }
+                let chunk = (0..<Int(n)).map { UInt8(truncatingIfNeeded: sent.count + $0) }
+                let written = chunk.withUnsafeBytes { raw in try? writer.write(raw, UnsafeRawBufferPointer(start: nil, count: 0)) }  // Checked below.
+                if let written {
+                    fuzzCheck(written.count <= min(Int(n), capacity), "wrote \(written.count) of \(n) into a ring of \(capacity)")
+                    sent += chunk.prefix(written.count)
+                } else {
+                    fuzzCheck(tampered, "the writer refused an untouched ring")
+                }
+            case 1:
+                guard let n = operand(2) else { return }
+                var space = [UInt8](repeating: 0, count: Int(n))
+                let read = space.withUnsafeMutableBytes { try? reader.read(into: $0) }  // Checked below.
+                if let read {
+                    fuzzCheck(read.count <= min(Int(n), capacity), "read \(read.count) of \(n) from a ring of \(capacity)")
+                    received += space.prefix(read.count)
+                } else {
+                    fuzzCheck(tampered, "the reader refused an untouched ring")
+                }
+            default:
+                guard let value = operand(8) else { return }
+                SharedWord.storeRelease(base, operation % 4 == 2 ? SharedRing.headOffset : SharedRing.tailOffset, value)
+                tampered = true
+            }
+            if !tampered { fuzzCheck(sent.starts(with: received), "read bytes that were not written in that order") }
+        }
+    }
+}
+
 /// A struct with nested optional and array fields, for `binary-codable`.
 struct FuzzRecord: Codable, Equatable, Sendable {
     struct Inner: Codable, Equatable, Sendable {

@@ -38,6 +38,8 @@ extension FuzzTarget {
             ("connect-local", .connectLocal(to: 2)), ("connected", .connected(to: 2, error: "")),
             ("connected-error", .connected(to: 3, error: "rank 3 has exited")), ("incoming", .incoming(from: 0)),
             ("peer-exited", .peerExited(rank: 1, status: 137)), ("abort", .abort(reason: "rank 0 failed")),
+            ("hello-shared-memory", .helloSharedMemory(rank: 1)), ("connected-shared", .connectedShared(to: 2)),
+            ("incoming-shared", .incomingShared(from: 0)),
         ]
         for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
 
@@ -108,6 +110,13 @@ extension FuzzTarget {
         add("rank-frame", "huge-length", [7] + huge)
         huge[16] = 0xFF
         add("rank-frame", "length-over-int-max", [7] + huge)
+        // Shared ring scripts (see `sharedRing`): writes and reads across the wrap, then the
+        // peer's indices overwritten with impossible values.
+        add("shared-ring", "write-read-wrap", [0, 0x0F, 0xA0, 1, 0x0F, 0xA0, 0, 0x08, 0x00, 1, 0x10, 0x00, 0, 0x0C, 0x00, 1, 0x10, 0x00])
+        add("shared-ring", "head-too-far", [0, 0, 100, 2] + [0, 0, 0, 0, 0, 1, 0, 0] + [1, 0, 200])
+        add("shared-ring", "head-backwards", [0, 0, 100, 1, 0, 100, 2] + [0, 0, 0, 0, 0, 0, 0, 50] + [1, 0, 10])
+        add("shared-ring", "tail-ahead", [0, 0, 100, 3] + [0, 0, 0, 0, 0, 0, 0, 101] + [0, 0, 10])
+        add("shared-ring", "tail-wrapped", [0, 0x10, 0x00, 3] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] + [0, 0, 10, 1, 0x10, 0x00])
         return out
     }
 

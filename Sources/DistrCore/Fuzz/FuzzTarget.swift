@@ -32,6 +32,10 @@ package struct FuzzTarget: Sendable {
             input: "u8 type selector (mod 5), then a BinaryEncoder payload",
             run: FuzzTarget.binaryCodable),
         FuzzTarget(name: "rank-frame", input: "a rank frame header", run: FuzzTarget.rankFrame),
+        FuzzTarget(
+            name: "shared-ring",
+            input: "a script of ring writes, reads and hostile index overwrites",
+            run: FuzzTarget.sharedRing),
     ]
 
     package static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

@@ -2,6 +2,8 @@ import Synchronization
 
 /// One connection another rank opened to this one. The socket is nonblocking; whoever wants
 /// its frames (a receiving task, or the progress thread) reads what is there without waiting.
+/// With a shared-memory ring (a rank on the same worker), the frames come through the ring and
+/// the socket only rings the doorbell and reports the sender's end.
 final class IncomingChannel: Sendable {
     enum Progress: Equatable {
         /// Read everything available; the connection is still open. `moved`: some bytes came.
@@ -14,12 +16,20 @@ final class IncomingChannel: Sendable {
     let source: Int
     private let reader: Mutex<FrameStreamReader>
     private let isClosed = Atomic<Bool>(false)
+    /// True when the frames come through a shared-memory ring.
+    let hasRing: Bool
+    /// Receiving tasks reading the ring themselves right now (the progress thread leaves it to them).
+    let spinners = Atomic<Int>(0)
 
-    init(fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes) {
+    init(
+        fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, ring: RingReader? = nil
+    ) {
         descriptor = FileDescriptor(adopting: fd)
         self.source = source
+        hasRing = ring != nil
         FD.setNonblocking(fd)
-        reader = Mutex(FrameStreamReader(fd: fd, decoder: RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)))
+        let decoder = RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)
+        reader = Mutex(FrameStreamReader(input: ByteInput(fd: fd, ring: ring), decoder: decoder))
     }
 
     /// The socket (owned by the channel, closed when it goes).
@@ -28,12 +38,15 @@ final class IncomingChannel: Sendable {
     var closed: Bool { isClosed.load(ordering: .acquiring) }
 
     /// Reads every whole frame available now and hands each to `mailbox`. Never blocks on the
-    /// socket (the lock is held only while reading what is already there).
-    func drain(into mailbox: Mailbox) -> Progress {
+    /// socket (the lock is held only while reading what is already there). `watchingSocket`
+    /// false: with a ring, an empty ring does not look at the socket (a spinning task saves the
+    /// system call; the progress thread sees the end of stream).
+    func drain(into mailbox: Mailbox, watchingSocket: Bool = true) -> Progress {
         if closed { return .closed }
         // Frames are delivered while the channel is held: two drains (a receiving task and the
         // progress thread) must not hand over their batches in the wrong order.
         let (ended, moved, failure) = reader.withLock { reader -> (Bool, Bool, NodeError?) in
+            reader.input.watchSocket = watchingSocket
             let before = reader.bytesRead
             while true {
                 switch reader.next() {
@@ -54,6 +67,80 @@ final class IncomingChannel: Sendable {
         }
         return ended ? .closed : .drained(moved: moved)
     }
+
+    /// Before the progress thread sleeps: asks the ring's sender to ring the doorbell after its
+    /// next write. True when bytes are already waiting (drain instead of sleeping). Always
+    /// false without a ring (the socket itself wakes the thread).
+    func prepareToSleep() -> Bool {
+        guard hasRing, !closed else { return false }
+        return reader.withLock { reader in
+            do { return try reader.input.ring?.prepareToSleep() ?? false } catch {
+                return true  // The drain that follows meets the same error and closes the channel.
+            }
+        }
+    }
+
+    /// A receiving task starts reading the ring itself: the sender need not ring the doorbell.
+    func beginSpin() {
+        spinners.add(1, ordering: .acquiringAndReleasing)
+        reader.withLock { $0.input.ring?.stayAwake() }
+    }
+
+    /// The task stops reading the ring: asks for the doorbell again (the progress thread may be
+    /// asleep), and drains what came meanwhile.
+    func endSpin(into mailbox: Mailbox) -> Progress {
+        guard spinners.subtract(1, ordering: .acquiringAndReleasing).newValue == 0, prepareToSleep() else { return .drained(moved: false) }
+        return drain(into: mailbox)
+    }
+}
+
+/// Where a channel's bytes come from: its socket, or a shared-memory ring beside it (then the
+/// socket carries only doorbell bytes, and its end of stream says the sender has gone).
+struct ByteInput {
+    let fd: Int32
+    var ring: RingReader?
+    /// Whether an empty ring looks at the socket for doorbells and the end of stream.
+    var watchSocket = true
+    private(set) var socketEnded = false
+    /// Why the ring cannot be read (its state is impossible).
+    private(set) var failure: NodeError?
+
+    init(fd: Int32, ring: RingReader?) {
+        self.fd = fd
+        self.ring = ring
+    }
+
+    /// One read that never waits: what it did, after copying at most `space.count` bytes.
+    @inline(__always)
+    mutating func read(into space: UnsafeMutableRawBufferPointer) -> IOResult {
+        guard var ring else { return Self.readSocket(fd, into: space) }
+        defer { self.ring = ring }
+        do {
+            var (count, wake) = try ring.read(into: space)
+            if count == 0 && watchSocket && !socketEnded {
+                socketEnded = Doorbell.drain(fd)
+                // Each doorbell consumed here cleared the request for one: ask again (the
+                // progress thread may sleep next), then look once more, for what the sender wrote
+                // before ringing, or just before it went.
+                if !socketEnded { _ = try ring.prepareToSleep() }
+                (count, wake) = try ring.read(into: space)
+            }
+            if wake { Doorbell.ring(fd) }
+            if count > 0 { return .bytes(count) }
+            return socketEnded ? .endOfStream : .wouldBlock
+        } catch {
+            failure = error
+            return .endOfStream
+        }
+    }
+
+    @inline(__always)
+    static func readSocket(_ fd: Int32, into space: UnsafeMutableRawBufferPointer) -> IOResult {
+        do { return try FD.readNonblocking(fd, into: space) } catch {
+            // A read error (a reset) ends the stream like end of file: the sender is gone.
+            return .endOfStream
+        }
+    }
 }
 
 /// Reads a rank connection's socket into a `RankFrameDecoder`, which decides everything else.
@@ -70,7 +157,7 @@ struct FrameStreamReader {
         case failed(NodeError)
     }
 
-    let fd: Int32
+    var input: ByteInput
     private var decoder: RankFrameDecoder
     private var ended = false
     /// Why the sender was cut off, kept: a second drain racing the first must see the same
@@ -79,8 +166,8 @@ struct FrameStreamReader {
     /// Bytes taken from the socket so far (lets a reader see whether data is still flowing).
     private(set) var bytesRead = 0
 
-    init(fd: Int32, decoder: RankFrameDecoder) {
-        self.fd = fd
+    init(input: ByteInput, decoder: RankFrameDecoder) {
+        self.input = input
         self.decoder = decoder
     }
 
@@ -93,7 +180,7 @@ struct FrameStreamReader {
                 failure = error
                 return .failed(error)
             }
-            let descriptor = fd
+            var source = input
             // What the read did (it stays end of stream if the decoder had no room to read into).
             var outcome = IOResult.endOfStream
             switch step {
@@ -101,13 +188,19 @@ struct FrameStreamReader {
             case .goodbye:
                 ended = true
                 return .closed
-            case .needBytes: _ = decoder.readIntoBuffer { Self.read(descriptor, into: $0, &outcome) }
-            case .needPayload: _ = decoder.readIntoPayload { Self.read(descriptor, into: $0, &outcome) }
+            case .needBytes: _ = decoder.readIntoBuffer { Self.read(&source, into: $0, &outcome) }
+            case .needPayload: _ = decoder.readIntoPayload { Self.read(&source, into: $0, &outcome) }
             }
+            input = source
             switch outcome {
             case .bytes(let n): bytesRead += n
             case .wouldBlock: return .wouldBlock
-            case .endOfStream: ended = true
+            case .endOfStream:
+                ended = true
+                if let error = input.failure {
+                    failure = error
+                    return .failed(error)
+                }
             }
         }
         return .closed
@@ -116,13 +209,8 @@ struct FrameStreamReader {
     /// One read that never waits, for the decoder's `readInto...`: the byte count it moved (0
     /// otherwise), and in `outcome` what happened.
     @inline(__always)
-    private static func read(_ fd: Int32, into space: UnsafeMutableRawBufferPointer, _ outcome: inout IOResult) -> Int {
-        do {
-            outcome = try FD.readNonblocking(fd, into: space)
-        } catch {
-            // A read error (a reset) ends the stream like end of file: the sender is gone.
-            outcome = .endOfStream
-        }
+    private static func read(_ input: inout ByteInput, into space: UnsafeMutableRawBufferPointer, _ outcome: inout IOResult) -> Int {
+        outcome = input.read(into: space)
         if case .bytes(let n) = outcome { return n }
         return 0
     }

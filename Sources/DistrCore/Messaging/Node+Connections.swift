@@ -53,8 +53,9 @@ extension Node {
         Threads.start(name: "distr-connect-\(rank)", threadBody)
     }
 
-    func complete(_ rank: Int, _ result: Result<Int32, NodeError>) {
-        let link: OutgoingLink? = if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank) } else { nil }
+    func complete(_ rank: Int, _ result: Result<Int32, NodeError>, ring: RingWriter? = nil) {
+        let link: OutgoingLink? =
+            if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank, ring: ring, spinBudget: spin.withLock { $0.budget }) } else { nil }
         let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
             guard case .connecting(let waiting) = table[rank] else { return [] }
             switch result {
@@ -76,10 +77,10 @@ extension Node {
     func startAgentReader() {
         let threadBody: @Sendable () -> Void = { [self] in
             while true {
-                let next: (AgentMessage, Int32)?
+                let next: (AgentMessage, [Int32])?
                 do { next = try AgentChannel.receive(agentFD) } catch { break }
-                guard let (message, fd) = next else { break }
-                handleAgentMessage(message, fd: fd)
+                guard let (message, fds) = next else { break }
+                handleAgentMessage(message, fds: fds)
             }
             mailbox.abort("the worker closed the agent channel")
         }
@@ -87,20 +88,62 @@ extension Node {
     }
 
     func handleAgentMessage(_ message: AgentMessage, fd: Int32) {
+        handleAgentMessage(message, fds: fd >= 0 ? [fd] : [])
+    }
+
+    func handleAgentMessage(_ message: AgentMessage, fds: [Int32]) {
+        let fd = fds.first ?? -1
         switch message {
-        case .incoming(let from) where fd >= 0 && (0..<count).contains(from):
+        case .incoming(let from) where fds.count == 1 && (0..<count).contains(from):
             // Counted before any later exit notice is read: the channel is ordered.
             mailbox.connectionOpened(from: from)
             progress.add(IncomingChannel(fd: fd, source: from, pool: pool, maxMessageBytes: maxMessageBytes))
-        case .connected(let to, let error) where (0..<count).contains(to):
+        case .incomingShared(let from) where fds.count == 2 && (0..<count).contains(from):
+            mailbox.connectionOpened(from: from)
+            let segment = fds[1]
+            defer { FD.close(segment) }
+            do {
+                let ring = RingReader(memory: try Self.mapRing(segment, peer: from), peer: from)
+                progress.add(IncomingChannel(fd: fd, source: from, pool: pool, maxMessageBytes: maxMessageBytes, ring: ring))
+            } catch {
+                // Receives from that rank fail with the reason instead of waiting for a ring no one reads.
+                FD.close(fd)
+                mailbox.connectionClosed(from: from, failure: error)
+            }
+        case .connected(let to, let error) where fds.count <= 1 && (0..<count).contains(to):
             complete(to, fd >= 0 ? .success(fd) : .failure(.connectFailed(rank: to, reason: error)))
+        case .connectedShared(let to) where fds.count == 2 && (0..<count).contains(to):
+            let segment = fds[1]
+            defer { FD.close(segment) }
+            do {
+                let ring = RingWriter(memory: try Self.mapRing(segment, peer: to), peer: to)
+                complete(to, .success(fd), ring: ring)
+            } catch {
+                FD.close(fd)
+                complete(to, .failure(.connectFailed(rank: to, reason: "\(error)")))
+            }
         case .peerExited(let rank, let status):
+            for descriptor in fds { FD.close(descriptor) }
             mailbox.peerExited(rank, status: status)
         case .abort(let reason):
+            for descriptor in fds { FD.close(descriptor) }
             mailbox.abort(reason)
         default:
-            FD.close(fd)
+            for descriptor in fds { FD.close(descriptor) }
         }
+    }
+
+    /// Maps a ring segment the worker passed. - Throws: `NodeError.corruptRing` naming `peer`.
+    static func mapRing(_ segment: Int32, peer: Int) throws(NodeError) -> RingMemory {
+        let memory: SharedMemory
+        do {
+            memory = try SharedMemory(
+                mapping: segment, minimumSize: SharedRing.segmentSize(capacity: SharedRing.minimumCapacity),
+                maximumSize: SharedRing.segmentSize(capacity: SharedRing.maximumCapacity))
+        } catch {
+            throw .corruptRing(rank: peer, detail: "its segment cannot be mapped: \(error)")
+        }
+        return try RingMemory(segment: memory, peer: peer)
     }
 }
 
@@ -112,44 +155,53 @@ extension Node {
         return (Double(text) ?? 100) / 1e6
     }()
 
-    /// The next matching message. Tries the mailbox, then reads the relevant connections itself
-    /// for a short while (the message is usually already on its way), and only then parks until
-    /// the progress thread delivers it: a message that arrives while the task is reading costs no
-    /// thread handoff at all.
+    /// The next matching message. Tries the mailbox, then (when `SpinPolicy` says it pays) reads
+    /// the relevant connections itself for a short while (the message is usually already on its
+    /// way), and only then parks until the progress thread delivers it: a message that arrives
+    /// while the task is reading costs no thread handoff at all.
     func envelope(source: Int?, tag: Int?) async throws -> Envelope {
         if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
-        if Self.spinBudget > 0, source != id {
+        if source != id, spin.withLock({ $0.shouldSpin() }) {
             let channels = progress.channels(from: source)
             if !channels.isEmpty {
-                // Silence the progress thread for these sockets while this task reads them, so it
-                // is not woken for data the task is about to take.
-                for channel in channels { progress.arm(channel, false) }
-                defer { for channel in channels { progress.arm(channel, true) } }
-                // The budget counts idle time: while bytes keep arriving (a large message), the
-                // task goes on reading them itself.
-                var deadline = Clock.now + Self.spinBudget
-                var idle = 0
-                repeat {
-                    var moved = false
-                    for channel in channels {
-                        switch channel.drain(into: mailbox) {
-                        case .closed: progress.remove(channel)
-                        case .drained(let bytes): moved = moved || bytes
-                        }
-                    }
-                    if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
-                    if mailbox.isHopeless(source: source) || Task.isCancelled { break }
-                    if moved {
-                        deadline = Clock.now + Self.spinBudget
-                        idle = 0
-                    } else {
-                        idle += 1
-                        // Mostly a tight loop; now and then let another thread on this core run.
-                        if idle % 8 == 0 { Threads.yield() }
-                    }
-                } while Clock.now < deadline
+                let envelope = spinRead(channels, source: source, tag: tag, budget: spin.withLock { $0.budget })
+                spin.withLock { $0.record(paid: envelope != nil) }
+                if let envelope { return envelope }
             }
         }
         return try await mailbox.receive(source: source, tag: tag)
+    }
+
+    /// Reads `channels` until a matching message comes or `budget` seconds pass without bytes.
+    private func spinRead(_ channels: [IncomingChannel], source: Int?, tag: Int?, budget: Double) -> Envelope? {
+        // Silence the progress thread for these connections while this task reads them, so it
+        // is not woken for data the task is about to take.
+        for channel in channels { progress.arm(channel, false) }
+        defer { for channel in channels { progress.arm(channel, true) } }
+        // The budget counts idle time: while bytes keep arriving (a large message), the task goes
+        // on reading them itself.
+        var deadline = Clock.now + budget
+        var idle = 0
+        repeat {
+            var moved = false
+            for channel in channels {
+                // A ring's socket is left to the progress thread: looking at it costs a system call.
+                switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing) {
+                case .closed: progress.remove(channel)
+                case .drained(let bytes): moved = moved || bytes
+                }
+            }
+            if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
+            if mailbox.isHopeless(source: source) || Task.isCancelled { return nil }
+            if moved {
+                deadline = Clock.now + budget
+                idle = 0
+            } else {
+                idle += 1
+                // Mostly a tight loop; now and then let another thread on this core run.
+                if idle % 8 == 0 { Threads.yield() } else { SharedWord.pause() }
+            }
+        } while idle % 16 != 0 || Clock.now < deadline
+        return nil
     }
 }

@@ -12,7 +12,8 @@ import Synchronization
 /// Sends are buffered: `send` returns once the message is handed to the kernel or to a writer
 /// thread, never waiting for the receiver to call `recv`. Messages from one rank to another
 /// arrive in the order they were sent. Connections are made on first use: through the worker's
-/// agent channel for ranks on the same worker (a Unix socket pair), or by dialing the other
+/// agent channel for ranks on the same worker (a shared-memory ring with a Unix socket pair beside
+/// it as doorbell, or the socket pair alone), or by dialing the other
 /// rank's worker on its one port and authenticating with the job key (the worker hands the socket
 /// to the target rank).
 public final class Node: Sendable {
@@ -32,6 +33,8 @@ public final class Node: Sendable {
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let links = Mutex<[Int: LinkSlot]>([:])
+    /// Whether receives spin before parking (and sends before handing over to a writer thread).
+    let spin: Mutex<SpinPolicy>
     private let hasLeft = Atomic<Bool>(false)
     private static let current = Mutex<Node?>(nil)
 
@@ -54,6 +57,8 @@ public final class Node: Sendable {
         self.agentFD = agentFD
         self.maxMessageBytes = maxMessageBytes
         mailbox = Mailbox(selfRank: id, count: count)
+        let localRanks = placements.isEmpty ? 1 : placements.filter { $0.worker == workerIndex }.count
+        spin = Mutex(SpinPolicy(budget: Self.spinBudget, localRanks: localRanks, cores: SystemFacts.usableCores))
         progress = try ProgressThread(mailbox: mailbox)
     }
 
@@ -62,12 +67,14 @@ public final class Node: Sendable {
     ///
     /// `DISTR_MAX_MESSAGE_BYTES` (a byte count, default 1 GiB) sets the largest message this rank
     /// accepts from another: a larger one closes the connection from that rank, and receives from
-    /// it fail with an error naming it.
+    /// it fail with an error naming it. `DISTR_TRANSPORT=socket` makes ranks on the same worker
+    /// talk over Unix sockets instead of shared-memory rings (`shm`, the default).
     ///
     /// A program run without distr-master should let `Node.run` report this error (one line on
     /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
     /// - Throws: `NodeError.notLaunchedByDistr` when the program was not started by distr,
-    ///   `.badArgument` when `DISTR_MAX_MESSAGE_BYTES` is not a positive byte count.
+    ///   `.badArgument` when `DISTR_MAX_MESSAGE_BYTES` is not a positive byte count or
+    ///   `DISTR_TRANSPORT` names no transport.
     public static func join() async throws -> Node {
         if let node = current.withLock({ $0 }) { return node }
         let environment = Environment.all
@@ -75,6 +82,7 @@ public final class Node: Sendable {
             throw NodeError.notLaunchedByDistr(missing: name)
         }
         let maxMessageBytes = try messageLimit(environment["DISTR_MAX_MESSAGE_BYTES"])
+        let sharedMemory = try usesSharedMemory(environment["DISTR_TRANSPORT"])
         guard let id = environment["DISTR_NODE_ID"].flatMap({ Int($0) }), let count = environment["DISTR_N_NODE"].flatMap({ Int($0) }),
             count > 0, (0..<count).contains(id)
         else {
@@ -90,17 +98,17 @@ public final class Node: Sendable {
         do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
-            try AgentChannel.send(fd, .hello(rank: id))
+            try AgentChannel.send(fd, sharedMemory ? .helloSharedMemory(rank: id) : .hello(rank: id))
             var early: [EarlyMessage] = []
             while true {
                 guard let (message, extra) = try AgentChannel.receive(fd) else {
                     throw NodeError.badAgentChannel("the worker closed the channel")
                 }
                 if case .welcome = message {
-                    FD.close(extra)
+                    for descriptor in extra { FD.close(descriptor) }
                     return (message, early)
                 }
-                early.append(EarlyMessage(message: message, fd: extra))
+                early.append(EarlyMessage(message: message, fds: extra))
             }
         }
         guard case .welcome(let jobID, let jobKey, let workerIndex, let placements) = welcome, placements.count == count else {
@@ -115,7 +123,7 @@ public final class Node: Sendable {
             return nil
         }
         if let existing { return existing }
-        for item in early { node.handleAgentMessage(item.message, fd: item.fd) }
+        for item in early { node.handleAgentMessage(item.message, fds: item.fds) }
         node.startAgentReader()
         return node
     }
@@ -130,9 +138,20 @@ public final class Node: Sendable {
         return limit
     }
 
+    /// Whether connections to ranks on the same worker use shared memory (`DISTR_TRANSPORT`:
+    /// unset or `shm`), or Unix sockets only (`socket`).
+    /// - Throws: `NodeError.badArgument` for any other value.
+    static func usesSharedMemory(_ text: String?) throws(NodeError) -> Bool {
+        switch text {
+        case nil, "", "shm": return true
+        case "socket": return false
+        case let other?: throw .badArgument("DISTR_TRANSPORT=\(other) is not a transport (shm, the default, or socket)")
+        }
+    }
+
     struct EarlyMessage: Sendable {
         var message: AgentMessage
-        var fd: Int32
+        var fds: [Int32]
     }
 
     /// Joins, runs `body`, leaves, and exits. An error is printed on stderr as one line,

@@ -18,6 +18,9 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
     case messageTooLarge(rank: Int, size: UInt64, limit: Int)
     /// A peer sent a frame header the format does not define.
     case badFrame(rank: Int, detail: String)
+    /// The shared-memory ring with a rank on the same worker holds an impossible state (that rank
+    /// wrote over what it must not), or its segment could not be used.
+    case corruptRing(rank: Int, detail: String)
     /// A binary Codable message nests deeper than the decoder accepts.
     case nestedTooDeep(source: Int, tag: Int, limit: Int)
     /// A peer's part of a collective does not fit the shape the algorithm implies.
@@ -46,6 +49,8 @@ public enum NodeError: Error, Equatable, Sendable, CustomStringConvertible {
             "rank \(rank) sent a message of \(size) bytes, over the limit of \(limit) (DISTR_MAX_MESSAGE_BYTES); the connection from rank \(rank) was closed"
         case .badFrame(let rank, let detail):
             "rank \(rank) sent a malformed message header (\(detail)); the connection from rank \(rank) was closed"
+        case .corruptRing(let rank, let detail):
+            "the shared-memory ring with rank \(rank) is unusable (\(detail)); the connection with rank \(rank) was closed"
         case .nestedTooDeep(let source, let tag, let limit):
             "the message from rank \(source) with tag \(tag) nests deeper than \(limit) levels"
         case .badCollective(let rank, let detail):

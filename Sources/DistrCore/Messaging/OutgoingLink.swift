@@ -26,6 +26,10 @@ enum FrameBody: Sendable {
 /// for messages that fit the socket buffer). Only when the buffer is full does a dedicated writer
 /// thread take over the rest and the task wait for it, so a blocking write never ties up Swift's
 /// cooperative pool. Frames are written whole and in the order their sends claimed the link.
+///
+/// With a shared-memory ring (a rank on the same worker), the frames are copied into the ring
+/// instead of written to the socket; a full ring is waited for like a full socket (the writer
+/// thread sleeps until the receiver's doorbell byte comes back on the socket, or its end).
 final class OutgoingLink: Sendable {
     struct Pending: Sendable {
         var header: [UInt8]
@@ -45,10 +49,21 @@ final class OutgoingLink: Sendable {
     let rank: Int
     private let state = Mutex(State())
     private let work = DispatchSemaphore(value: 0)
+    /// The ring frames go into, when the receiver shares one (only the sender holding the link
+    /// touches it: the lock is never contended).
+    private let ring: Mutex<RingWriter?>
+    private let hasRing: Bool
 
-    init(fd: Int32, rank: Int) {
+    /// Seconds a send keeps trying from the task while the socket or ring is full, before the
+    /// writer thread takes over.
+    private let spinBudget: Double
+
+    init(fd: Int32, rank: Int, ring: RingWriter? = nil, spinBudget: Double = Node.spinBudget) {
+        self.spinBudget = spinBudget
         descriptor = FileDescriptor(adopting: fd)
         self.rank = rank
+        self.ring = Mutex(ring)
+        hasRing = ring != nil
         FD.setNonblocking(fd)
     }
 
@@ -67,7 +82,7 @@ final class OutgoingLink: Sendable {
             do {
                 // Keep writing from the task while the socket takes bytes (the receiver is
                 // draining); hand over to the writer thread only after a stretch without progress.
-                var deadline = Clock.now + Node.spinBudget
+                var deadline = Clock.now + spinBudget
                 while true {
                     let before = item.offset
                     if try write(&item, blocking: false) {
@@ -75,7 +90,7 @@ final class OutgoingLink: Sendable {
                         return
                     }
                     if item.offset != before {
-                        deadline = Clock.now + Node.spinBudget
+                        deadline = Clock.now + spinBudget
                     } else if Clock.now > deadline {
                         break
                     } else {
@@ -110,6 +125,7 @@ final class OutgoingLink: Sendable {
     /// Writes as much as possible; returns true when the whole frame is out. With `blocking`,
     /// waits with poll whenever the socket is full.
     private func write(_ item: inout Pending, blocking: Bool) throws -> Bool {
+        if hasRing { return try writeIntoRing(&item, blocking: blocking) }
         while item.offset < item.total {
             let offset = item.offset
             let result: Result<IOResult, SystemError> = item.body.withRawBytes { body in
@@ -132,6 +148,48 @@ final class OutgoingLink: Sendable {
             }
         }
         return true
+    }
+
+    /// `write` through the ring: copies as much as fits; with `blocking`, sleeps while it is full.
+    private func writeIntoRing(_ item: inout Pending, blocking: Bool) throws -> Bool {
+        while item.offset < item.total {
+            let offset = item.offset
+            let result: Result<(count: Int, wake: Bool), NodeError> = item.body.withRawBytes { body in
+                item.header.withUnsafeBytes { header in
+                    ring.withLock { writer in
+                        Result { () throws(NodeError) in
+                            guard writer != nil else { return (0, false) }
+                            if offset < header.count {
+                                return try writer?.write(UnsafeRawBufferPointer(rebasing: header[offset...]), body) ?? (0, false)
+                            }
+                            let rest = UnsafeRawBufferPointer(rebasing: body[(offset - header.count)...])
+                            return try writer?.write(rest, UnsafeRawBufferPointer(start: nil, count: 0)) ?? (0, false)
+                        }
+                    }
+                }
+            }
+            let (count, wake) = try result.get()
+            if wake { Doorbell.ring(fd) }
+            if count > 0 {
+                item.offset += count
+                continue
+            }
+            if !blocking { return false }
+            try waitForRoom()
+        }
+        return true
+    }
+
+    /// Sleeps until the receiver has read something from the full ring (its doorbell byte comes
+    /// back on the socket), or throws when it has gone (the socket's end of stream).
+    private func waitForRoom() throws {
+        if try ring.withLock({ writer in Result { () throws(NodeError) in try writer?.prepareToSleep() ?? true } }).get() { return }
+        do {
+            _ = try FD.waitReadable([fd])
+            if Doorbell.drain(fd) { throw NodeError.sendFailed(rank: rank, reason: "the rank has gone away") }
+        } catch let error as SystemError {
+            throw NodeError.sendFailed(rank: rank, reason: error.reason)
+        }
     }
 
     private func releaseOrHandOver() {

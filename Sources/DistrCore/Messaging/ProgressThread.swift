@@ -25,10 +25,22 @@ final class ProgressThread: Sendable {
             // instead of letting a receive hang.
             mailbox.abort("cannot watch the connection from rank \(channel.source): \(error)")
         }
+        // This thread may be asleep already: ask the ring's sender for the doorbell now, and take
+        // what it wrote before it could know to ring.
+        if channel.prepareToSleep(), case .closed = channel.drain(into: mailbox) { remove(channel) }
     }
 
     func arm(_ channel: IncomingChannel, _ armed: Bool) {
         guard !channel.closed else { return }
+        if channel.hasRing {
+            // The socket stays watched (its end of stream); the ring's doorbell is what is silenced.
+            if armed {
+                if case .closed = channel.endSpin(into: mailbox) { remove(channel) }
+            } else {
+                channel.beginSpin()
+            }
+            return
+        }
         try? epoll.setArmed(channel.fd, armed)  // Fails only when the channel was removed meanwhile (it closed).
     }
 
@@ -45,6 +57,11 @@ final class ProgressThread: Sendable {
     private func run() {
         var ready = [Int32](repeating: -1, count: 64)
         while true {
+            let rings = channels.withLock { table in table.values.filter(\.hasRing) }
+            for channel in rings where channel.spinners.load(ordering: .acquiring) == 0 && channel.prepareToSleep() {
+                // Bytes came before the doorbell was asked for: take them now. (Later ones ring it.)
+                if case .closed = channel.drain(into: mailbox) { remove(channel) }
+            }
             let n: Int
             do { n = try epoll.wait(into: &ready) } catch {
                 // Only a broken epoll descriptor fails here (EINTR is retried): receives then

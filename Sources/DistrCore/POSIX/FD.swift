@@ -9,6 +9,12 @@ package enum FD {
         if fd >= 0 { _ = Glibc.close(fd) }
     }
 
+    /// A close-on-exec copy of `fd` (same open file). The corresponding C function is `fcntl(F_DUPFD_CLOEXEC)`.
+    /// - Throws: `SystemError` from `fcntl`.
+    package static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {
+        try retryingEINTR("fcntl") { fcntl(fd, F_DUPFD_CLOEXEC, 0) }
+    }
+
     /// Writes all of `bytes`, retrying short writes and EINTR. Blocks on a blocking descriptor;
     /// on a nonblocking one it waits with `poll` when the kernel buffer is full.
     package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {

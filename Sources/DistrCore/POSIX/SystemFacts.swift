@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CDistrSys
 
 /// Facts about this machine for `distr-master status`: each read fresh, each failure a zero or
 /// an empty string rather than an error (a status report with one field missing is still useful).
@@ -23,6 +24,13 @@ package enum SystemFacts {
 
     /// Processors online. The corresponding C function is `sysconf(_SC_NPROCESSORS_ONLN)`.
     package static var cores: Int { max(0, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+
+    /// CPUs this process may run on (its affinity mask; the online count if that cannot be read).
+    /// The corresponding C function is `sched_getaffinity`.
+    package static var usableCores: Int {
+        let n = Int(cdistr_usable_cpus())
+        return n > 0 ? n : max(1, cores)
+    }
 
     /// 1, 5 and 15 minute load averages. The corresponding C function is `getloadavg`.
     package static var loadAverages: [Double] {

@@ -41,6 +41,30 @@ package enum UnixSocket {
     }
 }
 
+extension UnixSocket {
+    /// The most descriptors one message carries.
+    package static let maxPassedDescriptors = Int(CDISTR_MAX_PASSED_FDS)
+
+    /// Sends `bytes` as one message with every descriptor in `descriptors` attached (at most
+    /// `maxPassedDescriptors`; the caller still owns them). The corresponding C function is `sendmsg`.
+    /// - Throws: `SystemError` from `sendmsg`.
+    package static func send(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, passingAll descriptors: [Int32]) throws(SystemError) {
+        let count = Int32(min(descriptors.count, maxPassedDescriptors))
+        _ = try retryingEINTR("sendmsg") { cdistr_send_fds(fd, descriptors, count, bytes.baseAddress, bytes.count) }
+    }
+
+    /// Receives one message into `buffer`: its length (0 at end of stream) and every descriptor
+    /// that came with it, up to `maxPassedDescriptors` (close-on-exec, owned by the caller; any
+    /// beyond the limit are closed). The corresponding C function is `recvmsg`.
+    /// - Throws: `SystemError` from `recvmsg`.
+    package static func receiveAll(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (count: Int, descriptors: [Int32])
+    {
+        var descriptors = [Int32](repeating: -1, count: maxPassedDescriptors)
+        let n = try retryingEINTR("recvmsg") { cdistr_recv_fds(fd, &descriptors, buffer.baseAddress, buffer.count) }
+        return (n, descriptors.filter { $0 >= 0 })
+    }
+}
+
 /// Calls any socket can take.
 package enum Socket {
     /// Which direction `shutdown` ends.

@@ -15,6 +15,15 @@ package enum AgentMessage: Sendable, Equatable {
     case peerExited(rank: Int, status: Int32)
     /// worker → rank: the job is being ended.
     case abort(reason: String)
+    /// rank → worker: first message, from a rank that can also talk over shared memory
+    /// (docs/messages.md §2); the worker answers `welcome`.
+    case helloSharedMemory(rank: Int)
+    /// worker → rank: here is the connection to a rank on this worker, as a socket pair end and a
+    /// shared-memory ring segment to write into (both descriptors attached, in that order).
+    case connectedShared(to: Int)
+    /// worker → rank: another rank on this worker opened a connection to you: a socket pair end
+    /// and the ring segment it writes into (both descriptors attached, in that order).
+    case incomingShared(from: Int)
 
     package func encoded() -> [UInt8] {
         var w = ByteWriter()
@@ -52,6 +61,15 @@ package enum AgentMessage: Sendable, Equatable {
         case .abort(let reason):
             w.u8(7)
             w.string(reason)
+        case .helloSharedMemory(let rank):
+            w.u8(8)
+            w.int(rank)
+        case .connectedShared(let to):
+            w.u8(9)
+            w.int(to)
+        case .incomingShared(let from):
+            w.u8(10)
+            w.int(from)
         }
         return w.bytes
     }
@@ -76,6 +94,9 @@ package enum AgentMessage: Sendable, Equatable {
         case 5: return .incoming(from: try r.int())
         case 6: return .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
         case 7: return .abort(reason: try r.string())
+        case 8: return .helloSharedMemory(rank: try r.int())
+        case 9: return .connectedShared(to: try r.int())
+        case 10: return .incomingShared(from: try r.int())
         default: throw .unknownMessage(type: type)
         }
     }
@@ -91,27 +112,35 @@ package enum AgentChannel {
     }
 
     package static func send(_ fd: Int32, _ message: AgentMessage, passing descriptor: Int32 = -1) throws(SystemError) {
+        try send(fd, message, passingAll: descriptor >= 0 ? [descriptor] : [])
+    }
+
+    /// Sends `message` with every descriptor in `descriptors` attached (the caller still owns them).
+    package static func send(_ fd: Int32, _ message: AgentMessage, passingAll descriptors: [Int32]) throws(SystemError) {
         let bytes = message.encoded()
-        let result = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try UnixSocket.send(fd, raw, passing: descriptor) } }
+        let result = bytes.withUnsafeBytes { raw in
+            Result { () throws(SystemError) in try UnixSocket.send(fd, raw, passingAll: descriptors) }
+        }
         try result.get()
     }
 
-    /// The next message and the descriptor that came with it (-1 if none); nil at end of stream.
-    package static func receive(_ fd: Int32) throws -> (AgentMessage, Int32)? {
+    /// The next message and the descriptors that came with it (owned by the caller); nil at end
+    /// of stream.
+    package static func receive(_ fd: Int32) throws -> (AgentMessage, [Int32])? {
         // Uninitialised: only the pages the packet fills are touched (packets are usually tiny,
         // but a welcome for a large job can be big).
         var buffer = [UInt8](unsafeUninitializedCapacity: maxPacket) { _, count in count = maxPacket }
-        let (n, descriptor) = try buffer.withUnsafeMutableBytes { raw in
-            try Result { () throws(SystemError) in try UnixSocket.receive(fd, into: raw) }.get()
+        let (n, descriptors) = try buffer.withUnsafeMutableBytes { raw in
+            try Result { () throws(SystemError) in try UnixSocket.receiveAll(fd, into: raw) }.get()
         }
         if n == 0 {
-            FD.close(descriptor)
+            for descriptor in descriptors { FD.close(descriptor) }
             return nil
         }
         do {
-            return (try AgentMessage.decode(Array(buffer[0..<n])), descriptor)
+            return (try AgentMessage.decode(Array(buffer[0..<n])), descriptors)
         } catch {
-            FD.close(descriptor)
+            for descriptor in descriptors { FD.close(descriptor) }
             throw error
         }
     }

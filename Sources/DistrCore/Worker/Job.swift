@@ -138,7 +138,7 @@ final class Job: Sendable {
     /// Answers the rank's agent requests until it closes its end.
     private func serveAgent(_ process: RankProcess) {
         while true {
-            let received: (AgentMessage, Int32)?
+            let received: (AgentMessage, [Int32])?
             do { received = try AgentChannel.receive(process.agentFD) } catch {
                 // The rank's end has gone (a system error), or it sent what no distr rank sends.
                 if error is WireError {
@@ -146,10 +146,12 @@ final class Job: Sendable {
                 }
                 return
             }
-            guard let (message, descriptor) = received else { return }
-            FD.close(descriptor)
+            guard let (message, descriptors) = received else { return }
+            for descriptor in descriptors { FD.close(descriptor) }
             switch message {
-            case .hello:
+            case .hello, .helloSharedMemory:
+                if case .helloSharedMemory = message { process.speaksSharedMemory.store(true, ordering: .releasing) }
+                process.greeted.open()
                 tell(process, .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
             case .connectLocal(let target):
                 connectLocal(from: process, to: target)
@@ -173,10 +175,30 @@ final class Job: Sendable {
                 FD.close(theirs)
             }
             // The target learns of the connection before the dialer can send on it.
+            if let segment = sharedSegment(from: process, to: peer) {
+                defer { FD.close(segment) }
+                try AgentChannel.send(peer.agentFD, .incomingShared(from: process.rank), passingAll: [theirs, segment])
+                try AgentChannel.send(process.agentFD, .connectedShared(to: target), passingAll: [mine, segment])
+                return
+            }
             try AgentChannel.send(peer.agentFD, .incoming(from: process.rank), passing: theirs)
             try AgentChannel.send(process.agentFD, .connected(to: target, error: ""), passing: mine)
         } catch {
             tell(process, .connected(to: target, error: "\(error)"))
+        }
+    }
+
+    /// A ring segment for a connection from `process` to `peer`, when both speak shared memory
+    /// (a Python rank, or one run with `DISTR_TRANSPORT=socket`, does not: the pair then gets a
+    /// plain socket). The target may not have said hello yet: wait a little for it, then settle
+    /// for a socket (a rank that joins late still gets its connection).
+    private func sharedSegment(from process: RankProcess, to peer: RankProcess) -> Int32? {
+        guard process.speaksSharedMemory.load(ordering: .acquiring), peer.greeted.wait(until: .after(2)),
+            peer.speaksSharedMemory.load(ordering: .acquiring)
+        else { return nil }
+        do { return try SharedMemory.create(size: SharedRing.segmentSize()) } catch {
+            log("job \(spec.jobID): no shared memory for rank \(process.rank) to rank \(peer.rank) (\(error)); they use a socket")
+            return nil
         }
     }
 

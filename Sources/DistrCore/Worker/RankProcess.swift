@@ -15,6 +15,10 @@ final class RankProcess: Sendable {
     private let exitNotifyWriteFD: Int32
     private let exit = ExitRecord()
     let endedByDistr = Atomic<Bool>(false)
+    /// Opens when the rank has said hello on its agent channel.
+    let greeted = Latch()
+    /// Whether the rank's hello said it can talk over shared-memory rings.
+    let speaksSharedMemory = Atomic<Bool>(false)
 
     var status: RankStatus? { exit.status.withLock { $0 } }
     var hasExited: Bool { exit.exited.load(ordering: .acquiring) }

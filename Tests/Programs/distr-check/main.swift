@@ -224,6 +224,15 @@ await Node.run { node in
         try expect(ok, "content")
         say("ok bigring \(argument) MiB")
 
+    case "transport":
+        // Which way messages to the next rank went: a shared-memory ring shows as a mapping of
+        // the worker's memfd ("distr-ring") in this process.
+        try await node.send(node.id, to: next)
+        try expect(try await node.recv(Int.self, from: prev) == prev, "message from the previous rank")
+        // Read to the end (Foundation's one-shot read of a /proc file can stop short).
+        let maps = String(decoding: (try? FileIO.readAll("/proc/self/maps")) ?? [], as: UTF8.self)  // No /proc: reported as no ring.
+        say("ok transport \(maps.contains("memfd:distr-ring") ? "shm" : "socket")")
+
     case "dead-peer":
         // Rank 1 exits at once without sending; rank 0's receive from it must fail, not hang.
         if node.id == 1 { exit(0) }
