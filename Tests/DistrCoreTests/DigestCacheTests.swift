@@ -34,6 +34,24 @@ import Testing
         #expect(sources.map(\.entry.digest) == [planted])
     }
 
+    /// A bundle smaller than `cacheAbove` is hashed without opening the cache at all (loading it
+    /// cost every small run, `exec true` included, more than the hashing it saved).
+    @Test func collect_smallBundle_neitherOpensNorWritesTheCache() throws {
+        let files = try makeFiles(count: 3, size: 1000)
+        defer { FileIO.removeTree(files.directory) }
+        let path = files.directory + "/cache/digests"
+        var opened = 0
+        func open() -> DigestCache {
+            opened += 1
+            return eagerCache(path)
+        }
+        let small = try BundleCollector.collect(files.paths, digests: open(), cacheAbove: 3001)
+        #expect(opened == 0 && !FileIO.exists(path))
+        #expect(small.map(\.entry.digest) == files.contents.map { SHA256.hash($0) })
+        _ = try BundleCollector.collect(files.paths, digests: open(), cacheAbove: 3000)
+        #expect(opened == 1 && FileIO.exists(path))
+    }
+
     @Test func collect_rehashesAFileRewrittenWithItsSizeAndModificationTimeRestored() throws {
         let files = try makeFiles(count: 1, size: 100)
         defer { FileIO.removeTree(files.directory) }

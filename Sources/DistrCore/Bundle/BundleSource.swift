@@ -30,14 +30,18 @@ package enum BundleCollector {
     /// Expands files and directories (recursively; symlinked files are shipped as their content,
     /// symlinked directories are not followed) and hashes every file: on several threads when
     /// there is much to hash, and not at all for files `digests` knows unchanged (it is saved
-    /// afterwards).
+    /// afterwards). `digests` is only opened when the files add up to `cacheAbove` bytes or more:
+    /// loading the cache costs more than hashing a small bundle.
     /// - Throws: `BundleError.cannotRead` naming the path, or a path-rule error.
-    package static func collect(_ paths: [String], digests: DigestCache? = nil) throws(BundleError) -> [BundleSource] {
+    package static func collect(
+        _ paths: [String], digests makeDigests: @autoclosure () -> DigestCache? = nil, cacheAbove: Int = 0
+    ) throws(BundleError) -> [BundleSource] {
         var found: [(local: String, bundle: String, status: FileStatus)] = []
         var seen = Set<String>()
         for path in paths {
             try add(local: path, bundle: bundlePath(for: path), into: &found, seen: &seen, top: true)
         }
+        let digests = found.reduce(0, { $0 + $1.status.size }) >= cacheAbove ? makeDigests() : nil
         let hashes = try hashAll(found.map { ($0.local, $0.status) }, digests: digests)
         digests?.save()
         return zip(found, hashes).map { file, digest in

@@ -41,7 +41,11 @@ package final class DigestCache: Sendable {
 
     /// At most this many files are remembered (a cache file of at most 7.2 MB); the files of the
     /// latest saves are kept first.
-    package static let maxEntries = 100_000
+    package static let maxEntries = 20_000
+    /// The bundle size from which the master uses the cache: loading a full cache (about 5 ms)
+    /// costs more than hashing a smaller bundle with the SHA extensions (about 1 GB/s), and every
+    /// run, even `exec true`, would pay it.
+    package static let worthAbove = 32 << 20
     /// Seconds a file's times must be older than the start of its hashing for its digest to be
     /// kept: more than any local file system's timestamp tick.
     package let settle: Double

@@ -139,7 +139,7 @@ package final class Launcher: Sendable {
             return ExitCode.usage
         }
         let sources: [BundleSource]
-        do { sources = try BundleCollector.collect(shipped, digests: DigestCache.standard()) } catch {
+        do { sources = try BundleCollector.collect(shipped, digests: DigestCache.standard(), cacheAbove: DigestCache.worthAbove) } catch {
             note("\(error)")
             return ExitCode.usage
         }
