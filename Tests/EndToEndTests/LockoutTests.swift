@@ -42,8 +42,11 @@ import Testing
         // A two-node job whose ranks dial each other only after the strangers have arrived.
         try cluster.root.write("go", "")
         let job = try cluster.startMaster([
-            "exec", "--file", ring, "--", "while [ ! -f \(cluster.root.path)/go-now ]; do sleep 0.01; done; ./ring",
+            "exec", "--file", ring, "--", "echo waiting; while [ ! -f \(cluster.root.path)/go-now ]; do sleep 0.01; done; ./ring",
         ])
+        // The job's own handshakes are done once its ranks run: a handshake still pending when the
+        // strangers fill the slots is the oldest, and displaced (by design: a stalled one).
+        try #require(job.stdout.waitFor(count: 2, of: "waiting"), "\(job.stderr.text)")
         var strangers: [Int32] = []
         defer { strangers.forEach { close($0) } }
         for worker in cluster.workers {
