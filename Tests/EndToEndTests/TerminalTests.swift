@@ -41,7 +41,9 @@ struct TerminalTests {
     @Test func shell_editsLines_andRecallsHistory_onATerminal() throws {
         try withTestCluster(workers: 2) { cluster in
             let screen = try Screen(["shell", "--peers", cluster.peersFile, "--secret-file", cluster.secretFile], in: cluster.root.path)
-            let prompt = "distr> "
+            // A fresh, empty prompt (each key redraws the line, so "distr> " alone shows many
+            // times): drawn once the terminal is in raw mode for the next line.
+            let prompt = "distr> \u{1B}[K"
             try #require(screen.shows(prompt), "no prompt: \(screen.text)")
             // A typo fixed with Backspace.
             try screen.type("echo hellp\u{7F}o\r")
