@@ -207,8 +207,7 @@ enum Doorbell {
     /// Wakes the other side.
     static func ring(_ fd: Int32) {
         let byte: UInt8 = 1
-        // Full or broken: a full socket already wakes the other side; a broken one means it has gone.
-        _ = withUnsafeBytes(of: byte) { try? FD.writeNonblocking(fd, $0) }
+        _ = withUnsafeBytes(of: byte) { try? FD.writeNonblocking(fd, $0) }  // Full: it wakes the other side already; broken: the other side has gone.
     }
 
     /// Reads the doorbell bytes waiting on the (nonblocking) socket; true when it has ended.

@@ -37,13 +37,13 @@ package struct FrameSealer: Sendable {
 
     /// The whole frame, ready to write.
     package mutating func seal(type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
-        var out = ByteWriter(capacity: FrameDecoder.headerSize + payload.count + FrameDecoder.macSize)
-        out.u32(UInt32(payload.count))
-        out.u8(type)
-        out.raw(payload)
-        out.raw(tag(sendMAC, sequence: sendSequence, type: type, payload: payload))
-        sendSequence += 1
-        return out.bytes
+        let size = FrameDecoder.headerSize + payload.count + FrameDecoder.macSize
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            let frame = UnsafeMutableRawBufferPointer(buffer)
+            let start = FrameDecoder.headerSize
+            UnsafeMutableRawBufferPointer(rebasing: frame[start..<start + payload.count]).copyMemory(from: payload)
+            count = sealInPlace(type: type, frame: frame, payloadCount: payload.count)
+        }
     }
 
     /// Seals a frame built in place: `frame` starts with room for the header, then holds the
