@@ -129,7 +129,8 @@ import Testing
             switch how {
             case "changed": try FileIO.write(target, Array("X = 666\n".utf8), mode: 0o644, exclusive: false)
             case "removed": FileIO.unlink(target)
-            case "added": try FileIO.write(modules.library + "/sitecustomize.py", Array("import os\n".utf8), mode: 0o644, exclusive: true)
+            case "added":
+                try FileIO.write(modules.library + "/sitecustomize.py", Array("import os\n".utf8), mode: 0o644, exclusive: true)
             default:
                 FileIO.unlink(target)
                 try FileManager.default.createSymbolicLink(atPath: target, withDestinationPath: work + "/elsewhere.py")
@@ -142,6 +143,53 @@ import Testing
             #expect(try FileIO.readAll(target) == Array("X = 1\n".utf8))
             #expect(!FileIO.exists(modules.library + "/sitecustomize.py"))
             #expect(try names(in: work + "/.distr-python") == [PythonModules.digest(of: Self.sample)])
+        }
+    }
+
+    /// The bytecode files under `directory`, relative to it, sorted.
+    func bytecode(in directory: String) throws -> [String] {
+        var found: [String] = []
+        var pending = [""]
+        while let relative = pending.popLast() {
+            for entry in try Directory(path: directory + relative).entries() {
+                let path = relative + "/" + entry.string
+                if try FileStatus(path: directory + path, followingSymlinks: false).kind == .directory {
+                    pending.append(path)
+                } else if path.hasSuffix(".pyc") {
+                    found.append(path)
+                }
+            }
+        }
+        return found.sorted()
+    }
+
+    @Test func install_compilesEveryModule_andTheNextInstallKeepsTheBytecode() throws {
+        try withWorkDirectory { work throws in
+            let (modules, note) = try PythonModules.install(in: work, sources: Self.sample)
+            #expect(note == nil)
+            let compiled = try bytecode(in: modules.directory)
+            // One file per module, in the __pycache__ beside it, for the interpreter that compiled.
+            #expect(compiled.count == Self.sample.count, "\(compiled)")
+            #expect(compiled.allSatisfy { $0.contains("/__pycache__/") })
+            #expect(compiled.contains { $0.hasPrefix("/lib/distr/_sub/__pycache__/x.") })
+            let marker = try FileStatus(path: modules.directory + compiled[0]).modified
+            // The bytecode is part of the copy, not a change to it.
+            let again = try PythonModules.install(in: work, sources: Self.sample)
+            #expect(again.modules == modules && again.note == nil, "\(again.note ?? "")")
+            #expect(try bytecode(in: modules.directory) == compiled)
+            #expect(try FileStatus(path: modules.directory + compiled[0]).modified == marker)
+        }
+    }
+
+    @Test(arguments: [
+        ("/nonexistent/python3", "cannot start '/nonexistent/python3'"), ("/bin/false", "'/bin/false -m compileall' failed (exit 1)"),
+    ])
+    func install_whenTheModulesCannotBeCompiled_installsThemWithoutBytecode_andSaysWhy(python: String, reason: String) throws {
+        try withWorkDirectory { work throws in
+            let (modules, note) = try PythonModules.install(in: work, sources: Self.sample, python: python)
+            #expect(note?.contains(reason) == true && note?.contains("compile the modules on import") == true, "\(note ?? "no note")")
+            #expect(try FileIO.readAll(modules.library + "/distr/__init__.py") == Array("X = 1\n".utf8))
+            #expect(try bytecode(in: modules.directory).isEmpty)
         }
     }
 

@@ -182,10 +182,56 @@ import Testing
                 environment: viaEnvOption ? [:] : ["DISTR_MPI4PY": "0"])
             #expect(run.status == 0, "\(run.stderr)")
             let distr = try #require(values("distr", in: run).first)
-            #expect(distr.contains("/.distr-python/") && distr.hasSuffix("/lib/distr/__init__.py"), "\(run.stdout)")
+            #expect(distr.contains("/distr/python/") && distr.hasSuffix("/lib/distr/__init__.py"), "\(run.stdout)")
             let mpi4py = try #require(values("mpi4py", in: run).first)
-            #expect(!mpi4py.contains("/.distr-python/"), "the shim was imported: \(run.stdout)")
+            #expect(!mpi4py.contains("/distr/python/"), "the shim was imported: \(run.stdout)")
             #expect(values("path", in: run).first?.contains("mpi4py-shim") == false)
+        }
+    }
+
+    @Test func localMode_keepsTheCompiledModulesInTheUsersCache_andRanksLoadTheirBytecode() throws {
+        try withTemporaryDirectory { root in
+            // PYTHONDONTWRITEBYTECODE: ranks cannot make the bytecode themselves.
+            let environment = ["XDG_CACHE_HOME": root.path + "/cache", "PYTHONDONTWRITEBYTECODE": "1"]
+            let digest = PythonModules.digest(of: pythonSources)
+            let library = (root.path + "/cache/distr/python/" + digest + "/lib/distr/__pycache__/").replacingOccurrences(of: "//", with: "/")
+            for round in 0..<2 {
+                let run = try TestProcess.master(
+                    ["run", "--local", "2", "--", "python3", "-v", "-c", "import distr"], directory: root.path, environment: environment)
+                #expect(run.status == 0, "\(run.stderr)")
+                // -v names where each module's code came from.
+                let loaded = (run.stdoutLines + run.stderr.split(separator: "\n").map(String.init)).map {
+                    $0.replacingOccurrences(of: "//", with: "/")
+                }
+                for rank in 0..<2 {
+                    let line = loaded.first { $0.hasPrefix("[\(rank)] # code object from ") && $0.contains("/distr/__pycache__/__init__.") }
+                    #expect(line?.contains("'" + library + "__init__.") == true, "round \(round), rank \(rank): \(line ?? "none")")
+                }
+            }
+            // Both runs, and both workers of each, used one copy.
+            #expect(root.entries("cache/distr/python") == [digest])
+        }
+    }
+
+    @Test func worker_compilesItsModules_withoutDelayingItsStart_andKeepsTheBytecode() throws {
+        try withTemporaryDirectory { root in
+            try ClusterSecret.generate(path: root.path + "/secret")
+            let work = root.path + "/work"
+            let modules = PythonModules(directory: work + "/.distr-python/" + PythonModules.digest(of: pythonSources))
+            let first = try TestWorker(secretFile: root.path + "/secret", workDirectory: work)
+            #expect(first.process.stderr.waitFor("compiled the Python modules in \(modules.directory)"), "\(first.process.stderr.text)")
+            #expect(!modules.lacksBytecode)
+            first.stop()
+            // A restart finds the copy with its bytecode whole: nothing installed or compiled again.
+            let second = try TestWorker(secretFile: root.path + "/secret", workDirectory: work)
+            try root.write("prog.py", "import distr\n")
+            let run = try TestProcess.master(
+                ["run", "--hosts", second.peer, "--secret-file", root.path + "/secret", "prog.py"], directory: root.path)
+            #expect(run.status == 0, "\(run.stderr)")
+            second.stop()
+            #expect(
+                !second.process.stderr.text.contains("compiled") && !second.process.stderr.text.contains("installed them again"),
+                "\(second.process.stderr.text)")
         }
     }
 

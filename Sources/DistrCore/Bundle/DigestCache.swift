@@ -65,11 +65,7 @@ package final class DigestCache: Sendable {
     }
 
     /// `$XDG_CACHE_HOME/distr/digests`, else `$HOME/.cache/distr/digests`; nil without either.
-    package static var standardPath: String? {
-        if let base = Environment.value("XDG_CACHE_HOME"), base.hasPrefix("/") { return base + "/distr/digests" }
-        if let home = Environment.value("HOME"), home.hasPrefix("/") { return home + "/.cache/distr/digests" }
-        return nil
-    }
+    package static var standardPath: String? { Environment.userCacheDirectory.map { $0 + "/digests" } }
 
     /// The cache in `standardPath`, or nil when there is none.
     package static func standard() -> DigestCache? { standardPath.map { DigestCache(path: $0) } }

@@ -1,7 +1,7 @@
 /// `distr-worker`: parse the command line, start the daemon, serve until SIGTERM/SIGINT.
 package enum WorkerCommand {
     package static let usage =
-        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--master-timeout S] [--cache-bytes N] [--max-jobs N] [--no-cgroups]"
+        "usage: distr-worker [--port N] [--bind ADDR] [--secret-file PATH] [--work-dir DIR] [--python-dir DIR] [--max-bundle-bytes N] [--max-files N] [--grace SECONDS] [--handshake-timeout S] [--frame-timeout S] [--master-timeout S] [--cache-bytes N] [--max-jobs N] [--no-cgroups]"
 
     package static let help = """
         distr-worker: runs distr jobs on this node. Listens on one TCP port (default 6969) for
@@ -12,8 +12,9 @@ package enum WorkerCommand {
           --port N               port to listen on (default 6969; 0 picks a free port)
           --bind ADDR            address to listen on (default 0.0.0.0; '::' for IPv6)
           --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
-          --work-dir DIR         where job directories are made (default $TMPDIR or /tmp); the Python
-                                 modules for Python ranks go to WORKDIR/.distr-python
+          --work-dir DIR         where job directories are made (default $TMPDIR or /tmp)
+          --python-dir DIR       where the Python modules for Python ranks are installed, and their
+                                 bytecode kept (default WORKDIR/.distr-python)
           --max-bundle-bytes N   largest bundle accepted (default 8 GiB)
           --max-files N          most files in a bundle (default 100000)
           --grace SECONDS        time between SIGTERM and SIGKILL when a job is ended (default 2)
@@ -46,6 +47,7 @@ package enum WorkerCommand {
         var port = Peer.defaultPort
         var secretFile: String?
         var workDirectory = Environment.value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var pythonDirectory: String?
         var limits = Limits()
         var grace = 2.0
         var masterTimeout = Liveness.defaultTimeout
@@ -67,6 +69,7 @@ package enum WorkerCommand {
                 case .option("--bind", let inline): bind = try scanner.value(of: "--bind", inline: inline)
                 case .option("--secret-file", let inline): secretFile = try scanner.value(of: "--secret-file", inline: inline)
                 case .option("--work-dir", let inline): workDirectory = try scanner.value(of: "--work-dir", inline: inline)
+                case .option("--python-dir", let inline): pythonDirectory = try scanner.value(of: "--python-dir", inline: inline)
                 case .option("--max-bundle-bytes", let inline):
                     limits.maxBundleBytes = try scanner.number(of: "--max-bundle-bytes", inline: inline, minimum: 0)
                 case .option("--max-files", let inline): limits.maxFiles = try scanner.number(of: "--max-files", inline: inline, minimum: 0)
@@ -115,6 +118,7 @@ package enum WorkerCommand {
         }
         // Still one thread here: the sentinel is forked before the worker starts any.
         configuration.sentinel = Sentinel.start(workDirectory: workDirectory) { configuration.log($0) }
+        configuration.pythonDirectory = pythonDirectory
         configuration.bind = bind
         configuration.port = port
         configuration.limits = limits

@@ -1,5 +1,9 @@
 /// `--local N`: N workers on loopback with a throw-away secret, started for one job and stopped
 /// after it. Their logs go to files in a temporary directory that is removed at the end.
+///
+/// The one thing kept between runs is the Python modules with their bytecode, in the user's
+/// cache (`pythonDirectory`): without it every run's Python ranks would compile them again,
+/// about 50 ms of CPU per rank.
 package final class LocalCluster: Sendable {
     package let peers: [Peer]
     package let secret: [UInt8]
@@ -12,6 +16,18 @@ package final class LocalCluster: Sendable {
         return Environment.executableDirectory + "/distr-worker"
     }
 
+    /// Where the workers find the Python modules: `$XDG_CACHE_HOME/distr/python` (else
+    /// `~/.cache/distr/python`), installed and compiled there by the master before the workers
+    /// start (once: later runs find them); nil (each worker's default, inside the run's
+    /// temporary directory) when they cannot be installed there.
+    static func pythonDirectory() -> String? {
+        guard let cache = Environment.userCacheDirectory else { return nil }
+        let directory = cache + "/python"
+        // A note (no python3 to compile with) only means ranks compile on import.
+        do { _ = try PythonModules.install(root: directory) } catch { return nil }  // Read-only home: the per-run default still works.
+        return directory
+    }
+
     /// Starts the workers and waits for each one's "listening" line.
     /// - Throws: `LocalClusterError` naming the worker that did not start, with its log.
     package init(count: Int, grace: Double = 2, executable: String = LocalCluster.workerExecutable()) throws {
@@ -22,13 +38,14 @@ package final class LocalCluster: Sendable {
         do {
             try FileIO.write(secretPath, Array(secret.hex.utf8), mode: 0o600, exclusive: true)
             var configurations: [WorkerProcess.Configuration] = []
+            let python = Self.pythonDirectory().map { ["--python-dir", $0] } ?? []
             for index in 0..<count {
                 let work = root + "/node\(index)"
                 try FileIO.makeDirectories(work)
                 configurations.append(
                     WorkerProcess.Configuration(
                         executable: executable, secretFile: secretPath, workDirectory: work, grace: grace,
-                        extraArguments: ["--exit-with-parent"], log: .file(root + "/worker\(index).log")))
+                        extraArguments: ["--exit-with-parent"] + python, log: .file(root + "/worker\(index).log")))
             }
             do {
                 workers = try WorkerProcess.start(configurations, until: .after(15))

@@ -25,6 +25,14 @@ package enum Environment {
         value("TMPDIR").flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
+    /// distr's per-user cache: `$XDG_CACHE_HOME/distr`, else `$HOME/.cache/distr`; nil when
+    /// neither is an absolute path.
+    package static var userCacheDirectory: String? {
+        if let base = value("XDG_CACHE_HOME"), base.hasPrefix("/") { return base + "/distr" }
+        if let home = value("HOME"), home.hasPrefix("/") { return home + "/.cache/distr" }
+        return nil
+    }
+
     /// The directory holding this executable (from /proc/self/exe).
     package static var executableDirectory: String {
         var buffer = [CChar](repeating: 0, count: 4096)

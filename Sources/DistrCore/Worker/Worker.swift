@@ -52,8 +52,10 @@ package final class Worker: Sendable {
             records = nil
         }
         do {
-            let (modules, note) = try PythonModules.install(in: configuration.workDirectory)
+            let (modules, note) = try PythonModules.install(
+                root: configuration.pythonDirectory ?? PythonModules.defaultRoot(workDirectory: configuration.workDirectory), python: nil)
             if let note { configuration.log(note) }
+            if modules.lacksBytecode { modules.compileInBackground(log: configuration.log) }
             pythonModules = modules
         } catch {
             configuration.log("\(error)")

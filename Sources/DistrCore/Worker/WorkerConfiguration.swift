@@ -6,6 +6,8 @@ package struct WorkerConfiguration: Sendable {
     package var port: Int = Peer.defaultPort
     package var secret: [UInt8]
     package var workDirectory: String
+    /// Where the Python modules are installed (`--python-dir`); nil: `WORKDIR/.distr-python`.
+    package var pythonDirectory: String?
     package var limits = Limits()
     /// Seconds between SIGTERM and SIGKILL when a job is ended.
     package var grace: Double = 2
