@@ -24,22 +24,24 @@ import Testing
     }
 
     @Test func refusedPort_exits69WithinTheConnectTimeout() throws {
+        let dir = try TemporaryDirectory()
         let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
         FD.close(fd)  // nothing listens there now
         let run = try TestProcess.master(
             ["exec", "--hosts", "127.0.0.1:\(address.port)", "--connect-timeout", "2", "--", "true"],
-            environment: ["DISTR_SECRET_FILE": try secretFile()])
+            environment: ["DISTR_SECRET_FILE": try secretFile(in: dir)])
         #expect(run.status == 69)
         #expect(run.stderr.contains("node 127.0.0.1:\(address.port): connection refused at 127.0.0.1:\(address.port)"), "\(run.stderr)")
     }
 
     @Test func silentPeer_exits69AfterTheConnectTimeout() throws {
+        let dir = try TemporaryDirectory()
         // A socket that listens but never answers: the handshake must time out, not hang.
         let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
         defer { FD.close(fd) }
         let run = try TestProcess.master(
             ["exec", "--hosts", "127.0.0.1:\(address.port)", "--connect-timeout", "0.5", "--", "true"],
-            environment: ["DISTR_SECRET_FILE": try secretFile()])
+            environment: ["DISTR_SECRET_FILE": try secretFile(in: dir)])
         #expect(run.status == 69)
         #expect(run.stderr.contains("no handshake answer within 0.5 s"), "\(run.stderr)")
     }
@@ -344,7 +346,7 @@ import Testing
         let dir = try TemporaryDirectory()
         try dir.write("peers.txt", "good:6969\nbad:port\n")
         let run = try TestProcess.master(
-            ["exec", "--peers", dir.path + "/peers.txt", "--", "true"], environment: ["DISTR_SECRET_FILE": try secretFile()])
+            ["exec", "--peers", dir.path + "/peers.txt", "--", "true"], environment: ["DISTR_SECRET_FILE": try secretFile(in: dir)])
         #expect(run.status == 64)
         #expect(run.stderr.contains("peers.txt:2: 'bad:port': port 'port' is not a number"), "\(run.stderr)")
     }
@@ -385,9 +387,10 @@ import Testing
         }
     }
 
-    func secretFile() throws -> String {
-        let path = NSTemporaryDirectory() + "/distr-e2e-secret-\(getpid())"
-        if !FileIO.exists(path) { try? ClusterSecret.generate(path: path) }
+    /// A fresh secret in `directory` (removed with it), for a master that never gets to use it.
+    func secretFile(in directory: TemporaryDirectory) throws -> String {
+        let path = directory.path + "/secret"
+        try ClusterSecret.generate(path: path)
         return path
     }
 }
