@@ -22,6 +22,39 @@ import Testing
         #expect(clientKeys.send != clientKeys.receive)
     }
 
+    /// The client's side of a real handshake over a socket pair whose server half answers with
+    /// `verdict` after checking the proof; the client's error, nil when it succeeded.
+    func clientHandshake(answeringWith verdict: UInt8) throws -> WireError? {
+        let (clientFD, serverFD) = try UnixSocket.pair()
+        let secret = secret
+        let served = Latch()
+        Threads.start(name: "test-server") {
+            defer { served.open() }
+            do {
+                _ = try Connection.serverHandshake(fd: serverFD, deadline: .after(30)) { _ in secret }
+                try FD.writeAll(serverFD, [verdict])
+            } catch { Issue.record("server side: \(error)") }
+        }
+        defer {
+            served.wait()
+            FD.close(serverFD)
+        }
+        do {
+            let keys = try Connection.clientHandshake(fd: clientFD, key: secret, kind: .control, context: [], timeout: 30)
+            FD.close(clientFD)
+            #expect(keys.send.count == 32)
+            return nil
+        } catch let error as WireError {
+            return error
+        }
+    }
+
+    @Test func verdict_acceptedGivesTheKeys_busyIsToldAsBusy_anythingElseIsARejection() throws {
+        #expect(try clientHandshake(answeringWith: Handshake.Verdict.accepted) == nil)
+        #expect(try clientHandshake(answeringWith: Handshake.Verdict.busy) == .busy)
+        #expect(try clientHandshake(answeringWith: 0) == .authenticationFailed("the worker rejected this key"))
+    }
+
     @Test func wrongSecret_clientRejectsServerProof() throws {
         let client = Handshake.Client(key: secret, kind: .control)
         let server = try serverFor(client, key: Array(repeating: 8, count: 32))

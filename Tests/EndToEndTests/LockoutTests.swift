@@ -75,4 +75,32 @@ import Testing
         for fd in strangers where !(try FD.waitReadable(fd, timeout: 0)) { stillWaiting += 1 }
         #expect(stillWaiting >= Limits.default.maxPendingHandshakes, "\(stillWaiting) of \(strangers.count) strangers still held a slot")
     }
+
+    /// A displaced handshake may be a slow real client: it is told "busy" (and so tries again)
+    /// in whatever it reads next, not left to guess from a closed connection.
+    @Test func displacedHandshakes_areToldBusy_beforeAndAfterTheWorkersReply() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "60"])
+        let port = cluster.workers[0].port
+        // One client whose whole hello is in (the worker has replied; it now owes its proof),
+        // and one that sent half a hello. Both are older than anything that follows.
+        let proving = try Self.connect(from: "127.0.1.1", to: port)
+        defer { close(proving) }
+        let client = Handshake.Client(key: randomBytes(32), kind: .control)
+        try FD.writeAll(proving, client.hello.encoded())
+        let reply = try Connection.readExact(proving, Handshake.replySize, deadline: .after(30))
+        #expect(reply[6] == Handshake.ReplyStatus.ok.rawValue)
+        let greeting = try Self.connect(from: "127.0.1.2", to: port)
+        defer { close(greeting) }
+        try FD.writeAll(greeting, Array(client.hello.encoded().prefix(10)))
+        var strangers: [Int32] = []
+        defer { strangers.forEach { close($0) } }
+        for index in 0..<(Limits.default.maxPendingHandshakes + 2) {
+            let fd = try Self.connect(from: "127.0.2.\(2 + index)", to: port)
+            try FD.writeAll(fd, Array("DS".utf8))
+            strangers.append(fd)
+        }
+        #expect(try Connection.readExact(proving, 1, deadline: .after(30)) == [Handshake.Verdict.busy])
+        #expect(try Connection.readExact(greeting, Handshake.replySize, deadline: .after(30)) == Handshake.Server.refusal(.busy))
+        #expect(cluster.workers[0].process.stderr.waitFor(count: 2, of: "displaced by a newer connection"))
+    }
 }

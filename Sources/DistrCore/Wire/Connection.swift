@@ -217,7 +217,8 @@ extension Connection {
             let (proof, keys) = try handshake.finish(reply: reply)
             try FD.writeAll(fd, proof)
             let verdict = try readExact(fd, 1, deadline: deadline)
-            guard verdict == [1] else { throw WireError.authenticationFailed("the worker rejected this key") }
+            if verdict == [Handshake.Verdict.busy] { throw WireError.busy }
+            guard verdict == [Handshake.Verdict.accepted] else { throw WireError.authenticationFailed("the worker rejected this key") }
             return keys
         } catch WireError.stalled {
             FD.close(fd)
@@ -240,6 +241,16 @@ extension Connection {
     package static func serverHandshake(
         fd: Int32, deadline: Deadline, version: UInt16 = Handshake.version, key: (Handshake.Hello) -> [UInt8]?
     ) throws -> (hello: Handshake.Hello, keys: SessionKeys) {
+        var replied = false
+        return try serverHandshake(fd: fd, deadline: deadline, version: version, replied: &replied, key: key)
+    }
+
+    /// The same, and `replied` says (also when it throws) whether the reply was sent: what a
+    /// displaced handshake's "busy" must then be (see `Handshake`).
+    package static func serverHandshake(
+        fd: Int32, deadline: Deadline, version: UInt16 = Handshake.version, replied: inout Bool,
+        key: (Handshake.Hello) -> [UInt8]?
+    ) throws -> (hello: Handshake.Hello, keys: SessionKeys) {
         let preamble = try readExact(fd, 6, deadline: deadline)
         var hello: Handshake.Hello
         let contextLength: Int
@@ -256,6 +267,7 @@ extension Connection {
         let known = key(hello)
         let server = Handshake.Server(key: known ?? randomBytes(32), hello: hello)
         try FD.writeAll(fd, server.reply)
+        replied = true
         let proof: [UInt8]
         do { proof = try readExact(fd, 32, deadline: deadline) } catch WireError.closed {
             // A client that leaves right after the worker's proof found that proof wrong.
@@ -271,7 +283,7 @@ extension Connection {
     package static func accept(
         fd: Int32, peer: String, keys: SessionKeys, limits: Limits = .default, headerOnlyTypes: Set<UInt8> = []
     ) throws -> Connection {
-        try FD.writeAll(fd, [1])
+        try FD.writeAll(fd, [Handshake.Verdict.accepted])
         return Connection(
             fd: fd, peer: peer, keys: keys, maxPayload: limits.maxFrame, headerOnlyTypes: headerOnlyTypes,
             frameTimeout: limits.frameTimeout)

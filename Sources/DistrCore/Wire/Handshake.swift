@@ -12,8 +12,13 @@ package enum ConnectionKind: UInt8, Sendable {
 /// client → server  hello:  "DSTR" | u16 version | u8 kind | 32-byte nonce | u16 n | n bytes context
 /// server → client  reply:  "DSTR" | u16 version | u8 status | 32-byte nonce | 32-byte proof
 /// client → server  proof:  32 bytes
-/// server → client  verdict: u8 (1 = accepted)
+/// server → client  verdict: u8 (1 = accepted, 3 = busy: try again)
 /// ```
+/// A worker whose handshake slots are all taken displaces the oldest pending handshake (a
+/// stalled client, or a slow real one) and tells it "busy" in whatever it was to read next: a
+/// refusal reply with status busy before its reply, the busy verdict after. A client retries
+/// busy until its connect timeout. "busy" is not authenticated; a forged one only makes a
+/// client try again, which anyone on the path could cause anyway.
 /// Proofs are HMAC-SHA256 under the shared key over a label and the transcript
 /// (kind, context, both nonces); the labels differ per side, so neither proof can be reflected.
 /// The session keys are derived the same way, one per direction.
@@ -25,6 +30,13 @@ package enum Handshake {
     package static let helloFixedSize = 4 + 2 + 1 + 32 + 2
     package static let replySize = 4 + 2 + 1 + 32 + 32
     package static let maxContext = 1024
+
+    /// The verdict byte: the server's last word in a handshake.
+    package enum Verdict {
+        package static let accepted: UInt8 = 1
+        /// Displaced while the client was proving its key (see above): try again.
+        package static let busy: UInt8 = 3
+    }
 
     package enum ReplyStatus: UInt8, Sendable {
         case ok = 0

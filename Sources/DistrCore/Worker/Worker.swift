@@ -112,9 +112,10 @@ package final class Worker: Sendable {
                 let admission = state.slots.admit(source: host, trusted: trusted)
                 if case .admitted(let ticket, let displaced) = admission {
                     if let displaced, let victim = state.sockets.removeValue(forKey: displaced) {
-                        // Wakes the displaced handshake's thread, which then closes its socket;
-                        // done under the lock so the descriptor cannot be closed and reused first.
-                        try? Socket.shutdown(victim, .both)  // ENOTCONN: that client has gone already.
+                        // Wakes the displaced handshake's thread, which then tells its client "busy"
+                        // and closes the socket; done under the lock so the descriptor cannot be
+                        // closed and reused first.
+                        try? Socket.shutdown(victim, .read)  // ENOTCONN: that client has gone already.
                     }
                     state.sockets[ticket] = fd
                 }
@@ -152,9 +153,11 @@ package final class Worker: Sendable {
     private func serve(fd: Int32, peer: String, ticket: UInt64) {
         let hello: Handshake.Hello
         let keys: SessionKeys
+        var replied = false
         do {
             (hello, keys) = try Connection.serverHandshake(
-                fd: fd, deadline: .after(configuration.limits.handshakeTimeout), version: configuration.protocolVersion
+                fd: fd, deadline: .after(configuration.limits.handshakeTimeout), version: configuration.protocolVersion,
+                replied: &replied
             ) { hello in
                 switch hello.kind {
                 case .control: return configuration.secret
@@ -163,11 +166,21 @@ package final class Worker: Sendable {
             }
         } catch {
             let displaced = !releaseSlot(ticket)
+            if displaced {
+                // A fresh answer fits the socket's buffer; a client that has gone is not told.
+                try? FD.writeAll(fd, replied ? [Handshake.Verdict.busy] : Handshake.Server.refusal(.busy))  // Gone: no one to tell.
+            }
             FD.close(fd)
             logRefusal("refused connection from \(peer): \(displaced ? "displaced by a newer connection while stalled" : describe(error))")
             return
         }
-        releaseSlot(ticket)
+        guard releaseSlot(ticket) else {
+            // Displaced just as it finished: its read side is shut, so it cannot be served.
+            try? FD.writeAll(fd, [Handshake.Verdict.busy])  // Gone: no one to tell.
+            FD.close(fd)
+            logRefusal("refused connection from \(peer): displaced by a newer connection while stalled")
+            return
+        }
         switch hello.kind {
         case .control: serveControl(fd: fd, peer: peer, keys: keys)
         case .rank: serveRank(fd: fd, peer: peer, context: hello.context)
