@@ -118,7 +118,8 @@ final class FileCache: Sendable {
                 let name = file.digest.hex
                 guard let noted = index.files[name]?.identity else { continue }
                 let jobPath = directory + "/" + file.path
-                guard let status = try? FileStatus(path: jobPath, followingSymlinks: false), Identity(status) == noted else { continue }  // Gone or changed: left to the removal.
+                let status = try? FileStatus(path: jobPath, followingSymlinks: false)  // Gone: left to the removal.
+                guard let status, Identity(status) == noted else { continue }
                 FileIO.unlink(jobPath)
                 guard let after = try? FileStatus(path: self.directory + "/" + name, followingSymlinks: false),  // Gone: nothing to note.
                     after.inode == noted.inode, after.device == noted.device, after.size == noted.size, after.modified == noted.modified
@@ -181,7 +182,8 @@ final class FileCache: Sendable {
             return false
         }
         // Unchanged while it was read, and held by no job: what was hashed is what it holds.
-        let unchanged = before.map { before in before.links == 1 && (try? FileStatus(descriptor: source)) == before } ?? false  // Unknown: not trusted.
+        let now = try? FileStatus(descriptor: source)  // Unknown: not trusted.
+        let unchanged = before.map { $0.links == 1 && now == $0 } ?? false
         let stamp = index.withLock { $0.touch(name) }
         // The file's time keeps the LRU order across restarts.
         try? FD.setTimes(source, nanoseconds: stamp)  // Then only a restart's LRU order is off.
