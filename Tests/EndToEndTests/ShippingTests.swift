@@ -85,4 +85,22 @@ import Testing
         #expect(good.stdout == "[0] the bytes the master hashed\n", "\(good.stderr)")
         #expect(FileIO.exists(worker.workDirectory + "/.distr-cache/" + entry.digest.hex))
     }
+
+    @Test func rerun_borrowsTheCachedFile_andARankThatRewritesIt_doesNotChangeTheNextJobsCopy() throws {
+        let cluster = try TestCluster(workers: 1)
+        let dir = try TemporaryDirectory()
+        try dir.write("data.txt", "original\n")
+        let file = dir.path + "/data.txt"
+        let first = try cluster.master(["exec", "--file", file, "--", "cat data.txt"])
+        #expect(first.stdout == "[0] original\n", "\(first.stderr)")
+        // From the cache, lent: a second name of the cached file, not a copy. The rank then
+        // rewrites it in place.
+        let second = try cluster.master([
+            "exec", "--file", file, "--", "stat -c %h data.txt && printf CHANGED | dd of=data.txt conv=notrunc status=none",
+        ])
+        #expect(second.stdout == "[0] 2\n", "\(second.stderr)")
+        #expect(cluster.workers[0].process.stderr.waitFor("1 file(s) (1 from cache)"))
+        let third = try cluster.master(["exec", "--file", file, "--", "cat data.txt"])
+        #expect(third.stdout == "[0] original\n", "\(third.stderr)")
+    }
 }
