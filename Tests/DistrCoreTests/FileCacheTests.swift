@@ -162,4 +162,100 @@ import Testing
         #expect(try FileIO.readAll(dir + "/job/d/f12345") == Array("file 12345\n".utf8))
         #expect(try Directory(path: dir + "/job/d").entries().count == count)
     }
+
+    /// An empty cache in a new directory (the caller removes it).
+    func emptyCache() throws -> (dir: String, cache: FileCache) {
+        let dir = try makeTemporaryDirectory()
+        return (dir, try #require(FileCache(directory: dir + "/cache", limit: 1 << 20)))
+    }
+
+    /// Runs a job's extraction of `bytes` as `entry` into `dir/name`, storing what streams in.
+    func extract(_ entry: ManifestEntry, _ bytes: [UInt8], into job: String, cache: FileCache) throws -> BundleExtractor {
+        try FileIO.makeDirectories(job)
+        let extractor = try BundleExtractor(directory: job, manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(job + "/" + $0.path, entry: $0)
+        }
+        if !extractor.isComplete { try extractor.write(bytes) }
+        #expect(extractor.isComplete)
+        return extractor
+    }
+
+    /// What a worker does when a job ends: takes back what the job shared, removes the rest.
+    func end(_ extractor: BundleExtractor, in job: String, cache: FileCache) {
+        cache.takeBack(extractor.sharedFiles, from: job)
+        FileIO.removeTree(job)
+    }
+
+    /// What a worker does before a job's ranks start (see `FileCache.settle`).
+    func waitForRanksToMayStart(_ extractor: BundleExtractor) {
+        let wait = Double(extractor.latestSharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
+        if wait > 0 { Deadline.pause(wait) }
+    }
+
+    @Test func cache_unchangedFileIsLentToTheNextJob_asASecondNameWithItsMode() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("shipped once, used twice".utf8)
+        let first = try extract(manifestEntry("d/data", bytes), bytes, into: dir + "/job1", cache: cache)
+        #expect(first.latestSharedChange > 0)
+        end(first, in: dir + "/job1", cache: cache)
+        let entry = manifestEntry("d/data", bytes, mode: 0o755)
+        let second = try extract(entry, [], into: dir + "/job2", cache: cache)
+        #expect(second.cachedCount == 1)
+        #expect(second.latestSharedChange > 0)
+        let lent = try FileStatus(path: dir + "/job2/d/data")
+        #expect(lent.inode == (try FileStatus(path: cache.path(for: entry.digest))).inode)
+        #expect(lent.permissions == 0o755)
+        #expect(try FileIO.readAll(dir + "/job2/d/data") == bytes)
+    }
+
+    @Test func cache_fileAJobStillHolds_isCopiedNotShared() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("two jobs at once".utf8)
+        let entry = manifestEntry("data", bytes)
+        _ = try extract(entry, bytes, into: dir + "/job1", cache: cache)
+        let second = try extract(entry, [], into: dir + "/job2", cache: cache)
+        #expect(second.cachedCount == 1)
+        #expect(try FileStatus(path: dir + "/job2/data").inode != FileStatus(path: dir + "/job1/data").inode)
+        #expect(try FileIO.readAll(dir + "/job2/data") == bytes)
+    }
+
+    @Test func cache_lentFileRewrittenByARank_isCheckedAndAskedForAgain() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let good = Array("input data v1".utf8)
+        let entry = manifestEntry("data", good)
+        let first = try extract(entry, good, into: dir + "/job1", cache: cache)
+        end(first, in: dir + "/job1", cache: cache)
+        let second = try extract(entry, [], into: dir + "/job2", cache: cache)
+        #expect(second.cachedCount == 1)
+        // The rank rewrites its input in place (same size, other bytes) and puts the old
+        // modification time back: only the status-change time shows it.
+        waitForRanksToMayStart(second)
+        let before = try FileStatus(path: dir + "/job2/data")
+        try FileIO.write(dir + "/job2/data", Array("input data v2".utf8), mode: 0o644, exclusive: false)
+        try FileIO.setTimes(dir + "/job2/data", nanoseconds: before.modified)
+        end(second, in: dir + "/job2", cache: cache)
+        try FileIO.makeDirectories(dir + "/job3")
+        let third = try BundleExtractor(directory: dir + "/job3", manifest: [entry], limits: Limits(), cache: cache)
+        #expect(third.cachedCount == 0)
+        #expect(third.streamedIndices == [0])
+        #expect(!FileIO.exists(cache.path(for: entry.digest)))
+        try third.write(good)
+        #expect(try FileIO.readAll(dir + "/job3/data") == good)
+    }
+
+    @Test func extractor_bytesThatDoNotMatchTheirDigest_areRefusedAndNeverCached() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let entry = manifestEntry("d/model.bin", Array("the real bytes".utf8))
+        try FileIO.makeDirectories(dir + "/job")
+        let extractor = try BundleExtractor(directory: dir + "/job", manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(dir + "/job/" + $0.path, entry: $0)
+        }
+        #expect(throws: BundleError.digestMismatch("d/model.bin")) { try extractor.write(Array("the fake bytes".utf8)) }
+        #expect(try Directory(path: dir + "/cache").entries().isEmpty)
+        #expect(cache.open(entry) == nil)
+    }
 }

@@ -40,4 +40,67 @@ import Testing
         #expect(run.status == 69)
         #expect(run.stderr.contains("cannot read '\(dir.path)/data.bin' to ship it"), "\(run.stderr)")
     }
+
+    /// The test plays the master with an on-path attacker: the raw file bytes are not covered by
+    /// the frame's MAC, only by the digest in the authenticated manifest.
+    @Test func fileBytesAlteredOnTheWire_areRefusedNamingTheFile_neverCached_andTheWorkerKeepsServing() throws {
+        let cluster = try TestCluster(workers: 1)
+        let worker = cluster.workers[0]
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: worker.port, timeout: 5)
+        let connection = try Connection.client(
+            fd: fd, peer: "test", key: secret, kind: .control, timeout: 5, headerOnlyTypes: [ControlMessage.fileDataType])
+        defer { connection.close() }
+        func next() throws -> ControlMessage {
+            while true {
+                let message = try connection.receiveMessage(idle: .after(20))
+                if message != .workerHeartbeat { return message }
+            }
+        }
+        let real = Array("the bytes the master hashed\n".utf8)
+        let entry = ManifestEntry(path: "lib/data.txt", mode: 0o644, size: real.count, digest: SHA256.hash(real))
+        let spec = JobSpec(
+            jobID: "altered", arguments: ["true"], environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "x")], keepDirectory: false,
+            jobKey: randomBytes(32), manifest: [entry], workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        #expect(try next() == .filesNeeded([0]))
+        var altered = real
+        altered[4] ^= 0x20
+        try connection.send(.fileData(altered))
+        guard case .failure(let reason) = try next() else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(reason.contains("'lib/data.txt' does not match its SHA-256 digest"), "\(reason)")
+        #expect(worker.process.stderr.waitFor("job altered from 127.0.0.1"))
+        #expect(worker.process.stderr.waitFor("refused: bundle refused: 'lib/data.txt' does not match its SHA-256 digest"))
+        #expect(!FileIO.exists(worker.workDirectory + "/.distr-cache/" + entry.digest.hex))
+        #expect(cluster.leftoverJobDirectories.isEmpty)
+
+        // The worker still serves, and the real bytes then arrive whole.
+        let dir = try TemporaryDirectory()
+        try dir.write("data.txt", String(decoding: real, as: UTF8.self))
+        let good = try cluster.master(["exec", "--file", dir.path + "/data.txt", "--", "cat data.txt"])
+        #expect(good.stdout == "[0] the bytes the master hashed\n", "\(good.stderr)")
+        #expect(FileIO.exists(worker.workDirectory + "/.distr-cache/" + entry.digest.hex))
+    }
+
+    @Test func rerun_borrowsTheCachedFile_andARankThatRewritesIt_doesNotChangeTheNextJobsCopy() throws {
+        let cluster = try TestCluster(workers: 1)
+        let dir = try TemporaryDirectory()
+        try dir.write("data.txt", "original\n")
+        let file = dir.path + "/data.txt"
+        let first = try cluster.master(["exec", "--file", file, "--", "cat data.txt"])
+        #expect(first.stdout == "[0] original\n", "\(first.stderr)")
+        // From the cache, lent: a second name of the cached file, not a copy. The rank then
+        // rewrites it in place.
+        let second = try cluster.master([
+            "exec", "--file", file, "--", "stat -c %h data.txt && printf CHANGED | dd of=data.txt conv=notrunc status=none",
+        ])
+        #expect(second.stdout == "[0] 2\n", "\(second.stderr)")
+        #expect(cluster.workers[0].process.stderr.waitFor("1 file(s) (1 from cache)"))
+        let third = try cluster.master(["exec", "--file", file, "--", "cat data.txt"])
+        #expect(third.stdout == "[0] original\n", "\(third.stderr)")
+    }
 }

@@ -12,18 +12,26 @@ package final class BundleExtractor {
     private var written = 0
     private var currentFD: Int32 = -1
     private var hasher = SHA256()
+    private var parents: ParentDirectories
 
     /// For each manifest entry: already written from the worker's cache, so the stream skips it.
     private var fromCache: [Bool]
-    private let completed: (ManifestEntry) -> Void
+    private let completed: (ManifestEntry) -> Int64?
 
     /// How many files came from the cache.
     package private(set) var cachedCount = 0
+    /// The latest status-change time the cache noted for a file this job shares with it (lent
+    /// or stored), in nanoseconds since the epoch: the job's ranks must not start within
+    /// `FileCache.settle` of it (see `FileCache`). 0 when the job shares none.
+    package private(set) var latestSharedChange: Int64 = 0
+    /// The files this job shares with the cache (lent or stored): its path and the digest.
+    package private(set) var sharedFiles: [(path: String, digest: [UInt8])] = []
 
-    /// - Parameter completed: called for each streamed file once its digest has been verified.
+    /// - Parameter completed: called for each streamed file once its digest has been verified;
+    ///   returns the status-change time the cache noted when it kept the file (nil: not kept).
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit.
     package convenience init(
-        directory: String, manifest: [ManifestEntry], limits: Limits, completed: @escaping (ManifestEntry) -> Void = { _ in }
+        directory: String, manifest: [ManifestEntry], limits: Limits, completed: @escaping (ManifestEntry) -> Int64? = { _ in nil }
     ) throws(BundleError) {
         try self.init(directory: directory, manifest: manifest, limits: limits, cache: nil, completed: completed)
     }
@@ -34,7 +42,7 @@ package final class BundleExtractor {
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit, or a file cannot be created.
     init(
         directory: String, manifest: [ManifestEntry], limits: Limits, cache: FileCache?,
-        completed: @escaping (ManifestEntry) -> Void = { _ in }
+        completed: @escaping (ManifestEntry) -> Int64? = { _ in nil }
     ) throws(BundleError) {
         self.completed = completed
         self.manifest = manifest
@@ -43,11 +51,15 @@ package final class BundleExtractor {
         do { root = try FileDescriptor.open(directory, .readOnly, options: [.directory, .noFollow]) } catch {
             throw .cannotCreate(directory, error)
         }
+        parents = ParentDirectories(root: root.rawValue)
         if let cache { try copyCached(from: cache) }
         try advance()
     }
 
-    deinit { FD.close(currentFD) }
+    deinit {
+        FD.close(currentFD)
+        parents.close()
+    }
 
     package var isComplete: Bool { index == manifest.count }
 
@@ -96,15 +108,27 @@ package final class BundleExtractor {
             FD.close(currentFD)
             currentFD = -1
             guard constantTimeEqual(hasher.finalize(), entry.digest) else { throw .digestMismatch(entry.path) }
-            completed(entry)
+            if let changed = completed(entry) {
+                latestSharedChange = max(latestSharedChange, changed)
+                sharedFiles.append((entry.path, entry.digest))
+            }
             index += 1
         }
     }
 
-    /// Writes the files the cache has, verified; a file whose cached bytes do not match is
-    /// removed again and left to the stream.
+    /// Puts in place the files the cache has: lent (a second name, see `FileCache.lend`) when the
+    /// cache knows them unchanged, else copied and verified; a file whose cached bytes do not
+    /// match is removed again and left to the stream.
     private func copyCached(from cache: FileCache) throws(BundleError) {
         for (position, entry) in manifest.enumerated() {
+            let (parent, name) = try openParent(of: entry)
+            if let changed = cache.lend(entry, into: parent, name: name) {
+                latestSharedChange = max(latestSharedChange, changed)
+                sharedFiles.append((entry.path, entry.digest))
+                fromCache[position] = true
+                cachedCount += 1
+                continue
+            }
             guard let source = cache.open(entry) else { continue }
             defer { FD.close(source) }
             let target = try create(entry)
@@ -128,7 +152,6 @@ package final class BundleExtractor {
     /// Creates `entry`'s file (and its directories) with `O_EXCL`; returns a descriptor to write it.
     private func create(_ entry: ManifestEntry) throws(BundleError) -> Int32 {
         let (parent, name) = try openParent(of: entry)
-        defer { if parent != rootFD { FD.close(parent) } }
         let permissions = entry.mode & 0o777
         let file: FileDescriptor
         do {
@@ -145,33 +168,62 @@ package final class BundleExtractor {
     /// Unlinks `entry`'s file (a cached copy that failed its check), so the stream can create it.
     private func remove(_ entry: ManifestEntry) throws(BundleError) {
         let (parent, name) = try openParent(of: entry)
-        defer { if parent != rootFD { FD.close(parent) } }
         do { try FD.unlink(name, in: parent) } catch { throw .cannotCreate(entry.path, error) }
     }
 
-    /// Opens, creating as needed, the directory that holds `entry`: one component at a time, as
-    /// bytes split at `/` exactly as `BundlePath.validate` checked them, never following a symlink.
-    /// - Returns: the directory (`rootFD` for a top-level file: the caller must not close that) and
-    ///   the file's name in it.
+    /// The directory that holds `entry` (see `ParentDirectories`) and the file's name in it.
     private func openParent(of entry: ManifestEntry) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
-        let components = BundlePath.components(entry.path)
-        var parent = rootFD
-        for name in components.dropLast() {
+        try parents.open(of: entry)
+    }
+}
+
+/// Opens, creating as needed, the directories that hold a bundle's files: one component at a
+/// time, as bytes split at `/` exactly as `BundlePath.validate` checked them, never following a
+/// symlink. The last directory opened stays open: a manifest lists a directory's files together,
+/// so a file costs no directory calls. Nothing but the extractor writes the job directory
+/// while files are put in place (ranks start later), so the open directory stays the one made.
+struct ParentDirectories {
+    let root: Int32
+    private var components: [[UInt8]] = []
+    private var fd: Int32 = -1
+
+    init(root: Int32) { self.root = root }
+
+    /// The directory that holds `entry` (`root` for a top-level file) and the file's name in it.
+    /// The directory belongs to this value: the caller must not close it.
+    mutating func open(of entry: ManifestEntry) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
+        let all = BundlePath.components(entry.path)
+        let directories = Array(all.dropLast())
+        let name = all.last ?? []
+        if directories.isEmpty { return (root, name) }
+        if fd >= 0 && directories == components { return (fd, name) }
+        close()
+        var parent = root
+        for component in directories {
             let next: Result<Int32, SystemError> = Result { () throws(SystemError) in
-                do throws(SystemError) { try FD.makeDirectory(name, in: parent, permissions: 0o755) } catch {
+                do throws(SystemError) { try FD.makeDirectory(component, in: parent, permissions: 0o755) } catch {
                     // Made by an earlier entry (or a file of that name, which openat refuses below).
                     guard error.code == .exists else { throw error }
                 }
-                return try FileDescriptor.open(name, in: parent, .readOnly, options: [.directory, .noFollow]).release()
+                return try FileDescriptor.open(component, in: parent, .readOnly, options: [.directory, .noFollow]).release()
             }
-            if parent != rootFD { FD.close(parent) }
+            if parent != root { FD.close(parent) }
             switch next {
-            case .success(let fd): parent = fd
+            case .success(let opened): parent = opened
             case .failure(let error):
                 if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(entry.path) }
                 throw .cannotCreate(entry.path, error)
             }
         }
-        return (parent, components.last ?? [])
+        fd = parent
+        components = directories
+        return (parent, name)
+    }
+
+    /// Closes the directory kept open.
+    mutating func close() {
+        if fd >= 0 { FD.close(fd) }
+        fd = -1
+        components = []
     }
 }

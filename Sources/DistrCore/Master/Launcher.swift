@@ -432,30 +432,52 @@ package final class Launcher: Sendable {
         }
     }
 
-    /// Streams the files' bytes in frames of 256 KiB (what a cancel may wait behind), until they are all sent or `stopped` says the
-    /// job was cancelled (checked before each frame).
+    /// Streams the files' bytes in frames of 256 KiB (what a cancel may wait behind), until they
+    /// are all sent or `stopped` says the job was cancelled (checked before each frame). The
+    /// stream runs on across files, so small files share a frame (one write for many files), and
+    /// each frame is read straight into the buffer it is sealed and sent from (no copy).
     private func sendFiles(_ sources: [BundleSource], over connection: Connection, until stopped: () -> Bool) throws(ShippingError) {
-        var buffer = [UInt8](repeating: 0, count: 256 << 10)
+        let payloadSize = 256 << 10
+        let header = FrameDecoder.headerSize
+        var frame = [UInt8](repeating: 0, count: header + payloadSize + FrameDecoder.macSize)
+        var filled = 0
+        /// Sends what the buffer holds; false when the connection broke (the reading loop reports it).
+        func flush() -> Bool {
+            defer { filled = 0 }
+            guard filled > 0 else { return true }
+            let count = filled
+            let sent = frame.withUnsafeMutableBytes { raw in
+                Result { () throws(SystemError) in try connection.sendInPlace(type: ControlMessage.fileDataType, frame: raw, payloadCount: count) }
+            }
+            if case .failure = sent { return false }
+            return true
+        }
         for source in sources {
             let file: FileDescriptor
             do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
+            let fd = file.rawValue
             var left = source.entry.size
             while left > 0 {
-                if stopped() { return }
-                let n: Int
-                do { n = try file.read(into: &buffer) } catch { throw .cannotRead(source.localPath, error) }
-                if n == 0 { throw .changed(source.localPath) }
-                let take = min(n, left)
-                let sent = buffer.withUnsafeBytes { raw in
-                    Result { () throws(SystemError) in
-                        try connection.send(type: ControlMessage.fileDataType, payload: UnsafeRawBufferPointer(rebasing: raw[0..<take]))
-                    }
+                if filled == payloadSize {
+                    if stopped() || !flush() { return }
                 }
-                // The connection broke: the reading loop reports it.
-                if case .failure = sent { return }
-                left -= take
+                let room = min(payloadSize - filled, left)
+                let offset = header + filled
+                let read = frame.withUnsafeMutableBytes { raw in
+                    // The buffer is never empty, so it has a base address.
+                    Result { () throws(SystemError) in try FD.read(fd, into: raw.baseAddress.unsafelyUnwrapped + offset, count: room) }
+                }
+                let n: Int
+                do { n = try read.get() } catch { throw .cannotRead(source.localPath, error) }
+                if n == 0 { throw .changed(source.localPath) }
+                filled += n
+                left -= n
             }
+            // Closed here, after the reads: a noncopyable value may otherwise end at its last use.
+            file.close()
         }
+        if stopped() { return }
+        _ = flush()
     }
 
     private func closeAll() {

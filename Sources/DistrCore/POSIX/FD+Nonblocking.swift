@@ -73,6 +73,15 @@ extension FD {
         let code = FileIO.call(name) { unlinkat(directory, $0, 0) }.errno
         if code != 0 { throw SystemError("unlinkat", errno: code) }
     }
+
+    /// Gives the file `source` (a path; a symlink there is not followed) a second name `name`
+    /// (one component, as bytes, which must not exist) in `directory`.
+    /// The corresponding C function is `linkat`.
+    /// - Throws: `SystemError` from `linkat` (`.exists` when the name is taken, `EXDEV` across file systems).
+    package static func link(_ source: String, into directory: Int32, name: [UInt8]) throws(SystemError) {
+        let code = FileIO.call(name) { linkat(AT_FDCWD, source, directory, $0, 0) }.errno
+        if code != 0 { throw SystemError("linkat", errno: code) }
+    }
 }
 
 extension FD {

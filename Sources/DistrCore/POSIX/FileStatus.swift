@@ -18,6 +18,8 @@ package struct FileStatus: Sendable, Equatable {
     /// The device and inode number: which file this is, whatever its path.
     package var device: UInt64
     package var inode: UInt64
+    /// How many names (hard links) the file has.
+    package var links: Int
 
     init(_ info: stat) {
         switch info.st_mode & S_IFMT {
@@ -34,6 +36,7 @@ package struct FileStatus: Sendable, Equatable {
         changed = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
+        links = Int(info.st_nlink)
     }
 
     /// The status of `path`; of the link itself when `followingSymlinks` is false.
@@ -46,6 +49,16 @@ package struct FileStatus: Sendable, Equatable {
         } else {
             guard lstat(path, &info) == 0 else { throw .current("lstat") }
         }
+        self.init(info)
+    }
+
+    /// The status of `name` (one component, as bytes) in `directory`, never following a symlink.
+    /// The corresponding C function is `fstatat`.
+    /// - Throws: `SystemError` from `fstatat`.
+    package init(_ name: [UInt8], in directory: Int32) throws(SystemError) {
+        var info = Glibc.stat()
+        let code = FileIO.call(name) { fstatat(directory, $0, &info, AT_SYMLINK_NOFOLLOW) }.errno
+        if code != 0 { throw SystemError("fstatat", errno: code) }
         self.init(info)
     }
 

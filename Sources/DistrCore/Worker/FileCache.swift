@@ -4,12 +4,25 @@ import Synchronization
 /// again. Bounded by size: the least recently used files go first.
 ///
 /// The directory is private (0700), but ranks run as the worker's user and can rewrite a cached
-/// file (a cached file is a second name of the job file it came from, see `store`), so a cached
-/// file is never trusted by its name: `copyVerified` hashes exactly the bytes it
-/// writes into the job directory and drops the entry when they do not match its digest.
+/// file: a cached file is a second name of the job file it came from (see `store`), and a job
+/// borrows a cached file the same way (see `lend`). So a cached file is never trusted by its
+/// name. It is trusted by its status: the cache notes each file's identity (inode, size,
+/// modification and status-change times) whenever its bytes are known to match its name, and
+/// any later write, truncation, `chmod` or link moves the status-change time, which no user
+/// call can set back. A file whose identity still matches is lent to the next job as it is (a
+/// hard link: no bytes read, copied or hashed, and no new inode); any other is copied into the
+/// job with `copyVerified`, which hashes exactly the bytes it writes and drops the entry when
+/// they do not match its digest.
 ///
-/// An in-memory index (name → size and last use, plus a use-ordered queue) is built by one scan at
-/// start-up and kept up to date, so storing, looking up and evicting never rescan the directory.
+/// Two rules keep the status check sound. A file is lent to one job at a time (it is lent only
+/// while the cache's name is its only one), so a rank can never change a file another job is
+/// using. And a job's ranks start only once the clock has passed the status-change times noted
+/// for its files by more than the kernel's timestamp tick (`settle`): a rank's write then
+/// always shows as a new status-change time, even where file times are coarse.
+///
+/// An in-memory index (name → size, identity and last use, plus a use-ordered queue) is built by
+/// one scan at start-up (with no identities: each file is hashed at its first use) and kept up
+/// to date, so storing, looking up and evicting never rescan the directory.
 final class FileCache: Sendable {
     let directory: String
     let limit: Int
@@ -49,6 +62,76 @@ final class FileCache: Sendable {
 
     func path(for digest: [UInt8]) -> String { directory + "/" + digest.hex }
 
+    /// How long after the last status change noted for a job's files its ranks may start:
+    /// more than a kernel timestamp tick (at most 10 ms), so that a rank's write cannot share
+    /// the noted time.
+    static let settle: Int64 = 25_000_000
+
+    /// Lends the cached file for `entry` to a job: gives it the second name `target` in
+    /// `directory`, when the file is unchanged since its bytes were last checked (its identity
+    /// matches) and no job holds it (the cache's is its only name). Its permission bits are set
+    /// to the entry's first.
+    /// - Returns: the file's status-change time once lent, which the job's ranks must not start
+    ///   within `settle` of; nil when the file cannot be lent (the caller copies it instead).
+    func lend(_ entry: ManifestEntry, into directory: Int32, name target: [UInt8]) -> Int64? {
+        let mode = entry.mode & 0o777
+        // A file its owner cannot read could not be checked again later.
+        guard entry.digest.count == 32, mode & 0o400 != 0 else { return nil }
+        let name = entry.digest.hex
+        let path = path(for: entry.digest)
+        return index.withLock { index -> Int64? in
+            guard let record = index.files[name], record.size == entry.size, let trusted = record.identity else { return nil }
+            let before: FileStatus
+            do { before = try FileStatus(path: path, followingSymlinks: false) } catch { return nil }  // Gone: copied from the master.
+            guard before.kind == .regular, before.links == 1, Identity(before) == trusted else { return nil }
+            do {
+                if before.permissions & 0o777 != mode { try FileIO.setPermissions(path, mode) }
+                try FD.link(path, into: directory, name: target)
+            } catch {
+                return nil  // The caller copies the file (and reports a name that is taken).
+            }
+            let stamp = index.touch(name)
+            // The file's time keeps the LRU order across restarts.
+            try? FileIO.setTimes(path, nanoseconds: stamp)  // Then only a restart's LRU order is off.
+            let after: FileStatus
+            do { after = try FileStatus(target, in: directory) } catch { return nil }  // The caller's create reports it.
+            guard after.inode == before.inode, after.device == before.device else {
+                // Replaced between the check and the link: not the file that was checked.
+                try? FD.unlink(target, in: directory)  // The caller's create reports a name still taken.
+                return nil
+            }
+            index.files[name]?.identity = Identity(after)
+            return after.changed
+        }
+    }
+
+    /// Takes back the files a job shared with the cache (`BundleExtractor.sharedFiles`, in the
+    /// job's `directory`) before the directory is removed, once nothing of the job runs: a file
+    /// whose identity is still the one noted (the job left it alone; a write would have moved
+    /// its status-change time, see `settle`) loses its job name here, and its new identity is
+    /// noted, so the next job may borrow it. Any other is left to the removal, and its next use
+    /// hashes it.
+    func takeBack(_ shared: [(path: String, digest: [UInt8])], from directory: String) {
+        guard !shared.isEmpty else { return }
+        index.withLock { index in
+            for file in shared {
+                let name = file.digest.hex
+                guard let noted = index.files[name]?.identity else { continue }
+                let jobPath = directory + "/" + file.path
+                let status = try? FileStatus(path: jobPath, followingSymlinks: false)  // Gone: left to the removal.
+                guard let status, Identity(status) == noted else { continue }
+                FileIO.unlink(jobPath)
+                guard let after = try? FileStatus(path: self.directory + "/" + name, followingSymlinks: false),  // Gone: nothing to note.
+                    after.inode == noted.inode, after.device == noted.device, after.size == noted.size, after.modified == noted.modified
+                else {
+                    index.files[name]?.identity = nil
+                    continue
+                }
+                index.files[name]?.identity = Identity(after)
+            }
+        }
+    }
+
     /// Opens the cached file for `entry` if the index has one of its size: one descriptor, which
     /// the caller closes before opening the next. Not yet trusted: copy it with `copyVerified`.
     func open(_ entry: ManifestEntry) -> Int32? {
@@ -68,6 +151,7 @@ final class FileCache: Sendable {
     ///   not or cannot be read (the entry is removed from the cache, and `target` holds garbage).
     /// - Throws: `SystemError` when writing `target` fails (the cached file is not to blame).
     func copyVerified(_ entry: ManifestEntry, from source: Int32, to target: Int32) throws(SystemError) -> Bool {
+        let before = try? FileStatus(descriptor: source)  // Unknown: the file is checked, not trusted next time.
         var hasher = SHA256()
         var total = 0
         // Small files need a small buffer; one byte more than expected shows a file that grew.
@@ -97,9 +181,15 @@ final class FileCache: Sendable {
             }
             return false
         }
+        // Unchanged while it was read, and held by no job: what was hashed is what it holds.
+        let now = try? FileStatus(descriptor: source)  // Unknown: not trusted.
+        let unchanged = before.map { $0.links == 1 && now == $0 } ?? false
         let stamp = index.withLock { $0.touch(name) }
         // The file's time keeps the LRU order across restarts.
         try? FD.setTimes(source, nanoseconds: stamp)  // Then only a restart's LRU order is off.
+        if unchanged, let after = try? FileStatus(descriptor: source) {  // Unknown: checked again next time.
+            index.withLock { $0.files[name]?.identity = Identity(after) }
+        }
         return true
     }
 
@@ -111,8 +201,11 @@ final class FileCache: Sendable {
     /// is caught like any other damage: `copyVerified` hashes what it copies and drops a cached
     /// file that no longer matches, and the next job asks the master for it. A file the owner
     /// cannot read (mode without 0400), or one on another file system, is copied instead.
-    func store(_ source: String, entry: ManifestEntry) {
-        guard entry.size <= limit, entry.digest.count == 32 else { return }
+    /// - Returns: the cached file's status-change time, noted with its identity (the job's ranks
+    ///   must not start within `settle` of it); nil when the file was not kept.
+    @discardableResult
+    func store(_ source: String, entry: ManifestEntry) -> Int64? {
+        guard entry.size <= limit, entry.digest.count == 32 else { return nil }
         let name = entry.digest.hex
         let target = directory + "/" + name
         let temporary = target + ".part-\(CurrentProcess.id)-\(UInt64.random(in: 0...UInt64.max))"
@@ -131,12 +224,12 @@ final class FileCache: Sendable {
             } catch {
                 // Caching is best effort: the job has its file; only a later job's transfer is lost.
                 FileIO.unlink(temporary)
-                return
+                return nil
             }
         }
         do { try FileIO.rename(temporary, to: target) } catch {
             FileIO.unlink(temporary)  // Best effort too, as above.
-            return
+            return nil
         }
         // rename does nothing when both names are already one file: the temporary name stays.
         FileIO.unlink(temporary)
@@ -147,6 +240,11 @@ final class FileCache: Sendable {
         }
         // The file's time keeps the LRU order across restarts.
         try? FileIO.setTimes(target, nanoseconds: stamp)  // Then only a restart's LRU order is off.
+        // The bytes were verified before they were stored, and nothing but the worker has
+        // touched them since: the job's ranks have not started.
+        guard let status = try? FileStatus(path: target, followingSymlinks: false) else { return nil }  // Gone: nothing noted.
+        index.withLock { $0.files[name]?.identity = Identity(status) }
+        return status.changed
     }
 
     /// Removes the least recently used files until the total fits the limit: O(files evicted),
@@ -185,11 +283,30 @@ final class FileCache: Sendable {
 }
 
 extension FileCache {
+    /// What a cache file looked like when its bytes were known to match its name.
+    struct Identity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int
+        var modified: Int64
+        var changed: Int64
+
+        init(_ status: FileStatus) {
+            device = status.device
+            inode = status.inode
+            size = status.size
+            modified = status.modified
+            changed = status.changed
+        }
+    }
+
     /// What the cache holds, by file name, and the order of last use.
     struct Index {
         struct Record {
             var size: Int
             var stamp: Int64
+            /// The file as it was when its bytes last matched its name; nil: not known (hash it).
+            var identity: Identity?
         }
 
         var files: [String: Record] = [:]

@@ -9,9 +9,14 @@ extension Worker {
         let machine = Mutex(WorkerJobProtocol())
         /// This connection's request for a job slot.
         let slotRequest: UInt64
-        /// What preparation made: the directory, the extractor, the job once registered.
-        let prepared = Mutex<(spec: JobSpec?, directory: String?, extractor: BundleExtractor?, job: Job?, cachedFiles: Int)>(
-            (nil, nil, nil, nil, 0))
+        /// What preparation made: the directory, the extractor, the job once registered, and
+        /// the latest status change the cache noted for a file it shares with the job.
+        let prepared = Mutex<
+            (
+                spec: JobSpec?, directory: String?, extractor: BundleExtractor?, job: Job?, cachedFiles: Int, sharedChange: Int64,
+                shared: [(path: String, digest: [UInt8])]
+            )
+        >((nil, nil, nil, nil, 0, 0, []))
         let ended = Latch()
 
         init(worker: Worker, connection: Connection, masterHost: String) {
@@ -120,7 +125,13 @@ extension Worker {
                 // ends the job through the protocol.
                 connection.sendIfConnected(message)
             case .startRanks:
-                guard let job = prepared.withLock({ $0.job }) else { return }
+                guard let (job, sharedChange) = prepared.withLock({ state in state.job.map { ($0, state.sharedChange) } }) else { return }
+                // A rank's write to a file it shares with the cache must move the file's
+                // status-change time past the one the cache noted (see `FileCache`): that is only
+                // sure once a timestamp tick has passed. The launch round trip has usually taken
+                // longer already.
+                let wait = Double(sharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
+                if wait > 0 { Deadline.pause(min(wait, Double(FileCache.settle) / 1e9)) }
                 job.start()
                 // The record gains the ranks' process groups, for whoever cleans up after a crash
                 // of this worker. A job in a cgroup is ended through the cgroup, which the record
@@ -133,16 +144,19 @@ extension Worker {
             case .cancel(let reason):
                 prepared.withLock { $0.job }?.cancel(reason: reason)
             case .abandon(let reason, let isError):
-                let (spec, directory, job) = prepared.withLock { state in
+                let (spec, directory, job, shared) = prepared.withLock { state in
                     defer { state.extractor = nil }
-                    return (state.spec, state.directory, state.job)
+                    return (state.spec, state.directory, state.job, state.extractor?.sharedFiles ?? state.shared)
                 }
                 if let job {
                     worker.unregister(job)
                     job.controlGroup?.killAndRemove()
                     worker.records?.remove(job.spec.jobID)
                 }
-                if let directory { worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?") }
+                if let directory {
+                    worker.cache?.takeBack(shared, from: directory)
+                    worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?")
+                }
                 worker.releaseSlot(id: slotRequest)
                 if isError || spec != nil {
                     worker.log("job \(spec?.jobID ?? "?") from \(connection.peer) \(isError ? "refused" : "not started"): \(reason)")
@@ -192,6 +206,8 @@ extension Worker {
         private func register() throws {
             let (spec, directory, cachedFiles) = prepared.withLock { state in
                 defer { state.extractor = nil }
+                state.sharedChange = state.extractor?.latestSharedChange ?? 0
+                state.shared = state.extractor?.sharedFiles ?? []
                 return (state.spec, state.directory, state.cachedFiles)
             }
             guard let spec, let directory else { throw WireError.refused("no job to register") }
@@ -207,7 +223,10 @@ extension Worker {
             ) { [self] finished in
                 worker.sweep(finished)
                 worker.unregister(finished)
-                if !finished.spec.keepDirectory { worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID) }
+                if !finished.spec.keepDirectory {
+                    worker.cache?.takeBack(prepared.withLock { $0.shared }, from: finished.directory)
+                    worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID)
+                }
                 worker.records?.remove(finished.spec.jobID)
                 worker.releaseSlot(id: slotRequest)
                 perform(machine.withLock { $0.ranksFinished() })
