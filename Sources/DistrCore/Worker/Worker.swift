@@ -309,7 +309,8 @@ package final class Worker: Sendable {
         // With no other job running, every child of the worker but its sentinel came from this job.
         let soleJob = jobs.withLock { $0.count == 1 }
         let sentinel = configuration.sentinel
-        let killed = Reclaimer.killAll(of: record, among: ProcessTable.children) { pid in soleJob && pid != sentinel }
+        // The sentinel is the worker's own: not looked at (its /proc files cost a job three opens).
+        let killed = Reclaimer.killAll(of: record, among: { ProcessTable.children().filter { $0 != sentinel } }) { _ in soleJob }
         if killed > 0 { log("job \(job.spec.jobID): ended \(killed) process(es) that outlived their rank") }
     }
 
