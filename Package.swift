@@ -5,7 +5,9 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 /// distr-master and distr-worker carry the Swift runtime inside: no dynamic loading of a dozen
 /// Swift libraries at every start (about 1.5 ms of CPU, a quarter of `distr-master exec true`),
 /// and a worker binary that runs on a node without the toolchain. See docs/performance.md.
-let selfContained: [LinkerSetting] = [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux]))]
+/// Release builds only: the test bundle links the executables' modules with their linker settings,
+/// and the toolchain has no static Testing or XCTest libraries.
+let selfContained: [LinkerSetting] = [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
 
 let package = Package(
     name: "distr",

@@ -19,6 +19,8 @@ package final class Worker: Sendable {
     let cache: FileCache?
     /// Records of running jobs, for whoever must clean up after a crash of this worker.
     let records: JobRecords?
+    /// Emptied job directories and spent records for the next jobs (nil: none are kept).
+    let spares: SpareInodes?
     /// Where job cgroups are made (nil: none; the sweep and the records do the tracking).
     let controlGroups: String?
     /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
@@ -40,8 +42,11 @@ package final class Worker: Sendable {
             ))
         slots = Mutex((JobSlots(limit: configuration.maxJobs), [:]))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
+        // Without a spare area every job makes its directory and record anew, as it always could.
+        let spares = try? SpareInodes(workDirectory: configuration.workDirectory)
+        self.spares = spares
         do {
-            let records = try JobRecords(workDirectory: configuration.workDirectory)
+            let records = try JobRecords(workDirectory: configuration.workDirectory, spares: spares)
             // What a worker that crashed here left behind: its ranks' processes and directories.
             for line in Reclaimer.reclaimAbandoned(records) { configuration.log(line) }
             self.records = records
@@ -320,8 +325,10 @@ package final class Worker: Sendable {
         }
     }
 
-    /// Removes a job's directory, logging what could not be removed.
+    /// Removes a job's directory, logging what could not be removed; an empty one is kept for the
+    /// next job (see `SpareInodes`).
     func removeJobDirectory(_ directory: String, jobID: String) {
+        if spares?.keepDirectory(directory) == true { return }
         let report = FileIO.removeTree(directory)
         if !report.isComplete { log("job \(jobID): \(report)") }
     }
@@ -344,6 +351,13 @@ package final class Worker: Sendable {
     }
 
     func makeJobDirectory(jobID: String) throws -> String {
+        if let spares {
+            // The name mkdtemp would make: 6 random letters and digits.
+            let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            let suffix = String(decoding: randomBytes(6).map { letters[Int($0) % letters.count] }, as: UTF8.self)
+            let path = "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-\(suffix)"
+            if spares.takeDirectory(to: path) { return path }
+        }
         // mkdtemp creates it with mode 0700.
         do { return try FileIO.makeTemporaryDirectory(template: "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX") } catch {
             throw SystemError("mkdtemp in \(configuration.workDirectory)", errno: error.errno)
@@ -365,5 +379,6 @@ package final class Worker: Sendable {
         for job in running { job.cancel(reason: "the worker is shutting down") }
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }
+        spares?.removeAll()
     }
 }
