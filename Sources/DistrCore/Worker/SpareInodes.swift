@@ -38,42 +38,37 @@ final class SpareInodes: Sendable {
 
     /// Moves a kept directory to `path`, which must not exist. False when none is kept (or the
     /// move failed; the spare is then removed): the caller makes the directory.
-    func takeDirectory(to path: String) -> Bool {
-        guard let spare = state.withLock({ $0.directories.popLast() }) else { return false }
-        if FileIO.moveUnlessTaken(spare, to: path) { return true }
-        FileIO.removeTree(spare)
-        return false
-    }
+    func takeDirectory(to path: String) -> Bool { take(directory: true, to: path) }
 
     /// Keeps the directory at `path` when it is empty and safe to hand to another job.
     /// - Returns: false when it was not kept (the caller removes it).
-    func keepDirectory(_ path: String) -> Bool {
-        guard state.withLock({ $0.directories.count < Self.limit }), FileIO.isEmptyPrivateDirectory(path) else { return false }
-        return keep(path, kind: "d") { $0.directories.append($1) }
-    }
+    func keepDirectory(_ path: String) -> Bool { FileIO.isEmptyPrivateDirectory(path) && keep(path, directory: true) }
 
     /// Moves a kept file to `path` (replacing nothing). False when none is kept.
-    func takeFile(to path: String) -> Bool {
-        guard let spare = state.withLock({ $0.files.popLast() }) else { return false }
+    func takeFile(to path: String) -> Bool { take(directory: false, to: path) }
+
+    /// Keeps the file at `path` (a record this worker wrote). False when not kept.
+    func keepFile(_ path: String) -> Bool { keep(path, directory: false) }
+
+    private func take(directory: Bool, to path: String) -> Bool {
+        guard let spare = state.withLock({ directory ? $0.directories.popLast() : $0.files.popLast() }) else { return false }
         if FileIO.moveUnlessTaken(spare, to: path) { return true }
-        FileIO.unlink(spare)
+        FileIO.removeTree(spare)  // A directory or a file.
         return false
     }
 
-    /// Keeps the file at `path` (a record this worker wrote). False when not kept.
-    func keepFile(_ path: String) -> Bool {
-        guard state.withLock({ $0.files.count < Self.limit }) else { return false }
-        return keep(path, kind: "f") { $0.files.append($1) }
-    }
-
-    private func keep(_ path: String, kind: String, into add: (inout (directories: [String], files: [String], next: Int), String) -> Void) -> Bool {
-        let number = state.withLock { state in
+    private func keep(_ path: String, directory: Bool) -> Bool {
+        let number = state.withLock { state -> Int? in
+            guard (directory ? state.directories.count : state.files.count) < Self.limit else { return nil }
             defer { state.next += 1 }
             return state.next
         }
-        let spare = directory + "/\(kind)-\(owner)-\(number)"
+        guard let number else { return false }
+        let spare = self.directory + "/\(directory ? "d" : "f")-\(owner)-\(number)"
         guard FileIO.moveUnlessTaken(path, to: spare) else { return false }
-        state.withLock { add(&$0, spare) }
+        state.withLock { state in
+            if directory { state.directories.append(spare) } else { state.files.append(spare) }
+        }
         return true
     }
 
