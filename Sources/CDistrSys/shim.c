@@ -12,7 +12,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 int cdistr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -110,6 +112,10 @@ int cdistr_pending_bytes(int fd) {
 }
 
 int cdistr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cdistr_rename_noreplace(const char *from, const char *to) { return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE); }
+
+ssize_t cdistr_xattr_names_size(int fd) { return flistxattr(fd, NULL, 0); }
 
 int cdistr_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 

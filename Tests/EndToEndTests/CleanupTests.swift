@@ -23,6 +23,26 @@ import Testing
     private static let hiding =
         "sleep 1000 & echo background $!; env -i /bin/sh -c 'cd /; setsid sleep 1001 & echo escaped $!'; echo rank $$; echo ready; wait"
 
+    @Test func emptiedJobDirectory_isTheNextJobsDirectory_andOneAJobOpenedIsRemoved() throws {
+        try withTestCluster(workers: 1) { cluster in
+            let area = cluster.workers[0].workDirectory + "/.distr-spare"
+            func kept(_ prefix: String) -> [String] {
+                ((try? FileManager.default.contentsOfDirectory(atPath: area)) ?? []).filter { $0.hasPrefix(prefix) }  // No area: none kept.
+            }
+            #expect(try cluster.master(["exec", "--", "true"]).status == 0)
+            // The master returns once the worker has cleaned up: the directory and the record are kept.
+            let directory = try #require(kept("d-").first, "no directory kept")
+            #expect(kept("f-").count == 1)
+            let inode = try FileStatus(path: area + "/" + directory).inode
+            let second = try cluster.master(["exec", "--", "stat", "-c", "%i", "."])
+            #expect(second.stdout == "[0] \(inode)\n", "\(second.stdout) \(second.stderr)")
+            // A directory its job opened to others is not handed to another job.
+            #expect(try cluster.master(["exec", "--", "chmod", "755", "."]).status == 0)
+            #expect(kept("d-").isEmpty)
+            #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+        }
+    }
+
     @Test func killedWorker_takesItsRanksAlong_andItsSentinelEndsTheRest() throws {
         let cluster = try TestCluster(workers: 1)
         let (master, pids) = try startJob(cluster, Self.hiding)

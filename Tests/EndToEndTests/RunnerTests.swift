@@ -171,6 +171,20 @@ import Testing
         #expect(run.stdout.contains("[1] finished"))
     }
 
+    @Test func exec_startsPlainWordsWithoutAShell_andShellSyntaxWithOne() throws {
+        try withTestCluster(workers: 1) { cluster in
+            let worker = cluster.workers[0].process.pid
+            // Plain words: the program is the worker's own child, no /bin/sh between them.
+            let plain = try cluster.master(["exec", "--", "grep", "PPid:", "/proc/self/status"])
+            #expect(plain.status == 0, "\(plain.stderr)")
+            #expect(plain.stdout.split(separator: "\t").last?.hasPrefix("\(worker)\n") == true, "\(plain.stdout) (worker \(worker))")
+            // Shell syntax still goes through the shell: expansion, and a builtin.
+            let shell = try cluster.master(["exec", "--", "echo", "$DISTR_NODE_ID", "&&", "cd", "/"])
+            #expect(shell.status == 0, "\(shell.stderr)")
+            #expect(shell.stdout == "[0] 0\n", "\(shell.stdout)")
+        }
+    }
+
     @Test func group_printsBlocksInNodeOrder() throws {
         let run = try TestProcess.master([
             "exec", "--local", "3", "--group", "--", "sleep 0.$((3 - DISTR_NODE_ID)); echo a$DISTR_NODE_ID; echo b$DISTR_NODE_ID",

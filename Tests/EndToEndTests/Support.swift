@@ -272,11 +272,14 @@ final class TestCluster: Sendable {
     }
 
     /// Everything left in the workers' work directories (job directories, and records of jobs
-    /// in `.distr-jobs`) except the file cache and the Python modules, which outlive jobs.
+    /// in `.distr-jobs`) except the file cache, the Python modules and the spare directories and
+    /// records kept for the next jobs (`.distr-spare`), which outlive jobs.
     var leftoverJobDirectories: [String] {
         workers.flatMap { worker in
             let top = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory)) ?? [])
-                .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" && $0 != ".distr-python" }.map { worker.workDirectory + "/" + $0 }
+                .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" && $0 != ".distr-python" && $0 != ".distr-spare" }.map {
+                    worker.workDirectory + "/" + $0
+                }
             let records = ((try? FileManager.default.contentsOfDirectory(atPath: worker.workDirectory + "/.distr-jobs")) ?? [])
                 .map { worker.workDirectory + "/.distr-jobs/" + $0 }
             return top + records

@@ -105,7 +105,7 @@ final class VirtualCluster: Sendable {
     func leftovers(_ index: Int) -> [String] {
         let directory = root.path + "/work\(index)"
         let top = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])  // Gone: nothing left.
-            .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" && $0 != ".distr-python" }
+            .filter { $0 != ".distr-cache" && $0 != ".distr-jobs" && $0 != ".distr-python" && $0 != ".distr-spare" }
         let records = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/.distr-jobs")) ?? []  // None made.
         return top + records
     }

@@ -70,6 +70,10 @@ pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], con
 
 /// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
 int cdistr_pidfd_open(pid_t pid);
+/// `renameat2(RENAME_NOREPLACE)`: 0, or -1 with errno (EEXIST when `to` exists).
+int cdistr_rename_noreplace(const char *from, const char *to);
+/// `flistxattr(fd, NULL, 0)`: the size of the names of the file's extended attributes (0: none).
+ssize_t cdistr_xattr_names_size(int fd);
 
 /// epoll_create1(EPOLL_CLOEXEC).
 int cdistr_epoll_create(void);

@@ -98,6 +98,9 @@ package enum BundleCollector {
                 missingBytes = missingBytes.addingReportingOverflow(file.status.size).overflow ? Int.max : missingBytes + file.status.size
             }
         }
+        // Nothing to read (no files, or all known): no read buffer, whose 1 MiB of zeroed pages
+        // cost a fifth of the CPU of a master that ships nothing.
+        if missing.isEmpty { return results.map { $0 ?? [] } }
         let threads = missingBytes < parallelThreshold ? 1 : max(1, min(SystemFacts.cores, 4, missing.count))
         let work = HashWork(files: missing.map { (index: $0, local: files[$0].local, status: files[$0].status) }, digests: digests)
         let done = DispatchGroup()

@@ -24,7 +24,8 @@ package enum MasterCommand {
                                  'python3 PROGRAM.py' unless it is executable and starts with #!;
                                  ARGS that are relative paths of local files are shipped too;
                                  slots=N peers run N ranks
-          exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped
+          exec COMMAND...        run a shell command (/bin/sh -c) once on every node, nothing shipped;
+                                 plain words without shell syntax are started directly
           shell                  read command lines (a prompt on a terminal) and run each on every
                                  node, or on some: '@0,2-3 CMD', '@HOST CMD'; output gathered
           status                 the preflight: ask every peer at once (within --connect-timeout)

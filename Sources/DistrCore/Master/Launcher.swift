@@ -122,7 +122,7 @@ package final class Launcher: Sendable {
         var shipped = options.files
         switch options.mode {
         case .exec(let command):
-            arguments = ["/bin/sh", "-c", command.joined(separator: " ")]
+            arguments = ExecCommand.arguments(command, environment: options.environment)
         case .run(let program, let rest):
             let plan: RunPlan
             do { plan = try RunPlan.make(program: program, arguments: rest, shipArguments: options.shipArguments, alsoShipped: options.files) } catch

@@ -78,5 +78,6 @@ package enum ProcessTable {
     }
 
     /// This process's start time, to tell a live worker from a reused pid.
-    package static var ownStartTime: UInt64 { info(getpid())?.startTime ?? 0 }
+    /// Read once: it never changes, and a worker writes it into every job's record.
+    package static let ownStartTime: UInt64 = info(getpid())?.startTime ?? 0
 }

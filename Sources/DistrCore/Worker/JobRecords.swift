@@ -46,10 +46,13 @@ struct JobRecord: Sendable, Equatable {
 /// The state directory's job records: one file per running job, named by its id.
 final class JobRecords: Sendable {
     let directory: String
+    /// Where spent records are kept for reuse (nil: they are unlinked).
+    private let spares: SpareInodes?
 
     /// - Throws: `SystemError` when the state directory cannot be made.
-    init(workDirectory: String) throws(SystemError) {
+    init(workDirectory: String, spares: SpareInodes? = nil) throws(SystemError) {
         directory = workDirectory + "/.distr-jobs"
+        self.spares = spares
         try FileIO.makeDirectories(directory, mode: 0o700)
     }
 
@@ -60,6 +63,8 @@ final class JobRecords: Sendable {
     /// plain names before this.
     func write(_ record: JobRecord) throws(SystemError) {
         let temporary = directory + "/.part-" + record.jobID
+        // A kept record file is rewritten (O_TRUNC): no new inode (see `SpareInodes`).
+        _ = spares?.takeFile(to: temporary)
         try FileIO.write(temporary, Array(record.text.utf8), mode: 0o600, exclusive: false)
         try FileIO.rename(temporary, to: path(record.jobID))
     }
@@ -67,7 +72,7 @@ final class JobRecords: Sendable {
     /// Removes a record, and a rewrite of it that its worker died in the middle of (the part
     /// would otherwise outlive the job).
     func remove(_ jobID: String) {
-        FileIO.unlink(path(jobID))
+        if spares?.keepFile(path(jobID)) != true { FileIO.unlink(path(jobID)) }
         FileIO.unlink(directory + "/.part-" + jobID)
     }
 

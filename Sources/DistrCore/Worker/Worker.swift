@@ -19,6 +19,8 @@ package final class Worker: Sendable {
     let cache: FileCache?
     /// Records of running jobs, for whoever must clean up after a crash of this worker.
     let records: JobRecords?
+    /// Emptied job directories and spent records for the next jobs (nil: none are kept).
+    let spares: SpareInodes?
     /// Where job cgroups are made (nil: none; the sweep and the records do the tracking).
     let controlGroups: String?
     /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
@@ -40,8 +42,11 @@ package final class Worker: Sendable {
             ))
         slots = Mutex((JobSlots(limit: configuration.maxJobs), [:]))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
+        // Without a spare area every job makes its directory and record anew, as it always could.
+        let spares = try? SpareInodes(workDirectory: configuration.workDirectory)
+        self.spares = spares
         do {
-            let records = try JobRecords(workDirectory: configuration.workDirectory)
+            let records = try JobRecords(workDirectory: configuration.workDirectory, spares: spares)
             // What a worker that crashed here left behind: its ranks' processes and directories.
             for line in Reclaimer.reclaimAbandoned(records) { configuration.log(line) }
             self.records = records
@@ -324,7 +329,8 @@ package final class Worker: Sendable {
         // With no other job running, every child of the worker but its sentinel came from this job.
         let soleJob = jobs.withLock { $0.count == 1 }
         let sentinel = configuration.sentinel
-        let killed = Reclaimer.killAll(of: record, among: ProcessTable.children) { pid in soleJob && pid != sentinel }
+        // The sentinel is the worker's own: not looked at (its /proc files cost a job three opens).
+        let killed = Reclaimer.killAll(of: record, among: { ProcessTable.children().filter { $0 != sentinel } }) { _ in soleJob }
         if killed > 0 { log("job \(job.spec.jobID): ended \(killed) process(es) that outlived their rank") }
     }
 
@@ -334,8 +340,10 @@ package final class Worker: Sendable {
         }
     }
 
-    /// Removes a job's directory, logging what could not be removed.
+    /// Removes a job's directory, logging what could not be removed; an empty one is kept for the
+    /// next job (see `SpareInodes`).
     func removeJobDirectory(_ directory: String, jobID: String) {
+        if spares?.keepDirectory(directory) == true { return }
         let report = FileIO.removeTree(directory)
         if !report.isComplete { log("job \(jobID): \(report)") }
     }
@@ -358,6 +366,13 @@ package final class Worker: Sendable {
     }
 
     func makeJobDirectory(jobID: String) throws -> String {
+        if let spares {
+            // The name mkdtemp would make: 6 random letters and digits.
+            let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            let suffix = String(decoding: randomBytes(6).map { letters[Int($0) % letters.count] }, as: UTF8.self)
+            let path = "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-\(suffix)"
+            if spares.takeDirectory(to: path) { return path }
+        }
         // mkdtemp creates it with mode 0700.
         do { return try FileIO.makeTemporaryDirectory(template: "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX") } catch {
             throw SystemError("mkdtemp in \(configuration.workDirectory)", errno: error.errno)
@@ -379,5 +394,6 @@ package final class Worker: Sendable {
         for job in running { job.cancel(reason: "the worker is shutting down") }
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }
+        spares?.removeAll()
     }
 }
