@@ -30,6 +30,7 @@ struct Bench {
         secretFile = root + "/secret"
         try ClusterSecret.generate(path: secretFile)
         self.options = options
+        _ = try PythonModules.install(root: root + "/python")  // The note (no python3 to compile with): the Python group says so.
     }
 
     var master: String { directory + "/distr-master" }
@@ -38,12 +39,16 @@ struct Bench {
 
     func workDirectory(_ index: Int) -> String { root + "/w\(index)" }
 
+    /// The Python modules every worker uses, installed and compiled once before any starts, as
+    /// on a node whose worker has run for a while: a worker's start is not what is measured.
+    var pythonModules: String { root + "/python" }
+
     func configuration(_ index: Int, prefix: [String] = [], bind: String = "127.0.0.1") throws -> WorkerProcess.Configuration {
         let work = workDirectory(index)
         try FileIO.makeDirectories(work)
         return WorkerProcess.Configuration(
-            executable: workerBinary, secretFile: secretFile, workDirectory: work, bind: bind, prefix: prefix,
-            log: .file(root + "/worker\(index).log"))
+            executable: workerBinary, secretFile: secretFile, workDirectory: work, bind: bind, extraArguments: ["--python-dir", pythonModules],
+            prefix: prefix, log: .file(root + "/worker\(index).log"))
     }
 
     /// Starts `count` fresh workers at once (each with its own, empty, work directory and cache).

@@ -71,6 +71,15 @@ package enum ProcessTable {
         _ = try? FD.waitReadable(fd, until: .after(0.1))  // Failed or timed out: the next pass looks again.
     }
 
+    /// Makes `pid` yield the CPU to every other process (nice 19), for work that may wait.
+    /// The corresponding C function is `setpriority`.
+    /// - Throws: `SystemError` (ESRCH when it has exited already).
+    package static func lowerPriority(_ pid: pid_t) throws(SystemError) {
+        guard setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(pid), 19) == 0 else {
+            throw SystemError("setpriority", errno: errno)
+        }
+    }
+
     /// Signals a whole process group. The corresponding C function is `kill`.
     package static func signalGroup(_ group: pid_t, _ signal: Int32) {
         guard group > 1 else { return }

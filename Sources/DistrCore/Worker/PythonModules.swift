@@ -114,14 +114,15 @@ package struct PythonModules: Sendable, Equatable {
     /// cut short).
     package var lacksBytecode: Bool { !FileIO.exists(library + "/distr/__pycache__") }
 
-    /// Compiles the modules on a thread of their own, so that a worker's start does not wait for
-    /// the interpreter; ranks that start meanwhile compile on import, as without bytecode.
+    /// Compiles the modules on a thread of their own and at the lowest CPU priority, so that
+    /// neither the worker's start nor its first jobs wait for the interpreter; ranks that start
+    /// meanwhile compile on import, as without bytecode.
     /// Python writes each bytecode file under a temporary name and renames it into place.
     /// - Parameter log: gets one line: done, or why it did not work.
     package func compileInBackground(python: String = "python3", log: @escaping @Sendable (String) -> Void) {
         let directory = directory
         Threads.start(name: "distr-pycompile") {
-            log(Self.compile(directory, python: python) ?? "compiled the Python modules in \(directory)")
+            log(Self.compile(directory, python: python, background: true) ?? "compiled the Python modules in \(directory)")
         }
     }
 
@@ -131,7 +132,7 @@ package struct PythonModules: Sendable, Equatable {
 
     /// Compiles every module under `directory` to bytecode with `python -m compileall`.
     /// - Returns: nil when it worked; otherwise why not, for the log.
-    static func compile(_ directory: String, python: String) -> String? {
+    static func compile(_ directory: String, python: String, background: Bool = false) -> String? {
         let exit = ChildExit()
         let pid: Int32
         do {
@@ -143,6 +144,7 @@ package struct PythonModules: Sendable, Equatable {
         } catch {
             return "cannot start '\(python)' to compile the Python modules (\(error)); Python ranks will compile the modules on import"
         }
+        if background { try? ProcessTable.lowerPriority(pid) }  // ESRCH: it has finished already.
         guard let status = exit.wait(until: .after(compileTimeLimit)) else {
             ProcessTable.signalGroup(pid, Signal.kill.rawValue)
             exit.wait()
