@@ -13,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int cdistr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
@@ -149,4 +150,10 @@ int cdistr_usable_cpus(void) {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
+}
+
+ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t remote) {
+    struct iovec to = {.iov_base = local, .iov_len = len};
+    struct iovec from = {.iov_base = (void *)(uintptr_t)remote, .iov_len = len};
+    return process_vm_readv((pid_t)pid, &to, 1, &from, 1, 0);
 }

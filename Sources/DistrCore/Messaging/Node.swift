@@ -28,10 +28,13 @@ public final class Node: Sendable {
     let agentFD: Int32
     /// The largest payload accepted from another rank (`DISTR_MAX_MESSAGE_BYTES`).
     let maxMessageBytes: Int
+    /// Whether collectives offer large arrays to ranks on this worker (`DISTR_SINGLE_COPY`).
+    let singleCopy: SingleCopyMode
     let mailbox: Mailbox
     let progress: ProgressThread
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
+    let singleCopyCounts = Atomic<Int>(0)
     let links = Mutex<[Int: LinkSlot]>([:])
     /// Whether receives spin before parking (and sends before handing over to a writer thread).
     let spin: Mutex<SpinPolicy>
@@ -46,8 +49,9 @@ public final class Node: Sendable {
 
     init(
         id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32,
-        maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes
+        maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, singleCopy: SingleCopyMode = .on
     ) throws(SystemError) {
+        self.singleCopy = singleCopy
         self.id = id
         self.count = count
         self.jobID = jobID
@@ -69,6 +73,9 @@ public final class Node: Sendable {
     /// accepts from another: a larger one closes the connection from that rank, and receives from
     /// it fail with an error naming it. `DISTR_TRANSPORT=socket` makes ranks on the same worker
     /// talk over Unix sockets instead of shared-memory rings (`shm`, the default).
+    /// `DISTR_SINGLE_COPY=off` stops collectives from reading large arrays straight out of the
+    /// memory of ranks on the same worker (`on`, the default; `refuse` offers but never reads,
+    /// which exercises the fallback).
     ///
     /// A program run without distr-master should let `Node.run` report this error (one line on
     /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
@@ -83,6 +90,7 @@ public final class Node: Sendable {
         }
         let maxMessageBytes = try messageLimit(environment["DISTR_MAX_MESSAGE_BYTES"])
         let sharedMemory = try usesSharedMemory(environment["DISTR_TRANSPORT"])
+        let singleCopy = try SingleCopyMode.parse(environment["DISTR_SINGLE_COPY"])
         guard let id = environment["DISTR_NODE_ID"].flatMap({ Int($0) }), let count = environment["DISTR_N_NODE"].flatMap({ Int($0) }),
             count > 0, (0..<count).contains(id)
         else {
@@ -116,7 +124,7 @@ public final class Node: Sendable {
         }
         let node = try Node(
             id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd,
-            maxMessageBytes: maxMessageBytes)
+            maxMessageBytes: maxMessageBytes, singleCopy: singleCopy)
         let existing = current.withLock { slot -> Node? in
             if let existing = slot { return existing }
             slot = node
