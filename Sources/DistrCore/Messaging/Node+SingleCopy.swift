@@ -4,8 +4,10 @@
 /// bytes), the receiver copies them straight out of the sender's memory with `process_vm_readv`
 /// into its result, and answers on the collective's answer tag (tag - 2) so that the sender knows
 /// its memory is free again. A receiver that cannot read (the kernel refuses) answers
-/// `needData` and the sender posts the array the usual way. Python ranks never have a ring, so
-/// they never get an offer; a Swift rank takes either an offer or an array on the same tag.
+/// `needData` and the sender posts the array the usual way. Only ranks that said
+/// `helloReadingOffers` to the worker get offers (the worker tells the rank connecting to one
+/// with `readsOffers`); Python ranks never say it. A Swift rank takes either an offer or an array
+/// on the same tag.
 struct MemoryOffer: Codable, Sendable, Equatable {
     var pid: Int32
     var address: UInt64
@@ -64,9 +66,10 @@ extension Node {
         guard singleCopy != .off, byteCount >= Self.singleCopyThreshold, rank != id, placements.indices.contains(rank),
             placements[rank].worker == workerIndex
         else { return false }
-        let link = try await link(to: rank)
-        if link.hasRing { singleCopyCounts.add(1, ordering: .relaxed) }
-        return link.hasRing
+        // The worker says whether `rank` reads offers before it hands over the connection.
+        guard try await link(to: rank).hasRing, offerReaders.withLock({ $0.contains(rank) }) else { return false }
+        singleCopyCounts.add(1, ordering: .relaxed)
+        return true
     }
 
     /// An offer of `bytes`, which must stay valid and unchanged until every answer to it is in.

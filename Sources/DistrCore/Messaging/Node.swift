@@ -35,6 +35,8 @@ public final class Node: Sendable {
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let singleCopyCounts = Atomic<Int>(0)
+    /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).
+    let offerReaders = Mutex<Set<Int>>([])
     let links = Mutex<[Int: LinkSlot]>([:])
     /// Whether receives spin before parking (and sends before handing over to a writer thread).
     let spin: Mutex<SpinPolicy>
@@ -106,7 +108,7 @@ public final class Node: Sendable {
         do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
-            try AgentChannel.send(fd, sharedMemory ? .helloSharedMemory(rank: id) : .hello(rank: id))
+            try AgentChannel.send(fd, sharedMemory ? .helloReadingOffers(rank: id) : .hello(rank: id))
             var early: [EarlyMessage] = []
             while true {
                 guard let (message, extra) = try AgentChannel.receive(fd) else {
