@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -155,4 +156,10 @@ int cdistr_usable_cpus(void) {
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
     return CPU_COUNT(&set);
+}
+
+ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t remote) {
+    struct iovec to = {.iov_base = local, .iov_len = len};
+    struct iovec from = {.iov_base = (void *)(uintptr_t)remote, .iov_len = len};
+    return process_vm_readv((pid_t)pid, &to, 1, &from, 1, 0);
 }

@@ -238,4 +238,93 @@ import Testing
         #expect(sentOwn, "first send: this rank's chunk 0")
         #expect(sentCombined, "second send: the combined chunk 1")
     }
+
+    // MARK: Single-copy offers
+
+    /// An offer of `bytes` in this process, as `Node.offer(of:)` makes it.
+    static func offer(of bytes: UnsafeRawBufferPointer, elementCode: UInt8 = Double.wireCode) -> MemoryOffer {
+        MemoryOffer(
+            pid: CurrentProcess.id, address: UInt64(UInt(bitPattern: bytes.baseAddress)), byteCount: bytes.count, elementCode: elementCode,
+            identity: ProcessMemory.identity.value, identityAddress: ProcessMemory.identity.address)
+    }
+
+    /// The first frame rank 0 sent on `fd` (its link to rank 1), read until it is complete.
+    static func readFrame(_ fd: Int32) throws -> (RankFrame, [UInt8])? {
+        var decoder = RankFrameDecoder(source: 0)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            switch try decoder.next() {
+            case .frame(let frame, let payload, _): return (frame, payload)
+            case .goodbye: return nil
+            case .needBytes, .needPayload:
+                let count = try FD.read(fd, into: &buffer)
+                if count == 0 { return nil }
+                decoder.append(Array(buffer[..<count]))
+            }
+        }
+    }
+
+    /// Rank 0 of 2 takes a broadcast from rank 1 whose first message is `offer`.
+    static func broadcast(offering offer: MemoryOffer, then more: [Envelope] = []) async throws -> (Node, Int32, [Double]) {
+        let node = try node(id: 0, count: 2)
+        let answers = try link(node, to: 1)
+        node.mailbox.deliver(try envelope(offer, from: 1, tag: -1))
+        for message in more { node.mailbox.deliver(message) }
+        return (node, answers, try await node.broadcastArray(nil as [Double]?, root: 1, tag: -1))
+    }
+
+    @Test func singleCopy_badOffersAreErrorsNamingTheRank() async throws {
+        let data = [Double](repeating: 2.5, count: 1000)
+        let good = data.withUnsafeBytes { Self.offer(of: $0) }
+        var wrongType = good
+        wrongType.elementCode = Float.wireCode
+        var tooLarge = good
+        tooLarge.byteCount = 1 << 30
+        var ragged = good
+        ragged.byteCount = 1001
+        var wrapping = good
+        wrapping.address = UInt64.max - 100
+        var noProcess = good
+        noProcess.pid = -1
+        var unmapped = good
+        unmapped.address = 4096
+        for (offer, detail) in [
+            (wrongType, "element code 2"), (tooLarge, "over the limit"), (ragged, "1001 bytes"), (wrapping, "impossible address"),
+            (noProcess, "process -1"), (unmapped, "cannot be read"),
+        ] {
+            await #expect {
+                _ = try await Self.broadcast(offering: offer)
+            } throws: { error in
+                guard case NodeError.badCollective(rank: 1, let message) = error else { return false }
+                return message.contains(detail)
+            }
+        }
+        withExtendedLifetime(data) {}
+    }
+
+    @Test func singleCopy_offerOfThisProcessIsReadAndAnswered() async throws {
+        let data = (0..<20_000).map { Double($0) * 0.75 }
+        let offer = data.withUnsafeBytes { Self.offer(of: $0) }
+        let (node, answers, result) = try await Self.broadcast(offering: offer)
+        #expect(result == data)
+        try await node.leave()
+        let (header, _) = try #require(try Self.readFrame(answers))
+        #expect(header.tag == Node.answerTag(-1))
+        withExtendedLifetime(data) {}
+    }
+
+    @Test func singleCopy_offerFromAnotherNamespaceFallsBackToTheData() async throws {
+        // The identity word does not match (as when the pid names another process here): the
+        // rank asks for the data instead of reading.
+        let data = (0..<20_000).map { Double($0) - 3 }
+        var offer = data.withUnsafeBytes { Self.offer(of: $0) }
+        offer.identity &+= 1
+        let (node, answers, result) = try await Self.broadcast(offering: offer, then: [try Self.envelope(data, from: 1, tag: -1)])
+        #expect(result == data)
+        try await node.leave()
+        let (header, payload) = try #require(try Self.readFrame(answers))
+        #expect(header.tag == Node.answerTag(-1))
+        #expect(try BinaryDecoder().decode(OfferAnswer.self, from: payload) == .needData)
+        withExtendedLifetime(data) {}
+    }
 }

@@ -57,6 +57,26 @@ import Testing
         }
     }
 
+    /// Large arrays in broadcast and allReduce between ranks of one worker: read straight from the
+    /// sender's memory (`on`), offered but refused so that they are sent after all (`refuse`, the
+    /// fallback when the kernel forbids the read), or never offered (`off`): the same results,
+    /// and the same bits as the ring's order of sums.
+    @Test(arguments: [("on", 4), ("on", 8), ("refuse", 4), ("off", 4)])
+    func oneWorker_largeArraysAreReadFromTheSendersMemoryOrSent(mode: String, ranks: Int) throws {
+        let cluster = try TestCluster(workers: 1, slots: [ranks])
+        let run = try cluster.master(["run", "-q", "--env", "DISTR_SINGLE_COPY=\(mode)", Self.check, "single-copy"])
+        expectAllRanks(run, "ok single-copy \(mode == "off" ? "sent" : "offered")", ranks: ranks)
+    }
+
+    @Test func singleCopy_onlyBetweenRanksJoinedByARing() throws {
+        // Sockets on one worker, and TCP between workers (ranks 3-4), never get an offer.
+        let one = try TestCluster(workers: 1, slots: [3])
+        expectAllRanks(try one.master(["run", "-q", "--env", "DISTR_TRANSPORT=socket", Self.check, "single-copy"]), "ok single-copy sent", ranks: 3)
+        let two = try TestCluster(workers: 2, slots: [3, 2])
+        expectAllRanks(try two.master(["run", "-q", Self.check, "single-copy"]), "ok single-copy offered", ranks: 5)
+        expectAllRanks(try TestProcess.master(["run", "-q", "--local", "3", Self.check, "single-copy"]), "ok single-copy sent", ranks: 3)
+    }
+
     @Test func ring_64MiBMessagesOn8Ranks() throws {
         let run = try TestProcess.master(["run", "-q", "--local", "8", Self.check, "bigring", "64"])
         expectAllRanks(run, "ok bigring 64 MiB", ranks: 8)

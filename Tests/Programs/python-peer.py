@@ -93,6 +93,8 @@ def collectives():
     expect(distr.allgather(["x%d" % me]) == [["x%d" % r] for r in range(n)], "allgather of [str]")
     expect(distr.scatter(None, root=0) == "s%d" % me, "scatter of str from Swift")
     expect(distr.scatter([r * 10 for r in range(n)] if me == 1 else None, root=1) == me * 10, "scatter of int from rank 1")
+    large = distr.bcast(None, root=0)
+    expect(list(large) == [i * 0.5 for i in range(100000)], "bcast of 100000 doubles from Swift")
     distr.barrier()
 
 

@@ -39,7 +39,8 @@ extension FuzzTarget {
             ("connected-error", .connected(to: 3, error: "rank 3 has exited")), ("incoming", .incoming(from: 0)),
             ("peer-exited", .peerExited(rank: 1, status: 137)), ("abort", .abort(reason: "rank 0 failed")),
             ("hello-shared-memory", .helloSharedMemory(rank: 1)), ("connected-shared", .connectedShared(to: 2)),
-            ("incoming-shared", .incomingShared(from: 0)),
+            ("incoming-shared", .incomingShared(from: 0)), ("hello-reading-offers", .helloReadingOffers(rank: 1)),
+            ("reads-offers", .readsOffers(rank: 2)),
         ]
         for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
 

@@ -33,6 +33,14 @@ extension Node {
     }
 
     func broadcast<T: Codable & Sendable>(_ value: T?, root: Int, tag: Int) async throws -> T {
+        if let arrayType = T.self as? any RawNumericArray.Type {
+            func typed<A: RawNumericArray>(_: A.Type) async throws -> T {
+                let result = try await broadcastArray(value.map { $0 as? A } ?? nil, root: root, tag: tag)
+                guard let result = result as? T else { throw NodeError.badArgument("broadcast: cannot convert the array") }
+                return result
+            }
+            return try await typed(arrayType)
+        }
         let me = relative(root)
         var current = value
         var mask = 1
@@ -93,63 +101,9 @@ extension Node {
     /// Arrays with at least this many elements per rank take the ring.
     static let ringThreshold = 4096
 
-    /// Ring reduce-scatter, then ring all-gather, over `count` chunks (chunk i is elements
-    /// i*L/n ..< (i+1)*L/n). Each chunk is reduced on one rank only, whose result the all-gather
-    /// hands to all, so every rank gets bit-identical values whatever the operation's rounding.
-    ///
-    /// Nothing is copied that need not be: the chunk that arrives is combined in place with this
-    /// rank's part of `input` (`mine ⊕ theirs`, the operand order of the tree) and is the array
-    /// sent on at the next step, which goes out from its own memory; each finished chunk is copied
-    /// into the result once.
-    private func ringAllReduce<A: RawNumericArray>(_ input: A, _ operation: ElementwiseOperation, tag: Int) async throws -> A {
-        guard let kernel = RawNumericTypes.kernels[A.elementCode] else {
-            throw NodeError.badArgument("allReduce: no element-wise operation for element code \(A.elementCode)")
-        }
-        let total = input.elementCount
-        let size = A.elementSize
-        let bounds = (0...count).map { $0 * total / count }
-        let next = (id + 1) % count
-        let prev = (id + count - 1) % count
-        // Step s sends the chunk combined at step s - 1 (first this rank's own chunk, `id`) and
-        // receives chunk id - s - 1, which it combines with its own part.
-        let own = bounds[id] * size..<bounds[id + 1] * size
-        guard var carried = input.withRawBytes({ A.fromRawBytes(UnsafeRawBufferPointer(rebasing: $0[own])) }) else {
-            throw NodeError.badArgument("allReduce: cannot split the array")
-        }
-        for step in 0..<(count - 1) {
-            let receiving = (id - step - 1 + 2 * count) % count
-            try await post(carried, to: next, tag: tag)
-            var theirs = try await take(A.self, from: prev, tag: tag)
-            let elements = try checkChunk(theirs, index: receiving, bounds: bounds, from: prev)
-            input.withRawBytes { whole in
-                let mine = UnsafeRawBufferPointer(rebasing: whole[(bounds[receiving] * size)...])
-                theirs.withMutableRawBytes { kernel.combine(operation, mine, UnsafeRawBufferPointer($0), into: $0, count: elements) }
-            }
-            carried = theirs
-        }
-        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
-        // on, and each is copied into the result while the next one is on its way.
-        var result = A.uninitialized(count: total)
-        func place(_ chunk: A, at index: Int) {
-            let start = bounds[index] * size
-            chunk.withRawBytes { bytes in
-                result.withMutableRawBytes { UnsafeMutableRawBufferPointer(rebasing: $0[start..<start + bytes.count]).copyMemory(from: bytes) }
-            }
-        }
-        place(carried, at: next)
-        for step in 0..<(count - 1) {
-            let receiving = (id - step + 2 * count) % count
-            try await post(carried, to: next, tag: tag - 1)
-            carried = try await take(A.self, from: prev, tag: tag - 1)
-            try checkChunk(carried, index: receiving, bounds: bounds, from: prev)
-            place(carried, at: receiving)
-        }
-        return result
-    }
-
     /// Throws unless `chunk` has the length of chunk `index` of the ring; returns that length.
     @discardableResult
-    private func checkChunk(_ chunk: some RawNumericArray, index: Int, bounds: [Int], from sender: Int) throws -> Int {
+    func checkChunk(_ chunk: some RawNumericArray, index: Int, bounds: [Int], from sender: Int) throws -> Int {
         let expected = bounds[index + 1] - bounds[index]
         guard chunk.elementCount == expected else {
             throw NodeError.badCollective(

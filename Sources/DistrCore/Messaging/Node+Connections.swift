@@ -122,6 +122,8 @@ extension Node {
                 FD.close(fd)
                 complete(to, .failure(.connectFailed(rank: to, reason: "\(error)")))
             }
+        case .readsOffers(let rank) where fds.isEmpty && (0..<count).contains(rank):
+            offerReaders.withLock { _ = $0.insert(rank) }
         case .peerExited(let rank, let status):
             for descriptor in fds { FD.close(descriptor) }
             mailbox.peerExited(rank, status: status)

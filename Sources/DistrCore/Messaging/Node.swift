@@ -28,10 +28,15 @@ public final class Node: Sendable {
     let agentFD: Int32
     /// The largest payload accepted from another rank (`DISTR_MAX_MESSAGE_BYTES`).
     let maxMessageBytes: Int
+    /// Whether collectives offer large arrays to ranks on this worker (`DISTR_SINGLE_COPY`).
+    let singleCopy: SingleCopyMode
     let mailbox: Mailbox
     let progress: ProgressThread
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
+    let singleCopyCounts = Atomic<Int>(0)
+    /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).
+    let offerReaders = Mutex<Set<Int>>([])
     let links = Mutex<[Int: LinkSlot]>([:])
     /// Whether receives spin before parking (and sends before handing over to a writer thread).
     let spin: Mutex<SpinPolicy>
@@ -46,8 +51,9 @@ public final class Node: Sendable {
 
     init(
         id: Int, count: Int, jobID: String, jobKey: [UInt8], workerIndex: Int, placements: [RankPlacement], agentFD: Int32,
-        maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes
+        maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, singleCopy: SingleCopyMode = .on
     ) throws(SystemError) {
+        self.singleCopy = singleCopy
         self.id = id
         self.count = count
         self.jobID = jobID
@@ -69,6 +75,9 @@ public final class Node: Sendable {
     /// accepts from another: a larger one closes the connection from that rank, and receives from
     /// it fail with an error naming it. `DISTR_TRANSPORT=socket` makes ranks on the same worker
     /// talk over Unix sockets instead of shared-memory rings (`shm`, the default).
+    /// `DISTR_SINGLE_COPY=off` stops collectives from reading large arrays straight out of the
+    /// memory of ranks on the same worker (`on`, the default; `refuse` offers but never reads,
+    /// which exercises the fallback).
     ///
     /// A program run without distr-master should let `Node.run` report this error (one line on
     /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
@@ -83,6 +92,7 @@ public final class Node: Sendable {
         }
         let maxMessageBytes = try messageLimit(environment["DISTR_MAX_MESSAGE_BYTES"])
         let sharedMemory = try usesSharedMemory(environment["DISTR_TRANSPORT"])
+        let singleCopy = try SingleCopyMode.parse(environment["DISTR_SINGLE_COPY"])
         guard let id = environment["DISTR_NODE_ID"].flatMap({ Int($0) }), let count = environment["DISTR_N_NODE"].flatMap({ Int($0) }),
             count > 0, (0..<count).contains(id)
         else {
@@ -98,7 +108,7 @@ public final class Node: Sendable {
         do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
-            try AgentChannel.send(fd, sharedMemory ? .helloSharedMemory(rank: id) : .hello(rank: id))
+            try AgentChannel.send(fd, sharedMemory ? .helloReadingOffers(rank: id) : .hello(rank: id))
             var early: [EarlyMessage] = []
             while true {
                 guard let (message, extra) = try AgentChannel.receive(fd) else {
@@ -116,7 +126,7 @@ public final class Node: Sendable {
         }
         let node = try Node(
             id: id, count: count, jobID: jobID, jobKey: jobKey, workerIndex: workerIndex, placements: placements, agentFD: fd,
-            maxMessageBytes: maxMessageBytes)
+            maxMessageBytes: maxMessageBytes, singleCopy: singleCopy)
         let existing = current.withLock { slot -> Node? in
             if let existing = slot { return existing }
             slot = node

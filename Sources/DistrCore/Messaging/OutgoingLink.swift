@@ -52,7 +52,7 @@ final class OutgoingLink: Sendable {
     /// The ring frames go into, when the receiver shares one (only the sender holding the link
     /// touches it: the lock is never contended).
     private let ring: Mutex<RingWriter?>
-    private let hasRing: Bool
+    let hasRing: Bool
 
     /// Seconds a send keeps trying from the task while the socket or ring is full, before the
     /// writer thread takes over.

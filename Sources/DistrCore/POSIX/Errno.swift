@@ -39,6 +39,8 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
     package static let invalidArgument = Errno(rawValue: EINVAL)
     /// `EPERM`: the operation is not permitted.
     package static let notPermitted = Errno(rawValue: EPERM)
+    /// `EFAULT`: an address outside the memory the process has mapped.
+    package static let badAddress = Errno(rawValue: EFAULT)
     /// `EMFILE`: this process has as many descriptors open as it may.
     package static let tooManyOpenFiles = Errno(rawValue: EMFILE)
     /// `ENFILE`: the system has as many files open as it may.
@@ -67,6 +69,7 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case EBADF: "EBADF"
         case EACCES: "EACCES"
         case EPERM: "EPERM"
+        case EFAULT: "EFAULT"
         case ETIMEDOUT: "ETIMEDOUT"
         case EINVAL: "EINVAL"
         case EMFILE: "EMFILE"

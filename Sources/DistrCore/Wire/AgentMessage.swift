@@ -24,6 +24,12 @@ package enum AgentMessage: Sendable, Equatable {
     /// worker → rank: another rank on this worker opened a connection to you: a socket pair end
     /// and the ring segment it writes into (both descriptors attached, in that order).
     case incomingShared(from: Int)
+    /// rank → worker: first message, from a rank that uses shared-memory rings and also reads
+    /// memory offers in collectives (a Swift rank; docs/messages.md §5); the worker answers `welcome`.
+    case helloReadingOffers(rank: Int)
+    /// worker → rank: the rank named reads memory offers; sent just before the `connectedShared`
+    /// that connects to it.
+    case readsOffers(rank: Int)
 
     package func encoded() -> [UInt8] {
         var w = ByteWriter()
@@ -70,6 +76,12 @@ package enum AgentMessage: Sendable, Equatable {
         case .incomingShared(let from):
             w.u8(10)
             w.int(from)
+        case .helloReadingOffers(let rank):
+            w.u8(14)
+            w.int(rank)
+        case .readsOffers(let rank):
+            w.u8(15)
+            w.int(rank)
         }
         return w.bytes
     }
@@ -97,6 +109,8 @@ package enum AgentMessage: Sendable, Equatable {
         case 8: return .helloSharedMemory(rank: try r.int())
         case 9: return .connectedShared(to: try r.int())
         case 10: return .incomingShared(from: try r.int())
+        case 14: return .helloReadingOffers(rank: try r.int())
+        case 15: return .readsOffers(rank: try r.int())
         default: throw .unknownMessage(type: type)
         }
     }

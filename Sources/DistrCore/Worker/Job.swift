@@ -149,8 +149,12 @@ final class Job: Sendable {
             guard let (message, descriptors) = received else { return }
             for descriptor in descriptors { FD.close(descriptor) }
             switch message {
-            case .hello, .helloSharedMemory:
+            case .hello, .helloSharedMemory, .helloReadingOffers:
                 if case .helloSharedMemory = message { process.speaksSharedMemory.store(true, ordering: .releasing) }
+                if case .helloReadingOffers = message {
+                    process.speaksSharedMemory.store(true, ordering: .releasing)
+                    process.readsOffers.store(true, ordering: .releasing)
+                }
                 process.greeted.open()
                 tell(process, .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
             case .connectLocal(let target):
@@ -178,6 +182,8 @@ final class Job: Sendable {
             if let segment = sharedSegment(from: process, to: peer) {
                 defer { FD.close(segment) }
                 try AgentChannel.send(peer.agentFD, .incomingShared(from: process.rank), passingAll: [theirs, segment])
+                // Read before the hello was answered (`sharedSegment` waited for it).
+                if peer.readsOffers.load(ordering: .acquiring) { try AgentChannel.send(process.agentFD, .readsOffers(rank: target)) }
                 try AgentChannel.send(process.agentFD, .connectedShared(to: target), passingAll: [mine, segment])
                 return
             }

@@ -19,6 +19,8 @@ final class RankProcess: Sendable {
     let greeted = Latch()
     /// Whether the rank's hello said it can talk over shared-memory rings.
     let speaksSharedMemory = Atomic<Bool>(false)
+    /// Said `helloReadingOffers`: ranks connecting to it on this worker may offer it memory.
+    let readsOffers = Atomic<Bool>(false)
 
     var status: RankStatus? { exit.status.withLock { $0 } }
     var hasExited: Bool { exit.exited.load(ordering: .acquiring) }

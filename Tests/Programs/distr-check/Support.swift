@@ -69,3 +69,20 @@ func expectSameSumEverywhere(_ node: Node, length: Int) async throws {
     }
     try expect(sum.count == length && close, "allReduce of \(length) doubles: the sum")
 }
+
+/// allReduce (the ring) of awkward doubles against the sum in the ring's order computed here:
+/// chunk c starts as rank c's part, and rank c + k adds its own part in front (`mine + theirs`).
+/// Whichever way the chunks travelled, the bits must be these.
+func expectRingOrderSum(_ node: Node, length: Int) async throws {
+    let n = node.count
+    let sum = try await node.allReduce((0..<length).map { awkward(rank: node.id, index: $0) }, .sum)
+    var expected = [Double](repeating: 0, count: length)
+    for chunk in 0..<n {
+        for index in chunk * length / n..<(chunk + 1) * length / n {
+            var total = awkward(rank: chunk, index: index)
+            for step in 1..<Swift.max(n, 1) { total = awkward(rank: (chunk + step) % n, index: index) + total }
+            expected[index] = total
+        }
+    }
+    try expect(sum.map(\.bitPattern) == expected.map(\.bitPattern), "allReduce of \(length) doubles: the bits of the ring's order")
+}

@@ -163,6 +163,9 @@ await Node.run { node in
         let piece = try await node.scatter(node.id == 0 ? (0..<n).map { "s\($0)" } : nil, root: 0)
         try expect(piece == "s\(node.id)", "scatter of String")
         try expect(try await node.scatter(nil as [Int]?, root: 1 % n) == node.id * 10, "scatter of Int from a Python root")
+        // Large enough to be offered between the Swift ranks of one worker, and sent to Python's.
+        let large = (0..<100_000).map { Double($0) * 0.5 }
+        try expect(try await node.broadcast(node.id == 0 ? large : nil, root: 0) == large, "broadcast of 100000 doubles")
         try await node.barrier()
         say("ok python-collectives")
 
@@ -208,6 +211,22 @@ await Node.run { node in
         try expect(piece == "piece \(node.id)", "scatter")
         try await expectError("bad root", contains: "does not exist") { _ = try await node.broadcast(1, root: n) }
         say("ok collectives")
+
+    case "single-copy":
+        // Large arrays between ranks of one worker go as offers read in place (DISTR_SINGLE_COPY
+        // on), as offers refused and then sent (refuse), or as messages (off, sockets, TCP):
+        // the same values and the same bits every way.
+        let n = node.count
+        let root = n - 1
+        let big = (0..<300_001).map { Double($0) * 0.25 - Double(root) }
+        try expect(try await node.broadcast(node.id == root ? big : nil, root: root) == big, "broadcast of 300001 doubles from the last rank")
+        let ints = (0..<70_001).map { Int32(truncatingIfNeeded: $0 &* 7919) }
+        try expect(try await node.broadcast(node.id == 0 ? ints : nil, root: 0) == ints, "broadcast of 70001 Int32s")
+        for length in [100_003, 4096 * n * 8 + 5] { try await expectRingOrderSum(node, length: length) }
+        let mins = try await node.allReduce((0..<200_000).map { Int64(($0 * 31 + node.id * 17) % 1000) }, .min)
+        try expect(mins.indices.allSatisfy { i in mins[i] == (0..<n).map { Int64((i * 31 + $0 * 17) % 1000) }.min() }, "allReduce min of Int64")
+        let offered = try await node.allReduce(node.offeredArrays, .sum)
+        say("ok single-copy \(offered > 0 ? "offered" : "sent")")
 
     case "bigring":
         // Everyone sends first, then receives: works because sends are buffered.

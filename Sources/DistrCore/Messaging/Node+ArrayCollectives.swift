@@ -1,0 +1,237 @@
+/// Broadcast and allReduce of numeric arrays: the same trees, ring, tags and operand order as
+/// the generic collectives (and as Python's), with each hop between two Swift ranks of one worker
+/// free to go as a `MemoryOffer` (see Node+SingleCopy.swift) instead of through the ring.
+extension Node {
+    /// The binomial-tree broadcast of `Node.broadcast`, for numeric arrays. A rank that is
+    /// offered the root's memory passes the same offer on to its children before reading it
+    /// itself, so every rank of the worker reads the root's array at once rather than one level
+    /// after another; each answers `done` to its parent only after its children have, so the
+    /// root's memory stays in use until every reader is finished.
+    func broadcastArray<A: RawNumericArray>(_ value: A?, root: Int, tag: Int) async throws -> A {
+        let me = relative(root)
+        var mask = 1
+        var parent: Int?
+        while mask < count {
+            if me & mask != 0 {
+                parent = absolute(me - mask, root: root)
+                break
+            }
+            mask <<= 1
+        }
+        var children: [Int] = []
+        mask >>= 1
+        while mask > 0 {
+            if me + mask < count { children.append(absolute(me + mask, root: root)) }
+            mask >>= 1
+        }
+        var current = value
+        var parentOffer: MemoryOffer?
+        if let parent {
+            switch try await takeArray(A.self, from: parent, tag: tag) {
+            case .array(let array): current = array
+            case .offer(let offer): parentOffer = offer
+            }
+        }
+        guard let byteCount = parentOffer?.byteCount ?? current.map({ $0.elementCount * A.elementSize }) else {
+            throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil")
+        }
+        var offered: [Int] = []
+        var plain: [Int] = []
+        for child in children {
+            if Self.broadcastOffers, try await offersMemory(to: child, byteCount: byteCount) { offered.append(child) } else { plain.append(child) }
+        }
+        if let parentOffer, let parent {
+            for child in offered { try await post(parentOffer, to: child, tag: tag) }
+            current = try await readArray(A.self, parentOffer, from: parent, tag: tag)
+        }
+        guard let current else { throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil") }
+        if parentOffer == nil, !offered.isEmpty {
+            // `current` is not changed or released before the answers are in: its memory stays put.
+            let own = current.withRawBytes { offer(of: $0, elementCode: A.elementCode) }
+            for child in offered { try await post(own, to: child, tag: tag) }
+        }
+        for child in plain { try await post(current, to: child, tag: tag) }
+        for child in offered { try await awaitAnswer(from: child, tag: tag, doneAfterData: true) { current } }
+        if parentOffer != nil, let parent { try await answer(.done, to: parent, tag: tag) }
+        return current
+    }
+
+    /// Whether broadcast makes offers (it always takes them). Off: on the 2-core VMs measured,
+    /// `process_vm_readv` of a whole 8 MB array by 3 readers at once cost more CPU (7.1 ms against
+    /// 4.2-5.8 ms for 4 ranks) and more time than the rings' two copies, which stay in the cache.
+    static let broadcastOffers = false
+
+    /// The array `offer` describes, read from the offering process, or (when this rank may not
+    /// read it) asked for and received as a message. `done` is left to the caller.
+    private func readArray<A: RawNumericArray>(_ type: A.Type, _ offer: MemoryOffer, from rank: Int, tag: Int) async throws -> A {
+        let elements = offer.byteCount / A.elementSize
+        if try mayRead(offer, from: rank) {
+            var array = A.uninitialized(count: elements)
+            try array.withMutableRawBytes { bytes in Result { () throws(NodeError) in try read(offer, into: bytes, from: rank) } }.get()
+            return array
+        }
+        try await answer(.needData, to: rank, tag: tag)
+        return try await takeResent(A.self, from: rank, tag: tag, elements: elements)
+    }
+}
+
+/// What a rank of the ring allReduce passes on at a step: a chunk that lies in its input or its
+/// result (offered, or copied into a message), or an array that arrived as a message (sent on as is).
+private enum RingChunk<A: RawNumericArray> {
+    case input(Int)
+    case result(Int)
+    case array(Int, A)
+
+    var index: Int {
+        switch self {
+        case .input(let index), .result(let index), .array(let index, _): index
+        }
+    }
+}
+
+extension Node {
+    /// Ring reduce-scatter, then ring all-gather, over `count` chunks (chunk i is elements
+    /// i*L/n ..< (i+1)*L/n). Each chunk is reduced on one rank only, whose result the all-gather
+    /// hands to all, so every rank gets bit-identical values whatever the operation's rounding.
+    ///
+    /// Reduce-scatter step s sends the chunk combined at step s - 1 (first this rank's own chunk,
+    /// `id`) and receives chunk id - s - 1, which it combines with its own part (`mine ⊕ theirs`,
+    /// the operand order of the tree) into the result. Between Swift ranks of one worker a chunk
+    /// is offered and read in pieces of `ringPiece` bytes that stay in the cache while they are
+    /// combined; otherwise it arrives as an array, is combined in place and sent on from its own
+    /// memory. The all-gather reads (or receives) each finished chunk straight into the result.
+    func ringAllReduce<A: RawNumericArray>(_ input: A, _ operation: ElementwiseOperation, tag: Int) async throws -> A {
+        guard let kernel = RawNumericTypes.kernels[A.elementCode] else {
+            throw NodeError.badArgument("allReduce: no element-wise operation for element code \(A.elementCode)")
+        }
+        let total = input.elementCount
+        let size = A.elementSize
+        let bounds = (0...count).map { $0 * total / count }
+        let next = (id + 1) % count
+        let prev = (id + count - 1) % count
+        func bytes(_ index: Int) -> Range<Int> { bounds[index] * size..<bounds[index + 1] * size }
+        var result = A.uninitialized(count: total)
+        var scratch: A?
+        // The memory of `input` and `result` does not move: `result` is written only in place.
+        let inputBase = input.withRawBytes { $0 }
+        let resultBase = result.withMutableRawBytes { UnsafeRawBufferPointer($0) }
+        func region(_ chunk: RingChunk<A>) -> UnsafeRawBufferPointer {
+            switch chunk {
+            case .input(let index): UnsafeRawBufferPointer(rebasing: inputBase[bytes(index)])
+            case .result(let index): UnsafeRawBufferPointer(rebasing: resultBase[bytes(index)])
+            case .array: UnsafeRawBufferPointer(start: nil, count: 0)
+            }
+        }
+        func message(_ chunk: RingChunk<A>) throws -> A {
+            if case .array(_, let array) = chunk { return array }
+            guard let array = A.fromRawBytes(region(chunk)) else { throw NodeError.badArgument("allReduce: cannot split the array") }
+            return array
+        }
+        /// Sends `chunk` to `next`; true when it went as an offer (answer awaited later).
+        func send(_ chunk: RingChunk<A>, tag: Int) async throws -> Bool {
+            let byteCount = bytes(chunk.index).count
+            if case .array = chunk {
+            } else if try await offersMemory(to: next, byteCount: byteCount) {
+                try await post(offer(of: region(chunk), elementCode: A.elementCode), to: next, tag: tag)
+                return true
+            }
+            try await post(try message(chunk), to: next, tag: tag)
+            return false
+        }
+
+        var carried = RingChunk<A>.input(id)
+        for step in 0..<(count - 1) {
+            let receiving = (id - step - 1 + 2 * count) % count
+            let sent = carried
+            let offered = try await send(sent, tag: tag)
+            let mine = UnsafeRawBufferPointer(rebasing: inputBase[bytes(receiving)])
+            let elements = bounds[receiving + 1] - bounds[receiving]
+            var theirs: A?
+            var resent = false
+            switch try await takeArray(A.self, from: prev, tag: tag, byteCount: bytes(receiving).count) {
+            case .array(let array): theirs = array
+            case .offer(let offer):
+                if try mayRead(offer, from: prev) {
+                    if scratch == nil { scratch = A.uninitialized(count: Swift.max(1, Self.ringPiece / size)) }
+                    try result.withMutableRawBytes { whole in
+                        scratch?.withMutableRawBytes { piece in
+                            Result { () throws(NodeError) in
+                                let out = UnsafeMutableRawBufferPointer(rebasing: whole[bytes(receiving)])
+                                var done = 0
+                                while done < mine.count {
+                                    let part = UnsafeMutableRawBufferPointer(rebasing: piece[..<Swift.min(piece.count, mine.count - done)])
+                                    try read(offer, at: done, into: part, from: prev)
+                                    let span = done..<done + part.count
+                                    kernel.combine(
+                                        operation, UnsafeRawBufferPointer(rebasing: mine[span]), UnsafeRawBufferPointer(part),
+                                        into: UnsafeMutableRawBufferPointer(rebasing: out[span]), count: part.count / size)
+                                    done += part.count
+                                }
+                            }
+                        } ?? .success(())
+                    }.get()
+                    try await answer(.done, to: prev, tag: tag)
+                } else {
+                    try await answer(.needData, to: prev, tag: tag)
+                    resent = true
+                }
+            }
+            if offered { try await awaitAnswer(from: next, tag: tag, doneAfterData: false) { try message(sent) } }
+            if resent { theirs = try await takeResent(A.self, from: prev, tag: tag, elements: elements) }
+            let received: RingChunk<A>
+            if var array = theirs {
+                try checkChunk(array, index: receiving, bounds: bounds, from: prev)
+                array.withMutableRawBytes { kernel.combine(operation, mine, UnsafeRawBufferPointer($0), into: $0, count: elements) }
+                received = .array(receiving, array)
+            } else {
+                received = .result(receiving)
+            }
+            carried = received
+        }
+        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
+        // on, each placed in the result (read straight into it when offered).
+        func place(_ chunk: RingChunk<A>) {
+            guard case .array(let index, let array) = chunk else { return }
+            array.withRawBytes { bytes in
+                result.withMutableRawBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: $0[bounds[index] * size..<bounds[index] * size + bytes.count]).copyMemory(from: bytes)
+                }
+            }
+        }
+        place(carried)
+        for step in 0..<(count - 1) {
+            let receiving = (id - step + 2 * count) % count
+            let sent = carried
+            let offered = try await send(sent, tag: tag - 1)
+            let range = bytes(receiving)
+            var resent = false
+            switch try await takeArray(A.self, from: prev, tag: tag - 1, byteCount: range.count) {
+            case .array(let array):
+                try checkChunk(array, index: receiving, bounds: bounds, from: prev)
+                carried = .array(receiving, array)
+                place(carried)
+            case .offer(let offer):
+                if try mayRead(offer, from: prev) {
+                    try result.withMutableRawBytes { whole in
+                        Result { () throws(NodeError) in try read(offer, into: UnsafeMutableRawBufferPointer(rebasing: whole[range]), from: prev) }
+                    }.get()
+                    carried = .result(receiving)
+                    try await answer(.done, to: prev, tag: tag - 1)
+                } else {
+                    try await answer(.needData, to: prev, tag: tag - 1)
+                    resent = true
+                }
+            }
+            if offered { try await awaitAnswer(from: next, tag: tag - 1, doneAfterData: false) { try message(sent) } }
+            if resent {
+                carried = .array(receiving, try await takeResent(A.self, from: prev, tag: tag - 1, elements: range.count / size))
+                place(carried)
+            }
+        }
+        return result
+    }
+
+    /// Bytes of an offered chunk read at a time in the reduce-scatter (they stay in the cache
+    /// while they are combined).
+    static let ringPiece = 128 << 10
+}
