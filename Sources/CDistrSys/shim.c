@@ -8,6 +8,9 @@
 #include <string.h>
 #include <pthread.h>
 #include <sched.h>
+#include <errno.h>
+#include <poll.h>
+#include <time.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -141,6 +144,21 @@ int cdistr_epoll_wait(int epfd, int *fds, int max, int timeout) {
 }
 
 int cdistr_yield(void) { return sched_yield(); }
+
+int cdistr_poll_nanoseconds(const int *fds, int count, short events, long nanoseconds) {
+    struct pollfd entries[16];
+    if (count < 1 || count > 16) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        entries[i].fd = fds[i];
+        entries[i].events = events;
+        entries[i].revents = 0;
+    }
+    struct timespec timeout = {nanoseconds / 1000000000L, nanoseconds % 1000000000L};
+    return ppoll(entries, (nfds_t)count, &timeout, NULL);
+}
 
 void cdistr_set_thread_name(const char *name) {
     char cut[16];

@@ -14,6 +14,7 @@ enum RankBench {
             case "messaging": try await messaging(node, transport: transport, quick: quick, busy: false)
             case "busy": try await messaging(node, transport: transport, quick: quick, busy: true)
             case "collectives": try await collectives(node, quick: quick)
+            case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -85,6 +86,15 @@ enum RankBench {
             }
             report(node, "bandwidth \(megabytes) MiB", distr: median(distrRates), baseline: median(rawRates))
         }
+    }
+
+    /// `--rank pingpong SIZE COUNT`: only distr's ping-pong, for profilers (`perf stat`, `strace -c`)
+    /// to count the cost of one message without the baselines' share.
+    static func pingPongOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 8
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 10000
+        let seconds = try await pingPong(node, peer: 1 - node.id, payload: [UInt8](repeating: 7, count: size), iterations: count)
+        report(node, "latency \(size) B", distr: seconds * 1e6, baseline: nil)
     }
 
     /// One-way latency in seconds, from round trips.

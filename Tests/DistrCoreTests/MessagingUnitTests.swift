@@ -196,3 +196,22 @@ import Testing
         #expect(theirs == [11, 22, 33, 44, 5])
     }
 }
+
+@Suite struct SocketSpinTests {
+    @Test func spinning_growsWhileItCatchesMessagesAndStopsWhenItMisses() {
+        let policy = SocketSpin()
+        #expect(policy.spinSeconds() == SocketSpin.probeSeconds)
+        policy.record(caught: true)
+        #expect(policy.spinSeconds() == 2 * SocketSpin.probeSeconds)
+        for _ in 0..<10 { policy.record(caught: true) }
+        #expect(policy.spinSeconds() == SocketSpin.maxSeconds)
+        // One message that came only after the receive slept: no more spinning...
+        policy.record(caught: false)
+        for _ in 1..<SocketSpin.probeEvery { #expect(policy.spinSeconds() == 0) }
+        // ...but a short probe now and then.
+        #expect(policy.spinSeconds() == SocketSpin.probeSeconds)
+        #expect(policy.spinSeconds() == 0)
+        policy.record(caught: true)
+        #expect(policy.spinSeconds() == 2 * SocketSpin.probeSeconds)
+    }
+}

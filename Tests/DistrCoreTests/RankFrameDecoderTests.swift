@@ -122,6 +122,36 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
         #expect(decoder.isAtFrameBoundary)
     }
 
+    @Test func decoder_readsLittleAtAFrameBoundarySoALargePayloadGoesStraightIntoItsArray() throws {
+        let payload = [UInt8](repeating: 5, count: 64 * 1024)
+        let stream = RankFrame(encoding: .bytes, tag: 0, length: payload.count).header() + payload
+        var decoder = RankFrameDecoder(source: 2)
+        var offset = 0
+        var offered: [Int] = []
+        var direct = 0
+        while true {
+            let step = try decoder.next()
+            if case .frame(_, let got, _) = step {
+                #expect(got == payload)
+                break
+            }
+            if case .needPayload = step { direct += 1 }
+            // As a socket holding the whole frame would: as much as the decoder has room for.
+            let n = decoder.readIntoPayload { space in
+                offered.append(space.count)
+                let n = min(space.count, stream.count - offset)
+                space.copyMemory(from: UnsafeRawBufferPointer(rebasing: stream.withUnsafeBytes { $0 }[offset..<offset + n]))
+                return n
+            }
+            offset += n
+        }
+        // One small read for the header and the payload's start, then the rest into the array.
+        #expect(offered.first == RankFrameDecoder.boundaryReadSize)
+        #expect(direct == 1)
+        #expect(offered.count == 2)
+        #expect(decoder.isAtFrameBoundary)
+    }
+
     @Test func decoder_rejectsFrameLargerThanLimitBeforeAllocating() throws {
         let hostile = header(encoding: 2, element: 12, length: 1 << 60)
         #expect(throws: NodeError.messageTooLarge(rank: 3, size: 1 << 60, limit: 1 << 30)) { try decodeAll(hostile, cuts: []) }

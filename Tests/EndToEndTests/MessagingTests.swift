@@ -35,6 +35,11 @@ import Testing
         }
     }
 
+    @Test func busyReceiver_stillTakesWhatIsSentAfterItReadItsSocketItself() throws {
+        let run = try TestProcess.master(["run", "-q", "--timeout", "120", "--local", "2", Self.check, "busy-receiver"])
+        expectAllRanks(run, "ok busy-receiver", ranks: 2)
+    }
+
     @Test func python_andSwiftRanksExchangeValuesBothWays() throws {
         // Every Swift-typed value both ways, a pickled value refused by Swift, a malformed header
         // from Python: over TCP (--local) and over a socket pair from one worker.

@@ -92,6 +92,10 @@ int cdistr_usable_cpus(void);
 /// sched_yield.
 int cdistr_yield(void);
 
+/// ppoll on `count` descriptors for `events` (POLLIN or POLLOUT), waiting at most `nanoseconds`
+/// (a finer timeout than poll's milliseconds); returns how many are ready, 0 on timeout.
+int cdistr_poll_nanoseconds(const int *fds, int count, short events, long nanoseconds);
+
 /// pthread_setname_np(pthread_self(), name) (names longer than 15 bytes are cut).
 void cdistr_set_thread_name(const char *name);
 

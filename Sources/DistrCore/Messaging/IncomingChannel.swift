@@ -21,6 +21,17 @@ final class IncomingChannel: Sendable {
     /// Receiving tasks reading the ring themselves right now (the progress thread leaves it to them).
     let spinners = Atomic<Int>(0)
 
+    /// Receiving tasks reading a plain socket themselves, and the progress thread's watch on it.
+    struct Watch {
+        var readers = 0
+        /// The progress thread's epoll does not wake for it (`ProgressThread.arm`).
+        var silenced = false
+        /// Reads begun so far, and the count when the progress thread last looked.
+        var uses = 0
+        var usesSeen = 0
+    }
+    let watch = Mutex(Watch())
+
     init(
         fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, ring: RingReader? = nil
     ) {
@@ -40,8 +51,10 @@ final class IncomingChannel: Sendable {
     /// Reads every whole frame available now and hands each to `mailbox`. Never blocks on the
     /// socket (the lock is held only while reading what is already there). `watchingSocket`
     /// false: with a ring, an empty ring does not look at the socket (a spinning task saves the
-    /// system call; the progress thread sees the end of stream).
-    func drain(into mailbox: Mailbox, watchingSocket: Bool = true) -> Progress {
+    /// system call; the progress thread sees the end of stream). `firstFrame`: stop after one
+    /// frame (a receiving task looks whether it is the one it waits for before it reads again,
+    /// which saves the read that would only find the socket empty).
+    func drain(into mailbox: Mailbox, watchingSocket: Bool = true, firstFrame: Bool = false) -> Progress {
         if closed { return .closed }
         // Frames are delivered while the channel is held: two drains (a receiving task and the
         // progress thread) must not hand over their batches in the wrong order.
@@ -52,6 +65,7 @@ final class IncomingChannel: Sendable {
                 switch reader.next() {
                 case .frame(let frame, let payload, let array):
                     mailbox.deliver(Envelope(source: source, frame: frame, payload: payload, array: array))
+                    if firstFrame { return (false, true, nil) }
                 case .wouldBlock: return (false, reader.bytesRead != before, nil)
                 case .closed: return (true, true, nil)
                 case .failed(let error): return (true, true, error)

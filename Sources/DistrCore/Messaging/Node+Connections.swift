@@ -171,6 +171,8 @@ extension Node {
                 if let envelope { return envelope }
             }
         }
+        // Parked, this task needs the progress thread to read for it.
+        progress.armSilenced()
         return try await mailbox.receive(source: source, tag: tag)
     }
 
@@ -180,6 +182,8 @@ extension Node {
         // is not woken for data the task is about to take.
         for channel in channels { progress.arm(channel, false) }
         defer { for channel in channels { progress.arm(channel, true) } }
+        // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing.
+        var sockets = SocketWait(channels, policy: progress.socketSpin)
         // The budget counts idle time: while bytes keep arriving (a large message), the task goes
         // on reading them itself.
         var deadline = Clock.now + budget
@@ -188,22 +192,32 @@ extension Node {
             var moved = false
             for channel in channels {
                 // A ring's socket is left to the progress thread: looking at it costs a system call.
-                switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing) {
+                switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing, firstFrame: sockets != nil) {
                 case .closed: progress.remove(channel)
                 case .drained(let bytes): moved = moved || bytes
                 }
             }
-            if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
+            if let envelope = mailbox.take(source: source, tag: tag) {
+                sockets?.finish(caught: true)
+                return envelope
+            }
             if mailbox.isHopeless(source: source) || Task.isCancelled { return nil }
             if moved {
                 deadline = Clock.now + budget
                 idle = 0
             } else {
                 idle += 1
-                // Mostly a tight loop; now and then let another thread on this core run.
-                if idle % 8 == 0 { Threads.yield() } else { SharedWord.pause() }
+                if sockets != nil {
+                    sockets?.pause(idle: idle, until: deadline)
+                } else if idle % 8 == 0 {
+                    // Mostly a tight loop; now and then let another thread on this core run.
+                    Threads.yield()
+                } else {
+                    SharedWord.pause()
+                }
             }
         } while idle % 16 != 0 || Clock.now < deadline
+        sockets?.finish(caught: false)
         return nil
     }
 }

@@ -93,8 +93,13 @@ final class OutgoingLink: Sendable {
                         deadline = Clock.now + spinBudget
                     } else if Clock.now > deadline {
                         break
-                    } else {
+                    } else if hasRing {
                         Threads.yield()
+                    } else {
+                        // Sleep until the socket takes bytes again (the receiver read some), as a
+                        // blocking write would: spinning with sched_yield here hands the core to
+                        // any other runnable process, and the kernel wakes a sleeper at once.
+                        waitWritable(until: deadline)
                     }
                 }
             } catch {
@@ -120,6 +125,12 @@ final class OutgoingLink: Sendable {
     /// Waits until everything queued has been written.
     func flush() async throws {
         try await send(header: [], body: .bytes([]))
+    }
+
+    private func waitWritable(until deadline: Double) {
+        let fds = [descriptor.rawValue]
+        // A failed wait ends the wait: the write that follows meets the socket's error itself.
+        fds.withUnsafeBufferPointer { _ = try? FD.wait(for: $0, writing: true, seconds: deadline - Clock.now) }  // See above.
     }
 
     /// Writes as much as possible; returns true when the whole frame is out. With `blocking`,

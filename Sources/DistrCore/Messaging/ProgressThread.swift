@@ -4,15 +4,40 @@ import Synchronization
 /// `epoll_wait`, drains whatever arrives into the mailbox (which resumes parked receives). A task
 /// that reads a channel directly disarms it here first, so the thread is not woken for data the
 /// task is about to take.
+///
+/// A plain socket a task silenced stays silenced after the task got its message: silencing and
+/// re-arming cost a system call each, on every receive of a ping-pong. While any is silenced
+/// this thread wakes every `tickMilliseconds` and re-arms those no task has read since its last
+/// look, so that a rank busy elsewhere still has its incoming data read (buffered sends); a
+/// receive that parks re-arms them at once (`armSilenced`).
 final class ProgressThread: Sendable {
+    static let tickMilliseconds: Int32 = 1
+
     let epoll: Epoll
     let mailbox: Mailbox
+    /// How long receives on this rank's plain sockets spin before they sleep.
+    let socketSpin = SocketSpin()
     private let channels = Mutex<[Int32: IncomingChannel]>([:])
+    /// Socket channels silenced by receiving tasks, and how many.
+    private let silenced = Mutex<[Int32: IncomingChannel]>([:])
+    private let silencedCount = Atomic<Int>(0)
+    /// True while this thread waits with the tick's timeout (false: it may sleep for good).
+    private let ticking = Atomic<Bool>(false)
+    /// A byte on this pipe wakes the thread out of an endless wait to start ticking.
+    private let kickRead: FileDescriptor
+    private let kickWrite: FileDescriptor
+    private let kicked = Atomic<Bool>(false)
 
-    /// - Throws: `SystemError` when the epoll instance cannot be made (out of descriptors).
+    /// - Throws: `SystemError` when the epoll instance or its pipe cannot be made (out of descriptors).
     init(mailbox: Mailbox) throws(SystemError) {
         self.mailbox = mailbox
         epoll = try Epoll()
+        let pipe = try FD.pipe()
+        kickRead = FileDescriptor(adopting: pipe.read)
+        kickWrite = FileDescriptor(adopting: pipe.write)
+        FD.setNonblocking(pipe.read)
+        FD.setNonblocking(pipe.write)
+        try epoll.add(pipe.read)
         let threadBody: @Sendable () -> Void = { [self] in run() }
         Threads.start(name: "distr-progress", threadBody)
     }
@@ -30,6 +55,8 @@ final class ProgressThread: Sendable {
         if channel.prepareToSleep(), case .closed = channel.drain(into: mailbox) { remove(channel) }
     }
 
+    /// A receiving task starts (`armed` false) or stops reading `channel` itself. A plain socket
+    /// is silenced on the first start and re-armed later, by this thread's tick or `armSilenced`.
     func arm(_ channel: IncomingChannel, _ armed: Bool) {
         guard !channel.closed else { return }
         if channel.hasRing {
@@ -41,7 +68,47 @@ final class ProgressThread: Sendable {
             }
             return
         }
-        try? epoll.setArmed(channel.fd, armed)  // Fails only when the channel was removed meanwhile (it closed).
+        if !armed {
+            channel.watch.withLock { watch in
+                watch.readers += 1
+                watch.uses &+= 1
+                guard !watch.silenced else { return }
+                try? epoll.setArmed(channel.fd, false)  // Fails only when the channel was removed meanwhile (it closed).
+                watch.silenced = true
+                silenced.withLock { $0[channel.fd] = channel }
+                silencedCount.add(1, ordering: .sequentiallyConsistent)
+            }
+            return
+        }
+        channel.watch.withLock { $0.readers -= 1 }
+        // This thread may be asleep for good (it saw nothing silenced): wake it to tick.
+        if !ticking.load(ordering: .sequentiallyConsistent) && !kicked.exchange(true, ordering: .acquiringAndReleasing) {
+            var byte: UInt8 = 1
+            _ = withUnsafeBytes(of: &byte) { try? FD.writeNonblocking(kickWrite.rawValue, $0) }  // Full: a kick is already waiting.
+        }
+    }
+
+    /// Re-arms every silenced socket no task is reading (before a receive parks, which needs
+    /// this thread to read for it). `onlyIdle`: only those unread since the last look (the tick).
+    func armSilenced(onlyIdle: Bool = false) {
+        guard silencedCount.load(ordering: .sequentiallyConsistent) > 0 else { return }
+        for channel in silenced.withLock({ Array($0.values) }) {
+            channel.watch.withLock { watch in
+                let unchanged = watch.uses == watch.usesSeen
+                watch.usesSeen = watch.uses
+                guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle else { return }
+                try? epoll.setArmed(channel.fd, true)  // Fails only when the channel was removed meanwhile (it closed).
+                unsilence(channel, &watch)
+            }
+        }
+    }
+
+    /// Forgets that `channel` is silenced (called holding its watch).
+    private func unsilence(_ channel: IncomingChannel, _ watch: inout IncomingChannel.Watch) {
+        guard watch.silenced else { return }
+        watch.silenced = false
+        silenced.withLock { _ = $0.removeValue(forKey: channel.fd) }
+        silencedCount.subtract(1, ordering: .sequentiallyConsistent)
     }
 
     /// Channels from `source` (all when nil).
@@ -51,6 +118,7 @@ final class ProgressThread: Sendable {
 
     func remove(_ channel: IncomingChannel) {
         try? epoll.remove(channel.fd)  // Fails only when already removed (a receive and this thread both saw it close).
+        channel.watch.withLock { unsilence(channel, &$0) }
         channels.withLock { _ = $0.removeValue(forKey: channel.fd) }
     }
 
@@ -62,17 +130,32 @@ final class ProgressThread: Sendable {
                 // Bytes came before the doorbell was asked for: take them now. (Later ones ring it.)
                 if case .closed = channel.drain(into: mailbox) { remove(channel) }
             }
+            // Tick while sockets are silenced. Stop only after saying so and looking once more:
+            // a task that silenced one meanwhile then sees `ticking` false and kicks.
+            var timeout = Self.tickMilliseconds
+            if silencedCount.load(ordering: .sequentiallyConsistent) == 0 {
+                ticking.store(false, ordering: .sequentiallyConsistent)
+                if silencedCount.load(ordering: .sequentiallyConsistent) == 0 { timeout = -1 }
+            }
+            ticking.store(timeout >= 0, ordering: .sequentiallyConsistent)
             let n: Int
-            do { n = try epoll.wait(into: &ready) } catch {
+            do { n = try epoll.wait(into: &ready, timeout: timeout) } catch {
                 // Only a broken epoll descriptor fails here (EINTR is retried): receives then
                 // fail instead of waiting for a thread that no longer reads.
                 mailbox.abort("the progress thread stopped: \(error)")
                 return
             }
             for fd in ready.prefix(n) {
+                if fd == kickRead.rawValue {
+                    kicked.store(false, ordering: .sequentiallyConsistent)
+                    var bytes = (0, 0, 0, 0, 0, 0, 0, 0)
+                    _ = withUnsafeMutableBytes(of: &bytes) { try? FD.readNonblocking(kickRead.rawValue, into: $0) }  // Only empties the pipe.
+                    continue
+                }
                 guard let channel = channels.withLock({ $0[fd] }) else { continue }
                 if case .closed = channel.drain(into: mailbox) { remove(channel) }
             }
+            armSilenced(onlyIdle: true)
         }
     }
 }

@@ -35,6 +35,10 @@ struct RankFrameDecoder {
     /// Payload still due of at least this many bytes is read directly into its array.
     static let directThreshold = 32 * 1024
     static let bufferSize = 64 * 1024
+    /// A read at a frame boundary into an empty buffer takes at most this much: the rest of a
+    /// large payload then goes straight into its array (`readIntoPayload`) instead of through the
+    /// buffer and a copy (a 64 KiB message would otherwise be copied whole once more).
+    static let boundaryReadSize = 4096
 
     /// The rank at the other end, named in errors.
     let source: Int
@@ -144,13 +148,15 @@ struct RankFrameDecoder {
 
     mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
-    /// Lets `body` write into the buffer's free space (a `read` into it); its result, when
-    /// positive, is the number of bytes written. Returns that result.
+    /// Lets `body` write into the buffer's free space (a `read` into it; at a frame boundary at
+    /// most `boundaryReadSize`); its result, when positive, is the number of bytes written.
+    /// Returns that result.
     mutating func readIntoBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         compact()
         let offset = end
-        let n = buffer.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) }
-        if n > 0 { end += min(n, buffer.count - offset) }
+        let limit = pending == nil && start == end ? min(buffer.count, offset + Self.boundaryReadSize) : buffer.count
+        let n = buffer.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset..<limit])) }
+        if n > 0 { end += min(n, limit - offset) }
         return n
     }
 

@@ -85,6 +85,24 @@ extension FD {
 }
 
 extension FD {
+    /// The most descriptors `wait(for:writing:seconds:)` watches at once.
+    package static let maxWaitDescriptors = 16
+
+    /// Waits at most `seconds` (to the nanosecond: finer than `poll`) until one of `descriptors`
+    /// (at most `maxWaitDescriptors`) can be read, or written with `writing`, or has hung up.
+    /// Returns false when the time passed first, or a signal ended the wait early (the caller
+    /// looks again and waits for what is left). The corresponding C function is `ppoll`.
+    /// - Throws: `SystemError` from `ppoll` for anything but EINTR.
+    package static func wait(for descriptors: UnsafeBufferPointer<Int32>, writing: Bool = false, seconds: Double) throws(SystemError) -> Bool {
+        let nanoseconds = Int(max(0, min(seconds, 1)) * 1e9)
+        let events = Int16(writing ? POLLOUT : POLLIN)
+        let n = cdistr_poll_nanoseconds(descriptors.baseAddress, Int32(descriptors.count), events, nanoseconds)
+        if n >= 0 { return n > 0 }
+        let code = Glibc.errno
+        if code == EINTR { return false }
+        throw SystemError("ppoll", errno: code)
+    }
+
     /// Waits until at least one of `descriptors` can be read (or has hung up); negative entries
     /// are skipped. Returns one flag per entry, true for each that is ready.
     /// The corresponding C function is `poll`.

@@ -90,6 +90,30 @@ await Node.run { node in
         try await node.barrier()
         say("ok order")
 
+    case "busy-receiver":
+        // Rank 1 takes a few messages by reading its socket itself (which silences the progress
+        // thread's watch on it), then is busy without receiving while rank 0 sends more than
+        // the socket buffers hold: that send must still complete (the progress thread reads it).
+        let job = ProcessInfo.processInfo.environment["DISTR_JOB_ID"] ?? "job"
+        let marker = NSTemporaryDirectory() + "/distr-check-\(job)-sent"
+        let big = [UInt8](repeating: 9, count: 32 << 20)
+        if node.id == 0 {
+            for i in 0..<50 {
+                try await node.send(i, to: 1)
+                try expect(try await node.recv(Int.self, from: 1) == i, "echo \(i)")
+            }
+            try await node.send(big, to: 1)
+            try expect(FileManager.default.createFile(atPath: marker, contents: nil), "cannot create \(marker)")
+        } else if node.id == 1 {
+            for _ in 0..<50 { try await node.send(try await node.recv(Int.self, from: 0), to: 0) }
+            // Busy elsewhere (no receive) until rank 0's send has returned.
+            while !FileManager.default.fileExists(atPath: marker) { usleep(1000) }
+            unlink(marker)
+            try expect(try await node.recv([UInt8].self, from: 0) == big, "the large message")
+        }
+        try await node.barrier()
+        say("ok busy-receiver")
+
     case "python-peer":
         // Rank 0 in Swift, rank 1 in Python (Tests/Programs/python-peer.py): every Swift-typed
         // value both ways, a pickled value refused clearly, and a malformed header last.
