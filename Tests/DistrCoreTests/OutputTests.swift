@@ -18,7 +18,7 @@ import Testing
         #expect(!spool.isSpilled)
         #expect(budget.inUse == 8)
         #expect(try contents(spool) == Array("one\ntwo\n".utf8))
-        #expect(spool.digest() == SHA256.hash(Array("one\ntwo\n".utf8)))
+        #expect(try spool.digest() == SHA256.hash(Array("one\ntwo\n".utf8)))
     }
 
     @Test func spool_spillsPastItsLimit_keepsOrder_andReturnsTheBudget() throws {
@@ -34,7 +34,7 @@ import Testing
         #expect(budget.inUse == 0)
         #expect(spool.count == expected.count)
         #expect(try contents(spool) == expected)
-        #expect(spool.digest() == SHA256.hash(expected))
+        #expect(try spool.digest() == SHA256.hash(expected))
         // More after reading back is still kept in order.
         spool.append(Array("tail\n".utf8))
         #expect(try contents(spool) == expected + Array("tail\n".utf8))
@@ -91,6 +91,51 @@ import Testing
         FD.close(fd)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text == "----- [0-1] -----\n" + String(repeating: String(repeating: "x", count: 99) + "\n", count: 10) + "----- [2] -----\nother\n")
+    }
+
+    /// Outputs alike in size and in their first 64 KiB but not after are told apart; equal ones
+    /// fold; the groups keep the ranks' order. Spilled output goes back out whole, also to a
+    /// descriptor `sendfile` cannot write (a file opened for appending).
+    @Test(arguments: [false, true]) func gather_outputsAlikeAtTheStart_areToldApartByTheRest(appending: Bool) throws {
+        let out = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(out) }
+        let path = out + "/stdout"
+        let fd = try FileDescriptor.open(path, .writeOnly, options: appending ? [.create, .append] : [.create]).release()
+        let printer = OutputPrinter(
+            mode: .gather, ranks: 0..<4, memoryLimitPerRank: 1000, memoryLimitTotal: 100_000, temporaryDirectory: out, stdoutFD: fd,
+            stderrFD: fd)
+        let line = Array(String(repeating: "y", count: 999).utf8) + [10]
+        let common = [UInt8](Array(repeating: line, count: 100).joined())
+        let tails = [Array("same\n".utf8), Array("diff\n".utf8), Array("same\n".utf8), Array("shorter\n".utf8)]
+        for rank in 0..<4 {
+            for piece in stride(from: 0, to: common.count, by: 7000) {
+                printer.output(rank: rank, stream: 1, bytes: Array(common[piece..<min(common.count, piece + 7000)]))
+            }
+            printer.output(rank: rank, stream: 1, bytes: tails[rank])
+        }
+        printer.finish(ranks: [0, 1, 2, 3], names: [:])
+        FD.close(fd)
+        let text = try FileIO.readAll(path)
+        let body = { (tail: String) in common + Array(tail.utf8) }
+        #expect(
+            text == Array("----- [0,2] -----\n".utf8) + body("same\n") + Array("----- [1] -----\n".utf8) + body("diff\n")
+                + Array("----- [3] -----\n".utf8) + body("shorter\n"))
+    }
+
+    @Test func identicalOutputs_readsWholeOutputsOnlyWhenTheirStartsAgree() {
+        var whole: [Int] = []
+        let groups = OutputPrinter.identicalOutputs([5, 1, 2, 3], size: { _ in 1 << 20 }) { rank, limit in
+            if limit == .max { whole.append(rank) }
+            // 5 and 2 agree at the start and in full; 1 and 3 at the start only.
+            let start: [Int: UInt8] = [5: 0, 2: 0, 1: 1, 3: 1]
+            let all: [Int: UInt8] = [5: 0, 2: 0, 1: 1, 3: 3]
+            return [(limit == .max ? all : start)[rank, default: 9]]
+        }
+        #expect(groups == [[5, 2], [1], [3]])
+        #expect(Set(whole) == [5, 1, 2, 3])
+        whole = []
+        _ = OutputPrinter.identicalOutputs([0, 1, 2], size: { _ in 1 << 20 }) { rank, _ in [UInt8(rank)] }
+        #expect(whole.isEmpty, "outputs that differ at the start were read back whole")
     }
 
     @Test func stamp_isLocalISO8601WithMilliseconds() {

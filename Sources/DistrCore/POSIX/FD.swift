@@ -35,6 +35,35 @@ package enum FD {
         }
     }
 
+    /// Writes all of `pieces` in order, with one `writev` while they fit, retrying short writes
+    /// and EINTR, waiting with `poll` on a full nonblocking descriptor.
+    package static func writeAll(_ fd: Int32, _ pieces: [UnsafeRawBufferPointer]) throws(SystemError) {
+        var vectors = pieces.filter { !$0.isEmpty }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        var first = 0
+        while first < vectors.count {
+            let n = vectors.withUnsafeMutableBufferPointer { writev(fd, $0.baseAddress! + first, Int32(min($0.count - first, 1024))) }
+            if n < 0 {
+                let code = Glibc.errno
+                if code == EINTR { continue }
+                if code == EAGAIN || code == EWOULDBLOCK {
+                    try waitWritable(fd)
+                    continue
+                }
+                throw SystemError("writev", errno: code)
+            }
+            // Drop what was written: whole pieces, then the start of the next.
+            var left = n
+            while first < vectors.count && left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base = vectors[first].iov_base.map { $0 + left }
+                vectors[first].iov_len -= left
+            }
+        }
+    }
+
     package static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
         let result = bytes.withUnsafeBytes { buffer in Result { () throws(SystemError) in try writeAll(fd, buffer) } }
         try result.get()
