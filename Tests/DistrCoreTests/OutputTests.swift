@@ -138,6 +138,20 @@ import Testing
         #expect(whole.isEmpty, "outputs that differ at the start were read back whole")
     }
 
+    /// A rank's stdout is a pipe of one output batch: a rank that writes fast fills a batch
+    /// before it waits (the rank itself reads the size, F_GETPIPE_SZ).
+    @Test func rankStdout_isAPipeOfOneOutputBatch() throws {
+        let process = try RankProcess(
+            rank: 0, arguments: ["/usr/bin/python3", "-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], environment: [],
+            directory: NSTemporaryDirectory(), controlGroupProcs: nil)
+        defer { process.closeDescriptors() }
+        var output: [UInt8] = []
+        process.pumpOutput { stream, frame, count in
+            if stream == 1 { output += frame[0..<count] }
+        }
+        #expect(String(decoding: output, as: UTF8.self) == "\(RankProcess.stdoutPipeSize)\n")
+    }
+
     @Test func stamp_isLocalISO8601WithMilliseconds() {
         let time = LocalTime(year: 2026, month: 3, day: 7, hour: 4, minute: 5, second: 6, millisecond: 7)
         #expect(OutputPrinter.stamp(time) == "2026-03-07T04:05:06.007 ")

@@ -128,6 +128,16 @@ package enum FD {
         _ = fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
     }
 
+    /// Asks for a pipe of `bytes` capacity (the kernel rounds it up to a power of two pages);
+    /// returns the capacity the pipe has afterwards, or nil when it cannot be read. A refusal
+    /// (past `/proc/sys/fs/pipe-max-size` or the user's pipe quota) is not an error: the pipe
+    /// keeps its size. The corresponding C function is `fcntl(F_SETPIPE_SZ)`.
+    @discardableResult
+    package static func setPipeSize(_ fd: Int32, bytes: Int) -> Int? {
+        let size = cdistr_set_pipe_size(fd, Int32(clamping: bytes))
+        return size > 0 ? Int(size) : nil
+    }
+
     /// A close-on-exec pipe: (read end, write end).
     package static func pipe() throws(SystemError) -> (read: Int32, write: Int32) {
         var fds: [Int32] = [-1, -1]
