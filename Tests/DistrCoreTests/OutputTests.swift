@@ -152,6 +152,29 @@ import Testing
         #expect(String(decoding: output, as: UTF8.self) == "\(RankProcess.stdoutPipeSize)\n")
     }
 
+    /// Labelled output is the line-by-line labelling, for sparse and dense line ends (lines
+    /// shorter than 8 bytes take the counted path) and with or without a final partial line.
+    @Test func prefixLines_matchesLineByLine_forEveryDensityOfLineEnds() {
+        var generator = SystemRandomNumberGenerator()
+        let prefix = Array("2026-03-07T04:05:06.007 [12] ".utf8)
+        for percent in [0, 1, 7, 12, 50, 100] {
+            for count in [1, 7, 8, 9, 100, 5000] {
+                let bytes: [UInt8] = (0..<count).map { _ in Int.random(in: 0..<100, using: &generator) < percent ? 10 : 65 }
+                var expected: [UInt8] = []
+                var line: [UInt8] = []
+                for byte in bytes {
+                    line.append(byte)
+                    if byte == 10 {
+                        expected += prefix + line
+                        line = []
+                    }
+                }
+                if !line.isEmpty { expected += prefix + line + [10] }
+                #expect(OutputPrinter.prefixLines(bytes, with: prefix) == expected, "\(count) bytes, \(percent)% line ends")
+            }
+        }
+    }
+
     @Test func stamp_isLocalISO8601WithMilliseconds() {
         let time = LocalTime(year: 2026, month: 3, day: 7, hour: 4, minute: 5, second: 6, millisecond: 7)
         #expect(OutputPrinter.stamp(time) == "2026-03-07T04:05:06.007 ")

@@ -70,30 +70,45 @@ package final class OutputPrinter: Sendable {
     }
 
     /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line)
-    /// with `prefix`; a final partial line gets its line end. One allocation of the exact
-    /// size, line ends found with `memchr`: the master labels every byte of live output.
+    /// with `prefix`; a final partial line gets its line end. Line ends are found with `memchr`,
+    /// in one pass: the master labels every byte of live output.
     static func prefixLines(_ bytes: [UInt8], with prefix: [UInt8]) -> [UInt8] {
         bytes.withUnsafeBytes { prefixLines($0, with: prefix) }
     }
 
     static func prefixLines(_ source: UnsafeRawBufferPointer, with prefix: [UInt8]) -> [UInt8] {
         guard !source.isEmpty else { return [] }
-        var lines = 0
+        // Room for a label every 8 bytes is enough for ordinary output; denser output (rare)
+        // has its lines counted first, for the exact size.
+        if let out = prefixLines(source, with: prefix, capacity: source.count + (source.count / 8 + 1) * prefix.count + 1) {
+            return out
+        }
+        var lines = 1
         var at = 0
         while let end = Memory.firstIndex(of: 10, in: source, from: at) {
             lines += 1
             at = end + 1
         }
-        let partial = at < source.count
-        if partial { lines += 1 }
-        let size = source.count + lines * prefix.count + (partial ? 1 : 0)
-        return [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
+        // Exact (or one label more than needed): cannot run short.
+        return prefixLines(source, with: prefix, capacity: source.count + lines * prefix.count + 1) ?? []
+    }
+
+    /// `prefixLines` into an array of `capacity` bytes; nil when they do not fit.
+    private static func prefixLines(_ source: UnsafeRawBufferPointer, with prefix: [UInt8], capacity: Int) -> [UInt8]? {
+        var fits = true
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { out, initialized in
             prefix.withUnsafeBytes { label in
                 let target = UnsafeMutableRawBufferPointer(out)
                 var written = 0
                 var start = 0
                 while start < source.count {
                     let end = Memory.firstIndex(of: 10, in: source, from: start).map { $0 + 1 } ?? source.count
+                    // The line, its label, and a line end for a final partial line.
+                    guard written + label.count + end - start + 1 <= capacity else {
+                        fits = false
+                        initialized = 0
+                        return
+                    }
                     UnsafeMutableRawBufferPointer(rebasing: target[written..<written + label.count]).copyMemory(from: label)
                     written += label.count
                     UnsafeMutableRawBufferPointer(rebasing: target[written..<written + end - start]).copyMemory(
@@ -101,13 +116,14 @@ package final class OutputPrinter: Sendable {
                     written += end - start
                     start = end
                 }
-                if partial {
+                if source[source.count - 1] != 10 {
                     target[written] = 10
                     written += 1
                 }
                 initialized = written
             }
         }
+        return fits ? out : nil
     }
 
     /// Prefixes every line of `bytes` with `[rank] `.

@@ -32,13 +32,7 @@ extension FD {
         while true {
             let n = Glibc.sendfile(output, input, &position, count)
             if n >= 0 { return n }
-            let code = Glibc.errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK {
-                try waitWritable(output)
-                continue
-            }
-            throw SystemError("sendfile", errno: code)
+            try retryOrWaitWritable(output, after: "sendfile")
         }
     }
 

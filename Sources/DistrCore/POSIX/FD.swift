@@ -25,14 +25,22 @@ package enum FD {
                 offset += n
                 continue
             }
-            let code = Glibc.errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK {
-                try waitWritable(fd)
-                continue
-            }
-            throw SystemError("write", errno: code)
+            try retryOrWaitWritable(fd, after: "write")
         }
+    }
+
+    /// After a failed write-like call on `fd`: returns for EINTR (try again), waits with `poll`
+    /// for EAGAIN (a full nonblocking descriptor; then try again), throws anything else. Reads
+    /// errno at once.
+    /// - Throws: `SystemError` naming `call`.
+    static func retryOrWaitWritable(_ fd: Int32, after call: String) throws(SystemError) {
+        let code = Glibc.errno
+        if code == EINTR { return }
+        if code == EAGAIN || code == EWOULDBLOCK {
+            try waitWritable(fd)
+            return
+        }
+        throw SystemError(call, errno: code)
     }
 
     /// Writes all of `pieces` in order, with one `writev` while they fit, retrying short writes
@@ -43,13 +51,8 @@ package enum FD {
         while first < vectors.count {
             let n = vectors.withUnsafeMutableBufferPointer { writev(fd, $0.baseAddress! + first, Int32(min($0.count - first, 1024))) }
             if n < 0 {
-                let code = Glibc.errno
-                if code == EINTR { continue }
-                if code == EAGAIN || code == EWOULDBLOCK {
-                    try waitWritable(fd)
-                    continue
-                }
-                throw SystemError("writev", errno: code)
+                try retryOrWaitWritable(fd, after: "writev")
+                continue
             }
             // Drop what was written: whole pieces, then the start of the next.
             var left = n
