@@ -169,6 +169,13 @@ void cdistr_set_thread_name(const char *name) {
 
 ssize_t cdistr_copy_file_range(int in, int out, size_t len) { return copy_file_range(in, NULL, out, NULL, len, 0); }
 
+int cdistr_set_pipe_size(int fd, int size) {
+    // A refusal (EPERM past the user's pipe quota, EBUSY) leaves the pipe as it was: the caller
+    // reads the capacity it has either way.
+    (void)fcntl(fd, F_SETPIPE_SZ, size);
+    return fcntl(fd, F_GETPIPE_SZ);
+}
+
 int cdistr_usable_cpus(void) {
     cpu_set_t set;
     CPU_ZERO(&set);

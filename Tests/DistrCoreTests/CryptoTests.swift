@@ -68,6 +68,32 @@ import Testing
         }
     }
 
+    /// Two hashes fed together (their common blocks through the two-way kernel) give what each
+    /// gives alone, whatever the lengths and whatever each had pending before: lengths around the
+    /// block edges, one much longer than the other, and one empty.
+    @Test func sha256_pairUpdate_matchesTwoSeparateUpdates() {
+        var generator = SystemRandomNumberGenerator()
+        let heads = [0, 13, 63, 64, 100]
+        let lengths = [0, 1, 51, 63, 64, 65, 127, 128, 1000, 4096, 70_001]
+        for headA in heads {
+            for lengthA in lengths {
+                for (headB, lengthB) in [(13, 4096), (0, lengthA), (headA, lengthA + 64), (63, 0)] {
+                    let bytes = (0..<headA + lengthA + headB + lengthB).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    let (a, b) = (Array(bytes[0..<headA + lengthA]), Array(bytes[(headA + lengthA)...]))
+                    var (first, second) = (SHA256(), SHA256())
+                    first.update(a[0..<headA])
+                    second.update(b[0..<headB])
+                    a[headA...].withUnsafeBytes { tailA in
+                        b[headB...].withUnsafeBytes { tailB in SHA256.update(&first, with: tailA, &second, with: tailB) }
+                    }
+                    let context = "heads \(headA) and \(headB), lengths \(lengthA) and \(lengthB)"
+                    #expect(first.finalize() == Self.hash(a, portable: true), "first: \(context)")
+                    #expect(second.finalize() == Self.hash(b, portable: true), "second: \(context)")
+                }
+            }
+        }
+    }
+
     /// 5 MB hashed whole and at random update() boundaries by both compressions; the digest is
     /// `sha256sum`'s for the same bytes.
     @Test func sha256_multiMegabyteBuffer_splitAtRandomBoundaries() {

@@ -18,7 +18,7 @@ import Testing
         #expect(!spool.isSpilled)
         #expect(budget.inUse == 8)
         #expect(try contents(spool) == Array("one\ntwo\n".utf8))
-        #expect(spool.digest() == SHA256.hash(Array("one\ntwo\n".utf8)))
+        #expect(try spool.digest() == SHA256.hash(Array("one\ntwo\n".utf8)))
     }
 
     @Test func spool_spillsPastItsLimit_keepsOrder_andReturnsTheBudget() throws {
@@ -34,7 +34,7 @@ import Testing
         #expect(budget.inUse == 0)
         #expect(spool.count == expected.count)
         #expect(try contents(spool) == expected)
-        #expect(spool.digest() == SHA256.hash(expected))
+        #expect(try spool.digest() == SHA256.hash(expected))
         // More after reading back is still kept in order.
         spool.append(Array("tail\n".utf8))
         #expect(try contents(spool) == expected + Array("tail\n".utf8))
@@ -91,6 +91,88 @@ import Testing
         FD.close(fd)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(text == "----- [0-1] -----\n" + String(repeating: String(repeating: "x", count: 99) + "\n", count: 10) + "----- [2] -----\nother\n")
+    }
+
+    /// Outputs alike in size and in their first 64 KiB but not after are told apart; equal ones
+    /// fold; the groups keep the ranks' order. Spilled output goes back out whole, also to a
+    /// descriptor `sendfile` cannot write (a file opened for appending).
+    @Test(arguments: [false, true]) func gather_outputsAlikeAtTheStart_areToldApartByTheRest(appending: Bool) throws {
+        let out = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(out) }
+        let path = out + "/stdout"
+        let fd = try FileDescriptor.open(path, .writeOnly, options: appending ? [.create, .append] : [.create]).release()
+        let printer = OutputPrinter(
+            mode: .gather, ranks: 0..<4, memoryLimitPerRank: 1000, memoryLimitTotal: 100_000, temporaryDirectory: out, stdoutFD: fd,
+            stderrFD: fd)
+        let line = Array(String(repeating: "y", count: 999).utf8) + [10]
+        let common = [UInt8](Array(repeating: line, count: 100).joined())
+        let tails = [Array("same\n".utf8), Array("diff\n".utf8), Array("same\n".utf8), Array("shorter\n".utf8)]
+        for rank in 0..<4 {
+            for piece in stride(from: 0, to: common.count, by: 7000) {
+                printer.output(rank: rank, stream: 1, bytes: Array(common[piece..<min(common.count, piece + 7000)]))
+            }
+            printer.output(rank: rank, stream: 1, bytes: tails[rank])
+        }
+        printer.finish(ranks: [0, 1, 2, 3], names: [:])
+        FD.close(fd)
+        let text = try FileIO.readAll(path)
+        let body = { (tail: String) in common + Array(tail.utf8) }
+        #expect(
+            text == Array("----- [0,2] -----\n".utf8) + body("same\n") + Array("----- [1] -----\n".utf8) + body("diff\n")
+                + Array("----- [3] -----\n".utf8) + body("shorter\n"))
+    }
+
+    @Test func identicalOutputs_readsWholeOutputsOnlyWhenTheirStartsAgree() {
+        var whole: [Int] = []
+        let groups = OutputPrinter.identicalOutputs([5, 1, 2, 3], size: { _ in 1 << 20 }) { rank, limit in
+            if limit == .max { whole.append(rank) }
+            // 5 and 2 agree at the start and in full; 1 and 3 at the start only.
+            let start: [Int: UInt8] = [5: 0, 2: 0, 1: 1, 3: 1]
+            let all: [Int: UInt8] = [5: 0, 2: 0, 1: 1, 3: 3]
+            return [(limit == .max ? all : start)[rank, default: 9]]
+        }
+        #expect(groups == [[5, 2], [1], [3]])
+        #expect(Set(whole) == [5, 1, 2, 3])
+        whole = []
+        _ = OutputPrinter.identicalOutputs([0, 1, 2], size: { _ in 1 << 20 }) { rank, _ in [UInt8(rank)] }
+        #expect(whole.isEmpty, "outputs that differ at the start were read back whole")
+    }
+
+    /// A rank's stdout is a pipe of one output batch: a rank that writes fast fills a batch
+    /// before it waits (the rank itself reads the size, F_GETPIPE_SZ).
+    @Test func rankStdout_isAPipeOfOneOutputBatch() throws {
+        let process = try RankProcess(
+            rank: 0, arguments: ["/usr/bin/python3", "-c", "import fcntl; print(fcntl.fcntl(1, 1032))"], environment: [],
+            directory: NSTemporaryDirectory(), controlGroupProcs: nil)
+        defer { process.closeDescriptors() }
+        var output: [UInt8] = []
+        process.pumpOutput { stream, frame, count in
+            if stream == 1 { output += frame[0..<count] }
+        }
+        #expect(String(decoding: output, as: UTF8.self) == "\(RankProcess.stdoutPipeSize)\n")
+    }
+
+    /// Labelled output is the line-by-line labelling, for sparse and dense line ends (lines
+    /// shorter than 8 bytes take the counted path) and with or without a final partial line.
+    @Test func prefixLines_matchesLineByLine_forEveryDensityOfLineEnds() {
+        var generator = SystemRandomNumberGenerator()
+        let prefix = Array("2026-03-07T04:05:06.007 [12] ".utf8)
+        for percent in [0, 1, 7, 12, 50, 100] {
+            for count in [1, 7, 8, 9, 100, 5000] {
+                let bytes: [UInt8] = (0..<count).map { _ in Int.random(in: 0..<100, using: &generator) < percent ? 10 : 65 }
+                var expected: [UInt8] = []
+                var line: [UInt8] = []
+                for byte in bytes {
+                    line.append(byte)
+                    if byte == 10 {
+                        expected += prefix + line
+                        line = []
+                    }
+                }
+                if !line.isEmpty { expected += prefix + line + [10] }
+                #expect(OutputPrinter.prefixLines(bytes, with: prefix) == expected, "\(count) bytes, \(percent)% line ends")
+            }
+        }
     }
 
     @Test func stamp_isLocalISO8601WithMilliseconds() {

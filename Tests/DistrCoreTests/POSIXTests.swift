@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Testing
 
 @testable import DistrCore
@@ -92,6 +94,47 @@ import Testing
         let result = try header.withUnsafeBytes { h in try body.withUnsafeBytes { try FD.writeNonblocking(mine.rawValue, h, $0) } }
         #expect(result == .bytes(5))
         #expect(try readAll(theirs.rawValue, count: 5) == [1, 2, 3, 4, 5])
+    }
+
+    /// A pipe asked for 256 KiB takes that much without its writer waiting.
+    @Test func setPipeSize_growsThePipe() throws {
+        let (readEnd, writeEnd) = try FD.pipe()
+        defer { for fd in [readEnd, writeEnd] { FD.close(fd) } }
+        let size = try #require(FD.setPipeSize(readEnd, bytes: 256 * 1024))
+        #expect(size >= 256 * 1024)
+        FD.setNonblocking(writeEnd)
+        let chunk = [UInt8](repeating: 7, count: 256 * 1024)
+        let result = try chunk.withUnsafeBytes { try FD.writeNonblocking(writeEnd, $0) }
+        #expect(result == .bytes(chunk.count))
+    }
+
+    /// Pieces written with one `writev` arrive whole and in order, also when the descriptor
+    /// takes them in short writes (a nonblocking pipe smaller than the whole).
+    @Test func writeAllPieces_writesEveryPieceInOrder() throws {
+        let (readEnd, writeEnd) = try FD.pipe()
+        defer { FD.close(readEnd) }
+        FD.setNonblocking(writeEnd)
+        let pieces: [[UInt8]] = [[1, 2, 3], [], [UInt8](repeating: 4, count: 200_000), [5], [UInt8](repeating: 6, count: 70_000)]
+        let expected = Array(pieces.joined())
+        let received = Mutex<[UInt8]>([])
+        let done = DispatchSemaphore(value: 0)
+        Threads.start(name: "pipe-reader") {
+            let bytes = (try? self.readAll(readEnd, count: expected.count)) ?? []  // A failed read shows as a mismatch below.
+            received.withLock { $0 = bytes }
+            done.signal()
+        }
+        try pieces[0].withUnsafeBytes { a in
+            try pieces[2].withUnsafeBytes { c in
+                try pieces[3].withUnsafeBytes { d in
+                    try pieces[4].withUnsafeBytes { e in
+                        try FD.writeAll(writeEnd, [a, UnsafeRawBufferPointer(start: nil, count: 0), c, d, e])
+                    }
+                }
+            }
+        }
+        FD.close(writeEnd)
+        done.wait()
+        #expect(received.withLock { $0 } == expected)
     }
 
     @Test func writeNonblocking_reportsWouldBlockWhenTheSocketIsFull() throws {

@@ -72,6 +72,162 @@ import Testing
             try ControlMessage.decode(type: raw.type, payload: raw.payload) == .output(rank: 5, stream: 2, timestamp: 1_234_567_890, bytes: bytes))
     }
 
+    /// A large batch leaves the worker as two frames split after a line end and sealed
+    /// together; the master's side of a real connection reads both, checks them two at a
+    /// time, and gets every byte back in order, each frame whole lines under the rank's header.
+    @Test func outputFrame_largeBatch_goesAsTwoFramesOfWholeLines_readBackByReceiveFrames() throws {
+        let lines = (0..<2000).map { "rank 3 line \($0) " + String(repeating: "x", count: 20) + "\n" }
+        let bytes = Array(lines.joined().utf8)
+        #expect(bytes.count >= OutputFrame.splitSize)
+        var frame = [UInt8](repeating: 0, count: OutputFrame.headroom) + bytes + [UInt8](repeating: 0, count: OutputFrame.tailroom)
+        let (workerEnd, masterEnd) = try FD.socketPair()
+        let worker = Connection(fd: workerEnd, peer: "m", keys: Self.keys, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        let master = Connection(fd: masterEnd, peer: "w", keys: Self.mirrored, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        defer {
+            worker.close()
+            master.close()
+        }
+        for _ in 0..<2 {
+            try frame.withUnsafeMutableBytes { raw in
+                try OutputFrame.send(raw, count: bytes.count, rank: 3, stream: 1, timestamp: 7, over: worker)
+            }
+        }
+        try worker.send(.heartbeat)
+        var outputs: [[UInt8]] = []
+        var sawEnd = false
+        while !sawEnd {
+            try master.receiveFrames(idle: .after(30)) { type, payload in
+                guard type == OutputFrame.type else {
+                    sawEnd = true
+                    return
+                }
+                let output = try #require(OutputFrame.parse(payload))
+                #expect(output.rank == 3 && output.stream == 1 && output.timestamp == 7)
+                outputs.append(Array(output.bytes))
+            }
+        }
+        #expect(outputs.count == 4, "each batch goes as two frames")
+        #expect(outputs.allSatisfy { $0.last == 10 }, "a frame ends inside a line")
+        #expect(Array(outputs.joined()) == bytes + bytes)
+    }
+
+    /// Pairs of frames sealed and opened together are the frames sealed and opened one at a
+    /// time: same bytes, same sequence, whichever way the other side works.
+    @Test func sealer_pairsMatchSingleFrames_andAPairWithAForgedSecondOpensOnlyTheFirst() throws {
+        let payloads: [[UInt8]] = [Array(repeating: 1, count: 5000), [], Array(repeating: 2, count: 64), Array(repeating: 3, count: 130)]
+        let single = sealed(payloads)
+        var pairSealer = FrameSealer(keys: Self.keys)
+        var paired: [UInt8] = []
+        for index in stride(from: 0, to: payloads.count, by: 2) {
+            var (headerA, headerB) = ([UInt8](repeating: 0, count: FrameDecoder.headerSize), [UInt8](repeating: 0, count: FrameDecoder.headerSize))
+            var (macA, macB) = ([UInt8](repeating: 0, count: FrameDecoder.macSize), [UInt8](repeating: 0, count: FrameDecoder.macSize))
+            let (a, b) = (payloads[index], payloads[index + 1])
+            // Each payload split into a head and a body, as the output frames are.
+            let (cutA, cutB) = (min(17, a.count), min(17, b.count))
+            headerA.withUnsafeMutableBytes { headerA in
+                headerB.withUnsafeMutableBytes { headerB in
+                    macA.withUnsafeMutableBytes { macA in
+                        macB.withUnsafeMutableBytes { macB in
+                            a.withUnsafeBytes { a in
+                                b.withUnsafeBytes { b in
+                                    pairSealer.seal(
+                                        (
+                                            7, headerA, UnsafeRawBufferPointer(rebasing: a[0..<cutA]), UnsafeRawBufferPointer(rebasing: a[cutA...]),
+                                            macA
+                                        ),
+                                        (
+                                            7, headerB, UnsafeRawBufferPointer(rebasing: b[0..<cutB]), UnsafeRawBufferPointer(rebasing: b[cutB...]),
+                                            macB
+                                        ))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            paired += headerA + a + macA + headerB + b + macB
+        }
+        #expect(paired == single)
+
+        var decoder = FrameDecoder(maxPayload: 1 << 16)
+        decoder.append(single)
+        var spans: [FrameSpan] = []
+        while let span = try decoder.nextSpan() { spans.append(span) }
+        #expect(spans.map(\.payloadCount) == payloads.map(\.count))
+        var opener = FrameSealer(keys: Self.mirrored)
+        try decoder.withBuffer { (buffer: UnsafeRawBufferPointer) throws in
+            for index in stride(from: 0, to: spans.count, by: 2) {
+                let (a, b) = (spans[index].parts(in: buffer), spans[index + 1].parts(in: buffer))
+                #expect(try opener.open((7, a.payload, a.mac), (7, b.payload, b.mac)) == 2)
+            }
+        }
+        // Opened in pairs, the sequence goes on as for single frames.
+        var more = FrameSealer(keys: Self.keys)
+        for payload in payloads { _ = more.seal(type: 7, payload: payload) }
+        try opener.open(
+            try #require(
+                try {
+                    var d = FrameDecoder(maxPayload: 64); d.append(more.seal(type: 7, payload: [9])); return try d.next()
+                }()))
+
+        // A forged second frame: the first still opens, the second does not.
+        var forged = single
+        forged[forged.count - 1] ^= 1
+        var fresh = FrameDecoder(maxPayload: 1 << 16)
+        fresh.append(forged)
+        var fresher = FrameSealer(keys: Self.mirrored)
+        var all: [FrameSpan] = []
+        while let span = try fresh.nextSpan() { all.append(span) }
+        try fresh.withBuffer { (buffer: UnsafeRawBufferPointer) throws in
+            let (a, b) = (all[0].parts(in: buffer), all[1].parts(in: buffer))
+            #expect(try fresher.open((7, a.payload, a.mac), (7, b.payload, b.mac)) == 2)
+            let (c, d) = (all[2].parts(in: buffer), all[3].parts(in: buffer))
+            #expect(try fresher.open((7, c.payload, c.mac), (7, d.payload, d.mac)) == 1)
+            #expect(throws: WireError.badMAC) { try fresher.open((7, d.payload, d.mac), (7, d.payload, d.mac)) }
+        }
+    }
+
+    /// `receiveFrames` hands over the good frames before a forged one, then reports it.
+    @Test func receiveFrames_deliversTheFramesBeforeAForgedOne_thenThrows() throws {
+        var stream = sealed([[1], [2], [3]])
+        stream[stream.count - 1] ^= 1
+        let (wire, end) = try FD.socketPair()
+        defer { FD.close(wire) }
+        let master = Connection(fd: end, peer: "w", keys: Self.mirrored, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        defer { master.close() }
+        try FD.writeAll(wire, stream)
+        var got: [[UInt8]] = []
+        #expect(throws: WireError.badMAC) {
+            while true { try master.receiveFrames(idle: .after(30)) { got.append(Array($1)) } }
+        }
+        #expect(got == [[1], [2]])
+    }
+
+    /// Bytes read straight into the decoder (`fill`) across many reads, with frames larger
+    /// than the first buffer, come out as the frames that went in.
+    @Test func decoder_fill_movesPartialFramesAndGrows() throws {
+        let payloads: [[UInt8]] = (0..<40).map { [UInt8](repeating: UInt8($0), count: ($0 * 7919) % 3000) }
+        let stream = sealed(payloads)
+        var decoder = FrameDecoder(maxPayload: 1 << 16, capacity: 1000)
+        var offset = 0
+        var got: [[UInt8]] = []
+        var opener = FrameSealer(keys: Self.mirrored)
+        while offset < stream.count {
+            let n = decoder.fill(minimum: 100) { space in
+                let n = min(space.count, 333, stream.count - offset)
+                stream.withUnsafeBytes { space.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<offset + n])) }
+                return n
+            }
+            offset += n
+            while let frame = try decoder.next() {
+                try opener.open(frame)
+                got.append(frame.payload)
+            }
+        }
+        #expect(got == payloads)
+        #expect(decoder.bufferedBytes == 0)
+    }
+
     @Test func decoder_rejectsFrameLargerThanLimitBeforeReadingIt() {
         var decoder = FrameDecoder(maxPayload: 100)
         decoder.append([0x7f, 0xff, 0xff, 0xff, 1])

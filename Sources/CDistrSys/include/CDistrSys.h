@@ -102,4 +102,8 @@ void cdistr_set_thread_name(const char *name);
 /// copy_file_range(in, NULL, out, NULL, len, 0).
 ssize_t cdistr_copy_file_range(int in, int out, size_t len);
 
+/// fcntl(fd, F_SETPIPE_SZ, size), then fcntl(fd, F_GETPIPE_SZ): the pipe's capacity in bytes
+/// afterwards, or -1 (errno set) when it could not be read.
+int cdistr_set_pipe_size(int fd, int size);
+
 #endif

@@ -15,6 +15,12 @@ package struct HMAC: Sendable {
     package mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 { inner.update(bytes) }
     package mutating func update(_ buffer: UnsafeRawBufferPointer) { inner.update(buffer) }
 
+    /// Feeds `a` to `first` and `b` to `second` with their blocks hashed two at a time
+    /// (`SHA256.update(_:with:_:with:)`).
+    package static func update(_ first: inout HMAC, with a: UnsafeRawBufferPointer, _ second: inout HMAC, with b: UnsafeRawBufferPointer) {
+        SHA256.update(&first.inner, with: a, &second.inner, with: b)
+    }
+
     package mutating func finalize() -> [UInt8] {
         let innerDigest = inner.finalize()
         outer.update(innerDigest)

@@ -58,6 +58,48 @@ package struct SHA256: Sendable {
         }
     }
 
+    /// Feeds `a` to `first` and `b` to `second`, exactly as `first.update(a)` and
+    /// `second.update(b)` would, but compresses the blocks the two have in common together
+    /// (`cdistr_sha256_blocks2`): one hash chain leaves the SHA unit idle between its rounds,
+    /// two fill it, so two frames' MACs cost little more than one.
+    package static func update(
+        _ first: inout SHA256, with a: UnsafeRawBufferPointer, _ second: inout SHA256, with b: UnsafeRawBufferPointer
+    ) {
+        guard first.usesKernel, second.usesKernel, var baseA = a.baseAddress, var baseB = b.baseAddress else {
+            first.update(a)
+            second.update(b)
+            return
+        }
+        // First the bytes that complete an unfinished block, one hash at a time.
+        let leadA = first.pendingCount > 0 ? min(64 - first.pendingCount, a.count) : 0
+        let leadB = second.pendingCount > 0 ? min(64 - second.pendingCount, b.count) : 0
+        first.update(UnsafeRawBufferPointer(start: baseA, count: leadA))
+        second.update(UnsafeRawBufferPointer(start: baseB, count: leadB))
+        baseA += leadA
+        baseB += leadB
+        var (countA, countB) = (a.count - leadA, b.count - leadB)
+        if first.pendingCount == 0, second.pendingCount == 0 {
+            let blocks = min(countA, countB) / 64
+            if blocks > 0 {
+                withUnsafeMutableBytes(of: &first.state) { stateA in
+                    withUnsafeMutableBytes(of: &second.state) { stateB in
+                        cdistr_sha256_blocks2(
+                            stateA.baseAddress!.assumingMemoryBound(to: UInt32.self), baseA.assumingMemoryBound(to: UInt8.self),
+                            stateB.baseAddress!.assumingMemoryBound(to: UInt32.self), baseB.assumingMemoryBound(to: UInt8.self), blocks)
+                    }
+                }
+                first.totalBytes &+= UInt64(blocks * 64)
+                second.totalBytes &+= UInt64(blocks * 64)
+                baseA += blocks * 64
+                baseB += blocks * 64
+                countA -= blocks * 64
+                countB -= blocks * 64
+            }
+        }
+        first.update(UnsafeRawBufferPointer(start: baseA, count: countA))
+        second.update(UnsafeRawBufferPointer(start: baseB, count: countB))
+    }
+
     package mutating func finalize() -> [UInt8] {
         let bitLength = totalBytes &* 8
         let marker = pendingCount

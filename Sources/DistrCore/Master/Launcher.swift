@@ -309,12 +309,21 @@ package final class Launcher: Sendable {
     private func serve(worker: Int, session: Session, sources: [BundleSource]) {
         perform(worker: worker, session: session, session.machine.withLock { $0.start() }, sources: sources)
         while session.machine.withLock({ $0.state }) != .ended {
-            let message: ControlMessage
             do {
-                message = try session.connection.receiveMessage()
-                if message == .workerHeartbeat { continue }
-                if case .workerShuttingDown = message {
-                    note("node \(links[worker].peer.label): shut down during the job" + (failsJob ? "; ending the job on every node" : ""))
+                try session.connection.receiveFrames { type, payload in
+                    // Output, the bulk of the traffic, is labelled where it was read.
+                    if type == OutputFrame.type, let output = OutputFrame.parse(payload),
+                        session.machine.withLock({ $0.acceptsOutput(rank: output.rank) })
+                    {
+                        deliverOutput(rank: output.rank, stream: output.stream, timestamp: output.timestamp, bytes: output.bytes)
+                        return
+                    }
+                    let message = try session.connection.message(type: type, payload: Array(payload))
+                    if message == .workerHeartbeat { return }
+                    if case .workerShuttingDown = message {
+                        note("node \(links[worker].peer.label): shut down during the job" + (failsJob ? "; ending the job on every node" : ""))
+                    }
+                    perform(worker: worker, session: session, session.machine.withLock { $0.received(message) }, sources: sources)
                 }
             } catch {
                 var silent = false
@@ -330,7 +339,6 @@ package final class Launcher: Sendable {
                 perform(worker: worker, session: session, actions, sources: sources)
                 break
             }
-            perform(worker: worker, session: session, session.machine.withLock { $0.received(message) }, sources: sources)
         }
         session.connection.close()
     }
@@ -363,12 +371,7 @@ package final class Launcher: Sendable {
             case .ready:
                 perform(policy.withLock { $0.workerReady(worker) })
             case .output(let rank, let stream, let timestamp, let bytes):
-                if let capture {
-                    capture.append(rank: rank, bytes: bytes)
-                } else {
-                    printer.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)
-                }
-                policy.withLock { $0.output(rank: rank, stream: stream, bytes: bytes) }
+                bytes.withUnsafeBytes { deliverOutput(rank: rank, stream: stream, timestamp: timestamp, bytes: $0) }
             case .rankExited(let rank, let status, let ended):
                 perform(policy.withLock { $0.rankExited(worker: worker, rank: rank, status: status, endedByDistr: ended) })
             case .finished(let kept, let error):
@@ -380,6 +383,17 @@ package final class Launcher: Sendable {
                     })
             }
         }
+    }
+
+    /// Hands a batch of a rank's output to the shell's capture or the printer, and its stderr
+    /// to the job policy (for the summary's last lines).
+    private func deliverOutput(rank: Int, stream: UInt8, timestamp: UInt64, bytes: UnsafeRawBufferPointer) {
+        if let capture {
+            capture.append(rank: rank, bytes: Array(bytes))
+        } else {
+            printer.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)
+        }
+        if stream == 2 { policy.withLock { $0.output(rank: rank, stream: stream, bytes: Array(bytes)) } }
     }
 
     /// Carries out the job policy's decisions.

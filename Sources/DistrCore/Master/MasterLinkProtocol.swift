@@ -35,6 +35,10 @@ package struct MasterLinkProtocol: Sendable {
     }
 
     package private(set) var state: State = .idle
+
+    /// Whether `.output` of `rank` is taken now (`received` turns it into an `.output` action),
+    /// asked without decoding the message: the master labels output where it was read.
+    package func acceptsOutput(rank: Int) -> Bool { state == .launched && spec.localRanks.contains(rank) }
     let spec: JobSpec
     private var held: [ControlMessage] = []
     private var cancelled = false
@@ -96,7 +100,7 @@ package struct MasterLinkProtocol: Sendable {
             state = .ready
             if spec.keepDirectory { keptDirectory = directory }
             return [.ready(directory: directory)]
-        case (.launched, .output(let rank, let stream, let timestamp, let bytes)) where spec.localRanks.contains(rank):
+        case (.launched, .output(let rank, let stream, let timestamp, let bytes)) where acceptsOutput(rank: rank):
             return [.output(rank: rank, stream: stream, timestamp: timestamp, bytes: bytes)]
         case (.launched, .rankExited(let rank, let status, let ended)) where spec.localRanks.contains(rank):
             return [.rankExited(rank: rank, status: status, endedByDistr: ended)]

@@ -57,6 +57,10 @@ package final class OutputFiles: Sendable {
     /// Appends `bytes` to the rank's file for `stream` (2: stderr). A file that cannot be written
     /// (disk full) is reported once, by `close`, and not written again.
     package func write(rank: Int, stream: UInt8, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { write(rank: rank, stream: stream, bytes: $0) }
+    }
+
+    package func write(rank: Int, stream: UInt8, bytes: UnsafeRawBufferPointer) {
         guard let pair = files.withLock({ $0[rank] }) else { return }
         let fd = stream == 2 ? pair.err : pair.out
         guard fd >= 0 else { return }

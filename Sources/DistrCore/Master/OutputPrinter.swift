@@ -70,42 +70,60 @@ package final class OutputPrinter: Sendable {
     }
 
     /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line)
-    /// with `prefix`; a final partial line gets its line end. One allocation of the exact
-    /// size, line ends found with `memchr`: the master labels every byte of live output.
+    /// with `prefix`; a final partial line gets its line end. Line ends are found with `memchr`,
+    /// in one pass: the master labels every byte of live output.
     static func prefixLines(_ bytes: [UInt8], with prefix: [UInt8]) -> [UInt8] {
-        guard !bytes.isEmpty else { return [] }
-        return bytes.withUnsafeBytes { source in
-            var lines = 0
-            var at = 0
-            while let end = Memory.firstIndex(of: 10, in: source, from: at) {
-                lines += 1
-                at = end + 1
-            }
-            let partial = at < source.count
-            if partial { lines += 1 }
-            let size = source.count + lines * prefix.count + (partial ? 1 : 0)
-            return [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
-                prefix.withUnsafeBytes { label in
-                    let target = UnsafeMutableRawBufferPointer(out)
-                    var written = 0
-                    var start = 0
-                    while start < source.count {
-                        let end = Memory.firstIndex(of: 10, in: source, from: start).map { $0 + 1 } ?? source.count
-                        UnsafeMutableRawBufferPointer(rebasing: target[written..<written + label.count]).copyMemory(from: label)
-                        written += label.count
-                        UnsafeMutableRawBufferPointer(rebasing: target[written..<written + end - start]).copyMemory(
-                            from: UnsafeRawBufferPointer(rebasing: source[start..<end]))
-                        written += end - start
-                        start = end
+        bytes.withUnsafeBytes { prefixLines($0, with: prefix) }
+    }
+
+    static func prefixLines(_ source: UnsafeRawBufferPointer, with prefix: [UInt8]) -> [UInt8] {
+        guard !source.isEmpty else { return [] }
+        // Room for a label every 8 bytes is enough for ordinary output; denser output (rare)
+        // has its lines counted first, for the exact size.
+        if let out = prefixLines(source, with: prefix, capacity: source.count + (source.count / 8 + 1) * prefix.count + 1) {
+            return out
+        }
+        var lines = 1
+        var at = 0
+        while let end = Memory.firstIndex(of: 10, in: source, from: at) {
+            lines += 1
+            at = end + 1
+        }
+        // Exact (or one label more than needed): cannot run short.
+        return prefixLines(source, with: prefix, capacity: source.count + lines * prefix.count + 1) ?? []
+    }
+
+    /// `prefixLines` into an array of `capacity` bytes; nil when they do not fit.
+    private static func prefixLines(_ source: UnsafeRawBufferPointer, with prefix: [UInt8], capacity: Int) -> [UInt8]? {
+        var fits = true
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { out, initialized in
+            prefix.withUnsafeBytes { label in
+                let target = UnsafeMutableRawBufferPointer(out)
+                var written = 0
+                var start = 0
+                while start < source.count {
+                    let end = Memory.firstIndex(of: 10, in: source, from: start).map { $0 + 1 } ?? source.count
+                    // The line, its label, and a line end for a final partial line.
+                    guard written + label.count + end - start + 1 <= capacity else {
+                        fits = false
+                        initialized = 0
+                        return
                     }
-                    if partial {
-                        target[written] = 10
-                        written += 1
-                    }
-                    initialized = written
+                    UnsafeMutableRawBufferPointer(rebasing: target[written..<written + label.count]).copyMemory(from: label)
+                    written += label.count
+                    UnsafeMutableRawBufferPointer(rebasing: target[written..<written + end - start]).copyMemory(
+                        from: UnsafeRawBufferPointer(rebasing: source[start..<end]))
+                    written += end - start
+                    start = end
                 }
+                if source[source.count - 1] != 10 {
+                    target[written] = 10
+                    written += 1
+                }
+                initialized = written
             }
         }
+        return fits ? out : nil
     }
 
     /// Prefixes every line of `bytes` with `[rank] `.
@@ -126,6 +144,12 @@ package final class OutputPrinter: Sendable {
 
     /// One batch of a rank's output; `timestamp` is when the worker read it (ns since the epoch).
     package func output(rank: Int, stream: UInt8, timestamp: UInt64 = 0, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { output(rank: rank, stream: stream, timestamp: timestamp, bytes: $0) }
+    }
+
+    /// One batch of a rank's output, where the connection read it (labelled or held without
+    /// being copied into a message first).
+    package func output(rank: Int, stream: UInt8, timestamp: UInt64 = 0, bytes: UnsafeRawBufferPointer) {
         files?.write(rank: rank, stream: stream, bytes: bytes)
         let stamp = timestamps ? Array(Self.stamp(LocalTime(nanosecondsSinceEpoch: timestamp)).utf8) : []
         switch mode {
@@ -133,13 +157,35 @@ package final class OutputPrinter: Sendable {
             let text = Self.prefixLines(bytes, with: stamp + Array("[\(rank)] ".utf8))
             writeLock.withLock { _ in emit(stream == 2 ? stderrFD : stdoutFD, text) }
         case .group, .gather:
-            guard let entry = held[rank] else { return }
-            var chunk = timestamps ? Self.prefixLines(bytes, with: stamp) : bytes
-            if chunk.last != 10 { chunk.append(10) }
+            guard let entry = held[rank], !bytes.isEmpty else { return }
             entry.spools.withLock { spools in
-                if stream == 2 { spools.err.append(chunk) } else { spools.out.append(chunk) }
+                let spool = stream == 2 ? spools.err : spools.out
+                if timestamps {
+                    spool.append(Self.prefixLines(bytes, with: stamp))
+                } else {
+                    spool.append(bytes)
+                    if bytes.last != 10 { spool.append([10]) }
+                }
             }
         }
+    }
+
+    /// The `--gather` groups: ranks whose outputs are byte for byte the same, in first-seen
+    /// order. Outputs are told apart by their size and the digest of their first 64 KiB
+    /// (`digest(rank, limit)`), and only ranks still alike then by the digest of all of it:
+    /// outputs that differ early (the usual case for large ones) are never read back whole.
+    package static func identicalOutputs(_ ranks: [Int], size: (Int) -> Int, digest: (Int, Int) -> [UInt8]) -> [[Int]] {
+        struct Key: Hashable {
+            var size: Int
+            var digest: [UInt8]
+        }
+        let prefix = 64 * 1024
+        var result: [[Int]] = []
+        for group in groups(ranks, key: { Key(size: size($0), digest: digest($0, prefix)) }) {
+            result += group.count == 1 || size(group[0]) <= prefix ? [group] : groups(group) { digest($0, .max) }
+        }
+        let order = Dictionary(ranks.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        return result.sorted { order[$0[0], default: 0] < order[$1[0], default: 0] }
     }
 
     /// Ranks in first-seen order of their key: each group lists the ranks whose key is equal.
@@ -168,7 +214,7 @@ package final class OutputPrinter: Sendable {
         guard mode != .live else { return }
         func copy(_ spool: OutputSpool, rank: Int, to fd: Int32, header: [UInt8]) {
             Self.write(fd, header)
-            do { try spool.forEachPiece { Self.write(fd, $0) } } catch {
+            do { try spool.write(to: fd) } catch {
                 problems.append("rank \(rank)'s held output could not be read back (\(error)); it is incomplete")
             }
         }
@@ -192,16 +238,15 @@ package final class OutputPrinter: Sendable {
             }
         case .gather:
             for (stream, fd) in [(0, stdoutFD), (2, stderrFD)] {
-                struct Key: Hashable {
-                    var count: Int
-                    var digest: [UInt8]
-                }
                 func withSpool<T: Sendable>(_ rank: Int, _ body: (OutputSpool) -> T) -> T? {
                     held[rank]?.spools.withLock { body(stream == 2 ? $0.err : $0.out) }
                 }
                 let shown = stream == 0 ? ranks : ranks.filter { (withSpool($0) { $0.count } ?? 0) > 0 }
-                let groups = Self.groups(shown) { rank in
-                    withSpool(rank) { Key(count: $0.count, digest: $0.digest()) } ?? Key(count: 0, digest: [])
+                let groups = Self.identicalOutputs(shown, size: { withSpool($0) { $0.count } ?? 0 }) { rank, limit in
+                    withSpool(rank) { spool in
+                        // Unreadable: a group of its own (the copy below reports it).
+                        (try? spool.digest(limit: limit)) ?? Array("unreadable \(rank)".utf8)  // As said.
+                    } ?? []
                 }
                 for group in groups {
                     let header = Array("----- \(Self.fold(group)) -----\n".utf8)

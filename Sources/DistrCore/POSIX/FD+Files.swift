@@ -22,6 +22,20 @@ extension FD {
         try retryingEINTR("pread") { Glibc.pread(fd, buffer, count, off_t(offset)) }
     }
 
+    /// Copies up to `count` bytes of `input` from `offset` to `output` in the kernel, without
+    /// moving `input`'s file position; returns the count copied (0 at the end of `input`).
+    /// Retries EINTR and waits on a full nonblocking `output`. The corresponding C function is `sendfile`.
+    /// - Throws: `SystemError` from `sendfile` (`EINVAL` where `output` cannot take it: copy
+    ///   with `read` and `write` instead).
+    package static func sendFile(from input: Int32, at offset: Int, count: Int, to output: Int32) throws(SystemError) -> Int {
+        var position = off_t(offset)
+        while true {
+            let n = Glibc.sendfile(output, input, &position, count)
+            if n >= 0 { return n }
+            try retryOrWaitWritable(output, after: "sendfile")
+        }
+    }
+
     /// True when `fd` is a terminal. The corresponding C function is `isatty`.
     package static func isTerminal(_ fd: Int32) -> Bool { isatty(fd) == 1 }
 }

@@ -25,13 +25,45 @@ package enum FD {
                 offset += n
                 continue
             }
-            let code = Glibc.errno
-            if code == EINTR { continue }
-            if code == EAGAIN || code == EWOULDBLOCK {
-                try waitWritable(fd)
+            try retryOrWaitWritable(fd, after: "write")
+        }
+    }
+
+    /// After a failed write-like call on `fd`: returns for EINTR (try again), waits with `poll`
+    /// for EAGAIN (a full nonblocking descriptor; then try again), throws anything else. Reads
+    /// errno at once.
+    /// - Throws: `SystemError` naming `call`.
+    static func retryOrWaitWritable(_ fd: Int32, after call: String) throws(SystemError) {
+        let code = Glibc.errno
+        if code == EINTR { return }
+        if code == EAGAIN || code == EWOULDBLOCK {
+            try waitWritable(fd)
+            return
+        }
+        throw SystemError(call, errno: code)
+    }
+
+    /// Writes all of `pieces` in order, with one `writev` while they fit, retrying short writes
+    /// and EINTR, waiting with `poll` on a full nonblocking descriptor.
+    package static func writeAll(_ fd: Int32, _ pieces: [UnsafeRawBufferPointer]) throws(SystemError) {
+        var vectors = pieces.filter { !$0.isEmpty }.map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.baseAddress), iov_len: $0.count) }
+        var first = 0
+        while first < vectors.count {
+            let n = vectors.withUnsafeMutableBufferPointer { writev(fd, $0.baseAddress! + first, Int32(min($0.count - first, 1024))) }
+            if n < 0 {
+                try retryOrWaitWritable(fd, after: "writev")
                 continue
             }
-            throw SystemError("write", errno: code)
+            // Drop what was written: whole pieces, then the start of the next.
+            var left = n
+            while first < vectors.count && left >= vectors[first].iov_len {
+                left -= vectors[first].iov_len
+                first += 1
+            }
+            if left > 0 {
+                vectors[first].iov_base = vectors[first].iov_base.map { $0 + left }
+                vectors[first].iov_len -= left
+            }
         }
     }
 
@@ -97,6 +129,16 @@ package enum FD {
     package static func setNonblocking(_ fd: Int32, _ on: Bool = true) {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
+    }
+
+    /// Asks for a pipe of `bytes` capacity (the kernel rounds it up to a power of two pages);
+    /// returns the capacity the pipe has afterwards, or nil when it cannot be read. A refusal
+    /// (past `/proc/sys/fs/pipe-max-size` or the user's pipe quota) is not an error: the pipe
+    /// keeps its size. The corresponding C function is `fcntl(F_SETPIPE_SZ)`.
+    @discardableResult
+    package static func setPipeSize(_ fd: Int32, bytes: Int) -> Int? {
+        let size = cdistr_set_pipe_size(fd, Int32(clamping: bytes))
+        return size > 0 ? Int(size) : nil
     }
 
     /// A close-on-exec pipe: (read end, write end).

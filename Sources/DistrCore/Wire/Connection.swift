@@ -13,7 +13,7 @@ package final class Connection: Sendable {
     let frameTimeout: Double
     private let keys: SessionKeys
     private let sender: Mutex<FrameSealer>
-    private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder, scratch: [UInt8])>
+    private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder)>
     private let closed = Atomic<Bool>(false)
     /// Heartbeat bookkeeping once `watch` has been called (nil: the peer may be silent for ever).
     private let liveness = Mutex<Liveness?>(nil)
@@ -27,11 +27,16 @@ package final class Connection: Sendable {
         self.frameTimeout = frameTimeout
         let sealer = FrameSealer(keys: keys, headerOnlyTypes: headerOnlyTypes)
         sender = Mutex(sealer)
-        // The read buffer is left uninitialised: a connection that carries a few small frames
-        // touches one page of it, not 256 KiB (a worker makes one per job).
-        let scratch = [UInt8](unsafeUninitializedCapacity: 256 * 1024) { _, count in count = 256 * 1024 }
-        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload), scratch))
+        // Frames are read straight into the decoder's buffer, which is left uninitialised: a
+        // connection that carries a few small frames touches one page of it, not 1 MiB (a worker
+        // makes one per job), and one that carries bulk output reads it in large pieces.
+        receiver = Mutex((sealer, FrameDecoder(maxPayload: maxPayload, capacity: Self.readBufferSize)))
     }
+
+    /// The receive buffer's first size (it grows for a frame that does not fit).
+    static let readBufferSize = 1 << 20
+    /// The least room a read is given.
+    static let minimumRead = 64 * 1024
 
     deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }
 
@@ -118,6 +123,17 @@ package final class Connection: Sendable {
         try result.get()
     }
 
+    /// Sends frames whose bytes lie in several places: `seal` runs under the send lock (so
+    /// sequence numbers follow wire order) and writes the headers and MACs (see
+    /// `FrameSealer.seal(_:_:)`), then `pieces` are written in order with `writev`.
+    package func send(pieces: [UnsafeRawBufferPointer], sealedBy seal: (inout FrameSealer) -> Void) throws(SystemError) {
+        let result = sender.withLock { sealer in
+            seal(&sealer)
+            return Result { () throws(SystemError) in try FD.writeAll(fd, pieces) }
+        }
+        try result.get()
+    }
+
     /// The next frame, authenticated. Waits until `idle` for a frame to begin; once one has
     /// begun, at most `frameTimeout` seconds for the rest of it.
     /// - Throws: `WireError.closed` at end of stream, `.badMAC` on a forged frame,
@@ -130,30 +146,77 @@ package final class Connection: Sendable {
                     try state.sealer.open(frame)
                     return (frame.type, frame.payload)
                 }
-                if state.decoder.bufferedBytes > 0 && frameDeadline == nil { frameDeadline = .after(frameTimeout) }
-                let watched = liveness.withLock { $0 }
-                let deadline = min(frameDeadline ?? idle, watched.map { Deadline(instant: $0.deadline) } ?? .never)
-                let readable: Bool
-                do { readable = try FD.waitReadable(fd, until: deadline) } catch {
-                    throw silence(at: Clock.now) ?? error
-                }
-                guard readable else {
-                    if let silent = silence(at: Clock.now) { throw silent }
-                    throw WireError.stalled(
-                        frameDeadline == nil
-                            ? "no message within the time allowed"
-                            : "a frame was not completed within \(frameTimeout) s")
-                }
-                let n: Int
-                do { n = try FD.read(fd, into: &state.scratch) } catch {
-                    // ETIMEDOUT (TCP_USER_TIMEOUT) or a reset after the peer went quiet.
-                    throw silence(at: Clock.now) ?? error
-                }
-                if n == 0 { throw silence(at: Clock.now) ?? WireError.closed }
-                liveness.withLock { $0?.heard(at: Clock.now) }
-                state.scratch.withUnsafeBytes { state.decoder.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+                try readMore(&state.decoder, frameDeadline: &frameDeadline, idle: idle)
             }
         }
+    }
+
+    /// Receives the frames that have arrived (waiting for at least one, as `receive` does) and
+    /// hands each, authenticated, to `body` in order: its type and its payload where it was
+    /// read, valid only during the call. No frame is copied; consecutive frames have their MACs
+    /// checked two at a time. Returns after the frames one read brought, so the caller can look
+    /// at its own state between batches.
+    /// - Throws: as `receive`, and what `body` throws; a forged frame is reported after the
+    ///   good frames before it have been handed over.
+    package func receiveFrames(idle: Deadline = .never, _ body: (UInt8, UnsafeRawBufferPointer) throws -> Void) throws {
+        try receiver.withLock { state in
+            var frameDeadline: Deadline?
+            var spans: [FrameSpan] = []
+            while spans.isEmpty {
+                while let span = try state.decoder.nextSpan() { spans.append(span) }
+                if spans.isEmpty { try readMore(&state.decoder, frameDeadline: &frameDeadline, idle: idle) }
+            }
+            try state.decoder.withBuffer { buffer in
+                var index = 0
+                while index < spans.count {
+                    let (payload, mac) = spans[index].parts(in: buffer)
+                    guard index + 1 < spans.count else {
+                        try state.sealer.open(type: spans[index].type, payload: payload, mac: mac)
+                        try body(spans[index].type, payload)
+                        return
+                    }
+                    let (nextPayload, nextMAC) = spans[index + 1].parts(in: buffer)
+                    let good = try state.sealer.open(
+                        (spans[index].type, payload, mac), (spans[index + 1].type, nextPayload, nextMAC))
+                    try body(spans[index].type, payload)
+                    guard good == 2 else { throw WireError.badMAC }
+                    try body(spans[index + 1].type, nextPayload)
+                    index += 2
+                }
+            }
+        }
+    }
+
+    /// Waits for more bytes (until `idle` before a frame has begun, `frameTimeout` once one has)
+    /// and reads them into `decoder`.
+    private func readMore(_ decoder: inout FrameDecoder, frameDeadline: inout Deadline?, idle: Deadline) throws {
+        if decoder.bufferedBytes > 0 && frameDeadline == nil { frameDeadline = .after(frameTimeout) }
+        let watched = liveness.withLock { $0 }
+        let deadline = min(frameDeadline ?? idle, watched.map { Deadline(instant: $0.deadline) } ?? .never)
+        let readable: Bool
+        do { readable = try FD.waitReadable(fd, until: deadline) } catch {
+            throw silence(at: Clock.now) ?? error
+        }
+        guard readable else {
+            if let silent = silence(at: Clock.now) { throw silent }
+            throw WireError.stalled(
+                frameDeadline == nil
+                    ? "no message within the time allowed"
+                    : "a frame was not completed within \(frameTimeout) s")
+        }
+        // Room for the rest of a frame that has begun, so a large one arrives in few reads.
+        let room = max(Self.minimumRead, (decoder.partialFrameSize ?? 0) - decoder.bufferedBytes)
+        let n: Int
+        do {
+            n = try decoder.fill(minimum: room) { space throws(SystemError) in
+                try FD.read(fd, into: space.baseAddress.unsafelyUnwrapped, count: space.count)  // room > 0: never empty.
+            }
+        } catch {
+            // ETIMEDOUT (TCP_USER_TIMEOUT) or a reset after the peer went quiet.
+            throw silence(at: Clock.now) ?? error
+        }
+        if n == 0 { throw silence(at: Clock.now) ?? WireError.closed }
+        liveness.withLock { $0?.heard(at: Clock.now) }
     }
 
     /// `WireError.silent` when the watched peer has been quiet for its timeout (the heartbeat

@@ -342,6 +342,12 @@ extension Connection {
     /// - Throws: what `receive(idle:)` throws, or `WireError` for a malformed message.
     package func receiveMessage(idle: Deadline = .never) throws -> ControlMessage {
         let (type, payload) = try receive(idle: idle)
+        return try message(type: type, payload: payload)
+    }
+
+    /// Decodes a received frame (from `receiveFrames`) as `receiveMessage` does.
+    /// - Throws: `WireError` for a malformed message.
+    package func message(type: UInt8, payload: [UInt8]) throws -> ControlMessage {
         let message = try ControlMessage.decode(type: type, payload: payload)
         if case .jobStart(var spec) = message {
             guard spec.jobKey.count == 32 else { throw WireError.refused("the job key must be 32 bytes") }
