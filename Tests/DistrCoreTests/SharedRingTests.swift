@@ -24,6 +24,29 @@ final class TestRing {
     func poke(_ offset: Int, _ value: UInt64) { (base + offset).storeBytes(of: value, as: UInt64.self) }
 }
 
+/// A node (rank 0) with a ring connection from `peer`, as the worker sets one up: the sending
+/// side's socket end and its mapping of the 64 KiB ring (`close` closes both).
+struct RingConnection {
+    let node: Node
+    let theirs: Int32
+    let segment: Int32
+    let sending: RingMemory
+
+    init(count: Int, from peer: Int) throws {
+        node = try PeerInputTests.node(id: 0, count: count)
+        let (theirs, mine) = try FD.socketPair()
+        self.theirs = theirs
+        segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
+        sending = try Node.mapRing(segment, peer: 0)
+        node.handleAgentMessage(.incomingShared(from: peer), fds: [mine, try FD.duplicate(segment)])
+    }
+
+    func close() {
+        FD.close(theirs)
+        FD.close(segment)
+    }
+}
+
 extension RingWriter {
     mutating func write(_ bytes: [UInt8]) throws -> (count: Int, wake: Bool) {
         try bytes.withUnsafeBytes { try write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
@@ -299,29 +322,22 @@ extension RingReader {
     }
 
     @Test func ringChannel_corruptHeadFailsReceivesFromThatRank() async throws {
-        let node = try PeerInputTests.node(id: 0, count: 3)
-        let (theirs, mine) = try FD.socketPair()
-        defer { FD.close(theirs) }
-        let segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
-        defer { FD.close(segment) }
-        let hostile = try Node.mapRing(segment, peer: 0)
-        node.handleAgentMessage(.incomingShared(from: 2), fds: [mine, try FD.duplicate(segment)])
+        let connection = try RingConnection(count: 3, from: 2)
+        let node = connection.node
+        defer { connection.close() }
         let waiting = Task { try await node.recv(Int.self, from: 2) }
-        SharedWord.storeRelease(hostile.base, SharedRing.headOffset, 1 << 40)
-        Doorbell.ring(theirs)
+        SharedWord.storeRelease(connection.sending.base, SharedRing.headOffset, 1 << 40)
+        Doorbell.ring(connection.theirs)
         let expected = NodeError.corruptRing(rank: 2, detail: "it reports having written to byte 1099511627776 with 0 read, in a ring of 65536")
         await #expect(throws: expected) { try await waiting.value }
         await #expect(throws: expected) { try await node.recv(Int.self, from: 2) }
     }
 
     @Test func ringChannel_aReceiveThatParksAsksForTheDoorbellItNeeds() async throws {
-        let node = try PeerInputTests.node(id: 0, count: 2)
-        let (theirs, mine) = try FD.socketPair()
-        defer { FD.close(theirs) }
-        let segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
-        defer { FD.close(segment) }
-        var writer = RingWriter(memory: try Node.mapRing(segment, peer: 0), peer: 0)
-        node.handleAgentMessage(.incomingShared(from: 1), fds: [mine, try FD.duplicate(segment)])
+        let connection = try RingConnection(count: 2, from: 1)
+        let node = connection.node
+        defer { connection.close() }
+        var writer = RingWriter(memory: connection.sending, peer: 0)
         for round in 0..<10 {
             // The receive spins, sleeps on the ring, then parks; only then does the sender write,
             // ringing the doorbell only if asked (a receive that spun leaves the ring quiet).
@@ -332,21 +348,19 @@ extension RingReader {
             #expect(count == frame.count)
             // Without the request the message would sit in the ring, unannounced.
             #expect(wake, "round \(round)")
-            Doorbell.ring(theirs)
+            Doorbell.ring(connection.theirs)
             #expect(try await waiting.value == round)
         }
     }
 
     @Test func ringLink_aSendLargerThanTheRingCompletesWithNoReceiveWaiting() async throws {
-        let node = try PeerInputTests.node(id: 0, count: 2)
-        let (theirs, mine) = try FD.socketPair()
-        let segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
-        defer { FD.close(segment) }
-        let memory = try Node.mapRing(segment, peer: 0)
-        node.handleAgentMessage(.incomingShared(from: 1), fds: [mine, try FD.duplicate(segment)])
+        let connection = try RingConnection(count: 2, from: 1)
+        let node = connection.node
+        defer { FD.close(connection.segment) }
         // As after a receive that found its message by spinning: the receiver asks for no doorbell.
-        SharedWord.store32(memory.base, SharedRing.receiverSleepingOffset, 0)
-        let link = OutgoingLink(fd: theirs, rank: 0, ring: RingWriter(memory: memory, peer: 0), spinBudget: 0)
+        SharedWord.store32(connection.sending.base, SharedRing.receiverSleepingOffset, 0)
+        // The link owns (and closes) the sending socket.
+        let link = OutgoingLink(fd: connection.theirs, rank: 0, ring: RingWriter(memory: connection.sending, peer: 0), spinBudget: 0)
         let big = [UInt8](repeating: 4, count: 300_000)
         // Buffered: the send completes though nobody receives (the full ring rings the doorbell
         // itself, and the receiver's progress thread empties it into the mailbox).

@@ -76,9 +76,9 @@ final class IncomingChannel: Sendable {
         return ended ? .closed : .drained(moved: moved)
     }
 
-    /// Before the progress thread sleeps: asks the ring's sender to ring the doorbell after its
-    /// next write. True when bytes are already waiting (drain instead of sleeping). Always
-    /// false without a ring (the socket itself wakes the thread).
+    /// Asks the ring's sender to ring the doorbell after its next write (for the progress thread:
+    /// a receive parks, or the channel is new). True when bytes are already waiting (drain
+    /// instead of waiting). Always false without a ring (the socket itself wakes the thread).
     func prepareToSleep() -> Bool {
         guard hasRing, !closed else { return false }
         return reader.withLock { reader in
