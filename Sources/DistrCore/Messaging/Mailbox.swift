@@ -112,7 +112,8 @@ final class Mailbox: Sendable {
         state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }
     }
 
-    /// Receives parked and waiting for a message (tests use it to reach the waiting path).
+    /// Receives parked and waiting for a message (a ring's reader asks for the doorbell while
+    /// there are any; tests use it to reach the waiting path).
     var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }

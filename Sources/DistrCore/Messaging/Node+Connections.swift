@@ -163,7 +163,9 @@ extension Node {
         if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
         if source != id {
             let channels = progress.channels(from: source)
-            let plan = spin.withLock { $0.plan(canSleep: channels.count == 1 && channels[0].hasRing) }
+            // Sleeping on one ring misses nothing only when that ring is the one way the message
+            // can come (not `.any`: another task of this rank may send to itself).
+            let plan = spin.withLock { $0.plan(canSleep: source != nil && channels.count == 1 && channels[0].hasRing) }
             if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 {
                 let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
                 spin.withLock { $0.record(outcome, planned: plan) }
