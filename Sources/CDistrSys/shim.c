@@ -2,6 +2,7 @@
 #include <sys/ioctl.h>
 #include "CDistrSys.h"
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -188,3 +189,10 @@ ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t re
     struct iovec from = {.iov_base = (void *)(uintptr_t)remote, .iov_len = len};
     return process_vm_readv((pid_t)pid, &to, 1, &from, 1, 0);
 }
+
+int cdistr_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec timeout = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
+    return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0);
+}
+
+int cdistr_futex_wake(uint32_t *word, int count) { return (int)syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0); }

@@ -24,6 +24,29 @@ final class TestRing {
     func poke(_ offset: Int, _ value: UInt64) { (base + offset).storeBytes(of: value, as: UInt64.self) }
 }
 
+/// A node (rank 0) with a ring connection from `peer`, as the worker sets one up: the sending
+/// side's socket end and its mapping of the 64 KiB ring (`close` closes both).
+struct RingConnection {
+    let node: Node
+    let theirs: Int32
+    let segment: Int32
+    let sending: RingMemory
+
+    init(count: Int, from peer: Int) throws {
+        node = try PeerInputTests.node(id: 0, count: count)
+        let (theirs, mine) = try FD.socketPair()
+        self.theirs = theirs
+        segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
+        sending = try Node.mapRing(segment, peer: 0)
+        node.handleAgentMessage(.incomingShared(from: peer), fds: [mine, try FD.duplicate(segment)])
+    }
+
+    func close() {
+        FD.close(theirs)
+        FD.close(segment)
+    }
+}
+
 extension RingWriter {
     mutating func write(_ bytes: [UInt8]) throws -> (count: Int, wake: Bool) {
         try bytes.withUnsafeBytes { try write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
@@ -38,7 +61,7 @@ extension RingReader {
     }
 }
 
-@Suite struct SharedRingTests {
+@Suite(.hangGuard) struct SharedRingTests {
     // MARK: Pure index arithmetic
 
     @Test func unread_isTheDistanceAndRejectsImpossiblePairs() {
@@ -133,6 +156,42 @@ extension RingReader {
         #expect(try writer.prepareToSleep() == true)
     }
 
+    @Test func aWriteWakesTheReceiverSleepingOnTheRingOnce() throws {
+        let ring = TestRing()
+        var writer = ring.writer()
+        // What `sleepUntilWritten` sets before it sleeps: the write claims it (and wakes the thread).
+        SharedWord.store32(ring.base, SharedRing.receiverWaitingOffset, 1)
+        _ = try writer.write([1])
+        #expect(SharedWord.load32(ring.base, SharedRing.receiverWaitingOffset) == 0)
+        // Nobody sleeps: the flag stays clear, and a write does not set it.
+        _ = try writer.write([2])
+        #expect(SharedWord.load32(ring.base, SharedRing.receiverWaitingOffset) == 0)
+    }
+
+    @Test func sleepUntilWritten_returnsAtOnceWhenBytesAreThere() throws {
+        let ring = TestRing()
+        var writer = ring.writer()
+        _ = try writer.write([1, 2])
+        // Nothing read yet: the published tail is behind the head, so no sleep (an hour otherwise).
+        ring.memory.sleepUntilWritten(timeout: 3600)
+        #expect(SharedWord.load32(ring.base, SharedRing.receiverWaitingOffset) == 0)
+    }
+
+    @Test func sleepUntilWritten_endsWhenTheSenderWrites() async throws {
+        let fd = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
+        defer { FD.close(fd) }
+        // Two mappings of one segment, as two ranks have.
+        var writer = RingWriter(memory: try Node.mapRing(fd, peer: 1), peer: 1)
+        let receiving = try Node.mapRing(fd, peer: 0)
+        async let slept: Void = onDedicatedThread(name: "sleeper") { receiving.sleepUntilWritten(timeout: 3600) }
+        // Wait (spinning, no sleep) until the thread says it is going to sleep, then write.
+        while SharedWord.load32(receiving.base, SharedRing.receiverWaitingOffset) == 0 { await Task.yield() }
+        _ = try writer.write([7])
+        // Without the wake the thread sleeps the hour, and the suite's time limit fails the test.
+        try await slept
+        #expect(receiving.mayHaveUnread)
+    }
+
     // MARK: A hostile peer
 
     @Test func aHeadBeyondTheCapacityIsAnErrorNamingTheWriter() throws {
@@ -194,10 +253,11 @@ extension RingReader {
         for round in 0..<500 {
             var script: [UInt8] = []
             for _ in 0..<Int.random(in: 1...40, using: &generator) {
-                let operation = UInt8.random(in: 0...255, using: &generator)
-                // Mostly reads and writes; an index overwrite now and then.
-                script.append(round % 3 == 0 ? operation : operation & 1)
-                for _ in 0..<(operation % 4 < 2 || round % 3 != 0 ? 2 : 8) { script.append(UInt8.random(in: 0...0x1F, using: &generator)) }
+                // Mostly reads and writes; an index or flag overwrite now and then.
+                let operation = round % 3 == 0 ? UInt8.random(in: 0...255, using: &generator) : UInt8.random(in: 0...1, using: &generator)
+                script.append(operation)
+                let operandBytes = [2, 2, 8, 8, 4, 4, 4, 0][Int(operation % 8)]
+                for _ in 0..<operandBytes { script.append(UInt8.random(in: 0...0x1F, using: &generator)) }
             }
             FuzzTarget.sharedRing(script)
         }
@@ -262,19 +322,50 @@ extension RingReader {
     }
 
     @Test func ringChannel_corruptHeadFailsReceivesFromThatRank() async throws {
-        let node = try PeerInputTests.node(id: 0, count: 3)
-        let (theirs, mine) = try FD.socketPair()
-        defer { FD.close(theirs) }
-        let segment = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
-        defer { FD.close(segment) }
-        let hostile = try Node.mapRing(segment, peer: 0)
-        node.handleAgentMessage(.incomingShared(from: 2), fds: [mine, try FD.duplicate(segment)])
+        let connection = try RingConnection(count: 3, from: 2)
+        let node = connection.node
+        defer { connection.close() }
         let waiting = Task { try await node.recv(Int.self, from: 2) }
-        SharedWord.storeRelease(hostile.base, SharedRing.headOffset, 1 << 40)
-        Doorbell.ring(theirs)
+        SharedWord.storeRelease(connection.sending.base, SharedRing.headOffset, 1 << 40)
+        Doorbell.ring(connection.theirs)
         let expected = NodeError.corruptRing(rank: 2, detail: "it reports having written to byte 1099511627776 with 0 read, in a ring of 65536")
         await #expect(throws: expected) { try await waiting.value }
         await #expect(throws: expected) { try await node.recv(Int.self, from: 2) }
+    }
+
+    @Test func ringChannel_aReceiveThatParksAsksForTheDoorbellItNeeds() async throws {
+        let connection = try RingConnection(count: 2, from: 1)
+        let node = connection.node
+        defer { connection.close() }
+        var writer = RingWriter(memory: connection.sending, peer: 0)
+        for round in 0..<10 {
+            // The receive spins, sleeps on the ring, then parks; only then does the sender write,
+            // ringing the doorbell only if asked (a receive that spun leaves the ring quiet).
+            let waiting = Task { try await node.recv(Int.self, from: 1, tag: round) }
+            while node.mailbox.waiterCount == 0 { await Task.yield() }
+            let frame = RankFrame(encoding: .codable, tag: round, length: 8).header() + (try BinaryEncoder().encode(round))
+            let (count, wake) = try frame.withUnsafeBytes { try writer.write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            #expect(count == frame.count)
+            // Without the request the message would sit in the ring, unannounced.
+            #expect(wake, "round \(round)")
+            Doorbell.ring(connection.theirs)
+            #expect(try await waiting.value == round)
+        }
+    }
+
+    @Test func ringLink_aSendLargerThanTheRingCompletesWithNoReceiveWaiting() async throws {
+        let connection = try RingConnection(count: 2, from: 1)
+        let node = connection.node
+        defer { FD.close(connection.segment) }
+        // As after a receive that found its message by spinning: the receiver asks for no doorbell.
+        SharedWord.store32(connection.sending.base, SharedRing.receiverSleepingOffset, 0)
+        // The link owns (and closes) the sending socket.
+        let link = OutgoingLink(fd: connection.theirs, rank: 0, ring: RingWriter(memory: connection.sending, peer: 0), spinBudget: 0)
+        let big = [UInt8](repeating: 4, count: 300_000)
+        // Buffered: the send completes though nobody receives (the full ring rings the doorbell
+        // itself, and the receiver's progress thread empties it into the mailbox).
+        try await link.send(header: RankFrame(encoding: .bytes, tag: 0, length: big.count).header(), body: .bytes(big))
+        #expect(try await node.recvBytes(from: 1).value == big)
     }
 
     // MARK: Choosing the transport and the spin
@@ -288,38 +379,84 @@ extension RingReader {
         }
     }
 
-    @Test func spinPolicy_neverSpinsWhenRanksOutnumberCores() {
+    @Test func spinPolicy_neverSpinsWhenRanksOutnumberCoresButSleepsOnARing() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 3, cores: 2)
         #expect(policy.budget == 0)
-        let spins = policy.shouldSpin()
-        #expect(spins == false)
+        let crowded = policy.plan(canSleep: false, runnable: { 1 })
+        #expect(crowded.spin == 0 && crowded.sleep == 0)
+        // Sleeping on a ring takes no core: it replaces the spin.
+        let onRing = policy.plan(canSleep: true, runnable: { 1 })
+        #expect(onRing.spin == 0 && onRing.sleep == SpinPolicy.sleepLimit)
         var fits = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        let fitsSpins = fits.shouldSpin()
-        #expect(fitsSpins == true)
+        let fitsPlan = fits.plan(canSleep: true, runnable: { 1 })
+        #expect(fitsPlan.spin == 100e-6 && fitsPlan.sleep == SpinPolicy.sleepLimit)
+        // DISTR_SPIN_USEC=0: every receive parks at once.
         var off = SpinPolicy(budget: 0, localRanks: 1, cores: 8)
-        let offSpins = off.shouldSpin()
-        #expect(offSpins == false)
+        let offPlan = off.plan(canSleep: true, runnable: { 1 })
+        #expect(offPlan.spin == 0 && offPlan.sleep == 0)
+    }
+
+    @Test func spinPolicy_doesNotSpinWhileTheMachineHasMoreRunnableThreadsThanCores() {
+        var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
+        let loaded = policy.plan(canSleep: true, now: 0, runnable: { 5 })
+        #expect(loaded.spin == 0 && loaded.sleep > 0)
+        // Counted again only after `lookInterval`.
+        var looks = 0
+        let soon = policy.plan(
+            canSleep: true, now: SpinPolicy.lookInterval / 2,
+            runnable: {
+                looks += 1
+                return 1
+            })
+        #expect(soon.spin == 0 && looks == 0)
+        let later = policy.plan(
+            canSleep: true, now: SpinPolicy.lookInterval,
+            runnable: {
+                looks += 1
+                return 2
+            })
+        #expect(later.spin > 0 && looks == 1)
+        // This machine's count includes the thread that reads it.
+        #expect((SystemFacts.runnableThreads ?? 0) >= 1)
     }
 
     @Test func spinPolicy_backsOffAfterSpinsThatDidNotPay() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 1, cores: 2)
-        var decisions: [Bool] = []
-        for _ in 0..<SpinPolicy.missesBeforeBackoff - 1 {
-            decisions.append(policy.shouldSpin())
-            policy.record(paid: false)
+        var spins: [Bool] = []
+        func receive(_ outcome: SpinPolicy.Outcome) {
+            let plan = policy.plan(canSleep: false, runnable: { 1 })
+            spins.append(plan.spin > 0)
+            policy.record(outcome, planned: plan)
         }
+        for _ in 0..<SpinPolicy.missesBeforeBackoff - 1 { receive(.missed) }
         // A spin that pays resets the count.
-        decisions.append(policy.shouldSpin())
-        policy.record(paid: true)
-        for _ in 0..<SpinPolicy.missesBeforeBackoff {
-            decisions.append(policy.shouldSpin())
-            policy.record(paid: false)
+        receive(.spun)
+        for _ in 0..<SpinPolicy.missesBeforeBackoff { receive(.missed) }
+        #expect(spins == [Bool](repeating: true, count: 2 * SpinPolicy.missesBeforeBackoff))
+        spins = []
+        for _ in 0..<SpinPolicy.backoffReceives { receive(.missed) }
+        #expect(spins == [Bool](repeating: false, count: SpinPolicy.backoffReceives))
+        let probe = policy.plan(canSleep: false, runnable: { 1 })
+        #expect(probe.spin > 0)
+    }
+
+    @Test func spinPolicy_messagesThatComeDuringTheSleepStopTheSpinButNotTheSleep() {
+        // A loaded machine: the answer comes only after the spin, while the receive sleeps.
+        var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
+        var plans: [(spin: Double, sleep: Double)] = []
+        for _ in 0..<SpinPolicy.missesBeforeBackoff + 4 {
+            let plan = policy.plan(canSleep: true, runnable: { 1 })
+            plans.append(plan)
+            policy.record(.slept, planned: plan)
         }
-        #expect(decisions == [Bool](repeating: true, count: 2 * SpinPolicy.missesBeforeBackoff))
-        var backedOff: [Bool] = []
-        for _ in 0..<SpinPolicy.backoffReceives { backedOff.append(policy.shouldSpin()) }
-        #expect(backedOff == [Bool](repeating: false, count: SpinPolicy.backoffReceives))
-        let probe = policy.shouldSpin()
-        #expect(probe == true)
+        #expect(plans.prefix(SpinPolicy.missesBeforeBackoff).allSatisfy { $0.spin > 0 })
+        #expect(plans.dropFirst(SpinPolicy.missesBeforeBackoff).allSatisfy { $0.spin == 0 && $0.sleep > 0 })
+        // Sleeps that do not pay either (a sender busy computing): those receives park at once.
+        for _ in 0..<SpinPolicy.missesBeforeBackoff {
+            let plan = policy.plan(canSleep: true, runnable: { 1 })
+            policy.record(.missed, planned: plan)
+        }
+        let parks = policy.plan(canSleep: true, runnable: { 1 })
+        #expect(parks.sleep == 0)
     }
 }

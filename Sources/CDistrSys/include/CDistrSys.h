@@ -53,6 +53,13 @@ static inline void cdistr_spin_pause(void) {
 #endif
 }
 
+/// futex(FUTEX_WAIT) on a word that may live in memory shared with another process (so not
+/// FUTEX_PRIVATE_FLAG): sleeps while `*word == expected`, at most `timeout_ns` nanoseconds.
+/// Returns 0 when woken, or -1 with errno (EAGAIN: the word differed; ETIMEDOUT; EINTR).
+int cdistr_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+/// futex(FUTEX_WAKE): wakes at most `count` threads waiting on `word`. Returns how many, or -1.
+int cdistr_futex_wake(uint32_t *word, int count);
+
 /// Bytes received on a socket and not yet read (FIONREAD), or -1.
 int cdistr_pending_bytes(int fd);
 

@@ -50,10 +50,13 @@ extension FuzzTarget {
 
 extension FuzzTarget {
     /// A script run against a 4 KiB shared ring whose other side is hostile: each step is a u8
-    /// operation (mod 4) and its operand: 0 write n bytes (u16 n), 1 read up to n bytes (u16 n),
-    /// 2 overwrite the writer's head, 3 overwrite the reader's tail (u64 each). Every count must
+    /// operation (mod 8) and its operand: 0 write n bytes (u16 n), 1 read up to n bytes (u16 n),
+    /// 2 overwrite the writer's head, 3 overwrite the reader's tail (u64 each), 4, 5, 6 overwrite
+    /// the flag `receiverSleeping`, `senderSleeping`, `receiverWaiting` (u32 each), 7 both sides
+    /// ask to be woken and the reader sleeps on the ring with no time to wait. Every count must
     /// stay within the request and the capacity, a bad index must be the corrupt-ring error, and
-    /// while no index was overwritten the bytes read must be the bytes written, in order.
+    /// while no index was overwritten the bytes read must be the bytes written, in order (the
+    /// flags are hints: no value of theirs may change a byte).
     static func sharedRing(_ data: [UInt8]) {
         let capacity = SharedRing.minimumCapacity
         let size = SharedRing.segmentSize(capacity: capacity)
@@ -73,7 +76,7 @@ extension FuzzTarget {
             return bytes.prefix(count).reduce(0) { $0 << 8 | UInt64($1) }
         }
         while let operation = bytes.popFirst() {
-            switch operation % 4 {
+            switch operation % 8 {
             case 0:
                 guard let n = operand(2) else { return }
                 let chunk = (0..<Int(n)).map { UInt8(truncatingIfNeeded: sent.count + $0) }
@@ -94,10 +97,19 @@ extension FuzzTarget {
                 } else {
                     fuzzCheck(tampered, "the reader refused an untouched ring")
                 }
-            default:
+            case 2, 3:
                 guard let value = operand(8) else { return }
-                SharedWord.storeRelease(base, operation % 4 == 2 ? SharedRing.headOffset : SharedRing.tailOffset, value)
+                SharedWord.storeRelease(base, operation % 8 == 2 ? SharedRing.headOffset : SharedRing.tailOffset, value)
                 tampered = true
+            case 4, 5, 6:
+                guard let value = operand(4) else { return }
+                let flags = [SharedRing.receiverSleepingOffset, SharedRing.senderSleepingOffset, SharedRing.receiverWaitingOffset]
+                SharedWord.store32(base, flags[Int(operation % 8) - 4], UInt32(truncatingIfNeeded: value))
+            default:
+                let readerSaw = try? reader.prepareToSleep()  // The corrupt-ring error once an index was overwritten.
+                let writerSaw = try? writer.prepareToSleep()  // Likewise.
+                fuzzCheck(tampered || (readerSaw != nil && writerSaw != nil), "a side refused an untouched ring")
+                memory.sleepUntilWritten(timeout: 0)
             }
             if !tampered { fuzzCheck(sent.starts(with: received), "read bytes that were not written in that order") }
         }

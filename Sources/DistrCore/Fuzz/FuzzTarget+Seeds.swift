@@ -117,6 +117,8 @@ extension FuzzTarget {
         add("shared-ring", "head-too-far", [0, 0, 100, 2] + [0, 0, 0, 0, 0, 1, 0, 0] + [1, 0, 200])
         add("shared-ring", "head-backwards", [0, 0, 100, 1, 0, 100, 2] + [0, 0, 0, 0, 0, 0, 0, 50] + [1, 0, 10])
         add("shared-ring", "tail-ahead", [0, 0, 100, 3] + [0, 0, 0, 0, 0, 0, 0, 101] + [0, 0, 10])
+        // Flags set to anything by the peer change no byte (then both sides ask to be woken).
+        add("shared-ring", "hostile-flags", [4, 0xFF, 0xFF, 0xFF, 0xFF, 6, 0, 0, 0, 2, 0, 0, 100, 5, 0, 0, 0, 1, 7, 1, 0, 60, 7, 1, 0, 60])
         add("shared-ring", "tail-wrapped", [0, 0x10, 0x00, 3] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF] + [0, 0, 10, 1, 0x10, 0x00])
         return out
     }

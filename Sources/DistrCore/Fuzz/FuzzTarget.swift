@@ -34,7 +34,7 @@ package struct FuzzTarget: Sendable {
         FuzzTarget(name: "rank-frame", input: "a rank frame header", run: FuzzTarget.rankFrame),
         FuzzTarget(
             name: "shared-ring",
-            input: "a script of ring writes, reads and hostile index overwrites",
+            input: "a script of ring writes, reads, sleeps and hostile index and flag overwrites",
             run: FuzzTarget.sharedRing),
     ]
 

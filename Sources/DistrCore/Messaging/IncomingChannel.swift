@@ -18,6 +18,8 @@ final class IncomingChannel: Sendable {
     private let isClosed = Atomic<Bool>(false)
     /// True when the frames come through a shared-memory ring.
     let hasRing: Bool
+    /// The ring's memory, for looks and sleeps that take no lock (`mayHaveUnread`, `sleepOnRing`).
+    private let ringMemory: RingMemory?
     /// Receiving tasks reading the ring themselves right now (the progress thread leaves it to them).
     let spinners = Atomic<Int>(0)
 
@@ -38,6 +40,7 @@ final class IncomingChannel: Sendable {
         descriptor = FileDescriptor(adopting: fd)
         self.source = source
         hasRing = ring != nil
+        ringMemory = ring?.memory
         FD.setNonblocking(fd)
         let decoder = RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)
         reader = Mutex(FrameStreamReader(input: ByteInput(fd: fd, ring: ring), decoder: decoder))
@@ -56,6 +59,9 @@ final class IncomingChannel: Sendable {
     /// which saves the read that would only find the socket empty).
     func drain(into mailbox: Mailbox, watchingSocket: Bool = true, firstFrame: Bool = false) -> Progress {
         if closed { return .closed }
+        // A spinning look at an empty ring: no lock, no decoder (everything whole was delivered
+        // by the last drain).
+        if !watchingSocket, let ringMemory, !ringMemory.mayHaveUnread { return .drained(moved: false) }
         // Frames are delivered while the channel is held: two drains (a receiving task and the
         // progress thread) must not hand over their batches in the wrong order.
         let (ended, moved, failure) = reader.withLock { reader -> (Bool, Bool, NodeError?) in
@@ -77,14 +83,16 @@ final class IncomingChannel: Sendable {
             // cannot be framed. (The descriptor itself is closed when the channel goes.)
             if failure != nil { try? Socket.shutdown(fd, .both) }  // Fails only if the peer reset it: heard no more either way.
             mailbox.connectionClosed(from: source, failure: failure)
+            // A receiving task asleep on the ring learns it now, not at its time limit.
+            ringMemory?.wakeWaitingReceiver()
             return .closed
         }
         return ended ? .closed : .drained(moved: moved)
     }
 
-    /// Before the progress thread sleeps: asks the ring's sender to ring the doorbell after its
-    /// next write. True when bytes are already waiting (drain instead of sleeping). Always
-    /// false without a ring (the socket itself wakes the thread).
+    /// Asks the ring's sender to ring the doorbell after its next write (for the progress thread:
+    /// a receive parks, or the channel is new). True when bytes are already waiting (drain
+    /// instead of waiting). Always false without a ring (the socket itself wakes the thread).
     func prepareToSleep() -> Bool {
         guard hasRing, !closed else { return false }
         return reader.withLock { reader in
@@ -100,11 +108,20 @@ final class IncomingChannel: Sendable {
         reader.withLock { $0.input.ring?.stayAwake() }
     }
 
-    /// The task stops reading the ring: asks for the doorbell again (the progress thread may be
-    /// asleep), and drains what came meanwhile.
+    /// The task stops reading the ring. When other receives are parked, asks for the doorbell
+    /// again (the progress thread must read for them) and drains what came meanwhile. Otherwise
+    /// the ring stays quiet: the sender writes without a system call, and the next receive looks
+    /// at the ring itself (one that parks asks for the doorbell first: `Node.envelope`).
     func endSpin(into mailbox: Mailbox) -> Progress {
-        guard spinners.subtract(1, ordering: .acquiringAndReleasing).newValue == 0, prepareToSleep() else { return .drained(moved: false) }
+        guard spinners.subtract(1, ordering: .acquiringAndReleasing).newValue == 0, mailbox.waiterCount > 0, prepareToSleep() else {
+            return .drained(moved: false)
+        }
         return drain(into: mailbox)
+    }
+
+    /// Sleeps until the ring's sender writes, at most `timeout` seconds (`RingMemory.sleepUntilWritten`).
+    func sleepOnRing(timeout: Double) {
+        ringMemory?.sleepUntilWritten(timeout: timeout)
     }
 }
 

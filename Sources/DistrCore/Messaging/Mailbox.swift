@@ -69,7 +69,9 @@ final class Mailbox: Sendable {
         waiter?.continuation.resume(returning: envelope)
     }
 
-    func receive(source: Int?, tag: Int?) async throws -> Envelope {
+    /// The first queued match, or the next one delivered. `parked` runs once the receive waits
+    /// (registered, so a delivery from then on reaches it), outside the lock; it may deliver.
+    func receive(source: Int?, tag: Int?, parked: () -> Void = {}) async throws -> Envelope {
         let id = state.withLock { s -> UInt64 in
             s.nextID += 1
             return s.nextID
@@ -85,7 +87,8 @@ final class Mailbox: Sendable {
                     s.waiters.append(Waiter(id: id, source: source, tag: tag, continuation: continuation))
                     return nil
                 }
-                if let outcome { continuation.resume(with: outcome) }
+                guard let outcome else { return parked() }
+                continuation.resume(with: outcome)
             }
         } onCancel: {
             let waiter = state.withLock { s -> Waiter? in
@@ -109,7 +112,8 @@ final class Mailbox: Sendable {
         state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }
     }
 
-    /// Receives parked and waiting for a message (tests use it to reach the waiting path).
+    /// Receives parked and waiting for a message (a ring's reader asks for the doorbell while
+    /// there are any; tests use it to reach the waiting path).
     var waiterCount: Int { state.withLock { $0.waiters.count } }
 
     func connectionOpened(from rank: Int) { state.withLock { $0.openFrom[rank, default: 0] += 1 } }

@@ -157,38 +157,55 @@ extension Node {
         return (Double(text) ?? 100) / 1e6
     }()
 
-    /// The next matching message. Tries the mailbox, then (when `SpinPolicy` says it pays) reads
-    /// the relevant connections itself for a short while (the message is usually already on its
-    /// way), and only then parks until the progress thread delivers it: a message that arrives
-    /// while the task is reading costs no thread handoff at all.
+    /// The next matching message. Tries the mailbox, then (as `SpinPolicy` plans it) reads the
+    /// relevant connections itself for a short while (the message is usually already on its way)
+    /// and, for a ring, sleeps on it, and only then parks until the progress thread delivers it:
+    /// a message that arrives while the task is reading or sleeping costs no thread hand-over.
     func envelope(source: Int?, tag: Int?) async throws -> Envelope {
         if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
-        if source != id, spin.withLock({ $0.shouldSpin() }) {
+        if source != id {
             let channels = progress.channels(from: source)
-            if !channels.isEmpty {
-                let envelope = spinRead(channels, source: source, tag: tag, budget: spin.withLock { $0.budget })
-                spin.withLock { $0.record(paid: envelope != nil) }
+            // Sleeping on one ring misses nothing only when that ring is the one way the message
+            // can come (not `.any`: another task of this rank may send to itself).
+            let plan = spin.withLock { $0.plan(canSleep: source != nil && channels.count == 1 && channels[0].hasRing) }
+            if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 {
+                let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
+                spin.withLock { $0.record(outcome, planned: plan) }
                 if let envelope { return envelope }
             }
         }
-        // Parked, this task needs the progress thread to read for it.
+        // Parked, this task needs the progress thread to read for it. Rings do not ring the
+        // doorbell unasked: ask, now that this receive is registered (a write from then on wakes
+        // the progress thread, and what came before is taken here).
         progress.armSilenced()
-        return try await mailbox.receive(source: source, tag: tag)
+        return try await mailbox.receive(source: source, tag: tag) { requestDoorbells(from: source) }
     }
 
-    /// Reads `channels` until a matching message comes or `budget` seconds pass without bytes.
-    private func spinRead(_ channels: [IncomingChannel], source: Int?, tag: Int?, budget: Double) -> Envelope? {
+    private func requestDoorbells(from source: Int?) {
+        for channel in progress.channels(from: source) where channel.hasRing && channel.prepareToSleep() {
+            if case .closed = channel.drain(into: mailbox) { progress.remove(channel) }
+        }
+    }
+
+    /// Reads `channels` until a matching message comes: spinning until `plan.spin` seconds pass
+    /// without bytes, then, on a single ring, sleeping on it for up to `plan.sleep` seconds.
+    private func spinRead(
+        _ channels: [IncomingChannel], source: Int?, tag: Int?, plan: (spin: Double, sleep: Double)
+    ) -> (Envelope?, SpinPolicy.Outcome) {
         // Silence the progress thread for these connections while this task reads them, so it
         // is not woken for data the task is about to take.
         for channel in channels { progress.arm(channel, false) }
         defer { for channel in channels { progress.arm(channel, true) } }
+        let ring = channels.count == 1 && channels[0].hasRing ? channels[0] : nil
+        let allRings = channels.allSatisfy(\.hasRing)
         // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing.
         var sockets = SocketWait(channels, policy: progress.socketSpin)
-        // The budget counts idle time: while bytes keep arriving (a large message), the task goes
-        // on reading them itself.
-        var deadline = Clock.now + budget
+        // The spin budget counts idle time: while bytes keep arriving (a large message), the task
+        // goes on reading them itself.
+        var deadline = Clock.now + plan.spin
+        var sleepEnd: Double?
         var idle = 0
-        repeat {
+        while true {
             var moved = false
             for channel in channels {
                 // A ring's socket is left to the progress thread: looking at it costs a system call.
@@ -199,25 +216,34 @@ extension Node {
             }
             if let envelope = mailbox.take(source: source, tag: tag) {
                 sockets?.finish(caught: true)
-                return envelope
+                return (envelope, sleepEnd == nil ? .spun : .slept)
             }
-            if mailbox.isHopeless(source: source) || Task.isCancelled { return nil }
+            if mailbox.isHopeless(source: source) || Task.isCancelled { return (nil, .missed) }
             if moved {
-                deadline = Clock.now + budget
+                deadline = Clock.now + plan.spin
                 idle = 0
-            } else {
-                idle += 1
+                continue
+            }
+            idle += 1
+            if plan.spin > 0 && (idle % 16 != 0 || Clock.now < deadline) {
                 if sockets != nil {
                     sockets?.pause(idle: idle, until: deadline)
-                } else if idle % 8 == 0 {
-                    // Mostly a tight loop; now and then let another thread on this core run.
+                } else if idle % 8 == 0 && !allRings {
+                    // Mostly a tight loop; over sockets, now and then let another thread on this
+                    // core run (a ring's sender never needs this thread's help).
                     Threads.yield()
                 } else {
                     SharedWord.pause()
                 }
+                continue
             }
-        } while idle % 16 != 0 || Clock.now < deadline
-        sockets?.finish(caught: false)
-        return nil
+            sockets?.finish(caught: false)
+            guard let ring, plan.sleep > 0 else { return (nil, .missed) }
+            let now = Clock.now
+            let end = sleepEnd ?? now + plan.sleep
+            sleepEnd = end
+            guard now < end else { return (nil, .missed) }
+            ring.sleepOnRing(timeout: end - now)
+        }
     }
 }

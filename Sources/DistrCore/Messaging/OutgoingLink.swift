@@ -195,6 +195,10 @@ final class OutgoingLink: Sendable {
     /// back on the socket), or throws when it has gone (the socket's end of stream).
     private func waitForRoom() throws {
         if try ring.withLock({ writer in Result { () throws(NodeError) in try writer?.prepareToSleep() ?? true } }).get() { return }
+        // The receiver may not be reading (no receive waits, so it asked for no doorbell): ring
+        // anyway, so that its progress thread empties the ring and a buffered send never waits
+        // for a `recv`.
+        Doorbell.ring(fd)
         do {
             _ = try FD.waitReadable([fd])
             if Doorbell.drain(fd) { throw NodeError.sendFailed(rank: rank, reason: "the rank has gone away") }

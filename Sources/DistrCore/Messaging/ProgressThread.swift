@@ -125,11 +125,8 @@ final class ProgressThread: Sendable {
     private func run() {
         var ready = [Int32](repeating: -1, count: 64)
         while true {
-            let rings = channels.withLock { table in table.values.filter(\.hasRing) }
-            for channel in rings where channel.spinners.load(ordering: .acquiring) == 0 && channel.prepareToSleep() {
-                // Bytes came before the doorbell was asked for: take them now. (Later ones ring it.)
-                if case .closed = channel.drain(into: mailbox) { remove(channel) }
-            }
+            // Rings ring the doorbell only when asked (by a receive that parks, or by this
+            // thread's own drain after taking a doorbell), or when full: see `Node.envelope`.
             // Tick while sockets are silenced. Stop only after saying so and looking once more:
             // a task that silenced one meanwhile then sees `ticking` false and kicks.
             var timeout = Self.tickMilliseconds

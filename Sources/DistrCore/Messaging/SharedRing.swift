@@ -10,18 +10,22 @@
 /// 256     receiver    receiverSleeping: 1 = ring the doorbell after writing (u32)
 /// 384     receiver    tail: total bytes read (u64, release)
 /// 512     sender      senderSleeping: 1 = ring the doorbell after reading (u32)
+/// 640     receiver    receiverWaiting: 1 = a thread sleeps on this word (futex): wake it after writing (u32)
 /// 4096    sender      data: capacity bytes (a power of two), byte i of the stream at i % capacity
 /// ```
 ///
 /// Each side keeps its own index privately and only publishes it: the other side's index is read,
 /// checked against its own (the distance must be 0...capacity), and never trusted for anything
 /// but the count of bytes it allows. The capacity comes from the segment's size, which no rank can
-/// change once it is mapped. A bad index is `NodeError.corruptRing` naming the other rank.
+/// change once it is mapped. A bad index is `NodeError.corruptRing` naming the other rank. The
+/// flags are only hints: a wrong value from the other side costs a wasted wake-up or a wait to
+/// the time limit, never a wrong byte.
 enum SharedRing {
     static let headOffset = 128
     static let receiverSleepingOffset = 256
     static let tailOffset = 384
     static let senderSleepingOffset = 512
+    static let receiverWaitingOffset = 640
     static let headerSize = 4096
     /// The ring's data bytes in the segments the worker makes.
     static let defaultCapacity = 1 << 20
@@ -97,6 +101,35 @@ struct RingMemory: @unchecked Sendable {
         SharedWord.store32(base, flag, 1)
         SharedWord.fence()
     }
+
+    /// After a publish (and its fence): wakes the receiving thread that sleeps on the
+    /// `receiverWaiting` word, if one does (Dekker with `sleepUntilWritten`).
+    func wakeWaitingReceiver() {
+        let flag = SharedRing.receiverWaitingOffset
+        if SharedWord.load32(base, flag) != 0 && SharedWord.exchange32(base, flag, 0) != 0 { SharedWord.wake(base, flag) }
+    }
+
+    /// The receiving side: sleeps on the `receiverWaiting` word until the sender publishes a
+    /// head beyond the published tail, or `timeout` seconds pass (at once when it already did).
+    /// A thread of the receiving rank sleeps here itself, so the message that wakes it costs one
+    /// wake-up, not a doorbell to the progress thread and a second hand-over. The caller looks at
+    /// the ring again afterwards, whatever woke it: a hostile sender's words can only cut the
+    /// sleep short or make it last to the timeout.
+    func sleepUntilWritten(timeout: Double) {
+        let flag = SharedRing.receiverWaitingOffset
+        SharedWord.store32(base, flag, 1)
+        SharedWord.fence()
+        if SharedWord.loadAcquire(base, SharedRing.headOffset) == SharedWord.loadAcquire(base, SharedRing.tailOffset) {
+            SharedWord.wait(base, flag, while: 1, timeout: timeout)
+        }
+        SharedWord.store32(base, flag, 0)
+    }
+
+    /// True when the sender has published bytes beyond the published tail: a cheap look, with no
+    /// lock and no check (the read that follows checks).
+    var mayHaveUnread: Bool {
+        SharedWord.loadAcquire(base, SharedRing.headOffset) != SharedWord.loadAcquire(base, SharedRing.tailOffset)
+    }
 }
 
 /// The sending side of a ring: one per outgoing link, used by one thread at a time.
@@ -125,7 +158,9 @@ struct RingWriter {
             copyIn(UnsafeRawBufferPointer(rebasing: second[0..<total - fromFirst]), at: head &+ UInt64(fromFirst))
         }
         head &+= UInt64(total)
-        return (total, memory.publish(head, at: SharedRing.headOffset, claiming: SharedRing.receiverSleepingOffset))
+        let wake = memory.publish(head, at: SharedRing.headOffset, claiming: SharedRing.receiverSleepingOffset)
+        memory.wakeWaitingReceiver()
+        return (total, wake)
     }
 
     /// Says the sender is about to sleep until the receiver frees room; true when there already

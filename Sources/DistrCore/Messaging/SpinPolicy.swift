@@ -1,45 +1,103 @@
-/// Whether a receive reads its connections itself for a while before it parks (docs/messages.md,
-/// "Waiting"). Spinning saves the thread handoff when the message is about to arrive, but only
-/// while it pays: a spinning rank takes a core that another rank of the job may need.
+/// How a receive that found nothing queued waits on its own thread before it parks
+/// (docs/messages.md, "Waiting"). Catching the message on the receiving thread saves the hand-over
+/// from the progress thread, but each way of waiting costs something, so each is used only while
+/// it pays:
 ///
-/// - Never when this worker runs more ranks of the job than this process may use cores
-///   (oversubscribed: the sender may need this very core), or when `DISTR_SPIN_USEC` is 0.
-/// - After `missesBeforeBackoff` spins in a row that ended without the message (it came later
-///   from a rank busy computing), the next `backoffReceives` receives park at once; then one
-///   spin probes again.
+/// - Spinning (reading the connections in a loop) is the fastest, and takes a core. Never when
+///   this worker runs more ranks of the job than this process may use cores (oversubscribed:
+///   the sender may need this very core), nor while the machine has more runnable threads than
+///   cores (other programs load it: looked at every `lookInterval`), nor when `DISTR_SPIN_USEC`
+///   is 0.
+/// - Sleeping on a shared-memory ring's futex word (a receive from one given rank on the same
+///   worker, the only way its messages can come) takes no core: the sender's write wakes this
+///   thread directly, one wake-up like a blocking socket read. It follows the spin (or replaces
+///   it when spinning is off), for at most `sleepLimit` seconds; the thread is one of Swift's
+///   cooperative pool, held as long as a spin would hold it, but without using the core.
+/// - After `missesBeforeBackoff` receives in a row that a way of waiting did not deliver, the
+///   next `backoffReceives` receives skip it; then one probes it again.
 struct SpinPolicy: Sendable {
     static let missesBeforeBackoff = 8
     static let backoffReceives = 32
+    /// The longest a receive sleeps on a ring before it parks (seconds). Long enough to outlast
+    /// a peer waiting for a time slice on a loaded machine (a sleep that ends unserved costs two
+    /// hand-overs more than a blocking read: measured 1.25-1.5x a blocking socket with 10 ms,
+    /// 1.6-2.7x with 1 ms, under a busy loop on every core), short enough that an abort or a
+    /// cancelled task is noticed promptly.
+    static let sleepLimit = 10e-3
+    /// How often the machine's runnable threads are counted (seconds).
+    static let lookInterval = 0.01
 
-    /// Seconds of idle spinning per receive (0: never spin).
+    /// What delivered the message of one receive that waited.
+    enum Outcome: Equatable {
+        /// The spin.
+        case spun
+        /// The sleep on the ring that followed (or replaced) it.
+        case slept
+        /// Neither: the receive parked.
+        case missed
+    }
+
+    /// One way of waiting, with its run of misses.
+    private struct Habit {
+        var misses = 0
+        var skipping = 0
+
+        mutating func allowed() -> Bool {
+            guard skipping == 0 else {
+                skipping -= 1
+                return false
+            }
+            return true
+        }
+
+        mutating func record(paid: Bool) {
+            guard !paid else {
+                misses = 0
+                return
+            }
+            misses += 1
+            if misses >= SpinPolicy.missesBeforeBackoff {
+                misses = 0
+                skipping = SpinPolicy.backoffReceives
+            }
+        }
+    }
+
+    /// Seconds of idle spinning per receive (0: never spin); sends spin as long while a socket or
+    /// ring is full.
     let budget: Double
-    private var misses = 0
-    private var skipping = 0
+    /// Seconds a receive from a ring may sleep on it (0: never).
+    let sleepBudget: Double
+    private let cores: Int
+    private var spinning = Habit()
+    private var sleeping = Habit()
+    private var lookedAt = -Double.infinity
+    private var crowded = false
 
     init(budget: Double, localRanks: Int, cores: Int) {
         self.budget = localRanks > cores ? 0 : budget
+        sleepBudget = budget > 0 ? Self.sleepLimit : 0
+        self.cores = cores
     }
 
-    /// Whether this receive spins (call once per receive that found nothing queued).
-    mutating func shouldSpin() -> Bool {
-        guard budget > 0 else { return false }
-        if skipping > 0 {
-            skipping -= 1
-            return false
+    /// How long this receive spins, then sleeps on its ring (`canSleep`: it waits for one ring);
+    /// call once per receive that found nothing queued, and `record` what came of it. `runnable`
+    /// counts the machine's runnable threads (nil: unknown), called at most every `lookInterval`.
+    mutating func plan(canSleep: Bool, now: Double = Clock.now, runnable: () -> Int? = { SystemFacts.runnableThreads }) -> (
+        spin: Double, sleep: Double
+    ) {
+        if budget > 0 && now - lookedAt >= Self.lookInterval {
+            lookedAt = now
+            crowded = (runnable() ?? 0) > cores
         }
-        return true
+        let spin = budget > 0 && !crowded && spinning.allowed() ? budget : 0
+        let sleep = canSleep && sleepBudget > 0 && sleeping.allowed() ? sleepBudget : 0
+        return (spin, sleep)
     }
 
-    /// What the spin ended with: the message (`paid`), or parking.
-    mutating func record(paid: Bool) {
-        if paid {
-            misses = 0
-            return
-        }
-        misses += 1
-        if misses >= Self.missesBeforeBackoff {
-            misses = 0
-            skipping = Self.backoffReceives
-        }
+    /// What the waiting of a receive planned with `plan` ended with.
+    mutating func record(_ outcome: Outcome, planned: (spin: Double, sleep: Double)) {
+        if planned.spin > 0 { spinning.record(paid: outcome == .spun) }
+        if planned.sleep > 0 && outcome != .spun { sleeping.record(paid: outcome == .slept) }
     }
 }

@@ -80,4 +80,21 @@ package enum SharedWord {
     /// The CPU's spin-wait hint (`pause`).
     @inline(__always)
     package static func pause() { cdistr_spin_pause() }
+
+    /// Sleeps while the 32-bit word at `offset` holds `expected`, until `wake` is called on it
+    /// (from any process mapping it) or `timeout` seconds pass; returns at once when the word
+    /// differs. Returns early on a signal too: callers look at what they wait for again. The
+    /// corresponding C function is `futex` (`FUTEX_WAIT`, shared).
+    package static func wait(_ base: UnsafeMutableRawPointer, _ offset: Int, while expected: UInt32, timeout: Double) {
+        let nanoseconds = Int64(max(0, min(timeout, 86_400)) * 1e9)
+        // Every outcome (woken, EAGAIN, ETIMEDOUT, EINTR) means "look again"; none is an error.
+        _ = cdistr_futex_wait((base + offset).assumingMemoryBound(to: UInt32.self), expected, nanoseconds)
+    }
+
+    /// Wakes the threads waiting on the word at `offset`. The corresponding C function is `futex`
+    /// (`FUTEX_WAKE`, shared).
+    package static func wake(_ base: UnsafeMutableRawPointer, _ offset: Int) {
+        // Fails only for a bad address, which a mapped segment is not; no waiter is not a failure.
+        _ = cdistr_futex_wake((base + offset).assumingMemoryBound(to: UInt32.self), Int32.max)
+    }
 }

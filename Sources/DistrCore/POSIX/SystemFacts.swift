@@ -32,6 +32,15 @@ package enum SystemFacts {
         return n > 0 ? n : max(1, cores)
     }
 
+    /// Threads runnable on the whole machine at this moment, the reading one included (the
+    /// first number of the fourth field of /proc/loadavg), or nil when it cannot be read.
+    package static var runnableThreads: Int? {
+        guard let text = try? FileIO.readAll("/proc/loadavg") else { return nil }  // No /proc: unknown.
+        let fields = text.split(separator: 0x20)
+        guard fields.count >= 4, let slash = fields[3].firstIndex(of: 0x2F) else { return nil }
+        return Int(String(decoding: fields[3][..<slash], as: UTF8.self))
+    }
+
     /// 1, 5 and 15 minute load averages. The corresponding C function is `getloadavg`.
     package static var loadAverages: [Double] {
         var loads = [Double](repeating: 0, count: 3)
