@@ -177,6 +177,31 @@ extension RingReader {
         #expect(SharedWord.load32(ring.base, SharedRing.receiverWaitingOffset) == 0)
     }
 
+    @Test func sleepUntilWritten_returnsAtOnceWhenTheMessageWasDeliveredMeanwhile() throws {
+        let ring = TestRing()
+        // An empty ring, but the progress thread took the bytes and delivered the message before
+        // the flag went up: no sleep (an hour otherwise; the suite's time limit fails the test).
+        var asked = false
+        ring.memory.sleepUntilWritten(timeout: 3600) {
+            asked = true
+            return true
+        }
+        #expect(asked)
+        #expect(SharedWord.load32(ring.base, SharedRing.receiverWaitingOffset) == 0)
+    }
+
+    @Test func sleepUntilWritten_endsWhenTheReadersOwnProgressThreadWakesIt() async throws {
+        let fd = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
+        defer { FD.close(fd) }
+        let receiving = try Node.mapRing(fd, peer: 0)
+        async let slept: Void = onDedicatedThread(name: "sleeper") { receiving.sleepUntilWritten(timeout: 3600) }
+        while SharedWord.load32(receiving.base, SharedRing.receiverWaitingOffset) == 0 { await Task.yield() }
+        // What a drain by the progress thread does after delivering: the sleeper looks again.
+        receiving.wakeWaitingReceiver()
+        try await slept
+        #expect(!receiving.mayHaveUnread)
+    }
+
     @Test func sleepUntilWritten_endsWhenTheSenderWrites() async throws {
         let fd = try SharedMemory.create(size: SharedRing.segmentSize(capacity: 1 << 16))
         defer { FD.close(fd) }

@@ -87,6 +87,13 @@ final class IncomingChannel: Sendable {
             ringMemory?.wakeWaitingReceiver()
             return .closed
         }
+        // The progress thread took bytes (the channel's socket may be watched again while a task
+        // sleeps on the ring): a receiving task asleep on the ring must look at the mailbox now,
+        // not at its time limit. A free look at a word unless one sleeps.
+        if moved && watchingSocket, let ringMemory {
+            SharedWord.fence()
+            ringMemory.wakeWaitingReceiver()
+        }
         return ended ? .closed : .drained(moved: moved)
     }
 
@@ -120,8 +127,8 @@ final class IncomingChannel: Sendable {
     }
 
     /// Sleeps until the ring's sender writes, at most `timeout` seconds (`RingMemory.sleepUntilWritten`).
-    func sleepOnRing(timeout: Double) {
-        ringMemory?.sleepUntilWritten(timeout: timeout)
+    func sleepOnRing(timeout: Double, unless delivered: () -> Bool) {
+        ringMemory?.sleepUntilWritten(timeout: timeout, unless: delivered)
     }
 }
 

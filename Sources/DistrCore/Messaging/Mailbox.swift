@@ -107,6 +107,11 @@ final class Mailbox: Sendable {
         }
     }
 
+    /// Whether a match is queued (nothing is taken).
+    func holds(source: Int?, tag: Int?) -> Bool {
+        state.withLock { s in s.queue.contains { Self.matches($0, source: source, tag: tag) } }
+    }
+
     /// True when a receive for `source` can never be satisfied now.
     func isHopeless(source: Int?) -> Bool {
         state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }

@@ -243,7 +243,7 @@ extension Node {
             let end = sleepEnd ?? now + plan.sleep
             sleepEnd = end
             guard now < end else { return (nil, .missed) }
-            ring.sleepOnRing(timeout: end - now)
+            ring.sleepOnRing(timeout: end - now) { mailbox.holds(source: source, tag: tag) }
         }
     }
 }

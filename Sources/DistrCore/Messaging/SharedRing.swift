@@ -115,11 +115,14 @@ struct RingMemory: @unchecked Sendable {
     /// wake-up, not a doorbell to the progress thread and a second hand-over. The caller looks at
     /// the ring again afterwards, whatever woke it: a hostile sender's words can only cut the
     /// sleep short or make it last to the timeout.
-    func sleepUntilWritten(timeout: Double) {
+    /// `delivered` is asked after the flag is up: whether another thread of this rank (its
+    /// progress thread) took the bytes and delivered the message meanwhile; that thread wakes
+    /// the sleeper after delivering (`wakeWaitingReceiver`), so neither order is missed.
+    func sleepUntilWritten(timeout: Double, unless delivered: () -> Bool = { false }) {
         let flag = SharedRing.receiverWaitingOffset
         SharedWord.store32(base, flag, 1)
         SharedWord.fence()
-        if SharedWord.loadAcquire(base, SharedRing.headOffset) == SharedWord.loadAcquire(base, SharedRing.tailOffset) {
+        if SharedWord.loadAcquire(base, SharedRing.headOffset) == SharedWord.loadAcquire(base, SharedRing.tailOffset), !delivered() {
             SharedWord.wait(base, flag, while: 1, timeout: timeout)
         }
         SharedWord.store32(base, flag, 0)
