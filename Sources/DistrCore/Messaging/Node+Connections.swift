@@ -168,7 +168,11 @@ extension Node {
             // Sleeping on one ring misses nothing only when that ring is the one way the message
             // can come (not `.any`: another task of this rank may send to itself).
             let plan = spin.withLock { $0.plan(canSleep: source != nil && channels.count == 1 && channels[0].hasRing) }
-            if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 {
+            // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
+            // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
+            // hand-over of parking.
+            let socketsOnly = !channels.contains(where: \.hasRing) && Node.spinBudget > 0
+            if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 || socketsOnly {
                 let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
                 spin.withLock { $0.record(outcome, planned: plan) }
                 if let envelope { return envelope }
@@ -202,7 +206,8 @@ extension Node {
         var sockets = SocketWait(channels, policy: progress.socketSpin)
         // The spin budget counts idle time: while bytes keep arriving (a large message), the task
         // goes on reading them itself.
-        var deadline = Clock.now + plan.spin
+        let spinFor = sockets != nil ? Node.spinBudget : plan.spin
+        var deadline = Clock.now + spinFor
         var sleepEnd: Double?
         var idle = 0
         while true {
@@ -220,12 +225,12 @@ extension Node {
             }
             if mailbox.isHopeless(source: source) || Task.isCancelled { return (nil, .missed) }
             if moved {
-                deadline = Clock.now + plan.spin
+                deadline = Clock.now + spinFor
                 idle = 0
                 continue
             }
             idle += 1
-            if plan.spin > 0 && (idle % 16 != 0 || Clock.now < deadline) {
+            if spinFor > 0 && (idle % 16 != 0 || Clock.now < deadline) {
                 if sockets != nil {
                     sockets?.pause(idle: idle, until: deadline)
                 } else if idle % 8 == 0 && !allRings {
