@@ -331,6 +331,13 @@ enum Processes {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == Binaries.worker
     }
 
+    /// The worker's own background compile of its Python modules (`python3 -m compileall`, at
+    /// nice 19 after a start with a fresh copy): the worker's, like its sentinel, not a job's.
+    static func isModuleCompile(_ pid: pid_t) -> Bool {
+        let arguments = (try? FileIO.readAll("/proc/\(pid)/cmdline")) ?? []  // Gone: not one.
+        return String(decoding: arguments, as: UTF8.self).contains("\0compileall\0")
+    }
+
     /// Live (non-zombie) processes whose parent is `pid`.
     static func children(of pid: pid_t) -> [pid_t] {
         let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []

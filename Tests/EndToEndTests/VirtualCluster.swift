@@ -110,9 +110,10 @@ final class VirtualCluster: Sendable {
         return top + records
     }
 
-    /// Processes of a worker's jobs still alive: its children other than its own sentinel.
+    /// Processes of a worker's jobs still alive: its children other than its own sentinel and
+    /// its compile of the Python modules.
     func leftoverProcesses(_ index: Int) -> [pid_t] {
-        Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) }
+        Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) && !Processes.isModuleCompile($0) }
     }
 
     /// Waits (bounded) until worker `index` logs that `count` jobs finished (a line with any of
