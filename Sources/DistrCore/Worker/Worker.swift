@@ -42,8 +42,12 @@ package final class Worker: Sendable {
             ))
         slots = Mutex((JobSlots(limit: configuration.maxJobs), [:]))
         cache = FileCache(directory: configuration.workDirectory + "/.distr-cache", limit: configuration.cacheBytes)
-        // Without a spare area every job makes its directory and record anew, as it always could.
-        let spares = try? SpareInodes(workDirectory: configuration.workDirectory)
+        let spares: SpareInodes?
+        do { spares = try SpareInodes(workDirectory: configuration.workDirectory) } catch {
+            // Without a spare area every job makes its directory and record anew, as it always could.
+            configuration.log("cannot keep spare job directories in \(configuration.workDirectory)/.distr-spare (\(error)); each job makes its own")
+            spares = nil
+        }
         self.spares = spares
         do {
             let records = try JobRecords(workDirectory: configuration.workDirectory, spares: spares)
