@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -117,6 +118,11 @@ int cdistr_pending_bytes(int fd) {
 }
 
 int cdistr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int cdistr_limit_cpu_seconds(pid_t pid, unsigned long seconds) {
+    struct rlimit limit = {.rlim_cur = seconds, .rlim_max = seconds + 1};
+    return prlimit(pid, RLIMIT_CPU, &limit, NULL);
+}
 
 int cdistr_rename_noreplace(const char *from, const char *to) { return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE); }
 

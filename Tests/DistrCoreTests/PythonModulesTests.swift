@@ -193,6 +193,21 @@ import Testing
         }
     }
 
+    /// In the background the limit is CPU time: a compile that only waits (for the CPU, at nice
+    /// 19 on a busy machine) is not ended, one that keeps computing is.
+    @Test(arguments: [
+        ("sleep 1.5", nil),
+        ("while :; do :; done", "-m compileall' used its 1 s of CPU and was killed; Python ranks will compile the modules on import"),
+    ])
+    func backgroundCompile_isLimitedByCPUTimeNotByWaiting(body: String, reason: String?) throws {
+        try withWorkDirectory { work throws in
+            let python = work + "/python"
+            try FileIO.write(python, Array("#!/bin/sh\n\(body)\n".utf8), mode: 0o755, exclusive: true)
+            let result = PythonModules.compile(work, python: python, background: true, cpuLimit: 1)
+            if let reason { #expect(result?.hasSuffix(reason) == true, "\(result ?? "nil")") } else { #expect(result == nil, "\(result ?? "")") }
+        }
+    }
+
     @Test func install_byManyWorkersAtOnce_allGetOneCompleteCopy() async throws {
         let work = try makeTemporaryDirectory()
         defer { FileIO.removeTree(work) }

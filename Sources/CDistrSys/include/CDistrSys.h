@@ -80,6 +80,9 @@ pid_t cdistr_spawn(const char *path, char *const argv[], char *const envp[], con
 
 /// pidfd_open(pid, 0): a descriptor that becomes readable when the process exits.
 int cdistr_pidfd_open(pid_t pid);
+/// prlimit(pid, RLIMIT_CPU): SIGXCPU at `seconds` of CPU time, SIGKILL a second later; 0 or -1
+/// with errno.
+int cdistr_limit_cpu_seconds(pid_t pid, unsigned long seconds);
 /// `renameat2(RENAME_NOREPLACE)`: 0, or -1 with errno (EEXIST when `to` exists).
 int cdistr_rename_noreplace(const char *from, const char *to);
 /// `flistxattr(fd, NULL, 0)`: the size of the names of the file's extended attributes (0: none).

@@ -80,6 +80,16 @@ package enum ProcessTable {
         }
     }
 
+    /// Limits the CPU time `pid` may use: at `seconds` the kernel sends it SIGXCPU, a second
+    /// later SIGKILL. Unlike a wall-clock limit it does not end work that only waited for the CPU.
+    /// The corresponding C function is `prlimit`.
+    /// - Throws: `SystemError` (ESRCH when it has exited already).
+    package static func limitCPUTime(_ pid: pid_t, seconds: Int) throws(SystemError) {
+        guard cdistr_limit_cpu_seconds(pid, UInt(seconds)) == 0 else {
+            throw SystemError("prlimit", errno: errno)
+        }
+    }
+
     /// Signals a whole process group. The corresponding C function is `kill`.
     package static func signalGroup(_ group: pid_t, _ signal: Int32) {
         guard group > 1 else { return }

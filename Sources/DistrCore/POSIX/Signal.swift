@@ -10,6 +10,8 @@ package struct Signal: RawRepresentable, Hashable, Sendable, CustomStringConvert
     package static let kill = Signal(rawValue: SIGKILL)
     package static let hangup = Signal(rawValue: SIGHUP)
     package static let pipe = Signal(rawValue: SIGPIPE)
+    /// Sent by the kernel when a process reaches its CPU-time limit (`RLIMIT_CPU`).
+    package static let cpuLimit = Signal(rawValue: SIGXCPU)
 
     package var description: String {
         switch rawValue {
@@ -18,6 +20,7 @@ package struct Signal: RawRepresentable, Hashable, Sendable, CustomStringConvert
         case SIGKILL: "SIGKILL"
         case SIGHUP: "SIGHUP"
         case SIGPIPE: "SIGPIPE"
+        case SIGXCPU: "SIGXCPU"
         default: "signal \(rawValue)"
         }
     }
