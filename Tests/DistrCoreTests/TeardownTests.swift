@@ -91,4 +91,20 @@ import Testing
         #expect(try names(in: records.directory).isEmpty)
         #expect(!FileIO.exists(directory))
     }
+
+    /// `--local` removes its workers' directories once they have stopped; a sentinel that only
+    /// then learns its worker is gone (a loaded machine) finds no records and makes nothing.
+    @Test func sentinel_leavesARemovedWorkDirectoryRemoved_andReclaimsFromOneThatIsThere() throws {
+        let root = try makeTemporaryDirectory()
+        defer { _ = FileIO.removeTree(root) }
+        let work = root + "/work"
+        let records = try JobRecords(workDirectory: work)
+        try FileIO.makeDirectories(work + "/job")
+        try records.write(JobRecord(jobID: "0123456789abcdef", directory: work + "/job", workerPID: 999_999_999, workerStart: 1))
+        #expect(Sentinel.reclaim(workDirectory: work, deadWorker: 999_999_999).count == 1)
+        #expect(!FileIO.exists(work + "/job"))
+        FileIO.removeTree(work)
+        #expect(Sentinel.reclaim(workDirectory: work, deadWorker: 999_999_999).isEmpty)
+        #expect(!FileIO.exists(work))
+    }
 }

@@ -20,6 +20,24 @@ import Testing
         return (master, pids)
     }
 
+    /// A one-worker cluster running `hiding`, and its worker's sentinel.
+    private func startHidingJobOnOneWorker() throws -> (TestCluster, TestProcess, [String: pid_t], sentinel: pid_t) {
+        let cluster = try TestCluster(workers: 1)
+        let (master, pids) = try startJob(cluster, Self.hiding)
+        try #require(pids.count == 3, "\(pids)")
+        let sentinels = Processes.children(of: cluster.workers[0].process.pid).filter(Processes.isWorker)
+        try #require(sentinels.count == 1)
+        return (cluster, master, pids, sentinels[0])
+    }
+
+    /// Every process of the dead worker's job ends, its sentinel says so, and nothing is left.
+    private func expectReclaimedBySentinel(_ cluster: TestCluster, _ pids: [String: pid_t], sourceLocation: SourceLocation = #_sourceLocation) {
+        let worker = cluster.workers[0]
+        for (name, pid) in pids { #expect(Processes.waitGone(pid), "\(name) \(pid) outlived its worker", sourceLocation: sourceLocation) }
+        #expect(worker.process.stderr.waitFor("sentinel: reclaimed job"), "\(worker.process.stderr.text)", sourceLocation: sourceLocation)
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)", sourceLocation: sourceLocation)
+    }
+
     private static let hiding =
         "sleep 1000 & echo background $!; env -i /bin/sh -c 'cd /; setsid sleep 1001 & echo escaped $!'; echo rank $$; echo ready; wait"
 
@@ -48,9 +66,7 @@ import Testing
         let (master, pids) = try startJob(cluster, Self.hiding)
         try #require(pids.count == 3, "\(pids)")
         kill(cluster.workers[0].process.pid, SIGKILL)
-        for (name, pid) in pids { #expect(Processes.waitGone(pid), "\(name) \(pid) outlived its killed worker") }
-        #expect(cluster.workers[0].process.stderr.waitFor("sentinel: reclaimed job"), "\(cluster.workers[0].process.stderr.text)")
-        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+        expectReclaimedBySentinel(cluster, pids)
         let run = TestProcess.run(master)
         #expect(run.status == 69, "\(run.stderr)")
     }
@@ -87,16 +103,21 @@ import Testing
         _ = TestProcess.run(master)
     }
 
+    /// A terminal's hangup goes to the worker's whole process group, its sentinel included.
+    @Test func hungUpWorker_isCleanedUpAfterByItsSentinel() throws {
+        let (cluster, master, pids, sentinel) = try startHidingJobOnOneWorker()
+        kill(sentinel, SIGHUP)
+        kill(cluster.workers[0].process.pid, SIGHUP)
+        expectReclaimedBySentinel(cluster, pids)
+        _ = TestProcess.run(master)
+    }
+
     @Test func restartedWorker_reclaimsWhatAKilledWorkerAndSentinelLeft() throws {
-        let cluster = try TestCluster(workers: 1)
+        let (cluster, master, pids, sentinel) = try startHidingJobOnOneWorker()
         let worker = cluster.workers[0]
-        let (master, pids) = try startJob(cluster, Self.hiding)
-        try #require(pids.count == 3, "\(pids)")
         // The sentinel goes first, so nothing cleans up until a worker starts again.
-        let sentinels = Processes.children(of: worker.process.pid).filter(Processes.isWorker)
-        try #require(sentinels.count == 1)
-        kill(sentinels[0], SIGKILL)
-        #expect(Processes.waitGone(sentinels[0]))
+        kill(sentinel, SIGKILL)
+        #expect(Processes.waitGone(sentinel))
         kill(worker.process.pid, SIGKILL)
         #expect(Processes.waitGone(pids["rank"] ?? -1), "the rank outlived its killed worker")
         #expect(!Processes.waitGone(pids["escaped"] ?? -1, timeout: 0.2), "nothing should have ended it yet")

@@ -33,6 +33,9 @@ package enum Signals {
     /// it back through POSIX_SPAWN_SETSIGDEF.
     package static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
 
+    /// SIGHUP off for this process (and what it starts: an ignored signal stays ignored).
+    package static func ignoreHangup() { signal(SIGHUP, SIG_IGN) }
+
     private static func signalSet(_ signals: [Signal]) -> sigset_t {
         var set = sigset_t()
         sigemptyset(&set)

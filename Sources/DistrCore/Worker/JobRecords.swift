@@ -51,9 +51,24 @@ final class JobRecords: Sendable {
 
     /// - Throws: `SystemError` when the state directory cannot be made.
     init(workDirectory: String, spares: SpareInodes? = nil) throws(SystemError) {
-        directory = workDirectory + "/.distr-jobs"
+        directory = Self.directory(in: workDirectory)
         self.spares = spares
         try FileIO.makeDirectories(directory, mode: 0o700)
+    }
+
+    private init(existing directory: String) {
+        self.directory = directory
+        spares = nil
+    }
+
+    private static func directory(in workDirectory: String) -> String { workDirectory + "/.distr-jobs" }
+
+    /// The records of a state directory that exists, for a reader that must not make one (a
+    /// sentinel whose work directory was removed after its worker stopped, as `--local` does,
+    /// would otherwise make it again); nil when there is none, and so no record.
+    static func existing(workDirectory: String) -> JobRecords? {
+        let directory = directory(in: workDirectory)
+        return FileIO.exists(directory) ? JobRecords(existing: directory) : nil
     }
 
     private func path(_ jobID: String) -> String { directory + "/" + jobID }

@@ -36,14 +36,21 @@ package enum Sentinel {
     private static func watch(_ lifeline: Int32, workDirectory: String, worker: Int32) -> Never {
         // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
         try? CurrentProcess.detachStandardInputAndOutput()  // Without /dev/null the streams are merely held longer.
+        // A hangup that ends the worker (its terminal closed: the signal goes to the whole
+        // process group) must leave the sentinel to clean up after it.
+        Signals.ignoreHangup()
         var byte: [UInt8] = [0]
         _ = try? FD.read(lifeline, into: &byte)  // End of stream (the worker is gone) or an error: the watch is over.
-        do {
-            let records = try JobRecords(workDirectory: workDirectory)
-            for line in Reclaimer.reclaimAbandoned(records, deadWorker: worker) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
-        } catch {
-            CurrentProcess.printError("distr-worker sentinel: cannot read the job records in \(workDirectory): \(error)\n")
-        }
+        for line in reclaim(workDirectory: workDirectory, deadWorker: worker) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
         CurrentProcess.exit(0)
+    }
+
+    /// Ends what the dead worker's jobs left and removes their directories, from the job
+    /// records. A work directory without records (removed after its worker stopped, as
+    /// `--local` does) is left as it is: it is not made again.
+    /// - Returns: what was done, for the log.
+    static func reclaim(workDirectory: String, deadWorker: Int32) -> [String] {
+        guard let records = JobRecords.existing(workDirectory: workDirectory) else { return [] }
+        return Reclaimer.reclaimAbandoned(records, deadWorker: deadWorker)
     }
 }
