@@ -243,6 +243,42 @@ import Testing
         }
     }
 
+    /// The compile is a child of the worker, like the processes a job leaves behind, and a
+    /// `python3` that is a shell script (pyenv's) orphans processes of its own to the worker;
+    /// a job that ends meanwhile must end neither.
+    @Test func worker_aJobEndingWhileTheModulesCompile_leavesTheCompileAndWhatItStartedAlone() throws {
+        try withTemporaryDirectory { root in
+            try ClusterSecret.generate(path: root.path + "/secret")
+            let bin = root.path + "/bin"
+            try FileIO.makeDirectories(bin)
+            let go = root.path + "/go"
+            // Holds the compile and an orphan of its own until the job has ended; the compile
+            // fails (exit 3) if the orphan does not answer within 10 s.
+            try FileIO.write(
+                bin + "/python3",
+                Array(
+                    """
+                    #!/bin/sh
+                    ( ( while [ ! -f \(go) ]; do sleep 0.02; done; touch \(go).orphan ) & )
+                    while [ ! -f \(go) ]; do sleep 0.02; done
+                    n=0; while [ ! -f \(go).orphan ]; do n=$((n+1)); [ $n -gt 500 ] && exit 3; sleep 0.02; done
+                    PATH=${PATH#\(bin):} exec python3 "$@"
+
+                    """.utf8), mode: 0o755, exclusive: true)
+            let worker = try TestWorker(
+                secretFile: root.path + "/secret", workDirectory: root.path + "/work",
+                environment: ["PATH": bin + ":" + (Environment.value("PATH") ?? "/usr/bin:/bin")])
+            defer { worker.stop() }
+            let run = try TestProcess.master(["exec", "--hosts", worker.peer, "--secret-file", root.path + "/secret", "--", "true"])
+            #expect(run.status == 0, "\(run.stderr)")
+            try FileIO.write(go, [], mode: 0o644, exclusive: true)
+            let ended = worker.process.stderr.waitUntil(timeout: PythonModules.backgroundWallLimit) {
+                $0.contains("compiled the Python modules") || $0.contains("compile the modules on import")
+            }
+            #expect(ended && worker.process.stderr.text.contains("compiled the Python modules"), "\(worker.process.stderr.text)")
+        }
+    }
+
     @Test func explicitEnvOption_winsOverTheMastersEnvironment() throws {
         try withTemporaryDirectory { project in
             try project.write("prog.py", Self.showImports)

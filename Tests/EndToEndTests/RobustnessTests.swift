@@ -283,7 +283,7 @@ import Testing
         #expect(worker.process.stderr.waitFor(count: 201, of: ": finished"))
         #expect(FD.openCount(pid: worker.process.pid) == descriptorsBefore)
         // The worker's one lasting child is its sentinel.
-        let children = Processes.children(of: worker.process.pid).filter { !Processes.isModuleCompile($0) }
+        let children = Processes.children(of: worker.process.pid).filter { !Processes.isModuleCompileOrItsOrphan($0) }
         #expect(children.filter { !Processes.isWorker($0) }.isEmpty)
         #expect(children.count == 1)
         #expect(cluster.leftoverJobDirectories.isEmpty)

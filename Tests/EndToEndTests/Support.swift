@@ -338,7 +338,13 @@ enum Processes {
         return String(decoding: arguments, as: UTF8.self).contains("\0compileall\0")
     }
 
-    /// Live (non-zombie) processes whose parent is `pid`.
+    /// The compile, or a process it orphaned (reparented to the worker, the subreaper, in the
+    /// compile's process group: a `python3` that is pyenv's shell script starts a few).
+    static func isModuleCompileOrItsOrphan(_ pid: pid_t) -> Bool {
+        isModuleCompile(pid) || ProcessTable.info(pid).map { isModuleCompile($0.processGroup) } == true
+    }
+
+    /// Live processes whose parent is `pid`: not zombies, and not in the middle of exiting.
     static func children(of pid: pid_t) -> [pid_t] {
         let all = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return all.compactMap { pid_t($0) }.filter { child in
@@ -346,8 +352,25 @@ enum Processes {
                 let close = stat.lastIndex(of: ")")
             else { return false }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && fields[0] != "Z" && pid_t(fields[1]) == pid
+            return fields.count > 1 && fields[0] != "Z" && pid_t(fields[1]) == pid && !isExiting(child)
         }
+    }
+
+    /// `process PID (STAT FIELDS) PROGRAM ARGUMENTS`, for a failure message.
+    static func describe(_ pid: pid_t) -> String {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? "gone"  // Exited meanwhile.
+        let program = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? "?"  // Exited meanwhile.
+        let arguments = (try? FileIO.readAll("/proc/\(pid)/cmdline")) ?? []  // Exited meanwhile.
+        return "process \(pid) (\(stat.prefix(60))) \(program): \(String(decoding: arguments.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self))"
+    }
+
+    /// An exiting process has let go of its memory before it becomes a zombie: for that moment
+    /// its program and its arguments are gone, and neither a worker nor its compile can be told
+    /// by them (seen under load: the worker's compile of its Python modules counted as a job's
+    /// leftover). Only kernel threads look the same, and they are nobody's child here.
+    static func isExiting(_ pid: pid_t) -> Bool {
+        let arguments = (try? FileIO.readAll("/proc/\(pid)/cmdline")) ?? []  // Gone: exited.
+        return arguments.isEmpty && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == nil  // No program: exiting.
     }
 }
 

@@ -113,7 +113,7 @@ final class VirtualCluster: Sendable {
     /// Processes of a worker's jobs still alive: its children other than its own sentinel and
     /// its compile of the Python modules.
     func leftoverProcesses(_ index: Int) -> [pid_t] {
-        Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) && !Processes.isModuleCompile($0) }
+        Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) && !Processes.isModuleCompileOrItsOrphan($0) }
     }
 
     /// Waits (bounded) until worker `index` logs that `count` jobs finished (a line with any of
@@ -126,7 +126,7 @@ final class VirtualCluster: Sendable {
         guard logged else {
             return ["worker \(index) did not log its job's end within \(timeout) s; its log:\n\(workers[index].process.stderr.text)"]
         }
-        return leftovers(index) + leftoverProcesses(index).map { "process \($0)" }
+        return leftovers(index) + leftoverProcesses(index).map(Processes.describe)
     }
 }
 

@@ -118,11 +118,13 @@ package struct PythonModules: Sendable, Equatable {
     /// neither the worker's start nor its first jobs wait for the interpreter; ranks that start
     /// meanwhile compile on import, as without bytecode.
     /// Python writes each bytecode file under a temporary name and renames it into place.
-    /// - Parameter log: gets one line: done, or why it did not work.
-    package func compileInBackground(python: String = "python3", log: @escaping @Sendable (String) -> Void) {
+    /// - Parameters:
+    ///   - log: gets one line: done, or why it did not work.
+    ///   - helpers: where the compile is known as the worker's own while it runs.
+    package func compileInBackground(python: String = "python3", log: @escaping @Sendable (String) -> Void, helpers: HelperProcesses? = nil) {
         let directory = directory
         Threads.start(name: "distr-pycompile") {
-            log(Self.compile(directory, python: python, background: true) ?? "compiled the Python modules in \(directory)")
+            log(Self.compile(directory, python: python, background: true, helpers: helpers) ?? "compiled the Python modules in \(directory)")
         }
     }
 
@@ -139,18 +141,21 @@ package struct PythonModules: Sendable, Equatable {
     /// Compiles every module under `directory` to bytecode with `python -m compileall`.
     /// - Returns: nil when it worked; otherwise why not, for the log.
     /// - Parameter cpuLimit: the CPU seconds a background compile may use.
-    static func compile(_ directory: String, python: String, background: Bool = false, cpuLimit: Int = backgroundCPULimit) -> String? {
+    /// - Parameter helpers: see `compileInBackground`.
+    static func compile(
+        _ directory: String, python: String, background: Bool = false, cpuLimit: Int = backgroundCPULimit, helpers: HelperProcesses? = nil
+    ) -> String? {
         let exit = ChildExit()
         let pid: Int32
+        let request = SpawnRequest(
+            arguments: [python, "-m", "compileall", "-q", directory], environment: Environment.all.map { "\($0.key)=\($0.value)" },
+            stdout: 2, stderr: 2, parentDeathSignal: .kill)
         do {
-            pid = try Spawner.spawn(
-                SpawnRequest(
-                    arguments: [python, "-m", "compileall", "-q", directory], environment: Environment.all.map { "\($0.key)=\($0.value)" },
-                    stdout: 2, stderr: 2, parentDeathSignal: .kill),
-                onExit: exit.record)
+            pid = try (helpers ?? HelperProcesses()).start { () throws(SystemError) in try Spawner.spawn(request, onExit: exit.record) }
         } catch {
             return "cannot start '\(python)' to compile the Python modules (\(error)); Python ranks will compile the modules on import"
         }
+        defer { helpers?.ended(pid) }
         if background {
             try? ProcessTable.lowerPriority(pid)  // ESRCH: it has finished already.
             try? ProcessTable.limitCPUTime(pid, seconds: cpuLimit)  // ESRCH: it has finished already.

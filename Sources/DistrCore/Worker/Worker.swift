@@ -25,6 +25,9 @@ package final class Worker: Sendable {
     let controlGroups: String?
     /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
     package let pythonModules: PythonModules?
+    /// The worker's own helpers (its compile of the Python modules), which a job's sweep must
+    /// leave alone.
+    private let helpers = HelperProcesses()
     /// Job slots (`--max-jobs`) and the gate each waiting request blocks on.
     private let slots: Mutex<(slots: JobSlots, gates: [UInt64: Latch])>
     let nextSlotRequest = Atomic<UInt64>(1)
@@ -64,7 +67,7 @@ package final class Worker: Sendable {
             let (modules, note) = try PythonModules.install(
                 root: configuration.pythonDirectory ?? PythonModules.defaultRoot(workDirectory: configuration.workDirectory), python: nil)
             if let note { configuration.log(note) }
-            if modules.lacksBytecode { modules.compileInBackground(log: configuration.log) }
+            if modules.lacksBytecode { modules.compileInBackground(log: configuration.log, helpers: helpers) }
             pythonModules = modules
         } catch {
             configuration.log("\(error)")
@@ -334,7 +337,9 @@ package final class Worker: Sendable {
         let soleJob = jobs.withLock { $0.count == 1 }
         let sentinel = configuration.sentinel
         // The sentinel is the worker's own: not looked at (its /proc files cost a job three opens).
-        let killed = Reclaimer.killAll(of: record, among: { ProcessTable.children().filter { $0 != sentinel } }) { _ in soleJob }
+        let killed = Reclaimer.killAll(of: record, among: { helpers.excluded(from: ProcessTable.children().filter { $0 != sentinel }) }) { _ in
+            soleJob
+        }
         if killed > 0 { log("job \(job.spec.jobID): ended \(killed) process(es) that outlived their rank") }
     }
 
