@@ -364,13 +364,22 @@ enum Processes {
         return "process \(pid) (\(stat.prefix(60))) \(program): \(String(decoding: arguments.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self))"
     }
 
-    /// An exiting process has let go of its memory before it becomes a zombie: for that moment
-    /// its program and its arguments are gone, and neither a worker nor its compile can be told
-    /// by them (seen under load: the worker's compile of its Python modules counted as a job's
-    /// leftover). Only kernel threads look the same, and they are nobody's child here.
+    /// Whether `pid` is exiting. A process shows no arguments for a moment twice: while it
+    /// exits (it has let go of its memory and is not a zombie yet) and in the middle of an
+    /// `execve` (its new program is mapped, its arguments not yet): then neither a worker nor
+    /// its compile can be told by them (seen under load: the worker's compile, in its shell
+    /// script's exec, counted as a job's leftover). So this waits, bounded, until the process
+    /// shows its arguments (false) or is gone (true). Kernel threads have none, but they are
+    /// nobody's child here.
     static func isExiting(_ pid: pid_t) -> Bool {
-        let arguments = (try? FileIO.readAll("/proc/\(pid)/cmdline")) ?? []  // Gone: exited.
-        return arguments.isEmpty && (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == nil  // No program: exiting.
+        let deadline = Clock.now + 10
+        while Clock.now < deadline {
+            guard let arguments = try? FileIO.readAll("/proc/\(pid)/cmdline") else { return true }  // Gone: exited.
+            if !arguments.isEmpty { return false }
+            if ProcessTable.info(pid)?.isZombie ?? true { return true }
+            usleep(1000)  // A transition of the kernel's, not a readiness: nothing to be told of.
+        }
+        return false
     }
 }
 
