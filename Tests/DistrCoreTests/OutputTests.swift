@@ -31,13 +31,42 @@ import Testing
             expected += line
         }
         #expect(spool.isSpilled)
-        #expect(budget.inUse == 0)
         #expect(spool.count == expected.count)
         #expect(try contents(spool) == expected)
         #expect(try spool.digest() == SHA256.hash(expected))
         // More after reading back is still kept in order.
         spool.append(Array("tail\n".utf8))
         #expect(try contents(spool) == expected + Array("tail\n".utf8))
+        // Drained: all of it written out in order, the memory back in the budget.
+        let out = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(out) }
+        let fd = try FileDescriptor.open(out + "/drained", .writeOnly, options: [.create]).release()
+        try spool.drain(to: fd)
+        FD.close(fd)
+        #expect(try FileIO.readAll(out + "/drained") == expected + Array("tail\n".utf8))
+        #expect(budget.inUse == 0)
+        #expect(spool.count == 0)
+    }
+
+    /// The start of a spilled output stays in memory (it is never written to the file), and a
+    /// digest of a prefix reads back only as far as that prefix.
+    @Test func spool_keepsItsStartInMemoryWhenItSpills_andDigestsReadOnlyTheirPrefix() throws {
+        let budget = OutputBudget(limit: 1 << 20)
+        let spool = OutputSpool(memoryLimit: 1000, budget: budget, directory: NSTemporaryDirectory())
+        let line = Array(String(repeating: "z", count: 99).utf8) + [10]
+        var expected: [UInt8] = []
+        for _ in 0..<5000 {
+            spool.append(line)
+            expected += line
+        }
+        #expect(spool.isSpilled)
+        #expect(budget.inUse == 1000)
+        #expect(spool.spilledBytes == expected.count - 1000)
+        #expect(try spool.digest(limit: 1000) == SHA256.hash(Array(expected[0..<1000])))
+        #expect(spool.bytesReadBack == 0)
+        #expect(try spool.digest(limit: 65536) == SHA256.hash(Array(expected[0..<65536])))
+        #expect(spool.bytesReadBack == 65536 - 1000)
+        #expect(try contents(spool) == expected)
     }
 
     @Test func spool_spillsWhenTheJobBudgetIsSpent_evenUnderItsOwnLimit() throws {
@@ -120,6 +149,70 @@ import Testing
         #expect(
             text == Array("----- [0,2] -----\n".utf8) + body("same\n") + Array("----- [1] -----\n".utf8) + body("diff\n")
                 + Array("----- [3] -----\n".utf8) + body("shorter\n"))
+    }
+
+    /// A printer in gather mode writing to a file; `text()` reads what the file holds so far.
+    struct GatherFile {
+        let directory: String
+        let fd: Int32
+        let printer: OutputPrinter
+        init(ranks: Int, memoryLimitPerRank: Int = 1000) throws {
+            directory = try makeTemporaryDirectory()
+            fd = try FileDescriptor.open(directory + "/stdout", .writeOnly, options: [.create]).release()
+            printer = OutputPrinter(
+                mode: .gather, ranks: 0..<ranks, memoryLimitPerRank: memoryLimitPerRank, memoryLimitTotal: 100_000,
+                temporaryDirectory: directory, stdoutFD: fd, stderrFD: fd)
+        }
+        func text() throws -> String { String(decoding: try FileIO.readAll(directory + "/stdout"), as: UTF8.self) }
+        func close() {
+            FD.close(fd)
+            FileIO.removeTree(directory)
+        }
+    }
+
+    /// The first rank's stdout is printed as it arrives once every other rank's differs from it
+    /// (spilled bytes included); its stderr and the other ranks' are held to the end as before.
+    @Test func gather_firstRanksStdout_isPrintedAsItArrives_onceNoOtherCanShareIt() throws {
+        // 1,000 bytes in memory, 1,000 spilled.
+        let file = try GatherFile(ranks: 3, memoryLimitPerRank: 1000)
+        defer { file.close() }
+        let long = String(repeating: "0", count: 99) + "\n"
+        for _ in 0..<20 { file.printer.output(rank: 0, stream: 1, bytes: Array(long.utf8)) }
+        file.printer.output(rank: 0, stream: 2, bytes: Array("zero's error\n".utf8))
+        file.printer.output(rank: 1, stream: 1, bytes: Array("one\n".utf8))
+        #expect(try file.text() == "", "printed while rank 2 might still share rank 0's output")
+        file.printer.output(rank: 2, stream: 1, bytes: Array("two\n".utf8))
+        #expect(try file.text() == "----- [0] -----\n" + String(repeating: long, count: 20))
+        file.printer.output(rank: 0, stream: 1, bytes: Array("zero, partial".utf8))
+        #expect(try file.text() == "----- [0] -----\n" + String(repeating: long, count: 20) + "zero, partial\n")
+        file.printer.finish(ranks: [0, 1, 2], names: [:])
+        #expect(
+            try file.text()
+                == "----- [0] -----\n" + String(repeating: long, count: 20) + "zero, partial\n"
+                + "----- [1] -----\none\n----- [2] -----\ntwo\n----- [0] -----\nzero's error\n")
+    }
+
+    /// Outputs that agree as far as they are compared may be one group: nothing is printed
+    /// before the end. One rank is a group of its own from the start.
+    @Test func gather_outputsAlikeAtTheStart_areHeldToTheEnd_andOneRankIsPrintedAtOnce() throws {
+        let alike = try GatherFile(ranks: 3)
+        defer { alike.close() }
+        let line = String(repeating: "s", count: 999) + "\n"
+        for rank in [0, 2, 1] {
+            for _ in 0..<5 { alike.printer.output(rank: rank, stream: 1, bytes: Array(line.utf8)) }
+        }
+        alike.printer.output(rank: 1, stream: 1, bytes: Array("different at 5000\n".utf8))
+        #expect(try alike.text() == "")
+        alike.printer.finish(ranks: [0, 1, 2], names: [:])
+        let same = String(repeating: line, count: 5)
+        #expect(try alike.text() == "----- [0,2] -----\n" + same + "----- [1] -----\n" + same + "different at 5000\n")
+
+        let one = try GatherFile(ranks: 1)
+        defer { one.close() }
+        one.printer.output(rank: 0, stream: 1, bytes: Array("alone\n".utf8))
+        #expect(try one.text() == "----- [0] -----\nalone\n")
+        one.printer.finish(ranks: [0], names: [:])
+        #expect(try one.text() == "----- [0] -----\nalone\n")
     }
 
     @Test func identicalOutputs_readsWholeOutputsOnlyWhenTheirStartsAgree() {

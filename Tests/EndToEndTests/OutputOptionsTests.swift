@@ -25,6 +25,24 @@ import Testing
         #expect(bytes.dropFirst(header.count).filter { $0 == 10 }.count == lines)
     }
 
+    /// `--gather` prints the first rank's stdout while the job runs once the other rank's differs
+    /// from it: the ranks end only after the test has seen it.
+    @Test func gather_firstRanksStdout_showsWhileTheJobRuns() throws {
+        try withTemporaryDirectory { directory in
+            let go = directory.path + "/go"
+            let process = try TestProcess([
+                Binaries.master, "exec", "--local", "2", "--gather", "--",
+                "echo rank $DISTR_NODE_ID; while [ ! -e '\(go)' ]; do sleep 0.05; done; echo done $DISTR_NODE_ID",
+            ])
+            let shown = process.stdout.waitFor("----- [0] -----\nrank 0\n")
+            try FileIO.write(go, [], mode: 0o644, exclusive: false)
+            let run = TestProcess.run(process)
+            #expect(shown, "\(run.stdout)")
+            #expect(run.status == 0)
+            #expect(run.stdout == "----- [0] -----\nrank 0\ndone 0\n----- [1] -----\nrank 1\ndone 1\n")
+        }
+    }
+
     /// Three ranks write lines of every length from 0 to 299 bytes, in writes of 4093 bytes that
     /// end mid-line, to stdout and stderr at once, ending with a partial line: the worker relays
     /// them in batches, and every line arrives whole, labelled, in order, on its own stream.

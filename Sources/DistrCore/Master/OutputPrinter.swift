@@ -7,17 +7,38 @@ import Synchronization
 /// Held output (`--group`, `--gather`) goes to one `OutputSpool` per rank and stream: memory
 /// and time stay linear in the output, and past `memoryLimitPerRank` (or `memoryLimitTotal` for
 /// the whole job) it lives in unnamed temporary files.
+///
+/// `--gather` prints the first rank's stdout as it arrives once it is known to be a group of its
+/// own (`Lead`): its block comes first whatever the others hold, so it need not be held at all.
 package final class OutputPrinter: Sendable {
     /// A rank's held stdout and stderr.
     final class Held: Sendable {
-        let spools: Mutex<(out: OutputSpool, err: OutputSpool)>
+        /// `outIsPrinted`: the stdout is printed as it arrives (the `Lead` rank's, once its group is known).
+        let spools: Mutex<(out: OutputSpool, err: OutputSpool, outIsPrinted: Bool)>
         init(memoryLimit: Int, budget: OutputBudget, directory: String) {
             spools = Mutex(
                 (
                     OutputSpool(memoryLimit: memoryLimit, budget: budget, directory: directory),
-                    OutputSpool(memoryLimit: memoryLimit, budget: budget, directory: directory)
+                    OutputSpool(memoryLimit: memoryLimit, budget: budget, directory: directory),
+                    false
                 ))
         }
+    }
+
+    /// `--gather`: the first rank's stdout, compared with every other rank's as they arrive. Once
+    /// each of them differs from it somewhere in the first `window` bytes, no rank can share its
+    /// group, and that group is printed first: its block is printed then, and the rest of its
+    /// stdout as it comes, instead of being held (and spilled) to the end. Outputs alike in
+    /// their first `window` bytes (or not in memory that far) leave everything held, as before.
+    struct Lead {
+        static let window = 4096
+        let rank: Int
+        /// Ranks not yet seen to differ from `rank`, and how many bytes of theirs were compared.
+        var open: [Int: Int]
+        /// Printing (true) or given up (false); nil while undecided.
+        var decided: Bool?
+        /// Why the output held before printing began is incomplete, if it is (said at the end).
+        var failure: String?
     }
 
     package static let defaultMemoryLimitPerRank = 8 << 20
@@ -32,6 +53,7 @@ package final class OutputPrinter: Sendable {
     /// The live progress line, when one is drawn: output written while it shows erases it first.
     private let progress = Mutex<ProgressLine?>(nil)
     private let held: [Int: Held]
+    private let lead: Mutex<Lead?>
     package let budget: OutputBudget
 
     /// - Parameters:
@@ -55,6 +77,8 @@ package final class OutputPrinter: Sendable {
             for rank in ranks { held[rank] = Held(memoryLimit: memoryLimitPerRank, budget: budget, directory: directory) }
         }
         self.held = held
+        let others = ranks.dropFirst().map { ($0, 0) }
+        lead = Mutex(mode == .gather ? ranks.first.map { Lead(rank: $0, open: Dictionary(uniqueKeysWithValues: others)) } : nil)
     }
 
     /// Shows (or, with nil, stops showing) `line` while output is written.
@@ -62,11 +86,14 @@ package final class OutputPrinter: Sendable {
 
     /// Writes to the master's stdout or stderr, erasing the progress line first when it shows.
     package func emit(_ fd: Int32, _ bytes: [UInt8]) {
-        if let line = progress.withLock({ $0 }) {
-            line.write(bytes, to: fd)
-        } else {
-            Self.write(fd, bytes)
-        }
+        emitting { Self.write(fd, bytes) }
+    }
+
+    /// Runs `body`, which writes output, with the progress line (when one shows) erased first
+    /// and not drawn again meanwhile.
+    private func emitting<T: Sendable>(_ body: () -> T) -> T {
+        guard let line = progress.withLock({ $0 }) else { return body() }
+        return line.erased(body)
     }
 
     /// Prefixes every line of `bytes` (which ends at a line end, or is a final partial line)
@@ -158,7 +185,20 @@ package final class OutputPrinter: Sendable {
             writeLock.withLock { _ in emit(stream == 2 ? stderrFD : stdoutFD, text) }
         case .group, .gather:
             guard let entry = held[rank], !bytes.isEmpty else { return }
-            entry.spools.withLock { spools in
+            let printed = entry.spools.withLock { spools in
+                if stream != 2 && spools.outIsPrinted {
+                    writeLock.withLock { _ in
+                        emitting {
+                            if timestamps {
+                                Self.write(stdoutFD, Self.prefixLines(bytes, with: stamp))
+                            } else {
+                                try? FD.writeAll(stdoutFD, bytes)  // The reader has gone: dropped, as `write` says.
+                                if bytes.last != 10 { Self.write(stdoutFD, [10]) }
+                            }
+                        }
+                    }
+                    return true
+                }
                 let spool = stream == 2 ? spools.err : spools.out
                 if timestamps {
                     spool.append(Self.prefixLines(bytes, with: stamp))
@@ -166,7 +206,56 @@ package final class OutputPrinter: Sendable {
                     spool.append(bytes)
                     if bytes.last != 10 { spool.append([10]) }
                 }
+                return false
             }
+            if stream != 2 && !printed { compareWithLead(rank) }
+        }
+    }
+
+    /// `--gather`: compares what arrived of `rank`'s stdout with the lead's (or, for the lead
+    /// itself, every open rank's), and prints the lead's block once no other rank can share it.
+    /// Called without a spool's lock held (it takes the lead's and the other's in turn).
+    private func compareWithLead(_ rank: Int) {
+        lead.withLock { lead in
+            guard var state = lead, state.decided == nil, let first = held[state.rank] else { return }
+            let others = rank == state.rank ? Array(state.open.keys) : state.open[rank] == nil ? [] : [rank]
+            for other in others {
+                guard let entry = held[other], let done = state.open[other] else { continue }
+                // Each side's count, then the new common part (at most `window` bytes in all).
+                let end = min(Lead.window, first.spools.withLock { $0.out.count }, entry.spools.withLock { $0.out.count })
+                guard end > done else { continue }
+                let theirs = first.spools.withLock { $0.out.start(done..<end) }
+                let mine = entry.spools.withLock { $0.out.start(done..<end) }
+                guard let theirs, let mine else {
+                    state.decided = false  // Not in memory that far (a tiny --spill-after): held, as before.
+                    break
+                }
+                if theirs != mine {
+                    state.open[other] = nil
+                } else if end == Lead.window {
+                    state.decided = false  // Alike as far as compared: may be one group.
+                    break
+                } else {
+                    state.open[other] = end
+                }
+            }
+            if state.decided == nil && state.open.isEmpty {
+                state.decided = true
+                state.failure = first.spools.withLock { spools in
+                    guard spools.out.failure == nil else { return nil }  // Cut short: printed at the end with its note.
+                    spools.outIsPrinted = true
+                    return writeLock.withLock { _ in
+                        emitting {
+                            Self.write(stdoutFD, Array("----- \(Self.fold([state.rank])) -----\n".utf8))
+                            do { try spools.out.drain(to: stdoutFD) } catch {
+                                return "rank \(state.rank)'s held output could not be read back (\(error)); it is incomplete"
+                            }
+                            return nil
+                        }
+                    }
+                }
+            }
+            lead = state
         }
     }
 
@@ -212,6 +301,7 @@ package final class OutputPrinter: Sendable {
             for line in problems { Self.write(stderrFD, Array("distr: \(line)\n".utf8)) }
         }
         guard mode != .live else { return }
+        if let why = lead.withLock({ $0?.failure }) { problems.append(why) }
         func copy(_ spool: OutputSpool, rank: Int, to fd: Int32, header: [UInt8]) {
             Self.write(fd, header)
             do { try spool.write(to: fd) } catch {
@@ -241,7 +331,9 @@ package final class OutputPrinter: Sendable {
                 func withSpool<T: Sendable>(_ rank: Int, _ body: (OutputSpool) -> T) -> T? {
                     held[rank]?.spools.withLock { body(stream == 2 ? $0.err : $0.out) }
                 }
-                let shown = stream == 0 ? ranks : ranks.filter { (withSpool($0) { $0.count } ?? 0) > 0 }
+                // The lead's stdout block is out already (printed as it arrived).
+                let printed = stream == 0 ? ranks.filter { held[$0]?.spools.withLock { $0.outIsPrinted } ?? false } : []
+                let shown = stream == 0 ? ranks.filter { !printed.contains($0) } : ranks.filter { (withSpool($0) { $0.count } ?? 0) > 0 }
                 let groups = Self.identicalOutputs(shown, size: { withSpool($0) { $0.count } ?? 0 }) { rank, limit in
                     withSpool(rank) { spool in
                         // Unreadable: a group of its own (the copy below reports it).

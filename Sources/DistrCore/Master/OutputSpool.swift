@@ -26,19 +26,25 @@ package final class OutputBudget: Sendable {
 }
 
 /// One rank's output on one stream, held until the job ends (`--group`, `--gather`), like
-/// `dshbak -c`: in memory up to `memoryLimit` bytes (and while the job's `OutputBudget` allows),
-/// then in a temporary file that has no name (unlinked at creation, so it is gone when the
-/// descriptor closes, however the master ends). Appending costs time linear in the bytes
-/// appended, and nothing more: `--gather` compares outputs at the end (`digest`), reading back
-/// only as much as it must, and spilled bytes go back out with `sendfile`.
+/// `dshbak -c`: its start in memory, up to `memoryLimit` bytes (and while the job's
+/// `OutputBudget` allows), the rest in a temporary file that has no name (unlinked at creation,
+/// so it is gone when the descriptor closes, however the master ends). Appending costs time
+/// linear in the bytes appended, and nothing more: the start stays where it is when the rest
+/// spills (it is never written to the file), `--gather` compares outputs at the end (`digest`),
+/// reading back only as much as it must, and spilled bytes go back out with `sendfile`.
 ///
 /// Not thread-safe: one rank's output comes from one worker connection; the owner locks.
 package final class OutputSpool {
     /// Bytes appended so far (written or not).
     package private(set) var count = 0
+    /// Bytes read back from the temporary file so far (`digest`, `forEachPiece`, a failed `sendfile`).
+    package private(set) var bytesReadBack = 0
     /// Why bytes were lost (the temporary file could not be made or written), if they were.
     package private(set) var failure: String?
-    private var memory: [UInt8] = []
+    /// The start of the output, in memory (and in the budget); never written to the file.
+    private var head: [UInt8] = []
+    /// Appended after the spill, waiting to be written to the file.
+    private var pending: [UInt8] = []
     private var file: Int32 = -1
     private var fileSize = 0
     private var reserved = 0
@@ -65,39 +71,45 @@ package final class OutputSpool {
     /// True once the bytes no longer fit in memory and went to the temporary file.
     package var isSpilled: Bool { file >= 0 }
 
+    /// Bytes in the temporary file or waiting for it: what did not fit in memory.
+    package var spilledBytes: Int { fileSize + pending.count }
+
     package func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
     package func append(_ bytes: UnsafeRawBufferPointer) {
         guard failure == nil, !bytes.isEmpty else { return }
         count += bytes.count
         if file < 0 {
-            if memory.count + bytes.count <= memoryLimit && budget.reserve(bytes.count) {
+            if head.count + bytes.count <= memoryLimit && budget.reserve(bytes.count) {
                 reserved += bytes.count
-                memory.append(contentsOf: bytes)
+                head.append(contentsOf: bytes)
                 return
             }
             do { file = try FD.unnamedTemporaryFile(in: directory) } catch {
                 fail("\(error); set TMPDIR to a directory with space")
                 return
             }
-            budget.release(reserved)
-            reserved = 0
         }
-        if memory.count + bytes.count >= Self.writeBuffer {
+        if pending.count + bytes.count >= Self.writeBuffer {
             flush()
             if bytes.count >= Self.writeBuffer / 2 {
                 writeToFile(bytes)
                 return
             }
         }
-        memory.append(contentsOf: bytes)
+        pending.append(contentsOf: bytes)
+    }
+
+    /// The held bytes in `range`, when they are all in memory at the start (nil otherwise).
+    package func start(_ range: Range<Int>) -> ArraySlice<UInt8>? {
+        range.upperBound <= head.count ? head[range] : nil
     }
 
     /// Writes what waits in memory to the file (spilled spools only).
     private func flush() {
-        guard file >= 0, !memory.isEmpty else { return }
-        memory.withUnsafeBytes { writeToFile($0) }
-        if failure == nil { memory.removeAll(keepingCapacity: true) }
+        guard file >= 0, !pending.isEmpty else { return }
+        pending.withUnsafeBytes { writeToFile($0) }
+        if failure == nil { pending.removeAll(keepingCapacity: true) }
     }
 
     private func writeToFile(_ bytes: UnsafeRawBufferPointer) {
@@ -111,56 +123,62 @@ package final class OutputSpool {
 
     private func fail(_ why: String) {
         failure = why
-        memory = []
+        head = []
+        pending = []
         budget.release(reserved)
         reserved = 0
     }
 
-    /// The SHA-256 of the first `limit` bytes held (of all of them by default), read back.
+    /// The SHA-256 of the first `limit` bytes held (of all of them by default), read back only
+    /// as far as `limit`.
     /// - Throws: `SystemError` when the temporary file cannot be read back.
     package func digest(limit: Int = .max) throws(SystemError) -> [UInt8] {
         var hasher = SHA256()
-        var left = limit
-        try forEachPiece { piece in
-            guard left > 0 else { return }
-            piece.prefix(left).withUnsafeBytes { hasher.update($0) }
-            left -= min(left, piece.count)
-        }
+        try forEachPiece(from: 0, upTo: limit) { piece in piece.withUnsafeBytes { hasher.update($0) } }
         return hasher.finalize()
     }
 
     /// Calls `body` with the held bytes in order, in pieces of at most about 1 MiB.
     /// - Throws: `SystemError` when the temporary file cannot be read back.
     package func forEachPiece(_ body: ([UInt8]) -> Void) throws(SystemError) {
-        try forEachPiece(from: 0, body)
+        try forEachPiece(from: 0, upTo: .max, body)
     }
 
-    /// `forEachPiece` from byte `start` of the held bytes.
-    private func forEachPiece(from start: Int, _ body: ([UInt8]) -> Void) throws(SystemError) {
-        flush()
+    /// `forEachPiece` over the held bytes from byte `start` up to byte `end`: the start in
+    /// memory, then the file, then what waits for it.
+    private func forEachPiece(from start: Int, upTo end: Int, _ body: ([UInt8]) -> Void) throws(SystemError) {
+        let end = min(end, count)
         var offset = start
-        if offset < fileSize {
-            var buffer = [UInt8](repeating: 0, count: min(Self.readPiece, fileSize - offset))
-            while offset < fileSize {
-                let (file, left) = (file, fileSize - offset)
+        if offset < min(end, head.count) {
+            body(offset == 0 && end >= head.count ? head : Array(head[offset..<min(end, head.count)]))
+            offset = min(end, head.count)
+        }
+        let fileEnd = min(end, head.count + fileSize)
+        if offset < fileEnd {
+            var buffer = [UInt8](repeating: 0, count: min(Self.readPiece, fileEnd - offset))
+            while offset < fileEnd {
+                let (file, at, left) = (file, offset - head.count, fileEnd - offset)
                 let n = try buffer.withUnsafeMutableBytes { raw in
-                    Result { () throws(SystemError) in try FD.read(file, at: offset, into: raw.baseAddress!, count: min(raw.count, left)) }
+                    Result { () throws(SystemError) in try FD.read(file, at: at, into: raw.baseAddress!, count: min(raw.count, left)) }
                 }.get()
                 if n == 0 { break }
+                bytesReadBack += n
                 body(n == buffer.count ? buffer : Array(buffer[0..<n]))
                 offset += n
             }
+            offset = max(offset, fileEnd)
         }
-        let memoryStart = max(0, start - fileSize)
-        if memoryStart < memory.count { body(memoryStart == 0 ? memory : Array(memory[memoryStart...])) }
+        let pendingStart = head.count + fileSize
+        if offset < end { body(Array(pending[(offset - pendingStart)..<(end - pendingStart)])) }
     }
 
-    /// Writes the held bytes to `fd` in order: the spilled part straight from the temporary file
-    /// to `fd` in the kernel (`sendfile`), else (where `fd` cannot take that) through a buffer.
-    /// Bytes `fd` does not take (its reader has gone) are dropped, as the printer drops output.
+    /// Writes the held bytes to `fd` in order: the start from memory, the spilled part straight
+    /// from the temporary file to `fd` in the kernel (`sendfile`, or where `fd` cannot take that,
+    /// through a buffer), then what had not reached the file. Bytes `fd` does not take (its
+    /// reader has gone) are dropped, as the printer drops output.
     /// - Throws: `SystemError` when the temporary file cannot be read back.
     package func write(to fd: Int32) throws(SystemError) {
-        flush()
+        try? FD.writeAll(fd, head)  // The reader has gone: dropped, as said above.
         var offset = 0
         while offset < fileSize {
             let n: Int
@@ -168,8 +186,24 @@ package final class OutputSpool {
             if n == 0 { break }
             offset += n
         }
-        try forEachPiece(from: offset) { piece in
+        try forEachPiece(from: head.count + offset, upTo: .max) { piece in
             try? FD.writeAll(fd, piece)  // The reader has gone: dropped, as said above.
         }
+    }
+
+    /// Writes the held bytes to `fd` (as `write(to:)`) and lets them go: the spool is empty
+    /// again, its memory back in the budget and its temporary file closed.
+    package func drain(to fd: Int32) throws(SystemError) {
+        defer {
+            FD.close(file)
+            file = -1
+            fileSize = 0
+            head = []
+            pending = []
+            budget.release(reserved)
+            reserved = 0
+            count = 0
+        }
+        try write(to: fd)
     }
 }

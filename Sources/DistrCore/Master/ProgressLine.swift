@@ -50,12 +50,20 @@ package final class ProgressLine: Sendable {
     /// Writes `bytes` to `target` (default: the line's own descriptor) with the line erased
     /// first; it is drawn again at the next tick.
     package func write(_ bytes: [UInt8], to target: Int32? = nil) {
+        erased {
+            if !bytes.isEmpty { try? FD.writeAll(target ?? fd, bytes) }  // The reader has gone (as `head` does): dropped, as the printer does.
+        }
+    }
+
+    /// Runs `body`, which writes other text, with the line erased first and not drawn again
+    /// until `body` returns (at the next tick).
+    package func erased<T: Sendable>(_ body: () -> T) -> T {
         drawn.withLock { drawn in
             if drawn {
                 try? FD.writeAll(fd, Array(Self.erase.utf8))  // stderr can no longer be written: nothing else to do.
                 drawn = false
             }
-            if !bytes.isEmpty { try? FD.writeAll(target ?? fd, bytes) }  // The reader has gone (as `head` does): dropped, as the printer does.
+            return body()
         }
     }
 
