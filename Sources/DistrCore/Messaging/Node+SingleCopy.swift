@@ -181,9 +181,9 @@ extension Node {
 
     /// Whether `destination` lies 1 to 63 bytes after `source` modulo a page. The kernel's copy
     /// (and glibc's `memcpy` from 4 KiB to about 1 MiB) use `rep movsb`, which on the AMD EPYC of
-    /// the machines measured runs 8 to 60 times slower at such a distance (4K aliasing of each
-    /// store with the next loads): 8 MB took 3-24 ms instead of 0.35-1.1 ms. Two arrays' storage
-    /// is 16-byte aligned, so one broadcast in 256 would otherwise hit it.
+    /// the machines measured runs 8 to 60 times slower when the distance is 1 to 31 bytes (the
+    /// stores alias the next loads): 8 MB took 3-24 ms instead of 0.35-1.1 ms. 32-63 measured
+    /// fast, and are taken as well for a margin.
     static func isShortDistance(from source: UInt64, to destination: UnsafeMutableRawBufferPointer) -> Bool {
         guard let base = destination.baseAddress, destination.count >= 4096 else { return false }
         let distance = (UInt64(UInt(bitPattern: base)) &- source) & 4095
