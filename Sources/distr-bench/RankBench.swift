@@ -114,16 +114,8 @@ enum RankBench {
         }
         _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
         try await node.barrier()
-        var times: [Double] = []
         let cpuStart = cpuSeconds()
-        for _ in 0..<count {
-            try await node.barrier()
-            let start = DistrCore.Clock.now
-            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
-            try await node.barrier()
-            times.append(DistrCore.Clock.now - start)
-            guard received.count == data.count, received[received.count / 2] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
-        }
+        let times = try await timedBroadcasts(node, data, repeats: count)
         let broadcastCPU = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
         let barrierStart = cpuSeconds()
         for _ in 0..<count {
@@ -134,6 +126,21 @@ enum RankBench {
         report(node, "broadcast \(bytes) B", distr: median(times) * 1e3, baseline: nil)
         report(node, "broadcast CPU per call, all ranks", distr: broadcastCPU / Double(count) * 1e3, baseline: nil)
         report(node, "two barriers' CPU, all ranks", distr: barrierCPU / Double(count) * 1e3, baseline: nil)
+    }
+
+    /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a
+    /// barrier and ended after another: everyone has it only when the last rank has it.
+    static func timedBroadcasts(_ node: Node, _ data: [Double], repeats: Int) async throws -> [Double] {
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
+            try await node.barrier()
+            times.append(DistrCore.Clock.now - start)
+            guard received.count == data.count, received[received.count / 2] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
+        }
+        return times
     }
 
     /// One-way latency in seconds, from round trips.
@@ -317,17 +324,8 @@ enum RankBench {
         }
         report(node, "barrier", distr: median(barriers) * 1e6, baseline: nil)
         let data = [Double](repeating: 1.5, count: 1 << 20)
-        var broadcasts: [Double] = []
         _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
-        for _ in 0..<repeats {
-            try await node.barrier()
-            let start = DistrCore.Clock.now
-            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
-            // Everyone has it only when the last rank has it: the time ends after a barrier.
-            try await node.barrier()
-            broadcasts.append(DistrCore.Clock.now - start)
-            guard received.count == data.count, received[12345] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
-        }
+        let broadcasts = try await timedBroadcasts(node, data, repeats: repeats)
         report(node, "broadcast 8 MB", distr: median(broadcasts) * 1e3, baseline: nil)
         let values = [Double](repeating: Double(node.id), count: 1 << 20)
         _ = try await node.allReduce(values, .sum)
