@@ -15,6 +15,7 @@ enum RankBench {
             case "busy": try await messaging(node, transport: transport, quick: quick, busy: true)
             case "collectives": try await collectives(node, quick: quick)
             case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
+            case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -95,6 +96,51 @@ enum RankBench {
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 10000
         let seconds = try await pingPong(node, peer: 1 - node.id, payload: [UInt8](repeating: 7, count: size), iterations: count)
         report(node, "latency \(size) B", distr: seconds * 1e6, baseline: nil)
+    }
+
+    /// `--rank broadcast BYTES COUNT`: COUNT broadcasts of BYTES (doubles) from rank 0, each
+    /// followed by a barrier, as the collectives case times them; reports the median time (ms)
+    /// and the CPU time of all ranks together per broadcast (ms, from `getrusage`), which does
+    /// not depend on what else the machine runs. A barrier-only loop's CPU is reported too.
+    static func broadcastOnly(_ node: Node, arguments: [String]) async throws {
+        let bytes = arguments.first.flatMap { Int($0) } ?? 8 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 50
+        let data = [Double](repeating: 1.5, count: bytes / 8)
+        func cpuSeconds() -> Double {
+            var usage = rusage()
+            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+            let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+            return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+        }
+        _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
+        try await node.barrier()
+        let cpuStart = cpuSeconds()
+        let times = try await timedBroadcasts(node, data, repeats: count)
+        let broadcastCPU = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        let barrierStart = cpuSeconds()
+        for _ in 0..<count {
+            try await node.barrier()
+            try await node.barrier()
+        }
+        let barrierCPU = try await node.allReduce(cpuSeconds() - barrierStart, .sum)
+        report(node, "broadcast \(bytes) B", distr: median(times) * 1e3, baseline: nil)
+        report(node, "broadcast CPU per call, all ranks", distr: broadcastCPU / Double(count) * 1e3, baseline: nil)
+        report(node, "two barriers' CPU, all ranks", distr: barrierCPU / Double(count) * 1e3, baseline: nil)
+    }
+
+    /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a
+    /// barrier and ended after another: everyone has it only when the last rank has it.
+    static func timedBroadcasts(_ node: Node, _ data: [Double], repeats: Int) async throws -> [Double] {
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
+            try await node.barrier()
+            times.append(DistrCore.Clock.now - start)
+            guard received.count == data.count, received[received.count / 2] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
+        }
+        return times
     }
 
     /// One-way latency in seconds, from round trips.
@@ -278,17 +324,8 @@ enum RankBench {
         }
         report(node, "barrier", distr: median(barriers) * 1e6, baseline: nil)
         let data = [Double](repeating: 1.5, count: 1 << 20)
-        var broadcasts: [Double] = []
         _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
-        for _ in 0..<repeats {
-            try await node.barrier()
-            let start = DistrCore.Clock.now
-            let received = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
-            // Everyone has it only when the last rank has it: the time ends after a barrier.
-            try await node.barrier()
-            broadcasts.append(DistrCore.Clock.now - start)
-            guard received.count == data.count, received[12345] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
-        }
+        let broadcasts = try await timedBroadcasts(node, data, repeats: repeats)
         report(node, "broadcast 8 MB", distr: median(broadcasts) * 1e3, baseline: nil)
         let values = [Double](repeating: Double(node.id), count: 1 << 20)
         _ = try await node.allReduce(values, .sum)

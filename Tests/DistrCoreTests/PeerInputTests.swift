@@ -313,6 +313,38 @@ import Testing
         withExtendedLifetime(data) {}
     }
 
+    @Test func singleCopy_shortDistanceIsOneTo63BytesAfterTheSourceModuloAPage() throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * 4096, alignment: 4096)
+        defer { buffer.deallocate() }
+        let base = UInt64(UInt(bitPattern: buffer.baseAddress))
+        func short(_ offset: Int, count: Int = 4096, source: UInt64) -> Bool {
+            Node.isShortDistance(from: source, to: UnsafeMutableRawBufferPointer(rebasing: buffer[offset..<offset + count]))
+        }
+        for offset in [1, 8, 16, 31, 48, 63] { #expect(short(offset, source: base), "\(offset)") }
+        #expect(short(4096 + 16, source: base))
+        #expect(short(16, source: base &- 4096 &* 1000))
+        for offset in [0, 64, 100, 2048, 4095, 4096] { #expect(!short(offset, source: base), "\(offset)") }
+        // Behind the source, or too small for the slow copy.
+        #expect(!short(0, source: base + 16))
+        #expect(!short(16, count: 4095, source: base))
+    }
+
+    @Test func singleCopy_readsThroughTheBounceBufferGiveTheSameBytes() throws {
+        let source = (0..<(300_001 * 8)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 9) }
+        let target = UnsafeMutableRawBufferPointer.allocate(byteCount: source.count + 64, alignment: 4096)
+        defer { target.deallocate() }
+        try source.withUnsafeBytes { bytes in
+            let address = UInt64(UInt(bitPattern: bytes.baseAddress))
+            for shift in [0, 16, 40] {
+                let count = source.count - shift
+                let into = UnsafeMutableRawBufferPointer(rebasing: target[shift..<shift + count])
+                into.initializeMemory(as: UInt8.self, repeating: 0)
+                try Node.readThroughBounce(from: CurrentProcess.id, address: address + UInt64(shift), into: into)
+                #expect(into.elementsEqual(bytes[shift...]), "\(shift)")
+            }
+        }
+    }
+
     @Test func singleCopy_offerFromAnotherNamespaceFallsBackToTheData() async throws {
         // The identity word does not match (as when the pid names another process here): the
         // rank asks for the data instead of reading.

@@ -166,11 +166,47 @@ extension Node {
     /// - Throws: `NodeError.badCollective` naming `rank` when the memory is not there.
     func read(_ offer: MemoryOffer, at offset: Int = 0, into destination: UnsafeMutableRawBufferPointer, from rank: Int) throws(NodeError) {
         precondition(offset >= 0 && offset + destination.count <= offer.byteCount, "read beyond a checked offer")
+        let source = offer.address + UInt64(offset)
         do {
-            try ProcessMemory.read(from: offer.pid, address: offer.address + UInt64(offset), into: destination)
+            if Self.isShortDistance(from: source, to: destination) {
+                try Self.readThroughBounce(from: offer.pid, address: source, into: destination)
+            } else {
+                try ProcessMemory.read(from: offer.pid, address: source, into: destination)
+            }
         } catch {
             throw .badCollective(
                 rank: rank, detail: "offered \(offer.byteCount) bytes at \(offer.address) in process \(offer.pid), which cannot be read: \(error)")
+        }
+    }
+
+    /// Whether `destination` lies 1 to 63 bytes after `source` modulo a page. The kernel's copy
+    /// (and glibc's `memcpy` from 4 KiB to about 1 MiB) use `rep movsb`, which on the AMD EPYC of
+    /// the machines measured runs 8 to 60 times slower when the distance is 1 to 31 bytes (the
+    /// stores alias the next loads): 8 MB took 3-24 ms instead of 0.35-1.1 ms. 32-63 measured
+    /// fast, and are taken as well for a margin.
+    static func isShortDistance(from source: UInt64, to destination: UnsafeMutableRawBufferPointer) -> Bool {
+        guard let base = destination.baseAddress, destination.count >= 4096 else { return false }
+        let distance = (UInt64(UInt(bitPattern: base)) &- source) & 4095
+        return distance != 0 && distance < 64
+    }
+
+    /// Bytes a short-distance read goes through at a time.
+    static let bouncePiece = 64 << 10
+
+    /// `ProcessMemory.read` in pieces through a buffer half a page away from both the source and
+    /// `destination` (see `isShortDistance`): two copies at full speed instead of one slow one.
+    static func readThroughBounce(from pid: Int32, address: UInt64, into destination: UnsafeMutableRawBufferPointer) throws(SystemError) {
+        guard let base = destination.baseAddress else { return }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bouncePiece + 4096, alignment: 4096)
+        defer { buffer.deallocate() }
+        // Half a page after the source; the destination is then 2049-2111 bytes after the buffer.
+        let bounce = buffer + Int((address &+ 2048) & 4095)
+        var done = 0
+        while done < destination.count {
+            let piece = UnsafeMutableRawBufferPointer(start: bounce, count: Swift.min(bouncePiece, destination.count - done))
+            try ProcessMemory.read(from: pid, address: address + UInt64(done), into: piece)
+            (base + done).copyMemory(from: bounce, byteCount: piece.count)
+            done += piece.count
         }
     }
 }

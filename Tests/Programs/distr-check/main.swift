@@ -246,10 +246,13 @@ await Node.run { node in
         try expect(try await node.broadcast(node.id == root ? big : nil, root: root) == big, "broadcast of 300001 doubles from the last rank")
         let ints = (0..<70_001).map { Int32(truncatingIfNeeded: $0 &* 7919) }
         try expect(try await node.broadcast(node.id == 0 ? ints : nil, root: 0) == ints, "broadcast of 70001 Int32s")
+        // Broadcast offers wherever allReduce does (counted before any allReduce of arrays).
+        let offeredByBroadcast = try await node.allReduce(node.offeredArrays, .sum)
         for length in [100_003, 4096 * n * 8 + 5] { try await expectRingOrderSum(node, length: length) }
         let mins = try await node.allReduce((0..<200_000).map { Int64(($0 * 31 + node.id * 17) % 1000) }, .min)
         try expect(mins.indices.allSatisfy { i in mins[i] == (0..<n).map { Int64((i * 31 + $0 * 17) % 1000) }.min() }, "allReduce min of Int64")
         let offered = try await node.allReduce(node.offeredArrays, .sum)
+        try expect((offeredByBroadcast > 0) == (offered > offeredByBroadcast), "broadcast offers exactly where allReduce does")
         say("ok single-copy \(offered > 0 ? "offered" : "sent")")
 
     case "bigring":
