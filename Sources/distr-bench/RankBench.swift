@@ -16,6 +16,7 @@ enum RankBench {
             case "collectives": try await collectives(node, quick: quick)
             case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
+            case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -143,6 +144,26 @@ enum RankBench {
         return times
     }
 
+    /// `--rank rawpingpong SIZE COUNT MODE`: the plain-socket ping-pong alone; MODE `block` or
+    /// `poll` over one connection, `block2` or `poll2` over two (one per direction, as distr's links).
+    static func rawPingPongOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 8
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 10000
+        let mode = arguments.dropFirst(2).first ?? "block"
+        let forth = try await baselineSocket(node, transport: "tcp")
+        defer { close(forth) }
+        let back = mode.hasSuffix("2") ? try await baselineSocket(node, transport: "tcp") : forth
+        defer { if back != forth { close(back) } }
+        if mode.hasPrefix("poll") {
+            FD.setNonblocking(forth)
+            FD.setNonblocking(back)
+        }
+        // Rank 0 writes on `forth` and reads `back`; rank 1 the other way round.
+        let (out, into) = node.id == 0 ? (forth, back) : (back, forth)
+        let seconds = try rawPingPong(writing: out, reading: into, first: node.id == 0, size: size, iterations: count)
+        report(node, "raw latency \(size) B \(mode)", distr: seconds * 1e6, baseline: nil)
+    }
+
     /// One-way latency in seconds, from round trips.
     static func pingPong(_ node: Node, peer: Int, payload: [UInt8], iterations: Int) async throws -> Double {
         try await node.barrier()
@@ -260,30 +281,39 @@ enum RankBench {
 
     /// One byte each way, so both sides start timing at the same moment.
     static func startTogether(_ fd: Int32, first: Bool) throws {
+        try startTogether(writing: fd, reading: fd, first: first)
+    }
+
+    static func startTogether(writing out: Int32, reading into: Int32, first: Bool) throws {
         var sync: UInt8 = 0
         if first {
-            try writeFully(fd, &sync, 1)
-            try readFully(fd, &sync, 1)
+            try writeFully(out, &sync, 1)
+            try readFully(into, &sync, 1)
         } else {
-            try readFully(fd, &sync, 1)
-            try writeFully(fd, &sync, 1)
+            try readFully(into, &sync, 1)
+            try writeFully(out, &sync, 1)
         }
     }
 
     /// The same round trips over the plain socket: fixed-size messages, blocking read and write.
     static func rawPingPong(_ fd: Int32, first: Bool, size: Int, iterations: Int) throws -> Double {
+        try rawPingPong(writing: fd, reading: fd, first: first, size: size, iterations: iterations)
+    }
+
+    /// Round trips that write on `out` and read `into` (one socket, or one per direction).
+    static func rawPingPong(writing out: Int32, reading into: Int32, first: Bool, size: Int, iterations: Int) throws -> Double {
         var buffer = [UInt8](repeating: 7, count: size)
         return try buffer.withUnsafeMutableBytes { raw in
             let pointer = raw.baseAddress!
-            try startTogether(fd, first: first)
+            try startTogether(writing: out, reading: into, first: first)
             let start = DistrCore.Clock.now
             for _ in 0..<iterations {
                 if first {
-                    try writeFully(fd, pointer, size)
-                    try readFully(fd, pointer, size)
+                    try writeFully(out, pointer, size)
+                    try readFully(into, pointer, size)
                 } else {
-                    try readFully(fd, pointer, size)
-                    try writeFully(fd, pointer, size)
+                    try readFully(into, pointer, size)
+                    try writeFully(out, pointer, size)
                 }
             }
             return (DistrCore.Clock.now - start) / Double(2 * iterations)

@@ -202,8 +202,9 @@ extension Node {
         defer { for channel in channels { progress.arm(channel, true) } }
         let ring = channels.count == 1 && channels[0].hasRing ? channels[0] : nil
         let allRings = channels.allSatisfy(\.hasRing)
-        // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing.
-        var sockets = SocketWait(channels, policy: progress.socketSpin)
+        // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing
+        // (no spin at all when the plan has none: the machine is crowded).
+        var sockets = SocketWait(channels, policy: progress.socketSpin, spinning: plan.spin > 0)
         // The spin budget counts idle time: while bytes keep arriving (a large message), the task
         // goes on reading them itself.
         let spinFor = sockets != nil ? Node.spinBudget : plan.spin
@@ -225,6 +226,7 @@ extension Node {
             }
             if mailbox.isHopeless(source: source) || Task.isCancelled { return (nil, .missed) }
             if moved {
+                sockets?.bytesCame()
                 deadline = Clock.now + spinFor
                 idle = 0
                 continue

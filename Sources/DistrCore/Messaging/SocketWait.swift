@@ -6,46 +6,57 @@ import Synchronization
 /// by the data directly, one thread handoff fewer than parking until the progress thread
 /// delivers it, and it leaves the core to whoever needs it.
 ///
-/// How long the tight loop lasts is learned (`SocketSpin`): on a loaded machine spinning costs
-/// more than it saves (a thread that burnt its share of the core is woken late by the
-/// scheduler, and `sched_yield` hands the core to any other runnable process), so when messages
-/// keep arriving only after the loop gave up, the loop shrinks to nothing and the receive sleeps
-/// at once, as a blocking read would.
+/// On a loaded machine spinning costs more than it saves (a thread that burnt its share of the
+/// core is woken late by the scheduler, and `sched_yield` hands the core to any other runnable
+/// process): there is no tight loop while `SpinPolicy` plans none (more runnable threads than
+/// cores), and the receive sleeps at once, as a blocking read would. Otherwise the loop's
+/// length is learned (`SocketSpin`): when messages keep arriving only after it gave up, it
+/// stops, and probes again now and then.
 struct SocketWait {
     private let descriptors: [Int32]
     private let policy: SocketSpin
-    private let spinSeconds: Double
+    /// This receive's tight loop (0: none).
+    let spinSeconds: Double
     /// When the current stretch without bytes began, and whether the task slept in it.
     private var idleSince = 0.0
     private var slept = false
+    /// Bytes have come during this receive: from then on it sleeps whenever the sockets are
+    /// empty. The rest of a large payload comes as fast as the kernel moves it, and a spin would
+    /// only take the core the kernel or the sender needs for that (a blocking read sleeps there
+    /// too); the policy learns only from the wait for the first bytes.
+    private var flowing = false
 
     /// Nil when a channel has a ring (its socket carries only doorbells), or when there are more
-    /// channels than one wait watches (the caller spins as before).
-    init?(_ channels: [IncomingChannel], policy: SocketSpin) {
+    /// channels than one wait watches (the caller spins as before). `spinning` false: no tight
+    /// loop at all (the policy is neither asked nor taught).
+    init?(_ channels: [IncomingChannel], policy: SocketSpin, spinning: Bool) {
         guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: \.hasRing) else { return nil }
         descriptors = channels.map(\.fd)
         self.policy = policy
-        spinSeconds = policy.spinSeconds()
+        spinSeconds = spinning ? policy.spinSeconds() : 0
     }
 
     /// After `idle` reads in a row found nothing: pauses briefly, or sleeps until a socket has
     /// bytes (or its end), or `deadline` (`Clock.now` seconds) passes.
     mutating func pause(idle: Int, until deadline: Double) {
         let now = Clock.now
-        if idle == 1 {
+        if idle == 1 && !flowing {
             idleSince = now
             slept = false
         }
-        if now - idleSince < spinSeconds {
+        if !flowing && now - idleSince < spinSeconds {
             SharedWord.pause()
             return
         }
         let left = deadline - now
         guard left > 0 else { return }
-        slept = true
+        if !flowing { slept = true }
         // A failed wait ends the wait: the reads that follow meet the socket's error themselves.
         descriptors.withUnsafeBufferPointer { _ = try? FD.wait(for: $0, seconds: left) }  // See above.
     }
+
+    /// A read moved bytes (`flowing`).
+    mutating func bytesCame() { flowing = true }
 
     /// The receive got its message (`caught`) or gave up: teaches the policy whether the spin paid.
     func finish(caught: Bool) {
@@ -54,21 +65,25 @@ struct SocketWait {
 }
 
 /// How long receives on plain sockets spin before they sleep (`SocketWait`), learned from how
-/// their messages came. Spinning must prove itself: a spin that caught its message doubles the
-/// next one (up to `maxSeconds`); one that did not (the message came only after the receive
-/// slept) ends spinning, and every `probeEvery` receives one short spin looks again. On an idle
-/// machine the messages of a ping-pong come within the spin, and it stays long; on a loaded one
-/// most come later, and the receives sleep at once.
+/// their messages came: a spin that caught its message keeps spinning; one that did not (the
+/// message came only after the receive slept) ends spinning, and every `probeEvery` receives one
+/// spin looks again.
+///
+/// The probe is as long as a full spin. Its message is the answer of a peer that does not spin
+/// either: that peer sleeps, and its wake-up is part of the wait (a blocking round trip, about
+/// 20-45 µs on loopback TCP for 8 B to 64 KiB). A shorter probe could never catch it, and two
+/// ranks that once stopped spinning would never start again (measured: 8 B across workers at
+/// the blocking socket's 11 µs while cores were free and busy-polling took 5 µs).
 final class SocketSpin: Sendable {
-    /// The longest spin: a round trip on an idle machine is well within it.
-    static let maxSeconds = 40e-6
-    /// The first spin after spinning stopped.
-    static let probeSeconds = 10e-6
+    /// The spin: a blocking round trip on an idle machine is within it.
+    static let maxSeconds = 50e-6
+    /// The spin of a probe after spinning stopped.
+    static let probeSeconds = maxSeconds
     /// Receives that sleep without spinning between two that try spinning again.
     static let probeEvery = 16
 
     private struct State {
-        var seconds = SocketSpin.probeSeconds
+        var seconds = SocketSpin.maxSeconds
         var sinceProbe = 0
     }
 
@@ -87,6 +102,6 @@ final class SocketSpin: Sendable {
 
     /// What a receive that spun saw: its message while spinning (`caught`), or only later.
     func record(caught: Bool) {
-        state.withLock { s in s.seconds = caught ? min(Self.maxSeconds, max(s.seconds, Self.probeSeconds) * 2) : 0 }
+        state.withLock { s in s.seconds = caught ? Self.maxSeconds : 0 }
     }
 }
