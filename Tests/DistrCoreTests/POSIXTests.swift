@@ -269,4 +269,37 @@ import Testing
         #expect(Signal.kill.description == "SIGKILL")
         #expect(Signal(rawValue: 64).description == "signal 64")
     }
+
+    /// A thread whose work is done takes the next work (no new thread), has let go of what the
+    /// last work captured, and ends once it has waited its time in vain.
+    @Test(.hangGuard) func threadPool_reusesAWaitingThreadAndEndsItWhenIdle() {
+        final class Token: Sendable {}
+        let pool = ThreadPool(idleLimit: 4, idleSeconds: 0.2)
+        let threads = Mutex<[pthread_t]>([])
+        let done = DispatchSemaphore(value: 0)
+        weak var captured: Token?
+        do {
+            let token = Token()
+            captured = token
+            pool.start(name: "test-pool") {
+                withExtendedLifetime(token) { threads.withLock { $0.append(pthread_self()) } }
+                done.signal()
+            }
+        }
+        done.wait()
+        while pool.idleCount == 0 { sched_yield() }
+        #expect(captured == nil)
+        pool.start(name: "test-pool") {
+            threads.withLock { $0.append(pthread_self()) }
+            done.signal()
+        }
+        done.wait()
+        #expect(pool.created.load(ordering: .relaxed) == 1)
+        let seen = threads.withLock { $0 }
+        #expect(seen.count == 2 && seen.first == seen.last)
+        while pool.idleCount == 0 { sched_yield() }
+        // Nothing more comes: the thread stops waiting and ends.
+        while pool.idleCount > 0 { Deadline.pause(0.01) }
+        #expect(pool.created.load(ordering: .relaxed) == 1)
+    }
 }
