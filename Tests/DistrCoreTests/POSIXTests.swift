@@ -271,11 +271,12 @@ import Testing
         #expect(Signal(rawValue: 64).description == "signal 64")
     }
 
-    /// A thread whose work is done takes the next work (no new thread), has let go of what the
-    /// last work captured, and ends once it has waited its time in vain.
-    @Test(.hangGuard) func threadPool_reusesAWaitingThreadAndEndsItWhenIdle() {
+    /// A thread whose work is done takes the next work (no new thread) and has let go of what
+    /// the last work captured. The pool waits long enough that no pause of this test under load
+    /// lets its thread end first.
+    @Test(.hangGuard) func threadPool_reusesAWaitingThread() {
         final class Token: Sendable {}
-        let pool = ThreadPool(idleLimit: 4, idleSeconds: 0.2)
+        let pool = ThreadPool(idleLimit: 4, idleSeconds: 60)
         let threads = Mutex<[pthread_t]>([])
         let done = DispatchSemaphore(value: 0)
         weak var captured: Token?
@@ -298,9 +299,18 @@ import Testing
         #expect(pool.created.load(ordering: .relaxed) == 1)
         let seen = threads.withLock { $0 }
         #expect(seen.count == 2 && seen.first == seen.last)
+    }
+
+    /// A waiting thread that gets no work within its time ends; the next work gets a new one.
+    @Test(.hangGuard) func threadPool_endsAThreadThatWaitedInVain() {
+        let pool = ThreadPool(idleLimit: 4, idleSeconds: 0.01)
+        let done = DispatchSemaphore(value: 0)
+        pool.start(name: "test-pool") { done.signal() }
+        done.wait()
         while pool.idleCount == 0 { sched_yield() }
-        // Nothing more comes: the thread stops waiting and ends.
         while pool.idleCount > 0 { Deadline.pause(0.01) }
-        #expect(pool.created.load(ordering: .relaxed) == 1)
+        pool.start(name: "test-pool") { done.signal() }
+        done.wait()
+        #expect(pool.created.load(ordering: .relaxed) == 2)
     }
 }
