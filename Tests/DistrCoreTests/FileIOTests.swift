@@ -109,6 +109,24 @@ import Testing
         #expect(chmod(outside, 0o700) == 0)
     }
 
+    /// A kept record file is rewritten in place: a shorter text leaves nothing of the longer
+    /// one behind, the same inode is used, and a missing file is made with the mode asked for.
+    @Test func overwrite_replacesTheContentsInPlaceAndCutsThemToLength() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let path = dir + "/record"
+        try FileIO.overwrite(path, Array("a longer first text\n".utf8), mode: 0o600)
+        var before = stat()
+        #expect(stat(path, &before) == 0)
+        #expect(before.st_mode & 0o777 == 0o600)
+        try FileIO.overwrite(path, Array("short\n".utf8), mode: 0o600)
+        #expect(try FileIO.readAll(path) == Array("short\n".utf8))
+        var after = stat()
+        #expect(stat(path, &after) == 0)
+        #expect(after.st_ino == before.st_ino)
+        #expect(after.st_size == 6)
+    }
+
     @Test func removeTree_missingPathIsNothingToDo() {
         #expect(FileIO.removeTree("/nonexistent/distr/tree").isComplete)
         #expect(!FileIO.removeTree("/").isComplete)

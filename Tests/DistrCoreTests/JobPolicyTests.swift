@@ -183,6 +183,42 @@ import Testing
         #expect(policy.cancelReason == nil)
     }
 
+    /// Clean exits wait to be relayed (`holdsCleanExits`): the first asks for a release later,
+    /// a failure releases them at once ahead of itself, and a release goes only to the workers
+    /// that still run a rank by then.
+    @Test func policy_holdsCleanExitsUntilReleasedOrAFailure() {
+        var policy = JobPolicy(
+            workerCount: 4, failFast: false, ranksOfWorker: [0: [0], 1: [1], 2: [2], 3: [3]], holdsCleanExits: true)
+        #expect(policy.rankExited(worker: 0, rank: 0, status: .exited(0), endedByDistr: false) == [.releaseExitsLater])
+        #expect(policy.rankExited(worker: 1, rank: 1, status: .exited(0), endedByDistr: false) == [])
+        #expect(policy.heldExits.map(\.rank) == [0, 1])
+        #expect(
+            policy.rankExited(worker: 2, rank: 2, status: .exited(3), endedByDistr: false)
+                == [.relayExit(rank: 0, code: 0, to: [3]), .relayExit(rank: 1, code: 0, to: [3]), .relayExit(rank: 2, code: 3, to: [3])])
+        #expect(policy.heldExits.isEmpty)
+        // Held again; by the release every other worker is done: nothing to send.
+        #expect(policy.rankExited(worker: 3, rank: 3, status: .exited(0), endedByDistr: false) == [.releaseExitsLater])
+        #expect(policy.releaseHeldExits() == [])
+        #expect(policy.releaseHeldExits() == [])
+    }
+
+    @Test func policy_releasesHeldExitsToWorkersStillRunning() {
+        var policy = JobPolicy(workerCount: 3, failFast: false, ranksOfWorker: [0: [0], 1: [1], 2: [2]], holdsCleanExits: true)
+        #expect(policy.rankExited(worker: 0, rank: 0, status: .exited(0), endedByDistr: false) == [.releaseExitsLater])
+        #expect(policy.rankExited(worker: 1, rank: 1, status: .exited(0), endedByDistr: false) == [])
+        #expect(policy.releaseHeldExits() == [.relayExit(rank: 0, code: 0, to: [2]), .relayExit(rank: 1, code: 0, to: [2])])
+        #expect(policy.heldExits.isEmpty)
+    }
+
+    @Test func policy_lostWorkerReleasesHeldExitsBeforeItsRanks() {
+        var policy = JobPolicy(workerCount: 3, failFast: false, ranksOfWorker: [0: [0], 1: [1], 2: [2]], holdsCleanExits: true)
+        for worker in 0..<3 { _ = policy.workerReady(worker) }
+        #expect(policy.rankExited(worker: 0, rank: 0, status: .exited(0), endedByDistr: false) == [.releaseExitsLater])
+        #expect(
+            policy.workerFinished(2, error: "connection lost")
+                == [.relayExit(rank: 0, code: 0, to: [1, 2]), .relayExit(rank: 2, code: JobPolicy.lostRankCode, to: [1])])
+    }
+
     /// Exits are relayed only to workers that still run a rank: 64 nodes would otherwise trade
     /// 64 × 63 messages for ranks that have mostly ended.
     @Test func policy_relaysAnExitOnlyToWorkersThatStillRunARank() {

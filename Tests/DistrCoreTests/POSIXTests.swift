@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 import Testing
 
@@ -268,5 +269,48 @@ import Testing
         #expect(Signal.terminate.description == "SIGTERM")
         #expect(Signal.kill.description == "SIGKILL")
         #expect(Signal(rawValue: 64).description == "signal 64")
+    }
+
+    /// A thread whose work is done takes the next work (no new thread) and has let go of what
+    /// the last work captured. The pool waits long enough that no pause of this test under load
+    /// lets its thread end first.
+    @Test(.hangGuard) func threadPool_reusesAWaitingThread() {
+        final class Token: Sendable {}
+        let pool = ThreadPool(idleLimit: 4, idleSeconds: 60)
+        let threads = Mutex<[pthread_t]>([])
+        let done = DispatchSemaphore(value: 0)
+        weak var captured: Token?
+        do {
+            let token = Token()
+            captured = token
+            pool.start(name: "test-pool") {
+                withExtendedLifetime(token) { threads.withLock { $0.append(pthread_self()) } }
+                done.signal()
+            }
+        }
+        done.wait()
+        while pool.idleCount == 0 { sched_yield() }
+        #expect(captured == nil)
+        pool.start(name: "test-pool") {
+            threads.withLock { $0.append(pthread_self()) }
+            done.signal()
+        }
+        done.wait()
+        #expect(pool.created.load(ordering: .relaxed) == 1)
+        let seen = threads.withLock { $0 }
+        #expect(seen.count == 2 && seen.first == seen.last)
+    }
+
+    /// A waiting thread that gets no work within its time ends; the next work gets a new one.
+    @Test(.hangGuard) func threadPool_endsAThreadThatWaitedInVain() {
+        let pool = ThreadPool(idleLimit: 4, idleSeconds: 0.01)
+        let done = DispatchSemaphore(value: 0)
+        pool.start(name: "test-pool") { done.signal() }
+        done.wait()
+        while pool.idleCount == 0 { sched_yield() }
+        while pool.idleCount > 0 { Deadline.pause(0.01) }
+        pool.start(name: "test-pool") { done.signal() }
+        done.wait()
+        #expect(pool.created.load(ordering: .relaxed) == 2)
     }
 }

@@ -200,7 +200,9 @@ package final class Launcher: Sendable {
         case .firstRank: stdinRanks = [0]
         case .allRanks: stdinRanks = Array(0..<rankCount)
         }
-        policy.withLock { $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker) }
+        policy.withLock {
+            $0 = JobPolicy(workerCount: links.count, failFast: failFast, ranksOfWorker: ranksOfWorker, holdsCleanExits: true)
+        }
         sessions.withLock { table in
             for link in links {
                 guard let connection = connections.withLock({ $0[link.index] }) else { continue }
@@ -409,6 +411,10 @@ package final class Launcher: Sendable {
                 let table = sessions.withLock { $0 }
                 for session in workers.compactMap({ table[$0] }) {
                     sendUnderLock(session) { $0.deliver(.peerExited(rank: rank, status: code)) }
+                }
+            case .releaseExitsLater:
+                DispatchQueue.global().asyncAfter(deadline: .now() + JobPolicy.cleanExitHold) { [self] in
+                    perform(policy.withLock { $0.releaseHeldExits() })
                 }
             case .allFinished:
                 allFinished.open()

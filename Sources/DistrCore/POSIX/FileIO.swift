@@ -24,6 +24,19 @@ package enum FileIO {
         try FD.writeAll(fd, bytes)
     }
 
+    /// Writes `bytes` over the file at `path` (made with `mode` if missing) and cuts it to their
+    /// length, without first truncating it to nothing: on ext4 a file truncated to zero and then
+    /// written is flushed to the disk at its close (`auto_da_alloc`), a block write for every
+    /// rewrite of a small file that is kept and reused. The corresponding C functions are
+    /// `open`, `write` and `ftruncate`.
+    package static func overwrite(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(SystemError) {
+        let fd = try retryingEINTR("open") { open(path, O_WRONLY | O_CREAT | O_CLOEXEC, mode) }
+        defer { FD.close(fd) }
+        fchmod(fd, mode)
+        try FD.writeAll(fd, bytes)
+        _ = try retryingEINTR("ftruncate") { ftruncate(fd, off_t(bytes.count)) }
+    }
+
     /// `mkdir -p` with the given mode for the directories it creates.
     package static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
         var prefix = path.hasPrefix("/") ? "" : "."

@@ -78,9 +78,10 @@ final class JobRecords: Sendable {
     /// plain names before this.
     func write(_ record: JobRecord) throws(SystemError) {
         let temporary = directory + "/.part-" + record.jobID
-        // A kept record file is rewritten (O_TRUNC): no new inode (see `SpareInodes`).
+        // A kept record file is rewritten in place: no new inode (see `SpareInodes`), and no
+        // truncation to nothing, which would send it to the disk at its close.
         _ = spares?.takeFile(to: temporary)
-        try FileIO.write(temporary, Array(record.text.utf8), mode: 0o600, exclusive: false)
+        try FileIO.overwrite(temporary, Array(record.text.utf8), mode: 0o600)
         try FileIO.rename(temporary, to: path(record.jobID))
     }
 

@@ -241,8 +241,10 @@ extension Worker {
                 throw WireError.refused("job \(spec.jobID) is already running here")
             }
             prepared.withLock { $0.job = job }
-            worker.record(job)
             try connection.send(.jobReady(directory: directory))
+            // Written while the master gathers the other workers' answers, not before this
+            // one's: the ranks start only after `launch`, which this thread reads next.
+            worker.record(job)
             worker.log(
                 "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedFiles) from cache): \(spec.arguments.joined(separator: " "))"
             )
