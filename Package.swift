@@ -8,12 +8,6 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 /// Release builds only: the test bundle links the executables' modules with their linker settings,
 /// and the toolchain has no static Testing or XCTest libraries.
 let selfContained: [LinkerSetting] = [.unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release))]
-/// distr-master starts once per command, so its start is part of every launch: linked as a
-/// static executable it has no dynamic loader, no shared libraries and no relocations to do
-/// (`distr-master --version` 1.6 -> 0.4 ms of CPU above `/bin/true`). glibc's `files` and `dns`
-/// host lookups are built in; other nsswitch modules would need this glibc's own. The worker
-/// starts once and keeps `-static-stdlib`. See docs/performance.md.
-let staticExecutable: [LinkerSetting] = [.unsafeFlags(["-static-executable"], .when(platforms: [.linux], configuration: .release))]
 
 let package = Package(
     name: "distr",
@@ -28,7 +22,7 @@ let package = Package(
         .target(name: "CDistrSys"),
         .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict),
         .executableTarget(name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict, linkerSettings: selfContained),
-        .executableTarget(name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict, linkerSettings: staticExecutable),
+        .executableTarget(name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict, linkerSettings: selfContained),
         .executableTarget(name: "distr-bench", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-fuzz", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "ring", dependencies: ["DistrCore"], path: "Examples/ring", swiftSettings: strict),
