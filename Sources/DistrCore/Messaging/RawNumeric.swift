@@ -41,6 +41,82 @@ enum RawNumericTypes {
         7: [Int8].self, 8: [UInt].self, 9: [UInt64].self, 10: [UInt32].self, 11: [UInt16].self, 12: [UInt8].self,
     ]
 
+    /// The size of one element of `code`'s type; nil for a code the format does not define.
+    /// A switch rather than a look-up in `byCode`: the receive path asks for every frame.
+    static func elementSize(code: UInt8) -> Int? {
+        switch code {
+        case 1, 3, 4, 8, 9: 8
+        case 2, 5, 10: 4
+        case 6, 11: 2
+        case 7, 12: 1
+        default: nil
+        }
+    }
+
+    /// An array of `code`'s type with `count` elements whose bytes are written later. Each case
+    /// calls the concrete type's code: through `byCode` the call would run unspecialized generic
+    /// code (type metadata looked up at run time) for every message.
+    static func uninitialized(code: UInt8, count: Int) -> (any RawNumericArray)? {
+        switch code {
+        case 1: [Double].uninitialized(count: count)
+        case 2: [Float].uninitialized(count: count)
+        case 3: [Int].uninitialized(count: count)
+        case 4: [Int64].uninitialized(count: count)
+        case 5: [Int32].uninitialized(count: count)
+        case 6: [Int16].uninitialized(count: count)
+        case 7: [Int8].uninitialized(count: count)
+        case 8: [UInt].uninitialized(count: count)
+        case 9: [UInt64].uninitialized(count: count)
+        case 10: [UInt32].uninitialized(count: count)
+        case 11: [UInt16].uninitialized(count: count)
+        case 12: [UInt8].uninitialized(count: count)
+        default: nil
+        }
+    }
+
+    /// An array of `code`'s type holding a copy of `bytes` (a whole number of elements, checked
+    /// by the caller), built by the concrete type's code like `uninitialized(code:count:)`.
+    static func copy(code: UInt8, of bytes: UnsafeRawBufferPointer) -> (any RawNumericArray)? {
+        switch code {
+        case 1: [Double].fromRawBytes(bytes)
+        case 2: [Float].fromRawBytes(bytes)
+        case 3: [Int].fromRawBytes(bytes)
+        case 4: [Int64].fromRawBytes(bytes)
+        case 5: [Int32].fromRawBytes(bytes)
+        case 6: [Int16].fromRawBytes(bytes)
+        case 7: [Int8].fromRawBytes(bytes)
+        case 8: [UInt].fromRawBytes(bytes)
+        case 9: [UInt64].fromRawBytes(bytes)
+        case 10: [UInt32].fromRawBytes(bytes)
+        case 11: [UInt16].fromRawBytes(bytes)
+        case 12: [UInt8].fromRawBytes(bytes)
+        default: nil
+        }
+    }
+
+    /// `value` as a numeric array, when it is an array of one of the element types: found by
+    /// comparing type metadata, where `value as? any RawNumericArray` looks up a protocol
+    /// conformance at run time on every send (several times the work).
+    static func array<T>(_ value: T) -> (any RawNumericArray)? {
+        func exactly<A: RawNumericArray>(_: A.Type) -> (any RawNumericArray)? { T.self == A.self ? unsafeBitCast(value, to: A.self) : nil }
+        for type in arrayTypes {
+            if let array = exactly(type) { return array }
+        }
+        return nil
+    }
+
+    /// The array types of `byCode`, the likeliest first.
+    static let arrayTypes: [any RawNumericArray.Type] = [
+        [UInt8].self, [Double].self, [Float].self, [Int].self, [Int64].self, [Int32].self, [Int16].self, [Int8].self, [UInt].self,
+        [UInt64].self, [UInt32].self, [UInt16].self,
+    ]
+
+    /// `array` as a `T`, when that is its very type (a comparison of type metadata, where a
+    /// dynamic cast walks the runtime's cast machinery).
+    static func exactly<T, A: RawNumericArray>(_ array: A, as _: T.Type) -> T? {
+        A.self == T.self ? unsafeBitCast(array, to: T.self) : nil
+    }
+
     /// The element-wise loops for each element code.
     static let kernels: [UInt8: any ElementwiseKernel.Type] = [
         1: Double.self, 2: Float.self, 3: Int.self, 4: Int64.self, 5: Int32.self, 6: Int16.self,

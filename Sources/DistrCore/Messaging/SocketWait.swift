@@ -22,8 +22,8 @@ struct SocketWait {
     /// Nil when a channel has a ring (its socket carries only doorbells), or when there are more
     /// channels than one wait watches (the caller spins as before).
     init?(_ channels: [IncomingChannel], policy: SocketSpin) {
-        guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: \.hasRing) else { return nil }
-        descriptors = channels.map(\.fd)
+        guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: { $0.hasRing }) else { return nil }
+        descriptors = channels.map { $0.fd }
         self.policy = policy
         spinSeconds = policy.spinSeconds()
     }
