@@ -53,43 +53,43 @@ enum RawNumericTypes {
         }
     }
 
-    /// An array of `code`'s type with `count` elements whose bytes are written later. Each case
-    /// calls the concrete type's code: through `byCode` the call would run unspecialized generic
-    /// code (type metadata looked up at run time) for every message.
+    /// An array of `code`'s type with `count` elements whose bytes are written later, made by
+    /// that type's own code: through `byCode` the call would run unspecialized generic code (type
+    /// metadata looked up at run time) for every message.
     static func uninitialized(code: UInt8, count: Int) -> (any RawNumericArray)? {
-        switch code {
-        case 1: [Double].uninitialized(count: count)
-        case 2: [Float].uninitialized(count: count)
-        case 3: [Int].uninitialized(count: count)
-        case 4: [Int64].uninitialized(count: count)
-        case 5: [Int32].uninitialized(count: count)
-        case 6: [Int16].uninitialized(count: count)
-        case 7: [Int8].uninitialized(count: count)
-        case 8: [UInt].uninitialized(count: count)
-        case 9: [UInt64].uninitialized(count: count)
-        case 10: [UInt32].uninitialized(count: count)
-        case 11: [UInt16].uninitialized(count: count)
-        case 12: [UInt8].uninitialized(count: count)
-        default: nil
+        struct Make: ArrayTypeVisitor {
+            let count: Int
+            func visit<A: RawNumericArray>(_: A.Type) -> any RawNumericArray { A.uninitialized(count: count) }
         }
+        return visit(code: code, Make(count: count))
     }
 
     /// An array of `code`'s type holding a copy of `bytes` (a whole number of elements, checked
-    /// by the caller), built by the concrete type's code like `uninitialized(code:count:)`.
+    /// by the caller), made like `uninitialized(code:count:)`.
     static func copy(code: UInt8, of bytes: UnsafeRawBufferPointer) -> (any RawNumericArray)? {
+        struct Copy: ArrayTypeVisitor {
+            let bytes: UnsafeRawBufferPointer
+            func visit<A: RawNumericArray>(_: A.Type) -> (any RawNumericArray)? { A.fromRawBytes(bytes) }
+        }
+        return visit(code: code, Copy(bytes: bytes)) ?? nil
+    }
+
+    /// Runs `visitor` with the array type of `code` (nil for a code the format does not define).
+    /// Each case names its type, so the visitor's code is compiled for each.
+    static func visit<V: ArrayTypeVisitor>(code: UInt8, _ visitor: V) -> V.Result? {
         switch code {
-        case 1: [Double].fromRawBytes(bytes)
-        case 2: [Float].fromRawBytes(bytes)
-        case 3: [Int].fromRawBytes(bytes)
-        case 4: [Int64].fromRawBytes(bytes)
-        case 5: [Int32].fromRawBytes(bytes)
-        case 6: [Int16].fromRawBytes(bytes)
-        case 7: [Int8].fromRawBytes(bytes)
-        case 8: [UInt].fromRawBytes(bytes)
-        case 9: [UInt64].fromRawBytes(bytes)
-        case 10: [UInt32].fromRawBytes(bytes)
-        case 11: [UInt16].fromRawBytes(bytes)
-        case 12: [UInt8].fromRawBytes(bytes)
+        case 1: visitor.visit([Double].self)
+        case 2: visitor.visit([Float].self)
+        case 3: visitor.visit([Int].self)
+        case 4: visitor.visit([Int64].self)
+        case 5: visitor.visit([Int32].self)
+        case 6: visitor.visit([Int16].self)
+        case 7: visitor.visit([Int8].self)
+        case 8: visitor.visit([UInt].self)
+        case 9: visitor.visit([UInt64].self)
+        case 10: visitor.visit([UInt32].self)
+        case 11: visitor.visit([UInt16].self)
+        case 12: visitor.visit([UInt8].self)
         default: nil
         }
     }
@@ -159,6 +159,12 @@ extension Array: RawNumericArray where Element: RawNumeric {
             initialized = count
         }
     }
+}
+
+/// Something done with the array type of an element code (`RawNumericTypes.visit`).
+protocol ArrayTypeVisitor {
+    associatedtype Result
+    func visit<A: RawNumericArray>(_ type: A.Type) -> Result
 }
 
 /// Element-wise loops over raw memory, compiled for each concrete numeric type. A loop over a
