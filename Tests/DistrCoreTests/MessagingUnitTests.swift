@@ -97,6 +97,37 @@ import Testing
         #expect(try await mailbox.receive(source: nil, tag: nil).source == 2)
     }
 
+    @Test func aReceiveKeepsTheFrameItReadOnlyWhenNoOlderMatchIsQueued() throws {
+        let mailbox = Mailbox(selfRank: 0, count: 3)
+        // Nothing queued: the reader keeps its match, and the mailbox never holds it.
+        let kept = mailbox.deliver(envelope(from: 1, tag: 5, 10), claimingFor: 1, tag: 5)
+        #expect(try kept.map { try Node.decode(Int.self, $0) } == 10)
+        #expect(!mailbox.holds(source: 1, tag: 5))
+        // Not a match: delivered as usual.
+        #expect(mailbox.deliver(envelope(from: 1, tag: 6, 11), claimingFor: 1, tag: 5) == nil)
+        #expect(mailbox.holds(source: 1, tag: 6))
+        // An older match queued (delivered by another reader): the new one queues behind it,
+        // so the receive takes them in the order they were sent.
+        mailbox.deliver(envelope(from: 1, tag: 5, 12))
+        #expect(mailbox.deliver(envelope(from: 1, tag: 5, 13), claimingFor: 1, tag: 5) == nil)
+        #expect(try mailbox.take(source: 1, tag: 5).map { try Node.decode(Int.self, $0) } == 12)
+        #expect(try mailbox.take(source: 1, tag: 5).map { try Node.decode(Int.self, $0) } == 13)
+    }
+
+    @Test func numericArraysAreRecognisedByTheirTypeWithoutACast() {
+        #expect(RawNumericTypes.arrayTypes.count == RawNumericTypes.byCode.count)
+        for (code, arrayType) in RawNumericTypes.byCode {
+            #expect(RawNumericTypes.elementSize(code: code) == arrayType.elementSize)
+            #expect(RawNumericTypes.uninitialized(code: code, count: 3).map { type(of: $0) == arrayType } == true)
+        }
+        #expect(RawNumericTypes.elementSize(code: 0) == nil && RawNumericTypes.uninitialized(code: 13, count: 1) == nil)
+        #expect(RawNumericTypes.array([1.5, 2.5]).flatMap { $0 as? [Double] } == [1.5, 2.5])
+        #expect(RawNumericTypes.array([UInt16(7)]).flatMap { $0 as? [UInt16] } == [7])
+        #expect(RawNumericTypes.array("text") == nil && RawNumericTypes.array([[1.5]]) == nil)
+        #expect(RawNumericTypes.exactly([Int32(4)], as: [Int32].self) == [4])
+        #expect(RawNumericTypes.exactly([Int32(4)], as: [Int64].self) == nil)
+    }
+
     @Test func anyTagNeverTakesCollectiveMessages() async throws {
         let mailbox = Mailbox(selfRank: 0, count: 2)
         mailbox.deliver(envelope(from: 1, tag: -3, 1))

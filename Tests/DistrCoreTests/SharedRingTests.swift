@@ -250,10 +250,27 @@ extension RingReader {
         var writer = ring.writer(peer: 3)
         _ = try writer.write([1, 2, 3])
         ring.poke(SharedRing.tailOffset, 4)
-        #expect(throws: NodeError.corruptRing(rank: 3, detail: "it reports having read to byte 4 of the 3 written")) { _ = try writer.write([4]) }
+        // A write that needs more room than the writer last saw free reads the tail, and checks it.
+        #expect(throws: NodeError.corruptRing(rank: 3, detail: "it reports having read to byte 4 of the 3 written")) {
+            _ = try writer.write([UInt8](repeating: 4, count: 4094))
+        }
         // Far behind the head (modulo 2^64) is as impossible as ahead of it.
         ring.poke(SharedRing.tailOffset, 3 &- (1 << 40))
         #expect(throws: NodeError.self) { _ = try writer.prepareToSleep() }
+    }
+
+    @Test func aWriteWithinTheRoomLastSeenDoesNotReadTheTail() throws {
+        let ring = TestRing()
+        var writer = ring.writer()
+        var reader = ring.reader()
+        _ = try writer.write([UInt8](repeating: 1, count: 4000))
+        #expect(try reader.read(4000).count == 4000)
+        // The writer last saw 96 bytes free: a write that fits them takes no look at the tail
+        // (its cache line belongs to the reader's core), so even an impossible one goes unseen.
+        ring.poke(SharedRing.tailOffset, 1 << 40)
+        #expect(try writer.write([UInt8](repeating: 2, count: 96)).count == 96)
+        // More than that reads it, and finds it impossible.
+        #expect(throws: NodeError.self) { _ = try writer.write([3]) }
     }
 
     @Test func randomIndexWritesNeverCrashOrReadOutOfBounds() throws {

@@ -58,6 +58,20 @@ final class IncomingChannel: Sendable {
     /// frame (a receiving task looks whether it is the one it waits for before it reads again,
     /// which saves the read that would only find the socket empty).
     func drain(into mailbox: Mailbox, watchingSocket: Bool = true, firstFrame: Bool = false) -> Progress {
+        var unclaimed: Claim?
+        return drain(into: mailbox, watchingSocket: watchingSocket, firstFrame: firstFrame, claim: &unclaimed)
+    }
+
+    /// A receiving task's wish to keep the first frame it reads that it can take
+    /// (`Mailbox.deliver(_:claimingFor:tag:)`); later frames are delivered as usual.
+    struct Claim {
+        let source: Int?
+        let tag: Int?
+        var envelope: Envelope?
+    }
+
+    /// `drain`, keeping a frame for `claim` (its `envelope`) instead of delivering it.
+    func drain(into mailbox: Mailbox, watchingSocket: Bool = true, firstFrame: Bool = false, claim: inout Claim?) -> Progress {
         if closed { return .closed }
         // A spinning look at an empty ring: no lock, no decoder (everything whole was delivered
         // by the last drain).
@@ -70,7 +84,14 @@ final class IncomingChannel: Sendable {
             while true {
                 switch reader.next() {
                 case .frame(let frame, let payload, let array):
-                    mailbox.deliver(Envelope(source: source, frame: frame, payload: payload, array: array))
+                    let envelope = Envelope(source: source, frame: frame, payload: payload, array: array)
+                    // The drain goes on after a claimed frame: frames left in the decoder's
+                    // buffer would wait there, unseen by a look at the ring, for the next bytes.
+                    if let wish = claim, wish.envelope == nil {
+                        claim?.envelope = mailbox.deliver(envelope, claimingFor: wish.source, tag: wish.tag)
+                    } else {
+                        mailbox.deliver(envelope)
+                    }
                     if firstFrame { return (false, true, nil) }
                 case .wouldBlock: return (false, reader.bytesRead != before, nil)
                 case .closed: return (true, true, nil)
@@ -112,7 +133,7 @@ final class IncomingChannel: Sendable {
     /// A receiving task starts reading the ring itself: the sender need not ring the doorbell.
     func beginSpin() {
         spinners.add(1, ordering: .acquiringAndReleasing)
-        reader.withLock { $0.input.ring?.stayAwake() }
+        ringMemory?.stayAwake()  // A shared word: no lock needed.
     }
 
     /// The task stops reading the ring. When other receives are parked, asks for the doorbell

@@ -69,6 +69,25 @@ final class Mailbox: Sendable {
         waiter?.continuation.resume(returning: envelope)
     }
 
+    /// Delivers `envelope`, unless the receive for (`source`, `tag`) that read it may keep it:
+    /// it matches, and no queued message does (one would be older). Then it is returned instead,
+    /// never queued: one pass under the lock where `deliver` then `take` made two, and no queue
+    /// traffic.
+    func deliver(_ envelope: Envelope, claimingFor source: Int?, tag: Int?) -> Envelope? {
+        let (waiter, claimed) = state.withLock { s -> (Waiter?, Bool) in
+            if Self.matches(envelope, source: source, tag: tag) && !s.queue.contains(where: { Self.matches($0, source: source, tag: tag) }) {
+                return (nil, true)
+            }
+            if let index = s.waiters.firstIndex(where: { Self.matches(envelope, source: $0.source, tag: $0.tag) }) {
+                return (s.waiters.remove(at: index), false)
+            }
+            s.queue.append(envelope)
+            return (nil, false)
+        }
+        waiter?.continuation.resume(returning: envelope)
+        return claimed ? envelope : nil
+    }
+
     /// The first queued match, or the next one delivered. `parked` runs once the receive waits
     /// (registered, so a delivery from then on reaches it), outside the lock; it may deliver.
     func receive(source: Int?, tag: Int?, parked: () -> Void = {}) async throws -> Envelope {

@@ -171,7 +171,7 @@ extension Node {
             // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
             // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
             // hand-over of parking.
-            let socketsOnly = !channels.contains(where: \.hasRing) && Node.spinBudget > 0
+            let socketsOnly = !channels.contains { $0.hasRing } && Node.spinBudget > 0
             if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 || socketsOnly {
                 let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
                 spin.withLock { $0.record(outcome, planned: plan) }
@@ -201,7 +201,8 @@ extension Node {
         for channel in channels { progress.arm(channel, false) }
         defer { for channel in channels { progress.arm(channel, true) } }
         let ring = channels.count == 1 && channels[0].hasRing ? channels[0] : nil
-        let allRings = channels.allSatisfy(\.hasRing)
+        // (Closures, not key paths: a key path is applied through the runtime on every receive.)
+        let allRings = channels.allSatisfy { $0.hasRing }
         // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing
         // (no spin at all when the plan has none: the machine is crowded).
         var sockets = SocketWait(channels, policy: progress.socketSpin, spinning: plan.spin > 0)
@@ -213,14 +214,17 @@ extension Node {
         var idle = 0
         while true {
             var moved = false
+            // From a single ring the receive keeps the first frame that it can take, rather than
+            // queueing it in the mailbox and taking it back out.
+            var claim = ring != nil ? IncomingChannel.Claim(source: source, tag: tag) : nil
             for channel in channels {
                 // A ring's socket is left to the progress thread: looking at it costs a system call.
-                switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing, firstFrame: sockets != nil) {
+                switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing, firstFrame: sockets != nil, claim: &claim) {
                 case .closed: progress.remove(channel)
                 case .drained(let bytes): moved = moved || bytes
                 }
             }
-            if let envelope = mailbox.take(source: source, tag: tag) {
+            if let envelope = claim?.envelope ?? mailbox.take(source: source, tag: tag) {
                 sockets?.finish(caught: true)
                 return (envelope, sleepEnd == nil ? .spun : .slept)
             }

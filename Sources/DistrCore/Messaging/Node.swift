@@ -200,7 +200,7 @@ public final class Node: Sendable {
     }
 
     func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int) async throws {
-        if let array = value as? any RawNumericArray {
+        if let array = RawNumericTypes.array(value) ?? value as? any RawNumericArray {
             let body = FrameBody.numeric(array)
             let frame = RankFrame(encoding: .numeric, element: type(of: array).elementCode, tag: tag, length: body.count)
             try await post(frame: frame, body: body, to: rank)
@@ -233,7 +233,11 @@ public final class Node: Sendable {
     public func recv<T: Decodable & Sendable>(
         _ type: T.Type, from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any
     ) async throws -> T {
-        try await recvMessage(type, from: source, tag: tag).value
+        // Not through `recvMessage`: its generic `Received<T>` has its type metadata looked up
+        // at run time on every call.
+        if let rank = source.rankFilter { try check(rank: rank) }
+        if let tag = tag.tagFilter { try check(tag: tag) }
+        return try Self.decode(type, try await envelope(source: source.rankFilter, tag: tag.tagFilter))
     }
 
     /// Like `recv`, and also says which rank and tag the message came with.
@@ -278,6 +282,19 @@ public final class Node: Sendable {
     }
 
     static func decode<T: Decodable>(_ type: T.Type, _ envelope: Envelope) throws -> T {
+        // The common case first: a numeric array that arrived as the very type asked for (its
+        // element code is the one the frame named). The general path casts to a protocol, which
+        // looks up a conformance at run time, several times the work.
+        if envelope.frame.encoding == .numeric, let array = envelope.array, let value = RawNumericTypes.exactly(array, as: T.self) {
+            return value
+        }
+        return try decodeAnyWay(type, envelope)
+    }
+
+    /// `decode` of everything but its common case (apart, so that the common case does not
+    /// look up the type metadata this part needs).
+    @inline(never)
+    private static func decodeAnyWay<T: Decodable>(_ type: T.Type, _ envelope: Envelope) throws -> T {
         let frame = envelope.frame
         func mismatch(_ detail: String) -> NodeError {
             .typeMismatch(expected: "\(T.self)", source: envelope.source, tag: frame.tag, detail: detail)

@@ -35,16 +35,20 @@ struct RankFrame: Sendable, Equatable {
     var tag: Int
     var length: Int
 
+    /// The header's bytes, stored in place (every send makes one: appending field by field
+    /// cost several times as much).
     func header() -> [UInt8] {
-        var w = ByteWriter(capacity: Self.headerSize)
-        w.u8(kind)
-        w.u8(encoding.rawValue)
-        w.u8(element)
-        w.u8(0)
-        w.u32(fingerprint)
-        w.i64(Int64(tag))
-        w.u64(UInt64(length))
-        return w.bytes
+        [UInt8](unsafeUninitializedCapacity: Self.headerSize) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            raw[0] = kind
+            raw[1] = encoding.rawValue
+            raw[2] = element
+            raw[3] = 0
+            raw.storeBytes(of: fingerprint.bigEndian, toByteOffset: 4, as: UInt32.self)
+            raw.storeBytes(of: Int64(tag).bigEndian, toByteOffset: 8, as: Int64.self)
+            raw.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 16, as: UInt64.self)
+            initialized = Self.headerSize
+        }
     }
 
     /// FNV-1a of the fully qualified type name: a cheap check that both sides mean the same type.

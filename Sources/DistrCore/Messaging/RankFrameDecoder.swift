@@ -82,6 +82,9 @@ struct RankFrameDecoder {
                 saidGoodbye = true
                 return .goodbye
             }
+            // A small frame already whole in the buffer becomes its value at once, with no
+            // pending payload to allocate, fill and hand over (most messages of a ping-pong).
+            if frame.length <= min(end - start, Self.directThreshold) { return takeWhole(frame) }
             pending = allocate(frame)
         }
         // Take the pending frame out while working on it: a second reference to its array would
@@ -122,11 +125,11 @@ struct RankFrameDecoder {
         guard length <= UInt64(maxMessageBytes) else { throw .messageTooLarge(rank: source, size: length, limit: maxMessageBytes) }
         let size = Int(length)
         if encoding == .numeric {
-            guard let type = RawNumericTypes.byCode[element] else {
+            guard let elementSize = RawNumericTypes.elementSize(code: element) else {
                 throw .badFrame(rank: source, detail: "unknown numeric element code \(element)")
             }
-            guard size % type.elementSize == 0 else {
-                throw .badFrame(rank: source, detail: "a numeric payload of \(size) bytes is not a whole number of \(type.elementSize)-byte elements")
+            guard size % elementSize == 0 else {
+                throw .badFrame(rank: source, detail: "a numeric payload of \(size) bytes is not a whole number of \(elementSize)-byte elements")
             }
         }
         return RankFrame(kind: kind, encoding: encoding, element: element, fingerprint: fingerprint, tag: Int(tag), length: size)
@@ -196,15 +199,25 @@ struct RankFrameDecoder {
 
     // MARK: Payload storage
 
+    /// The frame at `start`, whose whole payload is buffered, as a value; `start` moves past it.
+    private mutating func takeWhole(_ frame: RankFrame) -> Step {
+        let range = start..<start + frame.length
+        start += frame.length
+        return buffer.withUnsafeBytes { raw in
+            let bytes = UnsafeRawBufferPointer(rebasing: raw[range])
+            if frame.encoding == .numeric, let array = RawNumericTypes.copy(code: frame.element, of: bytes) {
+                return .frame(frame, payload: [], array: array)
+            }
+            return .frame(frame, payload: [UInt8](bytes), array: nil)
+        }
+    }
+
     private func allocate(_ frame: RankFrame) -> Pending {
         var pending = Pending(frame: frame)
-        if frame.encoding == .numeric, let type = RawNumericTypes.byCode[frame.element] {
-            let count = frame.length / type.elementSize
-            if let recycled = pool?.take(code: frame.element, count: count) {
-                pending.array = recycled
-                return pending
-            }
-            var array = type.uninitialized(count: count)
+        let count = frame.length / (RawNumericTypes.elementSize(code: frame.element) ?? 1)
+        if frame.encoding == .numeric, let recycled = pool?.take(code: frame.element, count: count) {
+            pending.array = recycled
+        } else if frame.encoding == .numeric, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
             array.withMutableRawBytes { Memory.preferHugePages($0) }
             pending.array = array
         } else {

@@ -41,6 +41,82 @@ enum RawNumericTypes {
         7: [Int8].self, 8: [UInt].self, 9: [UInt64].self, 10: [UInt32].self, 11: [UInt16].self, 12: [UInt8].self,
     ]
 
+    /// The size of one element of `code`'s type; nil for a code the format does not define.
+    /// A switch rather than a look-up in `byCode`: the receive path asks for every frame.
+    static func elementSize(code: UInt8) -> Int? {
+        switch code {
+        case 1, 3, 4, 8, 9: 8
+        case 2, 5, 10: 4
+        case 6, 11: 2
+        case 7, 12: 1
+        default: nil
+        }
+    }
+
+    /// An array of `code`'s type with `count` elements whose bytes are written later, made by
+    /// that type's own code: through `byCode` the call would run unspecialized generic code (type
+    /// metadata looked up at run time) for every message.
+    static func uninitialized(code: UInt8, count: Int) -> (any RawNumericArray)? {
+        struct Make: ArrayTypeVisitor {
+            let count: Int
+            func visit<A: RawNumericArray>(_: A.Type) -> any RawNumericArray { A.uninitialized(count: count) }
+        }
+        return visit(code: code, Make(count: count))
+    }
+
+    /// An array of `code`'s type holding a copy of `bytes` (a whole number of elements, checked
+    /// by the caller), made like `uninitialized(code:count:)`.
+    static func copy(code: UInt8, of bytes: UnsafeRawBufferPointer) -> (any RawNumericArray)? {
+        struct Copy: ArrayTypeVisitor {
+            let bytes: UnsafeRawBufferPointer
+            func visit<A: RawNumericArray>(_: A.Type) -> (any RawNumericArray)? { A.fromRawBytes(bytes) }
+        }
+        return visit(code: code, Copy(bytes: bytes)) ?? nil
+    }
+
+    /// Runs `visitor` with the array type of `code` (nil for a code the format does not define).
+    /// Each case names its type, so the visitor's code is compiled for each.
+    static func visit<V: ArrayTypeVisitor>(code: UInt8, _ visitor: V) -> V.Result? {
+        switch code {
+        case 1: visitor.visit([Double].self)
+        case 2: visitor.visit([Float].self)
+        case 3: visitor.visit([Int].self)
+        case 4: visitor.visit([Int64].self)
+        case 5: visitor.visit([Int32].self)
+        case 6: visitor.visit([Int16].self)
+        case 7: visitor.visit([Int8].self)
+        case 8: visitor.visit([UInt].self)
+        case 9: visitor.visit([UInt64].self)
+        case 10: visitor.visit([UInt32].self)
+        case 11: visitor.visit([UInt16].self)
+        case 12: visitor.visit([UInt8].self)
+        default: nil
+        }
+    }
+
+    /// `value` as a numeric array, when it is an array of one of the element types: found by
+    /// comparing type metadata, where `value as? any RawNumericArray` looks up a protocol
+    /// conformance at run time on every send (several times the work).
+    static func array<T>(_ value: T) -> (any RawNumericArray)? {
+        func exactly<A: RawNumericArray>(_: A.Type) -> (any RawNumericArray)? { T.self == A.self ? unsafeBitCast(value, to: A.self) : nil }
+        for type in arrayTypes {
+            if let array = exactly(type) { return array }
+        }
+        return nil
+    }
+
+    /// The array types of `byCode`, the likeliest first.
+    static let arrayTypes: [any RawNumericArray.Type] = [
+        [UInt8].self, [Double].self, [Float].self, [Int].self, [Int64].self, [Int32].self, [Int16].self, [Int8].self, [UInt].self,
+        [UInt64].self, [UInt32].self, [UInt16].self,
+    ]
+
+    /// `array` as a `T`, when that is its very type (a comparison of type metadata, where a
+    /// dynamic cast walks the runtime's cast machinery).
+    static func exactly<T, A: RawNumericArray>(_ array: A, as _: T.Type) -> T? {
+        A.self == T.self ? unsafeBitCast(array, to: T.self) : nil
+    }
+
     /// The element-wise loops for each element code.
     static let kernels: [UInt8: any ElementwiseKernel.Type] = [
         1: Double.self, 2: Float.self, 3: Int.self, 4: Int64.self, 5: Int32.self, 6: Int16.self,
@@ -83,6 +159,12 @@ extension Array: RawNumericArray where Element: RawNumeric {
             initialized = count
         }
     }
+}
+
+/// Something done with the array type of an element code (`RawNumericTypes.visit`).
+protocol ArrayTypeVisitor {
+    associatedtype Result
+    func visit<A: RawNumericArray>(_ type: A.Type) -> Result
 }
 
 /// Element-wise loops over raw memory, compiled for each concrete numeric type. A loop over a

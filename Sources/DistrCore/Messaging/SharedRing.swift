@@ -128,6 +128,14 @@ struct RingMemory: @unchecked Sendable {
         SharedWord.store32(base, flag, 0)
     }
 
+    /// Says a receiving task watches the ring itself: the sender need not ring the doorbell.
+    /// Written only when set: the sender reads the word after every write, and a store of the
+    /// same value would still take its cache line away from the sender's core.
+    func stayAwake() {
+        let flag = SharedRing.receiverSleepingOffset
+        if SharedWord.load32(base, flag) != 0 { SharedWord.store32(base, flag, 0) }
+    }
+
     /// True when the sender has published bytes beyond the published tail: a cheap look, with no
     /// lock and no check (the read that follows checks).
     var mayHaveUnread: Bool {
@@ -142,6 +150,10 @@ struct RingWriter {
     let peer: Int
     /// Total bytes written (private; published as `head`).
     private(set) var head: UInt64 = 0
+    /// The receiver's `tail` when last read (checked then). The room it leaves is certainly
+    /// free, so a write that fits in it does not read `tail` again: that word's cache line is
+    /// the receiver's, written by every read, and fetching it costs a transfer between cores.
+    private var knownTail: UInt64 = 0
 
     init(memory: RingMemory, peer: Int) {
         self.memory = memory
@@ -152,7 +164,8 @@ struct RingWriter {
     /// count taken (0 when the ring is full) and whether the receiver sleeps and must be woken.
     /// - Throws: `NodeError.corruptRing` when the receiver's `tail` is impossible.
     mutating func write(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(NodeError) -> (count: Int, wake: Bool) {
-        let free = memory.capacity - (try unread())
+        var free = memory.capacity - Int(head &- knownTail)
+        if free < first.count + second.count { free = memory.capacity - (try unread()) }
         let total = min(free, first.count + second.count)
         guard total > 0 else { return (0, false) }
         let fromFirst = min(total, first.count)
@@ -168,16 +181,18 @@ struct RingWriter {
 
     /// Says the sender is about to sleep until the receiver frees room; true when there already
     /// is room (then it must not sleep). - Throws: `NodeError.corruptRing`.
-    func prepareToSleep() throws(NodeError) -> Bool {
+    mutating func prepareToSleep() throws(NodeError) -> Bool {
         memory.requestWake(SharedRing.senderSleepingOffset)
         return try unread() < memory.capacity
     }
 
-    private func unread() throws(NodeError) -> Int {
+    /// Reads the receiver's `tail` (and keeps it as `knownTail`): the bytes not yet read.
+    private mutating func unread() throws(NodeError) -> Int {
         let tail = SharedWord.loadAcquire(memory.base, SharedRing.tailOffset)
         guard let unread = SharedRing.unread(head: head, tail: tail, capacity: memory.capacity) else {
             throw .corruptRing(rank: peer, detail: "it reports having read to byte \(tail) of the \(head) written")
         }
+        knownTail = tail
         return unread
     }
 
@@ -215,6 +230,9 @@ struct RingReader {
         return (count, memory.publish(tail, at: SharedRing.tailOffset, claiming: SharedRing.senderSleepingOffset))
     }
 
+    /// Says a receiving task watches the ring itself (`RingMemory.stayAwake`).
+    func stayAwake() { memory.stayAwake() }
+
     /// True when unread bytes are waiting. - Throws: `NodeError.corruptRing`.
     func hasUnread() throws(NodeError) -> Bool { try unread() > 0 }
 
@@ -223,11 +241,6 @@ struct RingReader {
     func prepareToSleep() throws(NodeError) -> Bool {
         memory.requestWake(SharedRing.receiverSleepingOffset)
         return try unread() > 0
-    }
-
-    /// Says a receiving task watches the ring itself: the sender need not ring the doorbell.
-    func stayAwake() {
-        SharedWord.store32(memory.base, SharedRing.receiverSleepingOffset, 0)
     }
 
     private func unread() throws(NodeError) -> Int {

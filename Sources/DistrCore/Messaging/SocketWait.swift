@@ -30,8 +30,8 @@ struct SocketWait {
     /// channels than one wait watches (the caller spins as before). `spinning` false: no tight
     /// loop at all (the policy is neither asked nor taught).
     init?(_ channels: [IncomingChannel], policy: SocketSpin, spinning: Bool) {
-        guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: \.hasRing) else { return nil }
-        descriptors = channels.map(\.fd)
+        guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: { $0.hasRing }) else { return nil }
+        descriptors = channels.map { $0.fd }
         self.policy = policy
         spinSeconds = spinning ? policy.spinSeconds() : 0
     }
