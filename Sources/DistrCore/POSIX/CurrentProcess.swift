@@ -69,11 +69,7 @@ package enum CurrentProcess {
 
     /// CPU seconds (user and system) the calling thread has used. The corresponding C function
     /// is `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
-    package static var threadCPUSeconds: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    package static var threadCPUSeconds: Double { Clock.seconds(CLOCK_THREAD_CPUTIME_ID) }
 
     /// CPU seconds (user and system) used by the children this process has waited for, and by
     /// theirs. The corresponding C function is `getrusage(RUSAGE_CHILDREN)`.

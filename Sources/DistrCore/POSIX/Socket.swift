@@ -247,9 +247,12 @@ package enum TCPSocket {
 
 /// Monotonic time in seconds.
 package enum Clock {
-    package static var now: Double {
+    package static var now: Double { seconds(CLOCK_MONOTONIC) }
+
+    /// The time of `clock` in seconds. The corresponding C function is `clock_gettime`.
+    package static func seconds(_ clock: clockid_t) -> Double {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        clock_gettime(clock, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
