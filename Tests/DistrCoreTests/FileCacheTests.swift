@@ -82,7 +82,7 @@ import Testing
 
         try FileIO.makeDirectories(dir + "/job")
         let extractor = try BundleExtractor(directory: dir + "/job", manifest: [entry], limits: Limits(), cache: cache) {
-            cache.store(dir + "/job/" + $0.path, entry: $0)
+            cache.store(dir + "/job/" + $0.path, entry: $0, file: $1)
         }
         // Not a hit: the worker asks the master for the file.
         #expect(extractor.cachedCount == 0)
@@ -98,6 +98,31 @@ import Testing
         let (dir, cache, entry) = try cacheHolding(Array("shipped once".utf8))
         defer { FileIO.removeTree(dir) }
         #expect(try FileStatus(path: cache.path(for: entry.digest)).inode == FileStatus(path: dir + "/f").inode)
+        #expect(try names(in: dir + "/cache") == [entry.digest.hex])
+        #expect(try hasVerifiedCopy(cache, entry))
+    }
+
+    @Test func cache_streamedFile_isLinkedFromItsJobDirectory_evenOverAFilePlantedUnderItsName() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let good = Array("streamed bytes".utf8)
+        let entry = manifestEntry("sub/data", good)
+        let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
+        // A file the index does not know holds the cache name already (put there behind the
+        // worker's back): not a hit, and the direct link finds the name taken.
+        let cached = cache.path(for: entry.digest)
+        try FileIO.write(cached, Array("something else".utf8), mode: 0o600, exclusive: true)
+        try FileIO.makeDirectories(dir + "/job")
+        let extractor = try BundleExtractor(directory: dir + "/job", manifest: [entry], limits: Limits(), cache: cache) {
+            cache.store(dir + "/job/" + $0.path, entry: $0, file: $1)
+        }
+        #expect(extractor.streamedIndices == [0])
+        try extractor.write(good)
+        #expect(extractor.isComplete)
+        // The verified job file took the name, as a second name of the same file, and no
+        // temporary name is left behind.
+        #expect(try FileStatus(path: cached).inode == FileStatus(path: dir + "/job/sub/data").inode)
+        #expect(try FileIO.readAll(cached) == good)
         #expect(try names(in: dir + "/cache") == [entry.digest.hex])
         #expect(try hasVerifiedCopy(cache, entry))
     }
@@ -118,7 +143,7 @@ import Testing
         let cache = try #require(FileCache(directory: dir + "/cache", limit: 1 << 20))
         try FileIO.makeDirectories(dir + "/job1")
         let first = try BundleExtractor(directory: dir + "/job1", manifest: [entry], limits: Limits(), cache: cache) {
-            cache.store(dir + "/job1/" + $0.path, entry: $0)
+            cache.store(dir + "/job1/" + $0.path, entry: $0, file: $1)
         }
         try first.write(good)
         #expect(first.isComplete)
@@ -173,7 +198,7 @@ import Testing
     func extract(_ entry: ManifestEntry, _ bytes: [UInt8], into job: String, cache: FileCache) throws -> BundleExtractor {
         try FileIO.makeDirectories(job)
         let extractor = try BundleExtractor(directory: job, manifest: [entry], limits: Limits(), cache: cache) {
-            cache.store(job + "/" + $0.path, entry: $0)
+            cache.store(job + "/" + $0.path, entry: $0, file: $1)
         }
         if !extractor.isComplete { try extractor.write(bytes) }
         #expect(extractor.isComplete)
@@ -252,7 +277,7 @@ import Testing
         let entry = manifestEntry("d/model.bin", Array("the real bytes".utf8))
         try FileIO.makeDirectories(dir + "/job")
         let extractor = try BundleExtractor(directory: dir + "/job", manifest: [entry], limits: Limits(), cache: cache) {
-            cache.store(dir + "/job/" + $0.path, entry: $0)
+            cache.store(dir + "/job/" + $0.path, entry: $0, file: $1)
         }
         #expect(throws: BundleError.digestMismatch("d/model.bin")) { try extractor.write(Array("the fake bytes".utf8)) }
         #expect(try Directory(path: dir + "/cache").entries().isEmpty)

@@ -16,7 +16,7 @@ package final class BundleExtractor {
 
     /// For each manifest entry: already written from the worker's cache, so the stream skips it.
     private var fromCache: [Bool]
-    private let completed: (ManifestEntry) -> Int64?
+    private let completed: (ManifestEntry, StreamedFile) -> Int64?
 
     /// How many files came from the cache.
     package private(set) var cachedCount = 0
@@ -27,11 +27,13 @@ package final class BundleExtractor {
     /// The files this job shares with the cache (lent or stored): its path and the digest.
     package private(set) var sharedFiles: [(path: String, digest: [UInt8])] = []
 
-    /// - Parameter completed: called for each streamed file once its digest has been verified;
-    ///   returns the status-change time the cache noted when it kept the file (nil: not kept).
+    /// - Parameter completed: called for each streamed file once its digest has been verified,
+    ///   with the file still open; returns the status-change time the cache noted when it kept
+    ///   the file (nil: not kept).
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit.
     package convenience init(
-        directory: String, manifest: [ManifestEntry], limits: Limits, completed: @escaping (ManifestEntry) -> Int64? = { _ in nil }
+        directory: String, manifest: [ManifestEntry], limits: Limits,
+        completed: @escaping (ManifestEntry, StreamedFile) -> Int64? = { _, _ in nil }
     ) throws(BundleError) {
         try self.init(directory: directory, manifest: manifest, limits: limits, cache: nil, completed: completed)
     }
@@ -42,7 +44,7 @@ package final class BundleExtractor {
     /// - Throws: `BundleError` when the manifest breaks a rule or a limit, or a file cannot be created.
     init(
         directory: String, manifest: [ManifestEntry], limits: Limits, cache: FileCache?,
-        completed: @escaping (ManifestEntry) -> Int64? = { _ in nil }
+        completed: @escaping (ManifestEntry, StreamedFile) -> Int64? = { _, _ in nil }
     ) throws(BundleError) {
         self.completed = completed
         self.manifest = manifest
@@ -105,10 +107,12 @@ package final class BundleExtractor {
                 hasher = SHA256()
             }
             guard written == entry.size else { return }
-            FD.close(currentFD)
+            let fd = currentFD
             currentFD = -1
+            defer { FD.close(fd) }
             guard constantTimeEqual(hasher.finalize(), entry.digest) else { throw .digestMismatch(entry.path) }
-            if let changed = completed(entry) {
+            let (parent, name) = try openParent(of: entry)
+            if let changed = completed(entry, StreamedFile(descriptor: fd, directory: parent, name: name)) {
                 latestSharedChange = max(latestSharedChange, changed)
                 sharedFiles.append((entry.path, entry.digest))
             }
@@ -175,6 +179,15 @@ package final class BundleExtractor {
     private func openParent(of entry: ManifestEntry) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
         try parents.open(of: entry)
     }
+}
+
+/// A streamed file whose digest has just been verified, still open: its descriptor (for
+/// writing), and its name in the directory that holds it (open too). Both descriptors belong to
+/// the extractor and are valid only during the `completed` call.
+package struct StreamedFile {
+    package let descriptor: Int32
+    package let directory: Int32
+    package let name: [UInt8]
 }
 
 /// Opens, creating as needed, the directories that hold a bundle's files: one component at a

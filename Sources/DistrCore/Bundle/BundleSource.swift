@@ -150,7 +150,7 @@ package enum BundleCollector {
 
     /// Reads and hashes a file. When `digests` is given, the digest is recorded if the file's
     /// status was `expected` (what the manifest says) before and after the reading, and settled.
-    static func hashFile(
+    package static func hashFile(
         _ path: String, expecting expected: FileStatus?, digests: DigestCache?, buffer: inout [UInt8]
     ) throws(BundleError) -> [UInt8] {
         let start = Int64(clamping: Clock.wallNanoseconds)

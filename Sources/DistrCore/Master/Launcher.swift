@@ -454,50 +454,62 @@ package final class Launcher: Sendable {
 
     /// Streams the files' bytes in frames of 256 KiB (what a cancel may wait behind), until they
     /// are all sent or `stopped` says the job was cancelled (checked before each frame). The
-    /// stream runs on across files, so small files share a frame (one write for many files), and
-    /// each frame is read straight into the buffer it is sealed and sent from (no copy).
+    /// stream runs on across files, so small files share a frame, and the kernel takes each
+    /// frame's payload from the files (`Connection.sendFromFiles`): file bytes are never copied
+    /// into this process, once per worker, nor from it into the socket.
     private func sendFiles(_ sources: [BundleSource], over connection: Connection, until stopped: () -> Bool) throws(ShippingError) {
         let payloadSize = 256 << 10
-        let header = FrameDecoder.headerSize
-        var frame = [UInt8](repeating: 0, count: header + payloadSize + FrameDecoder.macSize)
+        var pieces: [(fd: Int32, offset: Int, count: Int)] = []
+        var piecePaths: [String] = []
+        /// Files whose last piece is in `pieces`, closed once the frame is sent.
+        var finished: [Int32] = []
+        /// The file whose pieces are being added (closed by the `defer` if sending stops in it).
+        var current: Int32?
+        defer {
+            for fd in finished { FD.close(fd) }
+            if let current { FD.close(current) }
+        }
         var filled = 0
-        /// Sends what the buffer holds; false when the connection broke (the reading loop reports it).
-        func flush() -> Bool {
-            defer { filled = 0 }
-            guard filled > 0 else { return true }
-            let count = filled
-            let sent = frame.withUnsafeMutableBytes { raw in
-                Result { () throws(SystemError) in try connection.sendInPlace(type: ControlMessage.fileDataType, frame: raw, payloadCount: count) }
+        /// Sends the pieces gathered; false when the connection broke (the reading loop reports it).
+        func flush() throws(ShippingError) -> Bool {
+            defer {
+                pieces = []
+                piecePaths = []
+                filled = 0
+                for fd in finished { FD.close(fd) }
+                finished = []
             }
-            if case .failure = sent { return false }
-            return true
+            guard filled > 0 else { return true }
+            let outcome: Result<Int?, FileReadFailure>
+            do { outcome = try connection.sendFromFiles(type: ControlMessage.fileDataType, pieces: pieces) } catch { return false }
+            switch outcome {
+            case .success(nil): return true
+            case .success(let shrunk?): throw .changed(piecePaths[shrunk])
+            case .failure(let failure): throw .cannotRead(piecePaths[failure.piece], failure.error)
+            }
         }
         for source in sources {
             let file: FileDescriptor
             do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
-            let fd = file.rawValue
-            var left = source.entry.size
-            while left > 0 {
+            let fd = file.release()
+            current = fd
+            var offset = 0
+            while offset < source.entry.size {
                 if filled == payloadSize {
-                    if stopped() || !flush() { return }
+                    if stopped() { return }
+                    guard try flush() else { return }
                 }
-                let room = min(payloadSize - filled, left)
-                let offset = header + filled
-                let read = frame.withUnsafeMutableBytes { raw in
-                    // The buffer is never empty, so it has a base address.
-                    Result { () throws(SystemError) in try FD.read(fd, into: raw.baseAddress.unsafelyUnwrapped + offset, count: room) }
-                }
-                let n: Int
-                do { n = try read.get() } catch { throw .cannotRead(source.localPath, error) }
-                if n == 0 { throw .changed(source.localPath) }
-                filled += n
-                left -= n
+                let count = min(payloadSize - filled, source.entry.size - offset)
+                pieces.append((fd, offset, count))
+                piecePaths.append(source.localPath)
+                filled += count
+                offset += count
             }
-            // Closed here, after the reads: a noncopyable value may otherwise end at its last use.
-            file.close()
+            finished.append(fd)
+            current = nil
         }
         if stopped() { return }
-        _ = flush()
+        _ = try flush()
     }
 
     private func closeAll() {

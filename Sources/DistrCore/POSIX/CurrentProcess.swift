@@ -66,6 +66,19 @@ package enum CurrentProcess {
 
     /// Flushes buffered standard output. The corresponding C function is `fflush`.
     package static func flushOutput() { fflush(stdout) }
+
+    /// CPU seconds (user and system) the calling thread has used. The corresponding C function
+    /// is `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
+    package static var threadCPUSeconds: Double { Clock.seconds(CLOCK_THREAD_CPUTIME_ID) }
+
+    /// CPU seconds (user and system) used by the children this process has waited for, and by
+    /// theirs. The corresponding C function is `getrusage(RUSAGE_CHILDREN)`.
+    package static var waitedChildrenCPUSeconds: Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &usage)
+        let seconds = { (time: timeval) in Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    }
 }
 
 extension Threads {

@@ -82,6 +82,20 @@ extension FD {
         let code = FileIO.call(name) { linkat(AT_FDCWD, source, directory, $0, 0) }.errno
         if code != 0 { throw SystemError("linkat", errno: code) }
     }
+
+    /// Gives the file `name` in `directory` (a symlink there is not followed) a second name
+    /// `target` (which must not exist) in `targetDirectory`; both names are one component, as
+    /// bytes. The corresponding C function is `linkat`.
+    /// - Throws: `SystemError` from `linkat` (`.exists` when the name is taken, `EXDEV` across file systems).
+    package static func link(_ name: [UInt8], in directory: Int32, to target: [UInt8], in targetDirectory: Int32) throws(SystemError) {
+        var code: Int32 = 0
+        _ = FileIO.call(name) { source in
+            let linked = FileIO.call(target) { linkat(directory, source, targetDirectory, $0, 0) }
+            code = linked.errno
+            return linked.result
+        }
+        if code != 0 { throw SystemError("linkat", errno: code) }
+    }
 }
 
 extension FD {

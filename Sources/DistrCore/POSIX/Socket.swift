@@ -215,6 +215,14 @@ package enum TCPSocket {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NOTSENT_LOWAT, &value, socklen_t(MemoryLayout<UInt32>.size))
     }
 
+    /// `TCP_CORK`: while on, partial segments are held back, so a frame written in several
+    /// calls (a header, pieces sent from files, a MAC) leaves in full segments; turning it off
+    /// sends what is held.
+    package static func setCorked(_ fd: Int32, _ on: Bool) {
+        var value: Int32 = on ? 1 : 0
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_CORK, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// Whether the peer has shut down its sending side or the connection failed, without reading
     /// (data waiting to be read does not hide it). The corresponding C call is `poll` with
     /// `POLLRDHUP` and no wait.
@@ -239,9 +247,12 @@ package enum TCPSocket {
 
 /// Monotonic time in seconds.
 package enum Clock {
-    package static var now: Double {
+    package static var now: Double { seconds(CLOCK_MONOTONIC) }
+
+    /// The time of `clock` in seconds. The corresponding C function is `clock_gettime`.
+    package static func seconds(_ clock: clockid_t) -> Double {
         var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
+        clock_gettime(clock, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 

@@ -1,5 +1,12 @@
 import Synchronization
 
+/// A file that could not be read while a frame was sent from it (`Connection.sendFromFiles`):
+/// the index of its piece, and the error.
+package struct FileReadFailure: Error {
+    package let piece: Int
+    package let error: SystemError
+}
+
 /// An authenticated, integrity-protected stream of typed frames over a socket.
 ///
 /// Sending is safe from any thread (a frame is sealed and written under one lock, so sequence
@@ -121,6 +128,57 @@ package final class Connection: Sendable {
             return Result { () throws(SystemError) in try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: frame[0..<size])) }
         }
         try result.get()
+    }
+
+    /// Sends one frame of a header-only type (its payload is not part of the MAC) whose payload
+    /// the kernel takes from files (`sendfile`): the bytes never pass through this process, and
+    /// reach the socket without a copy. The frame is corked, so it leaves in full segments. A
+    /// file that ends before its piece does (it shrank) has the rest of its piece sent as zeros,
+    /// so the stream stays whole, and is reported after the frame.
+    /// - Returns: the index in `pieces` of the first piece whose file ended early, or nil.
+    /// - Throws: `SystemError` from writing to the socket; `(SystemError, piece index)` from
+    ///   reading a file is returned as `.failure`.
+    package func sendFromFiles(
+        type: UInt8, pieces: [(fd: Int32, offset: Int, count: Int)]
+    ) throws(SystemError) -> Result<Int?, FileReadFailure> {
+        let total = pieces.reduce(0) { $0 + $1.count }
+        let result = sender.withLock { sealer in
+            var header = [UInt8](repeating: 0, count: FrameDecoder.headerSize)
+            var mac = [UInt8](repeating: 0, count: FrameDecoder.macSize)
+            header.withUnsafeMutableBytes { header in
+                mac.withUnsafeMutableBytes { sealer.sealAround(type: type, payloadCount: total, header: header, mac: $0) }
+            }
+            return Result { () throws(SystemError) -> Result<Int?, FileReadFailure> in
+                TCPSocket.setCorked(fd, true)
+                defer { TCPSocket.setCorked(fd, false) }
+                try FD.writeAll(fd, header)
+                var outcome: Result<Int?, FileReadFailure> = .success(nil)
+                for (index, piece) in pieces.enumerated() {
+                    var sent = 0
+                    if case .success(nil) = outcome {
+                        while sent < piece.count {
+                            let n: Int
+                            do throws(SystemError) {
+                                n = try FD.sendFile(from: piece.fd, at: piece.offset + sent, count: piece.count - sent, to: fd)
+                            } catch {
+                                // Which side failed is not told by sendfile: the socket's errors show on the next write.
+                                outcome = .failure(FileReadFailure(piece: index, error: error))
+                                break
+                            }
+                            if n == 0 {
+                                outcome = .success(index)
+                                break
+                            }
+                            sent += n
+                        }
+                    }
+                    if sent < piece.count { try FD.writeAll(fd, [UInt8](repeating: 0, count: piece.count - sent)) }
+                }
+                try FD.writeAll(fd, mac)
+                return outcome
+            }
+        }
+        return try result.get()
     }
 
     /// Sends frames whose bytes lie in several places: `seal` runs under the send lock (so

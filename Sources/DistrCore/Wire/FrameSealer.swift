@@ -33,9 +33,11 @@ package struct FrameSealer: Sendable {
         return header.bytes
     }
 
-    private func tag(_ base: HMAC, sequence: UInt64, type: UInt8, payload: UnsafeRawBufferPointer) -> [UInt8] {
+    /// `payloadCount`, when given, is the payload's length where `payload` is not at hand (a
+    /// header-only type's, see `sealAround`).
+    private func tag(_ base: HMAC, sequence: UInt64, type: UInt8, payload: UnsafeRawBufferPointer, payloadCount: Int? = nil) -> [UInt8] {
         var mac = base
-        mac.update(Self.macHeader(sequence: sequence, type: type, count: payload.count))
+        mac.update(Self.macHeader(sequence: sequence, type: type, count: payloadCount ?? payload.count))
         if !headerOnlyTypes.contains(type) { mac.update(payload) }
         return Array(mac.finalize().prefix(FrameDecoder.macSize))
     }
@@ -79,6 +81,21 @@ package struct FrameSealer: Sendable {
         Self.writeMAC(mac, into: frame, at: end)
         sendSequence += 1
         return end + FrameDecoder.macSize
+    }
+
+    /// Seals a frame of a type whose payload is left out of the MAC (`headerOnlyTypes`) without
+    /// its payload at hand: writes the header (`FrameDecoder.headerSize` bytes) into `header`
+    /// and the MAC (`FrameDecoder.macSize` bytes) into `mac`; the payload of `payloadCount`
+    /// bytes must go between them.
+    package mutating func sealAround(
+        type: UInt8, payloadCount: Int, header: UnsafeMutableRawBufferPointer, mac: UnsafeMutableRawBufferPointer
+    ) {
+        precondition(headerOnlyTypes.contains(type), "the payload of this type is part of its MAC")
+        _ = Self.writeHeader(type: type, frame: header, payloadCount: payloadCount, checkRoom: false)
+        let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+        let tag = tag(sendMAC, sequence: sendSequence, type: type, payload: empty, payloadCount: payloadCount)
+        Self.writeMAC(tag, into: mac, at: 0)
+        sendSequence += 1
     }
 
     /// Seals the next two outgoing frames, whose payloads are each a `head` then a `body` that

@@ -191,7 +191,7 @@ extension Worker {
             let extractor = try BundleExtractor(
                 directory: directory, manifest: spec.manifest, limits: worker.configuration.limits, cache: cache
             ) {
-                cache?.store(directory + "/" + $0.path, entry: $0)
+                cache?.store(directory + "/" + $0.path, entry: $0, file: $1)
             }
             let needed = extractor.streamedIndices
             let complete = extractor.isComplete
