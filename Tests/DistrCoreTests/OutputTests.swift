@@ -86,6 +86,15 @@ import Testing
         let failure = try #require(spool.failure)
         #expect(failure.contains("/nonexistent-distr-dir"))
         #expect(failure.contains("TMPDIR"))
+        // What is held can still be read, written and digested (it is empty: the master says the
+        // output was cut), without reading past what is there.
+        spool.append(Array("more\n".utf8))
+        #expect(try contents(spool).isEmpty)
+        #expect(try spool.digest(limit: 1 << 16) == SHA256.hash([UInt8]()))
+        let sink = try FD.pipe()
+        defer { FD.close(sink.read) }
+        try spool.write(to: sink.write)
+        FD.close(sink.write)
     }
 
     @Test func spool_temporaryFileHasNoName() throws {

@@ -147,7 +147,8 @@ package final class OutputSpool {
     /// `forEachPiece` over the held bytes from byte `start` up to byte `end`: the start in
     /// memory, then the file, then what waits for it.
     private func forEachPiece(from start: Int, upTo end: Int, _ body: ([UInt8]) -> Void) throws(SystemError) {
-        let end = min(end, count)
+        // What is held now, not `count`: a spool that failed has dropped what it held in memory.
+        let end = min(end, head.count + fileSize + pending.count)
         var offset = start
         if offset < min(end, head.count) {
             body(offset == 0 && end >= head.count ? head : Array(head[offset..<min(end, head.count)]))
