@@ -6,6 +6,25 @@ import Testing
 @Suite(.hangGuard) struct ShippingTests {
     init() { Signals.ignorePipe() }
 
+    /// A frame carries many small files, each open until the frame goes out; the master keeps
+    /// only as many open as its descriptor limit allows (it ran out: EMFILE), and opens no
+    /// empty file.
+    @Test func manySmallAndEmptyFiles_shipUnderALowDescriptorLimit() throws {
+        try withTestCluster(workers: 2) { cluster in
+            for index in 0..<300 { try cluster.root.write("many/f\(index)", "x") }
+            for index in 0..<300 { try cluster.root.write("many/e\(index)", "") }
+            // 48 descriptors: the master's own needs, and 12 (a quarter) for the kept files.
+            let master = try TestProcess(
+                [
+                    "/bin/sh", "-c", "ulimit -n 48 && exec \"$0\" \"$@\"", Binaries.master, "exec", "--peers", cluster.peersFile,
+                    "--secret-file", cluster.secretFile, "--file", "many", "--", "cat many/f* | wc -c; ls many | wc -l",
+                ], directory: cluster.root.path)
+            let run = TestProcess.run(master)
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdoutLines.sorted() == ["[0] 300", "[0] 600", "[1] 300", "[1] 600"], "\(run.stdout)")
+        }
+    }
+
     /// The test plays the worker, so that the file can vanish exactly between the master's
     /// hashing and its sending.
     @Test func fileThatVanishesBeforeItIsSent_endsTheJobWithAClearErrorInsteadOfHanging() throws {

@@ -461,12 +461,21 @@ package final class Launcher: Sendable {
         let payloadSize = 256 << 10
         var pieces: [(fd: Int32, offset: Int, count: Int)] = []
         var piecePaths: [String] = []
-        /// Files whose last piece is in `pieces`, closed once the frame is sent.
+        /// Files whose last piece is in `pieces`, closed once the frame is sent; as many of them
+        /// as `DescriptorBudget.shipping` let this thread keep (a frame of small files is sent
+        /// early when it lets no more be kept).
         var finished: [Int32] = []
+        var kept = 0
+        func closeFinished() {
+            for fd in finished { FD.close(fd) }
+            finished = []
+            DescriptorBudget.shipping.release(kept)
+            kept = 0
+        }
         /// The file whose pieces are being added (closed by the `defer` if sending stops in it).
         var current: Int32?
         defer {
-            for fd in finished { FD.close(fd) }
+            closeFinished()
             if let current { FD.close(current) }
         }
         var filled = 0
@@ -476,8 +485,7 @@ package final class Launcher: Sendable {
                 pieces = []
                 piecePaths = []
                 filled = 0
-                for fd in finished { FD.close(fd) }
-                finished = []
+                closeFinished()
             }
             guard filled > 0 else { return true }
             let outcome: Result<Int?, FileReadFailure>
@@ -488,7 +496,8 @@ package final class Launcher: Sendable {
             case .failure(let failure): throw .cannotRead(piecePaths[failure.piece], failure.error)
             }
         }
-        for source in sources {
+        // An empty file has no bytes to send: it is made from the manifest.
+        for source in sources where source.entry.size > 0 {
             let file: FileDescriptor
             do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
             let fd = file.release()
@@ -507,6 +516,12 @@ package final class Launcher: Sendable {
             }
             finished.append(fd)
             current = nil
+            if DescriptorBudget.shipping.take() {
+                kept += 1
+            } else {
+                if stopped() { return }
+                guard try flush() else { return }
+            }
         }
         if stopped() { return }
         _ = try flush()

@@ -6,6 +6,15 @@ package enum CurrentProcess {
     /// The corresponding C function is `getpid`.
     package static var id: Int32 { getpid() }
 
+    /// How many descriptors this process may have open (the soft `RLIMIT_NOFILE`); 1024, the
+    /// usual default, when it cannot be read or is unlimited. The corresponding C function is
+    /// `getrlimit`.
+    package static var openFileLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
+    }
+
     /// The process that started this one (or the subreaper or init that adopted it after that
     /// one ended). The corresponding C function is `getppid`.
     package static var parentID: Int32 { getppid() }
