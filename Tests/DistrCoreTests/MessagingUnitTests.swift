@@ -114,6 +114,19 @@ import Testing
         #expect(try mailbox.take(source: 1, tag: 5).map { try Node.decode(Int.self, $0) } == 13)
     }
 
+    /// A receive that parked first gets the message, not a later one that read it itself.
+    @Test func aReceiveDoesNotKeepAFrameAnEarlierWaitingReceiveWants() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let earlier = Task { try await mailbox.receive(source: 1, tag: 5) }
+        try await waitForWaiters(mailbox, 1)
+        let kept = mailbox.deliver(envelope(from: 1, tag: 5, 20), claimingFor: 1, tag: 5)
+        #expect(kept == nil)
+        // Kept wrongly: the earlier receive would wait for ever; cancelling ends it.
+        if kept != nil { earlier.cancel() }
+        let received = try? await earlier.value  // Cancelled: the failure is the expectation above.
+        #expect(try received.map { try Node.decode(Int.self, $0) } == 20)
+    }
+
     @Test func numericArraysAreRecognisedByTheirTypeWithoutACast() {
         #expect(RawNumericTypes.arrayTypes.count == RawNumericTypes.byCode.count)
         for (code, arrayType) in RawNumericTypes.byCode {

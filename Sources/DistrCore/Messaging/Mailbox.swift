@@ -70,15 +70,19 @@ final class Mailbox: Sendable {
     }
 
     /// Delivers `envelope`, unless the receive for (`source`, `tag`) that read it may keep it:
-    /// it matches, and no queued message does (one would be older). Then it is returned instead,
-    /// never queued: one pass under the lock where `deliver` then `take` made two, and no queue
-    /// traffic.
+    /// it matches, no queued message does (one would be older), and no receive that waits
+    /// already wants it (that one came first, and `deliver` would give it that). Then it is
+    /// returned instead, never queued: one pass under the lock where `deliver` then `take` made
+    /// two, and no queue traffic.
     func deliver(_ envelope: Envelope, claimingFor source: Int?, tag: Int?) -> Envelope? {
         let (waiter, claimed) = state.withLock { s -> (Waiter?, Bool) in
-            if Self.matches(envelope, source: source, tag: tag) && !s.queue.contains(where: { Self.matches($0, source: source, tag: tag) }) {
+            let earlier = s.waiters.firstIndex(where: { Self.matches(envelope, source: $0.source, tag: $0.tag) })
+            if earlier == nil && Self.matches(envelope, source: source, tag: tag)
+                && !s.queue.contains(where: { Self.matches($0, source: source, tag: tag) })
+            {
                 return (nil, true)
             }
-            if let index = s.waiters.firstIndex(where: { Self.matches(envelope, source: $0.source, tag: $0.tag) }) {
+            if let index = earlier {
                 return (s.waiters.remove(at: index), false)
             }
             s.queue.append(envelope)
