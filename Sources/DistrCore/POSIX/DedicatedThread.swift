@@ -15,8 +15,11 @@ package enum Threads {
 /// Dedicated threads that wait a while for more work when theirs is done, instead of exiting:
 /// a worker starts four threads per job and the master three per worker, and each new thread
 /// costs a clone, a stack and its first page faults. At most `idleLimit` threads wait, each for
-/// `idleSeconds`; the rest end. A reused thread is renamed, and keeps the signal mask that all
-/// of this process's threads share.
+/// `idleSeconds`; the rest end. A reused thread is renamed. It keeps the signal mask it was
+/// made with (a copy of its maker's): the executables block their signals before any thread
+/// exists, so all of theirs have the same. A thread that spawned a child with a parent-death
+/// signal (`SpawnRequest`) lives on after its work, so that signal comes with the process's
+/// death, or when the thread ends later, not when the work is done.
 final class ThreadPool: Sendable {
     static let shared = ThreadPool(idleLimit: 32, idleSeconds: 5)
 

@@ -104,11 +104,11 @@ package enum FileIO {
         return String(cString: made)
     }
 
-    /// Whether this process may execute `path`. The corresponding C function is `access`.
     /// Writes every file system's dirty data to its disk and waits for that. The corresponding C
     /// function is `sync`.
     package static func syncAll() { Glibc.sync() }
 
+    /// Whether this process may execute `path`. The corresponding C function is `access`.
     package static func isExecutable(_ path: String) -> Bool { access(path, X_OK) == 0 }
 
     package static func exists(_ path: String) -> Bool {

@@ -51,8 +51,9 @@ final class RankProcess: Sendable {
         let request = SpawnRequest(
             arguments: arguments, environment: environment + ["DISTR_AGENT_FD=3"], directory: directory,
             stdin: input?.read, stdout: out.write, stderr: err.write, inherited: [(agent.1, 3)],
-            // The rank dies with the thread that runs its job, and with the worker, even
-            // after kill -9 of the worker.
+            // The rank dies with the worker, even after kill -9 of the worker. (Also with the
+            // thread that spawned it, but threads are pooled and outlive their work: the job's
+            // own end is what ends its ranks.)
             parentDeathSignal: .kill, controlGroupProcs: controlGroupProcs, controlGroupDirectory: controlGroupDirectory)
         let record = exit
         let notifyWrite = notify.write

@@ -34,11 +34,11 @@ package enum Sentinel {
     }
 
     private static func watch(_ lifeline: Int32, workDirectory: String, worker: Int32) -> Never {
-        // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
-        try? CurrentProcess.detachStandardInputAndOutput()  // Without /dev/null the streams are merely held longer.
         // A hangup that ends the worker (its terminal closed: the signal goes to the whole
         // process group) must leave the sentinel to clean up after it.
         Signals.ignoreHangup()
+        // Not a holder of the worker's stdout: whoever reads it sees its end when the worker exits.
+        try? CurrentProcess.detachStandardInputAndOutput()  // Without /dev/null the streams are merely held longer.
         var byte: [UInt8] = [0]
         _ = try? FD.read(lifeline, into: &byte)  // End of stream (the worker is gone) or an error: the watch is over.
         for line in reclaim(workDirectory: workDirectory, deadWorker: worker) { CurrentProcess.printError("distr-worker sentinel: \(line)\n") }
