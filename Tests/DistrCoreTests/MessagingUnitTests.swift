@@ -129,6 +129,7 @@ import Testing
 
     @Test func numericArraysAreRecognisedByTheirTypeWithoutACast() {
         #expect(RawNumericTypes.arrayTypes.count == RawNumericTypes.byCode.count)
+        #expect(Set(RawNumericTypes.byCode.keys) == Set(1...12))
         for (code, arrayType) in RawNumericTypes.byCode {
             #expect(RawNumericTypes.elementSize(code: code) == arrayType.elementSize)
             #expect(RawNumericTypes.uninitialized(code: code, count: 3).map { type(of: $0) == arrayType } == true)

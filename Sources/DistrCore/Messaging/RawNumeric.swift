@@ -36,10 +36,8 @@ public protocol RawNumericArray: Codable, Sendable {
 
 /// The array types the wire's element codes stand for.
 enum RawNumericTypes {
-    static let byCode: [UInt8: any RawNumericArray.Type] = [
-        1: [Double].self, 2: [Float].self, 3: [Int].self, 4: [Int64].self, 5: [Int32].self, 6: [Int16].self,
-        7: [Int8].self, 8: [UInt].self, 9: [UInt64].self, 10: [UInt32].self, 11: [UInt16].self, 12: [UInt8].self,
-    ]
+    /// Each array type by its element code (each element type names its own code).
+    static let byCode: [UInt8: any RawNumericArray.Type] = Dictionary(uniqueKeysWithValues: arrayTypes.map { ($0.elementCode, $0) })
 
     /// The size of one element of `code`'s type; nil for a code the format does not define.
     /// A switch rather than a look-up in `byCode`: the receive path asks for every frame.
@@ -105,7 +103,7 @@ enum RawNumericTypes {
         return nil
     }
 
-    /// The array types of `byCode`, the likeliest first.
+    /// Every array type the wire defines, the likeliest first.
     static let arrayTypes: [any RawNumericArray.Type] = [
         [UInt8].self, [Double].self, [Float].self, [Int].self, [Int64].self, [Int32].self, [Int16].self, [Int8].self, [UInt].self,
         [UInt64].self, [UInt32].self, [UInt16].self,

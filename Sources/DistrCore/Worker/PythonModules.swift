@@ -151,7 +151,8 @@ package struct PythonModules: Sendable, Equatable {
             arguments: [python, "-m", "compileall", "-q", directory], environment: Environment.all.map { "\($0.key)=\($0.value)" },
             stdout: 2, stderr: 2, parentDeathSignal: .kill)
         do {
-            pid = try (helpers ?? HelperProcesses()).start { () throws(SystemError) in try Spawner.spawn(request, onExit: exit.record) }
+            let spawn = { () throws(SystemError) in try Spawner.spawn(request, onExit: exit.record) }
+            pid = try helpers.map { helpers throws(SystemError) in try helpers.start(spawn) } ?? spawn()
         } catch {
             return "cannot start '\(python)' to compile the Python modules (\(error)); Python ranks will compile the modules on import"
         }
