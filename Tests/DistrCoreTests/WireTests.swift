@@ -203,6 +203,47 @@ import Testing
         #expect(got == [[1], [2]])
     }
 
+    /// `close` on one thread while another is in a system call on the socket shuts the socket
+    /// down at once (the peer reads end of stream, later sends fail) but releases the descriptor
+    /// only when that call has returned: its number cannot go to another file while the call
+    /// may still read or write it.
+    @Test func close_releasesTheDescriptorOnlyWhenNoCallIsUsingIt() throws {
+        let (wire, end) = try FD.socketPair()
+        defer { FD.close(wire) }
+        let connection = Connection(fd: end, peer: "w", keys: Self.keys, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        let inUse = Latch()
+        let proceed = Latch()
+        let returned = Latch()
+        Threads.start(name: "test-descriptor-user") {
+            _ = connection.usingDescriptor {
+                inUse.open()
+                proceed.wait(until: .after(600))
+            }
+            returned.open()
+        }
+        #expect(inUse.wait(until: .after(600)))
+        connection.close()
+        var byte: [UInt8] = [0]
+        #expect(try FD.read(wire, into: &byte) == 0, "the peer reads end of stream at once")
+        #expect(throws: SystemError.self) { try connection.send(type: 1, payload: [1]) }
+        #expect(FD.isOpen(end), "released while a call was using it")
+        proceed.open()
+        #expect(returned.wait(until: .after(600)))
+        #expect(!FD.isOpen(end), "not released when the last call returned")
+        connection.close()
+    }
+
+    /// A connection closed while nothing uses it releases its descriptor at once.
+    @Test func close_releasesAnUnusedDescriptorAtOnce() throws {
+        let (wire, end) = try FD.socketPair()
+        defer { FD.close(wire) }
+        let connection = Connection(fd: end, peer: "w", keys: Self.keys, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        connection.close()
+        #expect(!FD.isOpen(end))
+        #expect(connection.peerHasLeft)
+        #expect(throws: WireError.closed) { _ = try connection.receive() }
+    }
+
     /// Bytes read straight into the decoder (`fill`) across many reads, with frames larger
     /// than the first buffer, come out as the frames that went in.
     @Test func decoder_fill_movesPartialFramesAndGrows() throws {

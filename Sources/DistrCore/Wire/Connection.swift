@@ -21,7 +21,10 @@ package final class Connection: Sendable {
     private let keys: SessionKeys
     private let sender: Mutex<FrameSealer>
     private let receiver: Mutex<(sealer: FrameSealer, decoder: FrameDecoder)>
-    private let closed = Atomic<Bool>(false)
+    /// Who is using the descriptor: `close` shuts the socket down at once (waking a thread
+    /// blocked on it) but releases the number only once no call is using it, so that none of
+    /// them ever reaches a file that was given the number afterwards.
+    private let descriptor = Mutex(DescriptorUse())
     /// Heartbeat bookkeeping once `watch` has been called (nil: the peer may be silent for ever).
     private let liveness = Mutex<Liveness?>(nil)
     /// Opened by `close` or `abort`: the heartbeat thread stops.
@@ -45,27 +48,59 @@ package final class Connection: Sendable {
     /// The least room a read is given.
     static let minimumRead = 64 * 1024
 
-    deinit { if !closed.load(ordering: .acquiring) { FD.close(fd) } }
+    deinit { if !descriptor.withLock({ $0.released }) { FD.close(fd) } }
 
-    /// Closes the socket once; later sends and receives fail.
+    /// Closes the socket once; later sends and receives fail. A send or receive under way on
+    /// another thread is woken (the socket is shut down) and the descriptor is released when it
+    /// has returned.
     package func close() {
         ended.open()
-        if !closed.exchange(true, ordering: .acquiringAndReleasing) {
-            try? Socket.shutdown(fd, .both)  // Wakes a blocked reader; ENOTCONN: the peer has gone already.
-            FD.close(fd)
+        descriptor.withLock { state in
+            guard !state.closing else { return }
+            state.closing = true
+            try? Socket.shutdown(fd, .both)  // Wakes blocked calls; ENOTCONN: the peer has gone already.
+            if state.users == 0 { state.release(fd) }
         }
+    }
+
+    /// Keeps the descriptor open until the matching `endUsing`; false once `close` has begun.
+    private func beginUsing() -> Bool {
+        descriptor.withLock { state in
+            if !state.closing { state.users += 1 }
+            return !state.closing
+        }
+    }
+
+    private func endUsing() {
+        descriptor.withLock { state in
+            state.users -= 1
+            if state.closing && state.users == 0 { state.release(fd) }
+        }
+    }
+
+    /// Runs `body` with the descriptor kept open; nil once `close` has begun.
+    func usingDescriptor<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R? {
+        guard beginUsing() else { return nil }
+        defer { endUsing() }
+        return try body()
+    }
+
+    /// Runs a send's system calls with the descriptor kept open; once `close` has begun they
+    /// fail as writes to a shut-down socket do (`EPIPE`).
+    private func sending(_ body: () throws(SystemError) -> Void) throws(SystemError) {
+        guard try usingDescriptor(body) != nil else { throw SystemError("write", errno: Errno.brokenPipe.rawValue) }
     }
 
     /// Breaks the connection without releasing the descriptor: threads blocked reading or
     /// writing it return at once (with an error or end of stream). `close` still follows.
     /// Whether the peer has closed its end (or the connection was ended or given up as silent
     /// here), seen without reading: for a side that is not reading now.
-    package var peerHasLeft: Bool { ended.isOpen || TCPSocket.peerHasClosed(fd) }
+    package var peerHasLeft: Bool { ended.isOpen || usingDescriptor { TCPSocket.peerHasClosed(fd) } ?? true }
 
     package func abort() {
         ended.open()
-        if !closed.load(ordering: .acquiring) {
-            try? Socket.shutdown(fd, .both)  // ENOTCONN: already broken, which is what abort wants.
+        descriptor.withLock { state in
+            if !state.closing { try? Socket.shutdown(fd, .both) }  // ENOTCONN: already broken, which is what abort wants.
         }
     }
 
@@ -75,11 +110,11 @@ package final class Connection: Sendable {
     /// and breaks the connection (`abort`) when the peer has been silent too long, so that a
     /// thread blocked writing to a frozen peer is released even when no one is reading.
     package func watch(timeout: Double, heartbeatType: UInt8) {
-        TCPSocket.setUserTimeout(fd, seconds: timeout)
+        _ = usingDescriptor { TCPSocket.setUserTimeout(fd, seconds: timeout) }
         liveness.withLock { $0 = Liveness(timeout: timeout, now: Clock.now) }
         Threads.start(name: "distr-heartbeat") { [self] in
             while true {
-                let pending = TCPSocket.pendingBytes(fd)
+                let pending = usingDescriptor { TCPSocket.pendingBytes(fd) } ?? 0
                 guard
                     let verdict = liveness.withLock({ state -> Liveness.Verdict? in
                         state?.observe(pendingBytes: pending, at: Clock.now)
@@ -104,7 +139,7 @@ package final class Connection: Sendable {
 
     /// Ends the sending direction (the peer reads end of stream after the last frame).
     func finishSending() {
-        try? Socket.shutdown(fd, .write)  // ENOTCONN: the peer has gone, and there is no one to tell.
+        _ = usingDescriptor { try? Socket.shutdown(fd, .write) }  // ENOTCONN: the peer has gone, and there is no one to tell.
     }
 
     package func send(type: UInt8, payload: [UInt8]) throws(SystemError) {
@@ -115,7 +150,7 @@ package final class Connection: Sendable {
     package func send(type: UInt8, payload: UnsafeRawBufferPointer) throws(SystemError) {
         let result = sender.withLock { sealer in
             let frame = sealer.seal(type: type, payload: payload)
-            return Result { () throws(SystemError) in try FD.writeAll(fd, frame) }
+            return Result { () throws(SystemError) in try sending { () throws(SystemError) in try FD.writeAll(fd, frame) } }
         }
         try result.get()
     }
@@ -125,7 +160,9 @@ package final class Connection: Sendable {
     package func sendInPlace(type: UInt8, frame: UnsafeMutableRawBufferPointer, payloadCount: Int) throws(SystemError) {
         let result = sender.withLock { sealer in
             let size = sealer.sealInPlace(type: type, frame: frame, payloadCount: payloadCount)
-            return Result { () throws(SystemError) in try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: frame[0..<size])) }
+            return Result { () throws(SystemError) in
+                try sending { () throws(SystemError) in try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: frame[0..<size])) }
+            }
         }
         try result.get()
     }
@@ -149,6 +186,8 @@ package final class Connection: Sendable {
                 mac.withUnsafeMutableBytes { sealer.sealAround(type: type, payloadCount: total, header: header, mac: $0) }
             }
             return Result { () throws(SystemError) -> Result<Int?, FileReadFailure> in
+                guard beginUsing() else { throw SystemError("write", errno: Errno.brokenPipe.rawValue) }
+                defer { endUsing() }
                 TCPSocket.setCorked(fd, true)
                 defer { TCPSocket.setCorked(fd, false) }
                 try FD.writeAll(fd, header)
@@ -187,7 +226,7 @@ package final class Connection: Sendable {
     package func send(pieces: [UnsafeRawBufferPointer], sealedBy seal: (inout FrameSealer) -> Void) throws(SystemError) {
         let result = sender.withLock { sealer in
             seal(&sealer)
-            return Result { () throws(SystemError) in try FD.writeAll(fd, pieces) }
+            return Result { () throws(SystemError) in try sending { () throws(SystemError) in try FD.writeAll(fd, pieces) } }
         }
         try result.get()
     }
@@ -251,6 +290,8 @@ package final class Connection: Sendable {
         if decoder.bufferedBytes > 0 && frameDeadline == nil { frameDeadline = .after(frameTimeout) }
         let watched = liveness.withLock { $0 }
         let deadline = min(frameDeadline ?? idle, watched.map { Deadline(instant: $0.deadline) } ?? .never)
+        guard beginUsing() else { throw WireError.closed }
+        defer { endUsing() }
         let readable: Bool
         do { readable = try FD.waitReadable(fd, until: deadline) } catch {
             throw silence(at: Clock.now) ?? error
@@ -408,5 +449,19 @@ extension Connection {
         return Connection(
             fd: fd, peer: peer, keys: keys, maxPayload: limits.maxFrame, headerOnlyTypes: headerOnlyTypes,
             frameTimeout: limits.frameTimeout)
+    }
+}
+
+/// The state behind `Connection.close`: whether it has begun, how many calls use the
+/// descriptor now, and whether the descriptor has been released.
+private struct DescriptorUse {
+    var closing = false
+    var users = 0
+    var released = false
+
+    mutating func release(_ fd: Int32) {
+        guard !released else { return }
+        FD.close(fd)
+        released = true
     }
 }
