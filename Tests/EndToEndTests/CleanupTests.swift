@@ -61,6 +61,75 @@ import Testing
         }
     }
 
+    /// The worker writes a job's record before it answers the job (and before it makes the
+    /// job's directory): a crash at any point after that leaves nothing that no record names.
+    /// The record's file is made a FIFO here, so the worker blocks writing the record until
+    /// the test reads it; meanwhile the master must have heard nothing.
+    @Test func jobRecord_isWrittenBeforeTheWorkerAnswersTheJob() throws {
+        // The lease must not end the job while the test holds its record's write.
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--master-timeout", "60"])
+        let worker = cluster.workers[0]
+        let jobID = "recordfirst" + randomBytes(4).hex
+        let part = worker.workDirectory + "/.distr-jobs/.part-" + jobID
+        guard mkfifo(part, 0o600) == 0 else { throw SystemError("mkfifo \(part)", errno: errno) }
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: worker.port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        defer { connection.close() }
+        let spec = JobSpec(
+            jobID: jobID, arguments: ["true"], environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "w0")], keepDirectory: false,
+            jobKey: randomBytes(32), manifest: [], workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        // A thread of the worker waits in the FIFO's open for a reader: the record's write.
+        func blockedOnTheRecord() -> Bool {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker.process.pid)/task")) ?? []  // Gone: not blocked.
+            return tasks.contains { task in
+                let wchan = (try? String(contentsOfFile: "/proc/\(worker.process.pid)/task/\(task)/wchan", encoding: .utf8)) ?? ""  // Gone: not it.
+                return wchan == "wait_for_partner"
+            }
+        }
+        let bound = Deadline.after(60)
+        while !blockedOnTheRecord() {
+            try #require(!bound.hasPassed, "the worker never opened the record's file")
+            Deadline.pause(0.005)
+        }
+        // What the worker has sent by now, heartbeats aside: nothing.
+        func answer(idle: Deadline) throws -> ControlMessage? {
+            while true {
+                do {
+                    let message = try connection.receiveMessage(idle: idle)
+                    if message != .workerHeartbeat { return message }
+                } catch WireError.stalled { return nil }
+            }
+        }
+        let early = try answer(idle: .after(0))
+        #expect(early == nil, "the worker answered the job (\(String(describing: early))) before its record was written")
+        let reader = open(part, O_RDONLY | O_CLOEXEC)
+        try #require(reader >= 0)
+        var text: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = try FD.read(reader, into: &buffer)
+            if n == 0 { break }
+            text += buffer[0..<n]
+        }
+        FD.close(reader)
+        let record = try #require(JobRecord(text: String(decoding: text, as: UTF8.self)), "\(String(decoding: text, as: UTF8.self))")
+        // A FIFO cannot be cut to length: this record's write fails, and the job goes on.
+        let ready = try early ?? answer(idle: .after(60))
+        guard case .jobReady(let directory) = ready else {
+            Issue.record("expected jobReady, got \(String(describing: ready))")
+            return
+        }
+        #expect(record.jobID == jobID)
+        #expect(record.directory == directory)
+        connection.close()
+        #expect(worker.process.stderr.waitFor("the master connection ended before the job started"))
+        #expect(!FileIO.exists(part))
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+    }
+
     @Test func killedWorker_takesItsRanksAlong_andItsSentinelEndsTheRest() throws {
         let cluster = try TestCluster(workers: 1)
         let (master, pids) = try startJob(cluster, Self.hiding)

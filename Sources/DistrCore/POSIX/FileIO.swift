@@ -98,6 +98,16 @@ package enum FileIO {
     /// Makes a new directory, mode 0700, named `template` with its trailing `XXXXXX` replaced by
     /// random characters; returns its path. The corresponding C function is `mkdtemp`.
     /// - Throws: `SystemError` from `mkdtemp`.
+    /// Makes the directory `path` with `mode` (less the umask), which must not exist yet: the
+    /// one step of `mkdtemp` for a name the caller chose. The corresponding C function is `mkdir`.
+    /// - Returns: false when something is there already.
+    /// - Throws: `SystemError` from `mkdir` for any other failure.
+    package static func makeNewDirectory(_ path: String, mode: mode_t) throws(SystemError) -> Bool {
+        if mkdir(path, mode) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw .current("mkdir \(path)")
+    }
+
     package static func makeTemporaryDirectory(template: String) throws(SystemError) -> String {
         var bytes = Array(template.utf8CString)
         guard let made = mkdtemp(&bytes) else { throw .current("mkdtemp") }
