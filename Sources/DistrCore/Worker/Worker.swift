@@ -328,9 +328,15 @@ package final class Worker: Sendable {
     }
 
     /// Ends what is left of a finished job: processes that left their rank's process group
-    /// (setsid, double fork, env -i) were reparented here, the child subreaper.
+    /// (setsid, double fork, env -i) stayed in the job's cgroup, or, without one, were
+    /// reparented here, the child subreaper.
     func sweep(_ job: Job) {
-        if let group = job.controlGroup, !group.killAndRemove() {
+        if let group = job.controlGroup {
+            // Removed, it held no process: every descendant of the ranks is born in it and
+            // stays (only a move by root takes one out). The look through this worker's
+            // children (/proc/self/task/*/children, an open and a read per thread) is the
+            // fallback, for a job without a cgroup or one that would not empty.
+            if group.killAndRemove() { return }
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
         var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
