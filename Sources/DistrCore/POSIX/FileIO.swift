@@ -7,11 +7,15 @@ package enum FileIO {
         let fd = try retryingEINTR("open") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { FD.close(fd) }
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        // A page first: most files read whole are small (the secret, a peers file, /proc and
+        // cgroup files), and a 64 KiB buffer made for them was 16 pages to zero and fault in
+        // (on the master's way to connect). A file that fills it gets larger reads.
+        var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = try FD.read(fd, into: &chunk)
             if n == 0 { return out }
             out.append(contentsOf: chunk[0..<n])
+            if n == chunk.count && chunk.count < 64 * 1024 { chunk = [UInt8](repeating: 0, count: chunk.count * 4) }
         }
     }
 
