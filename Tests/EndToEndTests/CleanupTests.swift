@@ -81,12 +81,18 @@ import Testing
             placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "w0")], keepDirectory: false,
             jobKey: randomBytes(32), manifest: [], workerIndex: 0)
         try connection.send(.jobStart(spec))
-        // A thread of the worker waits in the FIFO's open for a reader: the record's write.
+        // A thread of the worker waits in the FIFO's open for a reader: the record's write. Where
+        // the kernel does not name wait channels, a thread in openat (x86-64 257, arm64 56)
+        // stands for it; one caught in another open only makes the check below come early.
         func blockedOnTheRecord() -> Bool {
             let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker.process.pid)/task")) ?? []  // Gone: not blocked.
             return tasks.contains { task in
-                let wchan = (try? String(contentsOfFile: "/proc/\(worker.process.pid)/task/\(task)/wchan", encoding: .utf8)) ?? ""  // Gone: not it.
-                return wchan == "wait_for_partner"
+                let base = "/proc/\(worker.process.pid)/task/\(task)/"
+                let wchan = (try? String(contentsOfFile: base + "wchan", encoding: .utf8)) ?? ""  // Gone: not it.
+                if wchan == "wait_for_partner" { return true }
+                guard wchan.isEmpty || wchan == "0" else { return false }
+                let call = (try? String(contentsOfFile: base + "syscall", encoding: .utf8)) ?? ""  // Gone or not readable: not it.
+                return call.hasPrefix("257 ") || call.hasPrefix("56 ")
             }
         }
         let bound = Deadline.after(60)
