@@ -136,6 +136,32 @@ import Testing
         #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
     }
 
+    /// A worker killed while a job's files arrive leaves a directory that its record names: the
+    /// sentinel removes it (before the record came first, nothing named it until `jobReady`).
+    @Test func workerKilledWhileFilesArrive_itsSentinelRemovesTheJobsDirectory() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--master-timeout", "60"])
+        let worker = cluster.workers[0]
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: worker.port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        defer { connection.close() }
+        let spec = JobSpec(
+            jobID: "shipping" + randomBytes(4).hex, arguments: ["true"], environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "w0")], keepDirectory: false,
+            jobKey: randomBytes(32),
+            manifest: [ManifestEntry(path: "data", mode: 0o644, size: 100, digest: SHA256.hash([UInt8](repeating: 7, count: 100)))],
+            workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        var answer = try connection.receiveMessage(idle: .after(60))
+        while answer == .workerHeartbeat { answer = try connection.receiveMessage(idle: .after(60)) }
+        #expect(answer == .filesNeeded([0]))
+        // The worker waits for the file's bytes in the job's directory.
+        #expect(cluster.leftoverJobDirectories.contains { $0.contains("/distr-shipping") }, "\(cluster.leftoverJobDirectories)")
+        kill(worker.process.pid, SIGKILL)
+        #expect(worker.process.stderr.waitFor("sentinel: reclaimed job \(spec.jobID)"), "\(worker.process.stderr.text)")
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+    }
+
     @Test func killedWorker_takesItsRanksAlong_andItsSentinelEndsTheRest() throws {
         let cluster = try TestCluster(workers: 1)
         let (master, pids) = try startJob(cluster, Self.hiding)
