@@ -2,6 +2,7 @@
 #include <sys/ioctl.h>
 #include "CDistrSys.h"
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -34,6 +35,8 @@ int cdistr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path)
 int cdistr_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 int cdistr_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
+
+int cdistr_malloc_arena_max(int count) { return mallopt(M_ARENA_MAX, count); }
 
 ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len) {
     return cdistr_send_fds(sock, &fd, fd >= 0 ? 1 : 0, buf, len);

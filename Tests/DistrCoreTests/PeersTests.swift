@@ -73,4 +73,15 @@ import Testing
         let peers = try PeersFile.parseHostList("h1,h2:7000,[::1]:6970")
         #expect(peers.map(\.description) == ["h1:6969", "h2:7000", "[::1]:6970"])
     }
+
+    /// Trimming compares scalars, not characters: "\r\n" is one Character, and a combining mark
+    /// after a trimmed space stays, on its own.
+    @Test func trimmed_dropsTheSetsScalarsAtBothEnds() {
+        #expect(" \t secret\r\n".trimmed(" \t\r\n") == "secret")
+        #expect(" \u{301}x \r".trimmed(" \r") == "\u{301}x")
+        #expect("é\n".trimmed("\n") == "é")
+        #expect(" \r\n ".trimmed(" \r\n") == "")
+        #expect("x\u{E9}\u{E9}".trimmed("\u{E9}") == "x")
+        #expect("a b".trimmed(" ") == "a b")
+    }
 }

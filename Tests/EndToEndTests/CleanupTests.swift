@@ -61,6 +61,107 @@ import Testing
         }
     }
 
+    /// The worker writes a job's record before it answers the job (and before it makes the
+    /// job's directory): a crash at any point after that leaves nothing that no record names.
+    /// The record's file is made a FIFO here, so the worker blocks writing the record until
+    /// the test reads it; meanwhile the master must have heard nothing.
+    @Test func jobRecord_isWrittenBeforeTheWorkerAnswersTheJob() throws {
+        // The lease must not end the job while the test holds its record's write.
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--master-timeout", "60"])
+        let worker = cluster.workers[0]
+        let jobID = "recordfirst" + randomBytes(4).hex
+        let part = worker.workDirectory + "/.distr-jobs/.part-" + jobID
+        guard mkfifo(part, 0o600) == 0 else { throw SystemError("mkfifo \(part)", errno: errno) }
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: worker.port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        defer { connection.close() }
+        let spec = JobSpec(
+            jobID: jobID, arguments: ["true"], environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "w0")], keepDirectory: false,
+            jobKey: randomBytes(32), manifest: [], workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        // A thread of the worker waits in the FIFO's open for a reader: the record's write. Where
+        // the kernel does not name wait channels, a thread in openat (x86-64 257, arm64 56)
+        // stands for it; one caught in another open only makes the check below come early.
+        func blockedOnTheRecord() -> Bool {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(worker.process.pid)/task")) ?? []  // Gone: not blocked.
+            return tasks.contains { task in
+                let base = "/proc/\(worker.process.pid)/task/\(task)/"
+                let wchan = (try? String(contentsOfFile: base + "wchan", encoding: .utf8)) ?? ""  // Gone: not it.
+                if wchan == "wait_for_partner" { return true }
+                guard wchan.isEmpty || wchan == "0" else { return false }
+                let call = (try? String(contentsOfFile: base + "syscall", encoding: .utf8)) ?? ""  // Gone or not readable: not it.
+                return call.hasPrefix("257 ") || call.hasPrefix("56 ")
+            }
+        }
+        let bound = Deadline.after(60)
+        while !blockedOnTheRecord() {
+            try #require(!bound.hasPassed, "the worker never opened the record's file")
+            Deadline.pause(0.005)
+        }
+        // What the worker has sent by now, heartbeats aside: nothing.
+        func answer(idle: Deadline) throws -> ControlMessage? {
+            while true {
+                do {
+                    let message = try connection.receiveMessage(idle: idle)
+                    if message != .workerHeartbeat { return message }
+                } catch WireError.stalled { return nil }
+            }
+        }
+        let early = try answer(idle: .after(0))
+        #expect(early == nil, "the worker answered the job (\(String(describing: early))) before its record was written")
+        let reader = open(part, O_RDONLY | O_CLOEXEC)
+        try #require(reader >= 0)
+        var text: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = try FD.read(reader, into: &buffer)
+            if n == 0 { break }
+            text += buffer[0..<n]
+        }
+        FD.close(reader)
+        let record = try #require(JobRecord(text: String(decoding: text, as: UTF8.self)), "\(String(decoding: text, as: UTF8.self))")
+        // A FIFO cannot be cut to length: this record's write fails, and the job goes on.
+        let ready = try early ?? answer(idle: .after(60))
+        guard case .jobReady(let directory) = ready else {
+            Issue.record("expected jobReady, got \(String(describing: ready))")
+            return
+        }
+        #expect(record.jobID == jobID)
+        #expect(record.directory == directory)
+        connection.close()
+        #expect(worker.process.stderr.waitFor("the master connection ended before the job started"))
+        #expect(!FileIO.exists(part))
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+    }
+
+    /// A worker killed while a job's files arrive leaves a directory that its record names: the
+    /// sentinel removes it (before the record came first, nothing named it until `jobReady`).
+    @Test func workerKilledWhileFilesArrive_itsSentinelRemovesTheJobsDirectory() throws {
+        let cluster = try TestCluster(workers: 1, workerArguments: ["--master-timeout", "60"])
+        let worker = cluster.workers[0]
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: worker.port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        defer { connection.close() }
+        let spec = JobSpec(
+            jobID: "shipping" + randomBytes(4).hex, arguments: ["true"], environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: worker.port, worker: 0, label: "w0")], keepDirectory: false,
+            jobKey: randomBytes(32),
+            manifest: [ManifestEntry(path: "data", mode: 0o644, size: 100, digest: SHA256.hash([UInt8](repeating: 7, count: 100)))],
+            workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        var answer = try connection.receiveMessage(idle: .after(60))
+        while answer == .workerHeartbeat { answer = try connection.receiveMessage(idle: .after(60)) }
+        #expect(answer == .filesNeeded([0]))
+        // The worker waits for the file's bytes in the job's directory.
+        #expect(cluster.leftoverJobDirectories.contains { $0.contains("/distr-shipping") }, "\(cluster.leftoverJobDirectories)")
+        kill(worker.process.pid, SIGKILL)
+        #expect(worker.process.stderr.waitFor("sentinel: reclaimed job \(spec.jobID)"), "\(worker.process.stderr.text)")
+        #expect(cluster.leftoverJobDirectories.isEmpty, "\(cluster.leftoverJobDirectories)")
+    }
+
     @Test func killedWorker_takesItsRanksAlong_andItsSentinelEndsTheRest() throws {
         let cluster = try TestCluster(workers: 1)
         let (master, pids) = try startJob(cluster, Self.hiding)

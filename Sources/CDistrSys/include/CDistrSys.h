@@ -17,6 +17,8 @@ int cdistr_spawn_addchdir(posix_spawn_file_actions_t *actions, const char *path)
 int cdistr_set_child_subreaper(void);
 /// prctl(PR_SET_PDEATHSIG, sig).
 int cdistr_set_parent_death_signal(int sig);
+/// mallopt(M_ARENA_MAX, count): 1 on success, 0 on error.
+int cdistr_malloc_arena_max(int count);
 /// Sends `len` bytes and one descriptor over a Unix socket (SCM_RIGHTS). Returns bytes sent or -1.
 ssize_t cdistr_send_fd(int sock, int fd, const void *buf, size_t len);
 /// Receives up to `len` bytes and at most one descriptor (set to -1 when none came, close-on-exec

@@ -228,6 +228,7 @@ package enum MasterCommand {
     package static func main(_ arguments: [String]) -> Int32 {
         // Before any thread exists: Ctrl-C during start-up waits for the signal thread.
         Signals.block([.interrupt, .terminate])
+        CurrentProcess.useOneMallocArena()
         Signals.ignorePipe()
         Signals.handle([.interrupt, .terminate]) { signal in
             // Until a job runs there is nothing to end: leave at once (--local workers end with us).

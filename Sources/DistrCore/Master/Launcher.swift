@@ -37,6 +37,11 @@ package final class Launcher: Sendable {
     private let sessions = Mutex<[Int: Session]>([:])
     private let policy = Mutex(JobPolicy(workerCount: 0, failFast: false))
     private let allFinished = Latch()
+    /// When the clean exits held by the job policy are due to be relayed (nil: none are held).
+    /// The thread that waits for the end releases them (see `waitAllFinished`).
+    private let heldExitsDue = Mutex<Deadline?>(nil)
+    /// Signalled when the job has finished or exits are held: wakes `waitAllFinished`.
+    private let endOrHold = DispatchSemaphore(value: 0)
     /// Opened when the ranks are launched: the master's stdin is forwarded from then on.
     private let launched = Latch()
     private let printer: OutputPrinter
@@ -227,10 +232,10 @@ package final class Launcher: Sendable {
         }
 
         var timedOut = false
-        if !allFinished.wait(until: options.timeout.map { .after($0) } ?? .never) {
+        if !waitAllFinished(until: options.timeout.map { .after($0) } ?? .never) {
             timedOut = true
             perform(policy.withLock { $0.cancel(reason: "the job's time limit of \(options.timeout ?? 0) s passed") })
-            allFinished.wait(until: .after(options.grace + 5))
+            waitAllFinished(until: .after(options.grace + 5))
         }
         closeAll()
         printer.attach(nil)
@@ -247,6 +252,31 @@ package final class Launcher: Sendable {
             interrupted: isInterrupted, timeLimit: timedOut ? options.timeout : nil, elapsed: Clock.now - startTime)
         for line in summary.lines { note(line) }
         return summary.status
+    }
+
+    /// Waits until every worker has finished or `deadline` passes, relaying the held clean exits
+    /// when they are due. On this thread, which waits anyway: a timer of its own (a Dispatch
+    /// timer starts Dispatch's threads, an epoll set and an eventfd) would cost a job that ends
+    /// within the hold, as most do, more than the rest of its end.
+    /// - Returns: whether every worker has finished.
+    @discardableResult
+    private func waitAllFinished(until deadline: Deadline) -> Bool {
+        while !allFinished.isOpen {
+            let due = heldExitsDue.withLock { $0 }
+            let until = due.map { min($0, deadline) } ?? deadline
+            if until.instant == .infinity {
+                endOrHold.wait()
+            } else if endOrHold.wait(timeout: .now() + until.remaining) == .timedOut {
+                let release = heldExitsDue.withLock { due -> Bool in
+                    guard let held = due, held.hasPassed else { return false }
+                    due = nil
+                    return true
+                }
+                if release { perform(policy.withLock { $0.releaseHeldExits() }) }
+                if deadline.hasPassed { return allFinished.isOpen }
+            }
+        }
+        return true
     }
 
     /// Connects to every worker at once, retrying a busy worker until the connect timeout.
@@ -413,11 +443,11 @@ package final class Launcher: Sendable {
                     sendUnderLock(session) { $0.deliver(.peerExited(rank: rank, status: code)) }
                 }
             case .releaseExitsLater:
-                DispatchQueue.global().asyncAfter(deadline: .now() + JobPolicy.cleanExitHold) { [self] in
-                    perform(policy.withLock { $0.releaseHeldExits() })
-                }
+                heldExitsDue.withLock { $0 = .after(JobPolicy.cleanExitHold) }
+                endOrHold.signal()
             case .allFinished:
                 allFinished.open()
+                endOrHold.signal()
             }
         }
     }

@@ -7,11 +7,15 @@ package enum FileIO {
         let fd = try retryingEINTR("open") { open(path, O_RDONLY | O_CLOEXEC) }
         defer { FD.close(fd) }
         var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        // A page first: most files read whole are small (the secret, a peers file, /proc and
+        // cgroup files), and a 64 KiB buffer made for them was 16 pages to zero and fault in
+        // (on the master's way to connect). A file that fills it gets larger reads.
+        var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = try FD.read(fd, into: &chunk)
             if n == 0 { return out }
             out.append(contentsOf: chunk[0..<n])
+            if n == chunk.count && chunk.count < 64 * 1024 { chunk = [UInt8](repeating: 0, count: chunk.count * 4) }
         }
     }
 
@@ -98,6 +102,16 @@ package enum FileIO {
     /// Makes a new directory, mode 0700, named `template` with its trailing `XXXXXX` replaced by
     /// random characters; returns its path. The corresponding C function is `mkdtemp`.
     /// - Throws: `SystemError` from `mkdtemp`.
+    /// Makes the directory `path` with `mode` (less the umask), which must not exist yet: the
+    /// one step of `mkdtemp` for a name the caller chose. The corresponding C function is `mkdir`.
+    /// - Returns: false when something is there already.
+    /// - Throws: `SystemError` from `mkdir` for any other failure.
+    package static func makeNewDirectory(_ path: String, mode: mode_t) throws(SystemError) -> Bool {
+        if mkdir(path, mode) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw .current("mkdir \(path)")
+    }
+
     package static func makeTemporaryDirectory(template: String) throws(SystemError) -> String {
         var bytes = Array(template.utf8CString)
         guard let made = mkdtemp(&bytes) else { throw .current("mkdtemp") }

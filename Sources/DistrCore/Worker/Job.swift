@@ -58,10 +58,14 @@ final class Job: Sendable {
         remaining = Atomic(spec.localRanks.count)
     }
 
+    /// The worker's environment, read once: the worker never changes it, and parsing it into a
+    /// dictionary for every rank cost about 40 µs of each job's way to its ranks.
+    private static let workerEnvironment = Environment.all
+
     /// Environment of a rank: the worker's, the master's `--env` values, then distr's own
     /// (`PYTHONPATH` gets the Python modules in front of whatever it had).
     func environment(rank: Int) -> [String] {
-        var values: [String: String] = Environment.all
+        var values = Self.workerEnvironment
         for item in spec.environment {
             guard let eq = item.firstIndex(of: "=") else { continue }
             values[String(item[..<eq])] = String(item[item.index(after: eq)...])

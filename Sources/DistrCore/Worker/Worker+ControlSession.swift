@@ -9,14 +9,16 @@ extension Worker {
         let machine = Mutex(WorkerJobProtocol())
         /// This connection's request for a job slot.
         let slotRequest: UInt64
-        /// What preparation made: the directory, the extractor, the job once registered, and
-        /// the latest status change the cache noted for a file it shares with the job.
+        /// What preparation made: the job id this connection holds (see `Worker.reserveJobID`),
+        /// whether its record was written, the directory, the cgroup, the extractor, the job once
+        /// registered, and the latest status change the cache noted for a file it shares with
+        /// the job.
         let prepared = Mutex<
             (
-                spec: JobSpec?, directory: String?, extractor: BundleExtractor?, job: Job?, cachedFiles: Int, sharedChange: Int64,
-                shared: [(path: String, digest: [UInt8])]
+                spec: JobSpec?, reservedID: String?, recorded: Bool, directory: String?, controlGroup: ControlGroup?,
+                extractor: BundleExtractor?, job: Job?, cachedFiles: Int, sharedChange: Int64, shared: [(path: String, digest: [UInt8])]
             )
-        >((nil, nil, nil, nil, 0, 0, []))
+        >((nil, nil, false, nil, nil, nil, nil, 0, 0, []))
         let ended = Latch()
 
         init(worker: Worker, connection: Connection, masterHost: String) {
@@ -71,6 +73,8 @@ extension Worker {
             }
             connection.close()
             worker.releaseSlot(id: slotRequest)
+            // Everything of the job is gone by now (finished, or abandoned): its id is free again.
+            if let reserved = prepared.withLock({ $0.reservedID }) { worker.releaseJobID(reserved) }
             if let job {
                 // Logged last, once every resource of the job is released (tests wait for this line).
                 worker.log(
@@ -144,19 +148,20 @@ extension Worker {
             case .cancel(let reason):
                 prepared.withLock { $0.job }?.cancel(reason: reason)
             case .abandon(let reason, let isError):
-                let (spec, directory, job, shared) = prepared.withLock { state in
+                let (spec, recorded, directory, controlGroup, job, shared) = prepared.withLock { state in
                     defer { state.extractor = nil }
-                    return (state.spec, state.directory, state.job, state.extractor?.sharedFiles ?? state.shared)
+                    return (
+                        state.spec, state.recorded, state.directory, state.controlGroup, state.job, state.extractor?.sharedFiles ?? state.shared
+                    )
                 }
-                if let job {
-                    worker.unregister(job)
-                    job.controlGroup?.killAndRemove()
-                    worker.records?.remove(job.spec.jobID)
-                }
+                if let job { worker.unregister(job) }
+                controlGroup?.killAndRemove()
                 if let directory {
                     worker.cache?.takeBack(shared, from: directory)
                     worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?")
                 }
+                // Last: the record names what is removed above until it is gone.
+                if recorded, let spec { worker.records?.remove(spec.jobID) }
                 worker.releaseSlot(id: slotRequest)
                 if isError || spec != nil {
                     worker.log("job \(spec?.jobID ?? "?") from \(connection.peer) \(isError ? "refused" : "not started"): \(reason)")
@@ -179,11 +184,32 @@ extension Worker {
         private func prepare(_ spec: JobSpec) throws -> (needed: [Int], complete: Bool) {
             try Worker.validate(spec)
             try BundlePath.validate(manifest: spec.manifest, limits: worker.configuration.limits)
-            if worker.jobs.withLock({ $0[spec.jobID] }) != nil { throw WireError.refused("job \(spec.jobID) is already running here") }
-            let directory = try worker.makeJobDirectory(jobID: spec.jobID)
+            guard worker.reserveJobID(spec.jobID) else { throw WireError.refused("job \(spec.jobID) is already running here") }
             prepared.withLock {
                 $0.spec = spec
+                $0.reservedID = spec.jobID
+            }
+            // The record comes first, naming the directory and the cgroup before they exist: a
+            // crash of this worker at any later point (files arriving, jobReady sent, ranks
+            // running) leaves nothing that the next worker on this directory, or the sentinel,
+            // cannot find and end.
+            let controlGroupName = "distr-\(spec.jobID)-\(CurrentProcess.id)"
+            var directory: String
+            repeat {
+                directory = worker.jobDirectoryName(jobID: spec.jobID)
+                worker.recordPrepared(
+                    jobID: spec.jobID, directory: directory, controlGroup: worker.controlGroups.map { $0 + "/" + controlGroupName })
+                prepared.withLock { $0.recorded = true }
+            } while !(try worker.makeJobDirectory(at: directory))
+            var controlGroup: ControlGroup?
+            if let place = worker.controlGroups {
+                do { controlGroup = try ControlGroup.create(under: place, name: controlGroupName) } catch {
+                    worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
+                }
+            }
+            prepared.withLock {
                 $0.directory = directory
+                $0.controlGroup = controlGroup
             }
             // Files the cache has (verified against their digests) are copied in now; the
             // master sends only the others.
@@ -204,19 +230,13 @@ extension Worker {
 
         /// Makes the job known to rank connections, then tells the master it is ready.
         private func register() throws {
-            let (spec, directory, cachedFiles) = prepared.withLock { state in
+            let (spec, directory, controlGroup, cachedFiles) = prepared.withLock { state in
                 defer { state.extractor = nil }
                 state.sharedChange = state.extractor?.latestSharedChange ?? 0
                 state.shared = state.extractor?.sharedFiles ?? []
-                return (state.spec, state.directory, state.cachedFiles)
+                return (state.spec, state.directory, state.controlGroup, state.cachedFiles)
             }
             guard let spec, let directory else { throw WireError.refused("no job to register") }
-            var controlGroup: ControlGroup?
-            if let place = worker.controlGroups {
-                do { controlGroup = try ControlGroup.create(under: place, name: "distr-\(spec.jobID)-\(CurrentProcess.id)") } catch {
-                    worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
-                }
-            }
             let job = Job(
                 spec: spec, directory: directory, connection: connection, master: masterHost, controlGroup: controlGroup,
                 grace: worker.configuration.grace, pythonModules: worker.pythonModules, log: worker.configuration.log
@@ -236,15 +256,11 @@ extension Worker {
                 table[spec.jobID] = job
                 return true
             }
-            guard added else {
-                controlGroup?.killAndRemove()
-                throw WireError.refused("job \(spec.jobID) is already running here")
-            }
+            // The id is this connection's (`reserveJobID`): no other job can hold it.
+            guard added else { throw WireError.refused("job \(spec.jobID) is already running here") }
             prepared.withLock { $0.job = job }
+            // The record, written in `prepare`, names the directory and the cgroup already.
             try connection.send(.jobReady(directory: directory))
-            // Written while the master gathers the other workers' answers, not before this
-            // one's: the ranks start only after `launch`, which this thread reads next.
-            worker.record(job)
             worker.log(
                 "job \(spec.jobID) from \(connection.peer): \(spec.localRanks.count) rank(s) of \(spec.nodeCount), \(spec.manifest.count) file(s) (\(cachedFiles) from cache): \(spec.arguments.joined(separator: " "))"
             )

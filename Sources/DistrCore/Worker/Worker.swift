@@ -31,6 +31,8 @@ package final class Worker: Sendable {
     /// Job slots (`--max-jobs`) and the gate each waiting request blocks on.
     private let slots: Mutex<(slots: JobSlots, gates: [UInt64: Latch])>
     let nextSlotRequest = Atomic<UInt64>(1)
+    /// Job ids taken by a control connection (see `reserveJobID`).
+    private let reservedJobIDs = Mutex<Set<String>>([])
 
     /// Binds the port. Call `start()` to serve.
     /// - Throws: `SocketError` when the address cannot be bound.
@@ -326,9 +328,15 @@ package final class Worker: Sendable {
     }
 
     /// Ends what is left of a finished job: processes that left their rank's process group
-    /// (setsid, double fork, env -i) were reparented here, the child subreaper.
+    /// (setsid, double fork, env -i) stayed in the job's cgroup, or, without one, were
+    /// reparented here, the child subreaper.
     func sweep(_ job: Job) {
-        if let group = job.controlGroup, !group.killAndRemove() {
+        if let group = job.controlGroup {
+            // Removed, it held no process: every descendant of the ranks is born in it and
+            // stays (only a move by root takes one out). The look through this worker's
+            // children (/proc/self/task/*/children, an open and a read per thread) is the
+            // fallback, for a job without a cgroup or one that would not empty.
+            if group.killAndRemove() { return }
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
         var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
@@ -374,17 +382,44 @@ package final class Worker: Sendable {
         }
     }
 
-    func makeJobDirectory(jobID: String) throws -> String {
-        if let spares {
-            // The name mkdtemp would make: 6 random letters and digits.
-            let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
-            let suffix = String(decoding: randomBytes(6).map { letters[Int($0) % letters.count] }, as: UTF8.self)
-            let path = "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-\(suffix)"
-            if spares.takeDirectory(to: path) { return path }
-        }
-        // mkdtemp creates it with mode 0700.
-        do { return try FileIO.makeTemporaryDirectory(template: "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-XXXXXX") } catch {
-            throw SystemError("mkdtemp in \(configuration.workDirectory)", errno: error.errno)
+    /// A fresh name for a job's directory, the one mkdtemp would make: `WORKDIR/distr-JOBID-`
+    /// and 6 random letters and digits. Chosen before the directory is made, so that the job's
+    /// record can name it first (see `ControlSession.prepare`).
+    func jobDirectoryName(jobID: String) -> String {
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        let suffix = String(decoding: randomBytes(6).map { letters[Int($0) % letters.count] }, as: UTF8.self)
+        return "\(configuration.workDirectory)/distr-\(jobID.prefix(12))-\(suffix)"
+    }
+
+    /// Makes a job's directory at `path` (mode 0700, as mkdtemp does), from a spare when one is
+    /// kept (see `SpareInodes`).
+    /// - Returns: false when something is at `path` already (the caller picks another name).
+    func makeJobDirectory(at path: String) throws(SystemError) -> Bool {
+        if spares?.takeDirectory(to: path) == true { return true }
+        return try FileIO.makeNewDirectory(path, mode: 0o700)
+    }
+
+    /// Takes `jobID` for one control connection until `releaseJobID`: two masters (or one
+    /// master twice) cannot prepare jobs of one id at once, which would share its record and
+    /// its cgroup (both are named by the id).
+    /// - Returns: false when the id is taken (a job of that id is being prepared or runs here).
+    func reserveJobID(_ jobID: String) -> Bool {
+        reservedJobIDs.withLock { $0.insert(jobID).inserted }
+    }
+
+    func releaseJobID(_ jobID: String) {
+        _ = reservedJobIDs.withLock { $0.remove(jobID) }
+    }
+
+    /// Writes the record of a job being prepared, before its directory and cgroup exist: a crash
+    /// of this worker from then on (while files arrive, around `jobReady`, once ranks run) leaves
+    /// nothing that no record names. The ranks' process groups are added once they run.
+    func recordPrepared(jobID: String, directory: String, controlGroup: String?) {
+        guard let records else { return }
+        var record = JobRecord(jobID: jobID, directory: directory, workerPID: CurrentProcess.id, workerStart: ProcessTable.ownStartTime)
+        record.controlGroup = controlGroup
+        do throws(SystemError) { try records.write(record) } catch {
+            log("job \(jobID): cannot write its record (\(error)); a crash of this worker would leave it running")
         }
     }
 
