@@ -23,8 +23,8 @@ final class BroadcastStaging: Sendable {
             slot = nil
             return region
         }
-        // No memory for a mapping: the offer then points at the array itself, only slower.
-        guard let region = reused ?? (try? HugePageRegion(byteCount: source.count)) else { return nil }
+        let mapped = reused == nil ? try? HugePageRegion(byteCount: source.count) : nil  // No memory: offer the array itself, only slower.
+        guard let region = reused ?? mapped else { return nil }
         UnsafeMutableRawBufferPointer(rebasing: region.bytes[..<source.count]).copyMemory(from: source)
         staged.add(1, ordering: .relaxed)
         return region
