@@ -16,6 +16,7 @@ enum RankBench {
             case "collectives": try await collectives(node, quick: quick)
             case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
+            case "allreduce": try await allReduceOnly(node, arguments: Array(arguments.dropFirst()))
             case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
@@ -107,12 +108,6 @@ enum RankBench {
         let bytes = arguments.first.flatMap { Int($0) } ?? 8 << 20
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 50
         let data = [Double](repeating: 1.5, count: bytes / 8)
-        func cpuSeconds() -> Double {
-            var usage = rusage()
-            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-            let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
-            return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
-        }
         _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
         try await node.barrier()
         let cpuStart = cpuSeconds()
@@ -129,6 +124,30 @@ enum RankBench {
         report(node, "two barriers' CPU, all ranks", distr: barrierCPU / Double(count) * 1e3, baseline: nil)
     }
 
+    /// This process's user and system CPU time in seconds (`getrusage`).
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+        return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+    }
+
+    /// `--rank allreduce ELEMENTS COUNT`: COUNT allReduce sums of ELEMENTS doubles, each started
+    /// after a barrier, as the collectives case times them; reports the median time (ms) and the
+    /// CPU time of all ranks together per call (ms, `getrusage`, the barriers' share included).
+    static func allReduceOnly(_ node: Node, arguments: [String]) async throws {
+        let elements = arguments.first.flatMap { Int($0) } ?? 1 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 50
+        let values = [Double](repeating: Double(node.id), count: elements)
+        _ = try await node.allReduce(values, .sum)
+        try await node.barrier()
+        let cpuStart = cpuSeconds()
+        let times = try await timedAllReduces(node, values, repeats: count)
+        let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        report(node, "allReduce \(elements) doubles", distr: median(times) * 1e3, baseline: nil)
+        report(node, "allReduce CPU per call, all ranks", distr: cpu / Double(count) * 1e3, baseline: nil)
+    }
+
     /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a
     /// barrier and ended after another: everyone has it only when the last rank has it.
     static func timedBroadcasts(_ node: Node, _ data: [Double], repeats: Int) async throws -> [Double] {
@@ -140,6 +159,20 @@ enum RankBench {
             try await node.barrier()
             times.append(DistrCore.Clock.now - start)
             guard received.count == data.count, received[received.count / 2] == 1.5 else { throw NodeError.badArgument("wrong broadcast result") }
+        }
+        return times
+    }
+
+    /// The times of `repeats` allReduce sums of `values` (each rank's id), each started after a
+    /// barrier; the results are checked.
+    static func timedAllReduces(_ node: Node, _ values: [Double], repeats: Int) async throws -> [Double] {
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            try await node.barrier()
+            let start = DistrCore.Clock.now
+            let result = try await node.allReduce(values, .sum)
+            times.append(DistrCore.Clock.now - start)
+            guard result[result.count / 2] == Double(node.count * (node.count - 1) / 2) else { throw NodeError.badArgument("wrong allReduce result") }
         }
         return times
     }
@@ -359,14 +392,7 @@ enum RankBench {
         report(node, "broadcast 8 MB", distr: median(broadcasts) * 1e3, baseline: nil)
         let values = [Double](repeating: Double(node.id), count: 1 << 20)
         _ = try await node.allReduce(values, .sum)
-        var reductions: [Double] = []
-        for _ in 0..<repeats {
-            try await node.barrier()
-            let start = DistrCore.Clock.now
-            let result = try await node.allReduce(values, .sum)
-            reductions.append(DistrCore.Clock.now - start)
-            guard result[12345] == Double(node.count * (node.count - 1) / 2) else { throw NodeError.badArgument("wrong allReduce result") }
-        }
+        let reductions = try await timedAllReduces(node, values, repeats: repeats)
         report(node, "allReduce 1M doubles", distr: median(reductions) * 1e3, baseline: nil)
     }
 }

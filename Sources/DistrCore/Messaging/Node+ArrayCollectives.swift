@@ -6,10 +6,12 @@ extension Node {
     /// offered the root's memory passes the same offer on to its children before reading it
     /// itself, so every rank of the worker reads the root's array at once rather than one level
     /// after another; each answers `done` to its parent only after its children have, so the
-    /// root's memory stays in use until every reader is finished. On the 2-core VMs measured, an
-    /// 8 MB broadcast on 4 ranks of one worker took 4.5 ms of CPU (all ranks) this way against
-    /// 6.2-7.1 ms through the rings (a copy in and a copy out per hop), 12-13 ms against 16-17 ms
-    /// on 8 ranks (`distr-bench --rank broadcast`).
+    /// root's memory stays in use until every reader is finished. A root read by two or more
+    /// ranks offers a copy of its array in huge pages (`BroadcastStaging`). On the 2-core VMs
+    /// measured, an 8 MB broadcast on 4 ranks of one worker took 3.7-3.9 ms of CPU (all ranks)
+    /// this way, 4.9-5.2 ms when readers read the root's own array, 6.2-7.1 ms through the rings
+    /// (a copy in and a copy out per hop); on 8 ranks 8.8-9.1, 13.2-13.4 and 16-17 ms
+    /// (`distr-bench --rank broadcast`).
     func broadcastArray<A: RawNumericArray>(_ value: A?, root: Int, tag: Int) async throws -> A {
         let me = relative(root)
         var mask = 1
@@ -21,10 +23,11 @@ extension Node {
             }
             mask <<= 1
         }
-        var children: [Int] = []
+        // Each child with the number of ranks in its subtree (the most that may read an offer through it).
+        var children: [(rank: Int, ranks: Int)] = []
         mask >>= 1
         while mask > 0 {
-            if me + mask < count { children.append(absolute(me + mask, root: root)) }
+            if me + mask < count { children.append((absolute(me + mask, root: root), Swift.min(mask, count - me - mask))) }
             mask >>= 1
         }
         var current = value
@@ -40,21 +43,36 @@ extension Node {
         }
         var offered: [Int] = []
         var plain: [Int] = []
+        var readers = 0
         for child in children {
-            if try await offersMemory(to: child, byteCount: byteCount) { offered.append(child) } else { plain.append(child) }
+            if try await offersMemory(to: child.rank, byteCount: byteCount) {
+                offered.append(child.rank)
+                readers += child.ranks
+            } else {
+                plain.append(child.rank)
+            }
         }
         if let parentOffer, let parent {
             for child in offered { try await post(parentOffer, to: child, tag: tag) }
             current = try await readArray(A.self, parentOffer, from: parent, tag: tag)
         }
         guard let current else { throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil") }
+        var staged: HugePageRegion?
         if parentOffer == nil, !offered.isEmpty {
-            // `current` is not changed or released before the answers are in: its memory stays put.
-            let own = current.withRawBytes { offer(of: $0, elementCode: A.elementCode) }
+            // Two or more readers: they read a copy in huge pages (BroadcastStaging), faster than
+            // the array's own pages. Neither it nor `current` changes before the answers are in.
+            staged = readers >= 2 ? current.withRawBytes { staging.stage($0) } : nil
+            let own =
+                if let staged {
+                    offer(of: UnsafeRawBufferPointer(rebasing: staged.bytes[..<byteCount]), elementCode: A.elementCode)
+                } else {
+                    current.withRawBytes { offer(of: $0, elementCode: A.elementCode) }
+                }
             for child in offered { try await post(own, to: child, tag: tag) }
         }
         for child in plain { try await post(current, to: child, tag: tag) }
         for child in offered { try await awaitAnswer(from: child, tag: tag, doneAfterData: true) { current } }
+        if let staged { staging.giveBack(staged) }
         if parentOffer != nil, let parent { try await answer(.done, to: parent, tag: tag) }
         return current
     }
@@ -110,6 +128,9 @@ extension Node {
         let prev = (id + count - 1) % count
         func bytes(_ index: Int) -> Range<Int> { bounds[index] * size..<bounds[index + 1] * size }
         var result = A.uninitialized(count: total)
+        // The next rank reads most chunks out of `result`: from huge pages about twice as fast
+        // (BroadcastStaging). Asked before the first write, so that its first faults take them.
+        result.withMutableRawBytes { Memory.preferHugePages($0) }
         var scratch: A?
         // The memory of `input` and `result` does not move: `result` is written only in place.
         let inputBase = input.withRawBytes { $0 }

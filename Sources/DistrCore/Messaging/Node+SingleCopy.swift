@@ -161,6 +161,9 @@ extension Node {
     /// How many arrays this rank has offered to another (for tests and diagnostics).
     package var offeredArrays: Int { singleCopyCounts.load(ordering: .relaxed) }
 
+    /// How many broadcasts this rank, as their root, copied into huge pages before offering them.
+    package var stagedBroadcasts: Int { staging.count }
+
     /// Copies `destination.count` bytes at `offset` of `offer` (checked, and `mayRead`) from the
     /// offering process into `destination`.
     /// - Throws: `NodeError.badCollective` naming `rank` when the memory is not there.

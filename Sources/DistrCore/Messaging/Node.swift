@@ -35,6 +35,8 @@ public final class Node: Sendable {
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let singleCopyCounts = Atomic<Int>(0)
+    /// The root's copy of a broadcast array in huge pages, kept between broadcasts.
+    let staging = BroadcastStaging()
     /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).
     let offerReaders = Mutex<Set<Int>>([])
     let links = Mutex<[Int: LinkSlot]>([:])

@@ -248,6 +248,15 @@ await Node.run { node in
         try expect(try await node.broadcast(node.id == 0 ? ints : nil, root: 0) == ints, "broadcast of 70001 Int32s")
         // Broadcast offers wherever allReduce does (counted before any allReduce of arrays).
         let offeredByBroadcast = try await node.allReduce(node.offeredArrays, .sum)
+        // A root whose offer two or more ranks read offers a copy in huge pages, kept for the
+        // next broadcast: sizes that shrink and grow again, and another element type, all
+        // arrive whole. (Every run of this scenario has three or more ranks on rank 0's worker.)
+        for length in [300_001, 20_000, 1_000_003] {
+            let values = (0..<length).map { Double($0) * 0.5 + Double(length) }
+            try expect(try await node.broadcast(node.id == 0 ? values : nil, root: 0) == values, "broadcast of \(length) doubles from rank 0")
+        }
+        let staged = try await node.allReduce(node.stagedBroadcasts, .sum)
+        try expect((staged > 0) == (offeredByBroadcast > 0), "broadcasts read by two or more ranks are staged exactly where they are offered")
         for length in [100_003, 4096 * n * 8 + 5] { try await expectRingOrderSum(node, length: length) }
         let mins = try await node.allReduce((0..<200_000).map { Int64(($0 * 31 + node.id * 17) % 1000) }, .min)
         try expect(mins.indices.allSatisfy { i in mins[i] == (0..<n).map { Int64((i * 31 + $0 * 17) % 1000) }.min() }, "allReduce min of Int64")
