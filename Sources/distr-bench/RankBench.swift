@@ -18,6 +18,7 @@ enum RankBench {
             case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
             case "allreduce": try await allReduceOnly(node, arguments: Array(arguments.dropFirst()))
             case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
+            case "stream": try await streamOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -100,6 +101,16 @@ enum RankBench {
         report(node, "latency \(size) B", distr: seconds * 1e6, baseline: nil)
     }
 
+    /// `--rank stream SIZE COUNT`: only distr's bandwidth case (COUNT messages of SIZE bytes from
+    /// rank 0 to rank 1, received into a reused buffer), for profilers.
+    static func streamOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 64
+        var buffer: [UInt8] = []
+        let rate = try await stream(node, peer: 1 - node.id, payload: [UInt8](repeating: 3, count: size), count: count, buffer: &buffer)
+        report(node, "bandwidth \(size) B", distr: rate, baseline: nil)
+    }
+
     /// `--rank broadcast BYTES COUNT`: COUNT broadcasts of BYTES (doubles) from rank 0, each
     /// followed by a barrier, as the collectives case times them; reports the median time (ms)
     /// and the CPU time of all ranks together per broadcast (ms, from `getrusage`), which does
@@ -178,7 +189,9 @@ enum RankBench {
     }
 
     /// `--rank rawpingpong SIZE COUNT MODE`: the plain-socket ping-pong alone; MODE `block` or
-    /// `poll` over one connection, `block2` or `poll2` over two (one per direction, as distr's links).
+    /// `poll` over one connection, `block2` or `poll2` over two (one per direction, as distr's links);
+    /// `ppoll` or `ppoll2`: nonblocking reads that sleep in `ppoll` when they find nothing (the way a
+    /// distr receive sleeps on a socket), over one connection or two.
     static func rawPingPongOnly(_ node: Node, arguments: [String]) async throws {
         let size = arguments.first.flatMap { Int($0) } ?? 8
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 10000
@@ -187,13 +200,14 @@ enum RankBench {
         defer { close(forth) }
         let back = mode.hasSuffix("2") ? try await baselineSocket(node, transport: "tcp") : forth
         defer { if back != forth { close(back) } }
-        if mode.hasPrefix("poll") {
+        let sleepInPoll = mode.hasPrefix("ppoll")
+        if mode.hasPrefix("poll") || sleepInPoll {
             FD.setNonblocking(forth)
             FD.setNonblocking(back)
         }
         // Rank 0 writes on `forth` and reads `back`; rank 1 the other way round.
         let (out, into) = node.id == 0 ? (forth, back) : (back, forth)
-        let seconds = try rawPingPong(writing: out, reading: into, first: node.id == 0, size: size, iterations: count)
+        let seconds = try rawPingPong(writing: out, reading: into, first: node.id == 0, size: size, iterations: count, sleepInPoll: sleepInPoll)
         report(node, "raw latency \(size) B \(mode)", distr: seconds * 1e6, baseline: nil)
     }
 
@@ -292,10 +306,16 @@ enum RankBench {
     }
 
     /// Blocking reads, or busy-polling ones when the socket is nonblocking.
-    static func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) throws {
+    /// `sleepInPoll`: a nonblocking `fd` that has nothing yet is waited on with `ppoll` (as distr's
+    /// receives sleep on a socket) instead of read again at once.
+    static func readFully(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, sleepInPoll: Bool = false) throws {
         var offset = 0
         while offset < count {
             let n = read(fd, buffer + offset, count - offset)
+            if n < 0 && errno == EAGAIN && sleepInPoll {
+                _ = [fd].withUnsafeBufferPointer { try? FD.wait(for: $0, seconds: 1e-4) }  // A failed wait: the next read says why.
+                continue
+            }
             if n < 0 && (errno == EAGAIN || errno == EINTR) { continue }
             if n <= 0 { throw NodeError.badArgument("baseline socket closed") }
             offset += n
@@ -334,7 +354,9 @@ enum RankBench {
     }
 
     /// Round trips that write on `out` and read `into` (one socket, or one per direction).
-    static func rawPingPong(writing out: Int32, reading into: Int32, first: Bool, size: Int, iterations: Int) throws -> Double {
+    static func rawPingPong(
+        writing out: Int32, reading into: Int32, first: Bool, size: Int, iterations: Int, sleepInPoll: Bool = false
+    ) throws -> Double {
         var buffer = [UInt8](repeating: 7, count: size)
         return try buffer.withUnsafeMutableBytes { raw in
             let pointer = raw.baseAddress!
@@ -343,9 +365,9 @@ enum RankBench {
             for _ in 0..<iterations {
                 if first {
                     try writeFully(out, pointer, size)
-                    try readFully(into, pointer, size)
+                    try readFully(into, pointer, size, sleepInPoll: sleepInPoll)
                 } else {
-                    try readFully(into, pointer, size)
+                    try readFully(into, pointer, size, sleepInPoll: sleepInPoll)
                     try writeFully(out, pointer, size)
                 }
             }

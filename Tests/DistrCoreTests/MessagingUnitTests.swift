@@ -286,4 +286,39 @@ import Testing
         #expect(spinning.spinSeconds == 0)
         withExtendedLifetime(peer) {}
     }
+
+    @Test func waitingFirst_whileFirstReadsFindNothing_withAReadFirstNowAndThen() {
+        let policy = SocketSpin()
+        #expect(!policy.waitsFirst())
+        policy.recordFirstRead(found: false)
+        for _ in 1..<SocketSpin.probeEvery { #expect(policy.waitsFirst()) }
+        // A receive that reads first, to see whether messages wait already (a stream)...
+        #expect(!policy.waitsFirst())
+        #expect(policy.waitsFirst())
+        // ...and one that found bytes at once ends the waiting first.
+        policy.recordFirstRead(found: true)
+        #expect(!policy.waitsFirst())
+    }
+
+    @Test func socketWait_learnsToWaitFirstOnlyWithoutATightLoop() throws {
+        let (a, b) = try FD.socketPair()
+        let peer = FileDescriptor(adopting: b)
+        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
+        // A receive that spins teaches nothing about its first read: the spin is the wait.
+        let policy = SocketSpin()
+        let spinning = try #require(SocketWait([channel], policy: policy, spinning: true))
+        #expect(spinning.spinSeconds > 0 && !spinning.waitsFirst)
+        spinning.firstRead(found: false)
+        #expect(!policy.waitsFirst())
+        // Without one (a crowded machine), a first read that found nothing makes the next wait first.
+        let sleeping = try #require(SocketWait([channel], policy: policy, spinning: false))
+        #expect(!sleeping.waitsFirst)
+        sleeping.firstRead(found: false)
+        let next = try #require(SocketWait([channel], policy: policy, spinning: false))
+        #expect(next.waitsFirst)
+        // A receive that waited first does not teach either (its read came after the wait).
+        next.firstRead(found: true)
+        #expect(try #require(SocketWait([channel], policy: policy, spinning: false)).waitsFirst)
+        withExtendedLifetime(peer) {}
+    }
 }

@@ -212,6 +212,10 @@ extension Node {
         var deadline = Clock.now + spinFor
         var sleepEnd: Double?
         var idle = 0
+        // Without a tight loop, a ping-pong's receive sleeps before it reads: its first read would
+        // only find that the answer has not come yet.
+        sockets?.waitBeforeFirstRead(until: deadline)
+        var firstRead = true
         while true {
             var moved = false
             // From a single ring the receive keeps the first frame that it can take, rather than
@@ -223,6 +227,10 @@ extension Node {
                 case .closed: progress.remove(channel)
                 case .drained(let bytes): moved = moved || bytes
                 }
+            }
+            if firstRead {
+                firstRead = false
+                sockets?.firstRead(found: moved)
             }
             if let envelope = claim?.envelope ?? mailbox.take(source: source, tag: tag) {
                 sockets?.finish(caught: true)

@@ -34,6 +34,24 @@ struct SocketWait {
         descriptors = channels.map { $0.fd }
         self.policy = policy
         spinSeconds = spinning ? policy.spinSeconds() : 0
+        waitsFirst = spinSeconds == 0 && policy.waitsFirst()
+    }
+
+    /// This receive sleeps before its first read (`SocketSpin.waitsFirst`): it has no tight loop,
+    /// and the last receives' first reads found nothing. The read would cost a system call that
+    /// only says "not yet"; a message already there ends the wait at once.
+    let waitsFirst: Bool
+
+    /// Sleeps before the first read when `waitsFirst`.
+    mutating func waitBeforeFirstRead(until deadline: Double) {
+        guard waitsFirst else { return }
+        pause(idle: 1, until: deadline)
+    }
+
+    /// What the first read of a receive that did not wait first found (`bytes`: something): teaches
+    /// the policy whether the next such receive should wait first.
+    func firstRead(found bytes: Bool) {
+        if spinSeconds == 0 && !waitsFirst { policy.recordFirstRead(found: bytes) }
     }
 
     /// After `idle` reads in a row found nothing: pauses briefly, or sleeps until a socket has
@@ -85,6 +103,9 @@ final class SocketSpin: Sendable {
     private struct State {
         var seconds = SocketSpin.maxSeconds
         var sinceProbe = 0
+        /// Receives without a tight loop sleep before their first read.
+        var waitFirst = false
+        var sinceReadFirst = 0
     }
 
     private let state = Mutex(State())
@@ -103,5 +124,25 @@ final class SocketSpin: Sendable {
     /// What a receive that spun saw: its message while spinning (`caught`), or only later.
     func record(caught: Bool) {
         state.withLock { s in s.seconds = caught ? Self.maxSeconds : 0 }
+    }
+
+    /// Whether a receive without a tight loop sleeps before its first read. Yes while the first
+    /// reads of such receives found nothing (a ping-pong: the answer is not there yet when the
+    /// receive begins, and a blocking read would go to sleep at once, where distr's read costs a
+    /// system call before its `ppoll`); but every `probeEvery`th reads first, so that messages
+    /// that are already waiting (a stream) turn it off again.
+    func waitsFirst() -> Bool {
+        state.withLock { s in
+            guard s.waitFirst else { return false }
+            s.sinceReadFirst += 1
+            if s.sinceReadFirst < Self.probeEvery { return true }
+            s.sinceReadFirst = 0
+            return false
+        }
+    }
+
+    /// What the first read of a receive without a tight loop found, when it read before waiting.
+    func recordFirstRead(found bytes: Bool) {
+        state.withLock { s in s.waitFirst = !bytes }
     }
 }
