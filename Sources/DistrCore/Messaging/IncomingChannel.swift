@@ -288,10 +288,13 @@ struct FrameStreamReader {
 
     /// The next frame when it lies whole and in one piece in the ring, small, and the decoder
     /// holds nothing: checked as the decoder checks it and made into its value straight from the
-    /// ring, without the copy into the decoder's buffer and the decoder's steps. Nil otherwise
-    /// (then `next()` takes whatever comes, and meets any bad header itself).
+    /// ring, without the copy into the decoder's buffer and the decoder's steps; `.wouldBlock`
+    /// when the decoder holds nothing and the ring is empty (and not to look at the socket).
+    /// Nil otherwise (then `next()` takes whatever comes, and meets any bad header itself).
     mutating func nextFromRing() -> Step? {
         guard !ended, failure == nil, decoder.isAtFrameBoundary, var ring = input.ring else { return nil }
+        // An empty ring that is not to look at the socket has nothing more for the decoder either.
+        if !input.watchSocket, !input.socketEnded, let unread = try? ring.hasUnread(), !unread { return .wouldBlock }  // Bad ring: next().
         let source = decoder.source
         let limit = min(decoder.maxMessageBytes, RankFrameDecoder.directThreshold)
         let peeked = try? ring.inPlace(RankFrame.headerSize) { raw in (0, Self.header(raw, source: source, limit: limit)) }  // Bad ring: `next()`.
