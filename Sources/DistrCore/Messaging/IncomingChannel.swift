@@ -68,6 +68,17 @@ final class IncomingChannel: Sendable {
         let source: Int?
         let tag: Int?
         var envelope: Envelope?
+
+        /// Hands `envelope`, read next, to `mailbox`, or keeps it when this receive has none yet
+        /// and may take it. (A method, so that the claim is changed in place: a copy of an
+        /// optional claim goes through the runtime's type metadata.)
+        mutating func hand(_ envelope: Envelope, to mailbox: Mailbox) {
+            if self.envelope == nil {
+                self.envelope = mailbox.deliver(envelope, claimingFor: source, tag: tag)
+            } else {
+                mailbox.deliver(envelope)
+            }
+        }
     }
 
     /// `drain`, keeping a frame for `claim` (its `envelope`) instead of delivering it.
@@ -82,13 +93,13 @@ final class IncomingChannel: Sendable {
             reader.input.watchSocket = watchingSocket
             let before = reader.bytesRead
             while true {
-                switch reader.next() {
+                switch reader.hasRing ? reader.nextFromRing() ?? reader.next() : reader.next() {
                 case .frame(let frame, let payload, let array):
                     let envelope = Envelope(source: source, frame: frame, payload: payload, array: array)
                     // The drain goes on after a claimed frame: frames left in the decoder's
                     // buffer would wait there, unseen by a look at the ring, for the next bytes.
-                    if let wish = claim, wish.envelope == nil {
-                        claim?.envelope = mailbox.deliver(envelope, claimingFor: wish.source, tag: wish.tag)
+                    if claim != nil {
+                        claim?.hand(envelope, to: mailbox)
                     } else {
                         mailbox.deliver(envelope)
                     }
@@ -218,6 +229,7 @@ struct FrameStreamReader {
 
     var input: ByteInput
     private var decoder: RankFrameDecoder
+    let hasRing: Bool
     private var ended = false
     /// Why the sender was cut off, kept: a second drain racing the first must see the same
     /// failure, not a plain end of stream (which would lose the error and leave its waiters waiting).
@@ -228,6 +240,7 @@ struct FrameStreamReader {
     init(input: ByteInput, decoder: RankFrameDecoder) {
         self.input = input
         self.decoder = decoder
+        hasRing = input.ring != nil
     }
 
     mutating func next() -> Step {
@@ -239,7 +252,6 @@ struct FrameStreamReader {
                 failure = error
                 return .failed(error)
             }
-            var source = input
             // What the read did (it stays end of stream if the decoder had no room to read into).
             var outcome = IOResult.endOfStream
             switch step {
@@ -247,10 +259,19 @@ struct FrameStreamReader {
             case .goodbye:
                 ended = true
                 return .closed
-            case .needBytes: _ = decoder.readIntoBuffer { Self.read(&source, into: $0, &outcome) }
-            case .needPayload: _ = decoder.readIntoPayload { Self.read(&source, into: $0, &outcome) }
+            case .needBytes, .needPayload:
+                // The input is moved out for the read (the closure may not reach `self` while the
+                // decoder is being changed) and back, by swapping: a copy of it would retain and
+                // release the ring's mapping and copy its failure, for every read.
+                var source = ByteInput(fd: input.fd, ring: nil)
+                swap(&source, &input)
+                if case .needBytes = step {
+                    _ = decoder.readIntoBuffer { Self.read(&source, into: $0, &outcome) }
+                } else {
+                    _ = decoder.readIntoPayload { Self.read(&source, into: $0, &outcome) }
+                }
+                swap(&source, &input)
             }
-            input = source
             switch outcome {
             case .bytes(let n): bytesRead += n
             case .wouldBlock: return .wouldBlock
@@ -263,6 +284,41 @@ struct FrameStreamReader {
             }
         }
         return .closed
+    }
+
+    /// The next frame when it lies whole and in one piece in the ring, small, and the decoder
+    /// holds nothing: checked as the decoder checks it and made into its value straight from the
+    /// ring, without the copy into the decoder's buffer and the decoder's steps; `.wouldBlock`
+    /// when the decoder holds nothing and the ring is empty (and not to look at the socket).
+    /// Nil otherwise (then `next()` takes whatever comes, and meets any bad header itself).
+    mutating func nextFromRing() -> Step? {
+        guard !ended, failure == nil, decoder.isAtFrameBoundary, var ring = input.ring else { return nil }
+        // An empty ring that is not to look at the socket has nothing more for the decoder either.
+        if !input.watchSocket, !input.socketEnded, let unread = try? ring.hasUnread(), !unread { return .wouldBlock }  // Bad ring: next().
+        let source = decoder.source
+        let limit = min(decoder.maxMessageBytes, RankFrameDecoder.directThreshold)
+        let peeked = try? ring.inPlace(RankFrame.headerSize) { raw in (0, Self.header(raw, source: source, limit: limit)) }  // Bad ring: `next()`.
+        guard let peeked, let frame = peeked.result else { return nil }
+        let total = RankFrame.headerSize + frame.length
+        // Made in the closure and kept outside it (not returned through `inPlace`'s generic
+        // result, whose copies would go through the runtime's type metadata).
+        var payload: [UInt8] = []
+        var array: (any RawNumericArray)?
+        let taken = try? ring.inPlace(total) { raw in  // A bad ring: `next()` reports it.
+            (payload, array) = RankFrameDecoder.value(of: frame, payload: UnsafeRawBufferPointer(rebasing: raw[RankFrame.headerSize...]))
+            return (total, ())
+        }
+        guard let taken else { return nil }
+        input.ring = ring
+        bytesRead += total
+        if taken.wake { Doorbell.ring(input.fd) }
+        return .frame(frame, payload, array)
+    }
+
+    /// The message header in `raw`, when it is one the decoder accepts with a payload of at most
+    /// `limit` bytes; nil otherwise (a bad header, a goodbye, a large frame: `next()` takes those).
+    private static func header(_ raw: UnsafeRawBufferPointer, source: Int, limit: Int) -> RankFrame? {
+        do { return try RankFrameDecoder.parseHeader(raw, source: source, maxMessageBytes: limit) } catch { return nil }
     }
 
     /// One read that never waits, for the decoder's `readInto...`: the byte count it moved (0

@@ -28,6 +28,9 @@ final class Mailbox: Sendable {
     let selfRank: Int
     let count: Int
     private let state = Mutex(State())
+    /// Counts what could end a receive that waits without being registered (a spinning one):
+    /// a message queued, a connection closed, a rank gone, the abort. Bumped under the lock.
+    private let changes = Atomic<Int>(0)
 
     init(selfRank: Int, count: Int) {
         self.selfRank = selfRank
@@ -64,6 +67,7 @@ final class Mailbox: Sendable {
                 return s.waiters.remove(at: index)
             }
             s.queue.append(envelope)
+            changes.add(1, ordering: .releasing)
             return nil
         }
         waiter?.continuation.resume(returning: envelope)
@@ -86,6 +90,7 @@ final class Mailbox: Sendable {
                 return (s.waiters.remove(at: index), false)
             }
             s.queue.append(envelope)
+            changes.add(1, ordering: .releasing)
             return (nil, false)
         }
         waiter?.continuation.resume(returning: envelope)
@@ -140,6 +145,10 @@ final class Mailbox: Sendable {
         state.withLock { Self.failure($0, source: source, selfRank: selfRank, count: count) != nil }
     }
 
+    /// A count that changes whenever a receive that spins should look into the mailbox again
+    /// (`take`, `isHopeless`): a load, where a look takes the lock.
+    var changeCount: Int { changes.load(ordering: .acquiring) }
+
     /// Receives parked and waiting for a message (a ring's reader asks for the doorbell while
     /// there are any; tests use it to reach the waiting path).
     var waiterCount: Int { state.withLock { $0.waiters.count } }
@@ -152,17 +161,24 @@ final class Mailbox: Sendable {
         state.withLock { s in
             s.openFrom[rank, default: 1] -= 1
             if let failure, s.broken[rank] == nil { s.broken[rank] = failure }
+            changes.add(1, ordering: .releasing)
         }
         failHopelessWaiters()
     }
 
     func peerExited(_ rank: Int, status: Int32) {
-        state.withLock { $0.exited[rank] = status }
+        state.withLock { s in
+            s.exited[rank] = status
+            changes.add(1, ordering: .releasing)
+        }
         failHopelessWaiters()
     }
 
     func abort(_ reason: String) {
-        state.withLock { s in if s.aborted == nil { s.aborted = reason } }
+        state.withLock { s in
+            if s.aborted == nil { s.aborted = reason }
+            changes.add(1, ordering: .releasing)
+        }
         failHopelessWaiters()
     }
 

@@ -3,12 +3,7 @@ import Synchronization
 extension Node {
     /// The link to `rank`, connecting on first use. Concurrent first sends share one attempt.
     func link(to rank: Int) async throws -> OutgoingLink {
-        if let ready = links.withLock({ slot -> OutgoingLink? in
-            if case .ready(let link) = slot[rank] { return link }
-            return nil
-        }) {
-            return ready
-        }
+        if let ready = readyLink(to: rank) { return ready }
         return try await withCheckedThrowingContinuation { continuation in
             let start = links.withLock { table -> Bool in
                 switch table[rank] {
@@ -28,6 +23,14 @@ extension Node {
                 }
             }
             if start { connect(to: rank) }
+        }
+    }
+
+    /// The link to `rank` when it is connected.
+    func readyLink(to rank: Int) -> OutgoingLink? {
+        links.withLock { table in
+            if case .ready(let link)? = table[rank] { return link }
+            return nil
         }
     }
 
@@ -57,7 +60,7 @@ extension Node {
         let link: OutgoingLink? =
             if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank, ring: ring, spinBudget: spin.withLock { $0.budget }) } else { nil }
         let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
-            guard case .connecting(let waiting) = table[rank] else { return [] }
+            guard case .connecting(let waiting)? = table[rank] else { return [] }
             switch result {
             case .success: table[rank] = link.map { .ready($0) }
             case .failure(let error): table[rank] = .failed(error)
@@ -162,22 +165,40 @@ extension Node {
     /// and, for a ring, sleeps on it, and only then parks until the progress thread delivers it:
     /// a message that arrives while the task is reading or sleeping costs no thread hand-over.
     func envelope(source: Int?, tag: Int?) async throws -> Envelope {
+        if let envelope = envelopeNow(source: source, tag: tag) { return envelope }
+        return try await parkedEnvelope(source: source, tag: tag)
+    }
+
+    /// The part of `envelope` that never suspends: the mailbox, then the spin and ring sleep
+    /// `SpinPolicy` plans. Nil when the receive must park.
+    func envelopeNow(source: Int?, tag: Int?) -> Envelope? {
         if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
-        if source != id {
-            let channels = progress.channels(from: source)
-            // Sleeping on one ring misses nothing only when that ring is the one way the message
-            // can come (not `.any`: another task of this rank may send to itself).
-            let plan = spin.withLock { $0.plan(canSleep: source != nil && channels.count == 1 && channels[0].hasRing) }
-            // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
-            // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
-            // hand-over of parking.
-            let socketsOnly = !channels.contains { $0.hasRing } && Node.spinBudget > 0
-            if !channels.isEmpty, plan.spin > 0 || plan.sleep > 0 || socketsOnly {
-                let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
-                spin.withLock { $0.record(outcome, planned: plan) }
-                if let envelope { return envelope }
-            }
-        }
+        guard source != id else { return nil }
+        // The common same-node case, a receive from one rank whose messages come through a ring,
+        // without the array of channels the general case makes.
+        if let source, let ring = progress.ringChannel(from: source) { return waitOnChannels(CollectionOfOne(ring), source: source, tag: tag) }
+        return waitOnChannels(progress.channels(from: source), source: source, tag: tag)
+    }
+
+    /// Spins on `channels` and sleeps on a single ring as `SpinPolicy` plans it.
+    private func waitOnChannels(_ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?) -> Envelope? {
+        guard let first = channels.first else { return nil }
+        let single = channels.count == 1
+        // Sleeping on one ring misses nothing only when that ring is the one way the message
+        // can come (not `.any`: another task of this rank may send to itself).
+        let plan = spin.withLock { $0.plan(canSleep: source != nil && single && first.hasRing) }
+        // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
+        // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
+        // hand-over of parking.
+        let socketsOnly = !channels.contains { $0.hasRing } && Node.spinBudget > 0
+        guard plan.spin > 0 || plan.sleep > 0 || socketsOnly else { return nil }
+        let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
+        spin.withLock { $0.record(outcome, planned: plan) }
+        return envelope
+    }
+
+    /// The part of `envelope` that suspends: waits for the progress thread to deliver.
+    func parkedEnvelope(source: Int?, tag: Int?) async throws -> Envelope {
         // Parked, this task needs the progress thread to read for it. Rings do not ring the
         // doorbell unasked: ask, now that this receive is registered (a write from then on wakes
         // the progress thread, and what came before is taken here).
@@ -194,18 +215,18 @@ extension Node {
     /// Reads `channels` until a matching message comes: spinning until `plan.spin` seconds pass
     /// without bytes, then, on a single ring, sleeping on it for up to `plan.sleep` seconds.
     private func spinRead(
-        _ channels: [IncomingChannel], source: Int?, tag: Int?, plan: (spin: Double, sleep: Double)
+        _ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?, plan: (spin: Double, sleep: Double)
     ) -> (Envelope?, SpinPolicy.Outcome) {
         // Silence the progress thread for these connections while this task reads them, so it
         // is not woken for data the task is about to take.
         for channel in channels { progress.arm(channel, false) }
         defer { for channel in channels { progress.arm(channel, true) } }
-        let ring = channels.count == 1 && channels[0].hasRing ? channels[0] : nil
+        let ring = channels.count == 1 && channels.first?.hasRing == true ? channels.first : nil
         // (Closures, not key paths: a key path is applied through the runtime on every receive.)
         let allRings = channels.allSatisfy { $0.hasRing }
         // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing
         // (no spin at all when the plan has none: the machine is crowded).
-        var sockets = SocketWait(channels, policy: progress.socketSpin, spinning: plan.spin > 0)
+        var sockets = allRings ? nil : SocketWait(Array(channels), policy: progress.socketSpin, spinning: plan.spin > 0)
         // The spin budget counts idle time: while bytes keep arriving (a large message), the task
         // goes on reading them itself.
         let spinFor = sockets != nil ? Node.spinBudget : plan.spin
@@ -216,11 +237,16 @@ extension Node {
         // only find that the answer has not come yet.
         sockets?.waitBeforeFirstRead(until: deadline)
         var firstRead = true
+        // The mailbox's change count when this receive last looked into it: an idle turn of the
+        // loop looks again only when something was queued or a rank went meanwhile (each look
+        // takes the mailbox's lock, twice).
+        var seen: Int?
+        // From a single ring the receive keeps the first frame that it can take, rather than
+        // queueing it in the mailbox and taking it back out (made once: the receive returns as
+        // soon as it holds one).
+        var claim = ring != nil ? IncomingChannel.Claim(source: source, tag: tag) : nil
         while true {
             var moved = false
-            // From a single ring the receive keeps the first frame that it can take, rather than
-            // queueing it in the mailbox and taking it back out.
-            var claim = ring != nil ? IncomingChannel.Claim(source: source, tag: tag) : nil
             for channel in channels {
                 // A ring's socket is left to the progress thread: looking at it costs a system call.
                 switch channel.drain(into: mailbox, watchingSocket: !channel.hasRing, firstFrame: sockets != nil, claim: &claim) {
@@ -232,11 +258,21 @@ extension Node {
                 firstRead = false
                 sockets?.firstRead(found: moved)
             }
-            if let envelope = claim?.envelope ?? mailbox.take(source: source, tag: tag) {
+            if let envelope = claim?.envelope {
                 sockets?.finish(caught: true)
                 return (envelope, sleepEnd == nil ? .spun : .slept)
             }
-            if mailbox.isHopeless(source: source) || Task.isCancelled { return (nil, .missed) }
+            // Read before the look: a change after it is seen on the next turn.
+            let changes = mailbox.changeCount
+            if moved || changes != seen || sleepEnd != nil {
+                seen = changes
+                if let envelope = mailbox.take(source: source, tag: tag) {
+                    sockets?.finish(caught: true)
+                    return (envelope, sleepEnd == nil ? .spun : .slept)
+                }
+                if mailbox.isHopeless(source: source) { return (nil, .missed) }
+            }
+            if idle % 16 == 15 && Task.isCancelled { return (nil, .missed) }
             if moved {
                 sockets?.bytesCame()
                 deadline = Clock.now + spinFor

@@ -122,6 +122,33 @@ final class OutgoingLink: Sendable {
         }
     }
 
+    /// The synchronous fast path of `send` through a ring: writes the whole frame (its header
+    /// from the stack) when the link is idle, nothing failed, and the ring has room for all of
+    /// it; true when it did. False leaves everything as it was, for `send` (a full ring, another
+    /// send under way, a link without a ring, or a failure `send` then reports).
+    /// - Throws: `NodeError.corruptRing` when the receiver's `tail` is impossible (the link fails).
+    func sendNow(_ frame: RankFrame, body: UnsafeRawBufferPointer) throws -> Bool {
+        guard hasRing else { return false }
+        // Under the state lock, so that no send can claim the link meanwhile: an idle link
+        // (not busy) has an empty queue and no writer thread at the ring.
+        let result = state.withLock { s -> Result<(written: Bool, wake: Bool), NodeError> in
+            guard !s.busy, s.failure == nil else { return .success((false, false)) }
+            return frame.withHeaderBytes { header in
+                ring.withLock { writer in
+                    Result { () throws(NodeError) in try writer?.writeWhole(header, body) ?? (false, false) }
+                }
+            }
+        }
+        do {
+            let (written, wake) = try result.get()
+            if wake { Doorbell.ring(fd) }
+            return written
+        } catch {
+            fail(error)
+            throw error
+        }
+    }
+
     /// Waits until everything queued has been written.
     func flush() async throws {
         try await send(header: [], body: .bytes([]))

@@ -116,6 +116,18 @@ final class ProgressThread: Sendable {
         channels.withLock { table in table.values.filter { source == nil || $0.source == source } }
     }
 
+    /// The channel from `source` when it is the only one and has a ring (no array is made).
+    func ringChannel(from source: Int) -> IncomingChannel? {
+        channels.withLock { table in
+            var found: IncomingChannel?
+            for channel in table.values where channel.source == source {
+                guard found == nil, channel.hasRing else { return nil }
+                found = channel
+            }
+            return found
+        }
+    }
+
     func remove(_ channel: IncomingChannel) {
         try? epoll.remove(channel.fd)  // Fails only when already removed (a receive and this thread both saw it close).
         channel.watch.withLock { unsilence(channel, &$0) }

@@ -35,20 +35,34 @@ struct RankFrame: Sendable, Equatable {
     var tag: Int
     var length: Int
 
-    /// The header's bytes, stored in place (every send makes one: appending field by field
-    /// cost several times as much).
+    /// The header's bytes, stored in place (appending field by field cost several times as much).
     func header() -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: Self.headerSize) { buffer, initialized in
-            let raw = UnsafeMutableRawBufferPointer(buffer)
-            raw[0] = kind
-            raw[1] = encoding.rawValue
-            raw[2] = element
-            raw[3] = 0
-            raw.storeBytes(of: fingerprint.bigEndian, toByteOffset: 4, as: UInt32.self)
-            raw.storeBytes(of: Int64(tag).bigEndian, toByteOffset: 8, as: Int64.self)
-            raw.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 16, as: UInt64.self)
+            store(into: UnsafeMutableRawBufferPointer(buffer))
             initialized = Self.headerSize
         }
+    }
+
+    /// Runs `body` with the header's bytes on the stack: a send through a shared-memory ring
+    /// copies them from there, with no array made (each costs an allocation and a look-up of
+    /// the array storage's type metadata in the runtime).
+    func withHeaderBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var bytes: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        return try withUnsafeMutableBytes(of: &bytes) { raw in
+            store(into: raw)
+            return try body(UnsafeRawBufferPointer(raw))
+        }
+    }
+
+    /// Writes the header into the first `headerSize` bytes of `raw`.
+    private func store(into raw: UnsafeMutableRawBufferPointer) {
+        raw[0] = kind
+        raw[1] = encoding.rawValue
+        raw[2] = element
+        raw[3] = 0
+        raw.storeBytes(of: fingerprint.bigEndian, toByteOffset: 4, as: UInt32.self)
+        raw.storeBytes(of: Int64(tag).bigEndian, toByteOffset: 8, as: Int64.self)
+        raw.storeBytes(of: UInt64(length).bigEndian, toByteOffset: 16, as: UInt64.self)
     }
 
     /// FNV-1a of the fully qualified type name: a cheap check that both sides mean the same type.

@@ -105,14 +105,22 @@ struct RankFrameDecoder {
     /// The header at `start`, checked; nil for a goodbye.
     private func parseHeader() throws(NodeError) -> RankFrame? {
         let at = start
-        let (kind, rawEncoding, element, fingerprint, tag, length) = buffer.withUnsafeBytes { raw in
-            (
-                raw[at], raw[at + 1], raw[at + 2],
-                UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: at + 4, as: UInt32.self)),
-                Int64(bigEndian: raw.loadUnaligned(fromByteOffset: at + 8, as: Int64.self)),
-                UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: at + 16, as: UInt64.self))
-            )
+        let parsed = buffer.withUnsafeBytes { raw in
+            Result { () throws(NodeError) in
+                try Self.parseHeader(
+                    UnsafeRawBufferPointer(rebasing: raw[at..<at + RankFrame.headerSize]), source: source, maxMessageBytes: maxMessageBytes)
+            }
         }
+        return try parsed.get()
+    }
+
+    /// The header in the first `RankFrame.headerSize` bytes of `raw`, checked as every header
+    /// from `source` is (before anything is allocated for its payload); nil for a goodbye.
+    static func parseHeader(_ raw: UnsafeRawBufferPointer, source: Int, maxMessageBytes: Int) throws(NodeError) -> RankFrame? {
+        let (kind, rawEncoding, element) = (raw[0], raw[1], raw[2])
+        let fingerprint = UInt32(bigEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self))
+        let tag = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: Int64.self))
+        let length = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         switch kind {
         case RankFrame.message: break
         case RankFrame.goodbye: return nil
@@ -203,13 +211,15 @@ struct RankFrameDecoder {
     private mutating func takeWhole(_ frame: RankFrame) -> Step {
         let range = start..<start + frame.length
         start += frame.length
-        return buffer.withUnsafeBytes { raw in
-            let bytes = UnsafeRawBufferPointer(rebasing: raw[range])
-            if frame.encoding == .numeric, let array = RawNumericTypes.copy(code: frame.element, of: bytes) {
-                return .frame(frame, payload: [], array: array)
-            }
-            return .frame(frame, payload: [UInt8](bytes), array: nil)
-        }
+        let (payload, array) = buffer.withUnsafeBytes { raw in Self.value(of: frame, payload: UnsafeRawBufferPointer(rebasing: raw[range])) }
+        return .frame(frame, payload: payload, array: array)
+    }
+
+    /// The payload of a frame (a checked header's) that is all of `bytes`, as a value: plain
+    /// bytes, or a typed numeric array.
+    static func value(of frame: RankFrame, payload bytes: UnsafeRawBufferPointer) -> ([UInt8], (any RawNumericArray)?) {
+        if frame.encoding == .numeric, let array = RawNumericTypes.copy(code: frame.element, of: bytes) { return ([], array) }
+        return ([UInt8](bytes), nil)
     }
 
     private func allocate(_ frame: RankFrame) -> Pending {

@@ -179,6 +179,19 @@ struct RingWriter {
         return (total, wake)
     }
 
+    /// Copies `first` then `second` and publishes them, only when both fit whole (nothing is
+    /// written otherwise): a send that writes its whole frame at once never leaves a frame half
+    /// in the ring for a writer thread to finish. Returns whether it wrote, and whether the
+    /// receiver sleeps and must be woken. - Throws: `NodeError.corruptRing` (an impossible `tail`).
+    mutating func writeWhole(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer) throws(NodeError) -> (written: Bool, wake: Bool) {
+        let total = first.count + second.count
+        if memory.capacity - Int(head &- knownTail) < total {
+            guard memory.capacity - (try unread()) >= total else { return (false, false) }
+        }
+        let (count, wake) = try write(first, second)
+        return (count > 0, wake)
+    }
+
     /// Says the sender is about to sleep until the receiver frees room; true when there already
     /// is room (then it must not sleep). - Throws: `NodeError.corruptRing`.
     mutating func prepareToSleep() throws(NodeError) -> Bool {
@@ -228,6 +241,22 @@ struct RingReader {
         if !second.isEmpty { (target + first.count).copyMemory(from: memory.data, byteCount: second.count) }
         tail &+= UInt64(count)
         return (count, memory.publish(tail, at: SharedRing.tailOffset, claiming: SharedRing.senderSleepingOffset))
+    }
+
+    /// Lets `body` look at the next `count` unread bytes where they lie in the ring, when that
+    /// many are there in one piece (not wrapping past the end); nil otherwise. `body` returns
+    /// how many of them it took (0 ... `count`), which are freed: the result says whether the
+    /// sender sleeps and must be woken. - Throws: `NodeError.corruptRing`.
+    mutating func inPlace<R>(
+        _ count: Int, _ body: (UnsafeRawBufferPointer) -> (taken: Int, result: R)
+    ) throws(NodeError) -> (result: R, wake: Bool)? {
+        guard count <= (try unread()) else { return nil }
+        let (first, second) = SharedRing.spans(at: tail, count: count, capacity: memory.capacity)
+        guard second.isEmpty else { return nil }
+        let (taken, result) = body(UnsafeRawBufferPointer(start: memory.data + first.lowerBound, count: count))
+        guard taken > 0 else { return (result, false) }
+        tail &+= UInt64(min(taken, count))
+        return (result, memory.publish(tail, at: SharedRing.tailOffset, claiming: SharedRing.senderSleepingOffset))
     }
 
     /// Says a receiving task watches the ring itself (`RingMemory.stayAwake`).
