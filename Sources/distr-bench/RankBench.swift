@@ -17,6 +17,7 @@ enum RankBench {
             case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
             case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
+            case "stream": try await streamOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -107,12 +108,6 @@ enum RankBench {
         let bytes = arguments.first.flatMap { Int($0) } ?? 8 << 20
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 50
         let data = [Double](repeating: 1.5, count: bytes / 8)
-        func cpuSeconds() -> Double {
-            var usage = rusage()
-            getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-            let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
-            return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
-        }
         _ = try await node.broadcast(node.id == 0 ? data : nil, root: 0)
         try await node.barrier()
         let cpuStart = cpuSeconds()
@@ -127,6 +122,32 @@ enum RankBench {
         report(node, "broadcast \(bytes) B", distr: median(times) * 1e3, baseline: nil)
         report(node, "broadcast CPU per call, all ranks", distr: broadcastCPU / Double(count) * 1e3, baseline: nil)
         report(node, "two barriers' CPU, all ranks", distr: barrierCPU / Double(count) * 1e3, baseline: nil)
+    }
+
+    /// This process's CPU time so far (user and system, `getrusage`), seconds.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) * 1e-6
+        return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) * 1e-6
+    }
+
+    /// `--rank stream SIZE COUNT`: the bandwidth case's stream alone (rank 0 sends COUNT messages
+    /// of SIZE bytes to rank 1, which receives them into a reused buffer), five times; reports
+    /// the median rate (MB/s) and the CPU time of both ranks together per message (ms,
+    /// `getrusage`), which other load changes far less than the rate.
+    static func streamOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
+        let payload = [UInt8](repeating: 3, count: size)
+        var buffer: [UInt8] = []
+        _ = try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)
+        let cpuStart = cpuSeconds()
+        var rates: [Double] = []
+        for _ in 0..<5 { rates.append(try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)) }
+        let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        report(node, "stream \(size) B", distr: median(rates), baseline: nil)
+        report(node, "stream CPU per message, both ranks", distr: cpu / Double(5 * count) * 1e3, baseline: nil)
     }
 
     /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a

@@ -35,12 +35,14 @@ public final class Node: Sendable {
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let singleCopyCounts = Atomic<Int>(0)
+    /// Arrays `send` offered (single copy) that wait for their receiver's answer.
+    let offeredSends = OfferedSends()
     /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).
     let offerReaders = Mutex<Set<Int>>([])
     let links = Mutex<[Int: LinkSlot]>([:])
     /// Whether receives spin before parking (and sends before handing over to a writer thread).
     let spin: Mutex<SpinPolicy>
-    private let hasLeft = Atomic<Bool>(false)
+    let hasLeft = Atomic<Bool>(false)
     private static let current = Mutex<Node?>(nil)
 
     enum LinkSlot {
@@ -189,7 +191,7 @@ public final class Node: Sendable {
     public func send<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int = 0) async throws {
         try check(rank: rank)
         try check(tag: tag)
-        try await post(value, to: rank, tag: tag)
+        try await post(value, to: rank, tag: tag, offering: true)
     }
 
     /// Sends raw bytes, received with `recvBytes` (or as `[UInt8]`).
@@ -199,8 +201,10 @@ public final class Node: Sendable {
         try await post(frame: RankFrame(encoding: .bytes, tag: tag, length: bytes.count), body: .bytes(bytes), to: rank)
     }
 
-    func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int) async throws {
+    /// `offering`: a large array for a rank of this worker may go as an offer (`offerIfLarge`).
+    func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int, offering: Bool = false) async throws {
         if let array = RawNumericTypes.array(value) ?? value as? any RawNumericArray {
+            if offering && rank != id && !hasLeft.load(ordering: .acquiring), try await offerIfLarge(array, to: rank, tag: tag) { return }
             let body = FrameBody.numeric(array)
             let frame = RankFrame(encoding: .numeric, element: type(of: array).elementCode, tag: tag, length: body.count)
             try await post(frame: frame, body: body, to: rank)
@@ -237,7 +241,7 @@ public final class Node: Sendable {
         // at run time on every call.
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        return try Self.decode(type, try await envelope(source: source.rankFilter, tag: tag.tagFilter))
+        return try Self.decode(type, try await userEnvelope(source: source.rankFilter, tag: tag.tagFilter))
     }
 
     /// Like `recv`, and also says which rank and tag the message came with.
@@ -246,7 +250,7 @@ public final class Node: Sendable {
     ) async throws -> Received<T> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
+        let envelope = try await userEnvelope(source: source.rankFilter, tag: tag.tagFilter)
         return Received(value: try Self.decode(type, envelope), source: envelope.source, tag: envelope.frame.tag)
     }
 
@@ -272,7 +276,7 @@ public final class Node: Sendable {
     public func recvBytes(from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any) async throws -> Received<[UInt8]> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
+        let envelope = try await userEnvelope(source: source.rankFilter, tag: tag.tagFilter)
         return Received(value: envelope.bytes, source: envelope.source, tag: envelope.frame.tag)
     }
 
@@ -300,6 +304,7 @@ public final class Node: Sendable {
             .typeMismatch(expected: "\(T.self)", source: envelope.source, tag: frame.tag, detail: detail)
         }
         if frame.encoding == .pickle { throw NodeError.pickledValue(source: envelope.source, tag: frame.tag) }
+        if frame.kind == RankFrame.offer { throw mismatch("it offers memory, which only a user's receive takes") }
         if let arrayType = T.self as? any RawNumericArray.Type {
             switch frame.encoding {
             case .numeric:
@@ -338,9 +343,13 @@ public final class Node: Sendable {
     // MARK: Leaving
 
     /// Waits until everything this rank sent has been handed to the kernel, then closes its
-    /// connections. Exiting without it is fine; it only guarantees the flush.
+    /// connections. Exiting without it is fine for messages, but a large array sent to a rank of
+    /// the same worker (read from this process's memory, docs/messages.md §5) is delivered after
+    /// the process exits only when it left first (`Node.run` leaves).
     public func leave() async throws {
         guard !hasLeft.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // Arrays offered and not read yet go the usual way, so that they outlive this process.
+        await resendUnanswered()
         let ready = links.withLock { table in
             table.values.compactMap { slot -> OutgoingLink? in
                 if case .ready(let link) = slot { return link }

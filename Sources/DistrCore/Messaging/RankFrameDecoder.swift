@@ -114,7 +114,7 @@ struct RankFrameDecoder {
             )
         }
         switch kind {
-        case RankFrame.message: break
+        case RankFrame.message, RankFrame.offer: break
         case RankFrame.goodbye: return nil
         default: throw .badFrame(rank: source, detail: "unknown frame kind \(kind)")
         }
@@ -124,7 +124,12 @@ struct RankFrameDecoder {
         // Checked before anything is allocated for the payload.
         guard length <= UInt64(maxMessageBytes) else { throw .messageTooLarge(rank: source, size: length, limit: maxMessageBytes) }
         let size = Int(length)
-        if encoding == .numeric {
+        if kind == RankFrame.offer {
+            // An offer names a numeric array by its element code; its payload is the description.
+            guard encoding == .numeric, RawNumericTypes.elementSize(code: element) != nil, size == OfferedSend.wireSize else {
+                throw .badFrame(rank: source, detail: "an offer frame of encoding \(rawEncoding), element \(element), \(size) bytes")
+            }
+        } else if encoding == .numeric {
             guard let elementSize = RawNumericTypes.elementSize(code: element) else {
                 throw .badFrame(rank: source, detail: "unknown numeric element code \(element)")
             }
@@ -205,7 +210,7 @@ struct RankFrameDecoder {
         start += frame.length
         return buffer.withUnsafeBytes { raw in
             let bytes = UnsafeRawBufferPointer(rebasing: raw[range])
-            if frame.encoding == .numeric, let array = RawNumericTypes.copy(code: frame.element, of: bytes) {
+            if frame.holdsArray, let array = RawNumericTypes.copy(code: frame.element, of: bytes) {
                 return .frame(frame, payload: [], array: array)
             }
             return .frame(frame, payload: [UInt8](bytes), array: nil)
@@ -215,9 +220,9 @@ struct RankFrameDecoder {
     private func allocate(_ frame: RankFrame) -> Pending {
         var pending = Pending(frame: frame)
         let count = frame.length / (RawNumericTypes.elementSize(code: frame.element) ?? 1)
-        if frame.encoding == .numeric, let recycled = pool?.take(code: frame.element, count: count) {
+        if frame.holdsArray, let recycled = pool?.take(code: frame.element, count: count) {
             pending.array = recycled
-        } else if frame.encoding == .numeric, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
+        } else if frame.holdsArray, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
             array.withMutableRawBytes { Memory.preferHugePages($0) }
             pending.array = array
         } else {
