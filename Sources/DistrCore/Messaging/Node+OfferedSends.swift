@@ -1,18 +1,18 @@
 /// Single copy for point-to-point sends: a large numeric array sent to a Swift rank of the same
 /// worker (joined by a shared-memory ring) goes as an offer (frame kind 3, `OfferedSend`) instead
-/// of through the ring, and the receiver copies it straight out of the sender's memory with
-/// `process_vm_readv`: one copy where the ring makes two (in and out). The send still returns at
-/// once: the sender keeps a reference to the array until the receiver answers, so the bytes stay
-/// put (a caller that changes its array changes its own copy).
+/// of through the ring: one copy where the ring makes two (in and out). The send still returns at
+/// once: the sender keeps a reference to the array until the exchange ends, so the bytes stay put
+/// (a caller that changes its array changes its own copy).
 ///
-/// The receiver answers every offer on `offerReplyTag`: `done` once it has the bytes, or
-/// `needData` when it cannot read them (`DISTR_SINGLE_COPY=refuse` or `off`, the kernel
-/// refuses, the process is not the one that offered); a task of the sender reads the answers
-/// and sends a refused array the usual way on `resendTag(id)`. `leave()` sends every array
-/// still unanswered the usual way too before it flushes, so a sender that leaves (`Node.run`
-/// does) and exits loses nothing; the receiver that finds the sender gone takes that copy.
-/// The offer travels in the ring in its place among the other messages, so the order per
-/// sender, `.any` receives and dead-peer errors are those of any message.
+/// The receiver answers every offer on `offerReplyTag` with the array it will return as the
+/// destination, or with none (`DISTR_SINGLE_COPY=refuse` or `off`); a task of the sender reads
+/// the answers, writes each array into its destination with `process_vm_writev` (the kernel
+/// pins the remote pages, and the receiver's are huge where they can be, a user's array seldom)
+/// and says so with an empty frame on `resendTag(id)`, or sends the array there when it cannot.
+/// `leave()` sends every array still unanswered the usual way too, so a sender that leaves
+/// (`Node.run` does) and exits loses nothing. The offer travels in the ring in its place among
+/// the other messages, so the order per sender, `.any` receives and dead-peer errors are those
+/// of any message. docs/messages.md §5 has the format.
 extension Node {
     /// Arrays of at least this many bytes are offered by `send`. Smaller ones cost less CPU
     /// through the ring: its two copies stay in the caches, where `process_vm_writev` (pinning
@@ -136,7 +136,8 @@ extension Node {
                 Memory.preferHugePages(bytes)
                 return offer(of: UnsafeRawBufferPointer(bytes), elementCode: element)
             } : nil
-        try? await post(OfferReply(id: offered.id, destination: destination), to: rank, tag: Self.offerReplyTag)  // A sender that left sent it already.
+        let reply = OfferReply(id: offered.id, destination: destination)
+        try? await post(reply, to: rank, tag: Self.offerReplyTag)  // A sender that has left sent the array already.
         let resent: Envelope
         do {
             resent = try await self.envelope(source: rank, tag: Self.resendTag(offered.id))

@@ -78,8 +78,9 @@ public final class Node: Sendable {
     /// it fail with an error naming it. `DISTR_TRANSPORT=socket` makes ranks on the same worker
     /// talk over Unix sockets instead of shared-memory rings (`shm`, the default).
     /// `DISTR_SINGLE_COPY=off` stops collectives from reading large arrays straight out of the
-    /// memory of ranks on the same worker (`on`, the default; `refuse` offers but never reads,
-    /// which exercises the fallback).
+    /// memory of ranks on the same worker, and `send` from writing arrays of 8 MiB or more into
+    /// theirs (`on`, the default; `refuse` offers but never takes an offer that way, which
+    /// exercises the fallback).
     ///
     /// A program run without distr-master should let `Node.run` report this error (one line on
     /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
