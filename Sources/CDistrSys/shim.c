@@ -199,6 +199,12 @@ ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t re
     return process_vm_readv((pid_t)pid, &to, 1, &from, 1, 0);
 }
 
+ssize_t cdistr_write_process_memory(int pid, const void *local, size_t len, uint64_t remote) {
+    struct iovec from = {.iov_base = (void *)local, .iov_len = len};
+    struct iovec to = {.iov_base = (void *)(uintptr_t)remote, .iov_len = len};
+    return process_vm_writev((pid_t)pid, &from, 1, &to, 1, 0);
+}
+
 int cdistr_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
     struct timespec timeout = {.tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000};
     return (int)syscall(SYS_futex, word, FUTEX_WAIT, expected, &timeout, NULL, 0);

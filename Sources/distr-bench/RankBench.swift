@@ -101,16 +101,6 @@ enum RankBench {
         report(node, "latency \(size) B", distr: seconds * 1e6, baseline: nil)
     }
 
-    /// `--rank stream SIZE COUNT`: only distr's bandwidth case (COUNT messages of SIZE bytes from
-    /// rank 0 to rank 1, received into a reused buffer), for profilers.
-    static func streamOnly(_ node: Node, arguments: [String]) async throws {
-        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
-        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 64
-        var buffer: [UInt8] = []
-        let rate = try await stream(node, peer: 1 - node.id, payload: [UInt8](repeating: 3, count: size), count: count, buffer: &buffer)
-        report(node, "bandwidth \(size) B", distr: rate, baseline: nil)
-    }
-
     /// `--rank broadcast BYTES COUNT`: COUNT broadcasts of BYTES (doubles) from rank 0, each
     /// followed by a barrier, as the collectives case times them; reports the median time (ms)
     /// and the CPU time of all ranks together per broadcast (ms, from `getrusage`), which does
@@ -157,6 +147,24 @@ enum RankBench {
         let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
         report(node, "allReduce \(elements) doubles", distr: median(times) * 1e3, baseline: nil)
         report(node, "allReduce CPU per call, all ranks", distr: cpu / Double(count) * 1e3, baseline: nil)
+    }
+
+    /// `--rank stream SIZE COUNT`: the bandwidth case's stream alone (rank 0 sends COUNT messages
+    /// of SIZE bytes to rank 1, which receives them into a reused buffer), five times; reports
+    /// the median rate (MB/s) and the CPU time of both ranks together per message (ms,
+    /// `getrusage`), which other load changes far less than the rate.
+    static func streamOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
+        let payload = [UInt8](repeating: 3, count: size)
+        var buffer: [UInt8] = []
+        _ = try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)
+        let cpuStart = cpuSeconds()
+        var rates: [Double] = []
+        for _ in 0..<5 { rates.append(try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)) }
+        let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        report(node, "stream \(size) B", distr: median(rates), baseline: nil)
+        report(node, "stream CPU per message, both ranks", distr: cpu / Double(5 * count) * 1e3, baseline: nil)
     }
 
     /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a

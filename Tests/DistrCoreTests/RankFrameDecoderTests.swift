@@ -171,7 +171,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
 
     static let malformed: [([UInt8], String)] = [
         (header(kind: 0, length: 0), "unknown frame kind 0"),
-        (header(kind: 3, length: 0), "unknown frame kind 3"),
+        (header(kind: 4, length: 0), "unknown frame kind 4"),
         (header(kind: 255, length: 0), "unknown frame kind 255"),
         (header(encoding: 4, length: 0), "unknown encoding 4"),
         (header(encoding: 255, length: 0), "unknown encoding 255"),

@@ -82,6 +82,22 @@ import Testing
         expectAllRanks(try TestProcess.master(["run", "-q", "--local", "3", Self.check, "single-copy"]), "ok single-copy sent", ranks: 3)
     }
 
+    /// Large arrays sent point to point between ranks of one worker: offered and read from the
+    /// sender's memory (`on`), offered, refused and sent (`refuse`), or sent (`off`, sockets,
+    /// two workers); the same values, order and delivery after the sender has exited every way.
+    @Test(arguments: [
+        (["--env", "DISTR_SINGLE_COPY=on"], "offered"), (["--env", "DISTR_SINGLE_COPY=refuse"], "offered"),
+        (["--env", "DISTR_SINGLE_COPY=off"], "sent"), (["--env", "DISTR_TRANSPORT=socket"], "sent"),
+    ])
+    func oneWorker_largeSendsAreOfferedInOrderAndOutliveTheSender(options: [String], way: String) throws {
+        let cluster = try TestCluster(workers: 1, slots: [2])
+        expectAllRanks(try cluster.master(["run", "-q"] + options + [Self.check, "sends-offered"]), "ok sends-offered \(way)", ranks: 2)
+    }
+
+    @Test func largeSendsBetweenWorkers_areNotOffered() throws {
+        expectAllRanks(try TestProcess.master(["run", "-q", "--local", "2", Self.check, "sends-offered"]), "ok sends-offered sent", ranks: 2)
+    }
+
     @Test func ring_64MiBMessagesOn8Ranks() throws {
         let run = try TestProcess.master(["run", "-q", "--local", "8", Self.check, "bigring", "64"])
         expectAllRanks(run, "ok bigring 64 MiB", ranks: 8)

@@ -37,6 +37,9 @@ int cdistr_memfd_create(const char *name);
 /// process_vm_readv of one range: `len` bytes at `remote` in process `pid` into `local`.
 /// Returns the bytes copied (fewer when the remote range ends in unmapped memory) or -1.
 ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t remote);
+/// process_vm_writev of one range: `len` bytes of `local` to `remote` in process `pid`.
+/// Returns the bytes copied (fewer when the remote range ends in unmapped memory) or -1.
+ssize_t cdistr_write_process_memory(int pid, const void *local, size_t len, uint64_t remote);
 
 /// Atomic accesses to memory shared with another process (a shared-memory ring's indices).
 static inline uint64_t cdistr_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }

@@ -105,6 +105,12 @@ extension FuzzTarget {
         for (name, frame) in frames {
             add("rank-frame", name, [0xFF] + frame.header() + [UInt8](repeating: 7, count: frame.length))
         }
+        let offer = OfferedSend(
+            id: 7,
+            memory: MemoryOffer(pid: 4242, address: 1 << 30, byteCount: 1 << 20, elementCode: Double.wireCode, identity: 99, identityAddress: 1 << 29)
+        )
+        let offerFrame = RankFrame(kind: RankFrame.offer, encoding: .numeric, element: Double.wireCode, tag: 3, length: OfferedSend.wireSize)
+        add("rank-frame", "offer", [0xFF] + offerFrame.header() + offer.encoded)
         // Regression: a length no receiver can allocate; the decoder must refuse it before
         // allocating.
         var huge = RankFrame(encoding: .bytes, tag: 0, length: Int.max).header()

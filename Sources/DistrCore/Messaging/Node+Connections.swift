@@ -206,7 +206,7 @@ extension Node {
         return try await mailbox.receive(source: source, tag: tag) { requestDoorbells(from: source) }
     }
 
-    private func requestDoorbells(from source: Int?) {
+    func requestDoorbells(from source: Int?) {
         for channel in progress.channels(from: source) where channel.hasRing && channel.prepareToSleep() {
             if case .closed = channel.drain(into: mailbox) { progress.remove(channel) }
         }

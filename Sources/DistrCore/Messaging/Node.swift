@@ -37,13 +37,15 @@ public final class Node: Sendable {
     let singleCopyCounts = Atomic<Int>(0)
     /// The root's copy of a broadcast array in huge pages, kept between broadcasts.
     let staging = BroadcastStaging()
+    /// Arrays `send` offered (single copy) that wait for their receiver's answer.
+    let offeredSends = OfferedSends()
     /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).
     let offerReaders = Mutex<Set<Int>>([])
     /// Each rank's link, by rank (an array: a dictionary hashes the rank on every send).
     let links: Mutex<[LinkSlot?]>
     /// Whether receives spin before parking (and sends before handing over to a writer thread).
     let spin: Mutex<SpinPolicy>
-    private let hasLeft = Atomic<Bool>(false)
+    let hasLeft = Atomic<Bool>(false)
     private static let current = Mutex<Node?>(nil)
 
     enum LinkSlot {
@@ -80,8 +82,9 @@ public final class Node: Sendable {
     /// it fail with an error naming it. `DISTR_TRANSPORT=socket` makes ranks on the same worker
     /// talk over Unix sockets instead of shared-memory rings (`shm`, the default).
     /// `DISTR_SINGLE_COPY=off` stops collectives from reading large arrays straight out of the
-    /// memory of ranks on the same worker (`on`, the default; `refuse` offers but never reads,
-    /// which exercises the fallback).
+    /// memory of ranks on the same worker, and `send` from writing arrays of 8 MiB or more into
+    /// theirs (`on`, the default; `refuse` offers but never takes an offer that way, which
+    /// exercises the fallback).
     ///
     /// A program run without distr-master should let `Node.run` report this error (one line on
     /// stderr, exit 1) rather than let a top-level `try` crash with a backtrace.
@@ -195,6 +198,11 @@ public final class Node: Sendable {
         try check(tag: tag)
         // Not through `post`: one `async` layer fewer on the way to the fast path.
         let (frame, body) = try Self.message(value, tag: tag)
+        if case .numeric(let array) = body, body.count >= Self.offeredSendThreshold, rank != id, !hasLeft.load(ordering: .acquiring),
+            try await offerIfLarge(array, to: rank, tag: tag)
+        {
+            return
+        }
         if try sendNow(frame, body, to: rank) { return }
         try await post(frame: frame, body: body, to: rank)
     }
@@ -269,8 +277,14 @@ public final class Node: Sendable {
         if let tag = tag.tagFilter { try check(tag: tag) }
         // The synchronous part first, not through `envelope`: one `async` layer fewer when the
         // message is there or comes while this receive spins or sleeps on its ring.
-        if let envelope = envelopeNow(source: source.rankFilter, tag: tag.tagFilter) { return try Self.decode(type, envelope) }
-        return try Self.decode(type, try await parkedEnvelope(source: source.rankFilter, tag: tag.tagFilter))
+        let envelope: Envelope
+        if let now = envelopeNow(source: source.rankFilter, tag: tag.tagFilter) {
+            envelope = now
+        } else {
+            envelope = try await parkedEnvelope(source: source.rankFilter, tag: tag.tagFilter)
+        }
+        // A large array from a rank of this worker may come as an offer to be taken.
+        return try Self.decode(type, envelope.frame.kind == RankFrame.offer ? try await takeOffered(envelope) : envelope)
     }
 
     /// Like `recv`, and also says which rank and tag the message came with.
@@ -279,7 +293,7 @@ public final class Node: Sendable {
     ) async throws -> Received<T> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
+        let envelope = try await userEnvelope(source: source.rankFilter, tag: tag.tagFilter)
         return Received(value: try Self.decode(type, envelope), source: envelope.source, tag: envelope.frame.tag)
     }
 
@@ -305,7 +319,7 @@ public final class Node: Sendable {
     public func recvBytes(from source: some RankSelector = Source.any, tag: some TagSelector = Tag.any) async throws -> Received<[UInt8]> {
         if let rank = source.rankFilter { try check(rank: rank) }
         if let tag = tag.tagFilter { try check(tag: tag) }
-        let envelope = try await envelope(source: source.rankFilter, tag: tag.tagFilter)
+        let envelope = try await userEnvelope(source: source.rankFilter, tag: tag.tagFilter)
         return Received(value: envelope.bytes, source: envelope.source, tag: envelope.frame.tag)
     }
 
@@ -333,6 +347,7 @@ public final class Node: Sendable {
             .typeMismatch(expected: "\(T.self)", source: envelope.source, tag: frame.tag, detail: detail)
         }
         if frame.encoding == .pickle { throw NodeError.pickledValue(source: envelope.source, tag: frame.tag) }
+        if frame.kind == RankFrame.offer { throw mismatch("it offers memory, which only a user's receive takes") }
         if let arrayType = T.self as? any RawNumericArray.Type {
             switch frame.encoding {
             case .numeric:
@@ -371,9 +386,13 @@ public final class Node: Sendable {
     // MARK: Leaving
 
     /// Waits until everything this rank sent has been handed to the kernel, then closes its
-    /// connections. Exiting without it is fine; it only guarantees the flush.
+    /// connections. Exiting without it is fine for messages, but a large array sent to a rank of
+    /// the same worker (read from this process's memory, docs/messages.md §5) is delivered after
+    /// the process exits only when it left first (`Node.run` leaves).
     public func leave() async throws {
         guard !hasLeft.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        // Arrays offered and not read yet go the usual way, so that they outlive this process.
+        await resendUnanswered()
         let ready = links.withLock { table in
             table.compactMap { slot -> OutgoingLink? in
                 if case .ready(let link)? = slot { return link }

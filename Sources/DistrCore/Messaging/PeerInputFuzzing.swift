@@ -15,7 +15,10 @@ package enum PeerInputFuzzing {
         var offset = min(1, bytes.count)
         while true {
             switch try decoder.next() {
-            case .frame: frames += 1
+            case .frame(let frame, let payload, _):
+                frames += 1
+                // An offer's description is checked as a receive would (never read from here).
+                if frame.kind == RankFrame.offer { _ = try OfferedSend(decoding: payload, element: frame.element, from: 1, limit: maxMessageBytes) }
             case .goodbye: return frames
             case .needBytes, .needPayload:
                 guard offset < bytes.count else { return frames }

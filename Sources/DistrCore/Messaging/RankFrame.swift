@@ -3,7 +3,8 @@ import Synchronization
 /// The header in front of every message between ranks (docs/messages.md has the full format).
 ///
 /// ```
-/// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave)
+/// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave), 3 = offer (a
+///                      numeric array to read from the sender's memory, `OfferedSend`)
 /// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array,
 ///                      3 = a pickled Python object (only Python ranks decode it)
 /// 2  u8   element      element type code when encoding = 2, else 0
@@ -18,6 +19,7 @@ struct RankFrame: Sendable, Equatable {
     static let headerSize = 24
     static let message: UInt8 = 1
     static let goodbye: UInt8 = 2
+    static let offer: UInt8 = 3
 
     enum Encoding: UInt8, Sendable {
         case bytes = 0
@@ -34,6 +36,9 @@ struct RankFrame: Sendable, Equatable {
     var fingerprint: UInt32 = 0
     var tag: Int
     var length: Int
+
+    /// Whether the payload is a numeric array's raw memory (an offer's payload is its description).
+    var holdsArray: Bool { encoding == .numeric && kind == RankFrame.message }
 
     /// The header's bytes, stored in place (appending field by field cost several times as much).
     func header() -> [UInt8] {

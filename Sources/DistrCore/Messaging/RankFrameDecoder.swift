@@ -122,7 +122,7 @@ struct RankFrameDecoder {
         let tag = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: Int64.self))
         let length = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         switch kind {
-        case RankFrame.message: break
+        case RankFrame.message, RankFrame.offer: break
         case RankFrame.goodbye: return nil
         default: throw .badFrame(rank: source, detail: "unknown frame kind \(kind)")
         }
@@ -132,7 +132,12 @@ struct RankFrameDecoder {
         // Checked before anything is allocated for the payload.
         guard length <= UInt64(maxMessageBytes) else { throw .messageTooLarge(rank: source, size: length, limit: maxMessageBytes) }
         let size = Int(length)
-        if encoding == .numeric {
+        if kind == RankFrame.offer {
+            // An offer names a numeric array by its element code; its payload is the description.
+            guard encoding == .numeric, RawNumericTypes.elementSize(code: element) != nil, size == OfferedSend.wireSize else {
+                throw .badFrame(rank: source, detail: "an offer frame of encoding \(rawEncoding), element \(element), \(size) bytes")
+            }
+        } else if encoding == .numeric {
             guard let elementSize = RawNumericTypes.elementSize(code: element) else {
                 throw .badFrame(rank: source, detail: "unknown numeric element code \(element)")
             }
@@ -218,16 +223,16 @@ struct RankFrameDecoder {
     /// The payload of a frame (a checked header's) that is all of `bytes`, as a value: plain
     /// bytes, or a typed numeric array.
     static func value(of frame: RankFrame, payload bytes: UnsafeRawBufferPointer) -> ([UInt8], (any RawNumericArray)?) {
-        if frame.encoding == .numeric, let array = RawNumericTypes.copy(code: frame.element, of: bytes) { return ([], array) }
+        if frame.holdsArray, let array = RawNumericTypes.copy(code: frame.element, of: bytes) { return ([], array) }
         return ([UInt8](bytes), nil)
     }
 
     private func allocate(_ frame: RankFrame) -> Pending {
         var pending = Pending(frame: frame)
         let count = frame.length / (RawNumericTypes.elementSize(code: frame.element) ?? 1)
-        if frame.encoding == .numeric, let recycled = pool?.take(code: frame.element, count: count) {
+        if frame.holdsArray, let recycled = pool?.take(code: frame.element, count: count) {
             pending.array = recycled
-        } else if frame.encoding == .numeric, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
+        } else if frame.holdsArray, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
             array.withMutableRawBytes { Memory.preferHugePages($0) }
             pending.array = array
         } else {

@@ -286,8 +286,9 @@ struct RingReader {
 enum Doorbell {
     /// Wakes the other side.
     static func ring(_ fd: Int32) {
-        let byte: UInt8 = 1
-        _ = withUnsafeBytes(of: byte) { try? FD.writeNonblocking(fd, $0) }  // Full: it wakes the other side already; broken: the other side has gone.
+        // Full: it wakes the other side already; broken: the other side has gone (no SIGPIPE:
+        // a rank whose peer exited while a wake-up was asked for must not die of it).
+        FD.sendByteQuietly(fd, 1)
     }
 
     /// Reads the doorbell bytes waiting on the (nonblocking) socket; true when it has ended.

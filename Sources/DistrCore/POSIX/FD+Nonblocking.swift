@@ -28,6 +28,14 @@ extension FD {
         }
     }
 
+    /// Sends one byte on a socket without waiting and without SIGPIPE when the peer has gone (a
+    /// rank keeps the default disposition); whether it went is not reported. The corresponding
+    /// C function is `send` with `MSG_NOSIGNAL | MSG_DONTWAIT`.
+    package static func sendByteQuietly(_ fd: Int32, _ byte: UInt8) {
+        var value = byte
+        while Glibc.send(fd, &value, 1, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) < 0 && Glibc.errno == EINTR {}
+    }
+
     /// Writes `first` then `second` with one call, without waiting, retrying EINTR. The vector
     /// lives on the stack: no allocation. Returns `.bytes` with the count taken (possibly short)
     /// or `.wouldBlock`. The corresponding C function is `writev`.

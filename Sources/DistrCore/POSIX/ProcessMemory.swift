@@ -13,15 +13,31 @@ package enum ProcessMemory {
     ///   errno `EFAULT` when the remote range ends early.
     package static func read(from pid: Int32, address: UInt64, into destination: UnsafeMutableRawBufferPointer) throws(SystemError) {
         guard let base = destination.baseAddress else { return }
+        try inPieces("process_vm_readv", count: destination.count, address: address) { done, start in
+            cdistr_read_process_memory(pid, base + done, destination.count - done, start)
+        }
+    }
+
+    /// Copies `source` to `address` in process `pid`, in as many calls as the kernel needs. The
+    /// corresponding C function is `process_vm_writev`; the kernel pins the remote pages, so a
+    /// destination in huge pages costs far less than one in 4 KiB pages.
+    /// - Throws: `SystemError` as `read` does.
+    package static func write(to pid: Int32, address: UInt64, from source: UnsafeRawBufferPointer) throws(SystemError) {
+        guard let base = source.baseAddress else { return }
+        try inPieces("process_vm_writev", count: source.count, address: address) { done, start in
+            cdistr_write_process_memory(pid, base + done, source.count - done, start)
+        }
+    }
+
+    /// Runs `step(done, remote address)` until `count` bytes are copied, retrying EINTR.
+    private static func inPieces(_ call: String, count: Int, address: UInt64, _ step: (Int, UInt64) -> Int) throws(SystemError) {
         var done = 0
-        while done < destination.count {
+        while done < count {
             let (start, overflow) = address.addingReportingOverflow(UInt64(done))
-            if overflow { throw SystemError("process_vm_readv", errno: EFAULT) }
-            let copied = try retryingEINTR("process_vm_readv") {
-                cdistr_read_process_memory(pid, base + done, destination.count - done, start)
-            }
-            // Nothing copied: the next remote byte is not mapped (a partial read stops there).
-            if copied == 0 { throw SystemError("process_vm_readv", errno: EFAULT) }
+            if overflow { throw SystemError(call, errno: EFAULT) }
+            let copied = try retryingEINTR(call) { step(done, start) }
+            // Nothing copied: the next remote byte is not mapped (a partial copy stops there).
+            if copied == 0 { throw SystemError(call, errno: EFAULT) }
             done += copied
         }
     }

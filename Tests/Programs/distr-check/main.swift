@@ -264,6 +264,61 @@ await Node.run { node in
         try expect((offeredByBroadcast > 0) == (offered > offeredByBroadcast), "broadcast offers exactly where allReduce does")
         say("ok single-copy \(offered > 0 ? "offered" : "sent")")
 
+    case "sends-offered":
+        // Point-to-point single copy, rank 0 to rank 1 (arrays of 8 MiB or more to a rank of the
+        // same worker go as offers, written into the receiver's memory): offers among small
+        // messages on one tag keep their order, `.any` takes one, a change to an array after its
+        // send does not reach the receiver, more arrays than may wait for an answer (64) are sent
+        // before any is read, and an array still unread when its sender has left and exited arrives.
+        let large = 1 << 20 + 1
+        func same<T: Equatable>(_ array: [T], _ value: T, count: Int) -> Bool {
+            array.count == count && stride(from: 0, to: count, by: 4093).allSatisfy { array[$0] == value } && array[count - 1] == value
+        }
+        if node.id == 0 {
+            for i in 0..<6 { try await node.send([Double](repeating: Double(i), count: i % 2 == 0 ? 10 : large), to: 1, tag: 5) }
+            var changed = [Int64](repeating: 1, count: large)
+            try await node.send(changed, to: 1, tag: 6)
+            changed[0] = 2
+            changed[large - 1] = 2
+            try await node.send(changed, to: 1, tag: 6)
+            try await node.send([Float](repeating: 0.5, count: 2 * large), to: 1, tag: 7)
+            let many = [UInt32](repeating: 8, count: 2 * large)
+            for _ in 0..<70 { try await node.send(many, to: 1, tag: 8) }
+            try await node.send(0, to: 1, tag: 11)
+            // 77 large arrays; at most 64 wait unread, and none of tag 8 is read before tag 11.
+            let offered = node.offeredArrays
+            try expect(offered < 77, "at most 64 offers wait (\(offered) made)")
+            try await node.send(offered, to: 1, tag: 10)
+            try await node.send([UInt8](repeating: 9, count: 8 * large), to: 1, tag: 9)
+            say("ok sends-offered \(offered > 0 ? "offered" : "sent")")
+            // Node.run leaves (and exits) now, before rank 1 reads tag 9.
+        } else if node.id == 1 {
+            for i in 0..<6 {
+                let got = try await node.recv([Double].self, from: 0, tag: 5)
+                try expect(same(got, Double(i), count: i % 2 == 0 ? 10 : large), "message \(i) of tag 5 in order")
+            }
+            let first = try await node.recv([Int64].self, from: 0, tag: 6)
+            let second = try await node.recv([Int64].self, from: 0, tag: 6)
+            try expect(same(first, 1, count: large), "the array as it was sent")
+            try expect(second[0] == 2 && second[large - 1] == 2 && second[1] == 1, "the changed array")
+            let any = try await node.recvMessage([Float].self)
+            try expect(any.source == 0 && any.tag == 7 && same(any.value, 0.5, count: 2 * large), ".any")
+            _ = try await node.recv(Int.self, from: 0, tag: 11)
+            for i in 0..<70 {
+                let got = try await node.recv([UInt32].self, from: 0, tag: 8)
+                try expect(same(got, 8, count: 2 * large), "message \(i) of tag 8")
+            }
+            let offered = try await node.recv(Int.self, from: 0, tag: 10)
+            // Wait until rank 0 has exited: a receive of what it never sends fails then.
+            do {
+                _ = try await node.recv(Int.self, from: 0, tag: 99)
+                throw CheckFailure(description: "a message rank 0 never sent")
+            } catch NodeError.peerExited {}
+            let last = try await node.recv([UInt8].self, from: 0, tag: 9)
+            try expect(same(last, 9, count: 8 * large), "the array sent before leaving")
+            say("ok sends-offered \(offered > 0 ? "offered" : "sent")")
+        }
+
     case "bigring":
         // Everyone sends first, then receives: works because sends are buffered.
         let size = argument << 20
