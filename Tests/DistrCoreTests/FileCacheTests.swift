@@ -234,6 +234,26 @@ import Testing
         #expect(try FileIO.readAll(dir + "/job2/d/data") == bytes)
     }
 
+    /// A rank that moved a directory of its job and left a symlink in its place: taking the
+    /// job's files back does not follow it (the file moved with the directory keeps its name
+    /// there), and the next job gets a verified copy, not the file the moved directory holds.
+    @Test func takeBack_doesNotFollowASymlinkInPlaceOfAJobDirectory() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("moved away".utf8)
+        let entry = manifestEntry("d/data", bytes)
+        let first = try extract(entry, bytes, into: dir + "/job1", cache: cache)
+        #expect(rename(dir + "/job1/d", dir + "/moved") == 0)
+        #expect(symlink(dir + "/moved", dir + "/job1/d") == 0)
+        end(first, in: dir + "/job1", cache: cache)
+        #expect(FileIO.exists(dir + "/moved/data"), "not unlinked through the symlink")
+        let second = try extract(entry, [], into: dir + "/job2", cache: cache)
+        #expect(second.cachedCount == 1)
+        let copy = try FileStatus(path: dir + "/job2/d/data")
+        #expect(copy.inode != (try FileStatus(path: cache.path(for: entry.digest))).inode, "copied, not lent")
+        #expect(try FileIO.readAll(dir + "/job2/d/data") == bytes)
+    }
+
     @Test func cache_fileAJobStillHolds_isCopiedNotShared() throws {
         let (dir, cache) = try emptyCache()
         defer { FileIO.removeTree(dir) }

@@ -303,15 +303,26 @@ package struct StreamedFile {
 /// while files are put in place (ranks start later), so the open directory stays the one made.
 struct ParentDirectories {
     let root: Int32
+    /// Whether missing directories are made (false: a missing one is an error).
+    let creating: Bool
     private var components: [[UInt8]] = []
     private var fd: Int32 = -1
 
-    init(root: Int32) { self.root = root }
+    init(root: Int32, creating: Bool = true) {
+        self.root = root
+        self.creating = creating
+    }
 
     /// The directory that holds `entry` (`root` for a top-level file) and the file's name in it.
     /// The directory belongs to this value: the caller must not close it.
     mutating func open(of entry: ManifestEntry) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
-        let all = BundlePath.components(entry.path)
+        try open(path: entry.path)
+    }
+
+    /// The directory that holds the file at `path` (relative to `root`, checked by
+    /// `BundlePath.validate`) and the file's name in it. The directory belongs to this value.
+    mutating func open(path: String) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
+        let all = BundlePath.components(path)
         let directories = Array(all.dropLast())
         let name = all.last ?? []
         if directories.isEmpty { return (root, name) }
@@ -320,9 +331,11 @@ struct ParentDirectories {
         var parent = root
         for component in directories {
             let next: Result<Int32, SystemError> = Result { () throws(SystemError) in
-                do throws(SystemError) { try FD.makeDirectory(component, in: parent, permissions: 0o755) } catch {
-                    // Made by an earlier entry (or a file of that name, which openat refuses below).
-                    guard error.code == .exists else { throw error }
+                if creating {
+                    do throws(SystemError) { try FD.makeDirectory(component, in: parent, permissions: 0o755) } catch {
+                        // Made by an earlier entry (or a file of that name, which openat refuses below).
+                        guard error.code == .exists else { throw error }
+                    }
                 }
                 return try FileDescriptor.open(component, in: parent, .readOnly, options: [.directory, .noFollow]).release()
             }
@@ -330,8 +343,8 @@ struct ParentDirectories {
             switch next {
             case .success(let opened): parent = opened
             case .failure(let error):
-                if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(entry.path) }
-                throw .cannotCreate(entry.path, error)
+                if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(path) }
+                throw .cannotCreate(path, error)
             }
         }
         fd = parent
