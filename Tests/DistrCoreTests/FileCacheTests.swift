@@ -211,10 +211,27 @@ import Testing
         FileIO.removeTree(job)
     }
 
-    /// What a worker does before a job's ranks start (see `FileCache.settle`).
+    /// What a worker does before a job's ranks start (see `FileCache.waitUntilSettled`).
     func waitForRanksToMayStart(_ extractor: BundleExtractor) {
-        let wait = Double(extractor.latestSharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
-        if wait > 0 { Deadline.pause(wait) }
+        FileCache.waitUntilSettled(extractor.latestSharedChange)
+    }
+
+    /// Once `waitUntilSettled` returns for a file's noted status-change time, any write to the
+    /// file moves that time (what the cache's trust in a noted identity rests on), however soon
+    /// after the note it comes; tried many times, so that some notes fall right before a tick.
+    @Test func waitUntilSettled_aWriteRightAfterMovesTheStatusChangeTime() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let fd = try FileDescriptor.open(dir + "/f", .writeOnly, options: [.create, .exclusiveCreate], permissions: 0o600).release()
+        defer { FD.close(fd) }
+        for round in 0..<200 {
+            try FD.writeAll(fd, [UInt8(truncatingIfNeeded: round)])
+            let noted = try FileStatus(descriptor: fd).changed
+            FileCache.waitUntilSettled(noted)
+            #expect(Clock.fileTimeNanoseconds > noted)
+            try FD.writeAll(fd, [1])
+            #expect(try FileStatus(descriptor: fd).changed != noted, "round \(round)")
+        }
     }
 
     @Test func cache_unchangedFileIsLentToTheNextJob_asASecondNameWithItsMode() throws {

@@ -70,10 +70,20 @@ final class FileCache: Sendable {
 
     func path(for digest: [UInt8]) -> String { directory + "/" + digest.hex }
 
-    /// How long after the last status change noted for a job's files its ranks may start:
-    /// more than a kernel timestamp tick (at most 10 ms), so that a rank's write cannot share
-    /// the noted time.
+    /// The longest a job's ranks wait after the last status change noted for its files (see
+    /// `waitUntilSettled`): more than a kernel timestamp tick (at most 10 ms).
     static let settle: Int64 = 25_000_000
+
+    /// Waits until a rank's write can no longer carry the status-change time `change` noted
+    /// for a file the job shares with the cache: until the clock the kernel stamps file times
+    /// with has passed it (at most one tick, often already over), and for no longer than
+    /// `settle`. Waiting for the clock itself, not a fixed `settle` after the note, spares the
+    /// last worker of a first shipping most of 25 ms before its ranks start.
+    static func waitUntilSettled(_ change: Int64) {
+        guard change > 0 else { return }
+        let limit = Deadline.after(Double(settle) / 1e9)
+        while Clock.fileTimeNanoseconds <= change, limit.remaining > 0 { Deadline.pause(min(0.001, limit.remaining)) }
+    }
 
     /// Lends the cached file for `entry` to a job: gives it the second name `target` in
     /// `directory`, when the file is unchanged since its bytes were last checked (its identity

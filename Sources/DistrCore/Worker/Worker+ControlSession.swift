@@ -125,10 +125,9 @@ extension Worker {
                 guard let (job, sharedChange) = prepared.withLock({ state in state.job.map { ($0, state.sharedChange) } }) else { return }
                 // A rank's write to a file it shares with the cache must move the file's
                 // status-change time past the one the cache noted (see `FileCache`): that is only
-                // sure once a timestamp tick has passed. The launch round trip has usually taken
-                // longer already.
-                let wait = Double(sharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
-                if wait > 0 { Deadline.pause(min(wait, Double(FileCache.settle) / 1e9)) }
+                // sure once the file-time clock has ticked past it. The launch round trip has
+                // usually taken longer already.
+                FileCache.waitUntilSettled(sharedChange)
                 job.start()
                 // The record gains the ranks' process groups, for whoever cleans up after a crash
                 // of this worker. A job in a cgroup is ended through the cgroup, which the record
