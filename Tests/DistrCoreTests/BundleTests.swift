@@ -148,6 +148,21 @@ import Testing
         #expect(FileIO.mode(dir + "/data/deep/b").map { $0 & 0o777 } == 0o600)
     }
 
+    /// The paths an extractor handed over as verified, in order.
+    final class VerifiedPaths {
+        var paths: [String] = []
+    }
+
+    /// An extractor of `manifest` into `dir` that notes each file it verified.
+    func notingExtractor(_ dir: String, _ manifest: [ManifestEntry]) throws -> (BundleExtractor, VerifiedPaths) {
+        let verified = VerifiedPaths()
+        let extractor = try BundleExtractor(directory: dir, manifest: manifest, limits: Limits()) { entry, _ in
+            verified.paths.append(entry.path)
+            return nil
+        }
+        return (extractor, verified)
+    }
+
     /// Files of many sizes (empty, under a block, unaligned, several blocks), streamed in chunks
     /// that each hold many of them: every file is whole and verified, more files in one chunk
     /// than are kept open unverified at a time (`openLimit`) included, and the files hashed two
@@ -164,11 +179,7 @@ import Testing
             }
         }
         let manifest = contents.enumerated().map { entry("d\($0.offset % 3)/f\($0.offset)", $0.element) }
-        var kept: [String] = []
-        let extractor = try BundleExtractor(directory: dir, manifest: manifest, limits: Limits()) { entry, _ in
-            kept.append(entry.path)
-            return nil
-        }
+        let (extractor, verified) = try notingExtractor(dir, manifest)
         let stream = contents.flatMap { $0 }
         var offset = 0
         for chunk in [100_000, 1, 256 << 10, 1000, stream.count] where offset < stream.count {
@@ -177,7 +188,7 @@ import Testing
             offset += n
         }
         #expect(extractor.isComplete)
-        #expect(kept == manifest.map(\.path), "each file verified once, in order")
+        #expect(verified.paths == manifest.map(\.path), "each file verified once, in order")
         for (index, bytes) in contents.enumerated() {
             #expect(try FileIO.readAll(dir + "/d\(index % 3)/f\(index)") == bytes)
         }
@@ -189,16 +200,11 @@ import Testing
         let dir = try temporaryDirectory()
         defer { FileIO.removeTree(dir) }
         let files: [[UInt8]] = [Array(repeating: 1, count: 1000), Array(repeating: 2, count: 3000), Array(repeating: 3, count: 500)]
-        let manifest = files.enumerated().map { entry("f\($0.offset)", $0.element) }
-        var kept: [String] = []
-        let extractor = try BundleExtractor(directory: dir, manifest: manifest, limits: Limits()) { entry, _ in
-            kept.append(entry.path)
-            return nil
-        }
+        let (extractor, verified) = try notingExtractor(dir, files.enumerated().map { entry("f\($0.offset)", $0.element) })
         var stream = files.flatMap { $0 }
         stream[2000] ^= 0xFF
         #expect(throws: BundleError.digestMismatch("f1")) { try extractor.write(stream) }
-        #expect(kept == ["f0"])
+        #expect(verified.paths == ["f0"])
     }
 
     @Test func extractor_refusesContentThatDoesNotMatchDigest() throws {

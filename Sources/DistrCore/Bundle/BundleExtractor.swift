@@ -23,8 +23,8 @@ package final class BundleExtractor {
     /// How many files came from the cache.
     package private(set) var cachedCount = 0
     /// The latest status-change time the cache noted for a file this job shares with it (lent
-    /// or stored), in nanoseconds since the epoch: the job's ranks must not start within
-    /// `FileCache.settle` of it (see `FileCache`). 0 when the job shares none.
+    /// or stored), in nanoseconds since the epoch: the job's ranks must not start before the
+    /// file-time clock has passed it (`FileCache.waitUntilSettled`). 0 when the job shares none.
     package private(set) var latestSharedChange: Int64 = 0
     /// The files this job shares with the cache (lent or stored): its path and the digest.
     package private(set) var sharedFiles: [(path: String, digest: [UInt8])] = []

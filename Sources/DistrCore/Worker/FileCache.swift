@@ -16,8 +16,8 @@ import Synchronization
 ///
 /// Two rules keep the status check sound. A file is lent to one job at a time (it is lent only
 /// while the cache's name is its only one), so a rank can never change a file another job is
-/// using. And a job's ranks start only once the clock has passed the status-change times noted
-/// for its files by more than the kernel's timestamp tick (`settle`): a rank's write then
+/// using. And a job's ranks start only once the clock the kernel stamps file times with has
+/// passed the status-change times noted for its files (`waitUntilSettled`): a rank's write then
 /// always shows as a new status-change time, even where file times are coarse.
 ///
 /// An in-memory index (name → size, identity and last use, plus a use-ordered queue) is built by
@@ -89,8 +89,8 @@ final class FileCache: Sendable {
     /// `directory`, when the file is unchanged since its bytes were last checked (its identity
     /// matches) and no job holds it (the cache's is its only name). Its permission bits are set
     /// to the entry's first.
-    /// - Returns: the file's status-change time once lent, which the job's ranks must not start
-    ///   within `settle` of; nil when the file cannot be lent (the caller copies it instead).
+    /// - Returns: the file's status-change time once lent, which the job's ranks must wait for
+    ///   (`waitUntilSettled`); nil when the file cannot be lent (the caller copies it instead).
     func lend(_ entry: ManifestEntry, into directory: Int32, name target: [UInt8]) -> Int64? {
         let mode = entry.mode & 0o777
         // A file its owner cannot read could not be checked again later.
@@ -235,7 +235,7 @@ final class FileCache: Sendable {
     /// file that no longer matches, and the next job asks the master for it. A file the owner
     /// cannot read (mode without 0400), or one on another file system, is copied instead.
     /// - Returns: the cached file's status-change time, noted with its identity (the job's ranks
-    ///   must not start within `settle` of it); nil when the file was not kept.
+    ///   wait for it, `waitUntilSettled`); nil when the file was not kept.
     ///
     /// `file`, when given, is the verified file still open and its name in its open directory:
     /// the cache name is then made with one `linkat` between the two directories, and the time
