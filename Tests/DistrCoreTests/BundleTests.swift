@@ -148,6 +148,65 @@ import Testing
         #expect(FileIO.mode(dir + "/data/deep/b").map { $0 & 0o777 } == 0o600)
     }
 
+    /// The paths an extractor handed over as verified, in order.
+    final class VerifiedPaths {
+        var paths: [String] = []
+    }
+
+    /// An extractor of `manifest` into `dir` that notes each file it verified.
+    func notingExtractor(_ dir: String, _ manifest: [ManifestEntry]) throws -> (BundleExtractor, VerifiedPaths) {
+        let verified = VerifiedPaths()
+        let extractor = try BundleExtractor(directory: dir, manifest: manifest, limits: Limits()) { entry, _ in
+            verified.paths.append(entry.path)
+            return nil
+        }
+        return (extractor, verified)
+    }
+
+    /// Files of many sizes (empty, under a block, unaligned, several blocks), streamed in chunks
+    /// that each hold many of them: every file is whole and verified, more files in one chunk
+    /// than are kept open unverified at a time (`openLimit`) included, and the files hashed two
+    /// at a time get the digests hashed one at a time would.
+    @Test func extractor_verifiesManyFilesPerChunk_hashedTwoAtATime() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let sizes = [0, 1, 63, 64, 65, 200, 4096, 5000, 70_000, 3, 0, 128, 300_000, 17] + Array(repeating: 5, count: 2 * BundleExtractor.openLimit)
+        var state: UInt32 = 1
+        let contents = sizes.map { size in
+            (0..<size).map { _ -> UInt8 in
+                state = state &* 1_664_525 &+ 1_013_904_223
+                return UInt8(truncatingIfNeeded: state >> 24)
+            }
+        }
+        let manifest = contents.enumerated().map { entry("d\($0.offset % 3)/f\($0.offset)", $0.element) }
+        let (extractor, verified) = try notingExtractor(dir, manifest)
+        let stream = contents.flatMap { $0 }
+        var offset = 0
+        for chunk in [100_000, 1, 256 << 10, 1000, stream.count] where offset < stream.count {
+            let n = min(chunk, stream.count - offset)
+            try extractor.write(Array(stream[offset..<offset + n]))
+            offset += n
+        }
+        #expect(extractor.isComplete)
+        #expect(verified.paths == manifest.map(\.path), "each file verified once, in order")
+        for (index, bytes) in contents.enumerated() {
+            #expect(try FileIO.readAll(dir + "/d\(index % 3)/f\(index)") == bytes)
+        }
+    }
+
+    /// A file whose bytes do not match, with whole files after it in the same chunk, is named;
+    /// the files before it were verified.
+    @Test func extractor_namesTheMismatchingFileInsideAChunk() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let files: [[UInt8]] = [Array(repeating: 1, count: 1000), Array(repeating: 2, count: 3000), Array(repeating: 3, count: 500)]
+        let (extractor, verified) = try notingExtractor(dir, files.enumerated().map { entry("f\($0.offset)", $0.element) })
+        var stream = files.flatMap { $0 }
+        stream[2000] ^= 0xFF
+        #expect(throws: BundleError.digestMismatch("f1")) { try extractor.write(stream) }
+        #expect(verified.paths == ["f0"])
+    }
+
     @Test func extractor_refusesContentThatDoesNotMatchDigest() throws {
         let dir = try temporaryDirectory()
         defer { FileIO.removeTree(dir) }
@@ -192,6 +251,23 @@ import Testing
         #expect(sources.map(\.entry.path) == ["lib/sub/x.py", "lib/tool"])
         #expect(sources.map(\.entry.mode) == [0o640, 0o755])
         #expect(sources[0].entry.digest == SHA256.hash(Array("x".utf8)))
+    }
+
+    /// Enough bytes for several hashing threads, each hashing two files at a time: files of
+    /// many sizes, some larger than a read, get the digests hashed one at a time would.
+    @Test func collector_hashesTwoFilesAtATime_asOneAtATimeWould() throws {
+        let dir = try temporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let sizes = [0, 1, 64, 100, 1 << 20, 3_000_001, 65, 700_000, 5, 2_000_000, 12_345, 0, 999]
+        var contents: [[UInt8]] = []
+        for (index, size) in sizes.enumerated() {
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+            contents.append(bytes)
+            try FileIO.write(dir + "/f\(String(format: "%02d", index))", bytes, mode: 0o644, exclusive: true)
+        }
+        #expect(sizes.reduce(0, +) > BundleCollector.parallelThreshold)
+        let sources = try BundleCollector.collect([dir])
+        #expect(sources.map(\.entry.digest) == contents.map { SHA256.hash($0) })
     }
 
     @Test func collector_placesPaths() {

@@ -211,10 +211,27 @@ import Testing
         FileIO.removeTree(job)
     }
 
-    /// What a worker does before a job's ranks start (see `FileCache.settle`).
+    /// What a worker does before a job's ranks start (see `FileCache.waitUntilSettled`).
     func waitForRanksToMayStart(_ extractor: BundleExtractor) {
-        let wait = Double(extractor.latestSharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
-        if wait > 0 { Deadline.pause(wait) }
+        FileCache.waitUntilSettled(extractor.latestSharedChange)
+    }
+
+    /// Once `waitUntilSettled` returns for a file's noted status-change time, any write to the
+    /// file moves that time (what the cache's trust in a noted identity rests on), however soon
+    /// after the note it comes; tried many times, so that some notes fall right before a tick.
+    @Test func waitUntilSettled_aWriteRightAfterMovesTheStatusChangeTime() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let fd = try FileDescriptor.open(dir + "/f", .writeOnly, options: [.create, .exclusiveCreate], permissions: 0o600).release()
+        defer { FD.close(fd) }
+        for round in 0..<200 {
+            try FD.writeAll(fd, [UInt8(truncatingIfNeeded: round)])
+            let noted = try FileStatus(descriptor: fd).changed
+            FileCache.waitUntilSettled(noted)
+            #expect(Clock.fileTimeNanoseconds > noted)
+            try FD.writeAll(fd, [1])
+            #expect(try FileStatus(descriptor: fd).changed != noted, "round \(round)")
+        }
     }
 
     @Test func cache_unchangedFileIsLentToTheNextJob_asASecondNameWithItsMode() throws {
@@ -231,6 +248,26 @@ import Testing
         let lent = try FileStatus(path: dir + "/job2/d/data")
         #expect(lent.inode == (try FileStatus(path: cache.path(for: entry.digest))).inode)
         #expect(lent.permissions == 0o755)
+        #expect(try FileIO.readAll(dir + "/job2/d/data") == bytes)
+    }
+
+    /// A rank that moved a directory of its job and left a symlink in its place: taking the
+    /// job's files back does not follow it (the file moved with the directory keeps its name
+    /// there), and the next job gets a verified copy, not the file the moved directory holds.
+    @Test func takeBack_doesNotFollowASymlinkInPlaceOfAJobDirectory() throws {
+        let (dir, cache) = try emptyCache()
+        defer { FileIO.removeTree(dir) }
+        let bytes = Array("moved away".utf8)
+        let entry = manifestEntry("d/data", bytes)
+        let first = try extract(entry, bytes, into: dir + "/job1", cache: cache)
+        #expect(rename(dir + "/job1/d", dir + "/moved") == 0)
+        #expect(symlink(dir + "/moved", dir + "/job1/d") == 0)
+        end(first, in: dir + "/job1", cache: cache)
+        #expect(FileIO.exists(dir + "/moved/data"), "not unlinked through the symlink")
+        let second = try extract(entry, [], into: dir + "/job2", cache: cache)
+        #expect(second.cachedCount == 1)
+        let copy = try FileStatus(path: dir + "/job2/d/data")
+        #expect(copy.inode != (try FileStatus(path: cache.path(for: entry.digest))).inode, "copied, not lent")
         #expect(try FileIO.readAll(dir + "/job2/d/data") == bytes)
     }
 

@@ -1,3 +1,4 @@
+import Synchronization
 import Testing
 
 @testable import DistrCore
@@ -70,6 +71,58 @@ import Testing
         try opener.open(raw)
         #expect(
             try ControlMessage.decode(type: raw.type, payload: raw.payload) == .output(rank: 5, stream: 2, timestamp: 1_234_567_890, bytes: bytes))
+    }
+
+    /// A file the kernel cannot send from (`/proc`'s files refuse `sendfile` with EINVAL, as
+    /// some FUSE file systems do) is read and written instead, between pieces that are sent
+    /// from a regular file: the frame arrives whole, with every file's bytes in order.
+    @Test func sendFromFiles_copiesAFileTheKernelCannotSendFrom() throws {
+        let special = try FileDescriptor.open("/proc/self/environ", .readOnly).release()
+        defer { FD.close(special) }
+        var environment = try FileIO.readAll("/proc/self/environ")
+        environment = Array(environment.prefix(3 * Connection.copyBufferSize))
+        try #require(!environment.isEmpty)
+        let (probe, sink) = try FD.socketPair()
+        defer {
+            FD.close(probe)
+            FD.close(sink)
+        }
+        #expect(throws: SystemError.self, "the premise: sendfile refuses this file") {
+            _ = try FD.sendFile(from: special, at: 0, count: 1, to: probe)
+        }
+        let dir = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(dir) }
+        let regular = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try FileIO.write(dir + "/regular", regular, mode: 0o644, exclusive: true)
+        let file = try FileDescriptor.open(dir + "/regular", .readOnly).release()
+        defer { FD.close(file) }
+        let (masterEnd, workerEnd) = try FD.socketPair()
+        let type = ControlMessage.fileDataType
+        let master = Connection(fd: masterEnd, peer: "w", keys: Self.keys, maxPayload: 1 << 20, headerOnlyTypes: [type], frameTimeout: 5)
+        let worker = Connection(fd: workerEnd, peer: "m", keys: Self.mirrored, maxPayload: 1 << 20, headerOnlyTypes: [type], frameTimeout: 5)
+        defer {
+            master.close()
+            worker.close()
+        }
+        let pieces = [
+            (fd: file, offset: 10, count: 1000), (fd: special, offset: 0, count: environment.count),
+            (fd: file, offset: 50_000, count: 50_000),
+        ]
+        // Sent from another thread: the frame is larger than the socket pair's buffer.
+        let sent = Mutex<Result<Result<Int?, FileReadFailure>, SystemError>?>(nil)
+        let done = Latch()
+        Threads.start(name: "test-send") {
+            let result = Result { () throws(SystemError) in try master.sendFromFiles(type: type, pieces: pieces) }
+            sent.withLock { $0 = result }
+            done.open()
+        }
+        let payload = try worker.receive(idle: .after(30)).payload
+        #expect(done.wait(until: .after(30)))
+        guard case .success(.success(nil)) = sent.withLock({ $0 }) else {
+            Issue.record("sendFromFiles did not send every piece whole")
+            return
+        }
+        #expect(payload == Array(regular[10..<1010]) + environment + Array(regular[50_000...]))
     }
 
     /// A large batch leaves the worker as two frames split after a line end and sealed

@@ -8,10 +8,12 @@ package final class BundleExtractor {
     private let root: FileDescriptor
     var rootFD: Int32 { root.rawValue }
     let manifest: [ManifestEntry]
+    /// The next manifest entry to create.
     private var index = 0
-    private var written = 0
-    private var currentFD: Int32 = -1
-    private var hasher = SHA256()
+    /// Files created and not yet verified, in manifest order: each is whole but the last, which
+    /// may still wait for bytes. Verified in batches (`settle`): each written chunk's files are
+    /// hashed together, two at a time.
+    private var open: [OpenFile] = []
     private var parents: ParentDirectories
 
     /// For each manifest entry: already written from the worker's cache, so the stream skips it.
@@ -21,11 +23,28 @@ package final class BundleExtractor {
     /// How many files came from the cache.
     package private(set) var cachedCount = 0
     /// The latest status-change time the cache noted for a file this job shares with it (lent
-    /// or stored), in nanoseconds since the epoch: the job's ranks must not start within
-    /// `FileCache.settle` of it (see `FileCache`). 0 when the job shares none.
+    /// or stored), in nanoseconds since the epoch: the job's ranks must not start before the
+    /// file-time clock has passed it (`FileCache.waitUntilSettled`). 0 when the job shares none.
     package private(set) var latestSharedChange: Int64 = 0
     /// The files this job shares with the cache (lent or stored): its path and the digest.
     package private(set) var sharedFiles: [(path: String, digest: [UInt8])] = []
+
+    /// A streamed file being written: its manifest index, descriptor, hash so far and bytes written.
+    private struct OpenFile {
+        let entry: Int
+        let fd: Int32
+        var hasher = SHA256()
+        var written = 0
+    }
+
+    /// Bytes just written to `open[file]`, not yet hashed.
+    private struct Piece {
+        var file: Int
+        var bytes: UnsafeRawBufferPointer
+    }
+
+    /// At most this many files are kept open unverified (a chunk may hold thousands of tiny ones).
+    static let openLimit = 64
 
     /// - Parameter completed: called for each streamed file once its digest has been verified,
     ///   with the file still open; returns the status-change time the cache noted when it kept
@@ -55,68 +74,155 @@ package final class BundleExtractor {
         }
         parents = ParentDirectories(root: root.rawValue)
         if let cache { try copyCached(from: cache) }
-        try advance()
+        var none: [Piece] = []
+        try advance(&none)
+        try settle(&none)
     }
 
     deinit {
-        FD.close(currentFD)
+        for file in open { FD.close(file.fd) }
         parents.close()
     }
 
-    package var isComplete: Bool { index == manifest.count }
+    package var isComplete: Bool { index == manifest.count && open.isEmpty }
 
     /// The manifest indices the stream must carry, in order: what the worker asks the master for.
     package var streamedIndices: [Int] { manifest.indices.filter { !fromCache[$0] } }
 
     /// The path being received, for error messages.
-    package var currentPath: String { index < manifest.count ? manifest[index].path : "" }
+    package var currentPath: String {
+        if let last = open.last, last.written < manifest[last.entry].size { return manifest[last.entry].path }
+        return index < manifest.count ? manifest[index].path : ""
+    }
 
     /// Writes the next bytes of the stream, which may span files.
     package func write(_ bytes: [UInt8]) throws(BundleError) {
-        var offset = 0
-        while offset < bytes.count {
-            guard index < manifest.count else { throw .unexpectedData }
-            let entry = manifest[index]
-            let take = min(entry.size - written, bytes.count - offset)
-            let fd = currentFD
-            let result = bytes.withUnsafeBytes { raw in
-                let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<offset + take])
-                hasher.update(slice)
-                return Result { () throws(SystemError) in try FD.writeAll(fd, slice) }
-            }
-            if case .failure(let error) = result { throw .cannotCreate(entry.path, error) }
-            written += take
-            offset += take
-            try advance()
-        }
+        let result = bytes.withUnsafeBytes { raw in Result { () throws(BundleError) in try write(raw) } }
+        try result.get()
     }
 
-    /// Finishes the current file if its last byte has arrived, then moves on until a file needs
-    /// bytes from the stream: skips cached files, opens the next streamed one, and finishes empty
-    /// ones at once. A loop, not recursion: a manifest may list any number of empty files in a row.
-    private func advance() throws(BundleError) {
+    /// Writes the next bytes of the stream, which may span files: each file's part is written,
+    /// then the parts are hashed (two files at a time, see `hash`), then the files whose last
+    /// byte came are verified and handed to `completed`. `bytes` is not kept.
+    package func write(_ bytes: UnsafeRawBufferPointer) throws(BundleError) {
+        var work: [Piece] = []
+        var offset = 0
+        while offset < bytes.count {
+            guard let last = open.indices.last, open[last].written < manifest[open[last].entry].size else { throw .unexpectedData }
+            let entry = manifest[open[last].entry]
+            let take = min(entry.size - open[last].written, bytes.count - offset)
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + take])
+            do { try FD.writeAll(open[last].fd, piece) } catch { throw .cannotCreate(entry.path, error) }
+            work.append(Piece(file: last, bytes: piece))
+            open[last].written += take
+            offset += take
+            try advance(&work)
+        }
+        try settle(&work)
+    }
+
+    /// Opens files until one needs bytes from the stream: skips cached files and opens the next
+    /// streamed one (an empty one is whole at once). A loop, not recursion: a manifest may list
+    /// any number of empty files in a row; at most `openLimit` stay open unverified.
+    private func advance(_ work: inout [Piece]) throws(BundleError) {
         while index < manifest.count {
+            if let last = open.last, last.written < manifest[last.entry].size { return }
             if fromCache[index] {
                 index += 1
                 continue
             }
-            let entry = manifest[index]
-            if currentFD < 0 {
-                currentFD = try create(entry)
-                written = 0
-                hasher = SHA256()
-            }
-            guard written == entry.size else { return }
-            let fd = currentFD
-            currentFD = -1
-            defer { FD.close(fd) }
+            if open.count >= Self.openLimit { try settle(&work) }
+            open.append(OpenFile(entry: index, fd: try create(manifest[index])))
+            index += 1
+        }
+    }
+
+    /// Hashes `work` (then empties it), then verifies each whole file at the front of `open`
+    /// against its digest, hands it to `completed` and closes it.
+    private func settle(_ work: inout [Piece]) throws(BundleError) {
+        hash(work)
+        work = []
+        while let first = open.first, first.written == manifest[first.entry].size {
+            open.removeFirst()
+            defer { FD.close(first.fd) }
+            let entry = manifest[first.entry]
+            var hasher = first.hasher
             guard constantTimeEqual(hasher.finalize(), entry.digest) else { throw .digestMismatch(entry.path) }
             let (parent, name) = try openParent(of: entry)
-            if let changed = completed(entry, StreamedFile(descriptor: fd, directory: parent, name: name)) {
+            if let changed = completed(entry, StreamedFile(descriptor: first.fd, directory: parent, name: name)) {
                 latestSharedChange = max(latestSharedChange, changed)
                 sharedFiles.append((entry.path, entry.digest))
             }
-            index += 1
+        }
+    }
+
+    /// Feeds each piece to its file's hash, two files at once (`SHA256.update(_:with:_:with:)`:
+    /// one hash chain leaves the SHA unit idle between its rounds, two keep it busy): a chunk of
+    /// the stream usually holds several files. Each piece belongs to a different file.
+    private func hash(_ work: [Piece]) {
+        let (first, second) = Self.lanes(work)
+        var a = first[...]
+        var b = second[...]
+        while let x = a.first {
+            guard let y = b.first else {
+                open[x.file].hasher.update(x.bytes)
+                a = a.dropFirst()
+                continue
+            }
+            let n = min(x.bytes.count, y.bytes.count)
+            assert(x.file != y.file, "the two lanes never hold one file at the same time")
+            var one = open[x.file].hasher
+            var other = open[y.file].hasher
+            SHA256.update(
+                &one, with: UnsafeRawBufferPointer(rebasing: x.bytes[..<n]), &other, with: UnsafeRawBufferPointer(rebasing: y.bytes[..<n]))
+            open[x.file].hasher = one
+            open[y.file].hasher = other
+            Self.consume(n, of: &a)
+            Self.consume(n, of: &b)
+        }
+        for y in b { open[y.file].hasher.update(y.bytes) }
+    }
+
+    /// Splits the pieces into two lanes of (nearly) equal bytes, hashed side by side. A piece
+    /// longer than half of all goes alone. Otherwise the first lane takes the pieces up to the
+    /// middle and the second those after it; the piece across the middle is cut there, its
+    /// first part leading the second lane and its rest ending the first, so its first part is
+    /// hashed before its rest begins (it is no longer than half, see McNaughton's wrap-around
+    /// rule for two machines).
+    private static func lanes(_ work: [Piece]) -> ([Piece], [Piece]) {
+        let total = work.reduce(0) { $0 + $1.bytes.count }
+        let half = (total + 1) / 2
+        if let long = work.firstIndex(where: { $0.bytes.count > half }) {
+            var rest = work
+            rest.remove(at: long)
+            return (rest, [work[long]])
+        }
+        var first: [Piece] = []
+        var second: [Piece] = []
+        var position = 0
+        for piece in work {
+            let end = position + piece.bytes.count
+            if end <= half {
+                first.append(piece)
+            } else if position >= half {
+                second.append(piece)
+            } else {
+                let lead = end - half
+                second.append(Piece(file: piece.file, bytes: UnsafeRawBufferPointer(rebasing: piece.bytes[..<lead])))
+                first.append(Piece(file: piece.file, bytes: UnsafeRawBufferPointer(rebasing: piece.bytes[lead...])))
+            }
+            position = end
+        }
+        return (first, second)
+    }
+
+    /// Drops the first `count` bytes of the lane's first piece (and the piece once it is all hashed).
+    private static func consume(_ count: Int, of lane: inout ArraySlice<Piece>) {
+        guard let piece = lane.first else { return }
+        if piece.bytes.count == count {
+            lane = lane.dropFirst()
+        } else {
+            lane[lane.startIndex].bytes = UnsafeRawBufferPointer(rebasing: piece.bytes[count...])
         }
     }
 
@@ -197,15 +303,26 @@ package struct StreamedFile {
 /// while files are put in place (ranks start later), so the open directory stays the one made.
 struct ParentDirectories {
     let root: Int32
+    /// Whether missing directories are made (false: a missing one is an error).
+    let creating: Bool
     private var components: [[UInt8]] = []
     private var fd: Int32 = -1
 
-    init(root: Int32) { self.root = root }
+    init(root: Int32, creating: Bool = true) {
+        self.root = root
+        self.creating = creating
+    }
 
     /// The directory that holds `entry` (`root` for a top-level file) and the file's name in it.
     /// The directory belongs to this value: the caller must not close it.
     mutating func open(of entry: ManifestEntry) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
-        let all = BundlePath.components(entry.path)
+        try open(path: entry.path)
+    }
+
+    /// The directory that holds the file at `path` (relative to `root`, checked by
+    /// `BundlePath.validate`) and the file's name in it. The directory belongs to this value.
+    mutating func open(path: String) throws(BundleError) -> (fd: Int32, name: [UInt8]) {
+        let all = BundlePath.components(path)
         let directories = Array(all.dropLast())
         let name = all.last ?? []
         if directories.isEmpty { return (root, name) }
@@ -214,9 +331,11 @@ struct ParentDirectories {
         var parent = root
         for component in directories {
             let next: Result<Int32, SystemError> = Result { () throws(SystemError) in
-                do throws(SystemError) { try FD.makeDirectory(component, in: parent, permissions: 0o755) } catch {
-                    // Made by an earlier entry (or a file of that name, which openat refuses below).
-                    guard error.code == .exists else { throw error }
+                if creating {
+                    do throws(SystemError) { try FD.makeDirectory(component, in: parent, permissions: 0o755) } catch {
+                        // Made by an earlier entry (or a file of that name, which openat refuses below).
+                        guard error.code == .exists else { throw error }
+                    }
                 }
                 return try FileDescriptor.open(component, in: parent, .readOnly, options: [.directory, .noFollow]).release()
             }
@@ -224,8 +343,8 @@ struct ParentDirectories {
             switch next {
             case .success(let opened): parent = opened
             case .failure(let error):
-                if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(entry.path) }
-                throw .cannotCreate(entry.path, error)
+                if error.code == .notDirectory || error.code == .tooManySymbolicLinks { throw .duplicate(path) }
+                throw .cannotCreate(path, error)
             }
         }
         fd = parent

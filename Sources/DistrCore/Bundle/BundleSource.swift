@@ -131,20 +131,71 @@ package enum BundleCollector {
             self.digests = digests
         }
 
-        /// Hashes files until none is left; one read buffer per thread.
+        /// Hashes files until none is left, two at a time (`SHA256.update(_:with:_:with:)`:
+        /// one hash chain leaves the SHA unit idle between its rounds, two keep it busy), one
+        /// read buffer per file being hashed.
         func run() {
-            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            // No larger than the largest file needs: a small bundle's hashing zeroes few pages.
+            let size = max(4096, min(512 << 10, files.map(\.status.size).max() ?? 0))
+            var buffers = ([UInt8](repeating: 0, count: size), [UInt8](repeating: 0, count: size))
+            var first: (position: Int, file: FileHashing)?
+            var second: (position: Int, file: FileHashing)?
+            while true {
+                if first == nil { (first, second) = (second, nil) }
+                if first == nil { first = take() }
+                if second == nil { second = take() }
+                guard let a = first else { return }
+                let n: Int
+                do { n = try a.file.read(into: &buffers.0, hashing: second == nil) } catch {
+                    fail(a, error)
+                    first = nil
+                    continue
+                }
+                if let b = second {
+                    let m: Int
+                    do { m = try b.file.read(into: &buffers.1, hashing: false) } catch {
+                        fail(b, error)
+                        second = nil
+                        m = 0
+                    }
+                    buffers.0.withUnsafeBytes { bytesA in
+                        buffers.1.withUnsafeBytes { bytesB in
+                            SHA256.update(
+                                &a.file.hasher, with: UnsafeRawBufferPointer(rebasing: bytesA[0..<n]), &b.file.hasher,
+                                with: UnsafeRawBufferPointer(rebasing: bytesB[0..<m]))
+                        }
+                    }
+                    if m == 0, second != nil {
+                        finish(b)
+                        second = nil
+                    }
+                }
+                if n == 0 {
+                    finish(a)
+                    first = nil
+                }
+            }
+        }
+
+        /// The next file to hash, opened (one that cannot be opened is recorded as failed and skipped).
+        private func take() -> (position: Int, file: FileHashing)? {
             while true {
                 let position = next.add(1, ordering: .relaxed).oldValue
-                guard position < files.count else { return }
+                guard position < files.count else { return nil }
                 let file = files[position]
-                do {
-                    let digest = try hashFile(file.local, expecting: file.status, digests: digests, buffer: &buffer)
-                    outcome.withLock { $0.digests[file.index] = digest }
-                } catch {
+                do { return (position, try FileHashing(file.local, expecting: file.status, digests: digests)) } catch {
                     outcome.withLock { $0.errors[file.index] = error }
                 }
             }
+        }
+
+        private func fail(_ hashed: (position: Int, file: FileHashing), _ error: BundleError) {
+            outcome.withLock { $0.errors[files[hashed.position].index] = error }
+        }
+
+        private func finish(_ hashed: (position: Int, file: FileHashing)) {
+            let digest = hashed.file.finish()
+            outcome.withLock { $0.digests[files[hashed.position].index] = digest }
         }
     }
 
@@ -153,21 +204,50 @@ package enum BundleCollector {
     package static func hashFile(
         _ path: String, expecting expected: FileStatus?, digests: DigestCache?, buffer: inout [UInt8]
     ) throws(BundleError) -> [UInt8] {
-        let start = Int64(clamping: Clock.wallNanoseconds)
-        let file: FileDescriptor
-        do { file = try FileDescriptor.open(path, .readOnly) } catch { throw .cannotRead(path, error) }
-        let before = try? FileStatus(descriptor: file.rawValue)  // Unknown: the digest is not kept.
-        var hasher = SHA256()
-        while true {
-            let n: Int
-            do {
-                n = try file.read(into: &buffer)
-            } catch { throw .cannotRead(path, error) }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-        }
+        let file = try FileHashing(path, expecting: expected, digests: digests)
+        while try file.read(into: &buffer) > 0 {}
+        return file.finish()
+    }
+}
+
+/// One file being read and hashed for the manifest (`BundleCollector.hashFile`): open, with its
+/// status before the reading; `finish` gives the digest and, with a digest cache, records it if
+/// the file's status was the expected one before and after the reading, and settled. The file
+/// is closed when this object ends.
+final class FileHashing {
+    let path: String
+    let expected: FileStatus?
+    let digests: DigestCache?
+    let start: Int64
+    let fd: Int32
+    let before: FileStatus?
+    var hasher = SHA256()
+
+    /// - Throws: `BundleError.cannotRead` naming `path`.
+    init(_ path: String, expecting expected: FileStatus?, digests: DigestCache?) throws(BundleError) {
+        self.path = path
+        self.expected = expected
+        self.digests = digests
+        start = Int64(clamping: Clock.wallNanoseconds)
+        do { fd = try FileDescriptor.open(path, .readOnly).release() } catch { throw .cannotRead(path, error) }
+        before = try? FileStatus(descriptor: fd)  // Unknown: the digest is not kept.
+    }
+
+    deinit { FD.close(fd) }
+
+    /// Reads the next bytes into `buffer` and (unless told not to) hashes them; 0 at the end.
+    /// - Throws: `BundleError.cannotRead` naming the path.
+    func read(into buffer: inout [UInt8], hashing: Bool = true) throws(BundleError) -> Int {
+        let n: Int
+        do { n = try FD.read(fd, into: &buffer) } catch { throw .cannotRead(path, error) }
+        if hashing { buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
+        return n
+    }
+
+    /// The digest of what was read.
+    func finish() -> [UInt8] {
         let digest = hasher.finalize()
-        if let digests, let expected, let before, let after = try? FileStatus(descriptor: file.rawValue),  // Unknown: not kept.
+        if let digests, let expected, let before, let after = try? FileStatus(descriptor: fd),  // Unknown: not kept.
             DigestCache.Key(before) == DigestCache.Key(expected), DigestCache.Key(after) == DigestCache.Key(expected),
             digests.isSettled(expected, hashingFrom: start)
         {

@@ -37,6 +37,8 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
     package static let timedOut = Errno(rawValue: ETIMEDOUT)
     /// `EINVAL`: an invalid argument.
     package static let invalidArgument = Errno(rawValue: EINVAL)
+    /// `ENOSYS`: the call is not implemented (here, or for this file).
+    package static let notImplemented = Errno(rawValue: ENOSYS)
     /// `EPERM`: the operation is not permitted.
     package static let notPermitted = Errno(rawValue: EPERM)
     /// `EFAULT`: an address outside the memory the process has mapped.
@@ -72,6 +74,7 @@ package struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConverti
         case EFAULT: "EFAULT"
         case ETIMEDOUT: "ETIMEDOUT"
         case EINVAL: "EINVAL"
+        case ENOSYS: "ENOSYS"
         case EMFILE: "EMFILE"
         case ENOSPC: "ENOSPC"
         case ENOTSOCK: "ENOTSOCK"

@@ -169,9 +169,10 @@ package final class Connection: Sendable {
 
     /// Sends one frame of a header-only type (its payload is not part of the MAC) whose payload
     /// the kernel takes from files (`sendfile`): the bytes never pass through this process, and
-    /// reach the socket without a copy. The frame is corked, so it leaves in full segments. A
-    /// file that ends before its piece does (it shrank) has the rest of its piece sent as zeros,
-    /// so the stream stays whole, and is reported after the frame.
+    /// reach the socket without a copy. A file the kernel cannot send from (`EINVAL` or `ENOSYS`:
+    /// some FUSE and special file systems) is read and written instead. The frame is corked, so
+    /// it leaves in full segments. A file that ends before its piece does (it shrank) has the
+    /// rest of its piece sent as zeros, so the stream stays whole, and is reported after the frame.
     /// - Returns: the index in `pieces` of the first piece whose file ended early, or nil.
     /// - Throws: `SystemError` from writing to the socket; `(SystemError, piece index)` from
     ///   reading a file is returned as `.failure`.
@@ -192,17 +193,40 @@ package final class Connection: Sendable {
                 defer { TCPSocket.setCorked(fd, false) }
                 try FD.writeAll(fd, header)
                 var outcome: Result<Int?, FileReadFailure> = .success(nil)
+                // For pieces the kernel cannot send from their file: made at the first.
+                var copyBuffer: UnsafeMutableRawBufferPointer?
+                defer { copyBuffer?.deallocate() }
                 for (index, piece) in pieces.enumerated() {
                     var sent = 0
+                    var copying = false
                     if case .success(nil) = outcome {
                         while sent < piece.count {
                             let n: Int
-                            do throws(SystemError) {
-                                n = try FD.sendFile(from: piece.fd, at: piece.offset + sent, count: piece.count - sent, to: fd)
-                            } catch {
-                                // Which side failed is not told by sendfile: the socket's errors show on the next write.
-                                outcome = .failure(FileReadFailure(piece: index, error: error))
-                                break
+                            if copying {
+                                let buffer = copyBuffer ?? .allocate(byteCount: Self.copyBufferSize, alignment: 16)
+                                copyBuffer = buffer
+                                do throws(SystemError) {
+                                    n = try FD.read(
+                                        piece.fd, at: piece.offset + sent, into: buffer.baseAddress.unsafelyUnwrapped,  // Never empty.
+                                        count: min(buffer.count, piece.count - sent))
+                                } catch {
+                                    outcome = .failure(FileReadFailure(piece: index, error: error))
+                                    break
+                                }
+                                try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                            } else {
+                                do throws(SystemError) {
+                                    n = try FD.sendFile(from: piece.fd, at: piece.offset + sent, count: piece.count - sent, to: fd)
+                                } catch {
+                                    if error.code == .invalidArgument || error.code == .notImplemented {
+                                        // The file cannot be spliced from (an EINVAL of the socket would show on the write).
+                                        copying = true
+                                        continue
+                                    }
+                                    // Which side failed is not told by sendfile: the socket's errors show on the next write.
+                                    outcome = .failure(FileReadFailure(piece: index, error: error))
+                                    break
+                                }
                             }
                             if n == 0 {
                                 outcome = .success(index)
@@ -219,6 +243,9 @@ package final class Connection: Sendable {
         }
         return try result.get()
     }
+
+    /// The buffer a piece is copied through when its file cannot be sent from (`sendFromFiles`).
+    static let copyBufferSize = 64 << 10
 
     /// Sends frames whose bytes lie in several places: `seal` runs under the send lock (so
     /// sequence numbers follow wire order) and writes the headers and MACs (see

@@ -16,8 +16,8 @@ import Synchronization
 ///
 /// Two rules keep the status check sound. A file is lent to one job at a time (it is lent only
 /// while the cache's name is its only one), so a rank can never change a file another job is
-/// using. And a job's ranks start only once the clock has passed the status-change times noted
-/// for its files by more than the kernel's timestamp tick (`settle`): a rank's write then
+/// using. And a job's ranks start only once the clock the kernel stamps file times with has
+/// passed the status-change times noted for its files (`waitUntilSettled`): a rank's write then
 /// always shows as a new status-change time, even where file times are coarse.
 ///
 /// An in-memory index (name → size, identity and last use, plus a use-ordered queue) is built by
@@ -70,17 +70,27 @@ final class FileCache: Sendable {
 
     func path(for digest: [UInt8]) -> String { directory + "/" + digest.hex }
 
-    /// How long after the last status change noted for a job's files its ranks may start:
-    /// more than a kernel timestamp tick (at most 10 ms), so that a rank's write cannot share
-    /// the noted time.
+    /// The longest a job's ranks wait after the last status change noted for its files (see
+    /// `waitUntilSettled`): more than a kernel timestamp tick (at most 10 ms).
     static let settle: Int64 = 25_000_000
+
+    /// Waits until a rank's write can no longer carry the status-change time `change` noted
+    /// for a file the job shares with the cache: until the clock the kernel stamps file times
+    /// with has passed it (at most one tick, often already over), and for no longer than
+    /// `settle`. Waiting for the clock itself, not a fixed `settle` after the note, spares the
+    /// last worker of a first shipping most of 25 ms before its ranks start.
+    static func waitUntilSettled(_ change: Int64) {
+        guard change > 0 else { return }
+        let limit = Deadline.after(Double(settle) / 1e9)
+        while Clock.fileTimeNanoseconds <= change, limit.remaining > 0 { Deadline.pause(min(0.001, limit.remaining)) }
+    }
 
     /// Lends the cached file for `entry` to a job: gives it the second name `target` in
     /// `directory`, when the file is unchanged since its bytes were last checked (its identity
     /// matches) and no job holds it (the cache's is its only name). Its permission bits are set
     /// to the entry's first.
-    /// - Returns: the file's status-change time once lent, which the job's ranks must not start
-    ///   within `settle` of; nil when the file cannot be lent (the caller copies it instead).
+    /// - Returns: the file's status-change time once lent, which the job's ranks must wait for
+    ///   (`waitUntilSettled`); nil when the file cannot be lent (the caller copies it instead).
     func lend(_ entry: ManifestEntry, into directory: Int32, name target: [UInt8]) -> Int64? {
         let mode = entry.mode & 0o777
         // A file its owner cannot read could not be checked again later.
@@ -119,17 +129,32 @@ final class FileCache: Sendable {
     /// its status-change time, see `settle`) loses its job name here, and its new identity is
     /// noted, so the next job may borrow it. Any other is left to the removal, and its next use
     /// hashes it.
+    ///
+    /// The job's directories are opened one component at a time, never following a symlink (a
+    /// rank may have replaced one), and each file is looked at and unlinked by its name in its
+    /// open directory: a first shipping shares every file, and walking each path three times
+    /// was about a twentieth of a worker's CPU, at the job's end, before the master hears of it.
     func takeBack(_ shared: [(path: String, digest: [UInt8])], from directory: String) {
         guard !shared.isEmpty else { return }
+        let root: Int32
+        do { root = try FileDescriptor.open(directory, .readOnly, options: [.directory, .noFollow]).release() } catch {
+            return  // Gone or replaced: the files are left to the removal, and hashed at their next use.
+        }
+        defer { FD.close(root) }
+        var parents = ParentDirectories(root: root, creating: false)
+        defer { parents.close() }
         index.withLock { index in
             for file in shared {
                 let name = file.digest.hex
                 guard let noted = index.files[name]?.identity else { continue }
-                let jobPath = directory + "/" + file.path
-                let status = try? FileStatus(path: jobPath, followingSymlinks: false)  // Gone: left to the removal.
+                let place = try? parents.open(path: file.path)  // A directory gone or replaced: left to the removal.
+                guard let (parent, jobName) = place else { continue }
+                let status = try? FileStatus(jobName, in: parent)  // Gone: left to the removal.
                 guard let status, Identity(status) == noted else { continue }
-                FileIO.unlink(jobPath)
-                guard let after = try? FileStatus(path: self.directory + "/" + name, followingSymlinks: false),  // Gone: nothing to note.
+                do { try FD.unlink(jobName, in: parent) } catch {
+                    continue  // Left to the removal, which moves its status-change time: hashed at its next use.
+                }
+                guard let after = try? FileStatus(Array(name.utf8), in: directoryFD),  // Gone: nothing to note.
                     after.inode == noted.inode, after.device == noted.device, after.size == noted.size, after.modified == noted.modified
                 else {
                     index.files[name]?.identity = nil
@@ -210,7 +235,7 @@ final class FileCache: Sendable {
     /// file that no longer matches, and the next job asks the master for it. A file the owner
     /// cannot read (mode without 0400), or one on another file system, is copied instead.
     /// - Returns: the cached file's status-change time, noted with its identity (the job's ranks
-    ///   must not start within `settle` of it); nil when the file was not kept.
+    ///   wait for it, `waitUntilSettled`); nil when the file was not kept.
     ///
     /// `file`, when given, is the verified file still open and its name in its open directory:
     /// the cache name is then made with one `linkat` between the two directories, and the time

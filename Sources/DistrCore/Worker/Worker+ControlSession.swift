@@ -36,10 +36,19 @@ extension Worker {
             while true {
                 let state = machine.withLock { $0.state }
                 if state == .ended { break }
-                let message: ControlMessage
                 do {
-                    message = try connection.receiveMessage(idle: state == .awaitingJob ? jobDeadline : .never)
-                    if message == .heartbeat { continue }
+                    // Frames are handled where they were read: file bytes go from the receive
+                    // buffer to their files without a copy into a message.
+                    try connection.receiveFrames(idle: state == .awaitingJob ? jobDeadline : .never) { type, payload in
+                        if type == ControlMessage.fileDataType {
+                            for action in machine.withLock({ $0.received(.fileData([])) }) {
+                                if case .writeFiles = action { writeFiles(payload) } else { perform(action) }
+                            }
+                            return
+                        }
+                        let message = try connection.message(type: type, payload: Array(payload))
+                        if message != .heartbeat { perform(machine.withLock { $0.received(message) }) }
+                    }
                 } catch {
                     let closed = error as? WireError == .closed
                     if case WireError.silent = error {
@@ -54,7 +63,6 @@ extension Worker {
                     perform(machine.withLock { $0.connectionEnded(closed ? "closed" : "\(error)") })
                     break
                 }
-                perform(machine.withLock { $0.received(message) })
             }
             let job = prepared.withLock { $0.job }
             if let job {
@@ -110,18 +118,7 @@ extension Worker {
                     perform(machine.withLock { $0.failed("\(error)") })
                 }
             case .writeFiles(let bytes):
-                // The extractor is used only here, on this connection's thread, inside the lock.
-                let written = prepared.withLock { state -> Result<Bool, BundleError> in
-                    guard let extractor = state.extractor else { return .failure(.unexpectedData) }
-                    return Result { () throws(BundleError) in
-                        try extractor.write(bytes)
-                        return extractor.isComplete
-                    }
-                }
-                switch written {
-                case .success(let complete): perform(machine.withLock { $0.filesWritten(complete: complete) })
-                case .failure(let error): perform(machine.withLock { $0.failed("\(error)") })
-                }
+                bytes.withUnsafeBytes { writeFiles($0) }
             case .register:
                 do { try register() } catch { perform(machine.withLock { $0.failed("\(error)") }) }
             case .send(let message):
@@ -132,10 +129,9 @@ extension Worker {
                 guard let (job, sharedChange) = prepared.withLock({ state in state.job.map { ($0, state.sharedChange) } }) else { return }
                 // A rank's write to a file it shares with the cache must move the file's
                 // status-change time past the one the cache noted (see `FileCache`): that is only
-                // sure once a timestamp tick has passed. The launch round trip has usually taken
-                // longer already.
-                let wait = Double(sharedChange + FileCache.settle - Int64(clamping: Clock.wallNanoseconds)) / 1e9
-                if wait > 0 { Deadline.pause(min(wait, Double(FileCache.settle) / 1e9)) }
+                // sure once the file-time clock has ticked past it. The launch round trip has
+                // usually taken longer already.
+                FileCache.waitUntilSettled(sharedChange)
                 job.start()
                 // The record gains the ranks' process groups, for whoever cleans up after a crash
                 // of this worker. A job in a cgroup is ended through the cgroup, which the record
@@ -176,6 +172,22 @@ extension Worker {
                 // As for .send: a broken connection is seen by the reading loop.
                 connection.sendIfConnected(.jobEnded(keptDirectory: job?.spec.keepDirectory == true ? job?.directory : nil))
                 connection.finishSending()
+            }
+        }
+
+        /// Writes the next bytes of the file stream (`writeFiles`) and reports the outcome to the machine.
+        private func writeFiles(_ bytes: UnsafeRawBufferPointer) {
+            // The extractor is used only here, on this connection's thread, inside the lock.
+            let written = prepared.withLock { state -> Result<Bool, BundleError> in
+                guard let extractor = state.extractor else { return .failure(.unexpectedData) }
+                return Result { () throws(BundleError) in
+                    try extractor.write(bytes)
+                    return extractor.isComplete
+                }
+            }
+            switch written {
+            case .success(let complete): perform(machine.withLock { $0.filesWritten(complete: complete) })
+            case .failure(let error): perform(machine.withLock { $0.failed("\(error)") })
             }
         }
 
