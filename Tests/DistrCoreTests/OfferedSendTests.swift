@@ -57,4 +57,43 @@ import Testing
         }
         #expect(rank == 5)
     }
+
+    /// `leave()` takes every unanswered array to resend it; a send racing it must not leave a
+    /// new offer behind that nothing would resend before the process exits.
+    @Test func takeAll_closesTheTable() {
+        let sends = OfferedSends()
+        let array = [Double](repeating: 1, count: 16)
+        let first = sends.keep(array, byteCount: 128, for: 2)
+        #expect(first?.startReader == true)
+        #expect(sends.keep(array, byteCount: 128, for: 2)?.startReader == false)
+        let taken = sends.takeAll()
+        #expect(taken.map(\.id) == [first?.id ?? 0, (first?.id ?? 0) + 1])
+        #expect(!sends.hasRoom(for: 128))
+        #expect(sends.keep(array, byteCount: 128, for: 2) == nil)
+        #expect(sends.takeAll().isEmpty)
+    }
+
+    /// Only `Array`s are offered: a conforming type with reference semantics would let a change
+    /// after the send reach the receiver.
+    @Test func onlyArraysAreOffered() {
+        #expect(RawNumericTypes.isArray([Double](repeating: 1, count: 4)))
+        #expect(RawNumericTypes.isArray([UInt8]()))
+        #expect(!RawNumericTypes.isArray(SharedDoubles()))
+    }
+}
+
+/// A conforming type with reference semantics (a class).
+private final class SharedDoubles: RawNumericArray, @unchecked Sendable {
+    var values: [Double] = [1, 2]
+
+    static var elementCode: UInt8 { Double.wireCode }
+    static var elementSize: Int { 8 }
+    var elementCount: Int { values.count }
+    init() {}
+    func appendRawBytes(to bytes: inout [UInt8]) { values.appendRawBytes(to: &bytes) }
+    func withRawBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try values.withRawBytes(body) }
+    static func fromRawBytes(_ bytes: UnsafeRawBufferPointer) -> Self? { nil }
+    static func filled(count: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Bool) -> Self? { nil }
+    static func uninitialized(count: Int) -> Self { Self() }
+    func withMutableRawBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R { values.withMutableRawBytes(body) }
 }

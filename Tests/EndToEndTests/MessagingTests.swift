@@ -73,6 +73,16 @@ import Testing
         expectAllRanks(run, "ok single-copy \(mode == "off" ? "sent" : "offered")", ranks: ranks)
     }
 
+    /// A broadcast whose root fails (a child in its tree exited) while other ranks read the
+    /// copy it offered: the root keeps that memory (`ParkedMemory`), and the readers get it whole.
+    @Test func broadcastRootFailing_keepsTheMemoryItOffered() throws {
+        let cluster = try TestCluster(workers: 1, slots: [4])
+        let run = try cluster.master(["run", "-q", Self.check, "broadcast-reader-dies"])
+        #expect(
+            run.stdoutLines.sorted() == ["[0] ok broadcast-reader-dies, parked 1", "[2] ok broadcast-reader-dies", "[3] ok broadcast-reader-dies"],
+            "\(run.stdout)\n\(run.stderr)")
+    }
+
     @Test func singleCopy_onlyBetweenRanksJoinedByARing() throws {
         // Sockets on one worker, and TCP between workers (ranks 3-4), never get an offer.
         let one = try TestCluster(workers: 1, slots: [3])

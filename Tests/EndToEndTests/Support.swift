@@ -333,9 +333,10 @@ enum Processes {
 
     /// The worker's own background compile of its Python modules (`python3 -m compileall`, at
     /// nice 19 after a start with a fresh copy): the worker's, like its sentinel, not a job's.
+    /// A process it left mid-exec shows no arguments for a moment, and the compile, started
+    /// through pyenv's shell scripts, execs several times: so this reads them with `arguments`.
     static func isModuleCompile(_ pid: pid_t) -> Bool {
-        let arguments = (try? FileIO.readAll("/proc/\(pid)/cmdline")) ?? []  // Gone: not one.
-        return String(decoding: arguments, as: UTF8.self).contains("\0compileall\0")
+        String(decoding: arguments(pid) ?? [], as: UTF8.self).contains("\0compileall\0")  // Gone: not one.
     }
 
     /// The compile, or a process it orphaned (reparented to the worker, the subreaper, in the
@@ -364,22 +365,25 @@ enum Processes {
         return "process \(pid) (\(stat.prefix(60))) \(program): \(String(decoding: arguments.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self))"
     }
 
-    /// Whether `pid` is exiting. A process shows no arguments for a moment twice: while it
-    /// exits (it has let go of its memory and is not a zombie yet) and in the middle of an
-    /// `execve` (its new program is mapped, its arguments not yet): then neither a worker nor
-    /// its compile can be told by them (seen under load: the worker's compile, in its shell
-    /// script's exec, counted as a job's leftover). So this waits, bounded, until the process
-    /// shows its arguments (false) or is gone (true). Kernel threads have none, but they are
-    /// nobody's child here.
-    static func isExiting(_ pid: pid_t) -> Bool {
+    /// Whether `pid` is exiting (gone, a zombie, or letting go of its memory): see `arguments`.
+    static func isExiting(_ pid: pid_t) -> Bool { arguments(pid) == nil }
+
+    /// The arguments of `pid`, nil when it is exiting. A process shows none for a moment twice:
+    /// while it exits (it has let go of its memory and is not a zombie yet) and in the middle of
+    /// an `execve` (its new program is mapped, its arguments not yet): then neither a worker nor
+    /// its compile can be told by them (seen under load: the worker's compile, in one of its
+    /// shell scripts' execs, counted as a job's leftover). So this waits, bounded, until the
+    /// process shows its arguments or is gone. Kernel threads have none, but they are nobody's
+    /// child here.
+    static func arguments(_ pid: pid_t) -> [UInt8]? {
         let deadline = Clock.now + 10
         while Clock.now < deadline {
-            guard let arguments = try? FileIO.readAll("/proc/\(pid)/cmdline") else { return true }  // Gone: exited.
-            if !arguments.isEmpty { return false }
-            if ProcessTable.info(pid)?.isZombie ?? true { return true }
+            guard let arguments = try? FileIO.readAll("/proc/\(pid)/cmdline") else { return nil }  // Gone: exited.
+            if !arguments.isEmpty { return arguments }
+            if ProcessTable.info(pid)?.isZombie ?? true { return nil }
             usleep(1000)  // A transition of the kernel's, not a readiness: nothing to be told of.
         }
-        return false
+        return []
     }
 }
 

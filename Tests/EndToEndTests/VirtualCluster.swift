@@ -113,7 +113,10 @@ final class VirtualCluster: Sendable {
     /// Processes of a worker's jobs still alive: its children other than its own sentinel and
     /// its compile of the Python modules.
     func leftoverProcesses(_ index: Int) -> [pid_t] {
-        Processes.children(of: workers[index].process.pid).filter { !Processes.isWorker($0) && !Processes.isModuleCompileOrItsOrphan($0) }
+        Processes.children(of: workers[index].process.pid).filter {
+            // Checked last: one that exited meanwhile is not one of them (nor a compile, then).
+            !Processes.isWorker($0) && !Processes.isModuleCompileOrItsOrphan($0) && !Processes.isExiting($0)
+        }
     }
 
     /// Waits (bounded) until worker `index` logs that `count` jobs finished (a line with any of

@@ -58,20 +58,27 @@ extension Node {
         }
         guard let current else { throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil") }
         var staged: HugePageRegion?
+        var own: MemoryOffer?
         if parentOffer == nil, !offered.isEmpty {
             // Two or more readers: they read a copy in huge pages (BroadcastStaging), faster than
             // the array's own pages. Neither it nor `current` changes before the answers are in.
             staged = readers >= 2 ? current.withRawBytes { staging.stage($0) } : nil
-            let own =
+            own =
                 if let staged {
                     offer(of: UnsafeRawBufferPointer(rebasing: staged.bytes[..<byteCount]), elementCode: A.elementCode)
                 } else {
                     current.withRawBytes { offer(of: $0, elementCode: A.elementCode) }
                 }
-            for child in offered { try await post(own, to: child, tag: tag) }
         }
-        for child in plain { try await post(current, to: child, tag: tag) }
-        for child in offered { try await awaitAnswer(from: child, tag: tag, doneAfterData: true) { current } }
+        do {
+            if let own { for child in offered { try await post(own, to: child, tag: tag) } }
+            for child in plain { try await post(current, to: child, tag: tag) }
+            for child in offered { try await awaitAnswer(from: child, tag: tag, doneAfterData: true) { current } }
+        } catch {
+            // Readers below may still be copying the offered memory: it must outlive them.
+            if own != nil { ParkedMemory.keep(staged.map { $0 as any Sendable } ?? current) }
+            throw error
+        }
         if let staged { staging.giveBack(staged) }
         if parentOffer != nil, let parent { try await answer(.done, to: parent, tag: tag) }
         return current
@@ -147,11 +154,13 @@ extension Node {
             guard let array = A.fromRawBytes(region(chunk)) else { throw NodeError.badArgument("allReduce: cannot split the array") }
             return array
         }
+        var offeredAny = false
         /// Sends `chunk` to `next`; true when it went as an offer (answer awaited later).
         func send(_ chunk: RingChunk<A>, tag: Int) async throws -> Bool {
             let byteCount = bytes(chunk.index).count
             if case .array = chunk {
             } else if try await offersMemory(to: next, byteCount: byteCount) {
+                offeredAny = true
                 try await post(offer(of: region(chunk), elementCode: A.elementCode), to: next, tag: tag)
                 return true
             }
@@ -159,96 +168,105 @@ extension Node {
             return false
         }
 
-        var carried = RingChunk<A>.input(id)
-        for step in 0..<(count - 1) {
-            let receiving = (id - step - 1 + 2 * count) % count
-            let sent = carried
-            let offered = try await send(sent, tag: tag)
-            let mine = UnsafeRawBufferPointer(rebasing: inputBase[bytes(receiving)])
-            let elements = bounds[receiving + 1] - bounds[receiving]
-            var theirs: A?
-            var resent = false
-            switch try await takeArray(A.self, from: prev, tag: tag, byteCount: bytes(receiving).count) {
-            case .array(let array): theirs = array
-            case .offer(let offer):
-                if try mayRead(offer, from: prev) {
-                    if scratch == nil { scratch = A.uninitialized(count: Swift.max(1, Self.ringPiece / size)) }
-                    try result.withMutableRawBytes { whole in
-                        scratch?.withMutableRawBytes { piece in
-                            Result { () throws(NodeError) in
-                                let out = UnsafeMutableRawBufferPointer(rebasing: whole[bytes(receiving)])
-                                var done = 0
-                                while done < mine.count {
-                                    let part = UnsafeMutableRawBufferPointer(rebasing: piece[..<Swift.min(piece.count, mine.count - done)])
-                                    try read(offer, at: done, into: part, from: prev)
-                                    let span = done..<done + part.count
-                                    kernel.combine(
-                                        operation, UnsafeRawBufferPointer(rebasing: mine[span]), UnsafeRawBufferPointer(part),
-                                        into: UnsafeMutableRawBufferPointer(rebasing: out[span]), count: part.count / size)
-                                    done += part.count
+        do {
+            var carried = RingChunk<A>.input(id)
+            for step in 0..<(count - 1) {
+                let receiving = (id - step - 1 + 2 * count) % count
+                let sent = carried
+                let offered = try await send(sent, tag: tag)
+                let mine = UnsafeRawBufferPointer(rebasing: inputBase[bytes(receiving)])
+                let elements = bounds[receiving + 1] - bounds[receiving]
+                var theirs: A?
+                var resent = false
+                switch try await takeArray(A.self, from: prev, tag: tag, byteCount: bytes(receiving).count) {
+                case .array(let array): theirs = array
+                case .offer(let offer):
+                    if try mayRead(offer, from: prev) {
+                        if scratch == nil { scratch = A.uninitialized(count: Swift.max(1, Self.ringPiece / size)) }
+                        try result.withMutableRawBytes { whole in
+                            scratch?.withMutableRawBytes { piece in
+                                Result { () throws(NodeError) in
+                                    let out = UnsafeMutableRawBufferPointer(rebasing: whole[bytes(receiving)])
+                                    var done = 0
+                                    while done < mine.count {
+                                        let part = UnsafeMutableRawBufferPointer(rebasing: piece[..<Swift.min(piece.count, mine.count - done)])
+                                        try read(offer, at: done, into: part, from: prev)
+                                        let span = done..<done + part.count
+                                        kernel.combine(
+                                            operation, UnsafeRawBufferPointer(rebasing: mine[span]), UnsafeRawBufferPointer(part),
+                                            into: UnsafeMutableRawBufferPointer(rebasing: out[span]), count: part.count / size)
+                                        done += part.count
+                                    }
                                 }
+                            } ?? .success(())
+                        }.get()
+                        try await answer(.done, to: prev, tag: tag)
+                    } else {
+                        try await answer(.needData, to: prev, tag: tag)
+                        resent = true
+                    }
+                }
+                if offered { try await awaitAnswer(from: next, tag: tag, doneAfterData: false) { try message(sent) } }
+                if resent { theirs = try await takeResent(A.self, from: prev, tag: tag, elements: elements) }
+                let received: RingChunk<A>
+                if var array = theirs {
+                    try checkChunk(array, index: receiving, bounds: bounds, from: prev)
+                    array.withMutableRawBytes { kernel.combine(operation, mine, UnsafeRawBufferPointer($0), into: $0, count: elements) }
+                    received = .array(receiving, array)
+                } else {
+                    received = .result(receiving)
+                }
+                carried = received
+            }
+            // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
+            // on, each placed in the result (read straight into it when offered).
+            func place(_ chunk: RingChunk<A>) {
+                guard case .array(let index, let array) = chunk else { return }
+                array.withRawBytes { bytes in
+                    result.withMutableRawBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: $0[bounds[index] * size..<bounds[index] * size + bytes.count]).copyMemory(from: bytes)
+                    }
+                }
+            }
+            place(carried)
+            for step in 0..<(count - 1) {
+                let receiving = (id - step + 2 * count) % count
+                let sent = carried
+                let offered = try await send(sent, tag: tag - 1)
+                let range = bytes(receiving)
+                var resent = false
+                switch try await takeArray(A.self, from: prev, tag: tag - 1, byteCount: range.count) {
+                case .array(let array):
+                    try checkChunk(array, index: receiving, bounds: bounds, from: prev)
+                    carried = .array(receiving, array)
+                    place(carried)
+                case .offer(let offer):
+                    if try mayRead(offer, from: prev) {
+                        try result.withMutableRawBytes { whole in
+                            Result { () throws(NodeError) in
+                                try read(offer, into: UnsafeMutableRawBufferPointer(rebasing: whole[range]), from: prev)
                             }
-                        } ?? .success(())
-                    }.get()
-                    try await answer(.done, to: prev, tag: tag)
-                } else {
-                    try await answer(.needData, to: prev, tag: tag)
-                    resent = true
+                        }.get()
+                        carried = .result(receiving)
+                        try await answer(.done, to: prev, tag: tag - 1)
+                    } else {
+                        try await answer(.needData, to: prev, tag: tag - 1)
+                        resent = true
+                    }
+                }
+                if offered { try await awaitAnswer(from: next, tag: tag - 1, doneAfterData: false) { try message(sent) } }
+                if resent {
+                    carried = .array(receiving, try await takeResent(A.self, from: prev, tag: tag - 1, elements: range.count / size))
+                    place(carried)
                 }
             }
-            if offered { try await awaitAnswer(from: next, tag: tag, doneAfterData: false) { try message(sent) } }
-            if resent { theirs = try await takeResent(A.self, from: prev, tag: tag, elements: elements) }
-            let received: RingChunk<A>
-            if var array = theirs {
-                try checkChunk(array, index: receiving, bounds: bounds, from: prev)
-                array.withMutableRawBytes { kernel.combine(operation, mine, UnsafeRawBufferPointer($0), into: $0, count: elements) }
-                received = .array(receiving, array)
-            } else {
-                received = .result(receiving)
-            }
-            carried = received
+            return result
+        } catch {
+            // The next rank may still be copying a chunk offered out of `input` or `result`:
+            // their memory must outlive it.
+            if offeredAny { ParkedMemory.keep([input, result]) }
+            throw error
         }
-        // `carried` is now the whole result for chunk id + 1; the all-gather passes every chunk
-        // on, each placed in the result (read straight into it when offered).
-        func place(_ chunk: RingChunk<A>) {
-            guard case .array(let index, let array) = chunk else { return }
-            array.withRawBytes { bytes in
-                result.withMutableRawBytes {
-                    UnsafeMutableRawBufferPointer(rebasing: $0[bounds[index] * size..<bounds[index] * size + bytes.count]).copyMemory(from: bytes)
-                }
-            }
-        }
-        place(carried)
-        for step in 0..<(count - 1) {
-            let receiving = (id - step + 2 * count) % count
-            let sent = carried
-            let offered = try await send(sent, tag: tag - 1)
-            let range = bytes(receiving)
-            var resent = false
-            switch try await takeArray(A.self, from: prev, tag: tag - 1, byteCount: range.count) {
-            case .array(let array):
-                try checkChunk(array, index: receiving, bounds: bounds, from: prev)
-                carried = .array(receiving, array)
-                place(carried)
-            case .offer(let offer):
-                if try mayRead(offer, from: prev) {
-                    try result.withMutableRawBytes { whole in
-                        Result { () throws(NodeError) in try read(offer, into: UnsafeMutableRawBufferPointer(rebasing: whole[range]), from: prev) }
-                    }.get()
-                    carried = .result(receiving)
-                    try await answer(.done, to: prev, tag: tag - 1)
-                } else {
-                    try await answer(.needData, to: prev, tag: tag - 1)
-                    resent = true
-                }
-            }
-            if offered { try await awaitAnswer(from: next, tag: tag - 1, doneAfterData: false) { try message(sent) } }
-            if resent {
-                carried = .array(receiving, try await takeResent(A.self, from: prev, tag: tag - 1, elements: range.count / size))
-                place(carried)
-            }
-        }
-        return result
     }
 
     /// Bytes of an offered chunk read at a time in the reduce-scatter (they stay in the cache

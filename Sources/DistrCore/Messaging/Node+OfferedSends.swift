@@ -33,7 +33,8 @@ extension Node {
     /// sends the usual way).
     func offerIfLarge(_ array: any RawNumericArray, to rank: Int, tag: Int) async throws -> Bool {
         let byteCount = array.elementCount * type(of: array).elementSize
-        guard byteCount >= Self.offeredSendThreshold, offeredSends.hasRoom(for: byteCount), try await offersMemory(to: rank, byteCount: byteCount),
+        guard byteCount >= Self.offeredSendThreshold, RawNumericTypes.isArray(array), offeredSends.hasRoom(for: byteCount),
+            try await offersMemory(to: rank, byteCount: byteCount),
             let (id, startReader) = offeredSends.keep(array, byteCount: byteCount, for: rank)
         else { return false }
         let element = type(of: array).elementCode
@@ -143,7 +144,7 @@ extension Node {
             resent = try await self.envelope(source: rank, tag: Self.resendTag(offered.id))
         } catch {
             // A sender still alive may yet write into the array: it must never be reused.
-            if destination != nil { OfferedSends.abandoned.withLock { $0.append(array) } }
+            if destination != nil { ParkedMemory.keep(array) }
             throw error
         }
         if destination != nil, resent.frame.encoding == .bytes, resent.frame.length == 0 {

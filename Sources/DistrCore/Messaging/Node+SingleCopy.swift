@@ -164,6 +164,10 @@ extension Node {
     /// How many broadcasts this rank, as their root, copied into huge pages before offering them.
     package var stagedBroadcasts: Int { staging.count }
 
+    /// How many arrays or regions this process keeps for good because an exchange that offered
+    /// them failed while another process might still read them (`ParkedMemory`).
+    package var parkedMemory: Int { ParkedMemory.count }
+
     /// Copies `destination.count` bytes at `offset` of `offer` (checked, and `mayRead`) from the
     /// offering process into `destination`.
     /// - Throws: `NodeError.badCollective` naming `rank` when the memory is not there.

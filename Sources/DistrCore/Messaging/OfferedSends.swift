@@ -96,19 +96,22 @@ final class OfferedSends: Sendable {
         var reading: Set<Int> = []
         /// Arrays being written into their receiver's memory now.
         var writing = 0
+        /// Set by `takeAll` (`leave()`): a send from then on goes the usual way, since nothing
+        /// would resend its array before the process exits.
+        var closed = false
     }
 
     private let state = Mutex(State())
 
     func hasRoom(for byteCount: Int) -> Bool {
-        state.withLock { $0.count < Self.maxOffers && $0.bytes + byteCount <= Self.maxBytes }
+        state.withLock { !$0.closed && $0.count < Self.maxOffers && $0.bytes + byteCount <= Self.maxBytes }
     }
 
     /// Keeps `array` until `rank` answers; nil when the bound is reached. `startReader` is true
     /// when no task reads `rank`'s answers yet (the caller starts one).
     func keep(_ array: any RawNumericArray, byteCount: Int, for rank: Int) -> (id: UInt64, startReader: Bool)? {
         state.withLock { s in
-            guard s.count < Self.maxOffers, s.bytes + byteCount <= Self.maxBytes else { return nil }
+            guard !s.closed, s.count < Self.maxOffers, s.bytes + byteCount <= Self.maxBytes else { return nil }
             let id = s.nextID
             s.nextID += 1
             s.waiting[rank, default: [:]][id] = array
@@ -144,10 +147,6 @@ final class OfferedSends: Sendable {
 
     var isWriting: Bool { state.withLock { $0.writing > 0 } }
 
-    /// Arrays a receive handed out as a destination and then gave up on (the job ended while it
-    /// waited): kept for the life of the process, since a sender may still be writing into one.
-    static let abandoned = Mutex<[any RawNumericArray]>([])
-
     /// Whether the task reading `rank`'s answers should stop: nothing offered to it waits. It
     /// is then no longer counted as reading (the next offer starts another).
     func readerShouldStop(for rank: Int) -> Bool {
@@ -169,9 +168,11 @@ final class OfferedSends: Sendable {
         }
     }
 
-    /// Takes every array still waiting for an answer, in the order offered to each rank.
+    /// Takes every array still waiting for an answer, in the order offered to each rank, and
+    /// takes no more (`keep` returns nil from now on).
     func takeAll() -> [(rank: Int, id: UInt64, array: any RawNumericArray)] {
         state.withLock { s in
+            s.closed = true
             var out: [(rank: Int, id: UInt64, array: any RawNumericArray)] = []
             for (rank, arrays) in s.waiting {
                 for (id, array) in arrays.sorted(by: { $0.key < $1.key }) { out.append((rank, id, array)) }
@@ -182,4 +183,21 @@ final class OfferedSends: Sendable {
             return out
         }
     }
+}
+
+/// Memory this process offered to another (or handed out as a destination) and then stopped
+/// waiting on, its exchange ended by an error: another process may still be copying from or into
+/// it, so it is kept for the life of the process, never freed or reused. It grows only on a
+/// failed exchange (a peer gone, the job aborted), each ending in an error the program sees: a
+/// receive by at most `OfferedSends.maxOffers` arrays per sender (the offers its mailbox can
+/// hold), a broadcast or allReduce by its own arrays.
+enum ParkedMemory {
+    private static let kept = Mutex<[any Sendable]>([])
+
+    static func keep(_ memory: any Sendable) {
+        kept.withLock { $0.append(memory) }
+    }
+
+    /// How many are kept (for tests).
+    static var count: Int { kept.withLock { $0.count } }
 }

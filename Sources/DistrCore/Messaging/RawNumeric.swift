@@ -17,7 +17,11 @@ extension UInt32: RawNumeric { public static var wireCode: UInt8 { 10 } }
 extension UInt16: RawNumeric { public static var wireCode: UInt8 { 11 } }
 extension UInt8: RawNumeric { public static var wireCode: UInt8 { 12 } }
 
-/// An array of a `RawNumeric` type, seen without its element type.
+/// An array of a `RawNumeric` type, seen without its element type. A value of another
+/// conforming type travels as raw memory too, but only `Array`'s are sent as offers (see
+/// Node+OfferedSends.swift): the sender holds on to an `Array`, whose bytes a later change by
+/// the caller never touches (the change copies them), which a type with reference semantics
+/// would not promise.
 public protocol RawNumericArray: Codable, Sendable {
     static var elementCode: UInt8 { get }
     static var elementSize: Int { get }
@@ -101,6 +105,11 @@ enum RawNumericTypes {
             if let array = exactly(type) { return array }
         }
         return nil
+    }
+
+    /// Whether `array` is an `Array` of one of the element types (a value type).
+    static func isArray(_ array: any RawNumericArray) -> Bool {
+        byCode[type(of: array).elementCode].map { ObjectIdentifier($0) == ObjectIdentifier(type(of: array)) } ?? false
     }
 
     /// Every array type the wire defines, the likeliest first.

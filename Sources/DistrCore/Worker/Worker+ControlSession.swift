@@ -81,7 +81,8 @@ extension Worker {
             }
             connection.close()
             worker.releaseSlot(id: slotRequest)
-            // Everything of the job is gone by now (finished, or abandoned): its id is free again.
+            // A job that never started is gone by now (abandoned): its id is free again. One
+            // that started releases it when it ends.
             if let reserved = prepared.withLock({ $0.reservedID }) { worker.releaseJobID(reserved) }
             if let job {
                 // Logged last, once every resource of the job is released (tests wait for this line).
@@ -132,6 +133,10 @@ extension Worker {
                 // sure once the file-time clock has ticked past it. The launch round trip has
                 // usually taken longer already.
                 FileCache.waitUntilSettled(sharedChange)
+                // From here the job's end releases its id (`onFinish`), not this session's: the
+                // session may end while ranks still run (they outlived the bound), and a job of
+                // the same id must not be prepared beside them (same record, same cgroup).
+                prepared.withLock { $0.reservedID = nil }
                 job.start()
                 // The record gains the ranks' process groups, for whoever cleans up after a crash
                 // of this worker. A job in a cgroup is ended through the cgroup, which the record
@@ -260,6 +265,7 @@ extension Worker {
                     worker.removeJobDirectory(finished.directory, jobID: finished.spec.jobID)
                 }
                 worker.records?.remove(finished.spec.jobID)
+                worker.releaseJobID(finished.spec.jobID)
                 worker.releaseSlot(id: slotRequest)
                 perform(machine.withLock { $0.ranksFinished() })
             }

@@ -319,6 +319,32 @@ await Node.run { node in
             say("ok sends-offered \(offered > 0 ? "offered" : "sent")")
         }
 
+    case "broadcast-reader-dies":
+        // Four ranks of one worker; rank 1, a child of the root (0) in the broadcast's tree,
+        // exits instead of taking part. The root's broadcast fails, and the memory it offered
+        // (a staged copy, read by ranks 2 and 3) is kept, not unmapped under their reads:
+        // they get the whole array, and say so to the root, which is alive until they have.
+        let values = (0..<(1 << 20)).map { Double($0) * 0.5 }
+        if node.id == 0 {
+            try await node.send(1, to: 1)
+            _ = try await node.recv(Int.self, from: 1)
+            do {
+                _ = try await node.broadcast(values, root: 0)
+                say("no error?")
+            } catch {
+                for rank in [2, 3] { try expect(try await node.recv(Bool.self, from: rank), "rank \(rank) got the whole array") }
+                say("ok broadcast-reader-dies, parked \(node.parkedMemory)")
+            }
+        } else if node.id == 1 {
+            _ = try await node.recv(Int.self, from: 0)
+            try await node.send(1, to: 0)
+            exit(0)
+        } else {
+            let got = try await node.broadcast(nil as [Double]?, root: 0)
+            try await node.send(got == values, to: 0)
+            say("ok broadcast-reader-dies")
+        }
+
     case "bigring":
         // Everyone sends first, then receives: works because sends are buffered.
         let size = argument << 20
