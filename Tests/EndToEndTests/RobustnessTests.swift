@@ -104,6 +104,48 @@ import Testing
         #expect(!FileIO.exists(cluster.root.path + "/escape"))
     }
 
+    /// A job id is held from its preparation until the job has ended: a second job of the same
+    /// id is refused while the first runs, and leaves the first's record alone (both would be
+    /// named by the id); once the first has ended, the id is free again.
+    @Test func jobOfAnIdAlreadyRunning_isRefusedAndTheIdIsFreeOnceItEnded() throws {
+        let cluster = try TestCluster(workers: 1)
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        func startJob(_ arguments: [String]) throws -> (Connection, ControlMessage) {
+            let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+            let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+            let spec = JobSpec(
+                jobID: "samejob", arguments: arguments, environment: [], localRanks: [0],
+                placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: 1, worker: 0, label: "x")], keepDirectory: false,
+                jobKey: randomBytes(32), manifest: [], workerIndex: 0)
+            try connection.send(.jobStart(spec))
+            return (connection, try connection.receiveMessage())
+        }
+        let (first, ready) = try startJob(["sleep", "60"])
+        guard case .jobReady(let directory) = ready else {
+            Issue.record("expected jobReady, got \(ready)")
+            return
+        }
+        try first.send(.launch)
+        let (second, refusal) = try startJob(["true"])
+        second.close()
+        guard case .failure(let reason) = refusal else {
+            Issue.record("expected a refusal, got \(refusal)")
+            return
+        }
+        #expect(reason.contains("job samejob is already running here"), "\(reason)")
+        let record = String(decoding: try FileIO.readAll(cluster.workers[0].workDirectory + "/.distr-jobs/samejob"), as: UTF8.self)
+        #expect(record.contains(directory), "\(record)")
+        // The master goes: the worker ends the job, then logs its end.
+        first.close()
+        #expect(cluster.workers[0].process.stderr.waitFor(count: 1, of: "job samejob: finished"))
+        let (third, again) = try startJob(["true"])
+        third.close()
+        guard case .jobReady = again else {
+            Issue.record("expected jobReady once the first job ended, got \(again)")
+            return
+        }
+    }
+
     @Test func silentClient_timesOutInTheHandshakeAndIsLogged() throws {
         let cluster = try TestCluster(workers: 1, workerArguments: ["--handshake-timeout", "0.3"])
         let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
