@@ -73,12 +73,14 @@ import Testing
         #expect(sends.takeAll().isEmpty)
     }
 
-    /// Only `Array`s are offered: a conforming type with reference semantics would let a change
-    /// after the send reach the receiver.
+    /// Only `Array`s are offered (by `send`, broadcast and allReduce): a conforming type with
+    /// reference semantics would let a change after the send reach the receiver.
     @Test func onlyArraysAreOffered() {
         #expect(RawNumericTypes.isArray([Double](repeating: 1, count: 4)))
         #expect(RawNumericTypes.isArray([UInt8]()))
         #expect(!RawNumericTypes.isArray(SharedDoubles()))
+        #expect(RawNumericTypes.isArrayType([Int16].self))
+        #expect(!RawNumericTypes.isArrayType(SharedDoubles.self))
     }
 }
 

@@ -36,6 +36,22 @@ import Testing
         return result
     }
 
+    /// `Signals.settle` takes a signal that arrived before it and was not taken yet (what keeps
+    /// a Ctrl-C typed between two commands of the remote shell from ending the second), and
+    /// takes nothing otherwise. SIGUSR2, blocked in this thread only, sent to this thread only.
+    @Test func signalsSettle_takesASignalThatArrivedBefore() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGUSR2)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &set, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        #expect(!Signals.settle(Signal(rawValue: SIGUSR2)))
+        pthread_kill(pthread_self(), SIGUSR2)
+        #expect(Signals.settle(Signal(rawValue: SIGUSR2)))
+        #expect(!Signals.settle(Signal(rawValue: SIGUSR2)))
+    }
+
     @Test func fileDescriptor_closeEndsTheStreamForTheReader() throws {
         let pipe = try ownedPipe()
         let reader = pipe.first

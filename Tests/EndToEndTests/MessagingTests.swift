@@ -73,13 +73,21 @@ import Testing
         expectAllRanks(run, "ok single-copy \(mode == "off" ? "sent" : "offered")", ranks: ranks)
     }
 
-    /// A broadcast whose root fails (a child in its tree exited) while other ranks read the
-    /// copy it offered: the root keeps that memory (`ParkedMemory`), and the readers get it whole.
+    /// A broadcast whose root fails (a child in its tree has exited) while another rank reads
+    /// the copy it offered: the root keeps that memory (`ParkedMemory`), and the reader gets it
+    /// whole. Where Yama forbids the read (`ptrace_scope` 1 or more), the reader would ask the
+    /// failed root to send the array instead and wait for ever: skipped there.
     @Test func broadcastRootFailing_keepsTheMemoryItOffered() throws {
-        let cluster = try TestCluster(workers: 1, slots: [4])
+        let setting = try? FileIO.readAll("/proc/sys/kernel/yama/ptrace_scope")  // None: no Yama, reads allowed.
+        let scope = setting.map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) } ?? "0"
+        guard scope == "0" else {
+            print("skipped: Yama ptrace_scope \(scope) forbids reading another rank's memory")
+            return
+        }
+        let cluster = try TestCluster(workers: 1, slots: [3])
         let run = try cluster.master(["run", "-q", Self.check, "broadcast-reader-dies"])
         #expect(
-            run.stdoutLines.sorted() == ["[0] ok broadcast-reader-dies, parked 1", "[2] ok broadcast-reader-dies", "[3] ok broadcast-reader-dies"],
+            run.stdoutLines.sorted() == ["[0] ok broadcast-reader-dies, staged 1, parked 1", "[1] ok broadcast-reader-dies"],
             "\(run.stdout)\n\(run.stderr)")
     }
 

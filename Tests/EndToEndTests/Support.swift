@@ -368,7 +368,8 @@ enum Processes {
     /// Whether `pid` is exiting (gone, a zombie, or letting go of its memory): see `arguments`.
     static func isExiting(_ pid: pid_t) -> Bool { arguments(pid) == nil }
 
-    /// The arguments of `pid`, nil when it is exiting. A process shows none for a moment twice:
+    /// The arguments of `pid`, nil when it is exiting (empty after 10 s without any: taken as
+    /// not exiting). A process shows none for a moment twice:
     /// while it exits (it has let go of its memory and is not a zombie yet) and in the middle of
     /// an `execve` (its new program is mapped, its arguments not yet): then neither a worker nor
     /// its compile can be told by them (seen under load: the worker's compile, in one of its

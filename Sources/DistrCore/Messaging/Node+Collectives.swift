@@ -33,7 +33,7 @@ extension Node {
     }
 
     func broadcast<T: Codable & Sendable>(_ value: T?, root: Int, tag: Int) async throws -> T {
-        if let arrayType = T.self as? any RawNumericArray.Type {
+        if let arrayType = T.self as? any RawNumericArray.Type, RawNumericTypes.isArrayType(arrayType) {
             func typed<A: RawNumericArray>(_: A.Type) async throws -> T {
                 let result = try await broadcastArray(value.map { $0 as? A } ?? nil, root: root, tag: tag)
                 guard let result = result as? T else { throw NodeError.badArgument("broadcast: cannot convert the array") }
@@ -89,7 +89,7 @@ extension Node {
     /// Combines every rank's value and gives the result to all.
     public func allReduce<T: Codable & Sendable>(_ value: T, _ operation: Reduction<T>) async throws -> T {
         let tag = collectiveTag()
-        if let elementwise = operation.elementwise, count > 1, let array = value as? any RawNumericArray,
+        if let elementwise = operation.elementwise, count > 1, let array = value as? any RawNumericArray, RawNumericTypes.isArray(array),
             array.elementCount >= Self.ringThreshold * count
         {
             return try await ringAllReduce(array, elementwise, tag: tag) as? T ?? value

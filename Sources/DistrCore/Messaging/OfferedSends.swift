@@ -96,8 +96,8 @@ final class OfferedSends: Sendable {
         var reading: Set<Int> = []
         /// Arrays being written into their receiver's memory now.
         var writing = 0
-        /// Set by `takeAll` (`leave()`): a send from then on goes the usual way, since nothing
-        /// would resend its array before the process exits.
+        /// Set by `takeAll` (`leave()`): no offer is made from then on, since nothing would
+        /// resend its array before the process exits (a `send` after `leave()` fails anyway).
         var closed = false
     }
 

@@ -18,9 +18,10 @@ extension UInt16: RawNumeric { public static var wireCode: UInt8 { 11 } }
 extension UInt8: RawNumeric { public static var wireCode: UInt8 { 12 } }
 
 /// An array of a `RawNumeric` type, seen without its element type. A value of another
-/// conforming type travels as raw memory too, but only `Array`'s are sent as offers (see
-/// Node+OfferedSends.swift): the sender holds on to an `Array`, whose bytes a later change by
-/// the caller never touches (the change copies them), which a type with reference semantics
+/// conforming type travels as raw memory too, but only `Array`'s memory is offered to other
+/// processes (by `send`, Node+OfferedSends.swift, and by broadcast and allReduce,
+/// Node+ArrayCollectives.swift): the sender holds on to an `Array`, whose bytes a later change
+/// by the caller never touches (the change copies them), which a type with reference semantics
 /// would not promise.
 public protocol RawNumericArray: Codable, Sendable {
     static var elementCode: UInt8 { get }
@@ -108,8 +109,11 @@ enum RawNumericTypes {
     }
 
     /// Whether `array` is an `Array` of one of the element types (a value type).
-    static func isArray(_ array: any RawNumericArray) -> Bool {
-        byCode[type(of: array).elementCode].map { ObjectIdentifier($0) == ObjectIdentifier(type(of: array)) } ?? false
+    static func isArray(_ array: any RawNumericArray) -> Bool { isArrayType(type(of: array)) }
+
+    /// Whether `type` is `Array` of one of the element types.
+    static func isArrayType(_ type: any RawNumericArray.Type) -> Bool {
+        byCode[type.elementCode].map { ObjectIdentifier($0) == ObjectIdentifier(type) } ?? false
     }
 
     /// Every array type the wire defines, the likeliest first.

@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import Synchronization
 
 /// Termination signals, taken synchronously: blocked in every thread and collected by one thread
 /// with `sigwait`, so none is lost however early it arrives.
@@ -23,10 +24,26 @@ package enum Signals {
             var waited = set
             while true {
                 var number: Int32 = 0
-                // sigwait returns an error number (never EINTR) only for an invalid set.
-                if sigwait(&waited, &number) == 0 { handler(Signal(rawValue: number)) }
+                // sigwait returns an error number (never EINTR) only for an invalid set. The
+                // handler runs under `handling`, which `settle` waits for.
+                if sigwait(&waited, &number) == 0 { handling.withLock { _ in handler(Signal(rawValue: number)) } }
             }
         }
+    }
+
+    private static let handling = Mutex(())
+
+    /// Settles every `signal` that arrived before this call: takes one still pending (not yet
+    /// taken by the thread of `handle`) and returns true, or waits until the handler of one
+    /// already taken has returned. So whatever the caller does next is not what such a signal
+    /// acts on (the remote shell: a Ctrl-C typed while no command ran must not end the next
+    /// one, however late the signal thread runs). The corresponding C function is `sigtimedwait`.
+    package static func settle(_ signal: Signal) -> Bool {
+        var set = signalSet([signal])
+        var now = timespec(tv_sec: 0, tv_nsec: 0)
+        let taken = sigtimedwait(&set, nil, &now) == signal.rawValue
+        handling.withLock { _ in }
+        return taken
     }
 
     /// SIGPIPE off: a closed peer is an EPIPE result, not a dead process. Spawned children get

@@ -126,6 +126,9 @@ package final class RemoteShell: Sendable {
         jobOptions.mode = .exec(command: [command])
         let capture = JobCapture()
         let launcher = Launcher(options: jobOptions, peers: targets.map { nodes[$0] }, secret: secret, stderrFD: errorFD, capture: capture)
+        // A Ctrl-C that came while no command ran (this line was being read) was meant for none:
+        // it must not end this one, however late the signal thread takes it.
+        _ = Signals.settle(.interrupt)
         running.withLock { $0 = launcher }
         let status = launcher.run()
         running.withLock { $0 = nil }
