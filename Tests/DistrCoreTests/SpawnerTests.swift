@@ -164,7 +164,9 @@ import Testing
         let done = Latch()
         let status = Mutex<RankStatus?>(nil)
         let spawned = Latch()
-        Threads.start(name: "short-lived-spawner") {
+        // A thread of its own, not one of `Threads`: a pool thread waits for more work after
+        // its own and, in a busy process, may get some and live on indefinitely.
+        let spawner = Thread {
             // The spawning thread ends right after the spawn: the kernel then sends the signal.
             _ = try? Spawner.spawn(  // a failure leaves `done` closed, which the wait below reports
                 SpawnRequest(
@@ -175,6 +177,7 @@ import Testing
             }
             spawned.open()
         }
+        spawner.start()
         #expect(spawned.wait(until: .after(20)))
         #expect(done.wait(until: .after(20)), "the child outlived the thread that spawned it")
         #expect(status.withLock { $0 } == .signaled(SIGKILL))

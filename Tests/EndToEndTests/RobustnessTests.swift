@@ -109,16 +109,8 @@ import Testing
     /// named by the id); once the first has ended, the id is free again.
     @Test func jobOfAnIdAlreadyRunning_isRefusedAndTheIdIsFreeOnceItEnded() throws {
         let cluster = try TestCluster(workers: 1)
-        let secret = try ClusterSecret.load(path: cluster.secretFile)
         func startJob(_ arguments: [String]) throws -> (Connection, ControlMessage) {
-            let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
-            let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
-            let spec = JobSpec(
-                jobID: "samejob", arguments: arguments, environment: [], localRanks: [0],
-                placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: 1, worker: 0, label: "x")], keepDirectory: false,
-                jobKey: randomBytes(32), manifest: [], workerIndex: 0)
-            try connection.send(.jobStart(spec))
-            return (connection, try connection.receiveMessage())
+            try Self.startJob(on: cluster, id: "samejob", arguments)
         }
         let (first, ready) = try startJob(["sleep", "60"])
         guard case .jobReady(let directory) = ready else {
@@ -144,6 +136,46 @@ import Testing
             Issue.record("expected jobReady once the first job ended, got \(again)")
             return
         }
+    }
+
+    /// A one-rank job of `id` sent to worker 0 as a master would (no files): the connection and
+    /// the worker's first answer.
+    static func startJob(on cluster: TestCluster, id: String, _ arguments: [String]) throws -> (Connection, ControlMessage) {
+        let secret = try ClusterSecret.load(path: cluster.secretFile)
+        let fd = try TCPSocket.connect(host: "127.0.0.1", port: cluster.workers[0].port, timeout: 5)
+        let connection = try Connection.client(fd: fd, peer: "test", key: secret, kind: .control, timeout: 5)
+        let spec = JobSpec(
+            jobID: id, arguments: arguments, environment: [], localRanks: [0],
+            placements: [RankPlacement(rank: 0, host: "127.0.0.1", port: 1, worker: 0, label: "x")], keepDirectory: false,
+            jobKey: randomBytes(32), manifest: [], workerIndex: 0)
+        try connection.send(.jobStart(spec))
+        return (connection, try connection.receiveMessage())
+    }
+
+    /// A master that leaves after `jobReady` and before `launch` (another node failed, Ctrl-C):
+    /// the worker lets go of everything the job held at once (its cgroup's descriptors, the
+    /// control session, the connection) and waits for no ranks that never ran.
+    @Test func masterLeavingBeforeLaunch_leavesNoDescriptors() throws {
+        let cluster = try TestCluster(workers: 1)
+        let worker = cluster.workers[0]
+        _ = try cluster.master(["exec", "--", "true"])
+        #expect(worker.process.stderr.waitFor(count: 1, of: ": finished"))
+        let descriptorsBefore = FD.openCount(pid: worker.process.pid)
+        for index in 0..<5 {
+            let (connection, ready) = try Self.startJob(on: cluster, id: "ready\(index)", ["true"])
+            connection.close()
+            guard case .jobReady = ready else {
+                Issue.record("job \(index): expected jobReady, got \(ready)")
+                return
+            }
+        }
+        #expect(worker.process.stderr.waitFor(count: 5, of: "the master connection ended before the job started"))
+        // The session closes its connection just after that line: wait for it, bounded.
+        let deadline = Clock.now + 5
+        while FD.openCount(pid: worker.process.pid) != descriptorsBefore, Clock.now < deadline { Deadline.pause(0.01) }
+        #expect(FD.openCount(pid: worker.process.pid) == descriptorsBefore, "\(worker.process.stderr.text)")
+        #expect(!worker.process.stderr.text.contains("still running"), "\(worker.process.stderr.text)")
+        #expect(cluster.leftoverJobDirectories.isEmpty)
     }
 
     @Test func silentClient_timesOutInTheHandshakeAndIsLogged() throws {

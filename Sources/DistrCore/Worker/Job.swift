@@ -287,6 +287,20 @@ final class Job: Sendable {
         finished.open()
     }
 
+    /// For a job registered and never started (its master left, or failed, before `launch`):
+    /// closes the cgroup descriptors `init` opened and drops `onFinish`, which holds the
+    /// control session (a cycle that would keep both, and their connection, for ever). Nothing
+    /// of the job runs after this.
+    func discard() {
+        let stored = onFinish.withLock { stored in
+            defer { stored = nil }
+            return stored
+        }
+        guard stored != nil else { return }
+        if let controlGroupProcs { FD.close(controlGroupProcs) }
+        if let controlGroupDirectory { FD.close(controlGroupDirectory) }
+    }
+
     /// Blocks until every rank has been spawned (or failed to), or the deadline passes.
     func waitStarted(until deadline: Deadline) -> Bool { started.wait(until: deadline) }
 

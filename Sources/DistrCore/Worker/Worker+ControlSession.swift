@@ -150,12 +150,19 @@ extension Worker {
                 prepared.withLock { $0.job }?.cancel(reason: reason)
             case .abandon(let reason, let isError):
                 let (spec, recorded, directory, controlGroup, job, shared) = prepared.withLock { state in
-                    defer { state.extractor = nil }
+                    defer {
+                        state.extractor = nil
+                        // Never started: nothing to wait for at the session's end.
+                        state.job = nil
+                    }
                     return (
                         state.spec, state.recorded, state.directory, state.controlGroup, state.job, state.extractor?.sharedFiles ?? state.shared
                     )
                 }
-                if let job { worker.unregister(job) }
+                if let job {
+                    worker.unregister(job)
+                    job.discard()
+                }
                 controlGroup?.killAndRemove()
                 if let directory {
                     worker.cache?.takeBack(shared, from: directory)
