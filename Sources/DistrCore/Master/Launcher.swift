@@ -307,21 +307,22 @@ package final class Launcher: Sendable {
     }
 
     private func connect(_ peer: Peer) throws -> (Connection, String) {
-        try Self.connect(peer, secret: secret, deadline: .after(options.connectTimeout), watch: options.nodeTimeout)
+        try Self.connect(peer, secret: secret, timeout: options.connectTimeout, watch: options.nodeTimeout)
     }
 
-    /// Connects and authenticates a control connection before `deadline`, retrying a busy worker.
-    /// `watch`: the node timeout of the heartbeats (`Liveness`) for a job's connection; nil for a
-    /// short exchange such as `status`.
+    /// Connects and authenticates a control connection within `timeout` seconds, retrying a busy
+    /// worker. `watch`: the node timeout of the heartbeats (`Liveness`) for a job's connection;
+    /// nil for a short exchange such as `status`.
     /// - Returns: the connection and the address the worker was reached at.
-    static func connect(_ peer: Peer, secret: [UInt8], deadline: Deadline, watch: Double? = nil) throws -> (Connection, String) {
+    static func connect(_ peer: Peer, secret: [UInt8], timeout: Double, watch: Double? = nil) throws -> (Connection, String) {
+        let deadline = Deadline.after(timeout)
         var pause = 0.01
         while true {
             let fd = try TCPSocket.connect(host: peer.host, port: peer.port, timeout: max(0.001, deadline.remaining))
             let host = TCPSocket.peerAddress(fd)?.host ?? peer.host
             do {
                 let connection = try Connection.client(
-                    fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining),
+                    fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining), reportedTimeout: timeout,
                     headerOnlyTypes: [ControlMessage.fileDataType])
                 if let watch {
                     connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType)

@@ -15,7 +15,7 @@ package enum StatusProbe {
             group.enter()
             Threads.start(name: "distr-status") {
                 defer { group.leave() }
-                let status = probe(peer, secret: secret, deadline: .after(timeout))
+                let status = probe(peer, secret: secret, timeout: timeout)
                 results.withLock { $0[index] = status }
             }
         }
@@ -24,9 +24,11 @@ package enum StatusProbe {
         return distinct.indices.compactMap { found[$0] }
     }
 
-    static func probe(_ peer: Peer, secret: [UInt8], deadline: Deadline) -> PeerStatus {
+    static func probe(_ peer: Peer, secret: [UInt8], timeout: Double) -> PeerStatus {
+        // The connect and the report, together within `timeout`.
+        let deadline = Deadline.after(timeout)
         let connection: Connection
-        do { (connection, _) = try Launcher.connect(peer, secret: secret, deadline: deadline) } catch {
+        do { (connection, _) = try Launcher.connect(peer, secret: secret, timeout: timeout) } catch {
             return PeerStatus(label: peer.label, outcome: .failed(ConnectFailure.classify(error, node: peer.label, address: peer.description)))
         }
         defer { connection.close() }

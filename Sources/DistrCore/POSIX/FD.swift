@@ -9,10 +9,6 @@ package enum FD {
         if fd >= 0 { _ = Glibc.close(fd) }
     }
 
-    /// Whether `fd` names an open descriptor of this process. The corresponding C function is
-    /// `fcntl(F_GETFD)`.
-    package static func isOpen(_ fd: Int32) -> Bool { fcntl(fd, F_GETFD) != -1 }
-
     /// A close-on-exec copy of `fd` (same open file). The corresponding C function is `fcntl(F_DUPFD_CLOEXEC)`.
     /// - Throws: `SystemError` from `fcntl`.
     package static func duplicate(_ fd: Int32) throws(SystemError) -> Int32 {

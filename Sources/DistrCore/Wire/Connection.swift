@@ -385,18 +385,20 @@ extension Connection {
     /// - Throws: `WireError` (not distr, version, wrong secret, refused, busy) or `SystemError`.
     package static func client(
         fd: Int32, peer: String, key: [UInt8], kind: ConnectionKind, context: [UInt8] = [],
-        timeout: Double, limits: Limits = .default, headerOnlyTypes: Set<UInt8> = []
+        timeout: Double, reportedTimeout: Double? = nil, limits: Limits = .default, headerOnlyTypes: Set<UInt8> = []
     ) throws -> Connection {
-        let keys = try clientHandshake(fd: fd, key: key, kind: kind, context: context, timeout: timeout)
+        let keys = try clientHandshake(fd: fd, key: key, kind: kind, context: context, timeout: timeout, reportedTimeout: reportedTimeout)
         return Connection(
             fd: fd, peer: peer, keys: keys, maxPayload: limits.maxFrame, headerOnlyTypes: headerOnlyTypes,
             frameTimeout: limits.frameTimeout)
     }
 
     /// The client side of the handshake on a raw socket, up to and including the verdict, all
-    /// within `timeout` seconds. The socket is closed on failure.
+    /// within `timeout` seconds. The socket is closed on failure. A handshake that times out is
+    /// reported with `reportedTimeout` when given (the user's whole connect timeout, of which
+    /// `timeout` is what was left after the TCP connect).
     package static func clientHandshake(
-        fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double
+        fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double, reportedTimeout: Double? = nil
     ) throws -> SessionKeys {
         let deadline = Deadline.after(timeout)
         do {
@@ -411,7 +413,7 @@ extension Connection {
             return keys
         } catch WireError.stalled {
             FD.close(fd)
-            throw WireError.authenticationFailed("no handshake answer within \((timeout * 1000).rounded() / 1000) s")
+            throw WireError.authenticationFailed("no handshake answer within \(((reportedTimeout ?? timeout) * 1000).rounded() / 1000) s")
         } catch WireError.closed {
             FD.close(fd)
             throw WireError.authenticationFailed(
