@@ -2,9 +2,10 @@ import Testing
 
 @testable import DistrCore
 
-/// The synchronous fast paths of same-node messaging: a send that writes its whole frame into
-/// the ring without suspending, a receive that takes a small frame straight from the ring, and
-/// every case where they step aside for the general path.
+/// The synchronous fast paths of messaging: a send that writes its whole frame into the ring
+/// without suspending (or, on a socket, what the kernel takes of a small frame), a receive that
+/// takes a small frame straight from the ring, and every case where they step aside for the
+/// general path.
 @Suite(.hangGuard) struct RingFastPathTests {
     static var empty: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: nil, count: 0) }
 
@@ -195,6 +196,74 @@ import Testing
         #expect(try reader.read(4096) == Self.bytes(of: smallFrame, small))
     }
 
+    // MARK: Sending on a socket without suspending
+
+    @Test func socketLink_sendNowWritesWhatTheSocketTakesAndTheWriterThreadTheRestInOrder() async throws {
+        // TCP on loopback: a nonblocking write into a nearly full socket takes part of a frame.
+        let (listener, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
+        defer { FD.close(listener) }
+        let mine = try TCPSocket.connect(host: "127.0.0.1", port: address.port, timeout: 10)
+        let theirs = try TCPSocket.accept(listener)
+        defer { FD.close(theirs) }
+        // A lost rest of a frame fails the read below instead of hanging it.
+        TCPSocket.setReceiveTimeout(theirs, seconds: 10)
+        let link = OutgoingLink(fd: mine, rank: 1, spinBudget: 0)
+        // Nobody reads yet: frames go in until the socket takes nothing more, or only part of
+        // one (whose rest waits for room, holding the link).
+        var payloads: [[UInt8]] = []
+        var rest: OutgoingLink.Immediate?
+        while rest == nil {
+            let index = payloads.count
+            let payload = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 9_000 + index % 13 * 77)
+            let frame = RankFrame(encoding: .bytes, tag: index, length: payload.count)
+            switch try payload.withUnsafeBytes({ try link.writeNow(frame, body: $0) }) {
+            case .sent: payloads.append(payload)
+            case .declined: rest = .declined
+            case .partly(let held, let pending):
+                payloads.append(payload)
+                rest = .partly(held, pending)
+            }
+            try #require(payloads.count < 100_000, "the socket never filled")
+        }
+        // While the link is held, nothing else is written on the socket.
+        let small: [UInt8] = [1]
+        let smallFrame = RankFrame(encoding: .bytes, tag: 0, length: 1)
+        if case .partly = rest { #expect(try small.withUnsafeBytes { try link.writeNow(smallFrame, body: $0) }.isDeclined) }
+        // The rest, then a send after it, finish once the reader drains the socket.
+        let last = [UInt8](repeating: 0xEE, count: 100)
+        let lastHeader = RankFrame(encoding: .bytes, tag: payloads.count, length: last.count).header()
+        let finishing = rest
+        let sending = Task {
+            if case .partly? = finishing { #expect(try await finishing?.completed() == true) }
+            try await link.send(header: lastHeader, body: .bytes(last))
+        }
+        payloads.append(last)
+        // Read on a thread of its own: the sends above need the cooperative pool's threads.
+        let expected = payloads.count
+        let received = try await onDedicatedThread(name: "test-reader") { try Self.readFrames(theirs, count: expected) }
+        try await sending.value
+        #expect(received.map(\.tag) == Array(payloads.indices))
+        #expect(received.map(\.payload) == payloads)
+    }
+
+    /// Reads `count` frames from the blocking socket `fd`.
+    static func readFrames(_ fd: Int32, count: Int) throws -> [(tag: Int, payload: [UInt8])] {
+        var decoder = RankFrameDecoder(source: 1)
+        var received: [(tag: Int, payload: [UInt8])] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while received.count < count {
+            switch try decoder.next() {
+            case .frame(let frame, let payload, _): received.append((frame.tag, payload))
+            case .needBytes, .needPayload:
+                let n = try FD.read(fd, into: &chunk)
+                guard n > 0 else { throw SystemError("read", errno: 0) }
+                chunk.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            case .goodbye: return received
+            }
+        }
+        return received
+    }
+
     // MARK: The mailbox's change count, which a spinning receive watches
 
     @Test func mailbox_changeCountMovesWhenASpinningReceiveMustLookAgain() throws {
@@ -228,5 +297,12 @@ import Testing
             let message = try await waiting.value
             #expect(message.value == round && message.source == 0)
         }
+    }
+}
+
+extension OutgoingLink.Immediate {
+    var isDeclined: Bool {
+        if case .declined = self { return true }
+        return false
     }
 }

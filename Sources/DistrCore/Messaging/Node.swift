@@ -203,7 +203,7 @@ public final class Node: Sendable {
         {
             return
         }
-        if try sendNow(frame, body, to: rank) { return }
+        if try await sendNow(frame, body, to: rank).completed() { return }
         try await post(frame: frame, body: body, to: rank)
     }
 
@@ -212,13 +212,13 @@ public final class Node: Sendable {
         try check(rank: rank)
         try check(tag: tag)
         let frame = RankFrame(encoding: .bytes, tag: tag, length: bytes.count)
-        if try bytes.withUnsafeBytes({ try sendNow(frame, body: $0, to: rank) }) { return }
+        if try await bytes.withUnsafeBytes({ try sendNow(frame, body: $0, to: rank) }).completed() { return }
         try await post(frame: frame, body: .bytes(bytes), to: rank)
     }
 
     func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int) async throws {
         let (frame, body) = try Self.message(value, tag: tag)
-        if try sendNow(frame, body, to: rank) { return }
+        if try await sendNow(frame, body, to: rank).completed() { return }
         try await post(frame: frame, body: body, to: rank)
     }
 
@@ -233,20 +233,21 @@ public final class Node: Sendable {
         return (RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: T.self), tag: tag, length: bytes.count), .bytes(bytes))
     }
 
-    /// The synchronous fast path of a send: writes the frame into the shared-memory ring to
-    /// `rank` without suspending, when the link is up and idle and the ring has room for the
-    /// whole frame. False when it did not (the caller goes the `async` way, which also reports
-    /// every failure).
-    func sendNow(_ frame: RankFrame, _ body: FrameBody, to rank: Int) throws -> Bool {
+    /// The synchronous fast path of a send, when the link to `rank` is up and idle: writes the
+    /// frame into the shared-memory ring when the ring has room for all of it, or writes a small
+    /// frame to the socket (`OutgoingLink.writeNow`). `.declined` when it wrote nothing (the
+    /// caller goes the `async` way, which also reports every failure).
+    func sendNow(_ frame: RankFrame, _ body: FrameBody, to rank: Int) throws -> OutgoingLink.Immediate {
         switch body {
         case .bytes(let bytes): try bytes.withUnsafeBytes { try sendNow(frame, body: $0, to: rank) }
         case .numeric(let array): try array.withRawBytes { try sendNow(frame, body: $0, to: rank) }
         }
     }
 
-    func sendNow(_ frame: RankFrame, body: UnsafeRawBufferPointer, to rank: Int) throws -> Bool {
-        guard rank != id, !hasLeft.load(ordering: .acquiring), let link = readyLink(to: rank) else { return false }
-        return try link.sendNow(frame, body: body)
+    func sendNow(_ frame: RankFrame, body: UnsafeRawBufferPointer, to rank: Int) throws -> OutgoingLink.Immediate {
+        guard rank != id, !hasLeft.load(ordering: .acquiring), let link = readyLink(to: rank) else { return .declined }
+        if link.hasRing { return try link.sendNow(frame, body: body) ? .sent : .declined }
+        return try link.writeNow(frame, body: body)
     }
 
     func post(frame: RankFrame, body: FrameBody, to rank: Int) async throws {

@@ -149,6 +149,59 @@ final class OutgoingLink: Sendable {
         }
     }
 
+    /// What a send's synchronous part did.
+    enum Immediate: Sendable {
+        case sent
+        /// Nothing was written: the `async` send takes the whole frame.
+        case declined
+        /// The socket took part of the frame; the link is held for the rest, which `completed`
+        /// writes (the link's writer thread does, if the socket stays full).
+        case partly(OutgoingLink, Pending)
+
+        /// Whether the frame went, finishing one the socket took part of.
+        func completed() async throws -> Bool {
+            switch self {
+            case .sent: return true
+            case .declined: return false
+            case .partly(let link, let rest):
+                try await withCheckedThrowingContinuation { continuation in link.startWriter(first: (rest, continuation)) }
+                return true
+            }
+        }
+    }
+
+    /// Frames up to this size may be written by `writeNow` on a socket.
+    static let directSocketSendLimit = 16 * 1024
+
+    /// The synchronous part of a send on a socket (no ring): one nonblocking `writev` of the
+    /// header (from the stack) and a small body, when the link is idle and nothing failed.
+    /// - Throws: `NodeError.sendFailed` when the socket failed (the link fails).
+    func writeNow(_ frame: RankFrame, body: UnsafeRawBufferPointer) throws -> Immediate {
+        guard !hasRing, body.count <= Self.directSocketSendLimit else { return .declined }
+        let total = RankFrame.headerSize + body.count
+        let outcome = state.withLock { s -> Result<IOResult, SystemError>? in
+            guard !s.busy, s.failure == nil else { return nil }
+            let result = frame.withHeaderBytes { header in
+                Result { () throws(SystemError) in try FD.writeNonblocking(fd, header, body) }
+            }
+            // Claimed while the lock is held: no other send may write between the two parts.
+            if case .success(.bytes(let n)) = result, n < total { s.busy = true }
+            return result
+        }
+        switch outcome {
+        case nil, .success(.wouldBlock), .success(.endOfStream): return .declined
+        case .success(.bytes(let n)) where n == total: return .sent
+        case .success(.bytes(let n)):
+            var rest = Pending(header: frame.header(), body: .bytes([UInt8](body)))
+            rest.offset = n
+            return .partly(self, rest)
+        case .failure(let error):
+            let failure = NodeError.sendFailed(rank: rank, reason: error.code.isPeerGone ? "the rank has gone away" : error.reason)
+            fail(failure)
+            throw failure
+        }
+    }
+
     /// Waits until everything queued has been written.
     func flush() async throws {
         try await send(header: [], body: .bytes([]))
