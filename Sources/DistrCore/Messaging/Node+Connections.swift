@@ -234,7 +234,10 @@ extension Node {
         var sleepEnd: Double?
         var idle = 0
         // Without a tight loop, a ping-pong's receive sleeps before it reads: its first read would
-        // only find that the answer has not come yet.
+        // only find that the answer has not come yet. But the progress thread may have delivered
+        // the message between this receive's look into the mailbox and the silencing above: the
+        // sockets would then stay quiet for the whole wait.
+        if sockets?.waitsFirst == true, let envelope = mailbox.take(source: source, tag: tag) { return (envelope, .spun) }
         sockets?.waitBeforeFirstRead(until: deadline)
         var firstRead = true
         // The mailbox's change count when this receive last looked into it: an idle turn of the
