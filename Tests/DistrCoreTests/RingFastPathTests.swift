@@ -205,8 +205,11 @@ import Testing
         let mine = try TCPSocket.connect(host: "127.0.0.1", port: address.port, timeout: 10)
         let theirs = try TCPSocket.accept(listener)
         defer { FD.close(theirs) }
-        // A lost rest of a frame fails the read below instead of hanging it.
-        TCPSocket.setReceiveTimeout(theirs, seconds: 10)
+        // A lost rest of a frame fails the read below instead of hanging it. Generous: the rest
+        // and the last frame are sent by a task, and a full test run can keep the cooperative
+        // pool's two threads busy with blocking tests for over a minute (a 10 s limit failed 2
+        // of 3 full runs, the test's task resumed 100 s after the reader gave up).
+        TCPSocket.setReceiveTimeout(theirs, seconds: 300)
         let link = OutgoingLink(fd: mine, rank: 1, spinBudget: 0)
         // Nobody reads yet: frames go in until the socket takes nothing more, or only part of
         // one (whose rest waits for room, holding the link).

@@ -155,7 +155,7 @@ final class OutgoingLink: Sendable {
         /// Nothing was written: the `async` send takes the whole frame.
         case declined
         /// The socket took part of the frame; the link is held for the rest, which `completed`
-        /// writes (the link's writer thread does, if the socket stays full).
+        /// hands to the link's writer thread and waits for.
         case partly(OutgoingLink, Pending)
 
         /// Whether the frame went, finishing one the socket took part of.
