@@ -1,3 +1,5 @@
+import Dispatch
+import Synchronization
 import Testing
 
 @testable import DistrCore
@@ -205,11 +207,8 @@ import Testing
         let mine = try TCPSocket.connect(host: "127.0.0.1", port: address.port, timeout: 10)
         let theirs = try TCPSocket.accept(listener)
         defer { FD.close(theirs) }
-        // A lost rest of a frame fails the read below instead of hanging it. Generous: the rest
-        // and the last frame are sent by a task, and a full test run can keep the cooperative
-        // pool's two threads busy with blocking tests for over a minute (a 10 s limit failed 2
-        // of 3 full runs, the test's task resumed 100 s after the reader gave up).
-        TCPSocket.setReceiveTimeout(theirs, seconds: 300)
+        // A lost rest of a frame fails a read below instead of hanging it.
+        TCPSocket.setReceiveTimeout(theirs, seconds: 10)
         let link = OutgoingLink(fd: mine, rank: 1, spinBudget: 0)
         // Nobody reads yet: frames go in until the socket takes nothing more, or only part of
         // one (whose rest waits for room, holding the link).
@@ -228,30 +227,44 @@ import Testing
             }
             try #require(payloads.count < 100_000, "the socket never filled")
         }
-        // While the link is held, nothing else is written on the socket.
-        let small: [UInt8] = [1]
-        let smallFrame = RankFrame(encoding: .bytes, tag: 0, length: 1)
-        if case .partly = rest { #expect(try small.withUnsafeBytes { try link.writeNow(smallFrame, body: $0) }.isDeclined) }
-        // The rest, then a send after it, finish once the reader drains the socket.
-        let last = [UInt8](repeating: 0xEE, count: 100)
-        let lastHeader = RankFrame(encoding: .bytes, tag: payloads.count, length: last.count).header()
-        let finishing = rest
-        let sending = Task {
-            if case .partly? = finishing { #expect(try await finishing?.completed() == true) }
-            try await link.send(header: lastHeader, body: .bytes(last))
+        // While the link is held, nothing else is written on the socket, even when it has room
+        // again (the receiver read some of it).
+        var taken: [UInt8] = []
+        if case .partly = rest {
+            // Read until the sending socket can be written (the kernel asks for a good share of
+            // its buffer free first); bounded by what was sent.
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            let socket = [mine]
+            while try !socket.withUnsafeBufferPointer({ try FD.wait(for: $0, writing: true, seconds: 0.01) }) {
+                let n = try FD.read(theirs, into: &chunk)
+                try #require(n > 0 && taken.count < payloads.reduce(0) { $0 + $1.count + RankFrame.headerSize })
+                taken += chunk[..<n]
+            }
+            let small: [UInt8] = [1]
+            let smallFrame = RankFrame(encoding: .bytes, tag: 0, length: 1)
+            #expect(try small.withUnsafeBytes { try link.writeNow(smallFrame, body: $0) }.isDeclined)
         }
-        payloads.append(last)
-        // Read on a thread of its own: the sends above need the cooperative pool's threads.
+        // The rest goes once a reader drains the socket. The reader is a thread of its own, and
+        // the rest is handed to the link's writer thread before this task suspends: neither
+        // waits for the cooperative pool, which a full test run keeps busy for a minute and more.
         let expected = payloads.count
-        let received = try await onDedicatedThread(name: "test-reader") { try Self.readFrames(theirs, count: expected) }
-        try await sending.value
+        let reader = TestThread { [taken] in try Self.readFrames(theirs, count: expected, after: taken) }
+        if case .partly = rest { #expect(try await rest?.completed() == true) }
+        let received = try await reader.value()
         #expect(received.map(\.tag) == Array(payloads.indices))
         #expect(received.map(\.payload) == payloads)
+        // Idle again: the next send goes the fast way, after all of it.
+        let last = [UInt8](repeating: 0xEE, count: 100)
+        let lastFrame = RankFrame(encoding: .bytes, tag: expected, length: last.count)
+        #expect(try await last.withUnsafeBytes { try link.writeNow(lastFrame, body: $0) }.completed())
+        let tail = try Self.readFrames(theirs, count: 1)
+        #expect(tail.map(\.tag) == [expected] && tail.map(\.payload) == [last])
     }
 
-    /// Reads `count` frames from the blocking socket `fd`.
-    static func readFrames(_ fd: Int32, count: Int) throws -> [(tag: Int, payload: [UInt8])] {
+    /// Reads `count` frames from the blocking socket `fd`, whose first bytes were `taken` already.
+    static func readFrames(_ fd: Int32, count: Int, after taken: [UInt8] = []) throws -> [(tag: Int, payload: [UInt8])] {
         var decoder = RankFrameDecoder(source: 1)
+        decoder.append(taken)
         var received: [(tag: Int, payload: [UInt8])] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while received.count < count {
@@ -299,6 +312,26 @@ import Testing
             try await node.send(round, to: 0)
             let message = try await waiting.value
             #expect(message.value == round && message.source == 0)
+        }
+    }
+}
+
+/// Runs `body` on a thread of its own at once; `value()` waits for its result.
+final class TestThread<T: Sendable>: Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private let result = Mutex<Result<T, any Error>?>(nil)
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        Threads.start(name: "test-thread") { [self] in
+            result.withLock { $0 = Result { try body() } }
+            done.signal()
+        }
+    }
+
+    func value() async throws -> T {
+        try await onDedicatedThread(name: "test-wait") { [self] in
+            done.wait()
+            return try result.withLock { $0! }.get()
         }
     }
 }
