@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <linux/futex.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -118,6 +119,11 @@ int cdistr_set_keepalive(int fd, int idle, int interval, int count) {
 int cdistr_pending_bytes(int fd) {
     int n = 0;
     return ioctl(fd, FIONREAD, &n) == 0 ? n : -1;
+}
+
+int cdistr_unacknowledged_bytes(int fd) {
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
 }
 
 int cdistr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

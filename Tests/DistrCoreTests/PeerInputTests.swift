@@ -230,6 +230,7 @@ import Testing
                 try #require(n > 0)
                 decoder.append(Array(buffer[0..<n]))
             case .goodbye: Issue.record("rank 0 said goodbye")
+            case .signal: Issue.record("rank 0 sent a connection signal")
             }
         }
         #expect(sent.map(\.tag) == [-1, -2])
@@ -255,7 +256,7 @@ import Testing
         while true {
             switch try decoder.next() {
             case .frame(let frame, let payload, _): return (frame, payload)
-            case .goodbye: return nil
+            case .goodbye, .signal: return nil
             case .needBytes, .needPayload:
                 let count = try FD.read(fd, into: &buffer)
                 if count == 0 { return nil }

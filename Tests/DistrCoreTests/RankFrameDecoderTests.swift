@@ -14,15 +14,17 @@ struct DecodedFrame: Equatable {
 }
 
 /// Feeds `stream` in pieces cut at `cuts` and collects what comes out, up to a goodbye.
-func decodeAll(_ stream: [UInt8], cuts: [Int], limit: Int = RankFrameDecoder.defaultMaxMessageBytes) throws(NodeError) -> (
+func decodeAll(_ stream: [UInt8], cuts: [Int], limit: Int = RankFrameDecoder.defaultMaxMessageBytes, signal: UInt8 = 0) throws(NodeError) -> (
     frames: [DecodedFrame], goodbye: Bool
 ) {
     var decoder = RankFrameDecoder(source: 3, maxMessageBytes: limit)
+    decoder.signal = signal
     var frames: [DecodedFrame] = []
     var pieces = zip([0] + cuts, cuts + [stream.count]).map { Array(stream[$0..<$1]) }[...]
     while true {
         switch try decoder.next() {
         case .frame(let frame, let payload, let array): frames.append(DecodedFrame(frame, payload: payload, array: array))
+        case .signal(let frame): frames.append(DecodedFrame(frame, payload: [], array: nil))
         case .goodbye: return (frames, true)
         case .needBytes, .needPayload:
             guard let piece = pieces.popFirst() else { return (frames, false) }
@@ -171,7 +173,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
 
     static let malformed: [([UInt8], String)] = [
         (header(kind: 0, length: 0), "unknown frame kind 0"),
-        (header(kind: 4, length: 0), "unknown frame kind 4"),
+        (header(kind: 6, length: 0), "unknown frame kind 6"),
         (header(kind: 255, length: 0), "unknown frame kind 255"),
         (header(encoding: 4, length: 0), "unknown encoding 4"),
         (header(encoding: 255, length: 0), "unknown encoding 255"),
@@ -258,5 +260,59 @@ struct SplitMix: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// The connection signals (`RankFrame.bothWays`, `.answer`): only as the first frame, of the
+/// kind the connection allows, header only.
+@Suite struct ConnectionSignalDecodingTests {
+    static let message = RankFrame(encoding: .bytes, tag: 4, length: 2)
+
+    @Test func aSignalIsTakenAsTheFirstFrameOfTheKindAllowed() throws {
+        for (kind, tag) in [(RankFrame.bothWays, 0), (RankFrame.answer, 1), (RankFrame.answer, 0)] {
+            let stream = RankFrame.signal(kind, tag: tag).header() + Self.message.header() + [7, 8]
+            for cut in 0...stream.count {
+                let (frames, _) = try decodeAll(stream, cuts: [cut], signal: kind)
+                #expect(
+                    frames == [
+                        DecodedFrame(RankFrame.signal(kind, tag: tag), payload: [], array: nil),
+                        DecodedFrame(Self.message, payload: [7, 8], array: nil),
+                    ])
+            }
+        }
+    }
+
+    @Test func aSignalAnywhereElseBreaksTheProtocol() {
+        let outOfPlace = NodeError.badFrame(
+            rank: 3, detail: "a connection signal of kind 4 where none may come (only as the first frame, in answer)")
+        let bothWays = RankFrame.signal(RankFrame.bothWays).header()
+        // Not allowed on this connection (a local one, or one that expects the answer).
+        #expect(throws: outOfPlace) { try decodeAll(bothWays, cuts: []) }
+        #expect(throws: outOfPlace) { try decodeAll(bothWays, cuts: [], signal: RankFrame.answer) }
+        // After the first frame.
+        #expect(throws: outOfPlace) { try decodeAll(Self.message.header() + [1, 2] + bothWays, cuts: [], signal: RankFrame.bothWays) }
+        // Twice.
+        #expect(throws: outOfPlace) { try decodeAll(bothWays + bothWays, cuts: [], signal: RankFrame.bothWays) }
+    }
+
+    @Test func aSignalWithAPayloadOrAnUnknownAnswerBreaksTheProtocol() {
+        let cases: [([UInt8], UInt8, String)] = [
+            (header(kind: RankFrame.bothWays, encoding: 0, length: 1) + [0], RankFrame.bothWays, "kind 4 with a payload, an encoding or a tag of 0"),
+            (header(kind: RankFrame.bothWays, encoding: 1, length: 0), RankFrame.bothWays, "kind 4 with a payload, an encoding or a tag of 0"),
+            (
+                header(kind: RankFrame.bothWays, encoding: 0, tag: 1, length: 0), RankFrame.bothWays,
+                "kind 4 with a payload, an encoding or a tag of 1"
+            ),
+            (header(kind: RankFrame.answer, encoding: 0, tag: 2, length: 0), RankFrame.answer, "kind 5 with a payload, an encoding or a tag of 2"),
+            (
+                header(kind: RankFrame.answer, encoding: 0, element: 3, length: 0), RankFrame.answer,
+                "kind 5 with a payload, an encoding or a tag of 0"
+            ),
+        ]
+        for (bytes, signal, detail) in cases {
+            #expect(throws: NodeError.badFrame(rank: 3, detail: "a connection signal of \(detail)")) {
+                try decodeAll(bytes, cuts: [], signal: signal)
+            }
+        }
     }
 }

@@ -274,7 +274,7 @@ import Testing
                 let n = try FD.read(fd, into: &chunk)
                 guard n > 0 else { throw SystemError("read", errno: 0) }
                 chunk.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-            case .goodbye: return received
+            case .goodbye, .signal: return received
             }
         }
         return received

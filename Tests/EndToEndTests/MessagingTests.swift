@@ -35,6 +35,17 @@ import Testing
         }
     }
 
+    /// Ranks of different workers that all send to each other at once (as every collective
+    /// begins) end with one TCP connection per pair, carrying both ways in order (docs/messages.md
+    /// §2): four workers of one rank each, and two workers of two ranks over plain sockets.
+    @Test func ranksOfDifferentWorkers_shareOneConnectionPerPair() throws {
+        let local = try TestProcess.master(["run", "-q", "--local", "4", Self.check, "one-connection", "3"])
+        expectAllRanks(local, "ok one-connection", ranks: 4)
+        let cluster = try TestCluster(workers: 2, slots: [2, 2])
+        let mixed = try cluster.master(["run", "-q", "--env", "DISTR_TRANSPORT=socket", Self.check, "one-connection", "2"])
+        expectAllRanks(mixed, "ok one-connection", ranks: 4)
+    }
+
     @Test func busyReceiver_stillTakesWhatIsSentAfterItReadItsSocketItself() throws {
         let run = try TestProcess.master(["run", "-q", "--timeout", "120", "--local", "2", Self.check, "busy-receiver"])
         expectAllRanks(run, "ok busy-receiver", ranks: 2)

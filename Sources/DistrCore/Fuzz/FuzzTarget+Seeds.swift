@@ -40,6 +40,7 @@ extension FuzzTarget {
             ("peer-exited", .peerExited(rank: 1, status: 137)), ("abort", .abort(reason: "rank 0 failed")),
             ("hello-shared-memory", .helloSharedMemory(rank: 1)), ("connected-shared", .connectedShared(to: 2)),
             ("incoming-shared", .incomingShared(from: 0)), ("hello-reading-offers", .helloReadingOffers(rank: 1)),
+            ("hello-answering", .helloAnswering(rank: 1)),
             ("reads-offers", .readsOffers(rank: 2)),
         ]
         for (name, message) in agentMessages { add("agent-message", name, message.encoded()) }
@@ -105,6 +106,12 @@ extension FuzzTarget {
         for (name, frame) in frames {
             add("rank-frame", name, [0xFF] + frame.header() + [UInt8](repeating: 7, count: frame.length))
         }
+        // Connection signals: the first byte also picks the one the stream may begin with
+        // (0xFD: `bothWays`, 0xFE: `answer`, 0xFF: none).
+        let message = RankFrame(encoding: .bytes, tag: 1, length: 3)
+        add("rank-frame", "both-ways-first", [0xFD] + RankFrame.signal(RankFrame.bothWays).header() + message.header() + [1, 2, 3])
+        add("rank-frame", "answer-first", [0xFE] + RankFrame.signal(RankFrame.answer, tag: 1).header() + message.header() + [1, 2, 3])
+        add("rank-frame", "signal-out-of-place", [0xFD] + message.header() + [1, 2, 3] + RankFrame.signal(RankFrame.bothWays).header())
         let offer = OfferedSend(
             id: 7,
             memory: MemoryOffer(pid: 4242, address: 1 << 30, byteCount: 1 << 20, elementCode: Double.wireCode, identity: 99, identityAddress: 1 << 29)

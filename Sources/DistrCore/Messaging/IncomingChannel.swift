@@ -34,15 +34,25 @@ final class IncomingChannel: Sendable {
     }
     let watch = Mutex(Watch())
 
+    /// Told of the connection signal this channel began with (`LinkChoice`), once, outside the
+    /// channel's lock.
+    typealias SignalHandler = @Sendable (IncomingChannel, RankFrame) -> Void
+    private let onSignal: SignalHandler?
+
+    /// `signal`: the connection signal the stream may begin with (`RankFrameDecoder.signal`),
+    /// handed to `onSignal`.
     init(
-        fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, ring: RingReader? = nil
+        fd: Int32, source: Int, pool: BufferPool, maxMessageBytes: Int = RankFrameDecoder.defaultMaxMessageBytes, ring: RingReader? = nil,
+        signal: UInt8 = 0, onSignal: SignalHandler? = nil
     ) {
         descriptor = FileDescriptor(adopting: fd)
         self.source = source
         hasRing = ring != nil
         ringMemory = ring?.memory
+        self.onSignal = onSignal
         FD.setNonblocking(fd)
-        let decoder = RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)
+        var decoder = RankFrameDecoder(source: source, maxMessageBytes: maxMessageBytes, pool: pool)
+        decoder.signal = signal
         reader = Mutex(FrameStreamReader(input: ByteInput(fd: fd, ring: ring), decoder: decoder))
     }
 
@@ -89,11 +99,13 @@ final class IncomingChannel: Sendable {
         if !watchingSocket, let ringMemory, !ringMemory.mayHaveUnread { return .drained(moved: false) }
         // Frames are delivered while the channel is held: two drains (a receiving task and the
         // progress thread) must not hand over their batches in the wrong order.
+        var signal: RankFrame?
         let (ended, moved, failure) = reader.withLock { reader -> (Bool, Bool, NodeError?) in
             reader.input.watchSocket = watchingSocket
             let before = reader.bytesRead
             while true {
                 switch reader.hasRing ? reader.nextFromRing() ?? reader.next() : reader.next() {
+                case .signal(let frame): signal = frame
                 case .frame(let frame, let payload, let array):
                     let envelope = Envelope(source: source, frame: frame, payload: payload, array: array)
                     // The drain goes on after a claimed frame: frames left in the decoder's
@@ -110,6 +122,9 @@ final class IncomingChannel: Sendable {
                 }
             }
         }
+        // Handled before an end of stream is reported: an answer comes before the end of a
+        // connection the other rank declined.
+        if let signal { onSignal?(self, signal) }
         if ended && !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             // A sender that broke the protocol is heard no more: whatever follows its bad header
             // cannot be framed. (The descriptor itself is closed when the channel goes.)
@@ -220,6 +235,8 @@ struct ByteInput {
 struct FrameStreamReader {
     enum Step {
         case frame(RankFrame, [UInt8], (any RawNumericArray)?)
+        /// A connection signal (`RankFrameDecoder.Step.signal`).
+        case signal(RankFrame)
         case wouldBlock
         /// End of stream, a goodbye, or a read error.
         case closed
@@ -256,6 +273,7 @@ struct FrameStreamReader {
             var outcome = IOResult.endOfStream
             switch step {
             case .frame(let frame, let payload, let array): return .frame(frame, payload, array)
+            case .signal(let frame): return .signal(frame)
             case .goodbye:
                 ended = true
                 return .closed
@@ -318,7 +336,10 @@ struct FrameStreamReader {
     /// The message header in `raw`, when it is one the decoder accepts with a payload of at most
     /// `limit` bytes; nil otherwise (a bad header, a goodbye, a large frame: `next()` takes those).
     private static func header(_ raw: UnsafeRawBufferPointer, source: Int, limit: Int) -> RankFrame? {
-        do { return try RankFrameDecoder.parseHeader(raw, source: source, maxMessageBytes: limit) } catch { return nil }
+        do {
+            let frame = try RankFrameDecoder.parseHeader(raw, source: source, maxMessageBytes: limit)
+            return frame?.isSignal == true ? nil : frame
+        } catch { return nil }
     }
 
     /// One read that never waits, for the decoder's `readInto...`: the byte count it moved (0

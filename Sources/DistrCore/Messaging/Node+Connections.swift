@@ -4,6 +4,7 @@ extension Node {
     /// The link to `rank`, connecting on first use. Concurrent first sends share one attempt.
     func link(to rank: Int) async throws -> OutgoingLink {
         if let ready = readyLink(to: rank) { return ready }
+        let local = placements[rank].worker == workerIndex
         return try await withCheckedThrowingContinuation { continuation in
             let start = links.withLock { table -> Bool in
                 switch table[rank] {
@@ -17,8 +18,18 @@ extension Node {
                     waiting.append(continuation)
                     table[rank] = .connecting(waiting)
                     return false
-                case nil:
+                case .negotiating(var negotiation):
+                    negotiation.waiting.append(continuation)
+                    let dial = negotiation.choice.wantLink().dial
+                    table[rank] = .negotiating(negotiation)
+                    return dial
+                case nil where local:
                     table[rank] = .connecting([continuation])
+                    return true
+                case nil:
+                    var negotiation = Negotiation(choice: LinkChoice(rank: id, peer: rank), waiting: [continuation])
+                    _ = negotiation.choice.wantLink()
+                    table[rank] = .negotiating(negotiation)
                     return true
                 }
             }
@@ -44,18 +55,22 @@ extension Node {
             return
         }
         let threadBody: @Sendable () -> Void = { [self] in
+            let fd: Int32
+            let answers: Bool
             do {
-                let fd = try TCPSocket.connect(host: placement.host, port: placement.port, timeout: 10)
+                fd = try TCPSocket.connect(host: placement.host, port: placement.port, timeout: 10)
                 let context = RankConnectionContext(jobID: jobID, from: id, to: rank).encoded
-                _ = try Connection.clientHandshake(fd: fd, key: jobKey, kind: .rank, context: context, timeout: 10)
-                complete(rank, .success(fd))
+                answers = try Connection.rankHandshake(fd: fd, key: jobKey, context: context, timeout: 10)
             } catch {
-                complete(rank, .failure(.connectFailed(rank: rank, reason: "via \(placement.label): \(error)")))
+                dialFailed(rank, .connectFailed(rank: rank, reason: "via \(placement.label): \(error)"))
+                return
             }
+            dialled(rank, fd: fd, answers: answers)
         }
         Threads.start(name: "distr-connect-\(rank)", threadBody)
     }
 
+    /// A same-worker connection came (or could not be made).
     func complete(_ rank: Int, _ result: Result<Int32, NodeError>, ring: RingWriter? = nil) {
         let link: OutgoingLink? =
             if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank, ring: ring, spinBudget: spin.withLock { $0.budget }) } else { nil }
@@ -67,13 +82,182 @@ extension Node {
             }
             return waiting
         }
-        for continuation in waiting {
-            if let link {
-                continuation.resume(returning: link)
-            } else if case .failure(let error) = result {
-                continuation.resume(throwing: error)
+        switch result {
+        case .success: if let link { resume(waiting, with: .success(link)) }
+        case .failure(let error): resume(waiting, with: .failure(error))
+        }
+    }
+
+    private func resume(_ waiting: [CheckedContinuation<OutgoingLink, any Error>], with result: Result<OutgoingLink, NodeError>) {
+        for continuation in waiting { continuation.resume(with: result.mapError { $0 as any Error }) }
+    }
+
+    private func dialFailed(_ rank: Int, _ error: NodeError) {
+        let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
+            guard case .negotiating(var negotiation)? = table[rank], negotiation.choice.dialFailed() else { return [] }
+            table[rank] = .failed(error)
+            return negotiation.waiting
+        }
+        resume(waiting, with: .failure(error))
+    }
+
+    /// This rank's TCP dial to `rank` is up (`answers`: the worker said `rank` answers `bothWays`).
+    /// Runs on the dial's own thread, which waits here while the choice waits for an answer.
+    private func dialled(_ rank: Int, fd: Int32, answers: Bool) {
+        // Read from the start when the peer may answer or send on it (registered before the
+        // signal goes: the answer must find a reader).
+        var reader: IncomingChannel?
+        if answers {
+            do {
+                reader = IncomingChannel(
+                    fd: try FD.duplicate(fd), source: rank, pool: pool, maxMessageBytes: maxMessageBytes, signal: RankFrame.answer,
+                    onSignal: { [self] channel, frame in answered(rank, taken: frame.tag == 1) })
+            } catch {
+                FD.close(fd)
+                dialFailed(rank, .connectFailed(rank: rank, reason: "no descriptor for the connection's reader: \(error)"))
+                return
             }
         }
+        let latch = Latch()
+        let actions = links.withLock { table -> LinkChoice.Actions in
+            guard case .negotiating(var negotiation)? = table[rank] else {
+                // The peer's dial was taken (or this rank failed meanwhile): this one carries nothing.
+                return LinkChoice.Actions(closeOwnDial: true)
+            }
+            let actions = negotiation.choice.dialled(answers: answers, now: Clock.now)
+            negotiation.ownFD = fd
+            negotiation.ownIsRead = answers
+            negotiation.decided = latch
+            table[rank] = .negotiating(negotiation)
+            return actions
+        }
+        if actions.closeOwnDial && !actions.sayBothWays {
+            // Nothing was said on it, so the peer writes nothing on it either (the reader, never
+            // added, closes its copy).
+            FD.close(fd)
+            return
+        }
+        if let reader {
+            mailbox.connectionOpened(from: rank)
+            progress.add(reader)
+        }
+        // Before the link is published: the signal must be the connection's first frame.
+        if actions.sayBothWays {
+            do { try RankFrame.signal(RankFrame.bothWays).withHeaderBytes { try FD.writeAll(fd, $0) } } catch {
+                // The peer has gone; the send that follows meets the same.
+            }
+        }
+        if let route = actions.use { finish(links.withLock { apply(route, to: &$0[rank], rank: rank) }) }
+        // The higher rank waits for the answer, and then for the lower rank's dial, at most
+        // `LinkChoice.answerTimeout` each, then settles for this dial.
+        while true {
+            let deadline = links.withLock { table -> Double? in
+                guard case .negotiating(let negotiation)? = table[rank] else { return nil }
+                return negotiation.choice.deadline
+            }
+            guard let deadline else { return }
+            latch.wait(until: .after(max(0, deadline - Clock.now)))
+            let outcome = links.withLock { table -> Outcome in
+                guard case .negotiating(var negotiation)? = table[rank], let route = negotiation.choice.tick(now: Clock.now).use else {
+                    return Outcome()
+                }
+                table[rank] = .negotiating(negotiation)
+                return apply(route, to: &table[rank], rank: rank)
+            }
+            finish(outcome)
+        }
+    }
+
+    /// The answer to this rank's `bothWays` came (on the progress thread).
+    private func answered(_ rank: Int, taken: Bool) {
+        let outcome = links.withLock { table -> Outcome in
+            guard case .negotiating(var negotiation)? = table[rank] else { return Outcome() }
+            let actions = negotiation.choice.answered(taken: taken, now: Clock.now)
+            table[rank] = .negotiating(negotiation)
+            return actions.use.map { apply($0, to: &table[rank], rank: rank) } ?? Outcome()
+        }
+        finish(outcome)
+    }
+
+    /// A rank of another worker dialled this one and said `bothWays` (on the progress thread).
+    func offered(_ channel: IncomingChannel) {
+        let rank = channel.source
+        // The copy a link would send on, made first: without it the connection cannot be taken.
+        let copy: Int32?
+        do { copy = try FD.duplicate(channel.fd) } catch { copy = nil }
+        let outcome = links.withLock { table -> Outcome in
+            var negotiation: Negotiation
+            switch table[rank] {
+            case nil: negotiation = Negotiation(choice: LinkChoice(rank: id, peer: rank), waiting: [])
+            case .negotiating(let current)?: negotiation = current
+            default:
+                Self.answer(channel, taken: false)
+                if let copy { FD.close(copy) }
+                return Outcome()
+            }
+            guard let copy else {
+                Self.answer(channel, taken: false)
+                return Outcome()
+            }
+            let actions = negotiation.choice.peerDialOffered()
+            Self.answer(channel, taken: actions.answer == 1)
+            if actions.closeOwnDial, let own = negotiation.ownFD {
+                // Said `bothWays` on it: the peer answers there, and its reader reads to the end.
+                do { try Socket.shutdown(own, .write) } catch {
+                    // The peer has gone: nothing more to tell it.
+                }
+                FD.close(own)
+                negotiation.ownFD = nil
+            }
+            guard let route = actions.use else {
+                table[rank] = .negotiating(negotiation)
+                FD.close(copy)
+                return Outcome()
+            }
+            negotiation.peersFD = copy
+            table[rank] = .negotiating(negotiation)
+            return apply(route, to: &table[rank], rank: rank)
+        }
+        finish(outcome)
+    }
+
+    /// Writes the answer to a `bothWays` (a header into a socket that has carried nothing this
+    /// way: it always fits).
+    private static func answer(_ channel: IncomingChannel, taken: Bool) {
+        do { try RankFrame.signal(RankFrame.answer, tag: taken ? 1 : 0).withHeaderBytes { try FD.writeAll(channel.fd, $0) } } catch {
+            // The dialler has gone: its reader sees the end of the connection instead.
+        }
+    }
+
+    /// What is left to do outside the table's lock once a choice settled.
+    struct Outcome {
+        var waiting: [CheckedContinuation<OutgoingLink, any Error>] = []
+        var link: OutgoingLink?
+        var latch: Latch?
+    }
+
+    /// The choice in `slot` settled on `route`: the slot becomes the ready link.
+    private func apply(_ route: LinkChoice.Route, to slot: inout LinkSlot?, rank: Int) -> Outcome {
+        guard case .negotiating(var negotiation)? = slot else { return Outcome() }
+        let fd: Int32?
+        switch route {
+        case .own:
+            fd = negotiation.ownFD
+            negotiation.ownFD = nil
+        case .peers:
+            fd = negotiation.peersFD
+            negotiation.peersFD = nil
+        }
+        guard let fd else { return Outcome() }
+        let link = OutgoingLink(
+            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || negotiation.ownIsRead)
+        slot = .ready(link)
+        return Outcome(waiting: negotiation.waiting, link: link, latch: negotiation.decided)
+    }
+
+    private func finish(_ outcome: Outcome) {
+        outcome.latch?.open()
+        if let link = outcome.link { resume(outcome.waiting, with: .success(link)) }
     }
 
     /// Follows the worker's messages: incoming connections, local connect answers, exits, abort.
@@ -100,7 +284,12 @@ extension Node {
         case .incoming(let from) where fds.count == 1 && (0..<count).contains(from):
             // Counted before any later exit notice is read: the channel is ordered.
             mailbox.connectionOpened(from: from)
-            progress.add(IncomingChannel(fd: fd, source: from, pool: pool, maxMessageBytes: maxMessageBytes))
+            // A rank of another worker may begin with `bothWays` (`LinkChoice`).
+            let acrossWorkers = placements.indices.contains(from) && placements[from].worker != workerIndex
+            progress.add(
+                IncomingChannel(
+                    fd: fd, source: from, pool: pool, maxMessageBytes: maxMessageBytes, signal: acrossWorkers ? RankFrame.bothWays : 0,
+                    onSignal: { [self] channel, _ in offered(channel) }))
         case .incomingShared(let from) where fds.count == 2 && (0..<count).contains(from):
             mailbox.connectionOpened(from: from)
             let segment = fds[1]

@@ -50,8 +50,29 @@ public final class Node: Sendable {
 
     enum LinkSlot {
         case ready(OutgoingLink)
+        /// A connection to a rank of this worker, asked of the worker.
         case connecting([CheckedContinuation<OutgoingLink, any Error>])
+        /// A rank of another worker: which connection to send on is being chosen (`LinkChoice`).
+        case negotiating(Negotiation)
         case failed(NodeError)
+    }
+
+    /// The state of a `LinkChoice` and the descriptors it chooses between.
+    struct Negotiation {
+        var choice: LinkChoice
+        var waiting: [CheckedContinuation<OutgoingLink, any Error>]
+        /// This rank's dial once it is up, and whether its reader reads it too.
+        var ownFD: Int32?
+        var ownIsRead = false
+        /// A copy of the peer's dial, while it may be taken.
+        var peersFD: Int32?
+        /// Opened when the choice settles (the dial's thread waits on it).
+        var decided: Latch?
+
+        init(choice: LinkChoice, waiting: [CheckedContinuation<OutgoingLink, any Error>]) {
+            self.choice = choice
+            self.waiting = waiting
+        }
     }
 
     init(
@@ -115,7 +136,7 @@ public final class Node: Sendable {
         do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
-            try AgentChannel.send(fd, sharedMemory ? .helloReadingOffers(rank: id) : .hello(rank: id))
+            try AgentChannel.send(fd, sharedMemory ? .helloReadingOffers(rank: id) : .helloAnswering(rank: id))
             var early: [EarlyMessage] = []
             while true {
                 guard let (message, extra) = try AgentChannel.receive(fd) else {
@@ -404,7 +425,18 @@ public final class Node: Sendable {
             try? await link.flush()  // A broken link has nothing left to flush; the others still get theirs.
             link.finish()
         }
+        // A connection read both ways is reset when this process ends with bytes unread in it,
+        // and the reset drops what the peer has not acknowledged: wait (bounded) until it has.
+        let deadline = Clock.now + Self.acknowledgementWait
+        for link in ready where link.readToo {
+            while !link.isAcknowledged && Clock.now < deadline {
+                try? await Task.sleep(for: .microseconds(200))  // Cancelled: the loop ends at its deadline all the same.
+            }
+        }
     }
+
+    /// How long `leave` waits for the peers' kernels to acknowledge what it sent.
+    static let acknowledgementWait = 2.0
 
     // MARK: Validation
 

@@ -58,8 +58,13 @@ final class OutgoingLink: Sendable {
     /// writer thread takes over.
     private let spinBudget: Double
 
-    init(fd: Int32, rank: Int, ring: RingWriter? = nil, spinBudget: Double = Node.spinBudget) {
+    /// The rank at the other end may send on this connection too (`LinkChoice`): a copy of the
+    /// socket is read, so closing it with bytes unread resets it (see `finish`).
+    let readToo: Bool
+
+    init(fd: Int32, rank: Int, ring: RingWriter? = nil, spinBudget: Double = Node.spinBudget, readToo: Bool = false) {
         self.spinBudget = spinBudget
+        self.readToo = readToo
         descriptor = FileDescriptor(adopting: fd)
         self.rank = rank
         self.ring = Mutex(ring)
@@ -349,4 +354,9 @@ final class OutgoingLink: Sendable {
     func finish() {
         try? Socket.shutdown(fd, .write)  // ENOTCONN: the rank has gone; it reads nothing more anyway.
     }
+
+    /// Whether the other end has acknowledged everything written (TCP). A socket closed with
+    /// bytes unread in it is reset, and a reset drops what the other end had not acknowledged
+    /// yet: a connection read both ways must not be closed, nor its process end, before this.
+    var isAcknowledged: Bool { TCPSocket.unacknowledgedBytes(fd) == 0 }
 }

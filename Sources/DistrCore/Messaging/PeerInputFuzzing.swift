@@ -4,13 +4,16 @@ package enum PeerInputFuzzing {
     /// A small message limit, so that fuzzing explores the size check rather than large allocations.
     package static let maxMessageBytes = 1 << 20
 
-    /// Feeds `bytes` after the first to a `RankFrameDecoder`, in chunks of `bytes[0] + 1` bytes,
-    /// and takes every frame out.
+    /// Feeds `bytes` after the first to a `RankFrameDecoder`, in chunks of `bytes[0] / 4 + 1`
+    /// bytes, and takes every frame out; `bytes[0] % 4` picks the connection signal the stream
+    /// may begin with (none, `bothWays`, `answer`, none).
     /// - Returns: how many whole frames the bytes held (a goodbye ends the stream).
     /// - Throws: `NodeError` when the bytes break the frame format.
     package static func decodeRankFrames(_ bytes: [UInt8]) throws -> Int {
         var decoder = RankFrameDecoder(source: 1, maxMessageBytes: maxMessageBytes)
-        let chunk = Int(bytes.first ?? 0) + 1
+        let first = Int(bytes.first ?? 0)
+        decoder.signal = [0, RankFrame.bothWays, RankFrame.answer, 0][first % 4]
+        let chunk = first / 4 + 1
         var frames = 0
         var offset = min(1, bytes.count)
         while true {
@@ -19,6 +22,7 @@ package enum PeerInputFuzzing {
                 frames += 1
                 // An offer's description is checked as a receive would (never read from here).
                 if frame.kind == RankFrame.offer { _ = try OfferedSend(decoding: payload, element: frame.element, from: 1, limit: maxMessageBytes) }
+            case .signal: frames += 1
             case .goodbye: return frames
             case .needBytes, .needPayload:
                 guard offset < bytes.count else { return frames }

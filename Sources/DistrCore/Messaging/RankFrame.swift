@@ -4,7 +4,9 @@ import Synchronization
 ///
 /// ```
 /// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave), 3 = offer (a
-///                      numeric array to read from the sender's memory, `OfferedSend`)
+///                      numeric array to read from the sender's memory, `OfferedSend`),
+///                      4 = both ways (the dialler reads its connection too), 5 = the answer
+///                      to it (tag 1: taken, 0: declined); see `LinkChoice`
 /// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array,
 ///                      3 = a pickled Python object (only Python ranks decode it)
 /// 2  u8   element      element type code when encoding = 2, else 0
@@ -20,6 +22,20 @@ struct RankFrame: Sendable, Equatable {
     static let message: UInt8 = 1
     static let goodbye: UInt8 = 2
     static let offer: UInt8 = 3
+    /// The first frame on a TCP connection a rank dialled, when the worker said the target
+    /// answers it: "I read this connection too; you may send me your messages on it".
+    static let bothWays: UInt8 = 4
+    /// The target's answer to `bothWays`, the first frame it writes on that connection: tag 1,
+    /// it sends on it from now on; tag 0, it keeps (or will have) a connection of its own.
+    static let answer: UInt8 = 5
+
+    /// A signal frame: header only.
+    static func signal(_ kind: UInt8, tag: Int = 0) -> RankFrame {
+        RankFrame(kind: kind, encoding: .bytes, tag: tag, length: 0)
+    }
+
+    /// Whether this frame is one of the connection signals (`bothWays`, `answer`).
+    var isSignal: Bool { kind == RankFrame.bothWays || kind == RankFrame.answer }
 
     enum Encoding: UInt8, Sendable {
         case bytes = 0

@@ -14,6 +14,9 @@ struct RankFrameDecoder {
         /// A whole message: its header, and its payload either as bytes or, for numeric arrays,
         /// already typed.
         case frame(RankFrame, payload: [UInt8], array: (any RawNumericArray)?)
+        /// A connection signal (`RankFrame.bothWays` or `.answer`), in the one place it may come:
+        /// the first frame, of the kind `signal` allows.
+        case signal(RankFrame)
         /// The sender said goodbye: nothing more comes on this connection.
         case goodbye
         /// More bytes are needed: `append` them, or read them with `readIntoBuffer`.
@@ -51,6 +54,11 @@ struct RankFrameDecoder {
     private var pending: Pending?
     private var saidGoodbye = false
     private var failure: NodeError?
+    /// The connection signal this connection may begin with (0: none; `LinkChoice`): `bothWays`
+    /// on a TCP connection another rank dialled to this one, `answer` on one this rank dialled
+    /// after sending `bothWays`. Anywhere else a signal breaks the protocol.
+    var signal: UInt8 = 0
+    private var atFirstFrame = true
 
     init(source: Int, maxMessageBytes: Int = defaultMaxMessageBytes, pool: BufferPool? = nil) {
         self.source = source
@@ -78,9 +86,19 @@ struct RankFrameDecoder {
                 throw error
             }
             start += RankFrame.headerSize
+            defer { atFirstFrame = false }
             guard let frame else {
                 saidGoodbye = true
                 return .goodbye
+            }
+            if frame.isSignal {
+                guard atFirstFrame, frame.kind == signal else {
+                    let error = NodeError.badFrame(
+                        rank: source, detail: "a connection signal of kind \(frame.kind) where none may come (only as the first frame, in answer)")
+                    failure = error
+                    throw error
+                }
+                return .signal(frame)
             }
             // A small frame already whole in the buffer becomes its value at once, with no
             // pending payload to allocate, fill and hand over (most messages of a ping-pong).
@@ -124,6 +142,12 @@ struct RankFrameDecoder {
         switch kind {
         case RankFrame.message, RankFrame.offer: break
         case RankFrame.goodbye: return nil
+        case RankFrame.bothWays, RankFrame.answer:
+            // Header only: no payload, no encoding, and a tag that is the answer (0 or 1).
+            guard rawEncoding == 0, element == 0, length == 0, tag == 0 || (kind == RankFrame.answer && tag == 1) else {
+                throw .badFrame(rank: source, detail: "a connection signal of kind \(kind) with a payload, an encoding or a tag of \(tag)")
+            }
+            return RankFrame.signal(kind, tag: Int(tag))
         default: throw .badFrame(rank: source, detail: "unknown frame kind \(kind)")
         }
         guard let encoding = RankFrame.Encoding(rawValue: rawEncoding) else {

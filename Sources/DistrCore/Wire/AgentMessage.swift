@@ -30,6 +30,10 @@ package enum AgentMessage: Sendable, Equatable {
     /// worker → rank: the rank named reads memory offers; sent just before the `connectedShared`
     /// that connects to it.
     case readsOffers(rank: Int)
+    /// rank → worker: first message, from a rank that uses plain sockets only (a Swift rank run
+    /// with `DISTR_TRANSPORT=socket`) and answers `bothWays` on connections from other workers
+    /// (docs/messages.md §2, as `helloReadingOffers` implies); the worker answers `welcome`.
+    case helloAnswering(rank: Int)
 
     package func encoded() -> [UInt8] {
         var w = ByteWriter()
@@ -82,6 +86,9 @@ package enum AgentMessage: Sendable, Equatable {
         case .readsOffers(let rank):
             w.u8(15)
             w.int(rank)
+        case .helloAnswering(let rank):
+            w.u8(16)
+            w.int(rank)
         }
         return w.bytes
     }
@@ -111,6 +118,7 @@ package enum AgentMessage: Sendable, Equatable {
         case 10: return .incomingShared(from: try r.int())
         case 14: return .helloReadingOffers(rank: try r.int())
         case 15: return .readsOffers(rank: try r.int())
+        case 16: return .helloAnswering(rank: try r.int())
         default: throw .unknownMessage(type: type)
         }
     }

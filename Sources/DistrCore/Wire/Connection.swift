@@ -400,6 +400,19 @@ extension Connection {
     package static func clientHandshake(
         fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double, reportedTimeout: Double? = nil
     ) throws -> SessionKeys {
+        try handshakeAsClient(fd: fd, key: key, kind: kind, context: context, timeout: timeout, reportedTimeout: reportedTimeout).keys
+    }
+
+    /// The handshake of a rank connection (kind rank, the job key): true when the worker said the
+    /// target rank answers `bothWays` (verdict 2).
+    package static func rankHandshake(fd: Int32, key: [UInt8], context: [UInt8], timeout: Double) throws -> Bool {
+        try handshakeAsClient(fd: fd, key: key, kind: .rank, context: context, timeout: timeout, reportedTimeout: nil).verdict
+            == Handshake.Verdict.acceptedAnswering
+    }
+
+    private static func handshakeAsClient(
+        fd: Int32, key: [UInt8], kind: ConnectionKind, context: [UInt8], timeout: Double, reportedTimeout: Double?
+    ) throws -> (keys: SessionKeys, verdict: UInt8) {
         let deadline = Deadline.after(timeout)
         do {
             let handshake = Handshake.Client(key: key, kind: kind, context: context)
@@ -409,8 +422,11 @@ extension Connection {
             try FD.writeAll(fd, proof)
             let verdict = try readExact(fd, 1, deadline: deadline)
             if verdict == [Handshake.Verdict.busy] { throw WireError.busy }
-            guard verdict == [Handshake.Verdict.accepted] else { throw WireError.authenticationFailed("the worker rejected this key") }
-            return keys
+            let answering = kind == .rank && verdict == [Handshake.Verdict.acceptedAnswering]
+            guard verdict == [Handshake.Verdict.accepted] || answering else {
+                throw WireError.authenticationFailed("the worker rejected this key")
+            }
+            return (keys, verdict[0])
         } catch WireError.stalled {
             FD.close(fd)
             throw WireError.authenticationFailed("no handshake answer within \(((reportedTimeout ?? timeout) * 1000).rounded() / 1000) s")

@@ -34,6 +34,8 @@ package enum Handshake {
     /// The verdict byte: the server's last word in a handshake.
     package enum Verdict {
         package static let accepted: UInt8 = 1
+        /// A rank connection accepted, and the target rank answers `bothWays` (docs/messages.md §2).
+        package static let acceptedAnswering: UInt8 = 2
         /// Displaced while the client was proving its key (see above): try again.
         package static let busy: UInt8 = 3
     }

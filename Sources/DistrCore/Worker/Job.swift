@@ -153,12 +153,14 @@ final class Job: Sendable {
             guard let (message, descriptors) = received else { return }
             for descriptor in descriptors { FD.close(descriptor) }
             switch message {
-            case .hello, .helloSharedMemory, .helloReadingOffers:
+            case .hello, .helloSharedMemory, .helloReadingOffers, .helloAnswering:
                 if case .helloSharedMemory = message { process.speaksSharedMemory.store(true, ordering: .releasing) }
                 if case .helloReadingOffers = message {
                     process.speaksSharedMemory.store(true, ordering: .releasing)
                     process.readsOffers.store(true, ordering: .releasing)
+                    process.answersBothWays.store(true, ordering: .releasing)
                 }
+                if case .helloAnswering = message { process.answersBothWays.store(true, ordering: .releasing) }
                 process.greeted.open()
                 tell(process, .welcome(jobID: spec.jobID, jobKey: spec.jobKey, workerIndex: spec.workerIndex, placements: spec.placements))
             case .connectLocal(let target):
@@ -212,13 +214,17 @@ final class Job: Sendable {
         }
     }
 
-    /// Hands an authenticated rank connection to its target rank.
+    /// Hands an authenticated rank connection to its target rank. True when that rank answers
+    /// `bothWays` (it said so in its hello; a rank that has not said hello yet is waited for as
+    /// long as a shared-memory connection waits, then taken for one that does not).
     /// - Throws: when the rank is gone.
-    func deliverIncoming(fd: Int32, from: Int, to: Int) throws {
+    func deliverIncoming(fd: Int32, from: Int, to: Int) throws -> Bool {
         guard let peer = ranks.withLock({ $0.processes[to] }), !peer.hasExited else {
             throw WireError.refused("rank \(to) has exited")
         }
+        let answers = peer.greeted.wait(until: .after(2)) && peer.answersBothWays.load(ordering: .acquiring)
         try AgentChannel.send(peer.agentFD, .incoming(from: from), passing: fd)
+        return answers
     }
 
     func isLocal(rank: Int) -> Bool { spec.localRanks.contains(rank) }

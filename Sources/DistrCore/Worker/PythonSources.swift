@@ -2096,7 +2096,9 @@ class Transport:
             if not hmac.compare_digest(expected, reply[39:71]):
                 raise DistrError("cannot connect to rank %d via %s: the worker does not hold the job key" % (dest, label))
             sock.sendall(hmac.new(self._key, b"distr client proof" + transcript, hashlib.sha256).digest())
-            if _read_exact(sock, 1) != b"\x01":
+            # 1: accepted; 2: accepted, and the target answers a "both ways" signal, which this
+            # module never sends (docs/messages.md §2): its connections stay one-way.
+            if _read_exact(sock, 1) not in (b"\x01", b"\x02"):
                 raise DistrError("cannot connect to rank %d via %s: the worker refused the connection" % (dest, label))
             return sock
         except OSError as error:

@@ -21,6 +21,9 @@ final class RankProcess: Sendable {
     let speaksSharedMemory = Atomic<Bool>(false)
     /// Said `helloReadingOffers`: ranks connecting to it on this worker may offer it memory.
     let readsOffers = Atomic<Bool>(false)
+    /// Said `helloReadingOffers` or `helloAnswering`: it answers `bothWays` on connections from
+    /// ranks of other workers (the verdict tells the dialler so).
+    let answersBothWays = Atomic<Bool>(false)
 
     var status: RankStatus? { exit.status.withLock { $0 } }
     var hasExited: Bool { exit.exited.load(ordering: .acquiring) }

@@ -236,8 +236,8 @@ package final class Worker: Sendable {
             guard job.waitStarted(until: .after(configuration.limits.handshakeTimeout)) else {
                 throw WireError.refused("rank \(to) has not started")
             }
-            try job.deliverIncoming(fd: fd, from: from, to: to)
-            try FD.writeAll(fd, [1])
+            let answers = try job.deliverIncoming(fd: fd, from: from, to: to)
+            try FD.writeAll(fd, [answers ? Handshake.Verdict.acceptedAnswering : Handshake.Verdict.accepted])
         } catch {
             log("job \(jobID): connection from rank \(from) (\(peer)) to rank \(to) dropped: \(error)")
         }

@@ -86,3 +86,26 @@ func expectRingOrderSum(_ node: Node, length: Int) async throws {
     }
     try expect(sum.map(\.bitPattern) == expected.map(\.bitPattern), "allReduce of \(length) doubles: the bits of the ring's order")
 }
+
+/// The TCP sockets this process holds open (descriptors that are copies of one socket count
+/// once): the inodes of `/proc/self/fd`'s sockets that `/proc/self/net/tcp` and `tcp6` list.
+func tcpConnections() -> Int {
+    var tcp = Set<String>()
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        // Read to its end (Foundation's reader stops at the size `stat` gives, 0 for /proc).
+        guard let bytes = try? FileIO.readAll(table) else { continue }  // No IPv6 here.
+        let text = String(decoding: bytes, as: UTF8.self)
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            // Established ones only (state 01): a listening or closing socket is no connection.
+            if fields.count > 9 && fields[3] == "01" { tcp.insert(String(fields[9])) }
+        }
+    }
+    var mine = Set<String>()
+    let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in fds {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") else { continue }  // Closed meanwhile.
+        if target.hasPrefix("socket:["), case let inode = String(target.dropFirst(8).dropLast()), tcp.contains(inode) { mine.insert(inode) }
+    }
+    return mine.count
+}

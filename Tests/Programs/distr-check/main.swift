@@ -90,6 +90,30 @@ await Node.run { node in
         try await node.barrier()
         say("ok order")
 
+    case "one-connection":
+        // Every rank sends to every other at the same moment (as collectives begin), in rounds,
+        // and checks the order of what it gets; then each pair of ranks on different workers
+        // must share one TCP connection (`argument`: how many ranks are on other workers).
+        let rounds = 300
+        for round in 0..<rounds {
+            for peer in 0..<node.count where peer != node.id { try await node.send(round * node.count + node.id, to: peer, tag: 7) }
+            for peer in 0..<node.count where peer != node.id {
+                let value = try await node.recv(Int.self, from: peer, tag: 7)
+                try expect(value == round * node.count + peer, "round \(round) from rank \(peer): \(value)")
+            }
+        }
+        try await node.barrier()
+        // Connections given up close once both sides saw their ends: wait for that (bounded).
+        let deadline = Date().addingTimeInterval(20)
+        var connections = tcpConnections()
+        while connections != argument && Date() < deadline {
+            usleep(2000)
+            connections = tcpConnections()
+        }
+        try expect(connections == argument, "\(connections) TCP connections for \(argument) ranks on other workers")
+        try await node.barrier()
+        say("ok one-connection")
+
     case "busy-receiver":
         // Rank 1 takes a few messages by reading its socket itself (which silences the progress
         // thread's watch on it), then is busy without receiving while rank 0 sends more than
