@@ -122,8 +122,11 @@ int cdistr_pending_bytes(int fd) {
 }
 
 int cdistr_unacknowledged_bytes(int fd) {
+    struct tcp_info info;
+    socklen_t length = sizeof info;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &length) != 0 || info.tcpi_state == TCP_CLOSE) return 0;
     int n = 0;
-    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : -1;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : 0;
 }
 
 int cdistr_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }

@@ -24,11 +24,12 @@ struct PairSimulation {
     var sendsOn: [Int?] = [nil, nil]
     var wantsToSend: [Bool]
     var now = 0.0
-    let answers: Bool
+    /// Per side: the verdict of its dial says the target answers `bothWays`.
+    let answers: [Bool]
     let timeouts: Bool
     var problems: [String] = []
 
-    init(ranks: (Int, Int), wantsToSend: [Bool], answers: Bool = true, timeouts: Bool = false) {
+    init(ranks: (Int, Int), wantsToSend: [Bool], answers: [Bool] = [true, true], timeouts: Bool = false) {
         choices = [LinkChoice(rank: ranks.0, peer: ranks.1), LinkChoice(rank: ranks.1, peer: ranks.0)]
         self.wantsToSend = wantsToSend
         self.answers = answers
@@ -61,8 +62,9 @@ struct PairSimulation {
             if choices[side].wantLink().dial { dials[side] = Dial() }
         case .up(let side):
             dials[side]?.up = true
-            let actions = choices[side].dialled(answers: answers, now: now)
+            let actions = choices[side].dialled(answers: answers[side], now: now)
             if actions.sayBothWays { dials[side]?.saidBothWays = true }
+            if let answer = actions.answer { dials[1 - side]?.answer = answer }
             if actions.closeOwnDial { dials[side]?.closed = true }
             use(actions.use, side: side)
         case .arrive(let side):
@@ -71,12 +73,12 @@ struct PairSimulation {
             dials[dialler]?.offerSeen = true
             let side = 1 - dialler
             let actions = choices[side].peerDialOffered()
-            dials[dialler]?.answer = actions.answer
+            if let answer = actions.answer { dials[dialler]?.answer = answer }
             if actions.closeOwnDial { dials[side]?.closed = true }
             use(actions.use, side: side)
         case .answer(let side):
             dials[side]?.answerSeen = true
-            use(choices[side].answered(taken: dials[side]?.answer == 1, now: now).use, side: side)
+            use(choices[side].answered(dials[side]?.answer ?? 0, now: now).use, side: side)
         case .timeout(let side):
             now = max(now, choices[side].deadline ?? now)
             use(choices[side].tick(now: now).use, side: side)
@@ -134,6 +136,21 @@ struct PairSimulation {
         }
     }
 
+    /// One rank's dial got the verdict 1 (its target had not said hello yet), the other's 2:
+    /// whatever the order, no wait runs into its time limit (an answer says when no dial is
+    /// coming), and each side still chooses once.
+    @Test(arguments: [[false, true], [true, false]])
+    func aDialThatSaidNothing_neverLeavesTheOtherWaiting(answers: [Bool]) {
+        for ranks in [(2, 5), (5, 2)] {
+            for seed in UInt64(0)..<3000 {
+                var simulation = PairSimulation(ranks: ranks, wantsToSend: [true, true], answers: answers)
+                simulation.runToTheEnd(seed: seed)
+                #expect(simulation.problems == [], "ranks \(ranks), seed \(seed)")
+                #expect(simulation.sendsOn[0] != nil && simulation.sendsOn[1] != nil, "ranks \(ranks), seed \(seed)")
+            }
+        }
+    }
+
     /// With answers late past their time limit, the sides may keep a connection each, but each
     /// still chooses once, a dial that is up and never given up.
     @Test func lateAnswers_neverLoseTheWayOrChooseTwice() {
@@ -169,16 +186,22 @@ struct PairSimulation {
         #expect(higher.deadline == 100 + LinkChoice.answerTimeout)
         let step5 = higher.tick(now: 105)
         #expect(step5 == LinkChoice.Actions())
-        let step6 = higher.answered(taken: false, now: 105)
+        let step6 = higher.answered(0, now: 105)
         #expect(step6 == LinkChoice.Actions())
         #expect(higher.deadline == 105 + LinkChoice.answerTimeout)
+        // An answer of 2 (no dial coming) would have settled it on its own dial at once.
+        var told = LinkChoice(rank: 4, peer: 1)
+        _ = told.wantLink()
+        _ = told.dialled(answers: true, now: 0)
+        let noDial = told.answered(LinkChoice.noDialComing, now: 1)
+        #expect(noDial == LinkChoice.Actions(use: .own))
         // The lower rank's dial comes: it is taken, and this rank's own given up.
         let step7 = higher.peerDialOffered()
         #expect(step7 == LinkChoice.Actions(answer: 1, closeOwnDial: true, use: .peers))
         // Settled: a later offer is declined, a late answer or tick changes nothing.
         let step8 = higher.peerDialOffered()
-        #expect(step8 == LinkChoice.Actions(answer: 0))
-        let step9 = higher.answered(taken: true, now: 200)
+        #expect(step8 == LinkChoice.Actions(answer: LinkChoice.noDialComing))
+        let step9 = higher.answered(1, now: 200)
         #expect(step9 == LinkChoice.Actions())
         let step10 = higher.tick(now: 1000)
         #expect(step10 == LinkChoice.Actions())
@@ -192,20 +215,38 @@ struct PairSimulation {
         let step11 = higher.tick(now: LinkChoice.answerTimeout)
         #expect(step11 == LinkChoice.Actions(use: .own))
         let step12 = higher.peerDialOffered()
-        #expect(step12 == LinkChoice.Actions(answer: 0))
+        #expect(step12 == LinkChoice.Actions(answer: LinkChoice.noDialComing))
     }
 
-    @Test func aFailedDial_failsOnlyWhileItWasTheWay() {
+    @Test func aFailedDial_failsOnlyWhileItWasTheWay_andAnswersAnOfferItOwes() {
         var choice = LinkChoice(rank: 4, peer: 1)
         _ = choice.wantLink()
-        let step13 = choice.dialFailed()
-        #expect(step13)
+        let failed = choice.dialFailed()
+        #expect(failed == LinkChoice.Actions())
         #expect(choice.state == .failed)
         var taken = LinkChoice(rank: 4, peer: 1)
         _ = taken.wantLink()
         _ = taken.peerDialOffered()
-        let step14 = taken.dialFailed()
-        #expect(!step14)
+        let ignored = taken.dialFailed()
+        #expect(ignored == LinkChoice.Actions())
         #expect(taken.state == .ready(.peers))
+        // The lower rank owes the answer until its own dial is up, or failed.
+        var lower = LinkChoice(rank: 1, peer: 4)
+        _ = lower.wantLink()
+        let offered = lower.peerDialOffered()
+        #expect(offered == LinkChoice.Actions())
+        let owed = lower.dialFailed()
+        #expect(owed == LinkChoice.Actions(answer: LinkChoice.noDialComing))
+    }
+
+    @Test func theLowerRankAnswersAnOfferOnceItKnowsWhetherItsOwnDialSaysBothWays() {
+        for (answers, expected) in [(true, 0), (false, LinkChoice.noDialComing)] {
+            var lower = LinkChoice(rank: 1, peer: 4)
+            _ = lower.wantLink()
+            let offered = lower.peerDialOffered()
+            #expect(offered == LinkChoice.Actions())
+            let up = lower.dialled(answers: answers, now: 0)
+            #expect(up == LinkChoice.Actions(sayBothWays: answers, answer: expected, use: .own))
+        }
     }
 }

@@ -269,7 +269,7 @@ struct SplitMix: RandomNumberGenerator {
     static let message = RankFrame(encoding: .bytes, tag: 4, length: 2)
 
     @Test func aSignalIsTakenAsTheFirstFrameOfTheKindAllowed() throws {
-        for (kind, tag) in [(RankFrame.bothWays, 0), (RankFrame.answer, 1), (RankFrame.answer, 0)] {
+        for (kind, tag) in [(RankFrame.bothWays, 0), (RankFrame.answer, 1), (RankFrame.answer, 0), (RankFrame.answer, 2)] {
             let stream = RankFrame.signal(kind, tag: tag).header() + Self.message.header() + [7, 8]
             for cut in 0...stream.count {
                 let (frames, _) = try decodeAll(stream, cuts: [cut], signal: kind)
@@ -296,18 +296,14 @@ struct SplitMix: RandomNumberGenerator {
     }
 
     @Test func aSignalWithAPayloadOrAnUnknownAnswerBreaksTheProtocol() {
+        let answer = RankFrame.answer
         let cases: [([UInt8], UInt8, String)] = [
-            (header(kind: RankFrame.bothWays, encoding: 0, length: 1) + [0], RankFrame.bothWays, "kind 4 with a payload, an encoding or a tag of 0"),
-            (header(kind: RankFrame.bothWays, encoding: 1, length: 0), RankFrame.bothWays, "kind 4 with a payload, an encoding or a tag of 0"),
-            (
-                header(kind: RankFrame.bothWays, encoding: 0, tag: 1, length: 0), RankFrame.bothWays,
-                "kind 4 with a payload, an encoding or a tag of 1"
-            ),
-            (header(kind: RankFrame.answer, encoding: 0, tag: 2, length: 0), RankFrame.answer, "kind 5 with a payload, an encoding or a tag of 2"),
-            (
-                header(kind: RankFrame.answer, encoding: 0, element: 3, length: 0), RankFrame.answer,
-                "kind 5 with a payload, an encoding or a tag of 0"
-            ),
+            (header(kind: RankFrame.bothWays, encoding: 0, length: 1) + [0], RankFrame.bothWays, "kind 4 with a payload of 1 bytes"),
+            (header(kind: RankFrame.bothWays, encoding: 1, length: 0), RankFrame.bothWays, "kind 4 with an encoding, element or fingerprint"),
+            (header(kind: RankFrame.bothWays, encoding: 0, tag: 1, length: 0), RankFrame.bothWays, "kind 4 with the tag 1"),
+            (header(kind: answer, encoding: 0, tag: 3, length: 0), answer, "kind 5 with the tag 3"),
+            (header(kind: answer, encoding: 0, tag: -1, length: 0), answer, "kind 5 with the tag -1"),
+            (header(kind: answer, encoding: 0, element: 3, length: 0), answer, "kind 5 with an encoding, element or fingerprint"),
         ]
         for (bytes, signal, detail) in cases {
             #expect(throws: NodeError.badFrame(rank: 3, detail: "a connection signal of \(detail)")) {

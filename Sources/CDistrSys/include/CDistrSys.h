@@ -68,7 +68,8 @@ int cdistr_futex_wake(uint32_t *word, int count);
 /// Bytes received on a socket and not yet read (FIONREAD), or -1.
 int cdistr_pending_bytes(int fd);
 
-/// Bytes written to a TCP socket and not acknowledged yet (ioctl SIOCOUTQ), or -1.
+/// Bytes written to a TCP socket and not acknowledged yet (ioctl SIOCOUTQ); 0 when the
+/// connection is closed (TCP_INFO) or it cannot be told.
 int cdistr_unacknowledged_bytes(int fd);
 
 /// TCP keepalive with the given idle, interval and probe count.

@@ -122,9 +122,9 @@ final class IncomingChannel: Sendable {
                 }
             }
         }
-        // Handled before an end of stream is reported: an answer comes before the end of a
-        // connection the other rank declined.
-        if let signal { onSignal?(self, signal) }
+        // Handled before this drain reports an end of stream (an answer comes before the end of
+        // a connection the other rank gave up); not when the sender broke the protocol after it.
+        if let signal, failure == nil { onSignal?(self, signal) }
         if ended && !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             // A sender that broke the protocol is heard no more: whatever follows its bad header
             // cannot be framed. (The descriptor itself is closed when the channel goes.)

@@ -6,14 +6,16 @@
 /// costs the receiver a packet and the sender its processing on every round trip; one
 /// connection carries the acknowledgements on the answers. So the pair settles on one:
 ///
-/// - A rank that dials says `bothWays` first (when its worker's verdict said the target answers
-///   it) and reads its own connection from then on.
+/// - A rank that dials says `bothWays` first (when the target's worker said, in its verdict,
+///   that the target answers it) and reads its own connection from then on.
 /// - The rank that gets such a connection takes it (answers 1 and sends on it) unless it dialled
-///   itself; the **lower** rank keeps its own dial (answers 0), the higher gives its own up for
-///   the lower's.
+///   itself; the **lower** rank keeps its own dial (answers 0: "mine, which said `bothWays`, is
+///   coming"), the higher gives its own up for the lower's. A rank that will never send on a
+///   connection the dialler could take (it settled on one that said nothing, or failed) answers
+///   2, and the dialler uses its own.
 /// - The lower rank writes on its own dial at once; the higher writes on its own only after the
-///   answer said 1 (it may still have to give it up), or after `answerTimeout` (a target that
-///   never answers).
+///   answer said 1 or 2 (it may still have to give it up), or after `answerTimeout` (a target
+///   that never answers).
 ///
 /// Whatever the peer does, a rank's route never changes once it sent on it, and every
 /// connection from the peer is read to its end: a wrong or late answer costs a second
@@ -33,7 +35,7 @@ struct LinkChoice: Equatable {
         case idle
         /// This rank's dial is under way.
         case dialling
-        /// The higher rank's dial is up and said `bothWays`; nothing written on it yet.
+        /// The higher rank's dial is up and says `bothWays`; no message written on it yet.
         case awaitingAnswer(deadline: Double)
         /// The lower rank declined: its own dial is coming.
         case awaitingPeersDial(deadline: Double)
@@ -48,10 +50,11 @@ struct LinkChoice: Equatable {
         var dial = false
         /// Write `bothWays` first on the dial that just came up.
         var sayBothWays = false
-        /// The answer to write on the peer's dial (1: taken, 0: declined); nil: none.
+        /// The answer to write on the peer's dial (1: taken, 0: declined, this rank's own dial
+        /// is coming; 2: declined, none is coming); nil: none.
         var answer: Int?
-        /// Shut the sending side of this rank's own dial: it is not used (the connection stays
-        /// read to its end).
+        /// This rank's own dial is not used: close it (when it said `bothWays`, shut its sending
+        /// side only, and read it to its end).
         var closeOwnDial = false
         /// Sends may go now, this way.
         var use: Route?
@@ -60,6 +63,11 @@ struct LinkChoice: Equatable {
     let rank: Int
     let peer: Int
     private(set) var state = State.idle
+    /// This rank's own dial said `bothWays` (the peer may take it, or get it as the lower rank's).
+    private(set) var saidBothWays = false
+    /// The peer's offer came while this lower rank's own dial was under way: it is answered
+    /// when the dial is up (0 when it says `bothWays`, else 2) or has failed (2).
+    private(set) var answerOwed = false
 
     init(rank: Int, peer: Int) {
         self.rank = rank
@@ -79,8 +87,11 @@ struct LinkChoice: Equatable {
     mutating func dialled(answers: Bool, now: Double) -> Actions {
         switch state {
         case .dialling:
-            guard answers else { return decide(.own) }
-            if isLower { return Actions(sayBothWays: true, use: decide(.own).use) }
+            let owed = answerOwed ? (answers ? 0 : Self.noDialComing) : nil
+            answerOwed = false
+            guard answers else { return Actions(answer: owed, use: decide(.own).use) }
+            saidBothWays = true
+            if isLower { return Actions(sayBothWays: true, answer: owed, use: decide(.own).use) }
             state = .awaitingAnswer(deadline: now + Self.answerTimeout)
             return Actions(sayBothWays: true)
         default:
@@ -89,11 +100,13 @@ struct LinkChoice: Equatable {
         }
     }
 
-    /// This rank's dial failed.
-    mutating func dialFailed() -> Bool {
-        guard state == .dialling else { return false }
+    /// This rank's dial failed: `state` is `.failed` when it was the way (the answer owed, if
+    /// any, is in the actions).
+    mutating func dialFailed() -> Actions {
+        guard state == .dialling else { return Actions() }
         state = .failed
-        return true
+        defer { answerOwed = false }
+        return Actions(answer: answerOwed ? Self.noDialComing : nil)
     }
 
     /// The peer dialled this rank and said `bothWays`.
@@ -106,15 +119,32 @@ struct LinkChoice: Equatable {
             return Actions(answer: 1, use: decide(.peers).use)
         case .awaitingAnswer, .awaitingPeersDial:
             return Actions(answer: 1, closeOwnDial: true, use: decide(.peers).use)
-        case .dialling, .ready, .failed:
+        case .dialling:
+            // The lower rank's dial is under way: whether it says `bothWays` is known when it is up.
+            answerOwed = true
+            return Actions()
+        case .ready(.own) where isLower && saidBothWays:
             return Actions(answer: 0)
+        case .ready, .failed:
+            return Actions(answer: Self.noDialComing)
         }
     }
 
-    /// The peer answered this rank's `bothWays` (`taken`: it sends on this rank's dial).
-    mutating func answered(taken: Bool, now: Double) -> Actions {
+    /// The answer meaning "declined, and no dial of mine is coming".
+    static let noDialComing = 2
+
+    /// The answer a rank gives an offer once its choice is settled and gone (`Node` keeps only
+    /// the link then): 0 when it is the lower rank and sends on its own dial that said
+    /// `bothWays` (the dialler gets that dial), else `noDialComing`.
+    static func settledAnswer(rank: Int, peer: Int, sendsOnOwnDialThatSaidBothWays: Bool) -> Int {
+        rank < peer && sendsOnOwnDialThatSaidBothWays ? 0 : noDialComing
+    }
+
+    /// The peer answered this rank's `bothWays` (`answer`: 1, it sends on this rank's dial; 0,
+    /// its own dial is coming; 2, no dial of its is coming).
+    mutating func answered(_ answer: Int, now: Double) -> Actions {
         guard case .awaitingAnswer = state else { return Actions() }
-        if taken { return decide(.own) }
+        if answer != 0 { return decide(.own) }
         state = .awaitingPeersDial(deadline: now + Self.answerTimeout)
         return Actions()
     }

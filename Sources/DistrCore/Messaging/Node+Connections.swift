@@ -94,7 +94,10 @@ extension Node {
 
     private func dialFailed(_ rank: Int, _ error: NodeError) {
         let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
-            guard case .negotiating(var negotiation)? = table[rank], negotiation.choice.dialFailed() else { return [] }
+            guard case .negotiating(var negotiation)? = table[rank] else { return [] }
+            let actions = negotiation.choice.dialFailed()
+            if let answer = actions.answer, let channel = negotiation.owesAnswer { Self.answer(channel, answer) }
+            guard negotiation.choice.state == .failed else { return [] }
             table[rank] = .failed(error)
             return negotiation.waiting
         }
@@ -111,12 +114,16 @@ extension Node {
             do {
                 reader = IncomingChannel(
                     fd: try FD.duplicate(fd), source: rank, pool: pool, maxMessageBytes: maxMessageBytes, signal: RankFrame.answer,
-                    onSignal: { [self] channel, frame in answered(rank, taken: frame.tag == 1) })
+                    onSignal: { [self] _, frame in answered(rank, frame.tag) })
             } catch {
                 FD.close(fd)
                 dialFailed(rank, .connectFailed(rank: rank, reason: "no descriptor for the connection's reader: \(error)"))
                 return
             }
+        }
+        if let reader {
+            mailbox.connectionOpened(from: rank)
+            progress.add(reader)
         }
         let latch = Latch()
         let actions = links.withLock { table -> LinkChoice.Actions in
@@ -125,27 +132,35 @@ extension Node {
                 return LinkChoice.Actions(closeOwnDial: true)
             }
             let actions = negotiation.choice.dialled(answers: answers, now: Clock.now)
-            negotiation.ownFD = fd
-            negotiation.ownIsRead = answers
-            negotiation.decided = latch
+            // Written under the lock, before the descriptor is stored: nothing may close it
+            // meanwhile, and no send may come first (the signal is the connection's first frame).
+            if actions.sayBothWays {
+                do { try RankFrame.signal(RankFrame.bothWays).withHeaderBytes { try FD.writeAll(fd, $0) } } catch {
+                    // The peer has gone; the send that follows meets the same.
+                }
+            }
+            if let answer = actions.answer, let channel = negotiation.owesAnswer {
+                Self.answer(channel, answer)
+                negotiation.owesAnswer = nil
+            }
+            if !actions.closeOwnDial {
+                negotiation.ownFD = fd
+                negotiation.ownIsRead = answers
+                negotiation.decided = latch
+            }
             table[rank] = .negotiating(negotiation)
             return actions
         }
-        if actions.closeOwnDial && !actions.sayBothWays {
-            // Nothing was said on it, so the peer writes nothing on it either (the reader, never
-            // added, closes its copy).
+        if actions.closeOwnDial {
+            // Nothing was said on it, so the peer writes nothing on it either. Its end of stream
+            // ends the peer's reader, and then this rank's (a copy keeps the socket open).
+            if reader != nil {
+                do { try Socket.shutdown(fd, .write) } catch {
+                    // The peer has gone: its reader has ended already.
+                }
+            }
             FD.close(fd)
             return
-        }
-        if let reader {
-            mailbox.connectionOpened(from: rank)
-            progress.add(reader)
-        }
-        // Before the link is published: the signal must be the connection's first frame.
-        if actions.sayBothWays {
-            do { try RankFrame.signal(RankFrame.bothWays).withHeaderBytes { try FD.writeAll(fd, $0) } } catch {
-                // The peer has gone; the send that follows meets the same.
-            }
         }
         if let route = actions.use { finish(links.withLock { apply(route, to: &$0[rank], rank: rank) }) }
         // The higher rank waits for the answer, and then for the lower rank's dial, at most
@@ -169,10 +184,10 @@ extension Node {
     }
 
     /// The answer to this rank's `bothWays` came (on the progress thread).
-    private func answered(_ rank: Int, taken: Bool) {
+    private func answered(_ rank: Int, _ answer: Int) {
         let outcome = links.withLock { table -> Outcome in
             guard case .negotiating(var negotiation)? = table[rank] else { return Outcome() }
-            let actions = negotiation.choice.answered(taken: taken, now: Clock.now)
+            let actions = negotiation.choice.answered(answer, now: Clock.now)
             table[rank] = .negotiating(negotiation)
             return actions.use.map { apply($0, to: &table[rank], rank: rank) } ?? Outcome()
         }
@@ -190,17 +205,28 @@ extension Node {
             switch table[rank] {
             case nil: negotiation = Negotiation(choice: LinkChoice(rank: id, peer: rank), waiting: [])
             case .negotiating(let current)?: negotiation = current
-            default:
-                Self.answer(channel, taken: false)
+            case .ready(let link)?:
+                let settled = LinkChoice.settledAnswer(rank: id, peer: rank, sendsOnOwnDialThatSaidBothWays: link.ownDialSaidBothWays)
+                Self.answer(channel, settled)
+                if let copy { FD.close(copy) }
+                return Outcome()
+            case .failed?, .connecting?:
+                Self.answer(channel, LinkChoice.noDialComing)
                 if let copy { FD.close(copy) }
                 return Outcome()
             }
+            let actions = negotiation.choice.peerDialOffered()
             guard let copy else {
-                Self.answer(channel, taken: false)
+                // No descriptor left to send on it: declined, as by a rank that settled elsewhere
+                // (the choice in the table did not see the offer).
+                Self.answer(channel, LinkChoice.noDialComing)
                 return Outcome()
             }
-            let actions = negotiation.choice.peerDialOffered()
-            Self.answer(channel, taken: actions.answer == 1)
+            if let answer = actions.answer {
+                Self.answer(channel, answer)
+            } else {
+                negotiation.owesAnswer = channel
+            }
             if actions.closeOwnDial, let own = negotiation.ownFD {
                 // Said `bothWays` on it: the peer answers there, and its reader reads to the end.
                 do { try Socket.shutdown(own, .write) } catch {
@@ -223,8 +249,8 @@ extension Node {
 
     /// Writes the answer to a `bothWays` (a header into a socket that has carried nothing this
     /// way: it always fits).
-    private static func answer(_ channel: IncomingChannel, taken: Bool) {
-        do { try RankFrame.signal(RankFrame.answer, tag: taken ? 1 : 0).withHeaderBytes { try FD.writeAll(channel.fd, $0) } } catch {
+    private static func answer(_ channel: IncomingChannel, _ answer: Int) {
+        do { try RankFrame.signal(RankFrame.answer, tag: answer).withHeaderBytes { try FD.writeAll(channel.fd, $0) } } catch {
             // The dialler has gone: its reader sees the end of the connection instead.
         }
     }
@@ -250,7 +276,8 @@ extension Node {
         }
         guard let fd else { return Outcome() }
         let link = OutgoingLink(
-            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || negotiation.ownIsRead)
+            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || negotiation.ownIsRead,
+            ownDialSaidBothWays: route == .own && negotiation.choice.saidBothWays)
         slot = .ready(link)
         return Outcome(waiting: negotiation.waiting, link: link, latch: negotiation.decided)
     }

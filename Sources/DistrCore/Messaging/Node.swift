@@ -66,6 +66,8 @@ public final class Node: Sendable {
         var ownIsRead = false
         /// A copy of the peer's dial, while it may be taken.
         var peersFD: Int32?
+        /// The peer's dial whose `bothWays` waits for this rank's own dial (`LinkChoice.answerOwed`).
+        var owesAnswer: IncomingChannel?
         /// Opened when the choice settles (the dial's thread waits on it).
         var decided: Latch?
 
@@ -407,10 +409,14 @@ public final class Node: Sendable {
 
     // MARK: Leaving
 
-    /// Waits until everything this rank sent has been handed to the kernel, then closes its
-    /// connections. Exiting without it is fine for messages, but a large array sent to a rank of
-    /// the same worker (read from this process's memory, docs/messages.md §5) is delivered after
-    /// the process exits only when it left first (`Node.run` leaves).
+    /// Waits until everything this rank sent has been handed to the kernel, then shuts the
+    /// sending side of its connections (end of stream for their readers), and, on a TCP
+    /// connection used both ways (docs/messages.md §2), waits until the peer has acknowledged
+    /// everything (at most 10 s; it warns on stderr when that passes): a process that ends with
+    /// bytes unread on such a connection resets it, which drops what the peer had not
+    /// acknowledged. Call it (`Node.run` does) before the process exits: exiting without it may
+    /// lose the last messages sent to ranks of other workers, and a large array sent to a rank
+    /// of the same worker (read from this process's memory, docs/messages.md §5).
     public func leave() async throws {
         guard !hasLeft.exchange(true, ordering: .acquiringAndReleasing) else { return }
         // Arrays offered and not read yet go the usual way, so that they outlive this process.
@@ -429,14 +435,19 @@ public final class Node: Sendable {
         // and the reset drops what the peer has not acknowledged: wait (bounded) until it has.
         let deadline = Clock.now + Self.acknowledgementWait
         for link in ready where link.readToo {
-            while !link.isAcknowledged && Clock.now < deadline {
-                try? await Task.sleep(for: .microseconds(200))  // Cancelled: the loop ends at its deadline all the same.
+            while !link.isAcknowledged && Clock.now < deadline && !Task.isCancelled {
+                try? await Task.sleep(for: .microseconds(200))  // Throws only when cancelled: the loop ends then.
+            }
+            if !link.isAcknowledged {
+                CurrentProcess.printError(
+                    "distr: rank \(id): rank \(link.rank) has not acknowledged all that this rank sent it within "
+                        + "\(Int(Self.acknowledgementWait)) s of leaving; if this rank exits now, the end of it may be lost\n")
             }
         }
     }
 
     /// How long `leave` waits for the peers' kernels to acknowledge what it sent.
-    static let acknowledgementWait = 2.0
+    static let acknowledgementWait = 10.0
 
     // MARK: Validation
 

@@ -59,12 +59,18 @@ final class OutgoingLink: Sendable {
     private let spinBudget: Double
 
     /// The rank at the other end may send on this connection too (`LinkChoice`): a copy of the
-    /// socket is read, so closing it with bytes unread resets it (see `finish`).
+    /// socket is read, so closing it with bytes unread resets it (see `isAcknowledged`).
     let readToo: Bool
+    /// This rank dialled the connection and said `bothWays` on it (`LinkChoice.settledAnswer`).
+    let ownDialSaidBothWays: Bool
 
-    init(fd: Int32, rank: Int, ring: RingWriter? = nil, spinBudget: Double = Node.spinBudget, readToo: Bool = false) {
+    init(
+        fd: Int32, rank: Int, ring: RingWriter? = nil, spinBudget: Double = Node.spinBudget, readToo: Bool = false,
+        ownDialSaidBothWays: Bool = false
+    ) {
         self.spinBudget = spinBudget
         self.readToo = readToo
+        self.ownDialSaidBothWays = ownDialSaidBothWays
         descriptor = FileDescriptor(adopting: fd)
         self.rank = rank
         self.ring = Mutex(ring)
@@ -355,8 +361,9 @@ final class OutgoingLink: Sendable {
         try? Socket.shutdown(fd, .write)  // ENOTCONN: the rank has gone; it reads nothing more anyway.
     }
 
-    /// Whether the other end has acknowledged everything written (TCP). A socket closed with
-    /// bytes unread in it is reset, and a reset drops what the other end had not acknowledged
-    /// yet: a connection read both ways must not be closed, nor its process end, before this.
+    /// Whether the other end has acknowledged everything written (TCP), or the connection is
+    /// closed. A socket closed with bytes unread in it is reset, and a reset drops what the other
+    /// end had not acknowledged yet: a connection read both ways must not be closed, nor its
+    /// process end, before this.
     var isAcknowledged: Bool { TCPSocket.unacknowledgedBytes(fd) == 0 }
 }

@@ -6,7 +6,7 @@ import Synchronization
 /// 0  u8   kind         1 = message, 2 = goodbye (the sender called leave), 3 = offer (a
 ///                      numeric array to read from the sender's memory, `OfferedSend`),
 ///                      4 = both ways (the dialler reads its connection too), 5 = the answer
-///                      to it (tag 1: taken, 0: declined); see `LinkChoice`
+///                      to it (tag 1: taken, 0 and 2: declined); see `LinkChoice`
 /// 1  u8   encoding     0 = raw bytes, 1 = DistrCore binary Codable, 2 = numeric array,
 ///                      3 = a pickled Python object (only Python ranks decode it)
 /// 2  u8   element      element type code when encoding = 2, else 0
@@ -26,7 +26,8 @@ struct RankFrame: Sendable, Equatable {
     /// answers it: "I read this connection too; you may send me your messages on it".
     static let bothWays: UInt8 = 4
     /// The target's answer to `bothWays`, the first frame it writes on that connection: tag 1,
-    /// it sends on it from now on; tag 0, it keeps (or will have) a connection of its own.
+    /// it sends on it from now on; tag 0, its own dial (which says `bothWays`) is coming; tag 2,
+    /// it sends on a connection the dialler cannot take.
     static let answer: UInt8 = 5
 
     /// A signal frame: header only.

@@ -143,9 +143,13 @@ struct RankFrameDecoder {
         case RankFrame.message, RankFrame.offer: break
         case RankFrame.goodbye: return nil
         case RankFrame.bothWays, RankFrame.answer:
-            // Header only: no payload, no encoding, and a tag that is the answer (0 or 1).
-            guard rawEncoding == 0, element == 0, length == 0, tag == 0 || (kind == RankFrame.answer && tag == 1) else {
-                throw .badFrame(rank: source, detail: "a connection signal of kind \(kind) with a payload, an encoding or a tag of \(tag)")
+            // Header only: no payload, no encoding, and a tag that is the answer (0, 1 or 2).
+            guard length == 0 else { throw .badFrame(rank: source, detail: "a connection signal of kind \(kind) with a payload of \(length) bytes") }
+            guard rawEncoding == 0, element == 0, fingerprint == 0 else {
+                throw .badFrame(rank: source, detail: "a connection signal of kind \(kind) with an encoding, element or fingerprint")
+            }
+            guard tag == 0 || (kind == RankFrame.answer && (1...2).contains(tag)) else {
+                throw .badFrame(rank: source, detail: "a connection signal of kind \(kind) with the tag \(tag)")
             }
             return RankFrame.signal(kind, tag: Int(tag))
         default: throw .badFrame(rank: source, detail: "unknown frame kind \(kind)")

@@ -238,9 +238,9 @@ package enum TCPSocket {
     /// The corresponding C call is `ioctl(FIONREAD)`.
     package static func pendingBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_pending_bytes(fd))) }
 
-    /// Bytes written to a TCP socket that the other end has not acknowledged yet (0 when it
-    /// cannot be told: the socket is closed or not TCP). The corresponding C call is
-    /// `ioctl(SIOCOUTQ)`.
+    /// Bytes written to a TCP socket that the other end has not acknowledged yet; 0 when the
+    /// connection is closed (reset: nothing more will be), or it cannot be told (not TCP). The
+    /// corresponding C calls are `getsockopt(TCP_INFO)` and `ioctl(SIOCOUTQ)`.
     package static func unacknowledgedBytes(_ fd: Int32) -> Int { max(0, Int(cdistr_unacknowledged_bytes(fd))) }
 
     /// Sets a receive timeout so that a stalled peer cannot hold a blocking read forever.

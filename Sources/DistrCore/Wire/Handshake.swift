@@ -25,7 +25,7 @@ package enum ConnectionKind: UInt8, Sendable {
 package enum Handshake {
     package static let magic: [UInt8] = Array("DSTR".utf8)
     /// 2: the key wrap in jobStart and the ready/launch barrier (docs/protocol.md).
-    package static let version: UInt16 = 3
+    package static let version: UInt16 = 4
     package static let nonceSize = 32
     package static let helloFixedSize = 4 + 2 + 1 + 32 + 2
     package static let replySize = 4 + 2 + 1 + 32 + 32
