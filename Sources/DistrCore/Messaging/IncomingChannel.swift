@@ -122,8 +122,8 @@ final class IncomingChannel: Sendable {
                 }
             }
         }
-        // Handled before this drain reports an end of stream (an answer comes before the end of
-        // a connection the other rank gave up); not when the sender broke the protocol after it.
+        // Handed on before this drain reports an end of stream (another drain may report it
+        // first: nothing depends on the order); not when the sender broke the protocol after it.
         if let signal, failure == nil { onSignal?(self, signal) }
         if ended && !isClosed.exchange(true, ordering: .acquiringAndReleasing) {
             // A sender that broke the protocol is heard no more: whatever follows its bad header
