@@ -384,7 +384,12 @@ extension RingReader {
             // The receive spins, sleeps on the ring, then parks; only then does the sender write,
             // ringing the doorbell only if asked (a receive that spun leaves the ring quiet).
             let waiting = Task { try await node.recv(Int.self, from: 1, tag: round) }
-            while node.mailbox.waiterCount == 0 { await Task.yield() }
+            // Parked (registered in the mailbox), and then the request made: the receive asks
+            // for the doorbell just after it registers, and a write between the two is taken by
+            // the receive itself (it looks at the ring once more), without a doorbell.
+            while node.mailbox.waiterCount == 0 || SharedWord.load32(connection.sending.base, SharedRing.receiverSleepingOffset) == 0 {
+                await Task.yield()
+            }
             let frame = RankFrame(encoding: .codable, tag: round, length: 8).header() + (try BinaryEncoder().encode(round))
             let (count, wake) = try frame.withUnsafeBytes { try writer.write($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
             #expect(count == frame.count)
