@@ -25,6 +25,15 @@ import Testing
     /// The client's side of a real handshake over a socket pair whose server half answers with
     /// `verdict` after checking the proof; the client's error, nil when it succeeded.
     func clientHandshake(answeringWith verdict: UInt8) throws -> WireError? {
+        switch try handshake(kind: .control, answeringWith: verdict) {
+        case .success: nil
+        case .failure(let error): error
+        }
+    }
+
+    /// A client handshake of `kind` against a server that answers `verdict`: for a rank
+    /// connection, whether the target answers `bothWays` (verdict 2); or the client's error.
+    func handshake(kind: ConnectionKind, answeringWith verdict: UInt8) throws -> Result<Bool, WireError> {
         let (clientFD, serverFD) = try UnixSocket.pair()
         let secret = secret
         let served = Latch()
@@ -40,12 +49,17 @@ import Testing
             FD.close(serverFD)
         }
         do {
-            let keys = try Connection.clientHandshake(fd: clientFD, key: secret, kind: .control, context: [], timeout: 30)
+            if kind == .rank {
+                let answers = try Connection.rankHandshake(fd: clientFD, key: secret, context: [], timeout: 30)
+                FD.close(clientFD)
+                return .success(answers)
+            }
+            let keys = try Connection.clientHandshake(fd: clientFD, key: secret, kind: kind, context: [], timeout: 30)
             FD.close(clientFD)
             #expect(keys.send.count == 32)
-            return nil
+            return .success(false)
         } catch let error as WireError {
-            return error
+            return .failure(error)
         }
     }
 
@@ -53,6 +67,14 @@ import Testing
         #expect(try clientHandshake(answeringWith: Handshake.Verdict.accepted) == nil)
         #expect(try clientHandshake(answeringWith: Handshake.Verdict.busy) == .busy)
         #expect(try clientHandshake(answeringWith: 0) == .authenticationFailed("the worker rejected this key"))
+        // Verdict 2 (the target rank answers `bothWays`) belongs to rank connections only.
+        #expect(try clientHandshake(answeringWith: Handshake.Verdict.acceptedAnswering) == .authenticationFailed("the worker rejected this key"))
+    }
+
+    @Test func rankVerdict_saysWhetherTheTargetAnswersBothWays() throws {
+        #expect(try handshake(kind: .rank, answeringWith: Handshake.Verdict.accepted) == .success(false))
+        #expect(try handshake(kind: .rank, answeringWith: Handshake.Verdict.acceptedAnswering) == .success(true))
+        #expect(try handshake(kind: .rank, answeringWith: 4) == .failure(.authenticationFailed("the worker rejected this key")))
     }
 
     @Test func wrongSecret_clientRejectsServerProof() throws {
