@@ -19,10 +19,10 @@ extension Node {
                     table[rank] = .connecting(waiting)
                     return false
                 case .negotiating(var negotiation):
+                    // Its dial is under way (or this rank's choice waits on the peer's answer).
                     negotiation.waiting.append(continuation)
-                    let dial = negotiation.choice.wantLink().dial
                     table[rank] = .negotiating(negotiation)
-                    return dial
+                    return false
                 case nil where local:
                     table[rank] = .connecting([continuation])
                     return true
@@ -134,18 +134,13 @@ extension Node {
             let actions = negotiation.choice.dialled(answers: answers, now: Clock.now)
             // Written under the lock, before the descriptor is stored: nothing may close it
             // meanwhile, and no send may come first (the signal is the connection's first frame).
-            if actions.sayBothWays {
-                do { try RankFrame.signal(RankFrame.bothWays).withHeaderBytes { try FD.writeAll(fd, $0) } } catch {
-                    // The peer has gone; the send that follows meets the same.
-                }
-            }
+            if actions.sayBothWays { Self.writeSignal(RankFrame.bothWays, on: fd) }
             if let answer = actions.answer, let channel = negotiation.owesAnswer {
                 Self.answer(channel, answer)
                 negotiation.owesAnswer = nil
             }
             if !actions.closeOwnDial {
                 negotiation.ownFD = fd
-                negotiation.ownIsRead = answers
                 negotiation.decided = latch
             }
             table[rank] = .negotiating(negotiation)
@@ -247,11 +242,16 @@ extension Node {
         finish(outcome)
     }
 
-    /// Writes the answer to a `bothWays` (a header into a socket that has carried nothing this
-    /// way: it always fits).
+    /// Writes the answer to a `bothWays`.
     private static func answer(_ channel: IncomingChannel, _ answer: Int) {
-        do { try RankFrame.signal(RankFrame.answer, tag: answer).withHeaderBytes { try FD.writeAll(channel.fd, $0) } } catch {
-            // The dialler has gone: its reader sees the end of the connection instead.
+        writeSignal(RankFrame.answer, tag: answer, on: channel.fd)
+    }
+
+    /// Writes a connection signal: a header into a socket that has carried nothing this way yet,
+    /// so it always fits.
+    private static func writeSignal(_ kind: UInt8, tag: Int = 0, on fd: Int32) {
+        do { try RankFrame.signal(kind, tag: tag).withHeaderBytes { try FD.writeAll(fd, $0) } } catch {
+            // The other rank has gone: its end of the connection tells this rank's reader and sends.
         }
     }
 
@@ -275,9 +275,11 @@ extension Node {
             negotiation.peersFD = nil
         }
         guard let fd else { return Outcome() }
+        // This rank's own dial is read (and may be sent on by the peer) exactly when it said `bothWays`.
+        let saidBothWays = negotiation.choice.saidBothWays
         let link = OutgoingLink(
-            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || negotiation.ownIsRead,
-            ownDialSaidBothWays: route == .own && negotiation.choice.saidBothWays)
+            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || saidBothWays,
+            ownDialSaidBothWays: route == .own && saidBothWays)
         slot = .ready(link)
         return Outcome(waiting: negotiation.waiting, link: link, latch: negotiation.decided)
     }

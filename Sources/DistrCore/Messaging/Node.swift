@@ -61,9 +61,8 @@ public final class Node: Sendable {
     struct Negotiation {
         var choice: LinkChoice
         var waiting: [CheckedContinuation<OutgoingLink, any Error>]
-        /// This rank's dial once it is up, and whether its reader reads it too.
+        /// This rank's dial once it is up (read too when it said `bothWays`).
         var ownFD: Int32?
-        var ownIsRead = false
         /// A copy of the peer's dial, while it may be taken.
         var peersFD: Int32?
         /// The peer's dial whose `bothWays` waits for this rank's own dial (`LinkChoice.answerOwed`).
@@ -441,7 +440,8 @@ public final class Node: Sendable {
             if !link.isAcknowledged {
                 CurrentProcess.printError(
                     "distr: rank \(id): rank \(link.rank) has not acknowledged all that this rank sent it within "
-                        + "\(Int(Self.acknowledgementWait)) s of leaving; if this rank exits now, the end of it may be lost\n")
+                        + "\(Int(Self.acknowledgementWait)) s of leaving; if this rank exits now, the end of it may be lost "
+                        + "(is rank \(link.rank)'s node overloaded, or the network between them dropping packets?)\n")
             }
         }
     }

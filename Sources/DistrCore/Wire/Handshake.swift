@@ -24,7 +24,8 @@ package enum ConnectionKind: UInt8, Sendable {
 /// The session keys are derived the same way, one per direction.
 package enum Handshake {
     package static let magic: [UInt8] = Array("DSTR".utf8)
-    /// 2: the key wrap in jobStart and the ready/launch barrier (docs/protocol.md).
+    /// 2: the key wrap in jobStart and the ready/launch barrier; 3: heartbeats, stdin, status and
+    /// queued jobs; 4: rank connections used both ways (verdict 2, docs/messages.md §2).
     package static let version: UInt16 = 4
     package static let nonceSize = 32
     package static let helloFixedSize = 4 + 2 + 1 + 32 + 2
