@@ -258,6 +258,28 @@ import Testing
         #expect(policy.spinSeconds() == SocketSpin.maxSeconds)
     }
 
+    /// A spin that has caught its message `trustedRun` times in a row outlives one miss (a round
+    /// trip held up once by the scheduler), not two in a row; and the run starts over after a miss.
+    @Test func spinning_afterALongRunOfCatches_outlivesOneMissButNotTwo() {
+        let policy = SocketSpin()
+        for _ in 0..<SocketSpin.trustedRun { policy.record(caught: true) }
+        policy.record(caught: false)
+        #expect(policy.spinSeconds() == SocketSpin.maxSeconds)
+        policy.record(caught: false)
+        #expect(policy.spinSeconds() == 0)
+        // A probe's catch turns spinning back on, but a run of one forgives nothing.
+        for _ in 2..<SocketSpin.probeEvery { #expect(policy.spinSeconds() == 0) }
+        #expect(policy.spinSeconds() == SocketSpin.maxSeconds)
+        policy.record(caught: true)
+        policy.record(caught: false)
+        #expect(policy.spinSeconds() == 0)
+        // A run one short of trusted forgives nothing either.
+        for _ in 1..<SocketSpin.probeEvery { _ = policy.spinSeconds() }
+        for _ in 1..<SocketSpin.trustedRun { policy.record(caught: true) }
+        policy.record(caught: false)
+        #expect(policy.spinSeconds() == 0)
+    }
+
     /// After spinning stopped, the answer a probe waits for comes from a peer that sleeps too: a
     /// blocking round trip (11-22 µs one way on an idle machine's loopback for 8 B to 64 KiB). A
     /// probe shorter than that never catches it, and spinning would never resume.

@@ -445,24 +445,33 @@ extension RingReader {
 
     @Test func spinPolicy_doesNotSpinWhileTheMachineHasMoreRunnableThreadsThanCores() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        let loaded = policy.plan(canSleep: true, now: 0, runnable: { 5 })
+        // One look that sees more runnable threads than cores may have caught a passing thread.
+        let once = policy.plan(canSleep: true, now: 0, runnable: { 5 })
+        #expect(once.spin > 0)
+        let interval = SpinPolicy.lookInterval
+        let loaded = policy.plan(canSleep: true, now: interval, runnable: { 3 })
         #expect(loaded.spin == 0 && loaded.sleep > 0)
         // Counted again only after `lookInterval`.
         var looks = 0
         let soon = policy.plan(
-            canSleep: true, now: SpinPolicy.lookInterval / 2,
+            canSleep: true, now: interval * 1.5,
             runnable: {
                 looks += 1
                 return 1
             })
         #expect(soon.spin == 0 && looks == 0)
+        // One look that sees no more than the cores ends it.
         let later = policy.plan(
-            canSleep: true, now: SpinPolicy.lookInterval,
+            canSleep: true, now: interval * 2,
             runnable: {
                 looks += 1
                 return 2
             })
         #expect(later.spin > 0 && looks == 1)
+        // A look over, one under, one over: never two in a row, so spinning goes on.
+        for (index, count) in [3, 2, 3].enumerated() {
+            #expect(policy.plan(canSleep: false, now: interval * Double(3 + index), runnable: { count }).spin > 0)
+        }
         // This machine's count includes the thread that reads it.
         #expect((SystemFacts.runnableThreads ?? 0) >= 1)
     }
