@@ -199,7 +199,10 @@ enum RankBench {
     /// `--rank rawpingpong SIZE COUNT MODE`: the plain-socket ping-pong alone; MODE `block` or
     /// `poll` over one connection, `block2` or `poll2` over two (one per direction, as distr's links);
     /// `ppoll` or `ppoll2`: nonblocking reads that sleep in `ppoll` when they find nothing (the way a
-    /// distr receive sleeps on a socket), over one connection or two.
+    /// distr receive sleeps on a socket), over one connection or two; `pollep`: `poll` with the
+    /// socket also registered, silenced, in an epoll set (as a distr rank's progress thread holds
+    /// a connection its receive is reading: the kernel then calls the set's wake-up on every
+    /// arrival).
     static func rawPingPongOnly(_ node: Node, arguments: [String]) async throws {
         let size = arguments.first.flatMap { Int($0) } ?? 8
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 10000
@@ -215,6 +218,12 @@ enum RankBench {
         }
         // Rank 0 writes on `forth` and reads `back`; rank 1 the other way round.
         let (out, into) = node.id == 0 ? (forth, back) : (back, forth)
+        let watcher = mode == "pollep" ? try Epoll() : nil
+        if let watcher {
+            try watcher.add(into)
+            try watcher.setArmed(into, false)
+        }
+        defer { withExtendedLifetime(watcher) {} }
         let seconds = try rawPingPong(writing: out, reading: into, first: node.id == 0, size: size, iterations: count, sleepInPoll: sleepInPoll)
         report(node, "raw latency \(size) B \(mode)", distr: seconds * 1e6, baseline: nil)
     }

@@ -142,6 +142,25 @@ import Testing
         #expect(RawNumericTypes.exactly([Int32(4)], as: [Int64].self) == nil)
     }
 
+    /// A received array is copied out of the ring or buffer wherever its bytes lie: aligned for
+    /// the element type (copied as typed elements) or not (copied as bytes).
+    @Test func numericArrays_fromRawBytes_alignedOrNot() {
+        let values: [Double] = [1.5, -2.25, 1e300]
+        let bytes = values.withUnsafeBytes { [UInt8]($0) }
+        for offset in 0..<8 {
+            var buffer = [UInt8](repeating: 0xEE, count: offset) + bytes + [0xEE]
+            buffer.withUnsafeMutableBytes { raw in
+                let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<offset + bytes.count])
+                #expect([Double].fromRawBytes(slice) == values)
+                #expect(RawNumericTypes.copy(code: 1, of: slice).flatMap { $0 as? [Double] } == values)
+                #expect([UInt8].fromRawBytes(slice) == bytes)
+                #expect([Int16].fromRawBytes(slice).map { $0.count } == 12)
+                #expect([Double].fromRawBytes(UnsafeRawBufferPointer(rebasing: slice.dropLast())) == nil)
+            }
+        }
+        #expect([Int32].fromRawBytes(UnsafeRawBufferPointer(start: nil, count: 0)) == [])
+    }
+
     @Test func anyTagNeverTakesCollectiveMessages() async throws {
         let mailbox = Mailbox(selfRank: 0, count: 2)
         mailbox.deliver(envelope(from: 1, tag: -3, 1))

