@@ -138,8 +138,9 @@ import Testing
         #expect(RawNumericTypes.array([1.5, 2.5]).flatMap { $0 as? [Double] } == [1.5, 2.5])
         #expect(RawNumericTypes.array([UInt16(7)]).flatMap { $0 as? [UInt16] } == [7])
         #expect(RawNumericTypes.array("text") == nil && RawNumericTypes.array([[1.5]]) == nil)
-        #expect(RawNumericTypes.exactly([Int32(4)], as: [Int32].self) == [4])
-        #expect(RawNumericTypes.exactly([Int32(4)], as: [Int64].self) == nil)
+        #expect(RawNumericTypes.isExactly([Int32(4)], [Int32].self))
+        #expect(RawNumericTypes.unsafeCast([Int32(4)], to: [Int32].self) == [4])
+        #expect(!RawNumericTypes.isExactly([Int32(4)], [Int64].self) && !RawNumericTypes.isExactly([Int32(4)], Int32.self))
     }
 
     /// A received array is copied out of the ring or buffer wherever its bytes lie: aligned for

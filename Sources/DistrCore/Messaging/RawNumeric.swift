@@ -122,10 +122,16 @@ enum RawNumericTypes {
         [UInt64].self, [UInt32].self, [UInt16].self,
     ]
 
-    /// `array` as a `T`, when that is its very type (a comparison of type metadata, where a
-    /// dynamic cast walks the runtime's cast machinery).
-    static func exactly<T, A: RawNumericArray>(_ array: A, as _: T.Type) -> T? {
-        A.self == T.self ? unsafeBitCast(array, to: T.self) : nil
+    /// Whether `array`'s very type is `type` (a comparison of type metadata, where a dynamic
+    /// cast walks the runtime's cast machinery).
+    static func isExactly<A: RawNumericArray>(_ array: A, _ type: Any.Type) -> Bool {
+        ObjectIdentifier(A.self) == ObjectIdentifier(type)
+    }
+
+    /// `array` as a `T`, which `isExactly` said is its type.
+    static func unsafeCast<T, A: RawNumericArray>(_ array: A, to _: T.Type) -> T {
+        precondition(A.self == T.self, "unsafeCast of \(A.self) to \(T.self)")
+        return unsafeBitCast(array, to: T.self)
     }
 
     /// The element-wise loops for each element code.
