@@ -356,7 +356,7 @@ public final class Node: Sendable {
         // element code is the one the frame named). The general path casts to a protocol, which
         // looks up a conformance at run time, several times the work.
         // (Tested and cast apart: a `T?` made here, in code that is not specialized for `T`,
-        // looks up `Optional<T>`'s metadata in the runtime on every receive, about 330
+        // looks up `Optional<T>`'s metadata in the runtime on every receive, about 350
         // instructions.)
         if envelope.frame.encoding == .numeric, let array = envelope.array, RawNumericTypes.isExactly(array, T.self) {
             return RawNumericTypes.unsafeCast(array, to: T.self)

@@ -130,7 +130,7 @@ enum RawNumericTypes {
 
     /// `array` as a `T`, which `isExactly` said is its type.
     static func unsafeCast<T, A: RawNumericArray>(_ array: A, to _: T.Type) -> T {
-        precondition(A.self == T.self, "unsafeCast of \(A.self) to \(T.self)")
+        precondition(isExactly(array, T.self), "unsafeCast of \(A.self) to \(T.self)")
         return unsafeBitCast(array, to: T.self)
     }
 
