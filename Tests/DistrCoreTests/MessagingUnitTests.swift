@@ -127,6 +127,21 @@ import Testing
         #expect(try received.map { try Node.decode(Int.self, $0) } == 20)
     }
 
+    /// What carries a received array holds it by reference: an `any RawNumericArray` stored
+    /// inline (40 bytes) makes its holder address-only, copied through the runtime's value
+    /// witnesses on every message (docs/performance.md, "Same-node messaging").
+    @Test func receivedArraysAreHeldByReference() throws {
+        #expect(MemoryLayout<HeldArray?>.size == MemoryLayout<Int>.size)
+        #expect(MemoryLayout<RankFrameDecoder.FillingArray?>.size == MemoryLayout<Int>.size)
+        // source, payload and array: three words, and the frame.
+        #expect(MemoryLayout<Envelope>.size == 3 * MemoryLayout<Int>.size + MemoryLayout<RankFrame>.size)
+        // The box hands out the array it was given, and the envelope sees it through the box.
+        let frame = RankFrame(encoding: .numeric, element: Double.wireCode, tag: 0, length: 16)
+        let envelope = Envelope(source: 1, frame: frame, payload: [], array: [1.5, 2.5])
+        #expect(envelope.array as? [Double] == [1.5, 2.5])
+        #expect(try Node.decode([Double].self, envelope) == [1.5, 2.5])
+    }
+
     @Test func numericArraysAreRecognisedByTheirTypeWithoutACast() {
         #expect(RawNumericTypes.arrayTypes.count == RawNumericTypes.byCode.count)
         #expect(Set(RawNumericTypes.byCode.keys) == Set(1...12))

@@ -224,7 +224,7 @@ import Testing
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while sent.count < 2 {
             switch try decoder.next() {
-            case .frame(let frame, _, let array): sent.append((frame.tag, array as? [Double] ?? []))
+            case .frame(let frame, _, let array): sent.append((frame.tag, array?.value as? [Double] ?? []))
             case .needBytes, .needPayload:
                 let n = try FD.read(peer, into: &buffer)
                 try #require(n > 0)

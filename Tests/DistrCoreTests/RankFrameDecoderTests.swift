@@ -23,7 +23,7 @@ func decodeAll(_ stream: [UInt8], cuts: [Int], limit: Int = RankFrameDecoder.def
     var pieces = zip([0] + cuts, cuts + [stream.count]).map { Array(stream[$0..<$1]) }[...]
     while true {
         switch try decoder.next() {
-        case .frame(let frame, let payload, let array): frames.append(DecodedFrame(frame, payload: payload, array: array))
+        case .frame(let frame, let payload, let array): frames.append(DecodedFrame(frame, payload: payload, array: array?.value))
         case .signal(let frame): frames.append(DecodedFrame(frame, payload: [], array: nil))
         case .goodbye: return (frames, true)
         case .needBytes, .needPayload:
@@ -92,7 +92,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
             Issue.record("expected the numeric frame")
             return
         }
-        #expect(array as? [Double] == [1.5, -2])
+        #expect(array?.value as? [Double] == [1.5, -2])
     }
 
     @Test func decoder_readsLargePayloadsStraightIntoTheirArray() throws {
@@ -107,7 +107,7 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
             let step = try decoder.next()
             if case .frame(let got, _, let array) = step {
                 #expect(got == frame)
-                #expect(array as? [Double] == values)
+                #expect(array?.value as? [Double] == values)
                 break
             }
             #expect(offset < payload.count)

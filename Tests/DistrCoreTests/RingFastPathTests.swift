@@ -76,7 +76,7 @@ import Testing
             return
         }
         #expect(first == frame)
-        #expect(array as? [Double] == values)
+        #expect(array?.value as? [Double] == values)
         guard case .frame(let second, let payload, nil)? = frames.nextFromRing() else {
             Issue.record("the second frame was not taken from the ring")
             return

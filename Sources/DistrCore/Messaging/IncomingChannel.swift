@@ -107,7 +107,7 @@ final class IncomingChannel: Sendable {
                 switch reader.hasRing ? reader.nextFromRing() ?? reader.next() : reader.next() {
                 case .signal(let frame): signal = frame
                 case .frame(let frame, let payload, let array):
-                    let envelope = Envelope(source: source, frame: frame, payload: payload, array: array)
+                    let envelope = Envelope(source: source, frame: frame, payload: payload, held: array)
                     // The drain goes on after a claimed frame: frames left in the decoder's
                     // buffer would wait there, unseen by a look at the ring, for the next bytes.
                     if claim != nil {
@@ -234,7 +234,7 @@ struct ByteInput {
 /// receiving it copies nothing and decodes nothing.
 struct FrameStreamReader {
     enum Step {
-        case frame(RankFrame, [UInt8], (any RawNumericArray)?)
+        case frame(RankFrame, [UInt8], HeldArray?)
         /// A connection signal (`RankFrameDecoder.Step.signal`).
         case signal(RankFrame)
         case wouldBlock
@@ -321,7 +321,7 @@ struct FrameStreamReader {
         // Made in the closure and kept outside it (not returned through `inPlace`'s generic
         // result, whose copies would go through the runtime's type metadata).
         var payload: [UInt8] = []
-        var array: (any RawNumericArray)?
+        var array: HeldArray?
         let taken = try? ring.inPlace(total) { raw in  // A bad ring: `next()` reports it.
             (payload, array) = RankFrameDecoder.value(of: frame, payload: UnsafeRawBufferPointer(rebasing: raw[RankFrame.headerSize...]))
             return (total, ())

@@ -11,7 +11,18 @@ final class Mailbox: Sendable {
         var id: UInt64
         var source: Int?
         var tag: Int?
-        var continuation: CheckedContinuation<Envelope, any Error>
+        var resumer: Resumer
+
+        var continuation: CheckedContinuation<Envelope, any Error> { resumer.continuation }
+    }
+
+    /// A waiting receive's continuation, held by reference: `CheckedContinuation` comes from a
+    /// library whose types' layout is not known to this module, so a `Waiter` that held it
+    /// directly (and every `Waiter?` a delivery looks up, found or not) would be copied and
+    /// destroyed through the runtime's value witnesses on every message (see `HeldArray`).
+    final class Resumer: Sendable {
+        let continuation: CheckedContinuation<Envelope, any Error>
+        init(_ continuation: CheckedContinuation<Envelope, any Error>) { self.continuation = continuation }
     }
 
     struct State {
@@ -112,7 +123,7 @@ final class Mailbox: Sendable {
                     }
                     if let error = Self.failure(s, source: source, selfRank: selfRank, count: count) { return .failure(error) }
                     if Task.isCancelled { return .failure(CancellationError()) }
-                    s.waiters.append(Waiter(id: id, source: source, tag: tag, continuation: continuation))
+                    s.waiters.append(Waiter(id: id, source: source, tag: tag, resumer: Resumer(continuation)))
                     return nil
                 }
                 guard let outcome else { return parked() }

@@ -249,7 +249,7 @@ public final class Node: Sendable {
     static func message<T: Encodable & Sendable>(_ value: T, tag: Int) throws -> (RankFrame, FrameBody) {
         if let array = RawNumericTypes.array(value) ?? value as? any RawNumericArray {
             let body = FrameBody.numeric(array)
-            return (RankFrame(encoding: .numeric, element: type(of: array).elementCode, tag: tag, length: body.count), body)
+            return (RankFrame(encoding: .numeric, element: array.rawElementCode, tag: tag, length: body.count), body)
         }
         let bytes = try BinaryEncoder().encode(value)
         return (RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: T.self), tag: tag, length: bytes.count), .bytes(bytes))

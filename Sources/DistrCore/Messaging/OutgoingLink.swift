@@ -9,7 +9,7 @@ enum FrameBody: Sendable {
     var count: Int {
         switch self {
         case .bytes(let b): b.count
-        case .numeric(let a): a.elementCount * type(of: a).elementSize
+        case .numeric(let a): a.rawByteCount
         }
     }
 

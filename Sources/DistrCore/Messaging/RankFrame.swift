@@ -117,14 +117,21 @@ struct Envelope: Sendable {
     var source: Int
     var frame: RankFrame
     var payload: [UInt8]
-    var array: (any RawNumericArray)?
+    /// The numeric array, boxed (`HeldArray`: an envelope is copied and moved on its way).
+    var held: HeldArray?
 
-    init(source: Int, frame: RankFrame, payload: [UInt8], array: (any RawNumericArray)? = nil) {
+    init(source: Int, frame: RankFrame, payload: [UInt8], held: HeldArray?) {
         self.source = source
         self.frame = frame
         self.payload = payload
-        self.array = array
+        self.held = held
     }
+
+    init(source: Int, frame: RankFrame, payload: [UInt8], array: (any RawNumericArray)? = nil) {
+        self.init(source: source, frame: frame, payload: payload, held: array.map(HeldArray.init))
+    }
+
+    var array: (any RawNumericArray)? { held?.value }
 
     /// The payload bytes, whichever way they are held.
     var bytes: [UInt8] {

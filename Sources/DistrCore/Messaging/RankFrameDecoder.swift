@@ -13,7 +13,7 @@ struct RankFrameDecoder {
     enum Step {
         /// A whole message: its header, and its payload either as bytes or, for numeric arrays,
         /// already typed.
-        case frame(RankFrame, payload: [UInt8], array: (any RawNumericArray)?)
+        case frame(RankFrame, payload: [UInt8], array: HeldArray?)
         /// A connection signal (`RankFrame.bothWays` or `.answer`), in the one place it may come:
         /// the first frame, of the kind `signal` allows.
         case signal(RankFrame)
@@ -29,8 +29,16 @@ struct RankFrameDecoder {
     struct Pending {
         var frame: RankFrame
         var bytes: [UInt8] = []
-        var array: (any RawNumericArray)?
+        var array: FillingArray?
         var filled = 0
+    }
+
+    /// A numeric payload's array while its bytes arrive, held by reference for the reason
+    /// `HeldArray` gives (the decoder looks at its `Pending?` on every step), and filled in place:
+    /// the decoder holds the only reference.
+    final class FillingArray {
+        var value: any RawNumericArray
+        init(_ value: any RawNumericArray) { self.value = value }
     }
 
     /// The default largest payload accepted from a peer (1 GiB); `DISTR_MAX_MESSAGE_BYTES` changes it.
@@ -115,7 +123,7 @@ struct RankFrameDecoder {
             start += buffered
         }
         let due = current.frame.length - current.filled
-        if due == 0 { return .frame(current.frame, payload: current.bytes, array: current.array) }
+        if due == 0 { return .frame(current.frame, payload: current.bytes, array: current.array.map { HeldArray($0.value) }) }
         pending = current
         return due >= Self.directThreshold ? .needPayload : .needBytes
     }
@@ -213,8 +221,8 @@ struct RankFrameDecoder {
         defer { pending = current }
         let offset = current.filled
         let n: Int
-        if current.array != nil {
-            n = current.array?.withMutableRawBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) } ?? 0
+        if let filling = current.array {
+            n = filling.value.withMutableRawBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) }
         } else {
             n = current.bytes.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset...])) }
         }
@@ -250,8 +258,8 @@ struct RankFrameDecoder {
 
     /// The payload of a frame (a checked header's) that is all of `bytes`, as a value: plain
     /// bytes, or a typed numeric array.
-    static func value(of frame: RankFrame, payload bytes: UnsafeRawBufferPointer) -> ([UInt8], (any RawNumericArray)?) {
-        if frame.holdsArray, let array = RawNumericTypes.copy(code: frame.element, of: bytes) { return ([], array) }
+    static func value(of frame: RankFrame, payload bytes: UnsafeRawBufferPointer) -> ([UInt8], HeldArray?) {
+        if frame.holdsArray, let array = RawNumericTypes.copy(code: frame.element, of: bytes) { return ([], HeldArray(array)) }
         return ([UInt8](bytes), nil)
     }
 
@@ -259,10 +267,10 @@ struct RankFrameDecoder {
         var pending = Pending(frame: frame)
         let count = frame.length / (RawNumericTypes.elementSize(code: frame.element) ?? 1)
         if frame.holdsArray, let recycled = pool?.take(code: frame.element, count: count) {
-            pending.array = recycled
+            pending.array = FillingArray(recycled)
         } else if frame.holdsArray, var array = RawNumericTypes.uninitialized(code: frame.element, count: count) {
             array.withMutableRawBytes { Memory.preferHugePages($0) }
-            pending.array = array
+            pending.array = FillingArray(array)
         } else {
             var bytes = [UInt8].uninitialized(count: frame.length)
             bytes.withMutableRawBytes { Memory.preferHugePages($0) }
@@ -275,8 +283,8 @@ struct RankFrameDecoder {
         let offset = pending.filled
         source.withUnsafeBytes { raw in
             let from = UnsafeRawBufferPointer(rebasing: raw[range])
-            if pending.array != nil {
-                pending.array?.withMutableRawBytes {
+            if let filling = pending.array {
+                filling.value.withMutableRawBytes {
                     UnsafeMutableRawBufferPointer(rebasing: $0[offset..<offset + from.count]).copyMemory(from: from)
                 }
             } else {

@@ -39,6 +39,25 @@ public protocol RawNumericArray: Codable, Sendable {
     mutating func withMutableRawBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R
 }
 
+/// A received numeric array on its way to the receive that takes it (a frame step, a claim, an
+/// envelope in the mailbox), held by reference. `any RawNumericArray` is an opaque existential:
+/// a struct or enum that holds one directly is address-only, and every copy, move and
+/// destruction of it, or of an `Optional` of it, goes through the runtime's value witnesses
+/// (callgrind counted some 2,000 instructions of those per same-node round trip; see
+/// docs/performance.md). A class reference is copied with a retain.
+final class HeldArray: Sendable {
+    let value: any RawNumericArray
+    init(_ value: any RawNumericArray) { self.value = value }
+}
+
+extension RawNumericArray {
+    /// The array's size in bytes. (On an `any RawNumericArray`, `type(of:)` would ask the
+    /// runtime for the dynamic type; a method sees its own type.)
+    var rawByteCount: Int { elementCount * Self.elementSize }
+    /// The wire's code of the element type, seen as `rawByteCount` sees the size.
+    var rawElementCode: UInt8 { Self.elementCode }
+}
+
 /// The array types the wire's element codes stand for.
 enum RawNumericTypes {
     /// Each array type by its element code (each element type names its own code).
