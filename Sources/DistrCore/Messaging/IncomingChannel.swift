@@ -80,8 +80,7 @@ final class IncomingChannel: Sendable {
         var envelope: Envelope?
 
         /// Hands `envelope`, read next, to `mailbox`, or keeps it when this receive has none yet
-        /// and may take it. (A method, so that the claim is changed in place: a copy of an
-        /// optional claim goes through the runtime's type metadata.)
+        /// and may take it. (A method, so that the claim is changed in place rather than copied.)
         mutating func hand(_ envelope: Envelope, to mailbox: Mailbox) {
             if self.envelope == nil {
                 self.envelope = mailbox.deliver(envelope, claimingFor: source, tag: tag)

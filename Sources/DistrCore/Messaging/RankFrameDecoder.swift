@@ -113,8 +113,9 @@ struct RankFrameDecoder {
             if frame.length <= min(end - start, Self.directThreshold) { return takeWhole(frame) }
             pending = allocate(frame)
         }
-        // Take the pending frame out while working on it: a second reference to its array would
-        // make every write copy the whole payload.
+        // Take the pending frame out while working on it (put back below unless it is whole).
+        // Its array is filled through the box, whose array has no second reference: no write
+        // copies the payload.
         guard var current = pending else { return .needBytes }
         pending = nil
         let buffered = min(end - start, current.frame.length - current.filled)
