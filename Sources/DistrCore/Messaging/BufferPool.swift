@@ -8,7 +8,7 @@ final class BufferPool: Sendable {
     private let arrays = Mutex<[any RawNumericArray]>([])
 
     func give(_ array: any RawNumericArray) {
-        guard array.elementCount * type(of: array).elementSize >= 64 * 1024 else { return }
+        guard array.rawByteCount >= 64 * 1024 else { return }
         arrays.withLock { pool in
             if pool.count >= Self.maxArrays { pool.removeFirst() }
             pool.append(array)
@@ -17,7 +17,7 @@ final class BufferPool: Sendable {
 
     func take(code: UInt8, count: Int) -> (any RawNumericArray)? {
         arrays.withLock { pool in
-            guard let index = pool.firstIndex(where: { type(of: $0).elementCode == code && $0.elementCount == count }) else { return nil }
+            guard let index = pool.firstIndex(where: { $0.rawElementCode == code && $0.elementCount == count }) else { return nil }
             return pool.remove(at: index)
         }
     }

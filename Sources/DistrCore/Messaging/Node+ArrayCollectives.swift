@@ -38,7 +38,7 @@ extension Node {
             case .offer(let offer): parentOffer = offer
             }
         }
-        guard let byteCount = parentOffer?.byteCount ?? current.map({ $0.elementCount * A.elementSize }) else {
+        guard let byteCount = parentOffer?.byteCount ?? current.map({ $0.rawByteCount }) else {
             throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil")
         }
         var offered: [Int] = []

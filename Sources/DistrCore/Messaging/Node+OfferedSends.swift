@@ -32,12 +32,12 @@ extension Node {
     /// `OfferedSends.maxOffers` wait for an answer. Returns false when it did not (the caller
     /// sends the usual way).
     func offerIfLarge(_ array: any RawNumericArray, to rank: Int, tag: Int) async throws -> Bool {
-        let byteCount = array.elementCount * type(of: array).elementSize
+        let byteCount = array.rawByteCount
         guard byteCount >= Self.offeredSendThreshold, RawNumericTypes.isArray(array), offeredSends.hasRoom(for: byteCount),
             try await offersMemory(to: rank, byteCount: byteCount),
             let (id, startReader) = offeredSends.keep(array, byteCount: byteCount, for: rank)
         else { return false }
-        let element = type(of: array).elementCode
+        let element = array.rawElementCode
         let description = OfferedSend(id: id, memory: array.withRawBytes { offer(of: $0, elementCode: element) })
         if startReader { Task.detached { [self] in await readReplies(from: rank) } }
         let frame = RankFrame(kind: RankFrame.offer, encoding: .numeric, element: element, tag: tag, length: OfferedSend.wireSize)
@@ -79,8 +79,8 @@ extension Node {
     /// Whether all of `array` was copied into `destination` in `rank`'s process (checked: the
     /// size and element type of the array, the process's identity word).
     private func write(_ array: any RawNumericArray, into destination: MemoryOffer, of rank: Int) -> Bool {
-        let byteCount = array.elementCount * type(of: array).elementSize
-        guard destination.byteCount == byteCount, destination.elementCode == type(of: array).elementCode, destination.pid > 0,
+        let byteCount = array.rawByteCount
+        guard destination.byteCount == byteCount, destination.elementCode == array.rawElementCode, destination.pid > 0,
             (try? mayRead(destination, from: rank)) == true  // Any failure: send the array instead.
         else { return false }
         let written = array.withRawBytes { bytes in
@@ -91,8 +91,8 @@ extension Node {
     }
 
     private func resend(_ array: any RawNumericArray, id: UInt64, to rank: Int) async throws {
-        let byteCount = array.elementCount * type(of: array).elementSize
-        let frame = RankFrame(encoding: .numeric, element: type(of: array).elementCode, tag: Self.resendTag(id), length: byteCount)
+        let byteCount = array.rawByteCount
+        let frame = RankFrame(encoding: .numeric, element: array.rawElementCode, tag: Self.resendTag(id), length: byteCount)
         try await link(to: rank).send(header: frame.header(), body: .numeric(array))
     }
 

@@ -129,7 +129,7 @@ final class OfferedSends: Sendable {
     private static func remove(_ id: UInt64, of rank: Int, from s: inout State) -> (any RawNumericArray)? {
         guard let array = s.waiting[rank]?.removeValue(forKey: id) else { return nil }
         s.count -= 1
-        s.bytes -= array.elementCount * type(of: array).elementSize
+        s.bytes -= array.rawByteCount
         return array
     }
 
@@ -162,7 +162,7 @@ final class OfferedSends: Sendable {
         state.withLock { s in
             for array in (s.waiting.removeValue(forKey: rank) ?? [:]).values {
                 s.count -= 1
-                s.bytes -= array.elementCount * type(of: array).elementSize
+                s.bytes -= array.rawByteCount
             }
             s.reading.remove(rank)
         }

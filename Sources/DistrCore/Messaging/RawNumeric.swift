@@ -51,8 +51,9 @@ final class HeldArray: Sendable {
 }
 
 extension RawNumericArray {
-    /// The array's size in bytes. (On an `any RawNumericArray`, `type(of:)` would ask the
-    /// runtime for the dynamic type; a method sees its own type.)
+    /// The array's size in bytes, the one way every path computes it. (On an
+    /// `any RawNumericArray`, `type(of:)` would ask the runtime for the dynamic type; a method
+    /// sees its own type.)
     var rawByteCount: Int { elementCount * Self.elementSize }
     /// The wire's code of the element type, seen as `rawByteCount` sees the size.
     var rawElementCode: UInt8 { Self.elementCode }
