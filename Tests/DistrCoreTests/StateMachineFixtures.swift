@@ -21,11 +21,13 @@ enum StateMachineFixtures {
     }
 
     static let spec = makeSpec()
+    static let fileDigests = [FileDigest(index: 0, digest: [UInt8](repeating: 5, count: 32))]
 
     /// One message of every kind, in both directions. The ranks named (2, 3) are this worker's.
     static let oneOfEachKind: [ControlMessage] = [
         .jobStart(spec),
         .fileData(fileBytes),
+        .fileDigests(fileDigests),
         .cancel(reason: "stop"),
         .peerExited(rank: 0, status: 1),
         .launch,

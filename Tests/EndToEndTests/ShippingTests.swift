@@ -60,6 +60,93 @@ import Testing
         #expect(run.stderr.contains("cannot read '\(dir.path)/data.bin' to ship it"), "\(run.stderr)")
     }
 
+    /// A bundle large enough for the master's digest cache, of a file the cache does not know:
+    /// the manifest has no digest for it, its bytes go out while the master hashes it, and its
+    /// digest follows them in a `fileDigests` frame (protocol 5). The test plays the worker.
+    @Test func largeFileNotHashedBefore_isSentBeforeItsDigest_whichFollowsItsLastFrame() throws {
+        let dir = try TemporaryDirectory()
+        let secretPath = dir.path + "/secret"
+        try ClusterSecret.generate(path: secretPath)
+        let secret = try ClusterSecret.load(path: secretPath)
+        let size = DigestCache.worthAbove + 123_457
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        try FileIO.write(dir.path + "/big.bin", bytes, mode: 0o644, exclusive: true)
+        try dir.write("small.txt", "hashed first\n")
+        let (listener, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
+        defer { FD.close(listener) }
+        let master = try TestProcess(
+            [
+                Binaries.master, "exec", "--hosts", "127.0.0.1:\(address.port)", "--secret-file", secretPath, "--file",
+                dir.path + "/big.bin", "--file", dir.path + "/small.txt", "--", "true",
+            ], environment: ["XDG_CACHE_HOME": dir.path + "/cache"])
+
+        let fd = try TCPSocket.accept(listener)
+        let (_, keys) = try Connection.serverHandshake(fd: fd, deadline: .after(10)) { _ in secret }
+        let connection = try Connection.accept(fd: fd, peer: "master", keys: keys, headerOnlyTypes: [ControlMessage.fileDataType])
+        defer { connection.close() }
+        func next() throws -> ControlMessage {
+            while true {
+                let message = try connection.receiveMessage(idle: .after(20))
+                if message != .heartbeat { return message }
+            }
+        }
+        guard case .jobStart(let spec) = try next() else {
+            Issue.record("expected a job description")
+            return
+        }
+        #expect(spec.manifest.map(\.path) == ["big.bin", "small.txt"])
+        #expect(spec.manifest.map(\.digestFollows) == [true, false], "the large file's digest follows its bytes")
+        #expect(spec.manifest[1].digest == SHA256.hash(Array("hashed first\n".utf8)))
+        try connection.send(.filesNeeded([0, 1]))
+        var received: [UInt8] = []
+        var digests: [FileDigest]?
+        while received.count < size + 13 {
+            switch try next() {
+            case .fileData(let chunk):
+                received += chunk
+                if received.count >= size && digests == nil {
+                    guard case .fileDigests(let after) = try next() else {
+                        Issue.record("expected the big file's digest right after its last bytes")
+                        return
+                    }
+                    digests = after
+                }
+            case let other:
+                Issue.record("unexpected \(other.name)")
+                return
+            }
+        }
+        #expect(received == bytes + Array("hashed first\n".utf8))
+        #expect(digests == [FileDigest(index: 0, digest: SHA256.hash(bytes))])
+        try connection.send(.failure("the test has seen enough"))
+        let run = TestProcess.run(master, timeout: 30)
+        #expect(run.status != 0)
+    }
+
+    /// The same with real workers: the files whose digests followed arrive whole, verified,
+    /// and enter each worker's cache under their digest.
+    @Test func largeBundle_withDigestsAfterTheBytes_arrivesWholeAndIsCached() throws {
+        let cluster = try TestCluster(workers: 2)
+        let dir = try TemporaryDirectory()
+        var digests: [[UInt8]] = []
+        for index in 0..<3 {
+            let bytes = (0..<(DigestCache.worthAbove / 3 + 70_001 * index)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index * 7) }
+            digests.append(SHA256.hash(bytes))
+            try FileIO.makeDirectories(dir.path + "/data")
+            try FileIO.write(dir.path + "/data/part\(index)", bytes, mode: 0o644, exclusive: true)
+        }
+        let run = try cluster.master(
+            ["exec", "--file", dir.path + "/data", "--", "sha256sum data/part0 data/part1 data/part2 | cut -c1-64"],
+            environment: ["XDG_CACHE_HOME": dir.path + "/cache"])
+        #expect(run.status == 0, "\(run.stderr)")
+        for node in 0..<2 {
+            #expect(run.stdoutLines.filter { $0.hasPrefix("[\(node)] ") }.map { String($0.dropFirst(4)) } == digests.map(\.hex), "\(run.stdout)")
+        }
+        for worker in cluster.workers {
+            for digest in digests { #expect(FileIO.exists(worker.workDirectory + "/.distr-cache/" + digest.hex)) }
+        }
+    }
+
     /// The test plays the master with an on-path attacker: the raw file bytes are not covered by
     /// the frame's MAC, only by the digest in the authenticated manifest.
     @Test func fileBytesAlteredOnTheWire_areRefusedNamingTheFile_neverCached_andTheWorkerKeepsServing() throws {

@@ -260,15 +260,15 @@ final class TestCluster: Sendable {
     deinit { close() }
 
     /// Starts `distr-master` against this cluster.
-    func startMaster(_ arguments: [String], directory: String? = nil) throws -> TestProcess {
+    func startMaster(_ arguments: [String], directory: String? = nil, environment: [String: String] = [:]) throws -> TestProcess {
         guard let sub = arguments.first else { throw TestFailure("no subcommand") }
         return try TestProcess(
             [Binaries.master, sub, "--peers", peersFile, "--secret-file", secretFile] + arguments.dropFirst(),
-            directory: directory ?? root.path)
+            directory: directory ?? root.path, environment: environment)
     }
 
-    func master(_ arguments: [String], directory: String? = nil) throws -> MasterRun {
-        try TestProcess.run(startMaster(arguments, directory: directory))
+    func master(_ arguments: [String], directory: String? = nil, environment: [String: String] = [:]) throws -> MasterRun {
+        try TestProcess.run(startMaster(arguments, directory: directory, environment: environment))
     }
 
     /// Everything left in the workers' work directories (job directories, and records of jobs

@@ -35,7 +35,7 @@ _KIND_GOODBYE = 2
 #: Element sizes of the numeric-array element codes (docs/messages.md §3).
 ELEMENT_SIZES = {1: 8, 2: 4, 3: 8, 4: 8, 5: 4, 6: 2, 7: 1, 8: 8, 9: 8, 10: 4, 11: 2, 12: 1}
 # The handshake version of docs/protocol.md (Handshake.version in Swift).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
 _BUFFER_SIZE = 256 * 1024
 #: Payload still due of at least this many bytes is read straight into its final buffer.

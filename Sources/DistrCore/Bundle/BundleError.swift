@@ -14,6 +14,12 @@ package enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
     case tooManyFiles(Int, limit: Int)
     case tooLarge(Int, limit: Int)
     case digestMismatch(String)
+    /// A manifest digest that is neither a SHA-256 (32 bytes) nor empty (it follows the bytes).
+    case badDigest(String, count: Int)
+    /// File bytes came before the digests of files the stream had already completed.
+    case digestsMissing(String)
+    /// Digests came for other files than those waiting for theirs (manifest indices).
+    case unexpectedDigests(got: [Int], awaiting: [Int])
     case unexpectedData
     case incomplete(String)
     case cannotCreate(String, SystemError)
@@ -42,6 +48,12 @@ package enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
         case .tooLarge(let n, let limit):
             "bundle refused: \(n) bytes exceeds the worker's limit of \(limit) bytes (raise it with distr-worker --max-bundle-bytes)"
         case .digestMismatch(let p): "bundle refused: '\(p)' does not match its SHA-256 digest (changed while shipping, or corrupted)"
+        case .badDigest(let p, let n):
+            "bundle refused: the manifest gives '\(p)' a digest of \(n) bytes (a SHA-256 has 32); the master is broken or not a distr master"
+        case .digestsMissing(let p):
+            "bundle refused: more file data arrived before the digest of '\(p)', which must follow its last bytes; the master is broken or not a distr master"
+        case .unexpectedDigests(let got, let awaiting):
+            "bundle refused: digests came for files \(got) while files \(awaiting) awaited theirs; the master is broken or not a distr master"
         case .unexpectedData: "bundle refused: more file data arrived than the manifest announced"
         case .incomplete(let p): "bundle incomplete: the connection ended while receiving '\(p)'"
         case .cannotCreate(let p, let e): "cannot create '\(p)' in the job directory: \(e)"
@@ -93,6 +105,7 @@ package enum BundlePath {
         for entry in manifest {
             try validate(entry.path, limit: limits.maxPathLength)
             guard entry.size >= 0 else { throw .negativeSize(entry.path, entry.size) }
+            guard entry.digest.count == 32 || entry.digestFollows else { throw .badDigest(entry.path, count: entry.digest.count) }
             let (sum, overflow) = total.addingReportingOverflow(entry.size)
             if overflow { throw .sizeOverflow(entry.path) }
             total = sum

@@ -3,17 +3,22 @@
 /// Every path component is opened relative to its parent's descriptor with `O_NOFOLLOW`, and
 /// files are created with `O_EXCL`, so nothing in the bundle can follow a symlink out of the
 /// directory or overwrite what is already there. Each file's SHA-256 is checked against the
-/// authenticated manifest when its last byte arrives.
+/// authenticated manifest when its last byte arrives, or, for a file whose digest follows its
+/// bytes, against the `fileDigests` frame that comes right after the frame that completed it.
 package final class BundleExtractor {
     private let root: FileDescriptor
     var rootFD: Int32 { root.rawValue }
-    let manifest: [ManifestEntry]
+    /// The manifest; a digest that followed its file's bytes is filled in once checked.
+    private(set) var manifest: [ManifestEntry]
     /// The next manifest entry to create.
     private var index = 0
     /// Files created and not yet verified, in manifest order: each is whole but the last, which
     /// may still wait for bytes. Verified in batches (`settle`): each written chunk's files are
     /// hashed together, two at a time.
     private var open: [OpenFile] = []
+    /// Files whose digest follows their bytes, whole and hashed, waiting for it (in manifest
+    /// order, still open): the next frame must be their `fileDigests` (`checkDigests`).
+    private var awaiting: [(file: OpenFile, digest: [UInt8])] = []
     private var parents: ParentDirectories
 
     /// For each manifest entry: already written from the worker's cache, so the stream skips it.
@@ -81,10 +86,14 @@ package final class BundleExtractor {
 
     deinit {
         for file in open { FD.close(file.fd) }
+        for waiting in awaiting { FD.close(waiting.file.fd) }
         parents.close()
     }
 
-    package var isComplete: Bool { index == manifest.count && open.isEmpty }
+    package var isComplete: Bool { index == manifest.count && open.isEmpty && awaiting.isEmpty }
+
+    /// The manifest indices of the files waiting for their digests.
+    package var awaitingDigests: [Int] { awaiting.map(\.file.entry) }
 
     /// The manifest indices the stream must carry, in order: what the worker asks the master for.
     package var streamedIndices: [Int] { manifest.indices.filter { !fromCache[$0] } }
@@ -105,6 +114,7 @@ package final class BundleExtractor {
     /// then the parts are hashed (two files at a time, see `hash`), then the files whose last
     /// byte came are verified and handed to `completed`. `bytes` is not kept.
     package func write(_ bytes: UnsafeRawBufferPointer) throws(BundleError) {
+        if let first = awaiting.first { throw .digestsMissing(manifest[first.file.entry].path) }
         var work: [Piece] = []
         var offset = 0
         while offset < bytes.count {
@@ -144,15 +154,46 @@ package final class BundleExtractor {
         work = []
         while let first = open.first, first.written == manifest[first.entry].size {
             open.removeFirst()
-            defer { FD.close(first.fd) }
-            let entry = manifest[first.entry]
             var hasher = first.hasher
-            guard constantTimeEqual(hasher.finalize(), entry.digest) else { throw .digestMismatch(entry.path) }
-            let (parent, name) = try openParent(of: entry)
-            if let changed = completed(entry, StreamedFile(descriptor: first.fd, directory: parent, name: name)) {
-                latestSharedChange = max(latestSharedChange, changed)
-                sharedFiles.append((entry.path, entry.digest))
+            let digest = hasher.finalize()
+            if manifest[first.entry].digestFollows {
+                // Bounded by the master's frames (a file whose digest follows is at least
+                // `BundleCollector.lateDigestMinimum` bytes), and checked: each stays open.
+                guard awaiting.count < Self.openLimit else {
+                    FD.close(first.fd)
+                    throw .digestsMissing(manifest[first.entry].path)
+                }
+                awaiting.append((first, digest))
+                continue
             }
+            defer { FD.close(first.fd) }
+            try verified(first, digest: digest)
+        }
+    }
+
+    /// Checks the digests that followed the files in `awaiting` (all of them, in order), then
+    /// hands each file to `completed` as `settle` does.
+    /// - Throws: `BundleError.unexpectedDigests` when they are not for exactly those files,
+    ///   `.digestMismatch` naming the first file whose bytes do not match.
+    package func checkDigests(_ digests: [FileDigest]) throws(BundleError) {
+        let waiting = awaiting.map(\.file.entry)
+        guard digests.map(\.index) == waiting else { throw .unexpectedDigests(got: digests.map(\.index), awaiting: waiting) }
+        for (position, file) in digests.enumerated() {
+            manifest[file.index].digest = file.digest
+            try verified(awaiting[position].file, digest: awaiting[position].digest)
+        }
+        for waiting in awaiting { FD.close(waiting.file.fd) }
+        awaiting = []
+    }
+
+    /// Compares a whole file's `digest` with the manifest's and hands the file to `completed`.
+    private func verified(_ file: OpenFile, digest: [UInt8]) throws(BundleError) {
+        let entry = manifest[file.entry]
+        guard constantTimeEqual(digest, entry.digest) else { throw .digestMismatch(entry.path) }
+        let (parent, name) = try openParent(of: entry)
+        if let changed = completed(entry, StreamedFile(descriptor: file.fd, directory: parent, name: name)) {
+            latestSharedChange = max(latestSharedChange, changed)
+            sharedFiles.append((entry.path, entry.digest))
         }
     }
 
@@ -230,7 +271,8 @@ package final class BundleExtractor {
     /// cache knows them unchanged, else copied and verified; a file whose cached bytes do not
     /// match is removed again and left to the stream.
     private func copyCached(from cache: FileCache) throws(BundleError) {
-        for (position, entry) in manifest.enumerated() {
+        // A file whose digest follows its bytes cannot be looked up: the stream carries it.
+        for (position, entry) in manifest.enumerated() where !entry.digestFollows {
             let (parent, name) = try openParent(of: entry)
             if let changed = cache.lend(entry, into: parent, name: name) {
                 latestSharedChange = max(latestSharedChange, changed)

@@ -5,6 +5,66 @@ import Synchronization
 package struct BundleSource: Sendable, Equatable {
     package var localPath: String
     package var entry: ManifestEntry
+    /// For a file whose digest follows its bytes (`entry.digestFollows`): where the digest
+    /// appears once the file is hashed.
+    package var late: LateDigest?
+
+    package init(localPath: String, entry: ManifestEntry, late: LateDigest? = nil) {
+        self.localPath = localPath
+        self.entry = entry
+        self.late = late
+    }
+
+    package static func == (a: Self, b: Self) -> Bool { a.localPath == b.localPath && a.entry == b.entry && a.late === b.late }
+}
+
+/// The digest of a file hashed while it is being sent (protocol 5): published by a hashing
+/// thread, waited for by each worker's sending thread after it sent the file's last byte.
+package final class LateDigest: Sendable {
+    private let done = Latch()
+    private let result = Mutex<Result<[UInt8], BundleError>?>(nil)
+
+    package init() {}
+
+    func publish(_ outcome: Result<[UInt8], BundleError>) {
+        result.withLock { $0 = $0 ?? outcome }
+        done.open()
+    }
+
+    /// Blocks until the file is hashed.
+    /// - Throws: `BundleError.cannotRead` when it could not be.
+    package func wait() throws(BundleError) -> [UInt8] {
+        done.wait()
+        return try result.withLock { $0 ?? .failure(.incomplete("?")) }.get()
+    }
+}
+
+/// The hashing of the files whose digests follow their bytes, on threads of its own while the
+/// master connects and sends. `finish` ends it and saves the digest cache.
+package final class LateHashing: Sendable {
+    private let work: BundleCollector.HashWork
+    private let digests: DigestCache?
+    private let threads = DispatchGroup()
+
+    init(_ work: BundleCollector.HashWork, digests: DigestCache?, threads count: Int) {
+        self.work = work
+        self.digests = digests
+        for _ in 0..<count {
+            threads.enter()
+            Threads.start(name: "distr-hash") { [self] in
+                work.run()
+                threads.leave()
+            }
+        }
+    }
+
+    /// Stops hashing what no one waits for any more (the job ended early), waits for the
+    /// threads, and saves the digest cache with what was hashed.
+    package func finish() {
+        work.stop()
+        threads.wait()
+        digests?.save()
+    }
 }
 
 /// Collects the files named by `--file` and the program into a manifest, hashing each once.
@@ -36,19 +96,59 @@ package enum BundleCollector {
     package static func collect(
         _ paths: [String], digests makeDigests: @autoclosure () -> DigestCache? = nil, cacheAbove: Int = 0
     ) throws(BundleError) -> [BundleSource] {
+        try collect(paths, digests: makeDigests(), cacheAbove: cacheAbove, lateFrom: nil).sources
+    }
+
+    /// Files of at least this many bytes whose digest the master's cache does not know are
+    /// hashed while they are sent (`collect(_:digests:cacheAbove:lateFrom:)`). A frame of file
+    /// data (256 KiB) then completes at most five of them, which the worker keeps open until
+    /// their digests come.
+    package static let lateDigestMinimum = 64 << 10
+
+    /// `collect`, but when the digest cache is used (`cacheAbove`), each file of `lateFrom`
+    /// bytes or more that the cache does not know is not hashed now: its manifest entry has no
+    /// digest, and `hashing` hashes it on threads of its own while the master connects and
+    /// sends, publishing the digest in the source's `late` for the `fileDigests` frame that
+    /// follows the file's bytes. Without a digest cache a re-run could not name the files by
+    /// digest, and the workers' caches would never be used: everything is hashed first, then.
+    /// - Throws: `BundleError.cannotRead` naming the path, or a path-rule error.
+    package static func collect(
+        _ paths: [String], digests makeDigests: @autoclosure () -> DigestCache?, cacheAbove: Int, lateFrom: Int?
+    ) throws(BundleError) -> (sources: [BundleSource], hashing: LateHashing?) {
         var found: [(local: String, bundle: String, status: FileStatus)] = []
         var seen = Set<String>()
         for path in paths {
             try add(local: path, bundle: bundlePath(for: path), into: &found, seen: &seen, top: true)
         }
         let digests = found.reduce(0, { $0 + $1.status.size }) >= cacheAbove ? makeDigests() : nil
-        let hashes = try hashAll(found.map { ($0.local, $0.status) }, digests: digests)
-        digests?.save()
-        return zip(found, hashes).map { file, digest in
-            BundleSource(
-                localPath: file.local,
-                entry: ManifestEntry(path: file.bundle, mode: file.status.permissions & 0o777, size: file.status.size, digest: digest))
+        let late: [LateDigest?] = found.map { file in
+            guard let lateFrom, let digests, file.status.size >= lateFrom, digests.digest(for: DigestCache.Key(file.status)) == nil else {
+                return nil
+            }
+            return LateDigest()
         }
+        let now = found.indices.filter { late[$0] == nil }
+        let hashes = try hashAll(now.map { (found[$0].local, found[$0].status) }, digests: digests)
+        var digestOf = [[UInt8]](repeating: [], count: found.count)
+        for (index, digest) in zip(now, hashes) { digestOf[index] = digest }
+        let later = found.indices.compactMap { index in
+            late[index].map { (index: index, local: found[index].local, status: found[index].status, late: $0) }
+        }
+        var hashing: LateHashing?
+        if later.isEmpty {
+            digests?.save()
+        } else {
+            let work = HashWork(files: later.map { ($0.index, $0.local, $0.status) }, digests: digests, late: later.map(\.late))
+            hashing = LateHashing(work, digests: digests, threads: max(1, min(SystemFacts.cores, 4, later.count)))
+        }
+        let sources = found.indices.map { index in
+            let file = found[index]
+            return BundleSource(
+                localPath: file.local,
+                entry: ManifestEntry(path: file.bundle, mode: file.status.permissions & 0o777, size: file.status.size, digest: digestOf[index]),
+                late: late[index])
+        }
+        return (sources, hashing)
     }
 
     private static func add(
@@ -120,16 +220,23 @@ package enum BundleCollector {
     }
 
     /// Files to hash, shared by the hashing threads.
-    private final class HashWork: Sendable {
+    final class HashWork: Sendable {
         let files: [(index: Int, local: String, status: FileStatus)]
         let digests: DigestCache?
+        /// Where each file's digest (or failure) is published as soon as it is known (late hashing).
+        let late: [LateDigest]?
         let next = Atomic<Int>(0)
         let outcome = Mutex<(digests: [Int: [UInt8]], errors: [Int: BundleError])>(([:], [:]))
+        private let stopped = Atomic<Bool>(false)
 
-        init(files: [(index: Int, local: String, status: FileStatus)], digests: DigestCache?) {
+        init(files: [(index: Int, local: String, status: FileStatus)], digests: DigestCache?, late: [LateDigest]? = nil) {
             self.files = files
             self.digests = digests
+            self.late = late
         }
+
+        /// Takes no more files; those begun are dropped at their next read.
+        func stop() { stopped.store(true, ordering: .releasing) }
 
         /// Hashes files until none is left, two at a time (`SHA256.update(_:with:_:with:)`:
         /// one hash chain leaves the SHA unit idle between its rounds, two keep it busy), one
@@ -141,6 +248,14 @@ package enum BundleCollector {
             var first: (position: Int, file: FileHashing)?
             var second: (position: Int, file: FileHashing)?
             while true {
+                if stopped.load(ordering: .acquiring) {
+                    // No one waits for these any more; a waiter would learn they were not hashed.
+                    for dropped in [first, second].compactMap({ $0 }) { fail(dropped, .incomplete(files[dropped.position].local)) }
+                    while case let position = next.add(1, ordering: .relaxed).oldValue, position < files.count {
+                        late?[position].publish(.failure(.incomplete(files[position].local)))
+                    }
+                    return
+                }
                 if first == nil { (first, second) = (second, nil) }
                 if first == nil { first = take() }
                 if second == nil { second = take() }
@@ -185,17 +300,20 @@ package enum BundleCollector {
                 let file = files[position]
                 do { return (position, try FileHashing(file.local, expecting: file.status, digests: digests)) } catch {
                     outcome.withLock { $0.errors[file.index] = error }
+                    late?[position].publish(.failure(error))
                 }
             }
         }
 
         private func fail(_ hashed: (position: Int, file: FileHashing), _ error: BundleError) {
             outcome.withLock { $0.errors[files[hashed.position].index] = error }
+            late?[hashed.position].publish(.failure(error))
         }
 
         private func finish(_ hashed: (position: Int, file: FileHashing)) {
             let digest = hashed.file.finish()
             outcome.withLock { $0.digests[files[hashed.position].index] = digest }
+            late?[hashed.position].publish(.success(digest))
         }
     }
 

@@ -150,6 +150,8 @@ extension FuzzTarget {
             manifest: [
                 ManifestEntry(path: "app", mode: 0o755, size: 1000, digest: [UInt8](repeating: 3, count: 32)),
                 ManifestEntry(path: "data/in.txt", mode: 0o644, size: 12, digest: [UInt8](repeating: 4, count: 32)),
+                // Its digest follows its bytes (`fileDigests`).
+                ManifestEntry(path: "data/large.bin", mode: 0o644, size: 70_000, digest: []),
             ], workerIndex: 0, stdinRanks: [0])
     }
 
@@ -165,6 +167,7 @@ extension FuzzTarget {
             ("rank-failed-to-start", .rankExited(rank: 2, status: .failedToStart("no such file"), endedByDistr: false)),
             ("job-ended", .jobEnded(keptDirectory: nil)), ("job-ended-kept", .jobEnded(keptDirectory: "/tmp/kept")),
             ("failure", .failure("bundle refused")), ("files-needed", .filesNeeded([0, 2])),
+            ("file-digests", .fileDigests([FileDigest(index: 2, digest: [UInt8](repeating: 6, count: 32))])),
             ("status-request", .statusRequest(sentAt: 1_700_000_000_000_000_000)),
             (
                 "status-report",

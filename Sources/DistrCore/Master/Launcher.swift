@@ -143,11 +143,17 @@ package final class Launcher: Sendable {
             note("\(filesError)")
             return ExitCode.usage
         }
+        // Large bundles: files the digest cache does not know are hashed while they are sent.
         let sources: [BundleSource]
-        do { sources = try BundleCollector.collect(shipped, digests: DigestCache.standard(), cacheAbove: DigestCache.worthAbove) } catch {
+        let hashing: LateHashing?
+        do {
+            (sources, hashing) = try BundleCollector.collect(
+                shipped, digests: DigestCache.standard(), cacheAbove: DigestCache.worthAbove, lateFrom: BundleCollector.lateDigestMinimum)
+        } catch {
             note("\(error)")
             return ExitCode.usage
         }
+        defer { hashing?.finish() }
 
         var (reached, failures) = connectAll()
         var links = self.links
@@ -392,7 +398,7 @@ package final class Launcher: Sendable {
                 // A cancel (this node lost, or another) stops the upload at the next frame: the
                 // cancel is sent under the machine's lock, so it also never waits behind the rest.
                 let stop = { session.machine.withLock { $0.isCancelled } }
-                do { try sendFiles(indices.map { sources[$0] }, over: session.connection, until: stop) } catch {
+                do { try sendFiles(indices.map { ($0, sources[$0]) }, over: session.connection, until: stop) } catch {
                     let reason = "\(error)"
                     perform(worker: worker, session: session, session.machine.withLock { $0.deliver(.cancel(reason: reason)) }, sources: sources)
                     perform(worker: worker, session: session, session.machine.withLock { $0.failedLocally(reason) }, sources: sources)
@@ -488,10 +494,15 @@ package final class Launcher: Sendable {
     /// stream runs on across files, so small files share a frame, and the kernel takes each
     /// frame's payload from the files (`Connection.sendFromFiles`): file bytes are never copied
     /// into this process, once per worker, nor from it into the socket.
-    private func sendFiles(_ sources: [BundleSource], over connection: Connection, until stopped: () -> Bool) throws(ShippingError) {
+    private func sendFiles(_ sources: [(index: Int, source: BundleSource)], over connection: Connection, until stopped: () -> Bool)
+        throws(ShippingError)
+    {
         let payloadSize = 256 << 10
         var pieces: [(fd: Int32, offset: Int, count: Int)] = []
         var piecePaths: [String] = []
+        /// Files whose digest follows their bytes and whose last piece is in `pieces`: the frame
+        /// is followed by their digests (`fileDigests`), waited for if still being hashed.
+        var lateInFrame: [(index: Int, late: LateDigest, path: String)] = []
         /// Files whose last piece is in `pieces`, closed once the frame is sent; as many of them
         /// as `DescriptorBudget.shipping` let this thread keep (a frame of small files is sent
         /// early when it lets no more be kept).
@@ -522,13 +533,21 @@ package final class Launcher: Sendable {
             let outcome: Result<Int?, FileReadFailure>
             do { outcome = try connection.sendFromFiles(type: ControlMessage.fileDataType, pieces: pieces) } catch { return false }
             switch outcome {
-            case .success(nil): return true
+            case .success(nil): break
             case .success(let shrunk?): throw .changed(piecePaths[shrunk])
             case .failure(let failure): throw .cannotRead(piecePaths[failure.piece], failure.error)
             }
+            guard !lateInFrame.isEmpty else { return true }
+            defer { lateInFrame = [] }
+            var digests: [FileDigest] = []
+            for file in lateInFrame {
+                do { digests.append(FileDigest(index: file.index, digest: try file.late.wait())) } catch { throw .notHashed(file.path, error) }
+            }
+            do { try connection.send(.fileDigests(digests)) } catch { return false }
+            return true
         }
         // An empty file has no bytes to send: it is made from the manifest.
-        for source in sources where source.entry.size > 0 {
+        for (index, source) in sources where source.entry.size > 0 {
             let file: FileDescriptor
             do { file = try FileDescriptor.open(source.localPath, .readOnly) } catch { throw .cannotRead(source.localPath, error) }
             let fd = file.release()
@@ -547,6 +566,7 @@ package final class Launcher: Sendable {
             }
             finished.append(fd)
             current = nil
+            if let late = source.late { lateInFrame.append((index, late, source.localPath)) }
             if DescriptorBudget.shipping.take() {
                 kept += 1
             } else {
@@ -579,12 +599,15 @@ package final class Launcher: Sendable {
 enum ShippingError: Error, CustomStringConvertible {
     case cannotRead(String, SystemError)
     case changed(String)
+    /// A file hashed while it was sent could not be read for its digest.
+    case notHashed(String, BundleError)
 
     var description: String {
         switch self {
         case .cannotRead(let path, let error):
             "cannot read '\(path)' to ship it (\(error.reason)); did it vanish after distr-master started?"
         case .changed(let path): "'\(path)' shrank while it was being shipped; ship files that nothing is writing"
+        case .notHashed(let path, let error): "cannot hash '\(path)' to ship it (\(error)); did it vanish after distr-master started?"
         }
     }
 }

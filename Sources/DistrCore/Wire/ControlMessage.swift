@@ -36,12 +36,28 @@ package struct ManifestEntry: Sendable, Equatable {
     package var path: String
     package var mode: UInt32
     package var size: Int
+    /// The file's SHA-256; empty when it follows the file's bytes (`fileDigests`): the master
+    /// hashes such a file while it is being sent (docs/protocol.md, "Hashing").
     package var digest: [UInt8]
+
+    /// Whether the digest comes after the file's bytes instead of in the manifest.
+    package var digestFollows: Bool { digest.isEmpty }
 
     package init(path: String, mode: UInt32, size: Int, digest: [UInt8]) {
         self.path = path
         self.mode = mode
         self.size = size
+        self.digest = digest
+    }
+}
+
+/// A file's SHA-256 sent after its bytes (`ControlMessage.fileDigests`), by manifest index.
+package struct FileDigest: Sendable, Equatable {
+    package var index: Int
+    package var digest: [UInt8]
+
+    package init(index: Int, digest: [UInt8]) {
+        self.index = index
         self.digest = digest
     }
 }
@@ -108,6 +124,10 @@ package enum ControlMessage: Sendable, Equatable {
     // master → worker
     case jobStart(JobSpec)
     case fileData([UInt8])
+    /// The digests of the files whose digest follows their bytes (`ManifestEntry.digestFollows`)
+    /// and whose last byte came in the `fileData` frame just before: manifest index and SHA-256,
+    /// in manifest order.
+    case fileDigests([FileDigest])
     case cancel(reason: String)
     case peerExited(rank: Int, status: Int32)
     /// Every worker has the job: start the ranks.
@@ -145,6 +165,7 @@ package enum ControlMessage: Sendable, Equatable {
         switch self {
         case .jobStart: 1
         case .fileData: Self.fileDataType
+        case .fileDigests: 8
         case .cancel: 3
         case .peerExited: 4
         case .launch: 5
@@ -194,6 +215,12 @@ package enum ControlMessage: Sendable, Equatable {
             w.u32(UInt32(spec.stdinRanks.count))
             for rank in spec.stdinRanks { w.int(rank) }
         case .fileData(let bytes): return bytes
+        case .fileDigests(let digests):
+            w.u32(UInt32(digests.count))
+            for file in digests {
+                w.int(file.index)
+                w.data(file.digest)
+            }
         case .cancel(let reason): w.string(reason)
         case .peerExited(let rank, let status):
             w.int(rank)
@@ -271,6 +298,14 @@ package enum ControlMessage: Sendable, Equatable {
                     placements: placements, keepDirectory: keep, jobKey: key, manifest: manifest, workerIndex: workerIndex,
                     stdinRanks: stdinRanks))
         case fileDataType: return .fileData(payload)
+        case 8:
+            var digests: [FileDigest] = []
+            for _ in 0..<(try r.count(elementSize: 12)) {
+                let file = FileDigest(index: try r.int(), digest: try r.data())
+                guard file.digest.count == 32 else { throw .refused("fileDigests with a digest of \(file.digest.count) bytes (a SHA-256 has 32)") }
+                digests.append(file)
+            }
+            message = .fileDigests(digests)
         case 3: message = .cancel(reason: try r.string())
         case 4: message = .peerExited(rank: try r.int(), status: Int32(bitPattern: try r.u32()))
         case 5: message = .launch

@@ -25,8 +25,9 @@ package enum ConnectionKind: UInt8, Sendable {
 package enum Handshake {
     package static let magic: [UInt8] = Array("DSTR".utf8)
     /// 2: the key wrap in jobStart and the ready/launch barrier; 3: heartbeats, stdin, status and
-    /// queued jobs; 4: rank connections used both ways (verdict 2, docs/messages.md §2).
-    package static let version: UInt16 = 4
+    /// queued jobs; 4: rank connections used both ways (verdict 2, docs/messages.md §2); 5: a
+    /// file's digest may follow its bytes (`fileDigests`), so the master hashes while it sends.
+    package static let version: UInt16 = 5
     package static let nonceSize = 32
     package static let helloFixedSize = 4 + 2 + 1 + 32 + 2
     package static let replySize = 4 + 2 + 1 + 32 + 32

@@ -120,6 +120,8 @@ extension Worker {
                 }
             case .writeFiles(let bytes):
                 bytes.withUnsafeBytes { writeFiles($0) }
+            case .checkDigests(let digests):
+                fillFiles { extractor throws(BundleError) in try extractor.checkDigests(digests) }
             case .register:
                 do { try register() } catch { perform(machine.withLock { $0.failed("\(error)") }) }
             case .send(let message):
@@ -189,11 +191,17 @@ extension Worker {
 
         /// Writes the next bytes of the file stream (`writeFiles`) and reports the outcome to the machine.
         private func writeFiles(_ bytes: UnsafeRawBufferPointer) {
+            fillFiles { extractor throws(BundleError) in try extractor.write(bytes) }
+        }
+
+        /// Gives the extractor the next part of the stream (bytes, or digests that follow files)
+        /// and reports the outcome to the machine.
+        private func fillFiles(_ step: (BundleExtractor) throws(BundleError) -> Void) {
             // The extractor is used only here, on this connection's thread, inside the lock.
             let written = prepared.withLock { state -> Result<Bool, BundleError> in
                 guard let extractor = state.extractor else { return .failure(.unexpectedData) }
                 return Result { () throws(BundleError) in
-                    try extractor.write(bytes)
+                    try step(extractor)
                     return extractor.isComplete
                 }
             }

@@ -26,6 +26,8 @@ package struct WorkerJobProtocol: Sendable {
         case prepare(JobSpec)
         /// Write the next bytes of the file stream; then call `filesWritten` or `failed`.
         case writeFiles([UInt8])
+        /// Check the files that awaited these digests; then call `filesWritten` or `failed`.
+        case checkDigests([FileDigest])
         /// Make the job known to rank connections and tell the master it is ready (`jobReady`).
         case register
         case send(ControlMessage)
@@ -62,6 +64,8 @@ package struct WorkerJobProtocol: Sendable {
             return [.prepare(spec)]
         case (.receivingFiles, .fileData(let bytes)):
             return [.writeFiles(bytes)]
+        case (.receivingFiles, .fileDigests(let digests)):
+            return [.checkDigests(digests)]
         case (.ready, .launch):
             state = .running
             return [.startRanks]
@@ -154,6 +158,7 @@ extension ControlMessage {
         switch self {
         case .jobStart: "jobStart"
         case .fileData: "fileData"
+        case .fileDigests: "fileDigests"
         case .launch: "launch"
         case .stdinData: "stdinData"
         case .cancel: "cancel"
