@@ -32,9 +32,35 @@ import Testing
         #expect(policy.cancelReason == "time limit")
     }
 
+    /// A cancel decided while `launchAll` is carried out (the first rank to fail to start
+    /// under fail-fast, while later workers are still being sent `launch`) waits until every
+    /// worker was sent it: every rank then tries, and the summary names them all.
+    @Test func policy_cancelWhileLaunching_waitsUntilEveryWorkerWasLaunched() {
+        var policy = JobPolicy(workerCount: 2, failFast: true)
+        #expect(policy.workerReady(0) + policy.workerReady(1) == [.launchAll])
+        #expect(policy.launching)
+        #expect(
+            policy.rankExited(worker: 0, rank: 0, status: .failedToStart("not found"), endedByDistr: false) == [
+                .relayExit(rank: 0, code: 127, to: [1])
+            ])
+        #expect(policy.cancelReason == "rank 0 failed (could not start: not found)")
+        #expect(policy.cancel(reason: "interrupted") == [])
+        #expect(policy.launchSent() == [.cancelAll(reason: "rank 0 failed (could not start: not found)")])
+        #expect(!policy.launching)
+        #expect(policy.launchSent() == [])
+        #expect(policy.cancel(reason: "interrupted") == [])
+    }
+
+    @Test func policy_launchSent_withoutACancel_sendsNothing() {
+        var policy = JobPolicy(workerCount: 1, failFast: true)
+        #expect(policy.workerReady(0) == [.launchAll])
+        #expect(policy.launchSent() == [])
+        #expect(policy.cancel(reason: "time limit") == [.cancelAll(reason: "time limit")])
+    }
+
     @Test func policy_failFast_cancelsOnTheFirstFailureOnly() {
         var policy = JobPolicy(workerCount: 2, failFast: true)
-        _ = policy.workerReady(0) + policy.workerReady(1)
+        _ = policy.workerReady(0) + policy.workerReady(1) + policy.launchSent()
         #expect(
             policy.rankExited(worker: 1, rank: 3, status: .exited(2), endedByDistr: false) == [
                 .relayExit(rank: 3, code: 2, to: [0]), .cancelAll(reason: "rank 3 failed (exit 2)"),
@@ -86,7 +112,7 @@ import Testing
     @Test(arguments: [(false, [JobPolicy.Action]()), (true, [.cancelAll(reason: "a node failed")])])
     func policy_workerErrorAfterLaunch_cancelsOnlyWithFailFast(_ failFast: Bool, expected: [JobPolicy.Action]) {
         var policy = JobPolicy(workerCount: 2, failFast: failFast)
-        _ = policy.workerReady(0) + policy.workerReady(1)
+        _ = policy.workerReady(0) + policy.workerReady(1) + policy.launchSent()
         #expect(policy.workerFinished(0, error: "connection lost") == expected)
         #expect(policy.workerErrors[0] == "connection lost")
     }

@@ -38,6 +38,12 @@ package struct JobPolicy: Sendable {
     package private(set) var firstFailure: Int?
     package private(set) var cancelReason: String?
     package private(set) var launched = false
+    /// `launchAll` is being carried out (until `launchSent`): a cancel waits for it, so that
+    /// every worker is launched before any is cancelled. Otherwise the first rank that fails to
+    /// start (fail-fast) could cancel the workers not launched yet, whose ranks would then
+    /// never try: the summary would name fewer ranks that could not start than there are.
+    package private(set) var launching = false
+    private var cancelAfterLaunch = false
 
     /// Each worker's ranks: when a worker is lost after launch, the others are told its ranks
     /// are gone, so that nothing waits for them until the time limit.
@@ -67,7 +73,16 @@ package struct JobPolicy: Sendable {
         readyWorkers.insert(worker)
         guard !launched, cancelReason == nil, readyWorkers.count == workerCount else { return [] }
         launched = true
+        launching = true
         return [.launchAll]
+    }
+
+    /// Every worker has been sent `launch`: a cancel that came meanwhile goes out now.
+    package mutating func launchSent() -> [Action] {
+        launching = false
+        guard cancelAfterLaunch, let cancelReason else { return [] }
+        cancelAfterLaunch = false
+        return [.cancelAll(reason: cancelReason)]
     }
 
     /// Keeps the last lines of each rank's stderr for the summary.
@@ -177,6 +192,10 @@ package struct JobPolicy: Sendable {
     package mutating func cancel(reason: String) -> [Action] {
         guard cancelReason == nil else { return [] }
         cancelReason = reason
+        if launching {
+            cancelAfterLaunch = true
+            return []
+        }
         return [.cancelAll(reason: reason)]
     }
 }

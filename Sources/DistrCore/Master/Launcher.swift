@@ -442,6 +442,8 @@ package final class Launcher: Sendable {
             case .launchAll:
                 defer { launched.open() }
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.launch() } }
+                // A cancel decided while the launches went out (a rank that could not start).
+                perform(policy.withLock { $0.launchSent() })
             case .cancelAll(let reason):
                 for session in sessions.withLock({ Array($0.values) }) { sendUnderLock(session) { $0.deliver(.cancel(reason: reason)) } }
             case .relayExit(let rank, let code, let workers):
