@@ -196,6 +196,15 @@ import Testing
         #expect(
             MissingLibrary.hint(rank: 0, node: "n", library: "libfoo.so.1").hasSuffix(
                 "install the package that provides it on that node, or link the program statically"))
+        // What a program built with --static-swift-stdlib still loads.
+        for library in ["libstdc++.so.6", "libgcc_s.so.1"] {
+            #expect(
+                MissingLibrary.hint(rank: 1, node: "n", library: library)
+                    == "rank 1 on n could not start: shared library \(library) is missing on n; install the C++ runtime there (Debian: libstdc++6), "
+                    + "or link it into the program; a Swift program: swift build -c release --static-swift-stdlib -Xswiftc -L -Xswiftc "
+                    + "/path/to/distr/Linker/static-cxx (README, \"Build\")")
+        }
+        #expect(!MissingLibrary.isCxxRuntime("libstdc++fs.a") && !MissingLibrary.isCxxRuntime("libgcc.so"))
     }
 
     @Test func summary_addsTheHintForALoaderFailureOnly() {

@@ -108,6 +108,8 @@ import Testing
                 manifest: [ManifestEntry(path: "f", mode: 0o644, size: 1, digest: Array(repeating: 0, count: 31))], limits: Limits())
         }
         try BundlePath.validate(manifest: [lateEntry("f", [1])], limits: Limits())
+        // An empty file has no last bytes for a digest to follow (the worker would wait for it).
+        #expect(throws: BundleError.badDigest("e", count: 0)) { try BundlePath.validate(manifest: [lateEntry("e", [])], limits: Limits()) }
     }
 
     @Test func fileDigests_roundTripAndRefuseOtherDigestSizes() throws {

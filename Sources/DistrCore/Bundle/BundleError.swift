@@ -49,7 +49,7 @@ package enum BundleError: Error, Equatable, Sendable, CustomStringConvertible {
             "bundle refused: \(n) bytes exceeds the worker's limit of \(limit) bytes (raise it with distr-worker --max-bundle-bytes)"
         case .digestMismatch(let p): "bundle refused: '\(p)' does not match its SHA-256 digest (changed while shipping, or corrupted)"
         case .badDigest(let p, let n):
-            "bundle refused: the manifest gives '\(p)' a digest of \(n) bytes (a SHA-256 has 32); the master is broken or not a distr master"
+            "bundle refused: the manifest gives '\(p)' a digest of \(n) bytes (a SHA-256 has 32, and only a file with bytes may have its digest follow them); the master is broken or not a distr master"
         case .digestsMissing(let p):
             "bundle refused: more file data arrived before the digest of '\(p)', which must follow its last bytes; the master is broken or not a distr master"
         case .unexpectedDigests(let got, let awaiting):
@@ -105,7 +105,10 @@ package enum BundlePath {
         for entry in manifest {
             try validate(entry.path, limit: limits.maxPathLength)
             guard entry.size >= 0 else { throw .negativeSize(entry.path, entry.size) }
-            guard entry.digest.count == 32 || entry.digestFollows else { throw .badDigest(entry.path, count: entry.digest.count) }
+            // A digest follows the last bytes of a file: an empty file has none to follow.
+            guard entry.digest.count == 32 || entry.digestFollows && entry.size > 0 else {
+                throw .badDigest(entry.path, count: entry.digest.count)
+            }
             let (sum, overflow) = total.addingReportingOverflow(entry.size)
             if overflow { throw .sizeOverflow(entry.path) }
             total = sum

@@ -21,12 +21,21 @@ package enum MissingLibrary {
             .contains { library.hasPrefix($0) }
     }
 
+    /// True for the C++ runtime and GCC's unwinder, which a Swift program built with
+    /// `--static-swift-stdlib` still loads (the Swift runtime is partly C++).
+    package static func isCxxRuntime(_ library: String) -> Bool {
+        library.hasPrefix("libstdc++.so") || library.hasPrefix("libgcc_s.so")
+    }
+
     /// The summary line for a rank that could not start because `library` is missing on `node`.
     package static func hint(rank: Int, node: String, library: String) -> String {
         let fix =
             isSwiftRuntime(library)
             ? "the Swift runtime is not installed there; build the program with: swift build -c release --static-swift-stdlib"
-            : "install the package that provides it on that node, or link the program statically"
+            : isCxxRuntime(library)
+                ? "install the C++ runtime there (Debian: libstdc++6), or link it into the program; a Swift program: swift build -c release "
+                    + "--static-swift-stdlib -Xswiftc -L -Xswiftc /path/to/distr/Linker/static-cxx (README, \"Build\")"
+                : "install the package that provides it on that node, or link the program statically"
         return "rank \(rank) on \(node) could not start: shared library \(library) is missing on \(node); \(fix)"
     }
 }
