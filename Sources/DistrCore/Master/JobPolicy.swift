@@ -43,7 +43,6 @@ package struct JobPolicy: Sendable {
     /// start (fail-fast) could cancel the workers not launched yet, whose ranks would then
     /// never try: the summary would name fewer ranks that could not start than there are.
     package private(set) var launching = false
-    private var cancelAfterLaunch = false
 
     /// Each worker's ranks: when a worker is lost after launch, the others are told its ranks
     /// are gone, so that nothing waits for them until the time limit.
@@ -79,10 +78,10 @@ package struct JobPolicy: Sendable {
 
     /// Every worker has been sent `launch`: a cancel that came meanwhile goes out now.
     package mutating func launchSent() -> [Action] {
+        // A cancel before `launchAll` prevents it: a reason set now was decided while launching.
+        guard launching else { return [] }
         launching = false
-        guard cancelAfterLaunch, let cancelReason else { return [] }
-        cancelAfterLaunch = false
-        return [.cancelAll(reason: cancelReason)]
+        return cancelReason.map { [.cancelAll(reason: $0)] } ?? []
     }
 
     /// Keeps the last lines of each rank's stderr for the summary.
@@ -192,10 +191,6 @@ package struct JobPolicy: Sendable {
     package mutating func cancel(reason: String) -> [Action] {
         guard cancelReason == nil else { return [] }
         cancelReason = reason
-        if launching {
-            cancelAfterLaunch = true
-            return []
-        }
-        return [.cancelAll(reason: reason)]
+        return launching ? [] : [.cancelAll(reason: reason)]
     }
 }
