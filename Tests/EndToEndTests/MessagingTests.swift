@@ -74,14 +74,16 @@ import Testing
     }
 
     /// Large arrays in broadcast and allReduce between ranks of one worker: read straight from the
-    /// sender's memory (`on`), offered but refused so that they are sent after all (`refuse`, the
+    /// sender's memory (`on`; a broadcast's readers out of the root's shared segment, which they
+    /// map), offered but refused so that they are sent after all (`refuse`, the
     /// fallback when the kernel forbids the read), or never offered (`off`): the same results,
     /// and the same bits as the ring's order of sums.
     @Test(arguments: [("on", 4), ("on", 8), ("refuse", 4), ("off", 4)])
     func oneWorker_largeArraysAreReadFromTheSendersMemoryOrSent(mode: String, ranks: Int) throws {
         let cluster = try TestCluster(workers: 1, slots: [ranks])
         let run = try cluster.master(["run", "-q", "--env", "DISTR_SINGLE_COPY=\(mode)", Self.check, "single-copy"])
-        expectAllRanks(run, "ok single-copy \(mode == "off" ? "sent" : "offered")", ranks: ranks)
+        let how = ["on": "offered, segments mapped", "refuse": "offered", "off": "sent"][mode] ?? mode
+        expectAllRanks(run, "ok single-copy \(how)", ranks: ranks)
     }
 
     /// A broadcast whose root fails (a child in its tree has exited) while another rank reads
@@ -107,7 +109,7 @@ import Testing
         let one = try TestCluster(workers: 1, slots: [3])
         expectAllRanks(try one.master(["run", "-q", "--env", "DISTR_TRANSPORT=socket", Self.check, "single-copy"]), "ok single-copy sent", ranks: 3)
         let two = try TestCluster(workers: 2, slots: [3, 2])
-        expectAllRanks(try two.master(["run", "-q", Self.check, "single-copy"]), "ok single-copy offered", ranks: 5)
+        expectAllRanks(try two.master(["run", "-q", Self.check, "single-copy"]), "ok single-copy offered, segments mapped", ranks: 5)
         expectAllRanks(try TestProcess.master(["run", "-q", "--local", "3", Self.check, "single-copy"]), "ok single-copy sent", ranks: 3)
     }
 

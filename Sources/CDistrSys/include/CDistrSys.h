@@ -34,6 +34,9 @@ ssize_t cdistr_send_fds(int sock, const int *fds, int nfds, const void *buf, siz
 ssize_t cdistr_recv_fds(int sock, int *fds, void *buf, size_t len);
 /// memfd_create(name, MFD_CLOEXEC).
 int cdistr_memfd_create(const char *name);
+/// memcpy with non-temporal stores on x86-64 (the destination's lines are not read into the
+/// cache first): for large copies whose destination is not read again soon. memcpy elsewhere.
+void cdistr_copy_streaming(void *destination, const void *source, size_t count);
 /// process_vm_readv of one range: `len` bytes at `remote` in process `pid` into `local`.
 /// Returns the bytes copied (fewer when the remote range ends in unmapped memory) or -1.
 ssize_t cdistr_read_process_memory(int pid, void *local, size_t len, uint64_t remote);

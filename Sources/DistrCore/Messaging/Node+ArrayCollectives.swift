@@ -9,9 +9,10 @@ extension Node {
     /// root's memory stays in use until every reader is finished. A root read by two or more
     /// ranks offers a copy of its array in huge pages (`BroadcastStaging`). On the 2-core VMs
     /// measured, an 8 MB broadcast on 4 ranks of one worker took 3.7-3.9 ms of CPU (all ranks)
-    /// this way, 4.9-5.2 ms when readers read the root's own array, 6.2-7.1 ms through the rings
-    /// (a copy in and a copy out per hop); on 8 ranks 8.8-9.1, 13.2-13.4 and 16-17 ms
-    /// (`distr-bench --rank broadcast`).
+    /// this way (staged in huge pages), 4.9-5.2 ms when readers read the root's own array,
+    /// 6.2-7.1 ms through the rings (a copy in and a copy out per hop); on 8 ranks 8.8-9.1,
+    /// 13.2-13.4 and 16-17 ms (`distr-bench --rank broadcast`). A shared segment is faster again
+    /// (docs/performance.md, "Session 22").
     func broadcastArray<A: RawNumericArray>(_ value: A?, root: Int, tag: Int) async throws -> A {
         let me = relative(root)
         var mask = 1
@@ -57,15 +58,16 @@ extension Node {
             current = try await readArray(A.self, parentOffer, from: parent, tag: tag)
         }
         guard let current else { throw NodeError.badArgument("broadcast: the root (rank \(root)) passed nil") }
-        var staged: HugePageRegion?
+        var staged: StagingRegion?
         var own: MemoryOffer?
         if parentOffer == nil, !offered.isEmpty {
-            // Two or more readers: they read a copy in huge pages (BroadcastStaging), faster than
-            // the array's own pages. Neither it nor `current` changes before the answers are in.
+            // Two or more readers: they copy out of a shared segment they map (or huge pages),
+            // faster than out of the array's own pages (BroadcastStaging). Neither it nor
+            // `current` changes before the answers are in.
             staged = readers >= 2 ? current.withRawBytes { staging.stage($0) } : nil
             own =
                 if let staged {
-                    offer(of: UnsafeRawBufferPointer(rebasing: staged.bytes[..<byteCount]), elementCode: A.elementCode)
+                    offer(of: UnsafeRawBufferPointer(rebasing: staged.bytes[..<byteCount]), elementCode: A.elementCode, segment: staged.segment)
                 } else {
                     current.withRawBytes { offer(of: $0, elementCode: A.elementCode) }
                 }

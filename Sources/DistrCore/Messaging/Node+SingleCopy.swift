@@ -17,6 +17,11 @@ struct MemoryOffer: Codable, Sendable, Equatable {
     /// pid that names another process here (another pid namespace) is never read from.
     var identity: UInt64
     var identityAddress: UInt64
+    /// A broadcast root's shared segment holding the bytes from its start (`BroadcastStaging`):
+    /// its descriptor in the offering process (-1: none) and its inode. A reader maps it through
+    /// `/proc/PID/fd/N` and copies with `memcpy`; one that cannot reads `address` as usual.
+    var segment: Int32 = -1
+    var segmentInode: UInt64 = 0
 }
 
 /// What the receiver of an offer answers.
@@ -73,10 +78,12 @@ extension Node {
     }
 
     /// An offer of `bytes`, which must stay valid and unchanged until every answer to it is in.
-    func offer(of bytes: UnsafeRawBufferPointer, elementCode: UInt8) -> MemoryOffer {
+    /// `segment`: the shared segment (descriptor, inode) that holds `bytes` from its start.
+    func offer(of bytes: UnsafeRawBufferPointer, elementCode: UInt8, segment: (descriptor: Int32, inode: UInt64)? = nil) -> MemoryOffer {
         MemoryOffer(
             pid: CurrentProcess.id, address: UInt64(UInt(bitPattern: bytes.baseAddress)), byteCount: bytes.count, elementCode: elementCode,
-            identity: ProcessMemory.identity.value, identityAddress: ProcessMemory.identity.address)
+            identity: ProcessMemory.identity.value, identityAddress: ProcessMemory.identity.address, segment: segment?.descriptor ?? -1,
+            segmentInode: segment?.inode ?? 0)
     }
 
     /// Waits for `rank`'s answer to an offer on `tag`; when it needs the data, posts it (an array
@@ -161,8 +168,11 @@ extension Node {
     /// How many arrays this rank has offered to another (for tests and diagnostics).
     package var offeredArrays: Int { singleCopyCounts.load(ordering: .relaxed) }
 
-    /// How many broadcasts this rank, as their root, copied into huge pages before offering them.
+    /// How many broadcasts this rank, as their root, copied into a staging region before offering them.
     package var stagedBroadcasts: Int { staging.count }
+
+    /// How many other roots' broadcast segments this rank has mapped to read from.
+    package var mappedSegments: Int { mappedRegions.count }
 
     /// How many arrays or regions this process keeps for good because an exchange that offered
     /// them failed while another process might still read them (`ParkedMemory`).
@@ -174,6 +184,8 @@ extension Node {
     func read(_ offer: MemoryOffer, at offset: Int = 0, into destination: UnsafeMutableRawBufferPointer, from rank: Int) throws(NodeError) {
         precondition(offset >= 0 && offset + destination.count <= offer.byteCount, "read beyond a checked offer")
         let source = offer.address + UInt64(offset)
+        // A broadcast root's shared segment, mapped here once: a plain copy, no page pinning.
+        if offer.segment >= 0, mappedRegions.copy(offer, at: offset, into: destination) { return }
         do {
             if Self.isShortDistance(from: source, to: destination) {
                 try Self.readThroughBounce(from: offer.pid, address: source, into: destination)

@@ -35,8 +35,10 @@ public final class Node: Sendable {
     let pool = BufferPool()
     let collectiveCounter = Atomic<Int>(0)
     let singleCopyCounts = Atomic<Int>(0)
-    /// The root's copy of a broadcast array in huge pages, kept between broadcasts.
+    /// The root's copy of a broadcast array (a shared segment, or huge pages), kept between broadcasts.
     let staging = BroadcastStaging()
+    /// Other roots' broadcast segments this rank has mapped to read from.
+    let mappedRegions = MappedRegions()
     /// Arrays `send` offered (single copy) that wait for their receiver's answer.
     let offeredSends = OfferedSends()
     /// Ranks of this worker that read memory offers (the worker said so with `readsOffers`).

@@ -1,4 +1,5 @@
 @preconcurrency import Glibc
+import CDistrSys
 
 /// Hints to the kernel about memory distr fills.
 package enum Memory {
@@ -24,5 +25,17 @@ extension Memory {
         guard start < buffer.count, let base = buffer.baseAddress else { return nil }
         guard let found = memchr(base + start, Int32(byte), buffer.count - start) else { return nil }
         return UnsafeRawPointer(found) - base
+    }
+}
+
+extension Memory {
+    /// Copies `source` to the start of `destination` (which must hold it) without reading the
+    /// destination's lines into the cache first (non-temporal stores on x86-64, `memcpy`
+    /// elsewhere): for large copies whose result is not read again soon. The corresponding C
+    /// function is `cdistr_copy_streaming` (the C target).
+    package static func copyStreaming(_ source: UnsafeRawBufferPointer, to destination: UnsafeMutableRawBufferPointer) {
+        precondition(source.count <= destination.count, "streaming copy into a smaller buffer")
+        guard let from = source.baseAddress, let to = destination.baseAddress else { return }
+        cdistr_copy_streaming(to, from, source.count)
     }
 }

@@ -29,15 +29,18 @@ package final class SharedMemory: @unchecked Sendable {
     }
 
     /// Maps the whole segment `fd` refers to (its size from `fstat`, between `minimumSize` and
-    /// `maximumSize`). The descriptor is not needed afterwards. The corresponding C function is `mmap`.
+    /// `maximumSize`). The descriptor is not needed afterwards. `readOnly`: for reading only, with
+    /// every page mapped at once (a reader that copies all of it would fault each page in).
+    /// The corresponding C function is `mmap`.
     /// - Throws: `SystemError` from `fstat` or `mmap` (`EINVAL` when the size is out of range or
     ///   the descriptor is not a regular file).
-    package init(mapping fd: Int32, minimumSize: Int, maximumSize: Int) throws(SystemError) {
+    package init(mapping fd: Int32, minimumSize: Int, maximumSize: Int, readOnly: Bool = false) throws(SystemError) {
         let status = try FileStatus(descriptor: fd)
         guard status.kind == .regular, status.size >= minimumSize, status.size <= maximumSize else {
             throw SystemError("mmap", errno: EINVAL)
         }
-        let pointer = mmap(nil, status.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        let protection = readOnly ? PROT_READ : PROT_READ | PROT_WRITE
+        let pointer = mmap(nil, status.size, protection, readOnly ? MAP_SHARED | MAP_POPULATE : MAP_SHARED, fd, 0)
         guard let pointer, pointer != MAP_FAILED else { throw .current("mmap") }
         base = pointer
         size = status.size

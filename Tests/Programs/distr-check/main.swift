@@ -272,8 +272,8 @@ await Node.run { node in
         try expect(try await node.broadcast(node.id == 0 ? ints : nil, root: 0) == ints, "broadcast of 70001 Int32s")
         // Broadcast offers wherever allReduce does (counted before any allReduce of arrays).
         let offeredByBroadcast = try await node.allReduce(node.offeredArrays, .sum)
-        // A root whose offer two or more ranks read offers a copy in huge pages, kept for the
-        // next broadcast: sizes that shrink and grow again, and another element type, all
+        // A root whose offer two or more ranks read offers a copy in a shared segment, kept for
+        // the next broadcast: sizes that shrink and grow again, and another element type, all
         // arrive whole. (Every run of this scenario has three or more ranks on rank 0's worker.)
         for length in [300_001, 20_000, 1_000_003] {
             let values = (0..<length).map { Double($0) * 0.5 + Double(length) }
@@ -286,7 +286,9 @@ await Node.run { node in
         try expect(mins.indices.allSatisfy { i in mins[i] == (0..<n).map { Int64((i * 31 + $0 * 17) % 1000) }.min() }, "allReduce min of Int64")
         let offered = try await node.allReduce(node.offeredArrays, .sum)
         try expect((offeredByBroadcast > 0) == (offered > offeredByBroadcast), "broadcast offers exactly where allReduce does")
-        say("ok single-copy \(offered > 0 ? "offered" : "sent")")
+        // Readers of a staged broadcast map the root's shared segment (not when they refuse offers).
+        let mapped = try await node.allReduce(node.mappedSegments, .sum)
+        say("ok single-copy \(offered > 0 ? "offered" : "sent")\(mapped > 0 ? ", segments mapped" : "")")
 
     case "sends-offered":
         // Point-to-point single copy, rank 0 to rank 1 (arrays of 8 MiB or more to a rank of the
