@@ -23,12 +23,14 @@ import Testing
         let staging = BroadcastStaging()
         let first = (0..<(3 << 17)).map { Double($0) * 0.5 }
         let region = try #require(first.withUnsafeBytes { staging.stage($0, shared: shared) })
-        #expect(region.isShared == shared && (region.segment != nil) == shared)
+        #expect((region.segment != nil) == shared)
         #expect(first.withUnsafeBytes { $0.elementsEqual(region.bytes[..<$0.count]) })
         staging.giveBack(region)
         // A smaller array goes into the region kept from the first.
         let second = (0..<70_001).map { Int32(truncatingIfNeeded: $0 &* 7919) }
-        let again = try #require(second.withUnsafeBytes { staging.stage($0, shared: shared) })
+        // (Reused whatever it is made of: a root whose segment could not be made does not map
+        // fresh huge pages for every broadcast.)
+        let again = try #require(second.withUnsafeBytes { staging.stage($0) })
         #expect(again === region)
         #expect(second.withUnsafeBytes { $0.elementsEqual(again.bytes[..<$0.count]) })
         // While a broadcast holds the kept region, another gets a region of its own.

@@ -2,9 +2,9 @@ import Synchronization
 
 /// Where the root of a broadcast copies its array before offering it to several ranks of its
 /// worker: a shared-memory segment (a `memfd`) that the readers map, through
-/// `/proc/PID/fd/N`, and copy out of with `memcpy`. Reading with `process_vm_readv` instead
+/// `/proc/PID/fd/N`, and copy out of (`MappedRegions`). Reading with `process_vm_readv` instead
 /// makes the kernel pin the source page by page: on the 2-core VM, seven readers copying 8 MB at
-/// once took 6.5-7.3 ms (wall) out of huge pages and 3.6-4.6 ms out of a shared mapping, the
+/// once took 6.5-7.3 ms (wall) out of huge pages and 3.9-4.5 ms out of a shared mapping, the
 /// root's copy in included (a C harness; docs/performance.md, "Session 22"). Where no segment can
 /// be made, the root stages in huge pages (`process_vm_readv` reads those about twice as fast as
 /// 4 KiB ones). The root copies once when two or more ranks read its offer, and keeps the region
@@ -20,11 +20,12 @@ final class BroadcastStaging: Sendable {
     /// A region of at least `byteCount` bytes holding a copy of `source`, or nil when the array
     /// is too large to stage or no memory can be mapped (the caller then offers `source` itself).
     /// Only one broadcast uses a region at a time: the kept one is taken out until `giveBack`.
-    /// `shared` false: huge pages only (for tests of that path).
+    /// `shared` false: a new region is made of huge pages, as where no segment can be made (for
+    /// tests of that path). A kept region is reused whatever it is made of.
     func stage(_ source: UnsafeRawBufferPointer, shared: Bool = true) -> StagingRegion? {
         guard source.count > 0, source.count <= Self.keptLimit else { return nil }
         let reused = kept.withLock { slot -> StagingRegion? in
-            guard let region = slot, region.bytes.count >= source.count, region.isShared || !shared else { return nil }
+            guard let region = slot, region.bytes.count >= source.count else { return nil }
             slot = nil
             return region
         }
@@ -83,8 +84,6 @@ final class StagingRegion: Sendable {
             return nil  // No memory: the array is offered from where it is, only slower.
         }
     }
-
-    var isShared: Bool { shared != nil }
 
     /// The region's memory (fixed while the region lives).
     var bytes: UnsafeMutableRawBufferPointer {

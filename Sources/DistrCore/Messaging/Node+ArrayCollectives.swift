@@ -7,12 +7,12 @@ extension Node {
     /// itself, so every rank of the worker reads the root's array at once rather than one level
     /// after another; each answers `done` to its parent only after its children have, so the
     /// root's memory stays in use until every reader is finished. A root read by two or more
-    /// ranks offers a copy of its array in huge pages (`BroadcastStaging`). On the 2-core VMs
-    /// measured, an 8 MB broadcast on 4 ranks of one worker took 3.7-3.9 ms of CPU (all ranks)
-    /// this way (staged in huge pages), 4.9-5.2 ms when readers read the root's own array,
-    /// 6.2-7.1 ms through the rings (a copy in and a copy out per hop); on 8 ranks 8.8-9.1,
-    /// 13.2-13.4 and 16-17 ms (`distr-bench --rank broadcast`). A shared segment is faster again
-    /// (docs/performance.md, "Session 22").
+    /// ranks offers a copy of its array in a shared segment the readers map, or where none can
+    /// be made in huge pages (`BroadcastStaging`). On the 2-core VM, an 8 MB broadcast on 8
+    /// ranks of one worker took 6.4-6.7 ms of CPU (all ranks) out of a segment, 8.6-9.1 out of
+    /// huge pages; earlier measurements (4 ranks, then 8) gave 4.9-5.2 and 13.2-13.4 ms when
+    /// readers read the root's own array, 6.2-7.1 and 16-17 ms through the rings (a copy in and
+    /// a copy out per hop) (`distr-bench --rank broadcast`; docs/performance.md).
     func broadcastArray<A: RawNumericArray>(_ value: A?, root: Int, tag: Int) async throws -> A {
         let me = relative(root)
         var mask = 1

@@ -19,7 +19,8 @@ struct MemoryOffer: Codable, Sendable, Equatable {
     var identityAddress: UInt64
     /// A broadcast root's shared segment holding the bytes from its start (`BroadcastStaging`):
     /// its descriptor in the offering process (-1: none) and its inode. A reader maps it through
-    /// `/proc/PID/fd/N` and copies with `memcpy`; one that cannot reads `address` as usual.
+    /// `/proc/PID/fd/N` and copies out of it (`MappedRegions`); one that cannot reads `address`
+    /// as usual.
     var segment: Int32 = -1
     var segmentInode: UInt64 = 0
 }
