@@ -19,6 +19,15 @@ let selfContained: [LinkerSetting] = [
 /// heap and libraries are still placed at random. distr-worker, a network daemon, keeps PIE.
 let positionDependent: [LinkerSetting] = [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release))]
 
+/// Release builds of the library and both daemons reach the metadata of the generic types they use
+/// (`[String]`, `[Int: Connection]`, ...) through accessor functions instead of mangled names, which
+/// the runtime demangles, and checks conformances for, at the first use of each call site: about
+/// 0.4 ms of CPU at every start of `distr-master`, all of it before its first `connect`
+/// (docs/performance.md, "Session 23").
+let metadataAccessors: [SwiftSetting] = [
+    .unsafeFlags(["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"], .when(configuration: .release))
+]
+
 let package = Package(
     name: "distr",
     platforms: [.macOS(.v15)],
@@ -30,10 +39,12 @@ let package = Package(
     ],
     targets: [
         .target(name: "CDistrSys"),
-        .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict),
-        .executableTarget(name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict, linkerSettings: selfContained),
+        .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict + metadataAccessors),
         .executableTarget(
-            name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict, linkerSettings: selfContained + positionDependent),
+            name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors, linkerSettings: selfContained),
+        .executableTarget(
+            name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors,
+            linkerSettings: selfContained + positionDependent),
         .executableTarget(name: "distr-bench", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-fuzz", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "ring", dependencies: ["DistrCore"], path: "Examples/ring", swiftSettings: strict),
