@@ -16,6 +16,7 @@ enum RankBench {
             case "collectives": try await collectives(node, quick: quick)
             case "pingpong": try await pingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "broadcast": try await broadcastOnly(node, arguments: Array(arguments.dropFirst()))
+            case "barrier": try await barrierOnly(node, arguments: Array(arguments.dropFirst()))
             case "allreduce": try await allReduceOnly(node, arguments: Array(arguments.dropFirst()))
             case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "stream": try await streamOnly(node, arguments: Array(arguments.dropFirst()))
@@ -123,6 +124,23 @@ enum RankBench {
         report(node, "broadcast \(bytes) B", distr: median(times) * 1e3, baseline: nil)
         report(node, "broadcast CPU per call, all ranks", distr: broadcastCPU / Double(count) * 1e3, baseline: nil)
         report(node, "two barriers' CPU, all ranks", distr: barrierCPU / Double(count) * 1e3, baseline: nil)
+    }
+
+    /// `--rank barrier COUNT`: seven runs of COUNT barriers; reports the median time of one
+    /// (µs) and the CPU time of all ranks together per barrier (µs, `getrusage`).
+    static func barrierOnly(_ node: Node, arguments: [String]) async throws {
+        let count = arguments.first.flatMap { Int($0) } ?? 1000
+        try await node.barrier()
+        let cpuStart = cpuSeconds()
+        var times: [Double] = []
+        for _ in 0..<7 {
+            let start = DistrCore.Clock.now
+            for _ in 0..<count { try await node.barrier() }
+            times.append((DistrCore.Clock.now - start) / Double(count))
+        }
+        let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        report(node, "barrier", distr: median(times) * 1e6, baseline: nil)
+        report(node, "barrier CPU, all ranks", distr: cpu / Double(7 * count) * 1e6, baseline: nil)
     }
 
     /// This process's user and system CPU time in seconds (`getrusage`).

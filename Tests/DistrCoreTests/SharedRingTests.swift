@@ -426,21 +426,34 @@ extension RingReader {
         }
     }
 
-    @Test func spinPolicy_neverSpinsWhenRanksOutnumberCoresButSleepsOnARing() {
+    @Test func spinPolicy_ranksOutnumberingCoresSpinOnlyOverRingsAndHandTheCoreOver() {
         var policy = SpinPolicy(budget: 100e-6, localRanks: 3, cores: 2)
-        #expect(policy.budget == 0)
-        let crowded = policy.plan(canSleep: false, runnable: { 1 })
-        #expect(crowded.spin == 0 && crowded.sleep == 0)
-        // Sleeping on a ring takes no core: it replaces the spin.
-        let onRing = policy.plan(canSleep: true, runnable: { 1 })
-        #expect(onRing.spin == 0 && onRing.sleep == SpinPolicy.sleepLimit)
+        #expect(policy.yields && policy.sendBudget == 0)
+        // Over sockets a spin would keep the core the sender may need: no spin, as before.
+        let sockets = policy.plan(canSleep: false, onlyRings: false, now: 0, runnable: { 1 })
+        #expect(sockets.spin == 0 && sockets.sleep == 0)
+        // Over rings it spins (yielding at every turn), then sleeps on the ring.
+        let onRing = policy.plan(canSleep: true, onlyRings: true, now: 0, runnable: { 1 })
+        #expect(onRing.spin == 100e-6 && onRing.sleep == SpinPolicy.sleepLimit)
+        // Three runnable threads on two cores are this job's three ranks spinning, not a load:
+        // only more than the ranks, at two looks in a row, stop the spin.
+        let interval = SpinPolicy.lookInterval
+        for (index, count) in [3, 3, 3].enumerated() {
+            #expect(policy.plan(canSleep: false, now: interval * Double(index + 1), runnable: { count }).spin > 0)
+        }
+        _ = policy.plan(canSleep: false, now: interval * 4, runnable: { 4 })
+        #expect(policy.plan(canSleep: false, now: interval * 5, runnable: { 4 }).spin == 0)
+        // Ranks that fit the cores spin without yielding, and sends spin too.
         var fits = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
-        let fitsPlan = fits.plan(canSleep: true, runnable: { 1 })
+        #expect(!fits.yields && fits.sendBudget == 100e-6)
+        let fitsPlan = fits.plan(canSleep: true, onlyRings: false, runnable: { 1 })
         #expect(fitsPlan.spin == 100e-6 && fitsPlan.sleep == SpinPolicy.sleepLimit)
         // DISTR_SPIN_USEC=0: every receive parks at once.
         var off = SpinPolicy(budget: 0, localRanks: 1, cores: 8)
         let offPlan = off.plan(canSleep: true, runnable: { 1 })
         #expect(offPlan.spin == 0 && offPlan.sleep == 0)
+        var offCrowded = SpinPolicy(budget: 0, localRanks: 4, cores: 2)
+        #expect(offCrowded.plan(canSleep: true, runnable: { 1 }).spin == 0 && offCrowded.sendBudget == 0)
     }
 
     @Test func spinPolicy_doesNotSpinWhileTheMachineHasMoreRunnableThreadsThanCores() {

@@ -13,15 +13,24 @@ extension Node {
     func relative(_ root: Int) -> Int { (id - root + count) % count }
     func absolute(_ relative: Int, root: Int) -> Int { (relative + root) % count }
 
-    /// Waits until every rank has called `barrier` (dissemination algorithm, log rounds).
+    /// Waits until every rank has called `barrier` (dissemination algorithm, log rounds). Each
+    /// round's message is empty and what a received one holds is not looked at (a Python rank
+    /// sends `True`): that it came is what it says, so nothing is encoded or decoded.
     public func barrier() async throws {
         let tag = collectiveTag()
         var distance = 1
         while distance < count {
-            try await post(true, to: (id + distance) % count, tag: tag)
-            _ = try await take(Bool.self, from: (id - distance + count) % count, tag: tag)
+            try await signal(to: (id + distance) % count, tag: tag)
+            _ = try await envelope(source: (id - distance + count) % count, tag: tag)
             distance *= 2
         }
+    }
+
+    /// An empty message to `rank` on a collective's `tag`.
+    func signal(to rank: Int, tag: Int) async throws {
+        let frame = RankFrame(encoding: .bytes, tag: tag, length: 0)
+        if try await sendNow(frame, body: UnsafeRawBufferPointer(start: nil, count: 0), to: rank).completed() { return }
+        try await post(frame: frame, body: .bytes([]), to: rank)
     }
 
     /// Gives every rank the root's value. Ranks other than the root pass nil.

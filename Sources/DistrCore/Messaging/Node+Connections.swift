@@ -72,8 +72,9 @@ extension Node {
 
     /// A same-worker connection came (or could not be made).
     func complete(_ rank: Int, _ result: Result<Int32, NodeError>, ring: RingWriter? = nil) {
+        let sendBudget = spin.withLock { $0.sendBudget }
         let link: OutgoingLink? =
-            if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank, ring: ring, spinBudget: spin.withLock { $0.budget }) } else { nil }
+            if case .success(let fd) = result { OutgoingLink(fd: fd, rank: rank, ring: ring, spinBudget: sendBudget) } else { nil }
         let waiting = links.withLock { table -> [CheckedContinuation<OutgoingLink, any Error>] in
             guard case .connecting(let waiting)? = table[rank] else { return [] }
             switch result {
@@ -278,7 +279,7 @@ extension Node {
         // This rank's own dial is read (and may be sent on by the peer) exactly when it said `bothWays`.
         let saidBothWays = negotiation.choice.saidBothWays
         let link = OutgoingLink(
-            fd: fd, rank: rank, spinBudget: spin.withLock { $0.budget }, readToo: route == .peers || saidBothWays,
+            fd: fd, rank: rank, spinBudget: spin.withLock { $0.sendBudget }, readToo: route == .peers || saidBothWays,
             ownDialSaidBothWays: route == .own && saidBothWays)
         slot = .ready(link)
         return Outcome(waiting: negotiation.waiting, link: link, latch: negotiation.decided)
@@ -404,13 +405,14 @@ extension Node {
         let single = channels.count == 1
         // Sleeping on one ring misses nothing only when that ring is the one way the message
         // can come (not `.any`: another task of this rank may send to itself).
-        let plan = spin.withLock { $0.plan(canSleep: source != nil && single && first.hasRing) }
+        let onlyRings = channels.allSatisfy { $0.hasRing }
+        let (plan, yielding) = spin.withLock { ($0.plan(canSleep: source != nil && single && first.hasRing, onlyRings: onlyRings), $0.yields) }
         // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
         // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
         // hand-over of parking.
         let socketsOnly = !channels.contains { $0.hasRing } && Node.spinBudget > 0
         guard plan.spin > 0 || plan.sleep > 0 || socketsOnly else { return nil }
-        let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan)
+        let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan, yielding: yielding)
         spin.withLock { $0.record(outcome, planned: plan) }
         return envelope
     }
@@ -433,7 +435,7 @@ extension Node {
     /// Reads `channels` until a matching message comes: spinning until `plan.spin` seconds pass
     /// without bytes, then, on a single ring, sleeping on it for up to `plan.sleep` seconds.
     private func spinRead(
-        _ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?, plan: (spin: Double, sleep: Double)
+        _ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?, plan: (spin: Double, sleep: Double), yielding: Bool
     ) -> (Envelope?, SpinPolicy.Outcome) {
         // Silence the progress thread for these connections while this task reads them, so it
         // is not woken for data the task is about to take.
@@ -507,6 +509,9 @@ extension Node {
                 } else if idle % 8 == 0 && !allRings {
                     // Mostly a tight loop; over sockets, now and then let another thread on this
                     // core run (a ring's sender never needs this thread's help).
+                    Threads.yield()
+                } else if yielding {
+                    // Ranks outnumber the cores: the sender may be waiting for this one.
                     Threads.yield()
                 } else {
                     SharedWord.pause()
