@@ -70,6 +70,31 @@ import Testing
         #expect(throws: NodeError.self) { try Node.decode([Double].self, envelope) }
     }
 
+    @Test func barrierTakesAnEmptyMessageOrTrueAndNamesAnythingElse() throws {
+        try Node.checkBarrierMessage(Envelope(source: 1, frame: RankFrame(encoding: .bytes, tag: -5, length: 0), payload: []))
+        // A Python rank's `True`.
+        let yes = try BinaryEncoder().encode(true)
+        try Node.checkBarrierMessage(
+            Envelope(
+                source: 1, frame: RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: Bool.self), tag: -5, length: yes.count),
+                payload: yes))
+        // Another collective's message: a broadcast's Int, raw bytes, an array.
+        let five = try BinaryEncoder().encode(5)
+        let others = [
+            Envelope(
+                source: 1, frame: RankFrame(encoding: .codable, fingerprint: RankFrame.fingerprint(of: Int.self), tag: -5, length: five.count),
+                payload: five),
+            Envelope(source: 1, frame: RankFrame(encoding: .bytes, tag: -5, length: 2), payload: [1, 2]),
+            Envelope(source: 1, frame: RankFrame(encoding: .numeric, element: Double.wireCode, tag: -5, length: 8), payload: [], array: [1.5]),
+        ]
+        for other in others {
+            #expect(throws: NodeError.self) { try Node.checkBarrierMessage(other) }
+        }
+        #expect(throws: NodeError.typeMismatch(expected: "Bool", source: 1, tag: -5, detail: "it was sent as a different type")) {
+            try Node.checkBarrierMessage(others[0])
+        }
+    }
+
     @Test func decodeOfAPickledPythonObjectNamesTheSenderAndWhatSwiftReceives() throws {
         let pickled = Envelope(source: 3, frame: RankFrame(encoding: .pickle, tag: 6, length: 3), payload: [0x80, 0x05, 0x4e])
         for decode in [{ _ = try Node.decode(String.self, pickled) }, { _ = try Node.decode([UInt8].self, pickled) }] {

@@ -437,12 +437,21 @@ extension RingReader {
         #expect(onRing.spin == 100e-6 && onRing.sleep == SpinPolicy.sleepLimit)
         // Three runnable threads on two cores are this job's three ranks spinning, not a load:
         // only more than the ranks, at two looks in a row, stop the spin.
+        // (Looks two intervals apart: one apart can fall a rounding short of the interval.)
         let interval = SpinPolicy.lookInterval
-        for (index, count) in [3, 3, 3].enumerated() {
-            #expect(policy.plan(canSleep: false, now: interval * Double(index + 1), runnable: { count }).spin > 0)
+        var looks = 0
+        for step in 1...3 {
+            let plan = policy.plan(
+                canSleep: false, now: interval * Double(2 * step),
+                runnable: {
+                    looks += 1
+                    return 3
+                })
+            #expect(plan.spin > 0)
         }
-        _ = policy.plan(canSleep: false, now: interval * 4, runnable: { 4 })
-        #expect(policy.plan(canSleep: false, now: interval * 5, runnable: { 4 }).spin == 0)
+        #expect(looks == 3)
+        _ = policy.plan(canSleep: false, now: interval * 8, runnable: { 4 })
+        #expect(policy.plan(canSleep: false, now: interval * 10, runnable: { 4 }).spin == 0)
         // Ranks that fit the cores spin without yielding, and sends spin too.
         var fits = SpinPolicy(budget: 100e-6, localRanks: 2, cores: 2)
         #expect(!fits.yields && fits.sendBudget == 100e-6)

@@ -14,16 +14,25 @@ extension Node {
     func absolute(_ relative: Int, root: Int) -> Int { (relative + root) % count }
 
     /// Waits until every rank has called `barrier` (dissemination algorithm, log rounds). Each
-    /// round's message is empty and what a received one holds is not looked at (a Python rank
-    /// sends `True`): that it came is what it says, so nothing is encoded or decoded.
+    /// round's message is empty: that it came is what it says, so a Swift rank encodes and
+    /// decodes nothing. A Python rank sends `True`, decoded as before; anything else is another
+    /// collective's message (the ranks called different collectives): `typeMismatch`.
     public func barrier() async throws {
         let tag = collectiveTag()
         var distance = 1
         while distance < count {
             try await signal(to: (id + distance) % count, tag: tag)
-            _ = try await envelope(source: (id - distance + count) % count, tag: tag)
+            try Self.checkBarrierMessage(try await envelope(source: (id - distance + count) % count, tag: tag))
             distance *= 2
         }
+    }
+
+    /// A barrier round's message: empty from a Swift rank, `True` from a Python rank; anything
+    /// else throws `typeMismatch` (the ranks called different collectives).
+    static func checkBarrierMessage(_ envelope: Envelope) throws {
+        let frame = envelope.frame
+        guard frame.kind != RankFrame.message || frame.encoding != .bytes || frame.length != 0 else { return }
+        _ = try decode(Bool.self, envelope)
     }
 
     /// An empty message to `rank` on a collective's `tag`.

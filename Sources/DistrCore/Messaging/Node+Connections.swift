@@ -503,12 +503,15 @@ extension Node {
                 continue
             }
             idle += 1
-            if spinFor > 0 && (idle % 16 != 0 || Clock.now < deadline) {
+            // A yielding spin reads the clock at every turn: a yield may hand the core to a rank
+            // that computes for a whole time slice, and the spin is bounded in wall time.
+            if spinFor > 0 && ((idle % 16 != 0 && !yielding) || Clock.now < deadline) {
                 if sockets != nil {
                     sockets?.pause(idle: idle, until: deadline)
                 } else if idle % 8 == 0 && !allRings {
                     // Mostly a tight loop; over sockets, now and then let another thread on this
-                    // core run (a ring's sender never needs this thread's help).
+                    // core run (when the ranks fit the cores, a ring's sender never needs this
+                    // thread's core).
                     Threads.yield()
                 } else if yielding {
                     // Ranks outnumber the cores: the sender may be waiting for this one.

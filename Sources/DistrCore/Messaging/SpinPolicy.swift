@@ -8,7 +8,9 @@
 ///   sender may need this very core), only over rings and handing the core over at every turn
 ///   (`sched_yield`, as Open MPI does when oversubscribed): the ranks that wait pass the cores
 ///   round among themselves, and the one with something to send gets a core within a few
-///   turns, without the wake-ups of sleeping (4 ranks on 2 cores: a barrier 25-30 -> 7 µs).
+///   turns, without the wake-ups of sleeping (4 ranks on 2 cores: a barrier 25-38 -> 7 µs).
+///   Such a spin reads the clock at every turn: a yield may hand the core to a rank that
+///   computes, and the budget is wall time.
 ///   Never while the machine has more runnable threads than cores, or than this job's ranks on
 ///   the worker when those are more (other programs load it: looked at every `lookInterval`,
 ///   and taken as loaded when two looks in a row saw it so), nor when `DISTR_SPIN_USEC` is 0.
@@ -67,8 +69,7 @@ struct SpinPolicy: Sendable {
         }
     }
 
-    /// Seconds of idle spinning per receive (0: never spin); sends spin as long while a socket or
-    /// ring is full.
+    /// Seconds of idle spinning per receive (0: never spin).
     let budget: Double
     /// Seconds a send spins while a socket or ring is full (0 when ranks outnumber the cores: the
     /// receiver may need this very core to empty it).
