@@ -405,14 +405,15 @@ extension Node {
         let single = channels.count == 1
         // Sleeping on one ring misses nothing only when that ring is the one way the message
         // can come (not `.any`: another task of this rank may send to itself).
-        let onlyRings = channels.allSatisfy { $0.hasRing }
-        let (plan, yielding) = spin.withLock { ($0.plan(canSleep: source != nil && single && first.hasRing, onlyRings: onlyRings), $0.yields) }
+        // (Closures, not key paths: a key path is applied through the runtime on every receive.)
+        let allRings = channels.allSatisfy { $0.hasRing }
+        let (plan, yielding) = spin.withLock { ($0.plan(canSleep: source != nil && single && first.hasRing, onlyRings: allRings), $0.yields) }
         // Plain sockets are waited on in the kernel (`SocketWait`, its own learned spin) even
         // when the plan has no spin: a wait in `ppoll` costs no CPU, and it spares the thread
         // hand-over of parking.
         let socketsOnly = !channels.contains { $0.hasRing } && Node.spinBudget > 0
         guard plan.spin > 0 || plan.sleep > 0 || socketsOnly else { return nil }
-        let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan, yielding: yielding)
+        let (envelope, outcome) = spinRead(channels, source: source, tag: tag, plan: plan, allRings: allRings, yielding: yielding)
         spin.withLock { $0.record(outcome, planned: plan) }
         return envelope
     }
@@ -434,16 +435,16 @@ extension Node {
 
     /// Reads `channels` until a matching message comes: spinning until `plan.spin` seconds pass
     /// without bytes, then, on a single ring, sleeping on it for up to `plan.sleep` seconds.
+    /// `allRings`: every channel has a ring; `yielding`: hand the core over at every idle turn.
     private func spinRead(
-        _ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?, plan: (spin: Double, sleep: Double), yielding: Bool
+        _ channels: some Collection<IncomingChannel>, source: Int?, tag: Int?, plan: (spin: Double, sleep: Double), allRings: Bool,
+        yielding: Bool
     ) -> (Envelope?, SpinPolicy.Outcome) {
         // Silence the progress thread for these connections while this task reads them, so it
         // is not woken for data the task is about to take.
         for channel in channels { progress.arm(channel, false) }
         defer { for channel in channels { progress.arm(channel, true) } }
         let ring = channels.count == 1 && channels.first?.hasRing == true ? channels.first : nil
-        // (Closures, not key paths: a key path is applied through the runtime on every receive.)
-        let allRings = channels.allSatisfy { $0.hasRing }
         // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing
         // (no spin at all when the plan has none: the machine is crowded).
         var sockets = allRings ? nil : SocketWait(Array(channels), policy: progress.socketSpin, spinning: plan.spin > 0)
