@@ -122,4 +122,58 @@ import Testing
         }
         #expect(throws: WireError.self) { try client.finish(reply: Array(repeating: 0, count: Handshake.replySize)) }
     }
+
+    /// The client's machine, fed by hand: bytes one at a time, the proof to send, the verdict.
+    @Test func clientMachine_takesTheReplyInPieces_sendsTheProof_andEndsOnTheVerdict() throws {
+        var machine = ClientHandshake(Handshake.Client(key: secret, kind: .control))
+        let hello = machine.hello
+        var (parsed, length) = try Handshake.Hello.parseFixed(Array(hello.prefix(Handshake.helloFixedSize)))
+        parsed.context = Array(hello.suffix(length))
+        let server = Handshake.Server(key: secret, hello: parsed)
+        #expect(machine.bytesWanted == Handshake.replySize)
+        var proof: [UInt8] = []
+        for (index, byte) in server.reply.enumerated() {
+            let step = try machine.received([byte])
+            if index < Handshake.replySize - 1 {
+                #expect(step == .needBytes)
+            } else if case .send(let bytes) = step {
+                proof = bytes
+            } else {
+                Issue.record("the whole reply gave \(step), not the proof")
+            }
+        }
+        let serverKeys = try server.verify(proof: proof)
+        #expect(machine.bytesWanted == 1)
+        #expect(throws: WireError.truncated) { try machine.received([1, 1]) }
+        let ended = try machine.received([Handshake.Verdict.accepted])
+        #expect(ended == .accepted(SessionKeys(send: serverKeys.receive, receive: serverKeys.send), verdict: Handshake.Verdict.accepted))
+        #expect(machine.bytesWanted == 0)
+    }
+
+    @Test func clientMachine_busyReplyOrVerdictIsBusy_otherVerdictsAreRejections() throws {
+        var refused = ClientHandshake(Handshake.Client(key: secret, kind: .control))
+        #expect(throws: WireError.busy) { try refused.received(Handshake.Server.refusal(.busy)) }
+
+        func afterReply(kind: ConnectionKind) throws -> ClientHandshake {
+            var machine = ClientHandshake(Handshake.Client(key: secret, kind: kind))
+            let hello = machine.hello
+            var (parsed, length) = try Handshake.Hello.parseFixed(Array(hello.prefix(Handshake.helloFixedSize)))
+            parsed.context = Array(hello.suffix(length))
+            _ = try machine.received(Handshake.Server(key: secret, hello: parsed).reply)
+            return machine
+        }
+        var busy = try afterReply(kind: .control)
+        #expect(throws: WireError.busy) { try busy.received([Handshake.Verdict.busy]) }
+        var answering = try afterReply(kind: .control)
+        #expect(throws: WireError.authenticationFailed("the worker rejected this key")) {
+            try answering.received([Handshake.Verdict.acceptedAnswering])
+        }
+        var rank = try afterReply(kind: .rank)
+        let step = try rank.received([Handshake.Verdict.acceptedAnswering])
+        guard case .accepted(_, let verdict) = step else {
+            Issue.record("a rank connection's verdict 2 gave \(step)")
+            return
+        }
+        #expect(verdict == Handshake.Verdict.acceptedAnswering)
+    }
 }

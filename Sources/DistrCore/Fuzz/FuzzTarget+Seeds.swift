@@ -29,6 +29,7 @@ extension FuzzTarget {
         add("handshake", "hello", client.hello.encoded())
         add("handshake", "hello-with-proof", client.hello.encoded() + proof)
         add("handshake", "reply", server.reply)
+        add("handshake", "reply-and-verdict", server.reply + [Handshake.Verdict.accepted])
         add("handshake", "refusal-version", Handshake.Server.refusal(.versionMismatch))
 
         let placements = samplePlacements()

@@ -66,6 +66,25 @@ extension FuzzTarget {
             let serverKeys = try? server.verify(proof: proof)  // Checked below.
             fuzzCheck(serverKeys == SessionKeys(send: keys.receive, receive: keys.send), "the two sides derived different keys")
         }
+        // The client's machine, fed the same bytes in pieces (sized by the bytes themselves, at
+        // most what it asks for): it may only end accepted on the reply `finish` accepts,
+        // followed by an accepting verdict, with the same keys.
+        var machine = ClientHandshake(handshakeClient)
+        var offset = 0
+        while offset < data.count && machine.bytesWanted > 0 {
+            let size = min(machine.bytesWanted, 1 + Int(data[offset] % 16), data.count - offset)
+            let step = try? machine.received(data[offset..<offset + size])  // Refusal expected.
+            offset += size
+            guard let step else { break }
+            if case .accepted(let keys, let verdict) = step {
+                let expected = try? handshakeClient.finish(reply: Array(data.prefix(Handshake.replySize)))  // Checked below.
+                fuzzCheck(expected?.keys == keys, "the machine accepted a reply that finish refuses, or derived other keys")
+                fuzzCheck(
+                    verdict == data[Handshake.replySize]
+                        && (verdict == Handshake.Verdict.accepted || verdict == Handshake.Verdict.acceptedAnswering),
+                    "the machine accepted the verdict \(verdict)")
+            }
+        }
     }
 
     /// Whatever decodes must re-encode to bytes that decode equal.

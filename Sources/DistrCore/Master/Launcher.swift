@@ -285,35 +285,25 @@ package final class Launcher: Sendable {
         return true
     }
 
-    /// Connects to every worker at once, retrying a busy worker until the connect timeout.
+    /// Connects to every worker at once (`Dialer`, from this thread), retrying a busy worker
+    /// until the connect timeout.
     /// - Returns: the address each reached worker was reached at, and why the others were not,
     ///   by link index.
     private func connectAll() -> (reached: [Int: String], failures: [Int: String]) {
-        let failures = Mutex<[Int: String]>([:])
-        let reached = Mutex<[Int: String]>([:])
-        let group = DispatchGroup()
-        for link in links {
-            group.enter()
-            Threads.start(name: "distr-connect") { [self] in
-                defer { group.leave() }
-                do {
-                    let (connection, host) = try connect(link.peer)
-                    connections.withLock { $0[link.index] = connection }
-                    reached.withLock { $0[link.index] = host }
-                } catch {
-                    let failure = ConnectFailure.classify(error, node: link.peer.label, address: link.peer.description)
-                    failures.withLock {
-                        $0[link.index] = failure.kind == "version mismatch" ? failure.message : "node \(link.peer.label): \(failure.message)"
-                    }
-                }
+        var failures: [Int: String] = [:]
+        var reached: [Int: String] = [:]
+        let dialed = Dialer.dial(links.map(\.peer), secret: secret, timeout: options.connectTimeout, watch: options.nodeTimeout)
+        for (link, result) in zip(links, dialed) {
+            switch result {
+            case .success(let (connection, host)):
+                connections.withLock { $0[link.index] = connection }
+                reached[link.index] = host
+            case .failure(let error):
+                let failure = ConnectFailure.classify(error, node: link.peer.label, address: link.peer.description)
+                failures[link.index] = failure.kind == "version mismatch" ? failure.message : "node \(link.peer.label): \(failure.message)"
             }
         }
-        group.wait()
-        return (reached.withLock { $0 }, failures.withLock { $0 })
-    }
-
-    private func connect(_ peer: Peer) throws -> (Connection, String) {
-        try Self.connect(peer, secret: secret, timeout: options.connectTimeout, watch: options.nodeTimeout)
+        return (reached, failures)
     }
 
     /// Connects and authenticates a control connection within `timeout` seconds, retrying a busy
@@ -321,27 +311,8 @@ package final class Launcher: Sendable {
     /// nil for a short exchange such as `status`.
     /// - Returns: the connection and the address the worker was reached at.
     static func connect(_ peer: Peer, secret: [UInt8], timeout: Double, watch: Double? = nil) throws -> (Connection, String) {
-        let deadline = Deadline.after(timeout)
-        var pause = 0.01
-        while true {
-            let fd = try TCPSocket.connect(host: peer.host, port: peer.port, timeout: max(0.001, deadline.remaining))
-            let host = TCPSocket.peerAddress(fd)?.host ?? peer.host
-            do {
-                let connection = try Connection.client(
-                    fd: fd, peer: peer.label, key: secret, kind: .control, timeout: max(0.001, deadline.remaining), reportedTimeout: timeout,
-                    headerOnlyTypes: [ControlMessage.fileDataType])
-                if let watch {
-                    connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType)
-                    // File data must not pile up unsent in the kernel: a cancel would wait behind it.
-                    TCPSocket.setUnsentLimit(fd, bytes: 256 << 10)
-                }
-                return (connection, host)
-            } catch WireError.busy where deadline.remaining > pause {
-                // Too many connections in their handshake there: another try shortly.
-                Deadline.pause(pause)
-                pause = min(pause * 2, 0.5)
-            }
-        }
+        // One peer: the dialer's only result.
+        try Dialer.dial([peer], secret: secret, timeout: timeout, watch: watch)[0].get()
     }
 
     /// Sends the job and its files, then relays what the worker reports until it ends.

@@ -13,7 +13,7 @@ package enum Threads {
 }
 
 /// Dedicated threads that wait a while for more work when theirs is done, instead of exiting:
-/// a worker starts four threads per job and the master three per worker, and each new thread
+/// a worker starts four threads per job and the master two per worker, and each new thread
 /// costs a clone, a stack and its first page faults. At most `idleLimit` threads wait, each for
 /// `idleSeconds`; the rest end. A reused thread is renamed. It keeps the signal mask it was
 /// made with (a copy of its maker's): the executables block their signals before any thread

@@ -125,6 +125,17 @@ extension FD {
         throw SystemError("ppoll", errno: code)
     }
 
+    /// Waits until one of `descriptors` is ready (readable, or writable where `writing` says so;
+    /// a hang-up or an error counts as ready), or `deadline` passes; negative entries are
+    /// skipped. Returns one flag per entry, all false when the deadline passed first.
+    /// The corresponding C function is `poll`.
+    /// - Throws: `SystemError` from `poll` for anything but EINTR (which is retried).
+    package static func waitReady(_ descriptors: [(fd: Int32, writing: Bool)], until deadline: Deadline) throws(SystemError) -> [Bool] {
+        var entries = descriptors.map { pollfd(fd: $0.fd, events: Int16($0.writing ? POLLOUT : POLLIN), revents: 0) }
+        _ = try retryingEINTR("poll") { poll(&entries, nfds_t(entries.count), deadline.pollTimeout) }
+        return entries.map { $0.revents != 0 }
+    }
+
     /// Waits until at least one of `descriptors` can be read (or has hung up); negative entries
     /// are skipped. Returns one flag per entry, true for each that is ready.
     /// The corresponding C function is `poll`.

@@ -156,6 +156,27 @@ package enum TCPSocket {
     }
 
     static func connect(_ address: SocketAddress, deadline: Double, timeout: Double) throws(SocketError) -> Int32 {
+        let fd = try startConnect(address)
+        var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        while true {
+            let remaining = Int32(max(0, (deadline - Clock.now) * 1000))
+            let n = poll(&pfd, 1, remaining)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                FD.close(fd)
+                throw .timedOut(address: address.description, seconds: timeout)
+            }
+            break
+        }
+        try finishConnect(fd, address)
+        FD.setNonblocking(fd, false)
+        return fd
+    }
+
+    /// Opens a nonblocking socket and starts connecting it to `address`; the connect goes on in
+    /// the kernel, and `finishConnect` tells how it ended once the socket is writable.
+    /// - Throws: `SocketError.connect` when the connect failed at once (the socket is closed).
+    package static func startConnect(_ address: SocketAddress) throws(SocketError) -> Int32 {
         let fd: Int32
         do { fd = try open(family: address.family) } catch { throw .system(error) }
         FD.setNonblocking(fd)
@@ -166,28 +187,22 @@ package enum TCPSocket {
                 FD.close(fd)
                 throw .connect(address: address.description, SystemError("connect", errno: code))
             }
-            var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            while true {
-                let remaining = Int32(max(0, (deadline - Clock.now) * 1000))
-                let n = poll(&pfd, 1, remaining)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 {
-                    FD.close(fd)
-                    throw .timedOut(address: address.description, seconds: timeout)
-                }
-                break
-            }
-            var soError: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
-            if soError != 0 {
-                FD.close(fd)
-                throw .connect(address: address.description, SystemError("connect", errno: soError))
-            }
         }
-        FD.setNonblocking(fd, false)
-        configure(fd)
         return fd
+    }
+
+    /// Whether the connect `startConnect` began on `fd` succeeded, once `fd` is writable; sets
+    /// TCP_NODELAY and keepalive on success. The socket stays nonblocking.
+    /// - Throws: `SocketError.connect` with the connect's error (the socket is closed).
+    package static func finishConnect(_ fd: Int32, _ address: SocketAddress) throws(SocketError) {
+        var soError: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+        if soError != 0 {
+            FD.close(fd)
+            throw .connect(address: address.description, SystemError("connect", errno: soError))
+        }
+        configure(fd)
     }
 
     /// TCP_NODELAY (frames are written whole) and keepalive, so a vanished peer is noticed in

@@ -415,28 +415,31 @@ extension Connection {
     ) throws -> (keys: SessionKeys, verdict: UInt8) {
         let deadline = Deadline.after(timeout)
         do {
-            let handshake = Handshake.Client(key: key, kind: kind, context: context)
-            try FD.writeAll(fd, handshake.hello.encoded())
-            let reply = try readExact(fd, Handshake.replySize, deadline: deadline)
-            let (proof, keys) = try handshake.finish(reply: reply)
-            try FD.writeAll(fd, proof)
-            let verdict = try readExact(fd, 1, deadline: deadline)
-            if verdict == [Handshake.Verdict.busy] { throw WireError.busy }
-            let answering = kind == .rank && verdict == [Handshake.Verdict.acceptedAnswering]
-            guard verdict == [Handshake.Verdict.accepted] || answering else {
-                throw WireError.authenticationFailed("the worker rejected this key")
+            var handshake = ClientHandshake(Handshake.Client(key: key, kind: kind, context: context))
+            try FD.writeAll(fd, handshake.hello)
+            while true {
+                switch try handshake.received(try readExact(fd, handshake.bytesWanted, deadline: deadline)) {
+                case .needBytes: continue
+                case .send(let bytes): try FD.writeAll(fd, bytes)
+                case .accepted(let keys, let verdict): return (keys, verdict)
+                }
             }
-            return (keys, verdict[0])
-        } catch WireError.stalled {
-            FD.close(fd)
-            throw WireError.authenticationFailed("no handshake answer within \(((reportedTimeout ?? timeout) * 1000).rounded() / 1000) s")
-        } catch WireError.closed {
-            FD.close(fd)
-            throw WireError.authenticationFailed(
-                "the peer closed the connection during the handshake (it does not hold this key, or is not a distr worker)")
         } catch {
             FD.close(fd)
-            throw error
+            throw clientHandshakeFailure(error, timeout: reportedTimeout ?? timeout)
+        }
+    }
+
+    /// What a client reports for a handshake that failed with `error`: a stall or an end of
+    /// stream is named as the handshake's (`timeout`: the one the user gave); anything else
+    /// is itself.
+    static func clientHandshakeFailure(_ error: any Error, timeout: Double) -> any Error {
+        switch error {
+        case WireError.stalled: WireError.authenticationFailed("no handshake answer within \((timeout * 1000).rounded() / 1000) s")
+        case WireError.closed:
+            WireError.authenticationFailed(
+                "the peer closed the connection during the handshake (it does not hold this key, or is not a distr worker)")
+        default: error
         }
     }
 
