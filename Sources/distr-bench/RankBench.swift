@@ -80,12 +80,12 @@ enum RankBench {
         if busy { return }
         for megabytes in [1, 16, 64] {
             let size = megabytes << 20
-            let count = max(quick ? 2 : 4, (quick ? 32 : 128) / megabytes)
+            let count = max(quick ? 2 : 4, (quick ? 32 : 256) / megabytes)
             let payload = [UInt8](repeating: 3, count: size)
             var distrRates: [Double] = []
             var rawRates: [Double] = []
             var buffer: [UInt8] = []
-            for _ in 0..<(quick ? 1 : 3) {
+            for _ in 0..<(quick ? 1 : 5) {
                 distrRates.append(try await stream(node, peer: peer, payload: payload, count: count, buffer: &buffer))
                 rawRates.append(try rawStream(baseline, first: node.id == 0, size: size, count: count))
             }
