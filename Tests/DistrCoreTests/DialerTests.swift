@@ -37,6 +37,11 @@ import Testing
             }
             for answer in answers {
                 do {
+                    // Bounded: a dialer that does not come (back) fails the test instead of hanging it.
+                    guard try FD.waitReadable(listener, until: .after(30)) else {
+                        Issue.record("test server: no connection for its answer \(answer) within 30 s")
+                        return
+                    }
                     let fd = try TCPSocket.accept(listener)
                     switch answer {
                     case .accept:
@@ -57,28 +62,32 @@ import Testing
         return (Peer(host: "127.0.0.1", port: address.port), done)
     }
 
-    /// Four peers at once: one that answers, one that first says busy, one whose port is
-    /// closed, and one that takes the connection but never answers. Each gets its own outcome;
-    /// the silent one does not hold up or fail the others.
+    /// Five peers at once: one that answers, one named rather than written out, one that first
+    /// says busy, one whose port is closed, and one that takes the connection but never
+    /// answers. Each gets its own outcome; the silent one does not hold up or fail the others.
     @Test func severalPeersAtOnce_eachGetsItsOwnOutcome() throws {
         let kept = Kept()
         defer { kept.closeAll() }
         let good = try server([.accept], kept: kept)
+        let named = try server([.accept], kept: kept)
         let busy = try server([.busy, .accept], kept: kept)
-        let (closed, closedAddress) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
-        FD.close(closed)
+        // Bound and never listening: connections to it are refused, and no one else can take it.
+        let (closed, closedAddress) = try TCPSocket.bind(host: "127.0.0.1", port: 0)
+        defer { FD.close(closed) }
         let (silent, silentAddress) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
         defer { FD.close(silent) }
         let peers = [
-            good.peer, busy.peer, Peer(host: "127.0.0.1", port: closedAddress.port), Peer(host: "127.0.0.1", port: silentAddress.port),
+            good.peer, Peer(host: "localhost", port: named.peer.port), busy.peer, Peer(host: "127.0.0.1", port: closedAddress.port),
+            Peer(host: "127.0.0.1", port: silentAddress.port),
         ]
 
-        let results = Dialer.dial(peers, secret: secret, timeout: 1, watch: nil)
+        let results = Dialer.dial(peers, secret: secret, timeout: 3, watch: nil)
         good.done.wait()
+        named.done.wait()
         busy.done.wait()
 
-        #expect(results.count == 4)
-        for index in 0..<2 {
+        #expect(results.count == 5)
+        for index in 0..<3 {
             switch results[index] {
             case .success(let (connection, host)):
                 #expect(host == "127.0.0.1")
@@ -86,9 +95,31 @@ import Testing
             case .failure(let error): Issue.record("peer \(index) failed: \(error)")
             }
         }
-        #expect(ConnectFailure.classify(error(results[2]), node: "2", address: peers[2].description).kind == "refused")
-        let stalled = error(results[3])
-        #expect("\(stalled)".contains("no handshake answer within 1.0 s"), "\(stalled)")
+        #expect(ConnectFailure.classify(error(results[3]), node: "3", address: peers[3].description).kind == "refused")
+        let stalled = error(results[4])
+        #expect("\(stalled)".contains("no handshake answer within 3.0 s"), "\(stalled)")
+    }
+
+    /// Literal addresses need no lookup; a name is looked up (on a thread of its own) before
+    /// the connect time starts.
+    @Test func lookUp_literalsAtOnce_namesResolved_unknownNamesFail() {
+        let peers = [
+            Peer(host: "127.0.0.1", port: 7001), Peer(host: "::1", port: 7002), Peer(host: "localhost", port: 7003),
+            Peer(host: "no-such-host.invalid", port: 7004), Peer(host: "127.0.0.1", port: 7001),
+        ]
+        #expect(SocketAddress.numeric(host: "127.0.0.1", port: 1) != nil)
+        #expect(SocketAddress.numeric(host: "localhost", port: 1) == nil)
+        let found = Dialer.lookUp(peers)
+        #expect(found.count == 5)
+        #expect((try? found[0].get())?.first?.description == "127.0.0.1:7001")  // nil (a failure) fails the expectation.
+        #expect((try? found[1].get())?.first?.port == 7002)  // The same.
+        #expect((try? found[2].get())?.isEmpty == false)  // The same.
+        if case .failure(.resolve(let host, _)) = found[3] {
+            #expect(host == "no-such-host.invalid")
+        } else {
+            Issue.record("an unknown name gave \(found[3])")
+        }
+        #expect((try? found[4].get())?.first?.description == "127.0.0.1:7001")  // The same.
     }
 
     @Test func wrongSecretAndUnresolvableNames_areTheirKindsOfFailure() throws {
@@ -96,6 +127,8 @@ import Testing
         defer { kept.closeAll() }
         let good = try server([.rejected], kept: kept)
         let wrong = Array(repeating: UInt8(6), count: 32)
+        // The name is looked up before the connect time starts: a slow resolver cannot make the
+        // handshake with the good peer run out of time.
         let results = Dialer.dial([good.peer, Peer(host: "no-such-host.invalid", port: 1)], secret: wrong, timeout: 5, watch: nil)
         #expect(ConnectFailure.classify(error(results[0]), node: "0", address: "").kind == "wrong secret")
         #expect(ConnectFailure.classify(error(results[1]), node: "1", address: "").kind == "name not resolved")

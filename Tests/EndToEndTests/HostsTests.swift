@@ -4,11 +4,11 @@ import Testing
 @testable import DistrCore
 
 @Suite struct HostsTests {
-    /// A port where nothing listens (bound, read, closed).
-    func deadPort() throws -> Int {
-        let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
-        FD.close(fd)
-        return address.port
+    /// A port that refuses connections: bound and never listening, kept (no one else can take
+    /// it) until the caller closes `fd`.
+    func deadPort() throws -> (fd: Int32, port: Int) {
+        let (fd, address) = try TCPSocket.bind(host: "127.0.0.1", port: 0)
+        return (fd, address.port)
     }
 
     @Test func hostList_expandsPortRangesOnTheCommandLine() throws {
@@ -32,7 +32,8 @@ import Testing
     @Test func skipUnreachable_runsOnTheReachableNodesRenumbered() throws {
         try withTestCluster(workers: 2) { cluster in
             let dead = try deadPort()
-            let hosts = "\(cluster.workers[0].peer),127.0.0.1:\(dead),\(cluster.workers[1].peer)"
+            defer { FD.close(dead.fd) }
+            let hosts = "\(cluster.workers[0].peer),127.0.0.1:\(dead.port),\(cluster.workers[1].peer)"
             let outputs = cluster.root.path + "/outputs"
             let run = try TestProcess.master([
                 "exec", "--hosts", hosts, "--secret-file", cluster.secretFile, "--connect-timeout", "2", "--skip-unreachable",
@@ -47,7 +48,7 @@ import Testing
             let skipped = run.stderr.split(separator: "\n").filter { $0.contains("skipping") }
             #expect(skipped.count == 1, "\(run.stderr)")
             #expect(
-                skipped.first?.hasPrefix("distr: skipping 1 unreachable node(s) of 3: node 127.0.0.1:\(dead): connection refused") == true,
+                skipped.first?.hasPrefix("distr: skipping 1 unreachable node(s) of 3: node 127.0.0.1:\(dead.port): connection refused") == true,
                 "\(run.stderr)")
             #expect(run.stderr.contains("2 rank(s) on 2 node(s): 2 ok"), "\(run.stderr)")
 
@@ -63,10 +64,11 @@ import Testing
 
     @Test func skipUnreachable_withNoNodeReachable_fails69() throws {
         let dead = try deadPort()
+        defer { FD.close(dead.fd) }
         try withTemporaryDirectory { directory in
             try ClusterSecret.generate(path: directory.path + "/secret")
             let run = try TestProcess.master(
-                ["exec", "--hosts", "127.0.0.1:\(dead)", "--connect-timeout", "1", "--skip-unreachable", "--", "true"],
+                ["exec", "--hosts", "127.0.0.1:\(dead.port)", "--connect-timeout", "1", "--skip-unreachable", "--", "true"],
                 environment: ["DISTR_SECRET_FILE": directory.path + "/secret"])
             #expect(run.status == 69)
             #expect(run.stderr.contains("1 of 1 node(s) could not be reached; nothing was started"), "\(run.stderr)")

@@ -25,8 +25,9 @@ import Testing
 
     @Test func refusedPort_exits69WithinTheConnectTimeout() throws {
         let dir = try TemporaryDirectory()
-        let (fd, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
-        FD.close(fd)  // nothing listens there now
+        // Bound and never listening: connections are refused, and no one else can take the port.
+        let (fd, address) = try TCPSocket.bind(host: "127.0.0.1", port: 0)
+        defer { FD.close(fd) }
         let run = try TestProcess.master(
             ["exec", "--hosts", "127.0.0.1:\(address.port)", "--connect-timeout", "2", "--", "true"],
             environment: ["DISTR_SECRET_FILE": try secretFile(in: dir)])

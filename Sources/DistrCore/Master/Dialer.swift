@@ -1,3 +1,6 @@
+import Dispatch
+import Synchronization
+
 /// Opens authenticated control connections to several workers at once from the calling thread:
 /// every connect starts at once, and each handshake (`ClientHandshake`, which decides
 /// everything) goes on as its bytes arrive, all within one deadline. A worker that answers
@@ -7,6 +10,11 @@
 /// One thread for all instead of one per worker: a job's handshakes no longer wait for threads
 /// to be created and scheduled on cores that the workers and the job share, and the master
 /// starts no thread before it has every connection (docs/performance.md, "Session 24").
+///
+/// Host names are looked up first, all at once (a thread per name; an address written out
+/// needs none), and the deadline starts after the last lookup: a lookup takes as long as the
+/// resolver does (its own timeouts, resolv.conf), and one slow name must not use up the time
+/// the others have to connect.
 enum Dialer {
     /// Dials every peer; one result per peer, in order: the connection (blocking, handshake
     /// done, watched when `watch` is given: the node timeout of its heartbeats) and the address
@@ -14,8 +22,9 @@ enum Dialer {
     static func dial(
         _ peers: [Peer], secret: [UInt8], timeout: Double, watch: Double?, headerOnlyTypes: Set<UInt8> = [ControlMessage.fileDataType]
     ) -> [Result<(Connection, String), any Error>] {
+        let addresses = lookUp(peers)
         let deadline = Deadline.after(timeout)
-        var attempts = peers.map { Attempt(peer: $0, timeout: timeout) }
+        var attempts = zip(peers, addresses).map { Attempt(peer: $0, addresses: $1, timeout: timeout) }
         for index in attempts.indices { attempts[index].begin() }
         while attempts.contains(where: { $0.outcome == nil }) {
             let waits = attempts.map(\.wait)
@@ -55,6 +64,30 @@ enum Dialer {
         }
     }
 
+    /// The addresses of every peer, or why its name has none: literals at once, names each on a
+    /// thread of its own, all at the same time (each distinct host and port once).
+    static func lookUp(_ peers: [Peer]) -> [Result<[SocketAddress], SocketError>] {
+        let found = Mutex<[String: Result<[SocketAddress], SocketError>]>([:])
+        let group = DispatchGroup()
+        var seen = Set<String>()
+        for peer in peers where seen.insert(peer.description).inserted {
+            if let literal = SocketAddress.numeric(host: peer.host, port: peer.port) {
+                found.withLock { $0[peer.description] = .success(literal) }
+                continue
+            }
+            group.enter()
+            Threads.start(name: "distr-lookup") {
+                defer { group.leave() }
+                let result = Result { () throws(SocketError) in try SocketAddress.resolve(host: peer.host, port: peer.port) }
+                found.withLock { $0[peer.description] = result }
+            }
+        }
+        group.wait()
+        let table = found.withLock { $0 }
+        // Every distinct peer has its entry once the group is done.
+        return peers.map { table[$0.description] ?? .failure(.resolve(host: $0.host, reason: "no answer from the lookup")) }
+    }
+
     /// One peer's dial: its addresses tried in turn, then the handshake, or a pause after "busy".
     private struct Attempt {
         enum Phase {
@@ -72,7 +105,7 @@ enum Dialer {
 
         let peer: Peer
         let timeout: Double
-        var addresses: [SocketAddress]?
+        let addresses: Result<[SocketAddress], SocketError>
         /// The address tried next.
         var next = 0
         var phase = Phase.finished
@@ -80,8 +113,9 @@ enum Dialer {
         var lastError: any Error
         var pause = 0.01
 
-        init(peer: Peer, timeout: Double) {
+        init(peer: Peer, addresses: Result<[SocketAddress], SocketError>, timeout: Double) {
             self.peer = peer
+            self.addresses = addresses
             self.timeout = timeout
             lastError = SocketError.timedOut(address: peer.description, seconds: timeout)
         }
@@ -103,11 +137,9 @@ enum Dialer {
         /// Starts connecting to the first address (again, after a pause).
         mutating func begin() {
             next = 0
-            if addresses == nil {
-                do { addresses = try SocketAddress.resolve(host: peer.host, port: peer.port) } catch {
-                    fail(error)
-                    return
-                }
+            if case .failure(let error) = addresses {
+                fail(error)
+                return
             }
             connectNext()
         }
@@ -116,7 +148,7 @@ enum Dialer {
         /// when none is left.
         private mutating func connectNext() {
             phase = .finished
-            let addresses = self.addresses ?? []
+            let addresses = (try? self.addresses.get()) ?? []  // A failed lookup never gets here (`begin`).
             while next < addresses.count {
                 let address = addresses[next]
                 next += 1
@@ -142,6 +174,8 @@ enum Dialer {
                 }
                 let handshake = ClientHandshake(Handshake.Client(key: secret, kind: .control))
                 phase = .handshaking(fd: fd, handshake, host: TCPSocket.peerAddress(fd)?.host ?? peer.host)
+                // The hello (under 100 bytes) and later the proof (32) go into a fresh socket's
+                // empty send buffer: these writes never wait.
                 do { try FD.writeAll(fd, handshake.hello) } catch { failHandshake(fd: fd, error) }
             case .handshaking(let fd, var handshake, let host):
                 do {

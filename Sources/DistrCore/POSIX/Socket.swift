@@ -36,9 +36,19 @@ package struct SocketAddress: Sendable, CustomStringConvertible {
 
     /// Resolves `host` (name, IPv4 or IPv6 literal) for TCP. The corresponding C function is `getaddrinfo`.
     package static func resolve(host: String, port: Int, passive: Bool = false) throws(SocketError) -> [SocketAddress] {
+        try resolve(host: host, port: port, flags: passive ? AI_PASSIVE : 0)
+    }
+
+    /// The address `host` writes out (an IPv4 or IPv6 literal), found without asking any name
+    /// service; nil when `host` is a name.
+    package static func numeric(host: String, port: Int) -> [SocketAddress]? {
+        try? resolve(host: host, port: port, flags: AI_NUMERICHOST)  // Fails exactly when `host` is no literal: nil says so.
+    }
+
+    private static func resolve(host: String, port: Int, flags: Int32) throws(SocketError) -> [SocketAddress] {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = passive ? AI_PASSIVE : 0
+        hints.ai_flags = flags
         var list: UnsafeMutablePointer<addrinfo>?
         let status = getaddrinfo(host, String(port), &hints, &list)
         guard status == 0, let first = list else {
@@ -94,21 +104,31 @@ package enum TCPSocket {
 
     /// Binds and listens; returns the descriptor and the address actually bound (real port for 0).
     package static func listen(host: String, port: Int, backlog: Int32 = 128) throws(SocketError) -> (fd: Int32, address: SocketAddress) {
+        let (fd, address) = try bind(host: host, port: port, reuseAddress: true)
+        if Glibc.listen(fd, backlog) != 0 {
+            let error = SystemError.current("listen")
+            FD.close(fd)
+            throw .bind(address: address.description, error)
+        }
+        return (fd, address)
+    }
+
+    /// Binds a TCP socket without listening; returns the descriptor and the address actually
+    /// bound (real port for 0). Held open, such a socket keeps its port from everyone else while
+    /// refusing every connection to it: a port that is certainly closed, for tests.
+    package static func bind(host: String, port: Int, reuseAddress: Bool = false) throws(SocketError) -> (fd: Int32, address: SocketAddress) {
         guard let address = try SocketAddress.resolve(host: host, port: port, passive: true).first else {
             throw .resolve(host: host, reason: "no address")
         }
         let fd: Int32
         do { fd = try open(family: address.family) } catch { throw .system(error) }
-        var on: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
-        let bound = withSockaddr(address) { bind(fd, $0, $1) }
+        if reuseAddress {
+            var on: Int32 = 1
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let bound = withSockaddr(address) { Glibc.bind(fd, $0, $1) }
         if bound != 0 {
             let error = SystemError.current("bind")
-            FD.close(fd)
-            throw .bind(address: address.description, error)
-        }
-        if Glibc.listen(fd, backlog) != 0 {
-            let error = SystemError.current("listen")
             FD.close(fd)
             throw .bind(address: address.description, error)
         }
