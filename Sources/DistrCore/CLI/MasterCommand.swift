@@ -45,7 +45,8 @@ package enum MasterCommand {
 
         Options:
           --secret-file PATH     cluster secret (default $DISTR_SECRET_FILE, else ~/.config/distr/secret)
-          --connect-timeout S    seconds to reach and authenticate each worker (default 5)
+          --connect-timeout S    seconds to reach and authenticate each worker (default 5),
+                                 counted once host names are looked up
           --node-timeout S       a node silent this long (no heartbeat: gone, frozen or cut off)
                                  is reported and the job ended (run) or that node's result
                                  given up (exec); default 5, at least 2

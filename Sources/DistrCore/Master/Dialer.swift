@@ -19,9 +19,7 @@ enum Dialer {
     /// Dials every peer; one result per peer, in order: the connection (blocking, handshake
     /// done, watched when `watch` is given: the node timeout of its heartbeats) and the address
     /// the worker was reached at, or why it could not be.
-    static func dial(
-        _ peers: [Peer], secret: [UInt8], timeout: Double, watch: Double?, headerOnlyTypes: Set<UInt8> = [ControlMessage.fileDataType]
-    ) -> [Result<(Connection, String), any Error>] {
+    static func dial(_ peers: [Peer], secret: [UInt8], timeout: Double, watch: Double?) -> [Result<(Connection, String), any Error>] {
         let addresses = lookUp(peers)
         let deadline = Deadline.after(timeout)
         var attempts = zip(peers, addresses).map { Attempt(peer: $0, addresses: $1, timeout: timeout) }
@@ -53,7 +51,7 @@ enum Dialer {
                 let limits = Limits.default
                 let connection = Connection(
                     fd: dialed.fd, peer: attempt.peer.label, keys: dialed.keys, maxPayload: limits.maxFrame,
-                    headerOnlyTypes: headerOnlyTypes, frameTimeout: limits.frameTimeout)
+                    headerOnlyTypes: [ControlMessage.fileDataType], frameTimeout: limits.frameTimeout)
                 if let watch {
                     connection.watch(timeout: watch, heartbeatType: ControlMessage.heartbeatType)
                     // File data must not pile up unsent in the kernel: a cancel would wait behind it.
