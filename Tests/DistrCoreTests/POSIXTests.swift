@@ -25,6 +25,15 @@ import Testing
         return Ends(first: FileDescriptor(adopting: a), second: FileDescriptor(adopting: b))
     }
 
+    @Test func absolutePath_joinsRelativePathsToTheWorkingDirectory() throws {
+        let here = FileManager.default.currentDirectoryPath
+        #expect(try CurrentProcess.absolutePath("/var/tmp/x") == "/var/tmp/x")
+        #expect(try CurrentProcess.absolutePath("jobs") == here + "/jobs")
+        #expect(try CurrentProcess.absolutePath("./jobs/a") == here + "/jobs/a")
+        #expect(try CurrentProcess.absolutePath(".") == here)
+        #expect(try CurrentProcess.absolutePath("../up") == here + "/../up")
+    }
+
     func readAll(_ fd: Int32, count: Int) throws -> [UInt8] {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: count)

@@ -50,6 +50,31 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         expectAllRanks(try check("collectives", ranks: ranks), "ok collectives", ranks: ranks)
     }
 
+    /// A worker started with a relative `--work-dir` hands its ranks absolute paths: the ranks
+    /// run inside their job directories, where the relative module directories on PYTHONPATH
+    /// named nothing, so `import distr` failed and `from mpi4py import MPI` found an installed
+    /// mpi4py (every rank rank 0 of 1) instead of distr's.
+    @Test func relativeWorkDirectory_ranksStillGetDistrsModulesAndAnAbsoluteJobDirectory() throws {
+        try withTemporaryDirectory { root in
+            let secret = root.path + "/secret"
+            try ClusterSecret.generate(path: secret)
+            try FileIO.makeDirectories(root.path + "/jobs")
+            // The worker runs in `root` and is told `--work-dir jobs` (the last one counts).
+            let worker = try TestWorker(
+                secretFile: secret, workDirectory: root.path + "/unused", arguments: ["--work-dir", "jobs"],
+                prefix: ["/usr/bin/env", "-C", root.path])
+            defer { worker.stop() }
+            let program = "import os, distr, mpi4py; print(os.environ['DISTR_JOB_DIR']); print(distr.__file__); print(mpi4py.__file__)"
+            let run = try TestProcess.master(["run", "-q", "--hosts", worker.peer, "--secret-file", secret, "--", "python3", "-c", program])
+            #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+            let lines = run.stdoutLines.map { $0.hasPrefix("[0] ") ? String($0.dropFirst(4)) : $0 }
+            try #require(lines.count == 3, "\(run.stdout)\n\(run.stderr)")
+            #expect(lines[0].hasPrefix("/") && lines[0].contains("/jobs/distr-"), "job directory: \(lines[0])")
+            #expect(lines[1].hasPrefix("/") && lines[1].contains("/jobs/.distr-python/"), "distr: \(lines[1])")
+            #expect(lines[2].hasPrefix("/") && lines[2].contains("/jobs/.distr-python/") && lines[2].contains("/mpi4py-shim/"), "mpi4py: \(lines[2])")
+        }
+    }
+
     @Test func socketPairsFromTheWorker_carryTheSameTraffic() throws {
         // Ranks 0-2 share worker 0 (socket pairs handed over the agent channel), rank 3 is on worker 1 (TCP).
         try withTestCluster(workers: 2, slots: [3, 1]) { cluster in

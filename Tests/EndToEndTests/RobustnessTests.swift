@@ -441,6 +441,20 @@ import Testing
         #expect(workerBad.status == 64 && workerBad.stderr.contains("usage: distr-worker"))
     }
 
+    /// A relative --python-dir is made absolute against the working directory; when that
+    /// directory is gone (removed after the shell entered it), the worker says which option it
+    /// could not resolve and exits 64 instead of handing ranks a path that names nothing.
+    @Test func workerInADeletedDirectory_refusesARelativePythonDirByName() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let secret = try secretFile(in: dir)
+        let script = "mkdir gone && cd gone && rmdir ../gone && exec \"$0\" --port 0 --secret-file \"$1\" --work-dir \"$2\" --python-dir modules"
+        let run = TestProcess.run(
+            try TestProcess(["/bin/sh", "-c", script, Binaries.worker, secret, dir.path], directory: dir.path), timeout: 30)
+        #expect(run.status == 64, "\(run.stderr)")
+        #expect(run.stderr.contains("cannot make --python-dir 'modules' absolute"), "\(run.stderr)")
+    }
+
     @Test func keygen_writesAPrivateSecretAndRefusesToOverwrite() throws {
         let dir = try TemporaryDirectory()
         // A directory that does not exist is not made (only the default one is), as with ssh-keygen -f.

@@ -113,6 +113,19 @@ package enum WorkerCommand {
             CurrentProcess.printError("distr-worker: work directory '\(workDirectory)' does not exist; create it or pass --work-dir\n")
             return ExitCode.usage
         }
+        // Ranks run inside their job directories, so every path handed to them (the job
+        // directory, PYTHONPATH's module directories) must not depend on the worker's own
+        // working directory: a relative --work-dir left Python ranks without distr's modules.
+        for (option, path) in [("--work-dir", workDirectory), ("--python-dir", pythonDirectory)] {
+            guard let path else { continue }
+            do {
+                let absolute = try CurrentProcess.absolutePath(path)
+                if option == "--work-dir" { workDirectory = absolute } else { pythonDirectory = absolute }
+            } catch {
+                CurrentProcess.printError("distr-worker: cannot make \(option) '\(path)' absolute: \(error); pass an absolute path\n")
+                return ExitCode.usage
+            }
+        }
         var configuration = WorkerConfiguration(secret: secret, workDirectory: workDirectory) { message in
             CurrentProcess.printError("distr-worker: \(message)\n")
         }

@@ -15,6 +15,20 @@ package enum CurrentProcess {
         return Int(clamping: limit.rlim_cur)
     }
 
+    /// `path` as an absolute path: unchanged when it starts with "/", else joined to this
+    /// process's working directory (not resolved further: `..` and symlinks stay). The
+    /// corresponding C function is `getcwd`.
+    /// - Throws: `SystemError` from `getcwd` (the working directory was removed, or is deeper
+    ///   than `PATH_MAX`).
+    package static func absolutePath(_ path: String) throws(SystemError) -> String {
+        if path.hasPrefix("/") { return path }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { throw .current("getcwd") }
+        let directory = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if path.isEmpty || path == "." { return directory }
+        return (directory == "/" ? "" : directory) + "/" + (path.hasPrefix("./") ? String(path.dropFirst(2)) : path)
+    }
+
     /// The process that started this one (or the subreaper or init that adopted it after that
     /// one ended). The corresponding C function is `getppid`.
     package static var parentID: Int32 { getppid() }
