@@ -198,6 +198,34 @@ import Testing
         #expect(try reader.read(4096) == Self.bytes(of: smallFrame, small))
     }
 
+    // MARK: How a large frame is written
+
+    @Test(arguments: [8, 65536, 65536 + 1, 200_000])
+    func socketLink_firstWriteCarriesTheHeaderAndAtMost64KiB_theNextOnesTheRest(size: Int) async throws {
+        // A SOCK_SEQPACKET pair keeps each write a record of its own, so the reads below see
+        // how the link cut the frame into writes.
+        let (mine, theirs) = try UnixSocket.pair(.seqpacket)
+        defer { FD.close(theirs) }
+        let link = OutgoingLink(fd: mine, rank: 1, spinBudget: 0)
+        let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let frame = RankFrame(encoding: .bytes, tag: 5, length: size)
+        try await link.send(header: frame.header(), body: .bytes(payload))
+        var records: [[UInt8]] = []
+        var received = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while received < RankFrame.headerSize + size {
+            let n = try FD.read(theirs, into: &buffer)
+            try #require(n > 0)
+            records.append(Array(buffer[..<n]))
+            received += n
+        }
+        let first = RankFrame.headerSize + min(size, OutgoingLink.firstWriteLimit)
+        #expect(records.first?.count == first)
+        #expect(records.dropFirst().allSatisfy { $0.count <= size })
+        #expect(records.count == (size > OutgoingLink.firstWriteLimit ? 2 : 1))
+        #expect(Array(records.joined().dropFirst(RankFrame.headerSize)) == payload)
+    }
+
     // MARK: Sending on a socket without suspending
 
     @Test func socketLink_sendNowWritesWhatTheSocketTakesAndTheWriterThreadTheRestInOrder() async throws {

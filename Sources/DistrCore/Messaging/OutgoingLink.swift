@@ -224,8 +224,26 @@ final class OutgoingLink: Sendable {
         fds.withUnsafeBufferPointer { _ = try? FD.wait(for: $0, writing: true, seconds: deadline - Clock.now) }  // See above.
     }
 
+    /// The most of a frame's body that goes out with its header, in the first write.
+    ///
+    /// A large frame written whole by one `writev` (header and all of the body) moved at about
+    /// half a plain socket's speed when it came alone, after a pause, across workers (one 16 MiB
+    /// message: 2.0 GB/s against 4-5): `perf` showed the kernel's copy from the sender's memory
+    /// taking about three times as long per byte as the receiver's copy out, and a core idle a
+    /// fifth of the time. With the first write ending after 64 KiB and the next call writing the
+    /// rest, both copies cost the same and such a message moves at 4.1-4.7 GB/s
+    /// (docs/performance.md, "Session 25"). Why the single write was slow is not pinned down: a
+    /// Python rank's single write of the same frame, read by the Python receive loop, was not.
+    /// A frame of up to 64 KiB still goes in one call: splitting one costs a second segment on
+    /// the wire (the 64 KiB ping-pong went from 21 to 31 µs with a 16 KiB first write).
+    static let firstWriteLimit = 64 << 10
+
+    /// How much of a body of `count` bytes the first write carries with the header.
+    static func firstWriteBody(_ count: Int) -> Int { min(count, firstWriteLimit) }
+
     /// Writes as much as possible; returns true when the whole frame is out. With `blocking`,
-    /// waits with poll whenever the socket is full.
+    /// waits with poll whenever the socket is full. The first write carries the header and at
+    /// most `firstWriteLimit` bytes of the body; the next ones carry the rest.
     private func write(_ item: inout Pending, blocking: Bool) throws -> Bool {
         if hasRing { return try writeIntoRing(&item, blocking: blocking) }
         while item.offset < item.total {
@@ -234,7 +252,9 @@ final class OutgoingLink: Sendable {
                 item.header.withUnsafeBytes { header in
                     Result { () throws(SystemError) in
                         if offset < header.count {
-                            return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: header[offset...]), body)
+                            let first = Self.firstWriteBody(body.count)
+                            return try FD.writeNonblocking(
+                                fd, UnsafeRawBufferPointer(rebasing: header[offset...]), UnsafeRawBufferPointer(rebasing: body[..<first]))
                         }
                         return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: body[(offset - header.count)...]))
                     }
