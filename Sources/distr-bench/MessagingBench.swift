@@ -10,6 +10,7 @@ extension Bench {
         try messaging(label: "same node", peers: sameNode, transport: "unix")
         let twoWorkers = try peersFile("two-workers", ["127.0.0.1:\(ports[0])", "127.0.0.1:\(ports[1])"])
         try messaging(label: "two workers on loopback", peers: twoWorkers, transport: "tcp")
+        try singleMessages(label: "two workers on loopback", peers: twoWorkers)
         guard options.namespaces else { return }
         if let why = NamespacePair.create() {
             notes.append("two-namespace case skipped: \(why)")
@@ -76,6 +77,33 @@ extension Bench {
                 add("messaging: \(name), \(label)", unit: "MB/s", distr: distr, baseline: baseline, against: socket, target: target)
             }
         }
+    }
+
+    /// One 16 MiB message at a time (each after a barrier, as a program sends one array per
+    /// phase), through distr and through a plain TCP socket, each in a job of its own (`--rank
+    /// stream` and `--rank rawstream`). Within the messaging job, after its other cases, distr's
+    /// single messages ran at full speed even when a fresh job's ran at half of it (a large
+    /// frame written by one `writev`: docs/performance.md, "Session 25"); a job of their own
+    /// shows that case.
+    mutating func singleMessages(label: String, peers: String) throws {
+        let samples = quick ? "7" : "21"
+        let distr = try rankJobResult(["stream", "16777216", "1", samples], peers: peers, result: "stream 16777216 B")
+        let plain = try rankJobResult(["rawstream", "16777216", "1", samples], peers: peers, result: "raw stream 16777216 B")
+        add(
+            "messaging: bandwidth one 16 MiB message at a time, \(label)", unit: "MB/s", distr: distr, baseline: plain, against: "TCP socket",
+            target: .ratioAtLeast(0.8))
+    }
+
+    /// Runs `distr-bench --rank ARGUMENTS` as a job on `peers` and returns its `result` line's value.
+    func rankJobResult(_ arguments: [String], peers: String, result: String) throws -> Double {
+        let job = try Subprocess(
+            [master, "run", "-q", "--timeout", "120", "--peers", peers, "--secret-file", secretFile, "--", me, "--rank"] + arguments,
+            stderrPath: root + "/master.log")
+        let status = job.wait()
+        guard status == .exited(0), let value = RankBench.results(job.text).first(where: { $0.name == result })?.distr else {
+            throw NodeError.badArgument("job --rank \(arguments.joined(separator: " ")) failed: \(status)\n\(job.text)\n\(log(root + "/master.log"))")
+        }
+        return value
     }
 
     /// 8 B latency on one node while a busy loop runs on every core (ranks outnumber cores),

@@ -20,6 +20,7 @@ enum RankBench {
             case "allreduce": try await allReduceOnly(node, arguments: Array(arguments.dropFirst()))
             case "rawpingpong": try await rawPingPongOnly(node, arguments: Array(arguments.dropFirst()))
             case "stream": try await streamOnly(node, arguments: Array(arguments.dropFirst()))
+            case "rawstream": try await rawStreamOnly(node, arguments: Array(arguments.dropFirst()))
             default: throw NodeError.badArgument("unknown bench mode \(mode)")
             }
         }
@@ -167,22 +168,40 @@ enum RankBench {
         report(node, "allReduce CPU per call, all ranks", distr: cpu / Double(count) * 1e3, baseline: nil)
     }
 
-    /// `--rank stream SIZE COUNT`: the bandwidth case's stream alone (rank 0 sends COUNT messages
-    /// of SIZE bytes to rank 1, which receives them into a reused buffer), five times; reports
-    /// the median rate (MB/s) and the CPU time of both ranks together per message (ms,
-    /// `getrusage`), which other load changes far less than the rate.
+    /// `--rank stream SIZE COUNT [SAMPLES]`: the bandwidth case's stream alone (rank 0 sends COUNT
+    /// messages of SIZE bytes to rank 1, which receives them into a reused buffer), SAMPLES times
+    /// (5), each after a barrier; reports the median rate (MB/s), every sample's rate (a
+    /// `SAMPLES` line), and the CPU time of both ranks together per message (ms, `getrusage`),
+    /// which other load changes far less than the rate.
     static func streamOnly(_ node: Node, arguments: [String]) async throws {
         let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
         let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
+        let samples = max(1, arguments.dropFirst(2).first.flatMap { Int($0) } ?? 5)
         let payload = [UInt8](repeating: 3, count: size)
         var buffer: [UInt8] = []
         _ = try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)
         let cpuStart = cpuSeconds()
         var rates: [Double] = []
-        for _ in 0..<5 { rates.append(try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)) }
+        for _ in 0..<samples { rates.append(try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)) }
         let cpu = try await node.allReduce(cpuSeconds() - cpuStart, .sum)
+        if node.id == 0 { print("SAMPLES \(rates.map { Int($0) })") }
         report(node, "stream \(size) B", distr: median(rates), baseline: nil)
-        report(node, "stream CPU per message, both ranks", distr: cpu / Double(5 * count) * 1e3, baseline: nil)
+        report(node, "stream CPU per message, both ranks", distr: cpu / Double(samples * count) * 1e3, baseline: nil)
+    }
+
+    /// `--rank rawstream SIZE COUNT [SAMPLES]`: the same over a plain TCP socket between the two
+    /// ranks (the bandwidth case's baseline, blocking), reported as `stream`'s rates are.
+    static func rawStreamOnly(_ node: Node, arguments: [String]) async throws {
+        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
+        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
+        let samples = max(1, arguments.dropFirst(2).first.flatMap { Int($0) } ?? 5)
+        let fd = try await baselineSocket(node, transport: "tcp")
+        defer { close(fd) }
+        _ = try rawStream(fd, first: node.id == 0, size: size, count: count)
+        var rates: [Double] = []
+        for _ in 0..<samples { rates.append(try rawStream(fd, first: node.id == 0, size: size, count: count)) }
+        if node.id == 0 { print("SAMPLES \(rates.map { Int($0) })") }
+        report(node, "raw stream \(size) B", distr: median(rates), baseline: nil)
     }
 
     /// The times of `repeats` broadcasts of `data` (all 1.5) from rank 0, each started after a
@@ -270,7 +289,8 @@ enum RankBench {
             for _ in 0..<count { try await node.send(payload, to: peer) }
             _ = try await node.recv([UInt8].self, from: peer)
         } else {
-            // Received into a reused buffer, as the baseline does.
+            // Received into a reused buffer (recv(into:)), as a program receiving an array per
+            // phase would.
             for _ in 0..<count { try await node.recv(into: &buffer, from: peer) }
             try await node.send([UInt8(1)], to: peer)
         }
@@ -410,6 +430,8 @@ enum RankBench {
         }
     }
 
+    /// `count` messages of `size` bytes one way over the plain socket, then a one-byte
+    /// acknowledgement; MB/s. Each side makes its buffer first (filled, so resident).
     static func rawStream(_ fd: Int32, first: Bool, size: Int, count: Int) throws -> Double {
         var buffer = [UInt8](repeating: 3, count: size)
         return try buffer.withUnsafeMutableBytes { raw in
