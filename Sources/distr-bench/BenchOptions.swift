@@ -10,7 +10,7 @@ enum BenchGroup: String, CaseIterable, Sendable {
         case .ship: "a 100 MiB bundle of 1,000 files to 4 workers, first time and cached, vs one plain socket per worker"
         case .relay: "4 ranks x 50 MB of 100-byte lines, live and --gather, vs a pipe to cat (mpirun -np 4); lines checked"
         case .gather: "--gather of 10, 20, 40 MB from one rank: held output costs time linear in its size"
-        case .messaging: "latency 8 B/1 KiB/64 KiB, bandwidth 1/16/64 MiB: same node, two workers, two namespaces"
+        case .messaging: "latency 8 B/1 KiB/64 KiB, bandwidth 1/16/64 MiB: same node, two workers, two namespaces; one 16 MiB message at a time"
         case .busy: "8 B latency on one node while a busy loop runs on every core, vs a blocking socket"
         case .collectives: "barrier, broadcast 8 MB, allReduce 1M doubles on 4 and 8 ranks of one node (mpi4py)"
         case .scale: "64 workers: exec true, each worker's memory at rest and after 1,000 jobs"

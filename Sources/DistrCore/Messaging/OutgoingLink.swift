@@ -228,10 +228,10 @@ final class OutgoingLink: Sendable {
     ///
     /// A large frame written whole by one `writev` (header and all of the body) moved at about
     /// half a plain socket's speed when it came alone, after a pause, across workers (one 16 MiB
-    /// message: 2.0 GB/s against 4-5): `perf` showed the kernel's copy from the sender's memory
+    /// message: 2.0 GB/s against 3.4-5): `perf` showed the kernel's copy from the sender's memory
     /// taking about three times as long per byte as the receiver's copy out, and a core idle a
     /// fifth of the time. With the first write ending after 64 KiB and the next call writing the
-    /// rest, both copies cost the same and such a message moves at 4.1-4.7 GB/s
+    /// rest, both copies cost the same and such a message moves at 3.2-4.8 GB/s
     /// (docs/performance.md, "Session 25"). Why the single write was slow is not pinned down: a
     /// Python rank's single write of the same frame, read by the Python receive loop, was not.
     /// A frame of up to 64 KiB still goes in one call: splitting one costs a second segment on
