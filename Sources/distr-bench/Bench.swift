@@ -86,6 +86,21 @@ struct Bench {
         return String(decoding: (bytes ?? []).suffix(2000), as: UTF8.self)
     }
 
+    /// Runs `distr-bench --rank ARGUMENTS` as a job on `peers` (started through `prefix`, with
+    /// `environment` for every rank) and returns the job's RESULT lines.
+    /// - Throws: when the job does not exit 0, naming `what`, with the end of the master's log.
+    func rankJob(
+        _ arguments: [String], peers: String, what: String, timeout: Int = 300, environment: [String] = [], prefix: [String] = []
+    ) throws -> [(name: String, distr: Double, baseline: Double?)] {
+        let job = try Subprocess(
+            prefix + [master, "run", "-q", "--timeout", "\(timeout)", "--peers", peers, "--secret-file", secretFile]
+                + environment.flatMap { ["--env", $0] } + ["--", me, "--rank"] + arguments,
+            stderrPath: root + "/master.log")
+        let status = job.wait()
+        guard status == .exited(0) else { throw NodeError.badArgument("\(what) failed: \(status)\n\(log(root + "/master.log"))") }
+        return RankBench.results(job.text)
+    }
+
     /// Runs a command to the end and returns its wall time in seconds.
     /// - Throws: when it does not exit 0 (with the end of its stderr).
     @discardableResult

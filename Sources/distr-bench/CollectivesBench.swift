@@ -9,14 +9,7 @@ extension Bench {
         let mpi = try mpi4pyCommand()
         for ranks in [4, 8] {
             let peers = try peersFile("collectives-\(ranks)", ["127.0.0.1:\(ports[0]) slots=\(ranks)"])
-            let job = try Subprocess(
-                [
-                    master, "run", "-q", "--timeout", "300", "--peers", peers, "--secret-file", secretFile, "--", me, "--rank", "collectives",
-                    "-", quick ? "quick" : "full",
-                ], stderrPath: root + "/master.log")
-            guard job.wait() == .exited(0) else {
-                throw NodeError.badArgument("collectives job on \(ranks) ranks failed\n\(log(root + "/master.log"))")
-            }
+            let results = try rankJob(["collectives", "-", quick ? "quick" : "full"], peers: peers, what: "collectives job on \(ranks) ranks")
             var baselines: [String: Double] = [:]
             if let mpi {
                 let output = try Subprocess(
@@ -25,7 +18,7 @@ extension Bench {
                 guard output.wait() == .exited(0) else { throw NodeError.badArgument("mpi4py collectives failed\n\(log(root + "/mpi.log"))") }
                 for (name, value, _) in RankBench.results(output.text) { baselines[name] = value }
             }
-            for (name, distr, _) in RankBench.results(job.text) {
+            for (name, distr, _) in results {
                 let unit = name == "barrier" ? "µs" : "ms"
                 // Issue 9 §2: no slower than mpi4py (allReduce: on 4 ranks).
                 let target: Target? = name.hasPrefix("broadcast") || (name.hasPrefix("allReduce") && ranks == 4) ? .ratioAtMost(1) : nil

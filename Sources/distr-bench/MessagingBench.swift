@@ -36,21 +36,14 @@ extension Bench {
         label: String, peers: String, transport: String, mode: String = "messaging", environment: [String] = [], prefix: [String] = [],
         timeout: Int = 300
     ) throws {
-        let env = environment.flatMap { ["--env", $0] }
-        let job = try Subprocess(
-            prefix + [master, "run", "-q", "--timeout", "\(timeout)", "--peers", peers, "--secret-file", secretFile] + env + [
-                "--", me, "--rank", mode, transport, quick ? "quick" : "full",
-            ],
-            stderrPath: root + "/master.log")
-        let status = job.wait()
-        guard status == .exited(0) else {
-            throw NodeError.badArgument("messaging job (\(label)) failed: \(status)\n\(log(root + "/master.log"))")
-        }
+        let results = try rankJob(
+            [mode, transport, quick ? "quick" : "full"], peers: peers, what: "messaging job (\(label))", timeout: timeout, environment: environment,
+            prefix: prefix)
         let sameNode = transport == "unix"
         let socket = sameNode ? "Unix socket" : "TCP socket"
         // Blocking latency by size, for the row against the best plain socket that follows it.
         var blocking: [String: Double] = [:]
-        for (name, distr, baseline) in RankBench.results(job.text) {
+        for (name, distr, baseline) in results {
             if name.hasPrefix("latency") {
                 guard let size = name.split(separator: " ").dropFirst().first.map(String.init) else { continue }
                 guard name.hasSuffix("vs busy-polling socket") else {
@@ -94,14 +87,11 @@ extension Bench {
             target: .ratioAtLeast(0.8))
     }
 
-    /// Runs `distr-bench --rank ARGUMENTS` as a job on `peers` and returns its `result` line's value.
+    /// The value of the RESULT line `result` of a `distr-bench --rank ARGUMENTS` job on `peers`.
     func rankJobResult(_ arguments: [String], peers: String, result: String) throws -> Double {
-        let job = try Subprocess(
-            [master, "run", "-q", "--timeout", "120", "--peers", peers, "--secret-file", secretFile, "--", me, "--rank"] + arguments,
-            stderrPath: root + "/master.log")
-        let status = job.wait()
-        guard status == .exited(0), let value = RankBench.results(job.text).first(where: { $0.name == result })?.distr else {
-            throw NodeError.badArgument("job --rank \(arguments.joined(separator: " ")) failed: \(status)\n\(job.text)\n\(log(root + "/master.log"))")
+        let what = "job --rank \(arguments.joined(separator: " "))"
+        guard let value = try rankJob(arguments, peers: peers, what: what, timeout: 120).first(where: { $0.name == result })?.distr else {
+            throw NodeError.badArgument("\(what) printed no RESULT line '\(result)'")
         }
         return value
     }

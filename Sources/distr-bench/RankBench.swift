@@ -174,9 +174,7 @@ enum RankBench {
     /// `SAMPLES` line), and the CPU time of both ranks together per message (ms, `getrusage`),
     /// which other load changes far less than the rate.
     static func streamOnly(_ node: Node, arguments: [String]) async throws {
-        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
-        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
-        let samples = max(1, arguments.dropFirst(2).first.flatMap { Int($0) } ?? 5)
+        let (size, count, samples) = streamArguments(arguments)
         let payload = [UInt8](repeating: 3, count: size)
         var buffer: [UInt8] = []
         _ = try await stream(node, peer: 1 - node.id, payload: payload, count: count, buffer: &buffer)
@@ -189,12 +187,17 @@ enum RankBench {
         report(node, "stream CPU per message, both ranks", distr: cpu / Double(samples * count) * 1e3, baseline: nil)
     }
 
+    /// SIZE (16 MiB), COUNT (8) and SAMPLES (5, at least 1) of `stream` and `rawstream`.
+    static func streamArguments(_ arguments: [String]) -> (size: Int, count: Int, samples: Int) {
+        let numbers = arguments.map { Int($0) }
+        func number(_ index: Int) -> Int? { index < numbers.count ? numbers[index] : nil }
+        return (number(0) ?? 16 << 20, number(1) ?? 8, max(1, number(2) ?? 5))
+    }
+
     /// `--rank rawstream SIZE COUNT [SAMPLES]`: the same over a plain TCP socket between the two
     /// ranks (the bandwidth case's baseline, blocking), reported as `stream`'s rates are.
     static func rawStreamOnly(_ node: Node, arguments: [String]) async throws {
-        let size = arguments.first.flatMap { Int($0) } ?? 16 << 20
-        let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 8
-        let samples = max(1, arguments.dropFirst(2).first.flatMap { Int($0) } ?? 5)
+        let (size, count, samples) = streamArguments(arguments)
         let fd = try await baselineSocket(node, transport: "tcp")
         defer { close(fd) }
         _ = try rawStream(fd, first: node.id == 0, size: size, count: count)

@@ -116,15 +116,17 @@ package enum WorkerCommand {
         // Ranks run inside their job directories, so every path handed to them (the job
         // directory, PYTHONPATH's module directories) must not depend on the worker's own
         // working directory: a relative --work-dir left Python ranks without distr's modules.
-        for (option, path) in [("--work-dir", workDirectory), ("--python-dir", pythonDirectory)] {
-            guard let path else { continue }
-            do {
-                let absolute = try CurrentProcess.absolutePath(path)
-                if option == "--work-dir" { workDirectory = absolute } else { pythonDirectory = absolute }
-            } catch {
+        func absolute(_ path: String, of option: String) -> String? {
+            do { return try CurrentProcess.absolutePath(path) } catch {
                 CurrentProcess.printError("distr-worker: cannot make \(option) '\(path)' absolute: \(error); pass an absolute path\n")
-                return ExitCode.usage
+                return nil
             }
+        }
+        guard let absoluteWork = absolute(workDirectory, of: "--work-dir") else { return ExitCode.usage }
+        workDirectory = absoluteWork
+        if let relative = pythonDirectory {
+            guard let absolutePython = absolute(relative, of: "--python-dir") else { return ExitCode.usage }
+            pythonDirectory = absolutePython
         }
         var configuration = WorkerConfiguration(secret: secret, workDirectory: workDirectory) { message in
             CurrentProcess.printError("distr-worker: \(message)\n")

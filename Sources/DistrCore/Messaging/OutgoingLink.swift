@@ -238,9 +238,6 @@ final class OutgoingLink: Sendable {
     /// the wire (the 64 KiB ping-pong went from 21 to 31 µs with a 16 KiB first write).
     static let firstWriteLimit = 64 << 10
 
-    /// How much of a body of `count` bytes the first write carries with the header.
-    static func firstWriteBody(_ count: Int) -> Int { min(count, firstWriteLimit) }
-
     /// Writes as much as possible; returns true when the whole frame is out. With `blocking`,
     /// waits with poll whenever the socket is full. The first write carries the header and at
     /// most `firstWriteLimit` bytes of the body; the next ones carry the rest.
@@ -252,9 +249,8 @@ final class OutgoingLink: Sendable {
                 item.header.withUnsafeBytes { header in
                     Result { () throws(SystemError) in
                         if offset < header.count {
-                            let first = Self.firstWriteBody(body.count)
-                            return try FD.writeNonblocking(
-                                fd, UnsafeRawBufferPointer(rebasing: header[offset...]), UnsafeRawBufferPointer(rebasing: body[..<first]))
+                            let first = UnsafeRawBufferPointer(rebasing: body[..<min(body.count, Self.firstWriteLimit)])
+                            return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: header[offset...]), first)
                         }
                         return try FD.writeNonblocking(fd, UnsafeRawBufferPointer(rebasing: body[(offset - header.count)...]))
                     }
