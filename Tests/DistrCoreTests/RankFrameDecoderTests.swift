@@ -124,34 +124,58 @@ func header(kind: UInt8 = 1, encoding: UInt8 = 1, element: UInt8 = 0, tag: Int64
         #expect(decoder.isAtFrameBoundary)
     }
 
-    @Test func decoder_readsLittleAtAFrameBoundarySoALargePayloadGoesStraightIntoItsArray() throws {
-        let payload = [UInt8](repeating: 5, count: 64 * 1024)
-        let stream = RankFrame(encoding: .bytes, tag: 0, length: payload.count).header() + payload
+    /// Reads frames from `stream` as a socket holding all of it would (as much as the decoder
+    /// offers each time); the sizes offered, frame by frame, and how many reads went straight
+    /// into a payload's array.
+    static func readAsASocketWould(_ stream: [UInt8], frames: Int) throws -> (offered: [[Int]], direct: Int, payloads: [[UInt8]]) {
         var decoder = RankFrameDecoder(source: 2)
         var offset = 0
-        var offered: [Int] = []
+        var offered: [[Int]] = [[]]
+        var payloads: [[UInt8]] = []
         var direct = 0
-        while true {
+        while payloads.count < frames {
             let step = try decoder.next()
             if case .frame(_, let got, _) = step {
-                #expect(got == payload)
-                break
+                payloads.append(got)
+                offered.append([])
+                continue
             }
             if case .needPayload = step { direct += 1 }
-            // As a socket holding the whole frame would: as much as the decoder has room for.
             let n = decoder.readIntoPayload { space in
-                offered.append(space.count)
+                offered[offered.count - 1].append(space.count)
                 let n = min(space.count, stream.count - offset)
                 space.copyMemory(from: UnsafeRawBufferPointer(rebasing: stream.withUnsafeBytes { $0 }[offset..<offset + n]))
                 return n
             }
             offset += n
         }
-        // One small read for the header and the payload's start, then the rest into the array.
-        #expect(offered.first == RankFrameDecoder.boundaryReadSize)
-        #expect(direct == 1)
-        #expect(offered.count == 2)
         #expect(decoder.isAtFrameBoundary)
+        return (offered.dropLast(), direct, payloads)
+    }
+
+    @Test func decoder_readsAFrameOfUpTo32KiBInOneRead_afterALargeFrameLittleSoTheNextPayloadGoesIntoItsArray() throws {
+        let medium = [UInt8](repeating: 5, count: RankFrameDecoder.directThreshold)
+        let large = [UInt8](repeating: 6, count: 64 * 1024)
+        var stream: [UInt8] = []
+        for payload in [medium, large, large, medium, medium] {
+            stream += RankFrame(encoding: .bytes, tag: 0, length: payload.count).header() + payload
+        }
+        let (offered, direct, payloads) = try Self.readAsASocketWould(stream, frames: 5)
+        #expect(payloads == [medium, large, large, medium, medium])
+        let whole = RankFrameDecoder.boundaryReadSize
+        let small = RankFrameDecoder.boundaryReadAfterLarge
+        #expect(whole == RankFrame.headerSize + medium.count)
+        // A 32 KiB frame: header and payload in one read.
+        #expect(offered[0] == [whole])
+        // The first large frame begins like any other, then its rest goes into its array.
+        #expect(offered[1].first == whole)
+        #expect(offered[1].count == 2)
+        // After it, a small read for the header and the payload's start, then the rest.
+        #expect(offered[2] == [small, large.count - (small - RankFrame.headerSize)])
+        // The medium frame after a large one costs two reads; the one after it one again.
+        #expect(offered[3].count == 2)
+        #expect(offered[4] == [whole])
+        #expect(direct == 2)
     }
 
     @Test func decoder_rejectsFrameLargerThanLimitBeforeAllocating() throws {

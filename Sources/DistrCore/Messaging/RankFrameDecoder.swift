@@ -46,10 +46,14 @@ struct RankFrameDecoder {
     /// Payload still due of at least this many bytes is read directly into its array.
     static let directThreshold = 32 * 1024
     static let bufferSize = 64 * 1024
-    /// A read at a frame boundary into an empty buffer takes at most this much: the rest of a
-    /// large payload then goes straight into its array (`readIntoPayload`) instead of through the
-    /// buffer and a copy (a 64 KiB message would otherwise be copied whole once more).
-    static let boundaryReadSize = 4096
+    /// A read at a frame boundary into an empty buffer takes at most this much: a frame of up to
+    /// `directThreshold` bytes comes whole in one read. (With 4 KiB, a 4-32 KiB message took two
+    /// reads: 1.2-1.3x the time one way across workers, docs/performance.md "Session 26".)
+    static let boundaryReadSize = directThreshold + RankFrame.headerSize
+    /// The same after a frame of more than `directThreshold` bytes, when the next is likely large
+    /// too (a stream of arrays, a large ping-pong): the rest of a large payload then goes straight
+    /// into its array (`readIntoPayload`) instead of through the buffer and a copy.
+    static let boundaryReadAfterLarge = 4096
 
     /// The rank at the other end, named in errors.
     let source: Int
@@ -67,6 +71,8 @@ struct RankFrameDecoder {
     /// after sending `bothWays`. Anywhere else a signal breaks the protocol.
     var signal: UInt8 = 0
     private var atFirstFrame = true
+    /// The last frame's payload was over `directThreshold` bytes (`boundaryReadAfterLarge`).
+    private var afterLargeFrame = false
 
     init(source: Int, maxMessageBytes: Int = defaultMaxMessageBytes, pool: BufferPool? = nil) {
         self.source = source
@@ -108,6 +114,7 @@ struct RankFrameDecoder {
                 }
                 return .signal(frame)
             }
+            afterLargeFrame = frame.length > Self.directThreshold
             // A small frame already whole in the buffer becomes its value at once, with no
             // pending payload to allocate, fill and hand over (most messages of a ping-pong).
             if frame.length <= min(end - start, Self.directThreshold) { return takeWhole(frame) }
@@ -202,12 +209,12 @@ struct RankFrameDecoder {
     mutating func append(_ bytes: [UInt8]) { bytes.withUnsafeBytes { append($0) } }
 
     /// Lets `body` write into the buffer's free space (a `read` into it; at a frame boundary at
-    /// most `boundaryReadSize`); its result, when positive, is the number of bytes written.
-    /// Returns that result.
+    /// most `boundaryReadSize`, or `boundaryReadAfterLarge`); its result, when positive, is the
+    /// number of bytes written. Returns that result.
     mutating func readIntoBuffer(_ body: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
         compact()
         let offset = end
-        let limit = pending == nil && start == end ? min(buffer.count, offset + Self.boundaryReadSize) : buffer.count
+        let limit = pending == nil && start == end ? min(buffer.count, offset + boundaryRead) : buffer.count
         let n = buffer.withUnsafeMutableBytes { raw in body(UnsafeMutableRawBufferPointer(rebasing: raw[offset..<limit])) }
         if n > 0 { end += min(n, limit - offset) }
         return n
@@ -230,6 +237,9 @@ struct RankFrameDecoder {
         if n > 0 { current.filled += min(n, current.frame.length - offset) }
         return n
     }
+
+    /// How much a read at a frame boundary takes.
+    var boundaryRead: Int { afterLargeFrame ? Self.boundaryReadAfterLarge : Self.boundaryReadSize }
 
     /// Makes room at the end of the buffer, moving what is left to the front when needed.
     private mutating func compact() {
