@@ -52,11 +52,22 @@ import Testing
 
     @Test(arguments: [
         [String](), ["frobnicate"], ["run"], ["exec", "--"], ["run", "--local"], ["run", "--local", "0", "x"],
-        ["run", "--local", "x", "p"], ["run", "--bogus", "p"], ["run", "--env", "NOEQUALS", "p"],
+        ["run", "--local", "x", "p"], ["run", "--bogus", "p"], ["run", "--env", "=1", "p"], ["run", "--env=", "p"],
         ["run", "--local", "2", "--hosts", "a", "p"], ["run", "--timeout", "-1", "p"], ["keygen", "extra"],
     ])
     func badArguments_areUsageErrors(arguments: [String]) {
         #expect(throws: UsageError.self) { try MasterCommand.parse(arguments) }
+    }
+
+    @Test func envWithoutAValue_passesThisProcesssValueOn_asMpirunX_andAnUnsetNameIsAUsageError() throws {
+        let here = ["OMP_NUM_THREADS": "2", "EMPTY": ""]
+        let command = try MasterCommand.parse(
+            ["run", "--local", "2", "--env", "OMP_NUM_THREADS", "--env=EMPTY", "--env", "A=1", "p"], environment: { here[$0] })
+        guard case .run(let options) = command else { throw UsageError("not a run") }
+        #expect(options.environment == ["OMP_NUM_THREADS=2", "EMPTY=", "A=1"])
+        #expect(throws: UsageError("--env NOTSET: NOTSET is not set here; give its value with --env NOTSET=VALUE")) {
+            try MasterCommand.parse(["exec", "--local", "1", "--env", "NOTSET", "true"], environment: { here[$0] })
+        }
     }
 
     @Test func scanner_handlesInlineValuesAndTerminator() throws {

@@ -7,10 +7,12 @@ import Testing
     init() { Signals.ignorePipe() }
 
     @Test func local4_labelsEveryRankAndSetsTheEnvironment() throws {
-        let run = try TestProcess.master([
-            "run", "--local", "4", "--env", "EXTRA=yes", "--", "sh", "-c",
-            "echo \"id=$DISTR_NODE_ID n=$DISTR_N_NODE job=$DISTR_JOB_ID py=$PYTHONUNBUFFERED extra=$EXTRA dir=$(pwd)\"; echo to-stderr >&2",
-        ])
+        // `--env PASSED` passes the master's own value on, as `mpirun -x PASSED` does.
+        let run = try TestProcess.master(
+            [
+                "run", "--local", "4", "--env", "EXTRA=yes", "--env", "PASSED", "--", "sh", "-c",
+                "echo \"id=$DISTR_NODE_ID n=$DISTR_N_NODE job=$DISTR_JOB_ID py=$PYTHONUNBUFFERED extra=$EXTRA passed=$PASSED dir=$(pwd)\"; echo to-stderr >&2",
+            ], environment: ["PASSED": "from the master"])
         #expect(run.status == 0, "\(run.stderr)")
         let lines = run.stdoutLines.sorted()
         #expect(lines.count == 4)
@@ -18,7 +20,7 @@ import Testing
         var directories = Set<String>()
         for (rank, line) in lines.enumerated() {
             #expect(line.hasPrefix("[\(rank)] id=\(rank) n=4 job="), "\(line)")
-            #expect(line.contains("py=1 extra=yes dir=/"), "\(line)")
+            #expect(line.contains("py=1 extra=yes passed=from the master dir=/"), "\(line)")
             jobs.insert(String(line.split(separator: " ")[3]))
             directories.insert(String(line.split(separator: "dir=").last ?? ""))
         }

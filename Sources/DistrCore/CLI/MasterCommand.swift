@@ -52,7 +52,8 @@ package enum MasterCommand {
                                  given up (exec); default 5, at least 2
           --file PATH            ship a file or directory (repeatable); directories keep their layout
           --no-ship-args         run: do not ship the local files named in ARGS
-          --env NAME=VALUE       set a variable for every rank (repeatable); DISTR_MPI4PY=0 turns
+          --env NAME=VALUE       set a variable for every rank (repeatable); --env NAME passes
+                                 this shell's value on (mpirun -x NAME); DISTR_MPI4PY=0 turns
                                  off distr's mpi4py for Python ranks (also taken from the
                                  master's own environment)
           --timeout S            end the job after S seconds (exit 124)
@@ -90,7 +91,8 @@ package enum MasterCommand {
         case version
     }
 
-    static func parse(_ arguments: [String]) throws(UsageError) -> Command {
+    /// `environment` looks up this process's variables (`--env NAME` passes one's value on).
+    static func parse(_ arguments: [String], environment: (String) -> String? = Environment.value) throws(UsageError) -> Command {
         guard let subcommand = arguments.first else { throw UsageError("missing subcommand") }
         var scanner = ArgumentScanner(Array(arguments.dropFirst()))
         switch subcommand {
@@ -144,11 +146,7 @@ package enum MasterCommand {
                     options.nodeTimeout = try scanner.number(of: "--node-timeout", inline: inline, minimum: Liveness.minimumTimeout)
                 case .option("--file", let inline): options.files.append(try scanner.value(of: "--file", inline: inline))
                 case .option("--env", let inline):
-                    let value = try scanner.value(of: "--env", inline: inline)
-                    guard let eq = value.firstIndex(of: "="), eq != value.startIndex else {
-                        throw UsageError("--env needs NAME=VALUE, not '\(value)'")
-                    }
-                    options.environment.append(value)
+                    options.environment.append(try Self.environmentSetting(scanner.value(of: "--env", inline: inline), environment))
                 case .option("--timeout", let inline): options.timeout = try scanner.number(of: "--timeout", inline: inline, minimum: 0.001)
                 case .option("--keep-going", let inline):
                     try scanner.flag("--keep-going", inline: inline)
@@ -204,6 +202,20 @@ package enum MasterCommand {
 
     /// Parses an option about where the workers are and how to reach them (shared by run, exec
     /// and status); false when `token` is not one.
+    /// `--env NAME=VALUE` as given; `--env NAME` with this process's value of NAME, as
+    /// `mpirun -x NAME` passes it on.
+    static func environmentSetting(_ value: String, _ environment: (String) -> String?) throws(UsageError) -> String {
+        if let eq = value.firstIndex(of: "=") {
+            guard eq != value.startIndex else { throw UsageError("--env needs NAME=VALUE or NAME, not '\(value)'") }
+            return value
+        }
+        guard !value.isEmpty else { throw UsageError("--env needs NAME=VALUE or NAME, not an empty word") }
+        guard let current = environment(value) else {
+            throw UsageError("--env \(value): \(value) is not set here; give its value with --env \(value)=VALUE")
+        }
+        return value + "=" + current
+    }
+
     static func parseWhere(
         _ token: ArgumentScanner.Token, _ scanner: inout ArgumentScanner, _ options: inout MasterOptions, sources: inout Int
     ) throws(UsageError) -> Bool {
