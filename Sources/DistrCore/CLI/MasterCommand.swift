@@ -200,8 +200,6 @@ package enum MasterCommand {
         }
     }
 
-    /// Parses an option about where the workers are and how to reach them (shared by run, exec
-    /// and status); false when `token` is not one.
     /// `--env NAME=VALUE` as given; `--env NAME` with this process's value of NAME, as
     /// `mpirun -x NAME` passes it on.
     static func environmentSetting(_ value: String, _ environment: (String) -> String?) throws(UsageError) -> String {
@@ -216,6 +214,8 @@ package enum MasterCommand {
         return value + "=" + current
     }
 
+    /// Parses an option about where the workers are and how to reach them (shared by run, exec
+    /// and status); false when `token` is not one.
     static func parseWhere(
         _ token: ArgumentScanner.Token, _ scanner: inout ArgumentScanner, _ options: inout MasterOptions, sources: inout Int
     ) throws(UsageError) -> Bool {
