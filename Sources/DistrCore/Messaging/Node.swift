@@ -137,6 +137,8 @@ public final class Node: Sendable {
         }
         // Programs this rank starts must not inherit the channel.
         do { try FD.setCloseOnExec(fd) } catch { throw NodeError.badAgentChannel("descriptor \(fd): \(error)") }
+        // A send to a rank that has gone must fail with `sendFailed`, not end this process.
+        Signals.ignorePipeUnlessHandled()
         // Other ranks may connect before the welcome arrives: keep what comes first for later.
         let (welcome, early) = try await onDedicatedThread(name: "distr-join") { () throws -> (AgentMessage, [EarlyMessage]) in
             try AgentChannel.send(fd, sharedMemory ? .helloReadingOffers(rank: id) : .helloAnswering(rank: id))

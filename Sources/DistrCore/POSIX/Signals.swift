@@ -50,6 +50,16 @@ package enum Signals {
     /// it back through POSIX_SPAWN_SETSIGDEF.
     package static func ignorePipe() { signal(SIGPIPE, SIG_IGN) }
 
+    /// SIGPIPE off unless the program installed a handler of its own: a rank's write to a rank
+    /// that has gone is then an EPIPE error that names it, not the end of the process (Python
+    /// ignores SIGPIPE at start for the same reason). Programs the rank starts inherit the
+    /// ignored signal, as Python's children do unless they reset it.
+    package static func ignorePipeUnlessHandled() {
+        let previous = signal(SIGPIPE, SIG_IGN)
+        // nil is SIG_DFL; anything else (a handler, SIG_IGN) is the program's choice: put it back.
+        if previous != nil { signal(SIGPIPE, previous) }
+    }
+
     /// SIGHUP off for this process (and what it starts: an ignored signal stays ignored).
     package static func ignoreHangup() { signal(SIGHUP, SIG_IGN) }
 

@@ -442,6 +442,20 @@ await Node.run { node in
             await expectFailure { _ = try await node.recv(String.self, from: 1) }
         }
 
+    case "send-to-gone":
+        // Rank 1 takes one message and exits; rank 0's sends to it, written on a socket whose
+        // other end has closed, fail with an error (EPIPE), not the end of the process (SIGPIPE).
+        if node.id == 1 {
+            _ = try await node.recv(Int.self, from: 0)
+            exit(0)
+        }
+        if node.id == 0 {
+            try await node.send(1, to: 1)
+            await expectFailure {
+                for _ in 0..<100_000 { try await node.send([UInt8](repeating: 1, count: 4096), to: 1) }
+            }
+        }
+
     case "abort":
         // Rank 1 fails; the job is ended and rank 0's pending receive fails with the abort.
         signal(SIGTERM, SIG_IGN)
