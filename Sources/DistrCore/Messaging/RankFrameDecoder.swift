@@ -239,7 +239,7 @@ struct RankFrameDecoder {
     }
 
     /// How much a read at a frame boundary takes.
-    var boundaryRead: Int { afterLargeFrame ? Self.boundaryReadAfterLarge : Self.boundaryReadSize }
+    private var boundaryRead: Int { afterLargeFrame ? Self.boundaryReadAfterLarge : Self.boundaryReadSize }
 
     /// Makes room at the end of the buffer, moving what is left to the front when needed.
     private mutating func compact() {
