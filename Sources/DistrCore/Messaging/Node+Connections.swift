@@ -393,9 +393,9 @@ extension Node {
     func envelopeNow(source: Int?, tag: Int?) -> Envelope? {
         if let envelope = mailbox.take(source: source, tag: tag) { return envelope }
         guard source != id else { return nil }
-        // The common same-node case, a receive from one rank whose messages come through a ring,
-        // without the array of channels the general case makes.
-        if let source, let ring = progress.ringChannel(from: source) { return waitOnChannels(CollectionOfOne(ring), source: source, tag: tag) }
+        // The common case, a receive from one rank whose messages come through one connection
+        // (or its ring), without the array of channels the general case makes.
+        if let source, let only = progress.onlyChannel(from: source) { return waitOnChannels(CollectionOfOne(only), source: source, tag: tag) }
         return waitOnChannels(progress.channels(from: source), source: source, tag: tag)
     }
 
@@ -447,7 +447,7 @@ extension Node {
         let ring = channels.count == 1 && channels.first?.hasRing == true ? channels.first : nil
         // Plain sockets (no ring) are also waited on in the kernel once a short spin found nothing
         // (no spin at all when the plan has none: the machine is crowded).
-        var sockets = allRings ? nil : SocketWait(Array(channels), policy: progress.socketSpin, spinning: plan.spin > 0)
+        var sockets = allRings ? nil : SocketWait(channels, policy: progress.socketSpin, spinning: plan.spin > 0)
         // The spin budget counts idle time: while bytes keep arriving (a large message), the task
         // goes on reading them itself.
         let spinFor = sockets != nil ? Node.spinBudget : plan.spin
@@ -465,10 +465,10 @@ extension Node {
         // loop looks again only when something was queued or a rank went meanwhile (each look
         // takes the mailbox's lock, twice).
         var seen: Int?
-        // From a single ring the receive keeps the first frame that it can take, rather than
-        // queueing it in the mailbox and taking it back out (made once: the receive returns as
-        // soon as it holds one).
-        var claim = ring != nil ? IncomingChannel.Claim(source: source, tag: tag) : nil
+        // From a single connection (or its ring) the receive keeps the first frame that it can
+        // take, rather than queueing it in the mailbox and taking it back out (made once: the
+        // receive returns as soon as it holds one).
+        var claim = channels.count == 1 ? IncomingChannel.Claim(source: source, tag: tag) : nil
         while true {
             var moved = false
             for channel in channels {

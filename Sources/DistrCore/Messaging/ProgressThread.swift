@@ -2,8 +2,8 @@ import Synchronization
 
 /// Reads incoming connections that no receiving task is reading: one thread per rank, blocked in
 /// `epoll_wait`, drains whatever arrives into the mailbox (which resumes parked receives). A task
-/// that reads a channel directly disarms it here first, so the thread is not woken for data the
-/// task is about to take.
+/// that reads a plain socket directly takes it out of the epoll set first (silences it), so the
+/// thread is not woken for data the task is about to take.
 ///
 /// A plain socket a task silenced stays silenced after the task got its message: silencing and
 /// re-arming cost a system call each, on every receive of a ping-pong. While any is silenced
@@ -73,7 +73,9 @@ final class ProgressThread: Sendable {
                 watch.readers += 1
                 watch.uses &+= 1
                 guard !watch.silenced else { return }
-                try? epoll.setArmed(channel.fd, false)  // Fails only when the channel was removed meanwhile (it closed).
+                // Out of the set, not only without events: a registered socket's wait queue entry
+                // runs epoll's callback at every arrival and every acknowledgement.
+                try? epoll.remove(channel.fd)  // Fails only when the channel was removed meanwhile (it closed).
                 watch.silenced = true
                 silenced.withLock { $0[channel.fd] = channel }
                 silencedCount.add(1, ordering: .sequentiallyConsistent)
@@ -96,8 +98,12 @@ final class ProgressThread: Sendable {
             channel.watch.withLock { watch in
                 let unchanged = watch.uses == watch.usesSeen
                 watch.usesSeen = watch.uses
-                guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle else { return }
-                try? epoll.setArmed(channel.fd, true)  // Fails only when the channel was removed meanwhile (it closed).
+                guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle, !channel.closed else { return }
+                do { try epoll.add(channel.fd) } catch {
+                    // As in `add`: only a kernel limit fails here, and an unwatched channel would
+                    // leave a parked receive waiting for good.
+                    mailbox.abort("cannot watch the connection from rank \(channel.source) again: \(error)")
+                }
                 unsilence(channel, &watch)
             }
         }
@@ -116,12 +122,13 @@ final class ProgressThread: Sendable {
         channels.withLock { table in table.values.filter { source == nil || $0.source == source } }
     }
 
-    /// The channel from `source` when it is the only one and has a ring (no array is made).
-    func ringChannel(from source: Int) -> IncomingChannel? {
+    /// The channel from `source` when it is the only one (the common case of a receive from a
+    /// given rank: no array is made).
+    func onlyChannel(from source: Int) -> IncomingChannel? {
         channels.withLock { table in
             var found: IncomingChannel?
             for channel in table.values where channel.source == source {
-                guard found == nil, channel.hasRing else { return nil }
+                guard found == nil else { return nil }
                 found = channel
             }
             return found

@@ -13,6 +13,8 @@ import Synchronization
 /// length is learned (`SocketSpin`): when messages keep arriving only after it gave up, it
 /// stops, and probes again now and then.
 struct SocketWait {
+    /// The socket, when the receive reads one (no array is made for it), and otherwise all of them.
+    private let only: Int32
     private let descriptors: [Int32]
     private let policy: SocketSpin
     /// This receive's tight loop (0: none).
@@ -29,9 +31,10 @@ struct SocketWait {
     /// Nil when a channel has a ring (its socket carries only doorbells), or when there are more
     /// channels than one wait watches (the caller spins as before). `spinning` false: no tight
     /// loop at all (the policy is neither asked nor taught).
-    init?(_ channels: [IncomingChannel], policy: SocketSpin, spinning: Bool) {
-        guard !channels.isEmpty, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: { $0.hasRing }) else { return nil }
-        descriptors = channels.map { $0.fd }
+    init?(_ channels: some Collection<IncomingChannel>, policy: SocketSpin, spinning: Bool) {
+        guard let first = channels.first, channels.count <= FD.maxWaitDescriptors, !channels.contains(where: { $0.hasRing }) else { return nil }
+        only = first.fd
+        descriptors = channels.count == 1 ? [] : channels.map { $0.fd }
         self.policy = policy
         spinSeconds = spinning ? policy.spinSeconds() : 0
         waitsFirst = spinSeconds == 0 && policy.waitsFirst()
@@ -70,7 +73,11 @@ struct SocketWait {
         guard left > 0 else { return }
         if !flowing { slept = true }
         // A failed wait ends the wait: the reads that follow meet the socket's error themselves.
-        descriptors.withUnsafeBufferPointer { _ = try? FD.wait(for: $0, seconds: left) }  // See above.
+        if descriptors.isEmpty {
+            withUnsafePointer(to: only) { _ = try? FD.wait(for: UnsafeBufferPointer(start: $0, count: 1), seconds: left) }  // See above.
+        } else {
+            descriptors.withUnsafeBufferPointer { _ = try? FD.wait(for: $0, seconds: left) }  // See above.
+        }
     }
 
     /// A read moved bytes (`flowing`).
