@@ -253,6 +253,36 @@ import Testing
         #expect(mailbox.waiterCount == 0)
     }
 
+    /// A receive that reads a socket itself takes it out of the progress thread's epoll set, and
+    /// the thread puts it back when no receive reads it (its tick, or a receive that parks): it
+    /// then reads for parked receives again. A second registration (a channel silenced before
+    /// `add` registered it) is not taken for a kernel limit, which would abort the job.
+    @Test(.hangGuard) func progressThread_readsASocketAgainAfterAReceiveSilencedIt() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let progress = try ProgressThread(mailbox: mailbox)
+        let (a, b) = try FD.socketPair()
+        let peer = FileDescriptor(adopting: b)
+        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
+        progress.arm(channel, false)
+        progress.arm(channel, true)
+        progress.add(channel)
+        progress.armSilenced()
+        func send(_ tag: Int) throws {
+            try FD.writeAll(peer.rawValue, RankFrame(encoding: .bytes, tag: tag, length: 3).header() + [1, 2, 3])
+        }
+        try send(1)
+        #expect(try await mailbox.receive(source: 1, tag: 1).payload == [1, 2, 3])
+        // Silenced by a receive as a spinning one does, then re-armed as one that parks does.
+        progress.arm(channel, false)
+        progress.arm(channel, true)
+        let parked = Task { try await mailbox.receive(source: 1, tag: 2) }
+        try await waitForWaiters(mailbox, 1)
+        progress.armSilenced()
+        try send(2)
+        #expect(try await parked.value.payload == [1, 2, 3])
+        withExtendedLifetime(peer) {}
+    }
+
     @Test func reductionsCombineElementWise() {
         #expect(Reduction<[Double]>.sum.combine([1, 2], [3, 4]) == [4, 6])
         #expect(Reduction<[Int]>.max.combine([1, 5], [3, 4]) == [3, 5])

@@ -43,13 +43,15 @@ final class ProgressThread: Sendable {
     }
 
     func add(_ channel: IncomingChannel) {
-        channels.withLock { $0[channel.fd] = channel }
+        // Watched before a receive can find it in the table: a receive that silences it takes it
+        // out of the set again, and a second registration would fail.
         do { try epoll.add(channel.fd) } catch {
             // Only a kernel limit (max_user_watches, memory) fails here. Unwatched, the channel
             // would be read only by receives that happen to spin on it: end the job loudly
             // instead of letting a receive hang.
             mailbox.abort("cannot watch the connection from rank \(channel.source): \(error)")
         }
+        channels.withLock { $0[channel.fd] = channel }
         // This thread may be asleep already: ask the ring's sender for the doorbell now, and take
         // what it wrote before it could know to ring.
         if channel.prepareToSleep(), case .closed = channel.drain(into: mailbox) { remove(channel) }
@@ -99,10 +101,15 @@ final class ProgressThread: Sendable {
                 let unchanged = watch.uses == watch.usesSeen
                 watch.usesSeen = watch.uses
                 guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle, !channel.closed else { return }
-                do { try epoll.add(channel.fd) } catch {
-                    // As in `add`: only a kernel limit fails here, and an unwatched channel would
-                    // leave a parked receive waiting for good.
-                    mailbox.abort("cannot watch the connection from rank \(channel.source) again: \(error)")
+                do throws(SystemError) {
+                    try epoll.add(channel.fd)
+                } catch {
+                    // `.exists`: watched already (only if a channel was silenced before `add`
+                    // registered it, which `add`'s order rules out). Otherwise, as in `add`, a
+                    // kernel limit: an unwatched channel would leave a parked receive waiting for good.
+                    if error.code != .exists {
+                        mailbox.abort("cannot watch the connection from rank \(channel.source) again: \(error)")
+                    }
                 }
                 unsilence(channel, &watch)
             }
