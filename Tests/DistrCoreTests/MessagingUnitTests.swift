@@ -283,6 +283,25 @@ import Testing
         withExtendedLifetime(peer) {}
     }
 
+    @Test func progressTick_lengthensWhileEverySilencedSocketIsReadAndShortensWhenOneIsIdle() {
+        var tick = ProgressThread.Tick()
+        #expect(tick.milliseconds == 1)
+        var seen: [Int32] = []
+        for _ in 0..<6 {
+            tick.looked(rearmed: 0, silenced: 2)
+            seen.append(tick.milliseconds)
+        }
+        #expect(seen == [2, 4, 8, 16, 16, 16])
+        // A socket no receive read since the last look was re-armed: look again soon.
+        tick.looked(rearmed: 1, silenced: 1)
+        #expect(tick.milliseconds == 1)
+        tick.looked(rearmed: 0, silenced: 1)
+        #expect(tick.milliseconds == 2)
+        // Nothing silenced any more: the next silencing starts from the shortest tick.
+        tick.looked(rearmed: 0, silenced: 0)
+        #expect(tick.milliseconds == 1)
+    }
+
     @Test func reductionsCombineElementWise() {
         #expect(Reduction<[Double]>.sum.combine([1, 2], [3, 4]) == [4, 6])
         #expect(Reduction<[Int]>.max.combine([1, 5], [3, 4]) == [3, 5])
