@@ -233,6 +233,21 @@ public final class Node: Sendable {
         try await post(frame: frame, body: body, to: rank)
     }
 
+    /// Sends a numeric array: the same as the generic `send`, without finding the array's type
+    /// among the others at run time (the common case of a message, on its fast path).
+    public func send<Element: RawNumeric>(_ array: [Element], to rank: Int, tag: Int = 0) async throws {
+        try check(rank: rank)
+        try check(tag: tag)
+        let byteCount = array.rawByteCount
+        if byteCount >= Self.offeredSendThreshold, rank != id, !hasLeft.load(ordering: .acquiring), try await offerIfLarge(array, to: rank, tag: tag)
+        {
+            return
+        }
+        let frame = RankFrame(encoding: .numeric, element: Element.wireCode, tag: tag, length: byteCount)
+        if try await array.withUnsafeBytes({ try sendNow(frame, body: $0, to: rank) }).completed() { return }
+        try await post(frame: frame, body: .numeric(array), to: rank)
+    }
+
     /// Sends raw bytes, received with `recvBytes` (or as `[UInt8]`).
     public func send(bytes: [UInt8], to rank: Int, tag: Int = 0) async throws {
         try check(rank: rank)
