@@ -283,6 +283,42 @@ import Testing
         withExtendedLifetime(peer) {}
     }
 
+    /// A channel that closed while silenced is forgotten by the next re-arm (it is not put back
+    /// into the epoll set, and the thread does not tick for it for good).
+    @Test func progressThread_forgetsASilencedChannelThatClosed() throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let progress = try ProgressThread(mailbox: mailbox)
+        let (a, b) = try FD.socketPair()
+        let peer = FileDescriptor(adopting: b)
+        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
+        progress.add(channel)
+        progress.arm(channel, false)
+        progress.arm(channel, true)
+        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 1)
+        peer.close()
+        #expect(channel.drain(into: mailbox) == .closed)
+        progress.armSilenced()
+        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 0)
+    }
+
+    /// A receive that parks while another reads the socket itself has it read for it as soon as
+    /// that reader stops, not at the progress thread's next tick.
+    @Test(.hangGuard) func progressThread_reArmsASocketForAParkedReceiveWhenItsLastReaderStops() async throws {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let progress = try ProgressThread(mailbox: mailbox)
+        let (a, b) = try FD.socketPair()
+        let peer = FileDescriptor(adopting: b)
+        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
+        progress.add(channel)
+        progress.arm(channel, false)
+        let parked = Task { try await mailbox.receive(source: 1, tag: 5) { progress.armSilenced() } }
+        try await waitForWaiters(mailbox, 1)
+        progress.arm(channel, true)
+        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 0)
+        try FD.writeAll(peer.rawValue, RankFrame(encoding: .bytes, tag: 5, length: 1).header() + [7])
+        #expect(try await parked.value.payload == [7])
+    }
+
     @Test func progressTick_lengthensWhileEverySilencedSocketIsReadAndShortensWhenOneIsIdle() {
         var tick = ProgressThread.Tick()
         #expect(tick.milliseconds == 1)

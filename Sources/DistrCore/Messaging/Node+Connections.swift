@@ -420,11 +420,15 @@ extension Node {
 
     /// The part of `envelope` that suspends: waits for the progress thread to deliver.
     func parkedEnvelope(source: Int?, tag: Int?) async throws -> Envelope {
-        // Parked, this task needs the progress thread to read for it. Rings do not ring the
-        // doorbell unasked: ask, now that this receive is registered (a write from then on wakes
-        // the progress thread, and what came before is taken here).
-        progress.armSilenced()
-        return try await mailbox.receive(source: source, tag: tag) { requestDoorbells(from: source) }
+        // Parked, this task needs the progress thread to read for it. Once this receive is
+        // registered: re-arm the sockets no receive reads (one that a receive reads meanwhile is
+        // re-armed when that receive stops and sees this one waiting: `ProgressThread.arm`), and
+        // ask the rings for the doorbell, which they do not ring unasked (a write from then on
+        // wakes the progress thread, and what came before is taken here).
+        return try await mailbox.receive(source: source, tag: tag) {
+            progress.armSilenced()
+            requestDoorbells(from: source)
+        }
     }
 
     func requestDoorbells(from source: Int?) {

@@ -57,8 +57,10 @@ extension Node {
         while !offeredSends.readerShouldStop(for: rank) {
             let reply: OfferReply
             do {
-                progress.armSilenced()
-                let envelope = try await mailbox.receive(source: rank, tag: Self.offerReplyTag) { requestDoorbells(from: rank) }
+                let envelope = try await mailbox.receive(source: rank, tag: Self.offerReplyTag) {
+                    progress.armSilenced()
+                    requestDoorbells(from: rank)
+                }
                 reply = try Self.decode(OfferReply.self, envelope)
             } catch {
                 // The rank has gone (or the job was aborted, or it answered nonsense): no answer comes.

@@ -34,7 +34,7 @@ final class ProgressThread: Sendable {
     private let channels = Mutex<[Int32: IncomingChannel]>([:])
     /// Socket channels silenced by receiving tasks, and how many.
     private let silenced = Mutex<[Int32: IncomingChannel]>([:])
-    private let silencedCount = Atomic<Int>(0)
+    let silencedCount = Atomic<Int>(0)
     /// True while this thread waits with the tick's timeout (false: it may sleep for good).
     private let ticking = Atomic<Bool>(false)
     /// A byte on this pipe wakes the thread out of an endless wait to start ticking.
@@ -72,7 +72,8 @@ final class ProgressThread: Sendable {
     }
 
     /// A receiving task starts (`armed` false) or stops reading `channel` itself. A plain socket
-    /// is silenced on the first start and re-armed later, by this thread's tick or `armSilenced`.
+    /// is silenced on the first start and re-armed later: by this thread's tick, by `armSilenced`
+    /// (a receive that parks), or by the last reader's stop when a receive is parked.
     func arm(_ channel: IncomingChannel, _ armed: Bool) {
         guard !channel.closed else { return }
         if channel.hasRing {
@@ -88,7 +89,9 @@ final class ProgressThread: Sendable {
             channel.watch.withLock { watch in
                 watch.readers += 1
                 watch.uses &+= 1
-                guard !watch.silenced else { return }
+                // `closed` is looked at under the watch, which `remove` (run after `closed` is set)
+                // takes too: a channel that closed meanwhile is not left silenced for good.
+                guard !watch.silenced, !channel.closed else { return }
                 // Out of the set, not only without events: a registered socket's wait queue entry
                 // runs epoll's callback at every arrival and every acknowledgement.
                 try? epoll.remove(channel.fd)  // Fails only when the channel was removed meanwhile (it closed).
@@ -98,7 +101,13 @@ final class ProgressThread: Sendable {
             }
             return
         }
-        channel.watch.withLock { $0.readers -= 1 }
+        channel.watch.withLock { watch in
+            watch.readers -= 1
+            // A receive that parked while this one read the socket needs this thread to read it
+            // now, not at its next tick. (A parking receive registers before it re-arms what
+            // no one reads: either it sees no reader here, or this sees it waiting.)
+            if watch.readers == 0, watch.silenced, mailbox.waiterCount > 0 { rearm(channel, &watch) }
+        }
         // This thread may be asleep for good (it saw nothing silenced): wake it to tick.
         if !ticking.load(ordering: .sequentiallyConsistent) && !kicked.exchange(true, ordering: .acquiringAndReleasing) {
             var byte: UInt8 = 1
@@ -117,22 +126,30 @@ final class ProgressThread: Sendable {
             channel.watch.withLock { watch in
                 let unchanged = watch.uses == watch.usesSeen
                 watch.usesSeen = watch.uses
-                guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle, !channel.closed else { return }
+                guard watch.silenced, watch.readers == 0, unchanged || !onlyIdle else { return }
+                rearm(channel, &watch)
                 rearmed += 1
-                do throws(SystemError) {
-                    try epoll.add(channel.fd)
-                } catch {
-                    // `.exists`: watched already (only if a channel was silenced before `add`
-                    // registered it, which `add`'s order rules out). Otherwise, as in `add`, a
-                    // kernel limit: an unwatched channel would leave a parked receive waiting for good.
-                    if error.code != .exists {
-                        mailbox.abort("cannot watch the connection from rank \(channel.source) again: \(error)")
-                    }
-                }
-                unsilence(channel, &watch)
             }
         }
         return rearmed
+    }
+
+    /// Puts a silenced socket back into the epoll set (called holding its watch); a channel that
+    /// closed is only forgotten (`remove`, which follows its close, takes it out of the set).
+    private func rearm(_ channel: IncomingChannel, _ watch: inout IncomingChannel.Watch) {
+        if !channel.closed {
+            do throws(SystemError) {
+                try epoll.add(channel.fd)
+            } catch {
+                // `.exists`: watched already (only if a channel was silenced before `add`
+                // registered it, which `add`'s order rules out). Otherwise, as in `add`, a
+                // kernel limit: an unwatched channel would leave a parked receive waiting for good.
+                if error.code != .exists {
+                    mailbox.abort("cannot watch the connection from rank \(channel.source) again: \(error)")
+                }
+            }
+        }
+        unsilence(channel, &watch)
     }
 
     /// Forgets that `channel` is silenced (called holding its watch).
@@ -162,8 +179,12 @@ final class ProgressThread: Sendable {
     }
 
     func remove(_ channel: IncomingChannel) {
-        try? epoll.remove(channel.fd)  // Fails only when already removed (a receive and this thread both saw it close).
-        channel.watch.withLock { unsilence(channel, &$0) }
+        // Under the watch, as every silencing and re-arming: a re-arm cannot add the socket back
+        // after this took it out.
+        channel.watch.withLock { watch in
+            try? epoll.remove(channel.fd)  // Fails when it is out already (silenced, or a receive and this thread both saw the close).
+            unsilence(channel, &watch)
+        }
         channels.withLock { _ = $0.removeValue(forKey: channel.fd) }
     }
 
