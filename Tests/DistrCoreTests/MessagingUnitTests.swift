@@ -253,69 +253,81 @@ import Testing
         #expect(mailbox.waiterCount == 0)
     }
 
+    /// A progress thread and one socket channel from rank 1 (not yet added), whose other end
+    /// writes rank 1's frames.
+    final class ProgressRig {
+        let mailbox = Mailbox(selfRank: 0, count: 2)
+        let progress: ProgressThread
+        let channel: IncomingChannel
+        private let peerFD: Int32
+        private var peer: FileDescriptor?
+
+        init() throws {
+            progress = try ProgressThread(mailbox: mailbox)
+            let (a, b) = try FD.socketPair()
+            peerFD = b
+            peer = FileDescriptor(adopting: b)
+            channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
+        }
+
+        func send(tag: Int, _ payload: [UInt8]) throws {
+            try FD.writeAll(peerFD, RankFrame(encoding: .bytes, tag: tag, length: payload.count).header() + payload)
+        }
+
+        func closePeer() { peer = nil }
+
+        var silencedCount: Int { progress.silencedCount.load(ordering: .sequentiallyConsistent) }
+    }
+
     /// A receive that reads a socket itself takes it out of the progress thread's epoll set, and
     /// the thread puts it back when no receive reads it (its tick, or a receive that parks): it
     /// then reads for parked receives again. A second registration (a channel silenced before
     /// `add` registered it) is not taken for a kernel limit, which would abort the job.
     @Test(.hangGuard) func progressThread_readsASocketAgainAfterAReceiveSilencedIt() async throws {
-        let mailbox = Mailbox(selfRank: 0, count: 2)
-        let progress = try ProgressThread(mailbox: mailbox)
-        let (a, b) = try FD.socketPair()
-        let peer = FileDescriptor(adopting: b)
-        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
-        progress.arm(channel, false)
-        progress.arm(channel, true)
-        progress.add(channel)
+        let rig = try ProgressRig()
+        let (mailbox, progress) = (rig.mailbox, rig.progress)
+        progress.arm(rig.channel, false)
+        progress.arm(rig.channel, true)
+        progress.add(rig.channel)
         progress.armSilenced()
-        func send(_ tag: Int) throws {
-            try FD.writeAll(peer.rawValue, RankFrame(encoding: .bytes, tag: tag, length: 3).header() + [1, 2, 3])
-        }
-        try send(1)
+        try rig.send(tag: 1, [1, 2, 3])
         #expect(try await mailbox.receive(source: 1, tag: 1).payload == [1, 2, 3])
         // Silenced by a receive as a spinning one does, then re-armed as one that parks does.
-        progress.arm(channel, false)
-        progress.arm(channel, true)
+        progress.arm(rig.channel, false)
+        progress.arm(rig.channel, true)
         let parked = Task { try await mailbox.receive(source: 1, tag: 2) }
         try await waitForWaiters(mailbox, 1)
         progress.armSilenced()
-        try send(2)
-        #expect(try await parked.value.payload == [1, 2, 3])
-        withExtendedLifetime(peer) {}
+        try rig.send(tag: 2, [4, 5])
+        #expect(try await parked.value.payload == [4, 5])
     }
 
     /// A channel that closed while silenced is forgotten by the next re-arm (it is not put back
     /// into the epoll set, and the thread does not tick for it for good).
     @Test func progressThread_forgetsASilencedChannelThatClosed() throws {
-        let mailbox = Mailbox(selfRank: 0, count: 2)
-        let progress = try ProgressThread(mailbox: mailbox)
-        let (a, b) = try FD.socketPair()
-        let peer = FileDescriptor(adopting: b)
-        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
-        progress.add(channel)
-        progress.arm(channel, false)
-        progress.arm(channel, true)
-        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 1)
-        peer.close()
-        #expect(channel.drain(into: mailbox) == .closed)
-        progress.armSilenced()
-        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 0)
+        let rig = try ProgressRig()
+        rig.progress.add(rig.channel)
+        rig.progress.arm(rig.channel, false)
+        rig.progress.arm(rig.channel, true)
+        #expect(rig.silencedCount == 1)
+        rig.closePeer()
+        #expect(rig.channel.drain(into: rig.mailbox) == .closed)
+        rig.progress.armSilenced()
+        #expect(rig.silencedCount == 0)
     }
 
     /// A receive that parks while another reads the socket itself has it read for it as soon as
     /// that reader stops, not at the progress thread's next tick.
     @Test(.hangGuard) func progressThread_reArmsASocketForAParkedReceiveWhenItsLastReaderStops() async throws {
-        let mailbox = Mailbox(selfRank: 0, count: 2)
-        let progress = try ProgressThread(mailbox: mailbox)
-        let (a, b) = try FD.socketPair()
-        let peer = FileDescriptor(adopting: b)
-        let channel = IncomingChannel(fd: a, source: 1, pool: BufferPool())
-        progress.add(channel)
-        progress.arm(channel, false)
+        let rig = try ProgressRig()
+        let (mailbox, progress) = (rig.mailbox, rig.progress)
+        progress.add(rig.channel)
+        progress.arm(rig.channel, false)
         let parked = Task { try await mailbox.receive(source: 1, tag: 5) { progress.armSilenced() } }
         try await waitForWaiters(mailbox, 1)
-        progress.arm(channel, true)
-        #expect(progress.silencedCount.load(ordering: .sequentiallyConsistent) == 0)
-        try FD.writeAll(peer.rawValue, RankFrame(encoding: .bytes, tag: 5, length: 1).header() + [7])
+        progress.arm(rig.channel, true)
+        #expect(rig.silencedCount == 0)
+        try rig.send(tag: 5, [7])
         #expect(try await parked.value.payload == [7])
     }
 
