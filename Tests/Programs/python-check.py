@@ -314,6 +314,15 @@ def oversized():
 def transport():
     """The Transport API the mpi4py layer builds on: posted receives, test/wait/wait_any/cancel, members."""
     from distr import _transport
+    import hashlib
+    import hmac
+    # The handshake's HMAC, made without hmac and hashlib: RFC 4231's case 2, then keys of
+    # every length around SHA-256's 64-byte block against the hmac module.
+    expect(_transport.hmac_sha256(b"Jefe", b"what do ya want for nothing?").hex()
+           == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "HMAC-SHA-256 of RFC 4231 case 2")
+    for size in (0, 1, 32, 63, 64, 65, 131):
+        key, data = os.urandom(size), os.urandom(3 * size + 1)
+        expect(_transport.hmac_sha256(key, data) == hmac.new(key, data, hashlib.sha256).digest(), "HMAC with a %d-byte key" % size)
     t = _transport.world()
     me, n = t.id, t.count
     nxt, prv = (me + 1) % n, (me - 1) % n

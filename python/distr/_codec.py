@@ -21,16 +21,14 @@ not in it, and the receive must say what to read with `kind=`: str, int, float, 
 
 import array
 import os
-import pickle
 import struct
 import sys
 
 from ._transport import DistrError, ELEMENT_SIZES
 
-__all__ = ["encode", "decode", "fingerprint", "numpy_module", "element_code_of_format", "describe_message"]
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "element_code_of_format", "describe_message"]
 
 RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
-_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -246,8 +244,22 @@ _FP_DOUBLE = fingerprint("Swift.Double")
 _FP_BOOL = fingerprint("Swift.Bool")
 
 
+def pickle_dumps(obj):
+    # pickle is imported on first use: with the re module it pulls in, it was half the time of
+    # `import distr`, and a program whose values all have Swift encodings never needs it.
+    import pickle
+
+    return pickle.dumps(obj, protocol=min(pickle.HIGHEST_PROTOCOL, 5))
+
+
+def pickle_loads(data):
+    import pickle  # on first use, as in pickle_dumps
+
+    return pickle.loads(data)
+
+
 def _pickled(obj):
-    return PICKLE, 0, 0, pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+    return PICKLE, 0, 0, pickle_dumps(obj)
 
 
 def _encode_list(obj):
@@ -488,7 +500,7 @@ def decode(msg, kind=None):
     if enc == NUMERIC:
         return _decode_numeric(msg, kind)
     if enc == PICKLE:
-        value = pickle.loads(payload)
+        value = pickle_loads(payload)
         if kind is not None and not _pickle_fits(kind, value):
             raise DistrError("rank %d sent a pickled %s (tag %d), but recv asked for %s" % (
                 msg.source, type(value).__name__, msg.tag, _spec_name(kind)))

@@ -28,8 +28,6 @@ messages are the distr module's and Swift ranks' messages: a plain tag, plain co
 
 import array
 import os
-import pickle
-import socket
 import sys
 import time
 
@@ -48,7 +46,6 @@ SUCCESS = 0
 TAG_UB = 0
 _TAG_MAX = 2**31 - 1
 _CONTEXT_SHIFT = 32
-_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
 _DOCS = "docs/mpi4py.md lists the supported calls; run programs that need more under mpirun with the real mpi4py"
 
 
@@ -123,7 +120,9 @@ def Wtick():
 
 
 def Get_processor_name():
-    return socket.gethostname()
+    import _socket  # not `socket`, whose import (selectors, enum) costs every rank milliseconds at start
+
+    return _socket.gethostname()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -572,7 +571,7 @@ def _fill(status, source, tag, nbytes):
 
 def _loads(msg):
     if msg.encoding == 3:
-        return pickle.loads(msg.payload)
+        return _codec.pickle_loads(msg.payload)
     # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
     return _codec.decode(msg)
 
@@ -763,12 +762,12 @@ class _Group:
         if self.raw and isinstance(value, (bytes, bytearray, memoryview)):
             self._t.send(self._members[dest], tag, 0, 0, 0, value)
         else:
-            self._t.send(self._members[dest], tag, 3, 0, 0, pickle.dumps(value, _PICKLE_PROTOCOL))
+            self._t.send(self._members[dest], tag, 3, 0, 0, _codec.pickle_dumps(value))
 
     def recv(self, source, tag):
         msg = self._t.recv(self._members[source], tag, tag)
         if msg.encoding == 3:
-            return pickle.loads(msg.payload)
+            return _codec.pickle_loads(msg.payload)
         return msg.payload
 
     def next_collective_tags(self):
@@ -979,7 +978,7 @@ class Comm(_Object):
         world = self._dest(dest, "Comm.send")
         if world is None:
             return
-        self._t_send(world, self._send_tag(tag, "Comm.send"), pickle.dumps(obj, _PICKLE_PROTOCOL))
+        self._t_send(world, self._send_tag(tag, "Comm.send"), _codec.pickle_dumps(obj))
 
     def _t_send(self, world, tag, payload):
         _state["transport"].send(world, tag, 3, 0, 0, payload)

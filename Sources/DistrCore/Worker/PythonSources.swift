@@ -270,16 +270,14 @@ not in it, and the receive must say what to read with `kind=`: str, int, float, 
 
 import array
 import os
-import pickle
 import struct
 import sys
 
 from ._transport import DistrError, ELEMENT_SIZES
 
-__all__ = ["encode", "decode", "fingerprint", "numpy_module", "element_code_of_format", "describe_message"]
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "element_code_of_format", "describe_message"]
 
 RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
-_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _U32 = struct.Struct("<I")
 _I64 = struct.Struct("<q")
@@ -495,8 +493,22 @@ _FP_DOUBLE = fingerprint("Swift.Double")
 _FP_BOOL = fingerprint("Swift.Bool")
 
 
+def pickle_dumps(obj):
+    # pickle is imported on first use: with the re module it pulls in, it was half the time of
+    # `import distr`, and a program whose values all have Swift encodings never needs it.
+    import pickle
+
+    return pickle.dumps(obj, protocol=min(pickle.HIGHEST_PROTOCOL, 5))
+
+
+def pickle_loads(data):
+    import pickle  # on first use, as in pickle_dumps
+
+    return pickle.loads(data)
+
+
 def _pickled(obj):
-    return PICKLE, 0, 0, pickle.dumps(obj, protocol=_PICKLE_PROTOCOL)
+    return PICKLE, 0, 0, pickle_dumps(obj)
 
 
 def _encode_list(obj):
@@ -737,7 +749,7 @@ def decode(msg, kind=None):
     if enc == NUMERIC:
         return _decode_numeric(msg, kind)
     if enc == PICKLE:
-        value = pickle.loads(payload)
+        value = pickle_loads(payload)
         if kind is not None and not _pickle_fits(kind, value):
             raise DistrError("rank %d sent a pickled %s (tag %d), but recv asked for %s" % (
                 msg.source, type(value).__name__, msg.tag, _spec_name(kind)))
@@ -1267,9 +1279,17 @@ for the receiver to call recv (everyone sending 32 MiB to the next rank, then re
 import errno
 import os
 import select
-import socket
 import struct
 import time
+
+# The C module under `socket`: the Python one (with selectors and enum) took a third of the time
+# of `import distr` (see _connect_tcp for the connections this module makes itself).
+import _socket
+
+try:
+    from _operator import _compare_digest  # hmac.compare_digest, without hmac's import of OpenSSL
+except ImportError:
+    from hmac import compare_digest as _compare_digest
 
 __all__ = ["DistrError", "PeerExited", "JobAborted", "Message", "PostedReceive", "Transport", "world"]
 
@@ -1287,7 +1307,7 @@ _BUFFER_SIZE = 256 * 1024
 _DIRECT_THRESHOLD = 32 * 1024
 _SMALL_SEND = 16 * 1024
 _POLLIN = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)
+_NOSIGNAL = getattr(_socket, "MSG_NOSIGNAL", 0)
 
 
 class DistrError(RuntimeError):
@@ -1445,7 +1465,7 @@ class Transport:
         except ValueError:
             self._spin = 50e-6
         try:
-            self._agent = socket.socket(fileno=fd)
+            self._agent = _socket.socket(fileno=fd)
         except OSError as error:
             raise DistrError("the agent channel from distr-worker is unusable: descriptor %d: %s" % (fd, error)) from None
         # Programs this rank starts must not inherit the channel.
@@ -1490,10 +1510,10 @@ class Transport:
 
     def _agent_receive(self, size):
         """One agent message and the descriptors riding along; (None, []) at end of stream."""
-        data, ancillary, _, _ = self._agent.recvmsg(size, socket.CMSG_SPACE(16))
+        data, ancillary, _, _ = self._agent.recvmsg(size, _socket.CMSG_SPACE(16))
         fds = []
         for level, kind, extra in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                 fds.extend(struct.unpack("%di" % (len(extra) // 4), extra[: len(extra) - len(extra) % 4]))
         if not data:
             for extra in fds:
@@ -1533,7 +1553,7 @@ class Transport:
             if fd >= 0 and 0 <= source < self.count:
                 # Counted before any later exit notice is read: the channel is ordered.
                 self._open[source] = self._open.get(source, 0) + 1
-                conn = _Incoming(socket.socket(fileno=fd), source)
+                conn = _Incoming(_socket.socket(fileno=fd), source)
                 self._incoming[conn.fd] = conn
                 self._poll.register(conn.fd, _POLLIN)
                 return
@@ -1541,7 +1561,7 @@ class Transport:
             to, error = r.i64(), r.string()
             if 0 <= to < self.count:
                 if fd >= 0:
-                    self._local_answers[to] = socket.socket(fileno=fd)
+                    self._local_answers[to] = _socket.socket(fileno=fd)
                     return
                 self._local_answers[to] = DistrError("cannot connect to rank %d: %s" % (to, error))
         elif kind == 6:  # peerExited
@@ -1727,7 +1747,7 @@ class Transport:
         conn.msg = conn.target = conn.claimant = None
         try:
             if failure is not None:
-                conn.sock.shutdown(socket.SHUT_RDWR)
+                conn.sock.shutdown(_socket.SHUT_RDWR)
         except OSError:
             pass  # the peer reset it already: heard no more either way
         conn.sock.close()
@@ -2077,12 +2097,8 @@ class Transport:
     def _dial(self, dest, host, port, label):
         """A TCP connection to `dest` through its worker's port (the rank handshake of docs/protocol.md)."""
         try:
-            # Imported here: only ranks that dial another worker need them (a few ms at start-up).
-            import hashlib
-            import hmac
-
-            sock = socket.create_connection((host, port), timeout=10)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = _connect_tcp(host, port, 10)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             context = _string(self.job_id) + struct.pack(">qq", self.id, dest)
             nonce = os.urandom(32)
             sock.sendall(b"DSTR" + struct.pack(">HB", PROTOCOL_VERSION, 2) + nonce + struct.pack(">H", len(context)) + context)
@@ -2092,10 +2108,10 @@ class Transport:
             if reply[6] != 0:
                 raise DistrError("cannot connect to rank %d via %s: the worker refused (status %d)" % (dest, label, reply[6]))
             transcript = b"\x02" + struct.pack(">I", len(context)) + context + nonce + reply[7:39]
-            expected = hmac.new(self._key, b"distr server proof" + transcript, hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, reply[39:71]):
+            expected = hmac_sha256(self._key, b"distr server proof" + transcript)
+            if not _compare_digest(expected, reply[39:71]):
                 raise DistrError("cannot connect to rank %d via %s: the worker does not hold the job key" % (dest, label))
-            sock.sendall(hmac.new(self._key, b"distr client proof" + transcript, hashlib.sha256).digest())
+            sock.sendall(hmac_sha256(self._key, b"distr client proof" + transcript))
             # 1: accepted; 2: accepted, and the target answers a "both ways" signal, which this
             # module never sends (docs/messages.md §2): its connections stay one-way.
             if _read_exact(sock, 1) not in (b"\x01", b"\x02"):
@@ -2111,7 +2127,7 @@ class Transport:
         """Ends this rank's outgoing connections (receivers see end of stream)."""
         for sock in self._links.values():
             try:
-                sock.shutdown(socket.SHUT_WR)
+                sock.shutdown(_socket.SHUT_WR)
             except OSError:
                 pass  # the receiver is gone already
         self._links.clear()
@@ -2149,6 +2165,62 @@ class _Reader:
 def _string(text):
     data = text.encode()
     return struct.pack(">I", len(data)) + data
+
+
+# A rank that dials another worker connects and proves the job key without the modules a
+# program would usually use for it: importing `socket` (selectors, enum), `hashlib` and `hmac`
+# (which load OpenSSL), and the idna codec that getaddrinfo loads for a host name given as str,
+# took about 11 ms of CPU per rank at start, more than `import distr` itself now does.
+
+
+def _connect_tcp(host, port, timeout):
+    """socket.create_connection((host, port), timeout) on the C module: each address in turn."""
+    try:
+        name = host.encode("ascii")  # bytes: getaddrinfo needs no idna codec for them
+    except UnicodeEncodeError:
+        name = host
+    failure = None
+    for family, kind, proto, _, address in _socket.getaddrinfo(name, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            return sock
+        except OSError as error:
+            sock.close()
+            failure = error
+    raise failure if failure is not None else OSError("no address for %s" % host)
+
+
+_sha256_new = None  # SHA-256's constructor, looked up on first use
+
+
+def _sha256_constructor():
+    global _sha256_new
+    if _sha256_new is None:
+        try:
+            from _sha2 import sha256  # Python's own SHA-256, 3.12 on
+        except ImportError:
+            try:
+                from _sha256 import sha256  # the same, up to 3.11
+            except ImportError:
+                from hashlib import sha256  # a Python built without it
+        _sha256_new = sha256
+    return _sha256_new
+
+
+def hmac_sha256(key, data):
+    """HMAC-SHA-256 (RFC 2104): the same digest as hmac.new(key, data, hashlib.sha256).digest()."""
+    sha256 = _sha256_constructor()
+    if len(key) > 64:
+        key = sha256(key).digest()
+    key = bytes(key).ljust(64, b"\0")
+    inner = sha256(key.translate(_IPAD) + data).digest()
+    return sha256(key.translate(_OPAD) + inner).digest()
+
+
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 def _read_exact(sock, n):
@@ -2207,8 +2279,6 @@ messages are the distr module's and Swift ranks' messages: a plain tag, plain co
 
 import array
 import os
-import pickle
-import socket
 import sys
 import time
 
@@ -2227,7 +2297,6 @@ SUCCESS = 0
 TAG_UB = 0
 _TAG_MAX = 2**31 - 1
 _CONTEXT_SHIFT = 32
-_PICKLE_PROTOCOL = min(pickle.HIGHEST_PROTOCOL, 5)
 _DOCS = "docs/mpi4py.md lists the supported calls; run programs that need more under mpirun with the real mpi4py"
 
 
@@ -2302,7 +2371,9 @@ def Wtick():
 
 
 def Get_processor_name():
-    return socket.gethostname()
+    import _socket  # not `socket`, whose import (selectors, enum) costs every rank milliseconds at start
+
+    return _socket.gethostname()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2751,7 +2822,7 @@ def _fill(status, source, tag, nbytes):
 
 def _loads(msg):
     if msg.encoding == 3:
-        return pickle.loads(msg.payload)
+        return _codec.pickle_loads(msg.payload)
     # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
     return _codec.decode(msg)
 
@@ -2942,12 +3013,12 @@ class _Group:
         if self.raw and isinstance(value, (bytes, bytearray, memoryview)):
             self._t.send(self._members[dest], tag, 0, 0, 0, value)
         else:
-            self._t.send(self._members[dest], tag, 3, 0, 0, pickle.dumps(value, _PICKLE_PROTOCOL))
+            self._t.send(self._members[dest], tag, 3, 0, 0, _codec.pickle_dumps(value))
 
     def recv(self, source, tag):
         msg = self._t.recv(self._members[source], tag, tag)
         if msg.encoding == 3:
-            return pickle.loads(msg.payload)
+            return _codec.pickle_loads(msg.payload)
         return msg.payload
 
     def next_collective_tags(self):
@@ -3158,7 +3229,7 @@ class Comm(_Object):
         world = self._dest(dest, "Comm.send")
         if world is None:
             return
-        self._t_send(world, self._send_tag(tag, "Comm.send"), pickle.dumps(obj, _PICKLE_PROTOCOL))
+        self._t_send(world, self._send_tag(tag, "Comm.send"), _codec.pickle_dumps(obj))
 
     def _t_send(self, world, tag, payload):
         _state["transport"].send(world, tag, 3, 0, 0, payload)
