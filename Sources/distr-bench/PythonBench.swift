@@ -16,8 +16,23 @@ extension Bench {
         var mpirun: [String]?
     }
 
-    func pythonSetup() -> PythonSetup? {
-        guard let python = Self.which("python3") else { return nil }
+    /// `python3` on PATH, resolved to the interpreter it starts (`sys.executable`) when it is a
+    /// launcher such as pyenv's shim, a shell script that costs more than the interpreter's own
+    /// start: distr, mpirun and the floor all run the interpreter itself, and a note says so.
+    mutating func pythonSetup() -> PythonSetup? {
+        guard let onPath = Self.which("python3") else { return nil }
+        var python = onPath
+        let probe = try? Subprocess([onPath, "-c", "import sys; print(sys.executable)"])  // Cannot start: the cases below fail and say why.
+        if let probe, probe.wait() == .exited(0) {
+            let resolved = probe.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            if resolved.hasPrefix("/"), resolved != onPath, FileIO.isExecutable(resolved) {
+                python = resolved
+                let note =
+                    "python3 on PATH (\(onPath)) starts \(resolved); the Python cases run that interpreter directly, "
+                    + "under distr, mpirun and the floor alike"
+                if !notes.contains(note) { notes.append(note) }
+            }
+        }
         func imports(_ module: String) -> Bool {
             let probe = try? Subprocess([python, "-c", "import \(module)"])  // Cannot even start python3: treated as missing.
             return probe?.wait() == .exited(0)
