@@ -25,6 +25,41 @@ import Testing
         return Ends(first: FileDescriptor(adopting: a), second: FileDescriptor(adopting: b))
     }
 
+    @Test func memoryEqual_comparesLengthAndEveryByte() {
+        let bytes = (0..<70_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var last = bytes
+        last[last.count - 1] ^= 1
+        func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool { a.withUnsafeBytes { x in b.withUnsafeBytes { Memory.equal(x, $0) } } }
+        #expect(equal(bytes, bytes) && equal([], []))
+        #expect(!equal(bytes, last) && !equal(bytes, Array(bytes.dropLast())) && !equal([], [0]))
+    }
+
+    @Test func memoryFirstOffset_findsTheFirstWholeOccurrence() {
+        func offset(_ needle: String, _ haystack: String) -> Int? {
+            Array(haystack.utf8).withUnsafeBytes { text in Array(needle.utf8).withUnsafeBytes { Memory.firstOffset(of: $0, in: text) } }
+        }
+        #expect(offset("abc", "ababcabc") == 2)
+        #expect(offset("abc", "abc") == 0)
+        #expect(offset("abc", "xxab") == nil)
+        #expect(offset("b", "") == nil)
+        #expect(offset("", "abc") == nil)
+    }
+
+    /// The job cgroups' place: the mount point of the line whose type after " - " is cgroup2,
+    /// wherever that line is, and nil when there is none (a "cgroup2fs" type is not it).
+    @Test func cgroup2MountPoint_isTheFifthFieldOfTheCgroup2Line() {
+        let lines = [
+            "22 1 0:21 / /proc rw,nosuid - proc proc rw",
+            "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev shared:9 - cgroup2 cgroup2 rw,nsdelegate",
+            "36 24 0:31 / /mnt/other rw - cgroup2 cgroup2 rw",
+        ]
+        #expect(ControlGroup.cgroup2MountPoint(mountinfo: Array(lines.joined(separator: "\n").utf8)) == "/sys/fs/cgroup")
+        #expect(ControlGroup.cgroup2MountPoint(mountinfo: Array(lines[1...].joined(separator: "\n").utf8)) == "/sys/fs/cgroup")
+        #expect(ControlGroup.cgroup2MountPoint(mountinfo: Array((lines[0] + "\n" + "40 1 0:5 / /x rw - cgroup2fs a rw\n").utf8)) == nil)
+        #expect(ControlGroup.cgroup2MountPoint(mountinfo: Array("1 2 - cgroup2 cgroup2 rw".utf8)) == nil)
+        #expect(ControlGroup.cgroup2MountPoint(mountinfo: []) == nil)
+    }
+
     @Test func absolutePath_joinsRelativePathsToTheWorkingDirectory() throws {
         let here = FileManager.default.currentDirectoryPath
         #expect(try CurrentProcess.absolutePath("/var/tmp/x") == "/var/tmp/x")

@@ -39,3 +39,26 @@ extension Memory {
         cdistr_copy_streaming(to, from, source.count)
     }
 }
+
+extension Memory {
+    /// Whether `a` and `b` hold the same bytes. The corresponding C function is `memcmp`
+    /// (`==` on two `[UInt8]` compares element by element, several times slower on large arrays).
+    package static func equal(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        guard a.count > 0, let first = a.baseAddress, let second = b.baseAddress else { return true }
+        return memcmp(first, second, a.count) == 0
+    }
+
+    /// The offset of the first occurrence of a non-empty `needle` in `haystack`, or nil: `memchr`
+    /// for its first byte, then `memcmp` (glibc's `memmem` is not in Swift's Glibc module).
+    /// `String.contains` of a string compares characters, graphemes and all, far slower.
+    package static func firstOffset(of needle: UnsafeRawBufferPointer, in haystack: UnsafeRawBufferPointer) -> Int? {
+        guard let base = haystack.baseAddress, let pattern = needle.baseAddress, let lead = needle.first else { return nil }
+        var from = 0
+        while let at = firstIndex(of: lead, in: haystack, from: from), at + needle.count <= haystack.count {
+            if memcmp(base + at, pattern, needle.count) == 0 { return at }
+            from = at + 1
+        }
+        return nil
+    }
+}

@@ -186,7 +186,8 @@ package struct PythonModules: Sendable, Equatable {
                 guard try FileStatus(path: path, followingSymlinks: false).kind == .regular else { return "\(file.path) is not a plain file" }
                 installed = try FileIO.readAll(path)
             } catch { return "\(file.path): \(error.reason)" }
-            if installed != file.bytes { return "\(file.path) was changed" }
+            let same = installed.withUnsafeBytes { read in file.bytes.withUnsafeBytes { Memory.equal(read, $0) } }
+            if !same { return "\(file.path) was changed" }
         }
         let expected = Set(files.map(\.path))
         // Iterative: a rank could have made the tree arbitrarily deep.
