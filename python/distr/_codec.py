@@ -26,7 +26,7 @@ import sys
 
 from ._transport import DistrError, ELEMENT_SIZES
 
-__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "element_code_of_format", "describe_message"]
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "pickle_protocol", "element_code_of_format", "describe_message"]
 
 RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
@@ -244,18 +244,35 @@ _FP_DOUBLE = fingerprint("Swift.Double")
 _FP_BOOL = fingerprint("Swift.Bool")
 
 
-def pickle_dumps(obj):
-    # pickle is imported on first use: with the re module it pulls in, it was half the time of
-    # `import distr`, and a program whose values all have Swift encodings never needs it.
-    import pickle
+# pickle is imported on first use: with the re module it pulls in, it was half the time of
+# `import distr`, and a program whose values all have Swift encodings never needs it.
+_pickle = None
+_protocol = 5  # min(pickle.HIGHEST_PROTOCOL, 5), set with _pickle
 
-    return pickle.dumps(obj, protocol=min(pickle.HIGHEST_PROTOCOL, 5))
+
+def _pickle_module():
+    global _pickle, _protocol
+    if _pickle is None:
+        import pickle
+
+        _pickle, _protocol = pickle, min(pickle.HIGHEST_PROTOCOL, 5)
+    return _pickle
+
+
+def pickle_protocol():
+    """The protocol pickle_dumps uses by default: the newest up to 5."""
+    _pickle_module()
+    return _protocol
+
+
+def pickle_dumps(obj, protocol=None):
+    module = _pickle if _pickle is not None else _pickle_module()
+    return module.dumps(obj, protocol=_protocol if protocol is None else protocol)
 
 
 def pickle_loads(data):
-    import pickle  # on first use, as in pickle_dumps
-
-    return pickle.loads(data)
+    module = _pickle if _pickle is not None else _pickle_module()
+    return module.loads(data)
 
 
 def _pickled(obj):

@@ -932,7 +932,12 @@ def _connect_tcp(host, port, timeout):
         except OSError as error:
             sock.close()
             failure = error
-    raise failure if failure is not None else OSError("no address for %s" % host)
+    if failure is None:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        raise failure
+    finally:
+        failure = None  # its traceback holds this frame: no cycle through the local
 
 
 _sha256_new = None  # SHA-256's constructor, looked up on first use
@@ -942,12 +947,13 @@ def _sha256_constructor():
     global _sha256_new
     if _sha256_new is None:
         try:
-            from _sha2 import sha256  # Python's own SHA-256, 3.12 on
-        except ImportError:
             try:
-                from _sha256 import sha256  # the same, up to 3.11
+                from _sha2 import sha256  # Python's own SHA-256, 3.12 on
             except ImportError:
-                from hashlib import sha256  # a Python built without it
+                from _sha256 import sha256  # the same, up to 3.11
+            sha256(b"")  # a build that blocks its own hashes (FIPS) may refuse only here
+        except (ImportError, ValueError):
+            from hashlib import sha256  # a Python built without them, or refusing them
         _sha256_new = sha256
     return _sha256_new
 

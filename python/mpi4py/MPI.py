@@ -145,6 +145,36 @@ class _Object(metaclass=_Layer):
         return _missing(self, type(self)._mpi_kind, name)
 
 
+class Pickle(_Object):
+    """How the lowercase calls turn objects into bytes, as mpi4py's MPI.Pickle: the standard pickle
+    (imported at its first use) by default; other functions swap it, as in mpi4py:
+    MPI.pickle.__init__(dill.dumps, dill.loads). Given functions without a protocol, dumps is
+    called with the object alone."""
+
+    _mpi_kind = "Pickle"
+    __slots__ = ("_dumps", "_loads", "_protocol")
+
+    def __init__(self, dumps=None, loads=None, protocol=None):
+        self._dumps, self._loads, self._protocol = dumps, loads, protocol
+
+    @property
+    def PROTOCOL(self):
+        if self._protocol is None and self._dumps is None:
+            return _codec.pickle_protocol()
+        return self._protocol
+
+    def dumps(self, obj):
+        if self._dumps is None:
+            return _codec.pickle_dumps(obj, self._protocol)
+        return self._dumps(obj) if self._protocol is None else self._dumps(obj, self._protocol)
+
+    def loads(self, data):
+        return _codec.pickle_loads(data) if self._loads is None else self._loads(data)
+
+
+pickle = Pickle()
+
+
 class Datatype(_Object):
     """A basic MPI datatype: a name, a size in bytes and a buffer format character."""
 
@@ -571,7 +601,7 @@ def _fill(status, source, tag, nbytes):
 
 def _loads(msg):
     if msg.encoding == 3:
-        return _codec.pickle_loads(msg.payload)
+        return pickle.loads(msg.payload)
     # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
     return _codec.decode(msg)
 
@@ -762,12 +792,12 @@ class _Group:
         if self.raw and isinstance(value, (bytes, bytearray, memoryview)):
             self._t.send(self._members[dest], tag, 0, 0, 0, value)
         else:
-            self._t.send(self._members[dest], tag, 3, 0, 0, _codec.pickle_dumps(value))
+            self._t.send(self._members[dest], tag, 3, 0, 0, pickle.dumps(value))
 
     def recv(self, source, tag):
         msg = self._t.recv(self._members[source], tag, tag)
         if msg.encoding == 3:
-            return _codec.pickle_loads(msg.payload)
+            return pickle.loads(msg.payload)
         return msg.payload
 
     def next_collective_tags(self):
@@ -978,7 +1008,7 @@ class Comm(_Object):
         world = self._dest(dest, "Comm.send")
         if world is None:
             return
-        self._t_send(world, self._send_tag(tag, "Comm.send"), _codec.pickle_dumps(obj))
+        self._t_send(world, self._send_tag(tag, "Comm.send"), pickle.dumps(obj))
 
     def _t_send(self, world, tag, payload):
         _state["transport"].send(world, tag, 3, 0, 0, payload)
@@ -1378,6 +1408,9 @@ Set_attr Set_name Unpack Unpack_external combiner contents decode envelope exten
 fromhandle fromint handle is_named is_predefined lb name py2f size tocode toint true_extent true_lb
 true_ub typechar typestr ub
 """
+_PICKLE_NAMES = """
+PROTOCOL THRESHOLD dumps dumps_oob loads loads_oob
+"""
 _OP_NAMES = """
 Create Free Is_commutative Reduce_local f2py free fromhandle fromint handle is_commutative
 is_predefined py2f toint
@@ -1395,7 +1428,7 @@ def _known(names):
 
 _NAMES_OF = {
     "Comm": "_COMM_NAMES", "Request": "_REQUEST_NAMES", "Status": "_STATUS_NAMES", "Datatype": "_DATATYPE_NAMES",
-    "Op": "_OP_NAMES",
+    "Op": "_OP_NAMES", "Pickle": "_PICKLE_NAMES",
 }
 
 

@@ -275,7 +275,7 @@ import sys
 
 from ._transport import DistrError, ELEMENT_SIZES
 
-__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "element_code_of_format", "describe_message"]
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "pickle_protocol", "element_code_of_format", "describe_message"]
 
 RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
@@ -493,18 +493,35 @@ _FP_DOUBLE = fingerprint("Swift.Double")
 _FP_BOOL = fingerprint("Swift.Bool")
 
 
-def pickle_dumps(obj):
-    # pickle is imported on first use: with the re module it pulls in, it was half the time of
-    # `import distr`, and a program whose values all have Swift encodings never needs it.
-    import pickle
+# pickle is imported on first use: with the re module it pulls in, it was half the time of
+# `import distr`, and a program whose values all have Swift encodings never needs it.
+_pickle = None
+_protocol = 5  # min(pickle.HIGHEST_PROTOCOL, 5), set with _pickle
 
-    return pickle.dumps(obj, protocol=min(pickle.HIGHEST_PROTOCOL, 5))
+
+def _pickle_module():
+    global _pickle, _protocol
+    if _pickle is None:
+        import pickle
+
+        _pickle, _protocol = pickle, min(pickle.HIGHEST_PROTOCOL, 5)
+    return _pickle
+
+
+def pickle_protocol():
+    """The protocol pickle_dumps uses by default: the newest up to 5."""
+    _pickle_module()
+    return _protocol
+
+
+def pickle_dumps(obj, protocol=None):
+    module = _pickle if _pickle is not None else _pickle_module()
+    return module.dumps(obj, protocol=_protocol if protocol is None else protocol)
 
 
 def pickle_loads(data):
-    import pickle  # on first use, as in pickle_dumps
-
-    return pickle.loads(data)
+    module = _pickle if _pickle is not None else _pickle_module()
+    return module.loads(data)
 
 
 def _pickled(obj):
@@ -2189,7 +2206,12 @@ def _connect_tcp(host, port, timeout):
         except OSError as error:
             sock.close()
             failure = error
-    raise failure if failure is not None else OSError("no address for %s" % host)
+    if failure is None:
+        raise OSError("getaddrinfo returns an empty list")
+    try:
+        raise failure
+    finally:
+        failure = None  # its traceback holds this frame: no cycle through the local
 
 
 _sha256_new = None  # SHA-256's constructor, looked up on first use
@@ -2199,12 +2221,13 @@ def _sha256_constructor():
     global _sha256_new
     if _sha256_new is None:
         try:
-            from _sha2 import sha256  # Python's own SHA-256, 3.12 on
-        except ImportError:
             try:
-                from _sha256 import sha256  # the same, up to 3.11
+                from _sha2 import sha256  # Python's own SHA-256, 3.12 on
             except ImportError:
-                from hashlib import sha256  # a Python built without it
+                from _sha256 import sha256  # the same, up to 3.11
+            sha256(b"")  # a build that blocks its own hashes (FIPS) may refuse only here
+        except (ImportError, ValueError):
+            from hashlib import sha256  # a Python built without them, or refusing them
         _sha256_new = sha256
     return _sha256_new
 
@@ -2394,6 +2417,36 @@ class _Object(metaclass=_Layer):
 
     def __getattr__(self, name):
         return _missing(self, type(self)._mpi_kind, name)
+
+
+class Pickle(_Object):
+    """How the lowercase calls turn objects into bytes, as mpi4py's MPI.Pickle: the standard pickle
+    (imported at its first use) by default; other functions swap it, as in mpi4py:
+    MPI.pickle.__init__(dill.dumps, dill.loads). Given functions without a protocol, dumps is
+    called with the object alone."""
+
+    _mpi_kind = "Pickle"
+    __slots__ = ("_dumps", "_loads", "_protocol")
+
+    def __init__(self, dumps=None, loads=None, protocol=None):
+        self._dumps, self._loads, self._protocol = dumps, loads, protocol
+
+    @property
+    def PROTOCOL(self):
+        if self._protocol is None and self._dumps is None:
+            return _codec.pickle_protocol()
+        return self._protocol
+
+    def dumps(self, obj):
+        if self._dumps is None:
+            return _codec.pickle_dumps(obj, self._protocol)
+        return self._dumps(obj) if self._protocol is None else self._dumps(obj, self._protocol)
+
+    def loads(self, data):
+        return _codec.pickle_loads(data) if self._loads is None else self._loads(data)
+
+
+pickle = Pickle()
 
 
 class Datatype(_Object):
@@ -2822,7 +2875,7 @@ def _fill(status, source, tag, nbytes):
 
 def _loads(msg):
     if msg.encoding == 3:
-        return _codec.pickle_loads(msg.payload)
+        return pickle.loads(msg.payload)
     # A Swift rank or the distr module sent it (on COMM_WORLD): decode it as distr.recv would.
     return _codec.decode(msg)
 
@@ -3013,12 +3066,12 @@ class _Group:
         if self.raw and isinstance(value, (bytes, bytearray, memoryview)):
             self._t.send(self._members[dest], tag, 0, 0, 0, value)
         else:
-            self._t.send(self._members[dest], tag, 3, 0, 0, _codec.pickle_dumps(value))
+            self._t.send(self._members[dest], tag, 3, 0, 0, pickle.dumps(value))
 
     def recv(self, source, tag):
         msg = self._t.recv(self._members[source], tag, tag)
         if msg.encoding == 3:
-            return _codec.pickle_loads(msg.payload)
+            return pickle.loads(msg.payload)
         return msg.payload
 
     def next_collective_tags(self):
@@ -3229,7 +3282,7 @@ class Comm(_Object):
         world = self._dest(dest, "Comm.send")
         if world is None:
             return
-        self._t_send(world, self._send_tag(tag, "Comm.send"), _codec.pickle_dumps(obj))
+        self._t_send(world, self._send_tag(tag, "Comm.send"), pickle.dumps(obj))
 
     def _t_send(self, world, tag, payload):
         _state["transport"].send(world, tag, 3, 0, 0, payload)
@@ -3629,6 +3682,9 @@ Set_attr Set_name Unpack Unpack_external combiner contents decode envelope exten
 fromhandle fromint handle is_named is_predefined lb name py2f size tocode toint true_extent true_lb
 true_ub typechar typestr ub
 """
+_PICKLE_NAMES = """
+PROTOCOL THRESHOLD dumps dumps_oob loads loads_oob
+"""
 _OP_NAMES = """
 Create Free Is_commutative Reduce_local f2py free fromhandle fromint handle is_commutative
 is_predefined py2f toint
@@ -3646,7 +3702,7 @@ def _known(names):
 
 _NAMES_OF = {
     "Comm": "_COMM_NAMES", "Request": "_REQUEST_NAMES", "Status": "_STATUS_NAMES", "Datatype": "_DATATYPE_NAMES",
-    "Op": "_OP_NAMES",
+    "Op": "_OP_NAMES", "Pickle": "_PICKLE_NAMES",
 }
 
 

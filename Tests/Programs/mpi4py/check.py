@@ -5,6 +5,7 @@ is not "0", so the pure-Python buffer paths are checked too.
 """
 import array
 import os
+import pickle
 import socket
 import sys
 
@@ -272,6 +273,24 @@ else:
 square = array.array("i", [rank * 10 + i for i in range(size)])
 comm.Alltoall(MPI.IN_PLACE, square)
 out("Alltoall IN_PLACE", list(square))
+
+# -- MPI.pickle: the lowercase calls' serializer, and swapping it (as for dill)
+out("pickle", MPI.pickle.PROTOCOL, MPI.pickle.loads(MPI.pickle.dumps({"a": [1, 2]})))
+two = MPI.Pickle(protocol=2)
+out("pickle protocol 2", two.PROTOCOL, two.dumps((1, 2))[:2] == pickle.dumps((1, 2), 2)[:2], two.loads(two.dumps([rank])))
+calls = []
+
+
+def counting_dumps(obj, *protocol):
+    calls.append(protocol)
+    return pickle.dumps(obj)
+
+
+MPI.pickle.__init__(counting_dumps, pickle.loads)
+comm.send(("custom", rank), dest=right, tag=40)
+out("custom pickle", comm.recv(source=left, tag=40), calls, MPI.pickle.PROTOCOL)
+MPI.pickle.__init__()
+out("default pickle again", MPI.pickle.PROTOCOL, comm.sendrecv(rank, dest=right, source=left))
 
 # -- numpy
 if np is not None:
