@@ -17,6 +17,8 @@ struct Bench {
     var others: [WorkerProcess] = []
     /// Workers started so far: worker N works in `workDirectory(N)`.
     private(set) var startedWorkers = 0
+    /// `pythonSetup()`'s answer, looked up once (the collectives and python groups both ask).
+    var pythonFound: PythonSetup??
 
     var quick: Bool { options.quick }
 

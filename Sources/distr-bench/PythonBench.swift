@@ -19,7 +19,15 @@ extension Bench {
     /// `python3` on PATH, resolved to the interpreter it starts (`sys.executable`) when it is a
     /// launcher such as pyenv's shim, a shell script that costs more than the interpreter's own
     /// start: distr, mpirun and the floor all run the interpreter itself, and a note says so.
+    /// Looked up once per run.
     mutating func pythonSetup() -> PythonSetup? {
+        if let found = pythonFound { return found }
+        let found = lookUpPython()
+        pythonFound = .some(found)
+        return found
+    }
+
+    private mutating func lookUpPython() -> PythonSetup? {
         guard let onPath = Self.which("python3") else { return nil }
         var python = onPath
         let probe = try? Subprocess([onPath, "-c", "import sys; print(sys.executable)"])  // Cannot start: the cases below fail and say why.
@@ -27,10 +35,9 @@ extension Bench {
             let resolved = probe.text.trimmingCharacters(in: .whitespacesAndNewlines)
             if resolved.hasPrefix("/"), resolved != onPath, FileIO.isExecutable(resolved) {
                 python = resolved
-                let note =
+                notes.append(
                     "python3 on PATH (\(onPath)) starts \(resolved); the Python cases run that interpreter directly, "
-                    + "under distr, mpirun and the floor alike"
-                if !notes.contains(note) { notes.append(note) }
+                        + "under distr, mpirun and the floor alike")
             }
         }
         func imports(_ module: String) -> Bool {

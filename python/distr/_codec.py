@@ -26,7 +26,8 @@ import sys
 
 from ._transport import DistrError, ELEMENT_SIZES
 
-__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "pickle_protocol", "element_code_of_format", "describe_message"]
+__all__ = ["encode", "decode", "fingerprint", "numpy_module", "pickle_dumps", "pickle_loads", "pickle_protocol",
+           "element_code_of_format", "describe_message"]
 
 RAW, CODABLE, NUMERIC, PICKLE = 0, 1, 2, 3
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
@@ -266,13 +267,12 @@ def pickle_protocol():
 
 
 def pickle_dumps(obj, protocol=None):
-    module = _pickle if _pickle is not None else _pickle_module()
+    module = _pickle_module()
     return module.dumps(obj, protocol=_protocol if protocol is None else protocol)
 
 
 def pickle_loads(data):
-    module = _pickle if _pickle is not None else _pickle_module()
-    return module.loads(data)
+    return _pickle_module().loads(data)
 
 
 def _pickled(obj):
