@@ -36,6 +36,21 @@ extension FD {
         while Glibc.send(fd, &value, 1, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) < 0 && Glibc.errno == EINTR {}
     }
 
+    /// Sends what the socket takes now, without waiting even on a blocking socket, and without
+    /// SIGPIPE when the peer has gone. Returns `.bytes` with the count taken (possibly short) or
+    /// `.wouldBlock`. The corresponding C function is `send` with `MSG_DONTWAIT | MSG_NOSIGNAL`.
+    /// - Throws: `SystemError` from `send` for anything but EINTR and EAGAIN.
+    package static func sendNonblocking(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) -> IOResult {
+        while true {
+            let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            if n >= 0 { return .bytes(n) }
+            let code = Glibc.errno
+            if code == EINTR { continue }
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            throw SystemError("send", errno: code)
+        }
+    }
+
     /// Writes `first` then `second` with one call, without waiting, retrying EINTR. The vector
     /// lives on the stack: no allocation. Returns `.bytes` with the count taken (possibly short)
     /// or `.wouldBlock`. The corresponding C function is `writev`.

@@ -106,35 +106,100 @@ package final class Connection: Sendable {
 
     /// Watches the peer: from now on `receive` fails with `WireError.silent` when nothing
     /// arrives for `timeout` seconds, unacknowledged data fails the socket in that time
-    /// (`TCP_USER_TIMEOUT`), and a thread sends a `heartbeatType` frame every `Liveness.interval`
-    /// and breaks the connection (`abort`) when the peer has been silent too long, so that a
-    /// thread blocked writing to a frozen peer is released even when no one is reading.
+    /// (`TCP_USER_TIMEOUT`), and the process's heartbeat thread (`HeartbeatThread`, one for all
+    /// connections) sends a `heartbeatType` frame every `Liveness.interval` and breaks the
+    /// connection (`abort`) when the peer has been silent too long, so that a thread blocked
+    /// writing to a frozen peer is released even when no one is reading.
     package func watch(timeout: Double, heartbeatType: UInt8) {
+        watch(timeout: timeout, heartbeatType: heartbeatType, on: .shared)
+    }
+
+    func watch(timeout: Double, heartbeatType: UInt8, on heartbeats: HeartbeatThread) {
         _ = usingDescriptor { TCPSocket.setUserTimeout(fd, seconds: timeout) }
-        liveness.withLock { $0 = Liveness(timeout: timeout, now: Clock.now) }
-        Threads.start(name: "distr-heartbeat") { [self] in
-            while true {
-                let pending = usingDescriptor { TCPSocket.pendingBytes(fd) } ?? 0
-                guard
-                    let verdict = liveness.withLock({ state -> Liveness.Verdict? in
-                        state?.observe(pendingBytes: pending, at: Clock.now)
-                        return state?.check(at: Clock.now)
-                    })
-                else { return }
-                switch verdict {
-                case .wait(let until):
-                    if ended.wait(until: Deadline(instant: until)) { return }
-                case .sendHeartbeat:
-                    // Noted before the write: a write blocked on a full buffer is not retried
-                    // at every check. A failed write is seen by the reading thread.
-                    liveness.withLock { $0?.sent(at: Clock.now) }
-                    do { try send(type: heartbeatType, payload: []) } catch { return }
-                case .expired:
-                    abort()
-                    return
+        let now = Clock.now
+        let state = Liveness(timeout: timeout, now: now)
+        liveness.withLock { $0 = state }
+        heartbeats.add(self, type: heartbeatType, firstDue: min(now + state.interval, state.deadline))
+    }
+
+    /// One look of the heartbeat thread at this connection: sends the heartbeat when it is due
+    /// and the write cannot wait, breaks the connection when the peer has been silent too long.
+    /// - Returns: when to look again; nil once the connection has ended (or was broken here, or
+    ///   a heartbeat could not be written: the reading thread meets that failure itself).
+    func heartbeatTurn(type: UInt8) -> Double? {
+        if ended.isOpen { return nil }
+        let pending = usingDescriptor { TCPSocket.pendingBytes(fd) } ?? 0
+        guard
+            let verdict = liveness.withLock({ state -> Liveness.Verdict? in
+                state?.observe(pendingBytes: pending, at: Clock.now)
+                return state?.check(at: Clock.now)
+            })
+        else { return nil }
+        switch verdict {
+        case .wait(let until):
+            return until
+        case .sendHeartbeat:
+            switch sendUnlessItWaits(type: type) {
+            case .sent:
+                return liveness.withLock { state in
+                    state?.sent(at: Clock.now)
+                    return state.map { min($0.lastSent + $0.interval, $0.deadline) }
+                }
+            case .busy:
+                // Another thread is writing, or the socket is full: those bytes go first. Looked
+                // at again soon (a busy connection must not make the thread spin).
+                return Clock.now + Self.busyHeartbeatRetry
+            case .failed:
+                return nil
+            }
+        case .expired:
+            abort()
+            return nil
+        }
+    }
+
+    /// How soon the heartbeat thread looks again at a connection whose heartbeat could not be
+    /// written without waiting.
+    static let busyHeartbeatRetry = 0.05
+
+    enum HeartbeatWrite: Equatable {
+        case sent
+        /// Not written: the send lock was taken, or the socket had no room.
+        case busy
+        /// The socket failed, or the connection is closing.
+        case failed
+    }
+
+    /// Sends a frame of `type` with no payload, only if that does not wait for another sender
+    /// or for room in the socket. A frame the socket takes only part of (its buffer filled
+    /// just then, which a frame of a few dozen bytes meets only at the edge) is finished with
+    /// blocking writes, as any send would be, bounded by `TCP_USER_TIMEOUT`.
+    func sendUnlessItWaits(type: UInt8) -> HeartbeatWrite {
+        let outcome = sender.withLockIfAvailable { sealer -> HeartbeatWrite in
+            // The sequence number is spent only on a frame that goes out.
+            var sealing = sealer
+            let frame = sealing.seal(type: type, payload: [])
+            let result = frame.withUnsafeBytes { bytes in
+                Result { () throws(SystemError) -> HeartbeatWrite? in
+                    try usingDescriptor { () throws(SystemError) -> HeartbeatWrite in
+                        switch try FD.sendNonblocking(fd, bytes) {
+                        case .wouldBlock, .endOfStream: return .busy
+                        case .bytes(let n):
+                            if n < bytes.count { try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[n...])) }
+                            return .sent
+                        }
+                    }
                 }
             }
+            switch result {
+            case .success(.sent?):
+                sealer = sealing
+                return .sent
+            case .success(.busy?): return .busy
+            case .success(.failed?), .success(nil), .failure: return .failed
+            }
         }
+        return outcome ?? .busy
     }
 
     /// Ends the sending direction (the peer reads end of stream after the last frame).

@@ -1,0 +1,94 @@
+import Dispatch
+import Synchronization
+
+/// The one thread of a process that keeps the heartbeats of all its watched connections
+/// (`Connection.watch`): it sends each connection's heartbeat when due and breaks a connection
+/// whose peer has been silent too long, then sleeps until the next of those times.
+///
+/// A thread per connection did the same, and cost a master two threads per worker with the
+/// serve thread (four heartbeat threads made at every 4-worker launch, 64 on 64 workers) and a
+/// worker a hand-over per job. One thread must never wait on one peer: a heartbeat is written
+/// only when the write cannot wait (`Connection.heartbeatTurn`), and a connection that is busy
+/// writing (its send lock held, or its socket full) is looked at again shortly: the bytes already
+/// on their way reach the peer first, and count as life there as a heartbeat would.
+///
+/// The thread starts with the first watched connection and ends when none is left.
+final class HeartbeatThread: Sendable {
+    static let shared = HeartbeatThread()
+
+    private struct Watched {
+        let connection: Connection
+        let type: UInt8
+    }
+
+    private struct State {
+        var watched: [Watched] = []
+        var running = false
+        /// When the thread wakes by itself next (infinity while it is not waiting on a time).
+        var wakeAt = Double.infinity
+        /// Connections added so far: one added while the thread looked at the others is looked
+        /// at before the thread sleeps.
+        var added = 0
+    }
+
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+    /// Threads started so far (one at a time).
+    let threadsStarted = Atomic<Int>(0)
+
+    init() {}
+
+    /// Connections being watched now (ended ones leave at the thread's next look).
+    var count: Int { state.withLock { $0.watched.count } }
+
+    /// Watches `connection` from now on, sending heartbeats of `type`.
+    func add(_ connection: Connection, type: UInt8, firstDue: Double) {
+        let (start, signal) = state.withLock { s -> (Bool, Bool) in
+            s.watched.append(Watched(connection: connection, type: type))
+            s.added += 1
+            if !s.running {
+                s.running = true
+                return (true, false)
+            }
+            // The thread is waiting for a later time, or about to decide how long to wait.
+            return (false, firstDue < s.wakeAt)
+        }
+        if start {
+            threadsStarted.add(1, ordering: .relaxed)
+            Threads.start(name: "distr-heartbeat") { [self] in run() }
+        } else if signal {
+            wake.signal()
+        }
+    }
+
+    private func run() {
+        while true {
+            let (list, generation) = state.withLock { ($0.watched, $0.added) }
+            var next = Double.infinity
+            var ended: [ObjectIdentifier] = []
+            for item in list {
+                if let due = item.connection.heartbeatTurn(type: item.type) {
+                    next = min(next, due)
+                } else {
+                    ended.append(ObjectIdentifier(item.connection))
+                }
+            }
+            let (stop, look) = state.withLock { s -> (Bool, Bool) in
+                if !ended.isEmpty { s.watched.removeAll { ended.contains(ObjectIdentifier($0.connection)) } }
+                if s.watched.isEmpty {
+                    s.running = false
+                    s.wakeAt = .infinity
+                    return (true, false)
+                }
+                s.wakeAt = next
+                return (false, s.added != generation)
+            }
+            if stop { return }
+            if look { continue }
+            let wait = next - Clock.now
+            // A signal for a connection added meanwhile ends the wait early; one left over from
+            // an earlier add only costs a look.
+            if wait > 0 { _ = wake.wait(timeout: .now() + wait) }
+        }
+    }
+}
