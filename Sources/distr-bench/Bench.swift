@@ -103,7 +103,9 @@ struct Bench {
         return RankBench.results(job.text)
     }
 
-    /// Runs a command to the end and returns its wall time in seconds.
+    /// Runs a command to the end and returns its wall time in seconds. Its stdout goes to
+    /// `stdoutPath`, or to /dev/null (no pipe, no thread reading it: the command is timed as
+    /// `spawnTrue` times `/bin/true`, spawned and waited for).
     /// - Throws: when it does not exit 0 (with the end of its stderr).
     @discardableResult
     func time(
@@ -111,9 +113,12 @@ struct Bench {
         what: String
     ) throws -> Double {
         let logPath = root + "/command.log"
-        unlink(logPath)
+        // Emptied, not removed: a file made again right after one was deleted costs ext4 without
+        // a journal a scan for an inode (docs/performance.md), inside the timing.
+        truncate(logPath, 0)
         let start = DistrCore.Clock.now
-        let process = try Subprocess(arguments, environment: environment, stderrPath: logPath, stdoutPath: stdoutPath, stdinPath: stdinPath)
+        let process = try Subprocess(
+            arguments, environment: environment, stderrPath: logPath, stdoutPath: stdoutPath ?? "/dev/null", stdinPath: stdinPath)
         guard let status = process.wait(until: .after(timeout)) else {
             throw NodeError.badArgument("\(what) did not finish within \(Int(timeout)) s (killed)")
         }
@@ -187,6 +192,17 @@ struct Bench {
                     against: "mpirun -np \(count) true", target: count == 4 ? .ratioAtMost(0.1) : nil)
             }
         }
+        // What the harness adds to a timed command: /bin/true timed as distr-master is, against
+        // the floor's in-process spawn of it.
+        var timed: [Double] = []
+        var spawned: [Double] = []
+        for _ in 0..<20 {
+            timed.append(try time(["/bin/true"], what: "/bin/true"))
+            spawned.append(try spawnTrue(1))
+        }
+        notes.append(
+            "launch: /bin/true timed as distr-master is took \(Target.number(Self.median(timed) * 1e3)) ms, spawned in-process "
+                + "\(Target.number(Self.median(spawned) * 1e3)) ms (what the harness adds to every distr and mpirun time)")
         notes.append(
             "launch: distr is a whole distr-master process (start, connect, run, collect); the floor is posix_spawn of /bin/true in-process")
     }

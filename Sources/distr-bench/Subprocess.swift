@@ -14,12 +14,23 @@ final class Subprocess: Sendable {
     /// - Parameters:
     ///   - stdoutPath: where stdout goes (created or truncated); nil: collected, see `text`.
     ///   - stdinPath: what stdin reads; nil: /dev/null.
+    /// This process's environment as `NAME=value` entries, made once: the launch cases time
+    /// whole commands of a few milliseconds, and converting Foundation's dictionary for every
+    /// spawn would be counted against them.
+    private static let inherited = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+
     init(
         _ arguments: [String], environment: [String: String] = [:], stderrPath: String = "/dev/null", stdoutPath: String? = nil,
         stdinPath: String? = nil
     ) throws {
-        var env = ProcessInfo.processInfo.environment
-        for (key, value) in environment { env[key] = value }
+        let env: [String]
+        if environment.isEmpty {
+            env = Self.inherited
+        } else {
+            var merged = ProcessInfo.processInfo.environment
+            for (key, value) in environment { merged[key] = value }
+            env = merged.map { "\($0.key)=\($0.value)" }
+        }
         let err = open(stderrPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard err >= 0 else { throw SystemError("open \(stderrPath)", errno: errno) }
         defer { FD.close(err) }
@@ -35,14 +46,14 @@ final class Subprocess: Sendable {
             guard out >= 0 else { throw SystemError("open \(stdoutPath)", errno: errno) }
             defer { FD.close(out) }
             pid = try Spawner.spawn(
-                SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdin: input, stdout: out, stderr: err),
+                SpawnRequest(arguments: arguments, environment: env, stdin: input, stdout: out, stderr: err),
                 onExit: exit.record)
             outputClosed.open()
             return
         }
         let out = try FD.pipe()
         pid = try Spawner.spawn(
-            SpawnRequest(arguments: arguments, environment: env.map { "\($0.key)=\($0.value)" }, stdin: input, stdout: out.write, stderr: err),
+            SpawnRequest(arguments: arguments, environment: env, stdin: input, stdout: out.write, stderr: err),
             onExit: exit.record)
         FD.close(out.write)
         let reader = out.read
