@@ -227,9 +227,15 @@ package final class Launcher: Sendable {
         // Ctrl-C while connecting: end the job as soon as it exists.
         if isInterrupted { perform(policy.withLock { $0.cancel(reason: "interrupted by the user") }) }
         let progress = startProgress()
-        for link in links {
-            guard let session = sessions.withLock({ $0[link.index] }) else { continue }
-            Threads.start(name: "distr-serve") { [self] in serve(worker: link.index, session: session, sources: sources) }
+        // Every job description goes out from this thread before any serve thread is made: a
+        // new thread may take the core (made one after another, the last workers' descriptions
+        // waited for the threads before theirs), and workers prepare while the threads start.
+        let started = links.compactMap { link in sessions.withLock { $0[link.index] }.map { (link.index, $0) } }
+        for (worker, session) in started {
+            perform(worker: worker, session: session, session.machine.withLock { $0.start() }, sources: sources)
+        }
+        for (worker, session) in started {
+            Threads.start(name: "distr-serve") { [self] in serve(worker: worker, session: session, sources: sources) }
         }
 
         if !stdinRanks.isEmpty {
@@ -315,9 +321,9 @@ package final class Launcher: Sendable {
         try Dialer.dial([peer], secret: secret, timeout: timeout, watch: watch)[0].get()
     }
 
-    /// Sends the job and its files, then relays what the worker reports until it ends.
+    /// Relays what the worker reports until it ends, sending its files when it asks (the job
+    /// description went out before: `run`).
     private func serve(worker: Int, session: Session, sources: [BundleSource]) {
-        perform(worker: worker, session: session, session.machine.withLock { $0.start() }, sources: sources)
         while session.machine.withLock({ $0.state }) != .ended {
             do {
                 try session.connection.receiveFrames { type, payload in
