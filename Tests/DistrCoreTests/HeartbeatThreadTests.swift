@@ -85,6 +85,31 @@ import Testing
         #expect(!locked.peerHasLeft && !full.peerHasLeft, "busy connections are looked at again, not given up")
     }
 
+    /// A watched connection its owners let go of is freed at once, not at the thread's next look
+    /// (a second later: a worker running quick jobs kept hundreds of them in memory).
+    @Test(.hangGuard) func aConnectionLetGoOf_isFreedAtOnce() throws {
+        let heartbeats = HeartbeatThread()
+        let (kept, keptPeer) = try pair()
+        defer {
+            kept.close()
+            keptPeer.close()
+        }
+        kept.watch(timeout: Self.timeout, heartbeatType: 9, on: heartbeats)
+        // The thread has sent the first heartbeat and sleeps until the next, due before the
+        // next connection's first: nothing wakes it while that connection comes and goes.
+        try self.heartbeats(1, type: 9, from: keptPeer)
+        weak var released: Connection?
+        do {
+            let (watched, peer) = try pair()
+            watched.watch(timeout: Self.timeout, heartbeatType: 9, on: heartbeats)
+            released = watched
+            watched.close()
+            peer.close()
+        }
+        #expect(released == nil)
+        #expect(heartbeats.threadsStarted.load(ordering: .relaxed) == 1)
+    }
+
     /// The thread ends when its last connection has ended, and a connection watched after that
     /// starts it again.
     @Test(.hangGuard) func theThreadEndsWithItsLastConnection_andStartsAgainForTheNext() throws {

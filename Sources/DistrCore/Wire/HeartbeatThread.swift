@@ -16,8 +16,12 @@ import Synchronization
 final class HeartbeatThread: Sendable {
     static let shared = HeartbeatThread()
 
+    /// A watched connection, held weakly: a connection its owners have let go of is freed at
+    /// once, as it was when its own heartbeat thread ended with it (held strongly until the
+    /// thread's next look, a second's worth of jobs' connections stayed in memory: a worker's
+    /// resident memory after 1,000 quick jobs grew from 9.9 to 15.8 MB).
     private struct Watched {
-        let connection: Connection
+        weak var connection: Connection?
         let type: UInt8
     }
 
@@ -65,16 +69,19 @@ final class HeartbeatThread: Sendable {
         while true {
             let (list, generation) = state.withLock { ($0.watched, $0.added) }
             var next = Double.infinity
-            var ended: [ObjectIdentifier] = []
+            // Held until they are taken off the list: a freed one's address could be a new
+            // connection's by then.
+            var ended: [Connection] = []
             for item in list {
-                if let due = item.connection.heartbeatTurn(type: item.type) {
+                guard let connection = item.connection else { continue }
+                if let due = connection.heartbeatTurn(type: item.type) {
                     next = min(next, due)
                 } else {
-                    ended.append(ObjectIdentifier(item.connection))
+                    ended.append(connection)
                 }
             }
             let (stop, look) = state.withLock { s -> (Bool, Bool) in
-                if !ended.isEmpty { s.watched.removeAll { ended.contains(ObjectIdentifier($0.connection)) } }
+                s.watched.removeAll { item in item.connection.map { live in ended.contains { $0 === live } } ?? true }
                 if s.watched.isEmpty {
                     s.running = false
                     s.wakeAt = .infinity
