@@ -274,7 +274,14 @@ import Testing
             try FD.writeAll(peerFD, RankFrame(encoding: .bytes, tag: tag, length: payload.count).header() + payload)
         }
 
-        func closePeer() { peer = nil }
+        /// Ends the peer's side: shut down first, since a child process that another test spawns
+        /// meanwhile holds a copy of every descriptor until its exec, and a close alone would
+        /// then not end the stream (seen once in a parallel run: the drain found the socket
+        /// empty, not ended).
+        func closePeer() {
+            try? Socket.shutdown(peerFD, .both)  // Cannot fail on an open, connected socket pair.
+            peer = nil
+        }
 
         var silencedCount: Int { progress.silencedCount.load(ordering: .sequentiallyConsistent) }
     }
