@@ -276,6 +276,14 @@ struct FrameStreamReader {
             case .goodbye:
                 ended = true
                 return .closed
+            case .needBytes where !hasRing:
+                // A plain socket is read by its descriptor alone: no input to move out and back
+                // (a spinning receive comes here once for every read that finds nothing).
+                let fd = input.fd
+                _ = decoder.readIntoBuffer { Self.readSocket(fd, into: $0, &outcome) }
+            case .needPayload where !hasRing:
+                let fd = input.fd
+                _ = decoder.readIntoPayload { Self.readSocket(fd, into: $0, &outcome) }
             case .needBytes, .needPayload:
                 // The input is moved out for the read (the closure may not reach `self` while the
                 // decoder is being changed) and back, by swapping: a copy of it would retain and
@@ -346,6 +354,13 @@ struct FrameStreamReader {
     @inline(__always)
     private static func read(_ input: inout ByteInput, into space: UnsafeMutableRawBufferPointer, _ outcome: inout IOResult) -> Int {
         outcome = input.read(into: space)
+        if case .bytes(let n) = outcome { return n }
+        return 0
+    }
+
+    @inline(__always)
+    private static func readSocket(_ fd: Int32, into space: UnsafeMutableRawBufferPointer, _ outcome: inout IOResult) -> Int {
+        outcome = ByteInput.readSocket(fd, into: space)
         if case .bytes(let n) = outcome { return n }
         return 0
     }
