@@ -24,6 +24,44 @@ import Testing
         return (watched, peer)
     }
 
+    /// A loopback TCP connection whose receiving end never reads, its sending end filled until
+    /// it has taken nothing more for 0.2 s (the receiver's window closed), with the unsent-bytes
+    /// limit distr-master sets (`TCPSocket.setUnsentLimit`), and its last unsent segment left
+    /// with 10 bytes of room, as a frame that ended there leaves it (the second reader's
+    /// recipe: Linux appends a small write to that segment even though the socket is full, and
+    /// a 21-byte heartbeat then goes only in part). The receiving end's descriptor is returned
+    /// to be closed.
+    func stuckTCP() throws -> (watched: Connection, unreadEnd: Int32) {
+        let (listener, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
+        defer { FD.close(listener) }
+        let sending = try TCPSocket.connect(host: "127.0.0.1", port: address.port, timeout: 10)
+        let unread = try TCPSocket.accept(listener)
+        TCPSocket.setUnsentLimit(sending, bytes: 256 << 10)
+        let chunk = [UInt8](repeating: 3, count: 64 << 10)
+        try chunk.withUnsafeBytes { bytes in
+            while true {
+                while case .bytes = try FD.sendNonblocking(sending, bytes) {}
+                let writable = try withUnsafePointer(to: sending) { pointer in
+                    try FD.wait(for: UnsafeBufferPointer(start: pointer, count: 1), writing: true, seconds: 0.2)
+                }
+                if !writable { break }
+            }
+            // Raising the limit for a moment lets one more write in; each starts a segment.
+            func sendPastTheLimit(_ count: Int) throws -> Int {
+                TCPSocket.setUnsentLimit(sending, bytes: 64 << 20)
+                defer { TCPSocket.setUnsentLimit(sending, bytes: 256 << 10) }
+                guard case .bytes(let n) = try FD.sendNonblocking(sending, UnsafeRawBufferPointer(rebasing: bytes[0..<count])) else { return 0 }
+                return n
+            }
+            _ = try sendPastTheLimit(1)
+            guard case .bytes(let segment) = try FD.sendNonblocking(sending, bytes) else { return }
+            _ = try sendPastTheLimit(1)
+            _ = try FD.sendNonblocking(sending, UnsafeRawBufferPointer(rebasing: bytes[0..<max(1, segment - 10)]))
+        }
+        let watched = Connection(fd: sending, peer: "stuck", keys: Self.keys, maxPayload: 1 << 20, headerOnlyTypes: [], frameTimeout: 5)
+        return (watched, unread)
+    }
+
     /// Reads frames until `count` heartbeats of `type` have come (each checked by the receiver).
     func heartbeats(_ count: Int, type: UInt8, from peer: Connection) throws {
         var seen = 0
@@ -98,6 +136,7 @@ import Testing
         // The thread has sent the first heartbeat and sleeps until the next, due before the
         // next connection's first: nothing wakes it while that connection comes and goes.
         try self.heartbeats(1, type: 9, from: keptPeer)
+        while !heartbeats.isSleeping { Threads.yield() }
         weak var released: Connection?
         do {
             let (watched, peer) = try pair()
@@ -108,6 +147,35 @@ import Testing
         }
         #expect(released == nil)
         #expect(heartbeats.threadsStarted.load(ordering: .relaxed) == 1)
+    }
+
+    /// A TCP socket that takes no more (its peer stopped reading) gets no heartbeat, however
+    /// often one is tried: Linux would append a small write to the last unsent segment even
+    /// then, until one went only in part and the rest blocked the process's one heartbeat
+    /// thread. Before the writability check this hung (the test's guard ends it).
+    @Test(.hangGuard) func aTCPSocketThatTakesNoMore_isNeverWrittenTo() throws {
+        let (stuck, unread) = try stuckTCP()
+        defer {
+            stuck.close()
+            FD.close(unread)
+        }
+        for _ in 0..<200 { #expect(stuck.sendUnlessItWaits(type: 9) == .busy) }
+        #expect(!stuck.peerHasLeft)
+    }
+
+    /// A stuck TCP connection beside a healthy one on the same thread: the healthy one keeps
+    /// its heartbeats.
+    @Test(.hangGuard) func aStuckTCPConnection_doesNotHoldUpTheOthers() throws {
+        let heartbeats = HeartbeatThread()
+        let (stuck, unread) = try stuckTCP()
+        let (healthy, healthyPeer) = try pair()
+        defer {
+            for connection in [stuck, healthy, healthyPeer] { connection.close() }
+            FD.close(unread)
+        }
+        stuck.watch(timeout: Self.timeout, heartbeatType: 9, on: heartbeats)
+        healthy.watch(timeout: Self.timeout, heartbeatType: 9, on: heartbeats)
+        try self.heartbeats(3, type: 9, from: healthyPeer)
     }
 
     /// The thread ends when its last connection has ended, and a connection watched after that

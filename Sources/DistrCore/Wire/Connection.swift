@@ -147,8 +147,10 @@ package final class Connection: Sendable {
                 }
             case .busy:
                 // Another thread is writing, or the socket is full: those bytes go first. Looked
-                // at again soon (a busy connection must not make the thread spin).
-                return Clock.now + Self.busyHeartbeatRetry
+                // at again soon (a busy connection must not make the thread spin), and by the
+                // peer's deadline at the latest.
+                let deadline = liveness.withLock { $0?.deadline } ?? .infinity
+                return min(Clock.now + Self.busyHeartbeatRetry, deadline)
             case .failed:
                 return nil
             }
@@ -171,9 +173,13 @@ package final class Connection: Sendable {
     }
 
     /// Sends a frame of `type` with no payload, only if that does not wait for another sender
-    /// or for room in the socket. A frame the socket takes only part of (its buffer filled
-    /// just then, which a frame of a few dozen bytes meets only at the edge) is finished with
-    /// blocking writes, as any send would be, bounded by `TCP_USER_TIMEOUT`.
+    /// or for room in the socket: the socket must be writable (`poll`: for TCP, a third of its
+    /// buffer free and its unsent bytes under half of `TCP_NOTSENT_LOWAT`), for then a frame of
+    /// a few dozen bytes goes whole. Without that check Linux appends a small write to the last
+    /// unsent segment even when the socket is full, so heartbeats to a peer that stopped reading
+    /// went on until one went only in part, and the rest blocked the one heartbeat thread of the
+    /// process (found by a second reader, reproduced over TCP). A frame taken in part all the
+    /// same gets `partialWriteWait` to go out, else the connection is broken (`abort`).
     func sendUnlessItWaits(type: UInt8) -> HeartbeatWrite {
         let outcome = sender.withLockIfAvailable { sealer -> HeartbeatWrite in
             // The sequence number is spent only on a frame that goes out.
@@ -182,11 +188,15 @@ package final class Connection: Sendable {
             let result = frame.withUnsafeBytes { bytes in
                 Result { () throws(SystemError) -> HeartbeatWrite? in
                     try usingDescriptor { () throws(SystemError) -> HeartbeatWrite in
+                        let writable = try withUnsafePointer(to: fd) { pointer throws(SystemError) in
+                            try FD.wait(for: UnsafeBufferPointer(start: pointer, count: 1), writing: true, seconds: 0)
+                        }
+                        guard writable else { return .busy }
                         switch try FD.sendNonblocking(fd, bytes) {
                         case .wouldBlock, .endOfStream: return .busy
                         case .bytes(let n):
-                            if n < bytes.count { try FD.writeAll(fd, UnsafeRawBufferPointer(rebasing: bytes[n...])) }
-                            return .sent
+                            return try Self.finish(fd, UnsafeRawBufferPointer(rebasing: bytes[n...]), within: Self.partialWriteWait)
+                                ? .sent : .failed
                         }
                     }
                 }
@@ -199,7 +209,31 @@ package final class Connection: Sendable {
             case .success(.failed?), .success(nil), .failure: return .failed
             }
         }
+        // A frame left half-written cannot be taken back: the stream is broken.
+        if outcome == .failed { abort() }
         return outcome ?? .busy
+    }
+
+    /// How long the rest of a heartbeat the socket took only part of may take to go out.
+    static let partialWriteWait = 0.05
+
+    /// Writes `rest` (empty: nothing to do) as the socket takes it, waiting at most `seconds`.
+    /// - Returns: whether all of it went.
+    private static func finish(_ fd: Int32, _ rest: UnsafeRawBufferPointer, within seconds: Double) throws(SystemError) -> Bool {
+        var left = rest
+        let deadline = Clock.now + seconds
+        while !left.isEmpty {
+            if case .bytes(let n) = try FD.sendNonblocking(fd, left) {
+                left = UnsafeRawBufferPointer(rebasing: left[n...])
+                continue
+            }
+            let remaining = deadline - Clock.now
+            guard remaining > 0 else { return false }
+            _ = try withUnsafePointer(to: fd) { pointer throws(SystemError) in
+                try FD.wait(for: UnsafeBufferPointer(start: pointer, count: 1), writing: true, seconds: remaining)
+            }
+        }
+        return true
     }
 
     /// Ends the sending direction (the peer reads end of stream after the last frame).

@@ -23,6 +23,10 @@ final class HeartbeatThread: Sendable {
     private struct Watched {
         weak var connection: Connection?
         let type: UInt8
+        /// When the thread looks at it next (what its last look said, or its first heartbeat's
+        /// time): a wake looks only at the connections due by then, not at all of them (which
+        /// cost a worker with hundreds of jobs a look at each of them for every heartbeat).
+        var due: Double
     }
 
     private struct State {
@@ -33,6 +37,8 @@ final class HeartbeatThread: Sendable {
         /// Connections added so far: one added while the thread looked at the others is looked
         /// at before the thread sleeps.
         var added = 0
+        /// The thread waits (for `wakeAt` or a signal) and looks at nothing meanwhile.
+        var sleeping = false
     }
 
     private let state = Mutex(State())
@@ -45,10 +51,17 @@ final class HeartbeatThread: Sendable {
     /// Connections being watched now (ended ones leave at the thread's next look).
     var count: Int { state.withLock { $0.watched.count } }
 
+    /// Whether the thread is waiting for its next time (for tests).
+    var isSleeping: Bool { state.withLock { $0.sleeping } }
+
+    /// How much earlier than its time a connection is looked at when the thread is awake anyway:
+    /// heartbeats due within it go out together, one wake for several connections.
+    static let slack = 0.005
+
     /// Watches `connection` from now on, sending heartbeats of `type`.
     func add(_ connection: Connection, type: UInt8, firstDue: Double) {
         let (start, signal) = state.withLock { s -> (Bool, Bool) in
-            s.watched.append(Watched(connection: connection, type: type))
+            s.watched.append(Watched(connection: connection, type: type, due: firstDue))
             s.added += 1
             if !s.running {
                 s.running = true
@@ -67,28 +80,41 @@ final class HeartbeatThread: Sendable {
 
     private func run() {
         while true {
-            let (list, generation) = state.withLock { ($0.watched, $0.added) }
-            var next = Double.infinity
-            // Held until they are taken off the list: a freed one's address could be a new
-            // connection's by then.
-            var ended: [Connection] = []
-            for item in list {
-                guard let connection = item.connection else { continue }
-                if let due = connection.heartbeatTurn(type: item.type) {
-                    next = min(next, due)
-                } else {
-                    ended.append(connection)
-                }
+            let (list, generation) = state.withLock { s in
+                s.sleeping = false
+                return (s.watched, s.added)
             }
-            let (stop, look) = state.withLock { s -> (Bool, Bool) in
-                s.watched.removeAll { item in item.connection.map { live in ended.contains { $0 === live } } ?? true }
+            let horizon = Clock.now + Self.slack
+            // What each look said, by connection; held until the list is updated, so that a
+            // freed connection's address cannot be a new one's by then.
+            var looked: [(connection: Connection, due: Double?)] = []
+            for item in list where item.due <= horizon {
+                guard let connection = item.connection else { continue }
+                looked.append((connection, connection.heartbeatTurn(type: item.type)))
+            }
+            let (stop, look, next) = state.withLock { s -> (Bool, Bool, Double) in
+                var next = Double.infinity
+                var kept: [Watched] = []
+                kept.reserveCapacity(s.watched.count)
+                for var item in s.watched {
+                    guard let live = item.connection else { continue }
+                    if let entry = looked.first(where: { $0.connection === live }) {
+                        guard let due = entry.due else { continue }
+                        item.due = due
+                    }
+                    next = min(next, item.due)
+                    kept.append(item)
+                }
+                s.watched = kept
                 if s.watched.isEmpty {
                     s.running = false
                     s.wakeAt = .infinity
-                    return (true, false)
+                    return (true, false, next)
                 }
                 s.wakeAt = next
-                return (false, s.added != generation)
+                let look = s.added != generation
+                s.sleeping = !look
+                return (false, look, next)
             }
             if stop { return }
             if look { continue }
