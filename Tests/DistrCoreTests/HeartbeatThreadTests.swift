@@ -41,10 +41,7 @@ import Testing
         try chunk.withUnsafeBytes { bytes in
             while true {
                 while case .bytes = try FD.sendNonblocking(sending, bytes) {}
-                let writable = try withUnsafePointer(to: sending) { pointer in
-                    try FD.wait(for: UnsafeBufferPointer(start: pointer, count: 1), writing: true, seconds: 0.2)
-                }
-                if !writable { break }
+                if try !FD.waitWritable(sending, seconds: 0.2) { break }
             }
             // Raising the limit for a moment lets one more write in; each starts a segment.
             func sendPastTheLimit(_ count: Int) throws -> Int {

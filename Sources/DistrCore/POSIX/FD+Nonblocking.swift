@@ -140,6 +140,15 @@ extension FD {
         throw SystemError("ppoll", errno: code)
     }
 
+    /// Waits up to `seconds` (at most 1; 0: only looks) until `fd` can be written; false when it
+    /// cannot by then. The corresponding C function is `ppoll`.
+    /// - Throws: `SystemError` from `ppoll` for anything but EINTR.
+    package static func waitWritable(_ fd: Int32, seconds: Double) throws(SystemError) -> Bool {
+        try withUnsafePointer(to: fd) { pointer throws(SystemError) in
+            try wait(for: UnsafeBufferPointer(start: pointer, count: 1), writing: true, seconds: seconds)
+        }
+    }
+
     /// Waits until one of `descriptors` is ready (readable, or writable where `writing` says so;
     /// a hang-up or an error counts as ready), or `deadline` passes; negative entries are
     /// skipped. Returns one flag per entry, all false when the deadline passed first.
