@@ -228,8 +228,12 @@ import Testing
 
     // MARK: Sending on a socket without suspending
 
-    @Test func socketLink_sendNowWritesWhatTheSocketTakesAndTheWriterThreadTheRestInOrder() async throws {
+    /// `contiguous`: bodies of at most `OutgoingLink.contiguousSendLimit` bytes, which go out
+    /// copied behind their header in one `send`; otherwise larger ones, in a `writev`.
+    @Test(arguments: [false, true])
+    func socketLink_sendNowWritesWhatTheSocketTakesAndTheWriterThreadTheRestInOrder(contiguous: Bool) async throws {
         // TCP on loopback: a nonblocking write into a nearly full socket takes part of a frame.
+        #expect(1_000 + 12 * 231 <= OutgoingLink.contiguousSendLimit && 9_000 > OutgoingLink.contiguousSendLimit)
         let (listener, address) = try TCPSocket.listen(host: "127.0.0.1", port: 0)
         defer { FD.close(listener) }
         let mine = try TCPSocket.connect(host: "127.0.0.1", port: address.port, timeout: 10)
@@ -244,7 +248,8 @@ import Testing
         var rest: OutgoingLink.Immediate?
         while rest == nil {
             let index = payloads.count
-            let payload = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: 9_000 + index % 13 * 77)
+            let count = contiguous ? 1_000 + index % 13 * 231 : 9_000 + index % 13 * 77
+            let payload = [UInt8](repeating: UInt8(truncatingIfNeeded: index), count: count)
             let frame = RankFrame(encoding: .bytes, tag: index, length: payload.count)
             switch try payload.withUnsafeBytes({ try link.writeNow(frame, body: $0) }) {
             case .sent: payloads.append(payload)

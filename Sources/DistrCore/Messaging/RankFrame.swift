@@ -77,7 +77,7 @@ struct RankFrame: Sendable, Equatable {
     }
 
     /// Writes the header into the first `headerSize` bytes of `raw`.
-    private func store(into raw: UnsafeMutableRawBufferPointer) {
+    func store(into raw: UnsafeMutableRawBufferPointer) {
         raw[0] = kind
         raw[1] = encoding.rawValue
         raw[2] = element
