@@ -45,6 +45,15 @@ package struct ControlGroup: Sendable, Equatable {
         return ControlGroup(path: path)
     }
 
+    /// Makes the cgroup `name` under `parent` unless something has that name already.
+    /// - Returns: nil when the name is taken.
+    package static func createNew(under parent: String, name: String) throws(SystemError) -> ControlGroup? {
+        let path = parent + "/" + name
+        if mkdir(path, 0o755) == 0 { return ControlGroup(path: path) }
+        if errno == EEXIST { return nil }
+        throw .current("mkdir \(path)")
+    }
+
     /// `cgroup.procs` opened for writing, close-on-exec: a process that writes "0" to it
     /// joins the cgroup (the spawner's child does, before it runs the program).
     package func openProcs() throws(SystemError) -> Int32 {
@@ -57,11 +66,20 @@ package struct ControlGroup: Sendable, Equatable {
         try retryingEINTR("open \(path)") { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
     }
 
-    /// True while any process is in the cgroup.
-    package var isPopulated: Bool {
-        guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return false }  // Unreadable: removed, so nothing is in it.
-        return String(decoding: events, as: UTF8.self).contains("populated 1")
+    /// True while any process is in the cgroup (false once it is gone).
+    package var isPopulated: Bool { isEmpty == false }
+
+    /// Whether the cgroup holds no process: what `cgroup.events` says, or nil when it cannot be
+    /// read (the cgroup is gone).
+    package var isEmpty: Bool? {
+        guard let events = try? FileIO.readAll(path + "/cgroup.events") else { return nil }  // Unreadable: removed.
+        return String(decoding: events, as: UTF8.self).contains("populated 0")
     }
+
+    /// Removes the cgroup if it holds no process (`rmdir`, which the kernel refuses otherwise).
+    /// - Returns: true when it is gone.
+    @discardableResult
+    package func removeIfEmpty() -> Bool { rmdir(path) == 0 || errno == ENOENT }
 
     /// Kills every process in the cgroup (`cgroup.kill`), waits until it is empty (bounded),
     /// and removes it.

@@ -51,6 +51,12 @@ package enum Sentinel {
     /// - Returns: what was done, for the log.
     static func reclaim(workDirectory: String, deadWorker: Int32) -> [String] {
         guard let records = JobRecords.existing(workDirectory: workDirectory) else { return [] }
-        return Reclaimer.reclaimAbandoned(records, deadWorker: deadWorker)
+        let lines = Reclaimer.reclaimAbandoned(records, deadWorker: deadWorker)
+        // The worker's kept empty cgroups, which no record names (the sentinel was forked from
+        // the worker: it sits in the same cgroup, the place the worker made them under).
+        if case .success(let place) = ControlGroup.placeForJobs() {
+            SpareControlGroups.removeLeftovers(under: place, deadWorker: deadWorker)
+        }
+        return lines
     }
 }

@@ -165,7 +165,9 @@ extension Worker {
                     worker.unregister(job)
                     job.discard()
                 }
-                controlGroup?.killAndRemove()
+                if let controlGroup, !(worker.controlGroups?.release(controlGroup) ?? controlGroup.killAndRemove()) {
+                    worker.log("job \(spec?.jobID ?? "?"): its cgroup \(controlGroup.path) could not be emptied and removed")
+                }
                 if let directory {
                     worker.cache?.takeBack(shared, from: directory)
                     worker.removeJobDirectory(directory, jobID: spec?.jobID ?? "?")
@@ -225,24 +227,22 @@ extension Worker {
             // crash of this worker at any later point (files arriving, jobReady sent, ranks
             // running) leaves nothing that the next worker on this directory, or the sentinel,
             // cannot find and end.
-            let controlGroupName = "distr-\(spec.jobID)-\(CurrentProcess.id)"
-            var directory: String
-            repeat {
-                directory = worker.jobDirectoryName(jobID: spec.jobID)
-                worker.recordPrepared(
-                    jobID: spec.jobID, directory: directory, controlGroup: worker.controlGroups.map { $0 + "/" + controlGroupName })
-                prepared.withLock { $0.recorded = true }
-            } while !(try worker.makeJobDirectory(at: directory))
+            // The cgroup is taken first (a kept one, or a new one: `SpareControlGroups`); one
+            // that a crash leaves before its job's record names it is found by its name.
             var controlGroup: ControlGroup?
-            if let place = worker.controlGroups {
-                do { controlGroup = try ControlGroup.create(under: place, name: controlGroupName) } catch {
+            if let groups = worker.controlGroups {
+                do { controlGroup = try groups.take() } catch {
                     worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")
                 }
             }
-            prepared.withLock {
-                $0.directory = directory
-                $0.controlGroup = controlGroup
-            }
+            prepared.withLock { $0.controlGroup = controlGroup }
+            var directory: String
+            repeat {
+                directory = worker.jobDirectoryName(jobID: spec.jobID)
+                worker.recordPrepared(jobID: spec.jobID, directory: directory, controlGroup: controlGroup?.path)
+                prepared.withLock { $0.recorded = true }
+            } while !(try worker.makeJobDirectory(at: directory))
+            prepared.withLock { $0.directory = directory }
             // Files the cache has (verified against their digests) are copied in now; the
             // master sends only the others.
             let cache = worker.cache

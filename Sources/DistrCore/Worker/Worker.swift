@@ -21,8 +21,9 @@ package final class Worker: Sendable {
     let records: JobRecords?
     /// Emptied job directories and spent records for the next jobs (nil: none are kept).
     let spares: SpareInodes?
-    /// Where job cgroups are made (nil: none; the sweep and the records do the tracking).
-    let controlGroups: String?
+    /// Job cgroups, made and kept under the worker's own (nil: none; the sweep and the records
+    /// do the tracking).
+    let controlGroups: SpareControlGroups?
     /// The `distr` and `mpi4py` packages for Python ranks (nil: they could not be installed).
     package let pythonModules: PythonModules?
     /// The worker's own helpers (its compile of the Python modules), which a job's sweep must
@@ -76,7 +77,11 @@ package final class Worker: Sendable {
             pythonModules = nil
         }
         switch configuration.useControlGroups ? ControlGroup.placeForJobs() : .failure(SystemError("--no-cgroups", code: .notPermitted)) {
-        case .success(let place): controlGroups = place
+        case .success(let place):
+            // What a worker that is gone left there (job records name only the cgroups of jobs;
+            // its kept empty ones are found by name).
+            SpareControlGroups.removeLeftovers(under: place)
+            controlGroups = SpareControlGroups(place: place)
         case .failure(let why):
             controlGroups = nil
             configuration.log("no cgroup per job (\(why)); jobs' processes are tracked by process group and subreaper instead")
@@ -336,7 +341,7 @@ package final class Worker: Sendable {
             // stays (only a move by root takes one out). The look through this worker's
             // children (/proc/self/task/*/children, an open and a read per thread) is the
             // fallback, for a job without a cgroup or one that would not empty.
-            if group.killAndRemove() { return }
+            if controlGroups?.release(group) ?? group.killAndRemove() { return }
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
         var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
@@ -439,5 +444,6 @@ package final class Worker: Sendable {
         let deadline = Deadline.after(configuration.grace + 5)
         for job in running { job.waitFinished(until: deadline) }
         spares?.removeAll()
+        controlGroups?.removeAll()
     }
 }
