@@ -50,8 +50,35 @@ import Testing
         #expect(spares.keepDirectory(work + "/spare-dir"))
         #expect(!spares.takeDirectory(to: work + "/taken"))
         #expect(try names(in: work + "/.distr-spare").allSatisfy { $0.hasPrefix("f-") })
-        #expect(spares.takeFile(to: work + "/new-record"))
-        #expect(try FileIO.readAll(work + "/new-record") == Array("old".utf8))
+        let spare = try #require(spares.takeFile())
+        #expect(try FileIO.readAll(spare) == Array("old".utf8))
+        #expect(spares.takeFile() == nil)
+    }
+
+    /// A record is written into a kept file where it is kept, and that file renamed into place:
+    /// the same inode, no part left beside it, and the text whole (a longer old text cut off).
+    @Test func aRecordIsWrittenIntoAKeptFile_renamedOnceIntoPlace() throws {
+        let work = try makeTemporaryDirectory()
+        defer { FileIO.removeTree(work) }
+        let spares = try SpareInodes(workDirectory: work)
+        let records = try JobRecords(workDirectory: work, spares: spares)
+        try FileIO.write(work + "/old", Array(repeating: UInt8(ascii: "x"), count: 4096), mode: 0o600, exclusive: true)
+        let inode = try FileStatus(path: work + "/old").inode
+        #expect(spares.keepFile(work + "/old"))
+        var record = JobRecord(jobID: "job1", directory: work + "/distr-job1-abcdef", workerPID: 7, workerStart: 8)
+        record.controlGroup = "/sys/fs/cgroup/distr-job-7-8-0"
+        try records.write(record)
+        let written = records.directory + "/job1"
+        #expect(try FileStatus(path: written).inode == inode)
+        #expect(try FileIO.readAll(written) == Array(record.text.utf8))
+        #expect(try names(in: records.directory) == ["job1"])
+        #expect(try names(in: work + "/.distr-spare").isEmpty)
+        // No kept file left: the part's way, with the same result.
+        var second = record
+        second.jobID = "job2"
+        try records.write(second)
+        #expect(try FileIO.readAll(records.directory + "/job2") == Array(second.text.utf8))
+        #expect(try names(in: records.directory).sorted() == ["job1", "job2"])
     }
 
     @Test func removesSparesOfAWorkerThatIsGone_andKeepsALiveOnesAtStart() throws {

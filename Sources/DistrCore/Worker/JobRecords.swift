@@ -77,11 +77,23 @@ final class JobRecords: Sendable {
     /// sentinel) sees the old record or the new one, never a part. Job ids are checked to be
     /// plain names before this.
     func write(_ record: JobRecord) throws(SystemError) {
+        let text = Array(record.text.utf8)
+        // A kept record file is rewritten where it is kept and renamed into place: no new inode
+        // (see `SpareInodes`), no truncation to nothing, which would send it to the disk at its
+        // close, and one rename, where moving it to the part's name first took two.
+        if let spare = spares?.takeFile() {
+            do throws(SystemError) {
+                try FileIO.overwrite(spare, text, mode: 0o600)
+                try FileIO.rename(spare, to: path(record.jobID))
+                return
+            } catch {
+                // The spare area misbehaves (full disk, removed by hand): the part's way below
+                // says what fails, if anything does.
+                FileIO.unlink(spare)
+            }
+        }
         let temporary = directory + "/.part-" + record.jobID
-        // A kept record file is rewritten in place: no new inode (see `SpareInodes`), and no
-        // truncation to nothing, which would send it to the disk at its close.
-        _ = spares?.takeFile(to: temporary)
-        try FileIO.overwrite(temporary, Array(record.text.utf8), mode: 0o600)
+        try FileIO.overwrite(temporary, text, mode: 0o600)
         try FileIO.rename(temporary, to: path(record.jobID))
     }
 

@@ -44,8 +44,9 @@ final class SpareInodes: Sendable {
     /// - Returns: false when it was not kept (the caller removes it).
     func keepDirectory(_ path: String) -> Bool { FileIO.isEmptyPrivateDirectory(path) && keep(path, directory: true) }
 
-    /// Moves a kept file to `path` (replacing nothing). False when none is kept.
-    func takeFile(to path: String) -> Bool { take(directory: false, to: path) }
+    /// A kept file, left where it is kept and the caller's from now on (to write, then rename
+    /// into place, or unlink); nil when none is kept.
+    func takeFile() -> String? { state.withLock { $0.files.popLast() } }
 
     /// Keeps the file at `path` (a record this worker wrote). False when not kept.
     func keepFile(_ path: String) -> Bool { keep(path, directory: false) }
