@@ -31,18 +31,19 @@ import Testing
     }
 
     /// Spawns `arguments` born in `group`; the exit status comes to `exited`.
-    static func spawn(_ arguments: [String], in group: ControlGroup, exited: @escaping @Sendable (RankStatus) -> Void) throws -> Int32 {
-        let directory = try group.openDirectory()
-        defer { FD.close(directory) }
+    static func spawn(
+        _ arguments: [String], in group: OpenControlGroup, exited: @escaping @Sendable (RankStatus) -> Void
+    ) throws -> Int32 {
         let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { FD.close(null) }
         return try Spawner.spawn(
-            SpawnRequest(arguments: arguments, environment: [], directory: "/", stdout: null, stderr: null, controlGroupDirectory: directory),
+            SpawnRequest(
+                arguments: arguments, environment: [], directory: "/", stdout: null, stderr: null, controlGroupDirectory: group.directory),
             onExit: exited)
     }
 
     /// Runs `/bin/true` born in `group` and returns how it ended.
-    static func runTrue(in group: ControlGroup) throws -> RankStatus? {
+    static func runTrue(in group: OpenControlGroup) throws -> RankStatus? {
         let status = Mutex<RankStatus?>(nil)
         let done = Latch()
         _ = try spawn(["/bin/true"], in: group) { result in
@@ -60,10 +61,10 @@ import Testing
             let first = try groups.take()
             #expect(try Self.runTrue(in: first) == .exited(0))
             #expect(groups.release(first))
-            #expect(groups.kept == [first])
+            #expect(groups.kept == [first.group])
             #expect(FileIO.exists(first.path))
             let second = try groups.take()
-            #expect(second == first, "the kept cgroup is taken again, not a new one made")
+            #expect(second === first, "the kept cgroup is taken again, not a new one made")
             #expect(groups.kept.isEmpty)
             #expect(try Self.runTrue(in: second) == .exited(0))
             #expect(groups.release(second))
@@ -83,14 +84,14 @@ import Testing
                 status.withLock { $0 = result }
                 ended.open()
             }
-            #expect(first.isEmpty == false)
+            #expect(first.group.isEmpty == false)
             #expect(groups.release(first))
             #expect(ended.wait(until: .after(20)), "the process \(pid) left in the cgroup was not ended")
             #expect(status.withLock { $0 } == .signaled(SIGKILL))
             #expect(groups.kept.isEmpty)
             #expect(!FileIO.exists(first.path))
             let next = try groups.take()
-            #expect(next != first)
+            #expect(next.path != first.path)
             #expect(try Self.runTrue(in: next) == .exited(0))
             #expect(groups.release(next))
         }
@@ -103,7 +104,7 @@ import Testing
             let taken = try (0...SpareControlGroups.limit).map { _ in try groups.take() }
             #expect(Set(taken.map(\.path)).count == taken.count)
             for group in taken { #expect(groups.release(group)) }
-            #expect(groups.kept == Array(taken.prefix(SpareControlGroups.limit)))
+            #expect(groups.kept == taken.prefix(SpareControlGroups.limit).map(\.group))
             #expect(!FileIO.exists(taken[SpareControlGroups.limit].path))
             groups.removeAll()
             #expect(groups.kept.isEmpty)
@@ -126,23 +127,27 @@ import Testing
             let neverStarted = Self.pool(place, start: 4)
             let exited = SpareControlGroups(place: place, owner: (child, 5))
             let live = SpareControlGroups(place: place, owner: (getpid(), ProcessTable.ownStartTime))
+            defer { for pool in [neverStarted, exited, live] { pool.removeAll() } }
             let kept = try neverStarted.take()
             #expect(neverStarted.release(kept))
             let inUse = try exited.take()
+            defer { inUse.closeDescriptors() }
             let holding = try exited.take()
             let ended = Latch()
             let escaped = try Self.spawn(["/bin/sleep", "1000"], in: holding) { _ in ended.open() }
             defer {
-                holding.killAndRemove()
+                holding.closeDescriptors()
+                holding.group.killAndRemove()
                 #expect(ended.wait(until: .after(20)), "the test's process \(escaped) was not ended")
             }
             let liveGroup = try live.take()
+            defer { liveGroup.closeDescriptors() }
             #expect(try Self.runTrue(in: liveGroup) == .exited(0))
             #expect(SpareControlGroups.removeLeftovers(under: place) == 2)
             #expect(!FileIO.exists(kept.path), "a start time this process never had: its worker is gone")
             #expect(!FileIO.exists(inUse.path), "its pid has exited")
             #expect(FileIO.exists(liveGroup.path), "a live worker's cgroup was removed")
-            #expect(FileIO.exists(holding.path) && holding.isEmpty == false, "a cgroup holding a process was removed, or emptied")
+            #expect(FileIO.exists(holding.path) && holding.group.isEmpty == false, "a cgroup holding a process was removed, or emptied")
             // The sentinel knows its worker is dead before /proc may say so.
             #expect(SpareControlGroups.removeLeftovers(under: place, deadWorker: getpid()) == 1)
             #expect(!FileIO.exists(liveGroup.path))

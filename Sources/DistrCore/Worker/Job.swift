@@ -6,11 +6,9 @@ final class Job: Sendable {
     let spec: JobSpec
     let directory: String
     let connection: Connection
-    /// The job's cgroup, when the worker may make one, and its `cgroup.procs` and directory for
-    /// the spawner.
-    let controlGroup: ControlGroup?
-    private let controlGroupProcs: Int32?
-    private let controlGroupDirectory: Int32?
+    /// The job's cgroup, when the worker may make one, with its `cgroup.procs` and directory
+    /// open for the spawner (the worker's: `SpareControlGroups` keeps or removes it at the end).
+    let controlGroup: OpenControlGroup?
     /// The master's address and the job's nodes: their connections are never starved.
     let trustedHosts: Set<String>
     let grace: Double
@@ -28,26 +26,11 @@ final class Job: Sendable {
     private let onFinish: Mutex<(@Sendable (Job) -> Void)?>
 
     init(
-        spec: JobSpec, directory: String, connection: Connection, master: String, controlGroup: ControlGroup?, grace: Double,
+        spec: JobSpec, directory: String, connection: Connection, master: String, controlGroup: OpenControlGroup?, grace: Double,
         pythonModules: PythonModules? = nil, log: @escaping @Sendable (String) -> Void, onFinish: @escaping @Sendable (Job) -> Void
     ) {
         self.spec = spec
-        var procs: Int32?
-        var groupDirectory: Int32?
-        if let controlGroup {
-            do {
-                procs = try controlGroup.openProcs()
-                groupDirectory = try controlGroup.openDirectory()
-            } catch {
-                log("job \(spec.jobID): cannot use its cgroup (\(error)); tracking its processes without it")
-                if let procs { FD.close(procs) }
-                procs = nil
-                controlGroup.killAndRemove()
-            }
-        }
-        self.controlGroup = procs == nil ? nil : controlGroup
-        controlGroupProcs = procs
-        controlGroupDirectory = procs == nil ? nil : groupDirectory
+        self.controlGroup = controlGroup
         trustedHosts = Set(spec.placements.map(\.host) + [master])
         self.directory = directory
         self.connection = connection
@@ -88,7 +71,8 @@ final class Job: Sendable {
             do {
                 let process = try RankProcess(
                     rank: rank, arguments: spec.arguments, environment: environment(rank: rank), directory: directory,
-                    controlGroupProcs: controlGroupProcs, controlGroupDirectory: controlGroupDirectory, readsStdin: spec.stdinRanks.contains(rank))
+                    controlGroupProcs: controlGroup?.procs, controlGroupDirectory: controlGroup?.directory,
+                    readsStdin: spec.stdinRanks.contains(rank))
                 // Under the same lock as relays: the rank hears of every exit, before or after.
                 ranks.withLock { state in
                     state.processes[rank] = process
@@ -283,8 +267,6 @@ final class Job: Sendable {
         // `onFinish`.
         for process in all { process.signalGroup(.kill) }
         for process in all { process.closeDescriptors() }
-        if let controlGroupProcs { FD.close(controlGroupProcs) }
-        if let controlGroupDirectory { FD.close(controlGroupDirectory) }
         let onFinish = self.onFinish.withLock { stored in
             defer { stored = nil }
             return stored
@@ -294,17 +276,11 @@ final class Job: Sendable {
     }
 
     /// For a job registered and never started (its master left, or failed, before `launch`):
-    /// closes the cgroup descriptors `init` opened and drops `onFinish`, which holds the
-    /// control session (a cycle that would keep both, and their connection, for ever). Nothing
-    /// of the job runs after this.
+    /// drops `onFinish`, which holds the control session (a cycle that would keep both, and
+    /// their connection, for ever). Nothing of the job runs after this; its cgroup is the
+    /// session's to give back.
     func discard() {
-        let stored = onFinish.withLock { stored in
-            defer { stored = nil }
-            return stored
-        }
-        guard stored != nil else { return }
-        if let controlGroupProcs { FD.close(controlGroupProcs) }
-        if let controlGroupDirectory { FD.close(controlGroupDirectory) }
+        onFinish.withLock { $0 = nil }
     }
 
     /// Blocks until every rank has been spawned (or failed to), or the deadline passes.

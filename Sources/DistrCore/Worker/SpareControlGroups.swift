@@ -27,7 +27,7 @@ final class SpareControlGroups: Sendable {
     /// Where the cgroups are made (`ControlGroup.placeForJobs`).
     let place: String
     private let owner: String
-    private let state = Mutex<(spares: [ControlGroup], next: Int)>(([], 0))
+    private let state = Mutex<(spares: [OpenControlGroup], next: Int)>(([], 0))
     /// Empty cgroups kept at most: enough for the jobs one worker runs at once.
     static let limit = 8
     static let prefix = "distr-job-"
@@ -38,9 +38,10 @@ final class SpareControlGroups: Sendable {
         self.owner = "\(owner.pid)-\(owner.start)"
     }
 
-    /// A cgroup for a job: a kept one, or a new one (under a name no one has taken).
-    /// - Throws: `SystemError` when a new one cannot be made.
-    func take() throws(SystemError) -> ControlGroup {
+    /// A cgroup for a job, its descriptors open: a kept one, or a new one (under a name no one
+    /// has taken).
+    /// - Throws: `SystemError` when a new one cannot be made or opened.
+    func take() throws(SystemError) -> OpenControlGroup {
         if let spare = state.withLock({ $0.spares.popLast() }) { return spare }
         // Names are taken only by this worker's earlier cgroups, or by hand: a few tries at most.
         for _ in 0..<1000 {
@@ -48,7 +49,11 @@ final class SpareControlGroups: Sendable {
                 defer { state.next += 1 }
                 return state.next
             }
-            if let group = try ControlGroup.createNew(under: place, name: "\(Self.prefix)\(owner)-\(number)") { return group }
+            guard let group = try ControlGroup.createNew(under: place, name: "\(Self.prefix)\(owner)-\(number)") else { continue }
+            do { return try OpenControlGroup(group) } catch {
+                group.killAndRemove()
+                throw error
+            }
         }
         throw SystemError("mkdir \(place)/\(Self.prefix)\(owner)-N", code: .exists)
     }
@@ -56,18 +61,21 @@ final class SpareControlGroups: Sendable {
     /// Keeps a finished job's cgroup for the next job when it is empty (and fewer than `limit`
     /// are kept); otherwise ends what the job left in it and removes it (`killAndRemove`).
     /// - Returns: false when it held processes that could not be ended, or it could not be removed.
-    func release(_ group: ControlGroup) -> Bool {
-        guard group.isEmpty == true else { return group.killAndRemove() }
-        let kept = state.withLock { state -> Bool in
-            guard state.spares.count < Self.limit else { return false }
-            state.spares.append(group)
-            return true
-        }
-        return kept || group.killAndRemove()
+    func release(_ open: OpenControlGroup) -> Bool {
+        let kept =
+            open.group.isEmpty == true
+            && state.withLock { state -> Bool in
+                guard state.spares.count < Self.limit else { return false }
+                state.spares.append(open)
+                return true
+            }
+        if kept { return true }
+        open.closeDescriptors()
+        return open.group.killAndRemove()
     }
 
     /// The cgroups kept now (for tests).
-    var kept: [ControlGroup] { state.withLock { $0.spares } }
+    var kept: [ControlGroup] { state.withLock { $0.spares.map(\.group) } }
 
     /// Removes every kept cgroup (at shutdown).
     func removeAll() {
@@ -75,7 +83,10 @@ final class SpareControlGroups: Sendable {
             defer { state.spares = [] }
             return state.spares
         }
-        for group in spares { group.killAndRemove() }
+        for open in spares {
+            open.closeDescriptors()
+            open.group.killAndRemove()
+        }
     }
 
     /// Removes the empty job cgroups under `place` of workers that are gone (`deadWorker`: one
@@ -92,5 +103,31 @@ final class SpareControlGroups: Sendable {
             if ControlGroup(path: place + "/" + entry.string).removeIfEmpty() { removed += 1 }
         }
         return removed
+    }
+}
+
+/// A job cgroup with the two descriptors the spawner uses (`cgroup.procs`, and the directory for
+/// `CLONE_INTO_CGROUP`), opened once and kept open while the cgroup is kept: a job that takes a
+/// kept cgroup opens nothing. Both are close-on-exec.
+final class OpenControlGroup: Sendable {
+    let group: ControlGroup
+    let procs: Int32
+    let directory: Int32
+
+    /// - Throws: `SystemError` when either cannot be opened (none is left open).
+    init(_ group: ControlGroup) throws(SystemError) {
+        self.group = group
+        procs = try group.openProcs()
+        do { directory = try group.openDirectory() } catch {
+            FD.close(procs)
+            throw error
+        }
+    }
+
+    var path: String { group.path }
+
+    func closeDescriptors() {
+        FD.close(procs)
+        FD.close(directory)
     }
 }

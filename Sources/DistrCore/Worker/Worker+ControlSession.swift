@@ -15,7 +15,7 @@ extension Worker {
         /// the job.
         let prepared = Mutex<
             (
-                spec: JobSpec?, reservedID: String?, recorded: Bool, directory: String?, controlGroup: ControlGroup?,
+                spec: JobSpec?, reservedID: String?, recorded: Bool, directory: String?, controlGroup: OpenControlGroup?,
                 extractor: BundleExtractor?, job: Job?, cachedFiles: Int, sharedChange: Int64, shared: [(path: String, digest: [UInt8])]
             )
         >((nil, nil, false, nil, nil, nil, nil, 0, 0, []))
@@ -165,7 +165,7 @@ extension Worker {
                     worker.unregister(job)
                     job.discard()
                 }
-                if let controlGroup, !(worker.controlGroups?.release(controlGroup) ?? controlGroup.killAndRemove()) {
+                if let controlGroup, worker.controlGroups?.release(controlGroup) != true {
                     worker.log("job \(spec?.jobID ?? "?"): its cgroup \(controlGroup.path) could not be emptied and removed")
                 }
                 if let directory {
@@ -229,7 +229,7 @@ extension Worker {
             // cannot find and end.
             // The cgroup is taken first (a kept one, or a new one: `SpareControlGroups`); one
             // that a crash leaves before its job's record names it is found by its name.
-            var controlGroup: ControlGroup?
+            var controlGroup: OpenControlGroup?
             if let groups = worker.controlGroups {
                 do { controlGroup = try groups.take() } catch {
                     worker.log("job \(spec.jobID): cannot make its cgroup (\(error)); tracking its processes without it")

@@ -341,7 +341,7 @@ package final class Worker: Sendable {
             // stays (only a move by root takes one out). The look through this worker's
             // children (/proc/self/task/*/children, an open and a read per thread) is the
             // fallback, for a job without a cgroup or one that would not empty.
-            if controlGroups?.release(group) ?? group.killAndRemove() { return }
+            if controlGroups?.release(group) == true { return }
             log("job \(job.spec.jobID): its cgroup \(group.path) could not be emptied and removed")
         }
         var record = JobRecord(jobID: job.spec.jobID, directory: job.directory, workerPID: CurrentProcess.id, workerStart: 0)
