@@ -18,6 +18,10 @@ let selfContained: [LinkerSetting] = [
 /// write, cost ~0.5 ms of every start on its way to connect (docs/performance.md). Its stack,
 /// heap and libraries are still placed at random. distr-worker, a network daemon, keeps PIE.
 let positionDependent: [LinkerSetting] = [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release))]
+/// Nor does distr-master export its symbols (SwiftPM links executables with `--export-dynamic`,
+/// for tests that import them): the Swift runtime's backtracer looks its own path up at every
+/// start with `dladdr`, which walks the exported symbols one by one, 3,376 of them.
+let unexported: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux], configuration: .release))]
 
 /// Release builds of the library and both daemons reach the metadata of the generic types they use
 /// (`[String]`, `[Int: Connection]`, ...) through accessor functions instead of mangled names, which
@@ -44,7 +48,7 @@ let package = Package(
             name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors, linkerSettings: selfContained),
         .executableTarget(
             name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors,
-            linkerSettings: selfContained + positionDependent),
+            linkerSettings: selfContained + positionDependent + unexported),
         .executableTarget(name: "distr-bench", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "distr-fuzz", dependencies: ["DistrCore"], swiftSettings: strict),
         .executableTarget(name: "ring", dependencies: ["DistrCore"], path: "Examples/ring", swiftSettings: strict),
