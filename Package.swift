@@ -18,9 +18,10 @@ let selfContained: [LinkerSetting] = [
 /// write, cost ~0.5 ms of every start on its way to connect (docs/performance.md). Its stack,
 /// heap and libraries are still placed at random. distr-worker, a network daemon, keeps PIE.
 let positionDependent: [LinkerSetting] = [.unsafeFlags(["-Xclang-linker", "-no-pie"], .when(platforms: [.linux], configuration: .release))]
-/// Nor does distr-master export its symbols (SwiftPM links executables with `--export-dynamic`,
-/// for tests that import them): the Swift runtime's backtracer looks its own path up at every
-/// start with `dladdr`, which walks the exported symbols one by one, 3,376 of them.
+/// Neither daemon exports its symbols (SwiftPM links executables with `--export-dynamic`, for
+/// tests that import them): the Swift runtime's backtracer looks its own path up at every start
+/// with `dladdr`, which walks the exported symbols one by one (3,376 of them), and the loader
+/// reads their tables. distr-master's start: 1.48 -> 1.21 ms (docs/performance.md, "Session 30").
 let unexported: [LinkerSetting] = [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux], configuration: .release))]
 
 /// Release builds of the library and both daemons reach the metadata of the generic types they use
@@ -45,7 +46,8 @@ let package = Package(
         .target(name: "CDistrSys"),
         .target(name: "DistrCore", dependencies: ["CDistrSys"], swiftSettings: strict + metadataAccessors),
         .executableTarget(
-            name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors, linkerSettings: selfContained),
+            name: "distr-worker", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors,
+            linkerSettings: selfContained + unexported),
         .executableTarget(
             name: "distr-master", dependencies: ["DistrCore"], swiftSettings: strict + metadataAccessors,
             linkerSettings: selfContained + positionDependent + unexported),
