@@ -161,7 +161,7 @@ import Testing
         let worker = cluster.workers[0]
         _ = try cluster.master(["exec", "--", "true"])
         #expect(worker.process.stderr.waitFor(count: 1, of: ": finished"))
-        let descriptorsBefore = FD.openCount(pid: worker.process.pid)
+        let descriptorsBefore = Processes.descriptors(of: worker.process.pid).others
         for index in 0..<5 {
             let (connection, ready) = try Self.startJob(on: cluster, id: "ready\(index)", ["true"])
             connection.close()
@@ -173,8 +173,10 @@ import Testing
         #expect(worker.process.stderr.waitFor(count: 5, of: "the master connection ended before the job started"))
         // The session closes its connection just after that line: wait for it, bounded.
         let deadline = Clock.now + 5
-        while FD.openCount(pid: worker.process.pid) != descriptorsBefore, Clock.now < deadline { Deadline.pause(0.01) }
-        #expect(FD.openCount(pid: worker.process.pid) == descriptorsBefore, "\(worker.process.stderr.text)")
+        while Processes.descriptors(of: worker.process.pid).others != descriptorsBefore, Clock.now < deadline { Deadline.pause(0.01) }
+        let after = Processes.descriptors(of: worker.process.pid)
+        #expect(after.others == descriptorsBefore, "\(worker.process.stderr.text)")
+        #expect(after.keptCgroups <= 2 * SpareControlGroups.limit)
         #expect(!worker.process.stderr.text.contains("still running"), "\(worker.process.stderr.text)")
         #expect(cluster.leftoverJobDirectories.isEmpty)
     }
@@ -346,7 +348,7 @@ import Testing
         let worker = cluster.workers[0]
         _ = try cluster.master(["exec", "--", "true"])
         #expect(worker.process.stderr.waitFor(count: 1, of: ": finished"))
-        let descriptorsBefore = FD.openCount(pid: worker.process.pid)
+        let descriptorsBefore = Processes.descriptors(of: worker.process.pid).others
         for index in 0..<200 {
             let run = try cluster.master(["exec", "-q", "--", index % 2 == 0 ? "echo $DISTR_NODE_ID" : "sleep 5 & exit 1"])
             if run.status != (index % 2 == 0 ? 0 : 1) {
@@ -354,13 +356,11 @@ import Testing
                 break
             }
         }
-        // A job whose cgroup was empty at its end leaves it, with its two descriptors, for the next
-        // job (`SpareControlGroups`); one whose cgroup held the `sleep` does not. Counted in the
-        // same state as before: after a job of `true`.
-        _ = try cluster.master(["exec", "--", "true"])
         // Every job's last log line comes after its connection is closed.
-        #expect(worker.process.stderr.waitFor(count: 202, of: ": finished"))
-        #expect(FD.openCount(pid: worker.process.pid) == descriptorsBefore)
+        #expect(worker.process.stderr.waitFor(count: 201, of: ": finished"))
+        let after = Processes.descriptors(of: worker.process.pid)
+        #expect(after.others == descriptorsBefore)
+        #expect(after.keptCgroups <= 2 * SpareControlGroups.limit)
         // The worker's one lasting child is its sentinel.
         let children = Processes.children(of: worker.process.pid).filter { !Processes.isModuleCompileOrItsOrphan($0) }
         #expect(children.filter { !Processes.isWorker($0) }.isEmpty)

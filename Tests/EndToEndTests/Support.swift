@@ -318,6 +318,21 @@ extension TestProcess {
 
 /// Process checks for leak and cleanup tests.
 enum Processes {
+    /// The descriptors `pid` (a worker) has open, apart from those of the job cgroups it keeps
+    /// for the next jobs (`SpareControlGroups`: two each, for at most `limit` cgroups), which a
+    /// leak test counts apart: how many are kept depends on how jobs overlapped.
+    static func descriptors(of pid: pid_t) -> (others: Int, keptCgroups: Int) {
+        let directory = "/proc/\(pid)/fd"
+        // Unreadable: counted as none, and the test fails.
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []  // See above.
+        let cgroups = names.filter { name in
+            // Closed meanwhile: not a cgroup's.
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: directory + "/" + name)) ?? ""  // See above.
+            return target.hasPrefix("/sys/fs/cgroup/")
+        }
+        return (names.count - cgroups.count, cgroups.count)
+    }
+
     /// True when `pid` has exited (gone or a zombie), waiting up to `timeout` for it.
     static func waitGone(_ pid: pid_t, timeout: Double = 15) -> Bool {
         let fd = cdistr_pidfd_open(pid)
