@@ -13,7 +13,8 @@ import Testing
     /// no other test or worker sees its cgroups; removed afterwards with whatever is left in it.
     static func withPlace(_ test: String, _ body: (String) throws -> Void) throws {
         guard case .success(let place) = ControlGroup.placeForJobs() else { return }
-        let parent = try ControlGroup.create(under: place, name: "distr-spare-test-\(getpid())-\(test)")
+        let parent = try #require(
+            try ControlGroup.create(under: place, name: "distr-spare-test-\(getpid())-\(test)"), "a cgroup of that name is there already")
         defer {
             // Not listable: gone, nothing to remove.
             let entries = (try? Directory(path: parent.path).entries()) ?? []  // See above.
@@ -30,28 +31,32 @@ import Testing
         SpareControlGroups(place: place, owner: (getpid(), start))
     }
 
-    /// Spawns `arguments` born in `group`; the exit status comes to `exited`.
-    static func spawn(
-        _ arguments: [String], in group: OpenControlGroup, exited: @escaping @Sendable (RankStatus) -> Void
-    ) throws -> Int32 {
+    /// How a spawned process ended, once it has.
+    final class Exit: Sendable {
+        let ended = Latch()
+        let status = Mutex<RankStatus?>(nil)
+    }
+
+    /// Spawns `arguments` born in `group`, as the worker spawns a rank.
+    static func spawn(_ arguments: [String], in group: OpenControlGroup) throws -> (pid: Int32, exit: Exit) {
         let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { FD.close(null) }
-        return try Spawner.spawn(
+        let exit = Exit()
+        let pid = try Spawner.spawn(
             SpawnRequest(
-                arguments: arguments, environment: [], directory: "/", stdout: null, stderr: null, controlGroupDirectory: group.directory),
-            onExit: exited)
+                arguments: arguments, environment: [], directory: "/", stdout: null, stderr: null, controlGroupDirectory: group.directory)
+        ) { result in
+            exit.status.withLock { $0 = result }
+            exit.ended.open()
+        }
+        return (pid, exit)
     }
 
     /// Runs `/bin/true` born in `group` and returns how it ended.
     static func runTrue(in group: OpenControlGroup) throws -> RankStatus? {
-        let status = Mutex<RankStatus?>(nil)
-        let done = Latch()
-        _ = try spawn(["/bin/true"], in: group) { result in
-            status.withLock { $0 = result }
-            done.open()
-        }
-        try #require(done.wait(until: .after(20)))
-        return status.withLock { $0 }
+        let process = try spawn(["/bin/true"], in: group)
+        try #require(process.exit.ended.wait(until: .after(20)))
+        return process.exit.status.withLock { $0 }
     }
 
     @Test func anEmptyCgroup_isKeptAndTakenByTheNextJob_whoseProcessesRunThere() throws {
@@ -78,16 +83,11 @@ import Testing
             let groups = Self.pool(place)
             defer { groups.removeAll() }
             let first = try groups.take()
-            let ended = Latch()
-            let status = Mutex<RankStatus?>(nil)
-            let pid = try Self.spawn(["/bin/sleep", "1000"], in: first) { result in
-                status.withLock { $0 = result }
-                ended.open()
-            }
+            let sleeper = try Self.spawn(["/bin/sleep", "1000"], in: first)
             #expect(first.group.isEmpty == false)
             #expect(groups.release(first))
-            #expect(ended.wait(until: .after(20)), "the process \(pid) left in the cgroup was not ended")
-            #expect(status.withLock { $0 } == .signaled(SIGKILL))
+            #expect(sleeper.exit.ended.wait(until: .after(20)), "the process \(sleeper.pid) left in the cgroup was not ended")
+            #expect(sleeper.exit.status.withLock { $0 } == .signaled(SIGKILL))
             #expect(groups.kept.isEmpty)
             #expect(!FileIO.exists(first.path))
             let next = try groups.take()
@@ -133,12 +133,11 @@ import Testing
             let inUse = try exited.take()
             defer { inUse.closeDescriptors() }
             let holding = try exited.take()
-            let ended = Latch()
-            let escaped = try Self.spawn(["/bin/sleep", "1000"], in: holding) { _ in ended.open() }
+            let escaped = try Self.spawn(["/bin/sleep", "1000"], in: holding)
             defer {
                 holding.closeDescriptors()
                 holding.group.killAndRemove()
-                #expect(ended.wait(until: .after(20)), "the test's process \(escaped) was not ended")
+                #expect(escaped.exit.ended.wait(until: .after(20)), "the test's process \(escaped.pid) was not ended")
             }
             let liveGroup = try live.take()
             defer { liveGroup.closeDescriptors() }

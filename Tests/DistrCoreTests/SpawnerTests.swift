@@ -75,7 +75,7 @@ import Testing
         // nothing to check: the worker runs without cgroups there too.
         guard case .success(let place) = ControlGroup.placeForJobs() else { return }
         let name = "distr-spawner-test-\(getpid())-\(born)"
-        let group = try ControlGroup.create(under: place, name: name)
+        let group = try #require(try ControlGroup.create(under: place, name: name), "a cgroup of that name is there already")
         defer { group.killAndRemove() }
         let procs = try group.openProcs()
         let directory = try group.openDirectory()
@@ -97,7 +97,8 @@ import Testing
     /// error with the child's errno, on the clone3 path too (it reports through a pipe).
     @Test func childBornInItsControlGroup_reportsAFailureBeforeExec() throws {
         guard case .success(let place) = ControlGroup.placeForJobs() else { return }  // As above.
-        let group = try ControlGroup.create(under: place, name: "distr-spawner-fail-\(getpid())")
+        let group = try #require(
+            try ControlGroup.create(under: place, name: "distr-spawner-fail-\(getpid())"), "a cgroup of that name is there already")
         defer { group.killAndRemove() }
         let directory = try group.openDirectory()
         defer { FD.close(directory) }

@@ -38,16 +38,9 @@ package struct ControlGroup: Sendable, Equatable {
         }
     }
 
-    /// Makes the cgroup `name` under `parent`.
-    package static func create(under parent: String, name: String) throws(SystemError) -> ControlGroup {
-        let path = parent + "/" + name
-        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw .current("mkdir \(path)") }
-        return ControlGroup(path: path)
-    }
-
     /// Makes the cgroup `name` under `parent` unless something has that name already.
     /// - Returns: nil when the name is taken.
-    package static func createNew(under parent: String, name: String) throws(SystemError) -> ControlGroup? {
+    package static func create(under parent: String, name: String) throws(SystemError) -> ControlGroup? {
         let path = parent + "/" + name
         if mkdir(path, 0o755) == 0 { return ControlGroup(path: path) }
         if errno == EEXIST { return nil }

@@ -49,7 +49,7 @@ final class SpareControlGroups: Sendable {
                 defer { state.next += 1 }
                 return state.next
             }
-            guard let group = try ControlGroup.createNew(under: place, name: "\(Self.prefix)\(owner)-\(number)") else { continue }
+            guard let group = try ControlGroup.create(under: place, name: "\(Self.prefix)\(owner)-\(number)") else { continue }
             do { return try OpenControlGroup(group) } catch {
                 group.killAndRemove()
                 throw error

@@ -38,7 +38,12 @@ final class SpareInodes: Sendable {
 
     /// Moves a kept directory to `path`, which must not exist. False when none is kept (or the
     /// move failed; the spare is then removed): the caller makes the directory.
-    func takeDirectory(to path: String) -> Bool { take(directory: true, to: path) }
+    func takeDirectory(to path: String) -> Bool {
+        guard let spare = state.withLock({ $0.directories.popLast() }) else { return false }
+        if FileIO.moveUnlessTaken(spare, to: path) { return true }
+        FileIO.removeTree(spare)
+        return false
+    }
 
     /// Keeps the directory at `path` when it is empty and safe to hand to another job.
     /// - Returns: false when it was not kept (the caller removes it).
@@ -50,13 +55,6 @@ final class SpareInodes: Sendable {
 
     /// Keeps the file at `path` (a record this worker wrote). False when not kept.
     func keepFile(_ path: String) -> Bool { keep(path, directory: false) }
-
-    private func take(directory: Bool, to path: String) -> Bool {
-        guard let spare = state.withLock({ directory ? $0.directories.popLast() : $0.files.popLast() }) else { return false }
-        if FileIO.moveUnlessTaken(spare, to: path) { return true }
-        FileIO.removeTree(spare)  // A directory or a file.
-        return false
-    }
 
     private func keep(_ path: String, directory: Bool) -> Bool {
         let number = state.withLock { state -> Int? in
