@@ -38,7 +38,9 @@ extension Node {
     /// An empty message to `rank` on a collective's `tag`.
     func signal(to rank: Int, tag: Int) async throws {
         let frame = RankFrame(encoding: .bytes, tag: tag, length: 0)
-        if try await sendNow(frame, body: UnsafeRawBufferPointer(start: nil, count: 0), to: rank).completed() { return }
+        let now = try sendNow(frame, body: UnsafeRawBufferPointer(start: nil, count: 0), to: rank)
+        if now.wentWhole { return }
+        if try await now.completed() { return }
         try await post(frame: frame, body: .bytes([]), to: rank)
     }
 

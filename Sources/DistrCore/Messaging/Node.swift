@@ -229,7 +229,9 @@ public final class Node: Sendable {
         {
             return
         }
-        if try await sendNow(frame, body, to: rank).completed() { return }
+        let now = try sendNow(frame, body, to: rank)
+        if now.wentWhole { return }
+        if try await now.completed() { return }
         try await post(frame: frame, body: body, to: rank)
     }
 
@@ -238,13 +240,18 @@ public final class Node: Sendable {
     public func send<Element: RawNumeric>(_ array: [Element], to rank: Int, tag: Int = 0) async throws {
         try check(rank: rank)
         try check(tag: tag)
-        let byteCount = array.rawByteCount
+        // Counted from the element's size, not `rawByteCount`: that goes through the array's
+        // conformance, which this unspecialized code would look up at run time (with the
+        // array type's metadata) on every send.
+        let byteCount = array.count &* MemoryLayout<Element>.stride
         if byteCount >= Self.offeredSendThreshold, rank != id, !hasLeft.load(ordering: .acquiring), try await offerIfLarge(array, to: rank, tag: tag)
         {
             return
         }
         let frame = RankFrame(encoding: .numeric, element: Element.wireCode, tag: tag, length: byteCount)
-        if try await array.withUnsafeBytes({ try sendNow(frame, body: $0, to: rank) }).completed() { return }
+        let now = try array.withUnsafeBytes { try sendNow(frame, body: $0, to: rank) }
+        if now.wentWhole { return }
+        if try await now.completed() { return }
         try await post(frame: frame, body: .numeric(array), to: rank)
     }
 
@@ -253,13 +260,17 @@ public final class Node: Sendable {
         try check(rank: rank)
         try check(tag: tag)
         let frame = RankFrame(encoding: .bytes, tag: tag, length: bytes.count)
-        if try await bytes.withUnsafeBytes({ try sendNow(frame, body: $0, to: rank) }).completed() { return }
+        let now = try bytes.withUnsafeBytes { try sendNow(frame, body: $0, to: rank) }
+        if now.wentWhole { return }
+        if try await now.completed() { return }
         try await post(frame: frame, body: .bytes(bytes), to: rank)
     }
 
     func post<T: Encodable & Sendable>(_ value: T, to rank: Int, tag: Int) async throws {
         let (frame, body) = try Self.message(value, tag: tag)
-        if try await sendNow(frame, body, to: rank).completed() { return }
+        let now = try sendNow(frame, body, to: rank)
+        if now.wentWhole { return }
+        if try await now.completed() { return }
         try await post(frame: frame, body: body, to: rank)
     }
 
@@ -325,8 +336,10 @@ public final class Node: Sendable {
         } else {
             envelope = try await parkedEnvelope(source: source.rankFilter, tag: tag.tagFilter)
         }
-        // A large array from a rank of this worker may come as an offer to be taken.
-        return try Self.decode(type, envelope.frame.kind == RankFrame.offer ? try await takeOffered(envelope) : envelope)
+        // A large array from a rank of this worker may come as an offer to be taken. (Apart, not
+        // one call with a conditional argument: that copies the envelope, and destroys the copy.)
+        if envelope.frame.kind == RankFrame.offer { return try Self.decode(type, try await takeOffered(envelope)) }
+        return try Self.decode(type, envelope)
     }
 
     /// Like `recv`, and also says which rank and tag the message came with.
@@ -377,8 +390,10 @@ public final class Node: Sendable {
         // (Tested and cast apart: a `T?` made here, in code that is not specialized for `T`,
         // looks up `Optional<T>`'s metadata in the runtime on every receive, about 350
         // instructions.)
-        if envelope.frame.encoding == .numeric, let array = envelope.array, RawNumericTypes.isExactly(array, T.self) {
-            return RawNumericTypes.unsafeCast(array, to: T.self)
+        // (The array is read where its box holds it: `envelope.array` would copy it out, through
+        // the existential's value witnesses.)
+        if envelope.frame.encoding == .numeric, let held = envelope.held, RawNumericTypes.isExactly(held.value, T.self) {
+            return RawNumericTypes.unsafeCast(held.value, to: T.self)
         }
         return try decodeAnyWay(type, envelope)
     }

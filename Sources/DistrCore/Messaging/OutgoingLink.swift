@@ -171,6 +171,15 @@ final class OutgoingLink: Sendable {
         /// hands to the link's writer thread and waits for.
         case partly(OutgoingLink, Pending)
 
+        /// Whether the frame went whole, without waiting: callers test this before `completed`,
+        /// whose `async` call (a frame allocated on the task and freed, and the executor check on
+        /// return) is a tenth of a small message's turnaround when nothing is left to wait for.
+        @inline(__always)
+        var wentWhole: Bool {
+            if case .sent = self { return true }
+            return false
+        }
+
         /// Whether the frame went, finishing one the socket took part of.
         func completed() async throws -> Bool {
             switch self {
