@@ -172,8 +172,8 @@ final class OutgoingLink: Sendable {
         case partly(OutgoingLink, Pending)
 
         /// Whether the frame went whole, without waiting: callers test this before `completed`,
-        /// whose `async` call (a frame allocated on the task and freed, and the executor check on
-        /// return) is a tenth of a small message's turnaround when nothing is left to wait for.
+        /// whose `async` call allocates a frame on the task and frees it, for nothing when the
+        /// frame went whole (as almost every small frame does).
         @inline(__always)
         var wentWhole: Bool {
             if case .sent = self { return true }
