@@ -18,11 +18,11 @@ let selfContained: [LinkerSetting] = [
 /// lld: no dynamic loader, no libraries to map and relocate, no symbols looked up at start, and
 /// (as before, when it was linked `-no-pie`) no relative relocations: its start takes about 0.6 ms
 /// of CPU instead of 0.9-1.1, and an `exec true` on 4 workers 0.88-0.90x the time, alternating
-/// with the dynamic build (docs/performance.md, "Session 31"). Linked by gold it started a third
-/// slower (the same alternation: 0.93-0.99x), and gold prints glibc's notes on `getaddrinfo` and
-/// `dlopen` in static programs: host names are resolved by the files and dns services inside
-/// glibc (other NSS modules would be loaded from the glibc the master was built with). Its stack
-/// and heap are still placed at random. distr-worker, a network daemon, keeps PIE (a static PIE
+/// with the dynamic build (docs/performance.md, "Session 31"). Linked by gold, a static master
+/// took 0.69-0.95 ms and launches 0.98-0.99x the time, and gold prints glibc's notes on
+/// `getaddrinfo` and `dlopen` in static programs as warnings. Host names are resolved by the files
+/// and dns services inside glibc (other NSS modules would be loaded from the glibc the master was
+/// built with). Its stack and heap are still placed at random. distr-worker, a network daemon, keeps PIE (a static PIE
 /// of the Swift runtime does not start).
 let staticExecutable: [LinkerSetting] = [
     .unsafeFlags(["-static-executable", "-use-ld=lld"], .when(platforms: [.linux], configuration: .release))
